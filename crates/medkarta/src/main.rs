@@ -1,0 +1,2 @@
+//! medkarta
+fn main() {}
