@@ -1,0 +1,296 @@
+//! Tokenizer and precedence-climbing parser for FHIRPath expressions.
+
+use crate::Error;
+
+/// A parsed FHIRPath expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// The input collection (`$this`).
+    This,
+    /// A member name evaluated on the input (first step of a path).
+    Ident(String),
+    /// `expr.name`
+    Member(Box<Expr>, String),
+    /// `expr.func(args)`
+    Call(Box<Expr>, String, Vec<Expr>),
+    /// `expr[index]`
+    Index(Box<Expr>, Box<Expr>),
+    Str(String),
+    Num(String),
+    Bool(bool),
+    /// `a op b` for `|`, `=`, `!=`, `and`, `or`
+    Binary(String, Box<Expr>, Box<Expr>),
+    /// `expr is Type` / `expr as Type`
+    Type(String, Box<Expr>, String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    Num(String),
+    Sym(&'static str),
+}
+
+fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        if c.is_ascii_alphabetic() || c == b'_' || c == b'$' {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$') {
+                i += 1;
+            }
+            out.push((start, Tok::Ident(s[start..i].to_string())));
+        } else if c == b'`' {
+            i += 1;
+            while i < b.len() && b[i] != b'`' {
+                i += 1;
+            }
+            out.push((start, Tok::Ident(s[start + 1..i.min(b.len())].to_string())));
+            i += 1;
+        } else if c.is_ascii_digit() {
+            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+                i += 1;
+            }
+            out.push((start, Tok::Num(s[start..i].to_string())));
+        } else if c == b'\'' {
+            i += 1;
+            let mut v = String::new();
+            while i < b.len() && b[i] != b'\'' {
+                if b[i] == b'\\' && i + 1 < b.len() {
+                    i += 1;
+                }
+                let ch = s[i..].chars().next().unwrap_or('\0');
+                v.push(ch);
+                i += ch.len_utf8();
+            }
+            if i >= b.len() {
+                return Err(Error::Syntax { pos: start, msg: "unterminated string".into() });
+            }
+            i += 1;
+            out.push((start, Tok::Str(v)));
+        } else {
+            let two = s.get(i..i + 2).unwrap_or("");
+            let sym: &'static str = match (two, c) {
+                ("!=", _) => "!=",
+                ("<=", _) => "<=",
+                (">=", _) => ">=",
+                (_, b'.') => ".",
+                (_, b'(') => "(",
+                (_, b')') => ")",
+                (_, b'[') => "[",
+                (_, b']') => "]",
+                (_, b',') => ",",
+                (_, b'|') => "|",
+                (_, b'=') => "=",
+                (_, b'<') => "<",
+                (_, b'>') => ">",
+                _ => return Err(Error::Syntax { pos: i, msg: format!("unexpected character '{}'", c as char) }),
+            };
+            i += sym.len();
+            out.push((start, Tok::Sym(sym)));
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<(usize, Tok)>,
+    pos: usize,
+}
+
+/// Parse a FHIRPath expression.
+pub fn parse(s: &str) -> Result<Expr, Error> {
+    let mut p = Parser { toks: tokenize(s)?, pos: 0 };
+    let e = p.expr(0)?;
+    if let Some((at, t)) = p.toks.get(p.pos) {
+        return Err(Error::Syntax { pos: *at, msg: format!("unexpected {t:?}") });
+    }
+    Ok(e)
+}
+
+/// Binary operator precedence (higher binds tighter).
+fn binary_prec(t: &Tok) -> Option<(u8, String)> {
+    Some(match t {
+        Tok::Ident(w) if w == "is" || w == "as" => (6, w.clone()),
+        Tok::Sym("|") => (5, "|".into()),
+        Tok::Sym(s @ ("<" | ">" | "<=" | ">=")) => (4, (*s).into()),
+        Tok::Sym(s @ ("=" | "!=")) => (3, (*s).into()),
+        Tok::Ident(w) if w == "and" => (2, "and".into()),
+        Tok::Ident(w) if w == "or" || w == "xor" => (1, w.clone()),
+        _ => return None,
+    })
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|(_, t)| t)
+    }
+
+    fn at(&self) -> usize {
+        self.toks.get(self.pos).map(|(p, _)| *p).unwrap_or(usize::MAX)
+    }
+
+    fn expect(&mut self, sym: &str) -> Result<(), Error> {
+        match self.peek() {
+            Some(Tok::Sym(s)) if *s == sym => {
+                self.pos += 1;
+                Ok(())
+            }
+            other => Err(Error::Syntax { pos: self.at(), msg: format!("expected '{sym}', found {other:?}") }),
+        }
+    }
+
+    fn expr(&mut self, min_prec: u8) -> Result<Expr, Error> {
+        let mut lhs = self.postfix()?;
+        while let Some((prec, op)) = self.peek().and_then(binary_prec) {
+            if prec < min_prec {
+                break;
+            }
+            self.pos += 1;
+            if op == "is" || op == "as" {
+                let ty = self.type_name()?;
+                lhs = Expr::Type(op, Box::new(lhs), ty);
+                continue;
+            }
+            if matches!(op.as_str(), "<" | ">" | "<=" | ">=" | "xor") {
+                return Err(Error::Unsupported(op));
+            }
+            let rhs = self.expr(prec + 1)?;
+            lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
+        }
+        Ok(lhs)
+    }
+
+    fn type_name(&mut self) -> Result<String, Error> {
+        match self.toks.get(self.pos).map(|(_, t)| t.clone()) {
+            Some(Tok::Ident(mut n)) => {
+                self.pos += 1;
+                // qualified names: FHIR.Patient, System.String
+                while self.peek() == Some(&Tok::Sym(".")) {
+                    if let Some(Tok::Ident(next)) = self.toks.get(self.pos + 1).map(|(_, t)| t.clone()) {
+                        self.pos += 2;
+                        n = next;
+                    } else {
+                        break;
+                    }
+                }
+                Ok(n)
+            }
+            other => Err(Error::Syntax { pos: self.at(), msg: format!("expected a type name, found {other:?}") }),
+        }
+    }
+
+    fn postfix(&mut self) -> Result<Expr, Error> {
+        let mut e = self.term()?;
+        loop {
+            match self.peek() {
+                Some(Tok::Sym(".")) => {
+                    self.pos += 1;
+                    let name = match self.toks.get(self.pos).map(|(_, t)| t.clone()) {
+                        Some(Tok::Ident(n)) => n,
+                        other => {
+                            return Err(Error::Syntax { pos: self.at(), msg: format!("expected a name after '.', found {other:?}") });
+                        }
+                    };
+                    self.pos += 1;
+                    if self.peek() == Some(&Tok::Sym("(")) {
+                        let args = self.args(&name)?;
+                        e = Expr::Call(Box::new(e), name, args);
+                    } else {
+                        e = Expr::Member(Box::new(e), name);
+                    }
+                }
+                Some(Tok::Sym("[")) => {
+                    self.pos += 1;
+                    let idx = self.expr(0)?;
+                    self.expect("]")?;
+                    e = Expr::Index(Box::new(e), Box::new(idx));
+                }
+                _ => return Ok(e),
+            }
+        }
+    }
+
+    fn args(&mut self, func: &str) -> Result<Vec<Expr>, Error> {
+        self.expect("(")?;
+        let mut args = Vec::new();
+        if self.peek() == Some(&Tok::Sym(")")) {
+            self.pos += 1;
+            return Ok(args);
+        }
+        loop {
+            if matches!(func, "ofType" | "as" | "is") {
+                args.push(Expr::Ident(self.type_name()?));
+            } else {
+                args.push(self.expr(0)?);
+            }
+            match self.peek() {
+                Some(Tok::Sym(",")) => self.pos += 1,
+                _ => break,
+            }
+        }
+        self.expect(")")?;
+        Ok(args)
+    }
+
+    fn term(&mut self) -> Result<Expr, Error> {
+        let at = self.at();
+        let Some(t) = self.toks.get(self.pos).map(|(_, t)| t.clone()) else {
+            return Err(Error::Syntax { pos: at, msg: "unexpected end of expression".into() });
+        };
+        self.pos += 1;
+        match t {
+            Tok::Sym("(") => {
+                let e = self.expr(0)?;
+                self.expect(")")?;
+                Ok(e)
+            }
+            Tok::Str(s) => Ok(Expr::Str(s)),
+            Tok::Num(n) => Ok(Expr::Num(n)),
+            Tok::Ident(w) if w == "true" || w == "false" => Ok(Expr::Bool(w == "true")),
+            Tok::Ident(w) if w == "$this" => Ok(Expr::This),
+            Tok::Ident(w) if w.starts_with('$') => Err(Error::Unsupported(w)),
+            Tok::Ident(w) => {
+                if self.peek() == Some(&Tok::Sym("(")) {
+                    let args = self.args(&w)?;
+                    Ok(Expr::Call(Box::new(Expr::This), w, args))
+                } else {
+                    Ok(Expr::Ident(w))
+                }
+            }
+            other => Err(Error::Syntax { pos: at, msg: format!("unexpected {other:?}") }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_base_search_parameter_expression() {
+        let mut failed = Vec::new();
+        for p in fhir_spec::spec().search_params() {
+            if let Some(x) = &p.expression {
+                if let Err(e) = parse(x) {
+                    failed.push(format!("{}: {x}: {e}", p.id));
+                }
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+    }
+
+    #[test]
+    fn precedence() {
+        let e = parse("Observation.value as Quantity | Observation.value as SampledData").unwrap();
+        assert!(matches!(e, Expr::Binary(op, _, _) if op == "|"));
+    }
+}
