@@ -1,1 +1,13 @@
-//! search
+//! FHIR search, independent of any database: what to index for a resource
+//! ([`index::extract`]) and what a search request asks for ([`query::parse_query`]).
+//!
+//! Index values are computed by evaluating each base SearchParameter's FHIRPath
+//! expression and normalised per parameter type; the store writes them in the same
+//! transaction as the resource and translates a [`Query`] into SQL over them.
+
+pub mod index;
+pub mod normalize;
+pub mod query;
+
+pub use index::{IndexEntry, IndexValue, extract};
+pub use query::{Clause, DatePrefix, Predicate, Query, parse_query};

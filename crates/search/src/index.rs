@@ -1,0 +1,221 @@
+//! Extraction of index values from a resource: every base search parameter of the
+//! resource's type, evaluated with FHIRPath and normalised by parameter type.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use fhir_model::Reference;
+use fhir_spec::{SearchParamType, spec};
+use fhirpath::{Expr, Item};
+use serde_json::Value;
+
+use crate::normalize::{date_range, fold};
+
+/// One indexed value of one search parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexEntry {
+    /// The parameter code, e.g. `identifier`.
+    pub param: &'static str,
+    pub value: IndexValue,
+}
+
+/// A normalised value, by parameter type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexValue {
+    Token { system: Option<String>, code: String },
+    /// Folded (lower case, no accents) text.
+    String(String),
+    Reference { resource_type: Option<String>, id: Option<String>, url: Option<String> },
+    /// Milliseconds since the epoch, inclusive bounds.
+    Date { low: i64, high: i64 },
+    Number(f64),
+    Quantity { value: f64, system: Option<String>, code: Option<String> },
+    Uri(String),
+}
+
+/// A search parameter compiled for one resource type.
+pub struct CompiledParam {
+    pub code: &'static str,
+    pub kind: SearchParamType,
+    expr: Expr,
+}
+
+/// Parameters of each resource type whose expressions our FHIRPath engine handles.
+static COMPILED: LazyLock<HashMap<&'static str, Vec<CompiledParam>>> = LazyLock::new(|| {
+    let mut out: HashMap<&'static str, Vec<CompiledParam>> = HashMap::new();
+    for rt in spec().resource_types() {
+        let list = out.entry(rt).or_default();
+        for p in spec().search_params() {
+            let applies = p.base.iter().any(|b| b == rt || b == "Resource" || (b == "DomainResource" && !matches!(*rt, "Bundle" | "Binary" | "Parameters")));
+            if !applies || matches!(p.kind, SearchParamType::Composite | SearchParamType::Special) {
+                continue;
+            }
+            let Some(expr) = p.expression.as_deref().and_then(|x| fhirpath::parse(x).ok()) else { continue };
+            let code: &'static str = Box::leak(p.code.clone().into_boxed_str());
+            list.push(CompiledParam { code, kind: p.kind, expr });
+        }
+    }
+    out
+});
+
+/// The indexable parameters of a resource type.
+pub fn params_of(resource_type: &str) -> &'static [CompiledParam] {
+    COMPILED.get(resource_type).map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Is `code` a parameter of `resource_type` that the index holds?
+pub fn indexed_param(resource_type: &str, code: &str) -> Option<&'static CompiledParam> {
+    params_of(resource_type).iter().find(|p| p.code == code)
+}
+
+/// Every index value of a resource (which must carry `resourceType`).
+pub fn extract(resource: &Value) -> Vec<IndexEntry> {
+    let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else { return vec![] };
+    let mut out = Vec::new();
+    for p in params_of(rt) {
+        let Ok(items) = fhirpath::evaluate(&p.expr, resource) else { continue };
+        for item in &items {
+            values(p.kind, item, &mut |value| {
+                let e = IndexEntry { param: p.code, value };
+                if !out.contains(&e) {
+                    out.push(e);
+                }
+            });
+        }
+    }
+    out
+}
+
+fn str_of<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValue)) {
+    let Some(node) = item.node() else { return };
+    let ty = item.type_name().unwrap_or("");
+    match kind {
+        SearchParamType::Token => match (ty, node) {
+            ("Coding", _) => token(str_of(node, "system"), str_of(node, "code"), emit),
+            ("CodeableConcept", _) => {
+                for c in node.get("coding").and_then(Value::as_array).into_iter().flatten() {
+                    token(str_of(c, "system"), str_of(c, "code"), emit);
+                }
+            }
+            ("Identifier", _) => token(str_of(node, "system"), str_of(node, "value"), emit),
+            ("ContactPoint", _) => token(None, str_of(node, "value"), emit),
+            (_, Value::String(s)) => token(None, Some(s), emit),
+            (_, Value::Bool(b)) => token(None, Some(if *b { "true" } else { "false" }), emit),
+            _ => {}
+        },
+        SearchParamType::String => match (ty, node) {
+            (_, Value::String(s)) => emit(IndexValue::String(fold(s))),
+            ("HumanName" | "Address", Value::Object(o)) => {
+                for (k, v) in o {
+                    if matches!(k.as_str(), "family" | "given" | "prefix" | "suffix" | "text" | "line" | "city" | "district" | "state" | "postalCode" | "country") {
+                        for s in v.as_array().map(|a| a.iter().collect()).unwrap_or_else(|| vec![v]) {
+                            if let Some(s) = s.as_str() {
+                                emit(IndexValue::String(fold(s)));
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        },
+        SearchParamType::Reference => {
+            let r = match node {
+                Value::String(s) => Some(s.as_str()),
+                _ => str_of(node, "reference"),
+            };
+            match r.and_then(Reference::parse) {
+                Some(Reference::Literal { base: None, resource_type, id, .. }) => emit(IndexValue::Reference {
+                    resource_type: Some(resource_type.as_str().to_string()),
+                    id: Some(id.as_str().to_string()),
+                    url: None,
+                }),
+                Some(Reference::Literal { .. } | Reference::External(_) | Reference::Urn(_)) => {
+                    emit(IndexValue::Reference { resource_type: None, id: None, url: r.map(str::to_string) })
+                }
+                _ => {}
+            }
+        }
+        SearchParamType::Date => match node {
+            Value::String(s) => {
+                if let Some((low, high)) = date_range(s) {
+                    emit(IndexValue::Date { low, high });
+                }
+            }
+            Value::Object(_) if ty == "Period" => {
+                let low = str_of(node, "start").and_then(date_range).map_or(i64::MIN, |r| r.0);
+                let high = str_of(node, "end").and_then(date_range).map_or(i64::MAX, |r| r.1);
+                emit(IndexValue::Date { low, high });
+            }
+            Value::Object(_) if ty == "Timing" => {
+                for e in node.get("event").and_then(Value::as_array).into_iter().flatten() {
+                    if let Some((low, high)) = e.as_str().and_then(date_range) {
+                        emit(IndexValue::Date { low, high });
+                    }
+                }
+            }
+            _ => {}
+        },
+        SearchParamType::Number => {
+            if let Some(n) = node.as_number().and_then(|n| n.to_string().parse().ok()) {
+                emit(IndexValue::Number(n));
+            }
+        }
+        SearchParamType::Quantity => {
+            let value = node.get("value").and_then(Value::as_number).and_then(|n| n.to_string().parse().ok());
+            if let Some(value) = value {
+                emit(IndexValue::Quantity {
+                    value,
+                    system: str_of(node, "system").map(str::to_string),
+                    code: str_of(node, "code").or_else(|| str_of(node, "unit")).map(str::to_string),
+                });
+            }
+        }
+        SearchParamType::Uri => {
+            if let Value::String(s) = node {
+                emit(IndexValue::Uri(s.clone()));
+            }
+        }
+        SearchParamType::Composite | SearchParamType::Special => {}
+    }
+}
+
+fn token(system: Option<&str>, code: Option<&str>, emit: &mut dyn FnMut(IndexValue)) {
+    if let Some(code) = code {
+        emit(IndexValue::Token { system: system.map(str::to_string), code: code.to_string() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn extracts_values_by_type() {
+        let p = json!({"resourceType": "Patient", "id": "p1",
+            "identifier": [{"system": "urn:snils", "value": "112-233-445 95"}],
+            "name": [{"family": "Ёлкина", "given": ["Анна"]}],
+            "birthDate": "1980-04-12", "gender": "female", "active": true,
+            "generalPractitioner": [{"reference": "Practitioner/d1"}]});
+        let e = extract(&p);
+        let has = |param: &str, v: IndexValue| e.contains(&IndexEntry { param: indexed_param("Patient", param).unwrap().code, value: v });
+        assert!(has("identifier", IndexValue::Token { system: Some("urn:snils".into()), code: "112-233-445 95".into() }));
+        assert!(has("_id", IndexValue::Token { system: None, code: "p1".into() }));
+        assert!(has("family", IndexValue::String("елкина".into())));
+        assert!(has("name", IndexValue::String("анна".into())));
+        assert!(has("gender", IndexValue::Token { system: None, code: "female".into() }));
+        assert!(has("active", IndexValue::Token { system: None, code: "true".into() }));
+        assert!(has("general-practitioner", IndexValue::Reference { resource_type: Some("Practitioner".into()), id: Some("d1".into()), url: None }));
+        assert!(e.iter().any(|x| x.param == "birthdate" && matches!(x.value, IndexValue::Date { .. })));
+    }
+
+    #[test]
+    fn most_base_parameters_compile() {
+        let total: usize = spec().resource_types().iter().map(|rt| params_of(rt).len()).sum();
+        assert!(total > 2500, "{total}");
+    }
+}
