@@ -23,8 +23,8 @@ pub struct IndexEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndexValue {
     Token { system: Option<String>, code: String },
-    /// Folded (lower case, no accents) text.
-    String(String),
+    /// Text folded for matching (lower case, no accents) and as written, for `:exact`.
+    String { value: String, exact: String },
     Reference { resource_type: Option<String>, id: Option<String>, url: Option<String> },
     /// Milliseconds since the epoch, inclusive bounds.
     Date { low: i64, high: i64 },
@@ -108,13 +108,13 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
             _ => {}
         },
         SearchParamType::String => match (ty, node) {
-            (_, Value::String(s)) => emit(IndexValue::String(fold(s))),
+            (_, Value::String(s)) => emit(string(s)),
             ("HumanName" | "Address", Value::Object(o)) => {
                 for (k, v) in o {
                     if matches!(k.as_str(), "family" | "given" | "prefix" | "suffix" | "text" | "line" | "city" | "district" | "state" | "postalCode" | "country") {
                         for s in v.as_array().map(|a| a.iter().collect()).unwrap_or_else(|| vec![v]) {
                             if let Some(s) = s.as_str() {
-                                emit(IndexValue::String(fold(s)));
+                                emit(string(s));
                             }
                         }
                     }
@@ -183,6 +183,10 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
     }
 }
 
+fn string(s: &str) -> IndexValue {
+    IndexValue::String { value: fold(s), exact: s.to_string() }
+}
+
 fn token(system: Option<&str>, code: Option<&str>, emit: &mut dyn FnMut(IndexValue)) {
     if let Some(code) = code {
         emit(IndexValue::Token { system: system.map(str::to_string), code: code.to_string() });
@@ -205,8 +209,8 @@ mod tests {
         let has = |param: &str, v: IndexValue| e.contains(&IndexEntry { param: indexed_param("Patient", param).unwrap().code, value: v });
         assert!(has("identifier", IndexValue::Token { system: Some("urn:snils".into()), code: "112-233-445 95".into() }));
         assert!(has("_id", IndexValue::Token { system: None, code: "p1".into() }));
-        assert!(has("family", IndexValue::String("елкина".into())));
-        assert!(has("name", IndexValue::String("анна".into())));
+        assert!(has("family", IndexValue::String { value: "елкина".into(), exact: "Ёлкина".into() }));
+        assert!(has("name", IndexValue::String { value: "анна".into(), exact: "Анна".into() }));
         assert!(has("gender", IndexValue::Token { system: None, code: "female".into() }));
         assert!(has("active", IndexValue::Token { system: None, code: "true".into() }));
         assert!(has("general-practitioner", IndexValue::Reference { resource_type: Some("Practitioner".into()), id: Some("d1".into()), url: None }));

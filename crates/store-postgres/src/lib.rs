@@ -1,1 +1,289 @@
-//! store-postgres
+//! The production backend: PostgreSQL through the synchronous `postgres` client (calls
+//! run on blocking threads), a small connection pool, the schema created and migrated
+//! on first connection, and the target database created if it does not exist.
+//!
+//! Concurrency: writers lock the resource row (`SELECT ... FOR UPDATE`) before writing a
+//! new version; unique keys catch two creations of the same id; conditional creates take
+//! a transaction-scoped advisory lock on their criteria. Unrelated writes never wait on
+//! each other.
+
+use std::error::Error as _;
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, Config, NoTls};
+use search::Query;
+use store::ops::{self, SqlConn};
+use store::sql::{Arg, Dialect, Sql};
+use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
+
+const SCHEMA_VERSION: i64 = 1;
+const MAX_IDLE: usize = 16;
+
+/// A PostgreSQL database with a pool of connections.
+pub struct PostgresStore {
+    config: Config,
+    pool: Mutex<Vec<Client>>,
+}
+
+fn err(e: postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+            StoreError::Conflict(e.to_string())
+        }
+        Some(_) => StoreError::Backend(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())),
+        None if e.is_closed() || e.source().is_some() => StoreError::Unavailable(e.to_string()),
+        None => StoreError::Backend(e.to_string()),
+    }
+}
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://user@host:port/db`), creating the database if it is
+    /// missing, and create or migrate the schema.
+    pub fn open(url: &str) -> Result<Self> {
+        let config: Config = url.parse().map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+        let mut client = match config.connect(NoTls) {
+            Ok(c) => c,
+            Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
+                create_database(&config)?;
+                config.connect(NoTls).map_err(err)?
+            }
+            Err(e) => return Err(StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))),
+        };
+        migrate(&mut client)?;
+        Ok(PostgresStore { config, pool: Mutex::new(vec![client]) })
+    }
+
+    fn get(&self) -> Result<Client> {
+        let pooled = self.pool.lock().map_err(|_| poisoned())?.pop();
+        match pooled {
+            Some(c) if !c.is_closed() => Ok(c),
+            _ => self.config.connect(NoTls).map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))),
+        }
+    }
+
+    fn put(&self, client: Client) {
+        if client.is_closed() {
+            return;
+        }
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < MAX_IDLE {
+                pool.push(client);
+            }
+        }
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
+        let mut client = self.get()?;
+        let out = f(&mut Conn(&mut client));
+        self.put(client);
+        out
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("a database thread panicked".into())
+}
+
+fn create_database(config: &Config) -> Result<()> {
+    let name = config.get_dbname().unwrap_or("postgres").to_string();
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(StoreError::Unavailable(format!("database '{name}' does not exist and its name is not safe to create")));
+    }
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let mut c = admin.connect(NoTls).map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+    match c.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<()> {
+    let mut tx = client.transaction().map_err(err)?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(4242424242); \
+         CREATE TABLE IF NOT EXISTS medkarta_schema (version BIGINT NOT NULL)",
+    )
+    .map_err(err)?;
+    let version: i64 = tx
+        .query_opt("SELECT version FROM medkarta_schema", &[])
+        .map_err(err)?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    if version == 0 {
+        tx.batch_execute(include_str!("schema.sql")).map_err(err)?;
+        tx.execute("INSERT INTO medkarta_schema (version) VALUES ($1)", &[&SCHEMA_VERSION]).map_err(err)?;
+    } else if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this build understands ({SCHEMA_VERSION})"
+        )));
+    }
+    tx.commit().map_err(err)
+}
+
+/// A NULL that binds to a parameter of any type.
+#[derive(Debug)]
+struct AnyNull;
+
+impl ToSql for AnyNull {
+    fn to_sql(&self, _: &Type, _: &mut BytesMut) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(IsNull::Yes)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn args(sql: &Sql) -> Vec<Box<dyn ToSql + Sync>> {
+    sql.args
+        .iter()
+        .map(|a| -> Box<dyn ToSql + Sync> {
+            match a {
+                Arg::Text(s) => Box::new(s.clone()),
+                Arg::Int(i) => Box::new(*i),
+                Arg::Real(f) => Box::new(*f),
+                Arg::Blob(b) => Box::new(b.clone()),
+                Arg::Null => Box::new(AnyNull),
+            }
+        })
+        .collect()
+}
+
+/// A borrowed client implementing the shared SQL operations.
+struct Conn<'a>(&'a mut Client);
+
+impl Conn<'_> {
+    fn rows(&mut self, sql: &Sql) -> Result<Vec<postgres::Row>> {
+        let boxed = args(sql);
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
+        self.0.query(sql.text.as_str(), &refs).map_err(err)
+    }
+}
+
+impl SqlConn for Conn<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &Sql) -> Result<u64> {
+        let boxed = args(sql);
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
+        self.0.execute(sql.text.as_str(), &refs).map_err(err)
+    }
+
+    fn query_ints(&mut self, sql: &Sql) -> Result<Vec<Vec<i64>>> {
+        let rows = self.rows(sql)?;
+        rows.iter()
+            .map(|r| (0..r.len()).map(|i| r.try_get::<_, i64>(i).map_err(err)).collect())
+            .collect()
+    }
+
+    fn query_texts(&mut self, sql: &Sql) -> Result<Vec<String>> {
+        self.rows(sql)?.iter().map(|r| r.try_get(0).map_err(err)).collect()
+    }
+
+    fn query_resources(&mut self, sql: &Sql) -> Result<Vec<StoredResource>> {
+        let mut out = Vec::new();
+        for r in self.rows(sql)? {
+            let method: String = r.try_get(4).map_err(err)?;
+            out.push(ops::stored(
+                r.try_get(0).map_err(err)?,
+                r.try_get(1).map_err(err)?,
+                r.try_get(2).map_err(err)?,
+                r.try_get(3).map_err(err)?,
+                &method,
+                r.try_get(5).map_err(err)?,
+            )?);
+        }
+        Ok(out)
+    }
+}
+
+/// A write transaction on a pooled client.
+struct PgTx<'a> {
+    store: &'a PostgresStore,
+    client: Option<Client>,
+}
+
+impl PgTx<'_> {
+    fn conn(&mut self) -> Result<Conn<'_>> {
+        self.client.as_mut().map(Conn).ok_or_else(|| StoreError::Backend("transaction already finished".into()))
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            match c.batch_execute("ROLLBACK") {
+                Ok(()) => self.store.put(c),
+                Err(e) => tracing::warn!("rollback failed, dropping the connection: {e}"),
+            }
+        }
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentVersion>> {
+        ops::current(&mut self.conn()?, resource_type, id)
+    }
+
+    fn search_ids(&mut self, query: &Query, limit: usize) -> Result<Vec<String>> {
+        ops::search_ids(&mut self.conn()?, query, limit)
+    }
+
+    fn lock_key(&mut self, key: &str) -> Result<()> {
+        let mut sql = Sql::new(Dialect::Postgres);
+        sql.push("SELECT pg_advisory_xact_lock(hashtext(").text_arg(key).push(")::bigint)::text");
+        self.conn()?.query_texts(&sql).map(|_| ())
+    }
+
+    fn write(&mut self, version: &NewVersion<'_>) -> Result<()> {
+        ops::write(&mut self.conn()?, version)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let mut c = self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
+        c.batch_execute("COMMIT").map_err(err)?;
+        self.store.put(c);
+        Ok(())
+    }
+}
+
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn begin(&self) -> Result<Box<dyn Tx + '_>> {
+        let mut client = self.get()?;
+        client.batch_execute("BEGIN").map_err(err)?;
+        Ok(Box::new(PgTx { store: self, client: Some(client) }))
+    }
+
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
+        self.with_conn(|c| ops::read(c, resource_type, id))
+    }
+
+    fn read_version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<StoredResource>> {
+        self.with_conn(|c| ops::read_version(c, resource_type, id, version))
+    }
+
+    fn history(&self, query: &HistoryQuery) -> Result<(Vec<StoredResource>, u64)> {
+        self.with_conn(|c| ops::history(c, query))
+    }
+
+    fn search(&self, query: &Query, count: usize) -> Result<SearchPage> {
+        self.with_conn(|c| ops::search(c, query, count))
+    }
+
+    fn check(&self) -> Result<()> {
+        self.with_conn(|c| c.0.batch_execute("SELECT 1").map_err(err))
+    }
+}

@@ -1,1 +1,215 @@
-//! store-sqlite
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`, so that a
+//! committed (acknowledged) write survives a crash of the process or the machine.
+//!
+//! One writer connection (SQLite allows one writer at a time; `BEGIN IMMEDIATE` takes the
+//! write lock up front so a transaction never fails half-way on a lock upgrade) and a
+//! pool of reader connections that proceed concurrently with it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
+use search::Query;
+use store::ops::{self, SqlConn};
+use store::sql::{Arg, Dialect, Sql};
+use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
+
+const SCHEMA_VERSION: i64 = 1;
+const MAX_IDLE_READERS: usize = 16;
+
+/// A SQLite database file with its connections.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let c = Connection::open_with_flags(path, flags).map_err(err)?;
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536;",
+    )
+    .map_err(err)?;
+    Ok(c)
+}
+
+impl SqliteStore {
+    /// Open (creating and migrating if needed) the database in directory `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("medkarta.sqlite");
+        let writer = open_conn(&path)?;
+        let version: i64 = writer.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+        if version == 0 {
+            writer
+                .execute_batch(&format!("BEGIN; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;", include_str!("schema.sql")))
+                .map_err(err)?;
+        } else if version > SCHEMA_VERSION {
+            return Err(StoreError::Backend(format!(
+                "{} has schema version {version}, newer than this build understands ({SCHEMA_VERSION})",
+                path.display()
+            )));
+        }
+        Ok(SqliteStore { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_conn(&self.path)?,
+        };
+        let out = f(&mut Conn(&mut conn));
+        let mut readers = self.readers.lock().map_err(|_| poisoned())?;
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        out
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("a database thread panicked".into())
+}
+
+/// A borrowed connection implementing the shared SQL operations.
+struct Conn<'a>(&'a mut Connection);
+
+fn to_sql(a: &Arg) -> SqlValue {
+    match a {
+        Arg::Text(s) => SqlValue::Text(s.clone()),
+        Arg::Int(i) => SqlValue::Integer(*i),
+        Arg::Real(f) => SqlValue::Real(*f),
+        Arg::Blob(b) => SqlValue::Blob(b.clone()),
+        Arg::Null => SqlValue::Null,
+    }
+}
+
+impl SqlConn for Conn<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &Sql) -> Result<u64> {
+        let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
+        Ok(stmt.execute(params_from_iter(sql.args.iter().map(to_sql))).map_err(err)? as u64)
+    }
+
+    fn query_ints(&mut self, sql: &Sql) -> Result<Vec<Vec<i64>>> {
+        let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| (0..n).map(|i| r.get::<_, i64>(i)).collect())
+            .map_err(err)?;
+        rows.collect::<rusqlite::Result<Vec<Vec<i64>>>>().map_err(err)
+    }
+
+    fn query_texts(&mut self, sql: &Sql) -> Result<Vec<String>> {
+        let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
+        let rows = stmt.query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| r.get(0)).map_err(err)?;
+        rows.collect::<rusqlite::Result<Vec<String>>>().map_err(err)
+    }
+
+    fn query_resources(&mut self, sql: &Sql) -> Result<Vec<StoredResource>> {
+        let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
+        let rows = stmt
+            .query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?, r.get(5)?))
+            })
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (t, id, v, lu, m, body) = row.map_err(err)?;
+            out.push(ops::stored(t, id, v, lu, &m, body)?);
+        }
+        Ok(out)
+    }
+}
+
+/// A write transaction holding the writer connection.
+struct SqliteTx<'a> {
+    conn: MutexGuard<'a, Connection>,
+    open: bool,
+}
+
+impl Drop for SqliteTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!("rollback failed: {e}");
+            }
+        }
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentVersion>> {
+        ops::current(&mut Conn(&mut self.conn), resource_type, id)
+    }
+
+    fn search_ids(&mut self, query: &Query, limit: usize) -> Result<Vec<String>> {
+        ops::search_ids(&mut Conn(&mut self.conn), query, limit)
+    }
+
+    fn lock_key(&mut self, _key: &str) -> Result<()> {
+        Ok(()) // the single writer already serialises every write transaction
+    }
+
+    fn write(&mut self, version: &NewVersion<'_>) -> Result<()> {
+        ops::write(&mut Conn(&mut self.conn), version)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.conn.execute_batch("COMMIT").map_err(err)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn begin(&self) -> Result<Box<dyn Tx + '_>> {
+        let conn = self.writer.lock().map_err(|_| poisoned())?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        Ok(Box::new(SqliteTx { conn, open: true }))
+    }
+
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
+        self.with_reader(|c| ops::read(c, resource_type, id))
+    }
+
+    fn read_version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<StoredResource>> {
+        self.with_reader(|c| ops::read_version(c, resource_type, id, version))
+    }
+
+    fn history(&self, query: &HistoryQuery) -> Result<(Vec<StoredResource>, u64)> {
+        self.with_reader(|c| ops::history(c, query))
+    }
+
+    fn search(&self, query: &Query, count: usize) -> Result<SearchPage> {
+        self.with_reader(|c| ops::search(c, query, count))
+    }
+
+    fn check(&self) -> Result<()> {
+        self.with_reader(|c| c.query_ints(&{
+            let mut s = Sql::new(Dialect::Sqlite);
+            s.push("SELECT count(*) FROM resources WHERE rkey = 0");
+            s
+        }))
+        .map(|_| ())
+    }
+}

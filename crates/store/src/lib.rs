@@ -1,1 +1,167 @@
-//! store
+//! The storage contract: versioned FHIR resources with their search index, behind a
+//! trait that the SQLite and PostgreSQL backends implement. No database driver here.
+//!
+//! Shape of the data (both backends, see their `schema.sql`):
+//! - `resources`: one row per logical resource (surrogate `rkey`, type, id, current
+//!   version, deleted flag, pointer to the current body) — a read is one index lookup;
+//! - `history`: every version's body, once (the current one included), with a global
+//!   sequence number for system and type history;
+//! - `idx_*`: search index rows of the current version, typed by parameter type,
+//!   rewritten in the same transaction as the resource.
+//!
+//! The store does not interpret resources: the engine sets `meta`, validates and extracts
+//! index entries; the store persists exactly what it is given, atomically.
+
+pub mod ops;
+pub mod sql;
+
+use search::{IndexEntry, Query};
+
+/// What a stored version records about how it came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Create => "create",
+            Method::Update => "update",
+            Method::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "create" => Method::Create,
+            "update" => Method::Update,
+            "delete" => Method::Delete,
+            _ => return None,
+        })
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResource {
+    pub resource_type: String,
+    pub id: String,
+    pub version: u64,
+    /// Microseconds since the Unix epoch.
+    pub last_updated: i64,
+    pub method: Method,
+    /// The resource JSON (with `meta`) exactly as written; `None` for a deletion.
+    pub body: Option<Vec<u8>>,
+}
+
+impl StoredResource {
+    pub fn deleted(&self) -> bool {
+        self.body.is_none()
+    }
+}
+
+/// The state of a resource as seen inside a write transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentVersion {
+    pub version: u64,
+    pub deleted: bool,
+}
+
+/// A new version to write.
+#[derive(Debug)]
+pub struct NewVersion<'a> {
+    pub resource_type: &'a str,
+    pub id: &'a str,
+    pub version: u64,
+    pub last_updated: i64,
+    pub method: Method,
+    pub body: Option<&'a [u8]>,
+    pub index: &'a [IndexEntry],
+}
+
+/// Which history to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryScope {
+    System,
+    Type(String),
+    Instance(String, String),
+}
+
+/// A history request: newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub scope: HistoryScope,
+    /// Only versions written after this instant (microseconds).
+    pub since: Option<i64>,
+    pub count: usize,
+    pub offset: usize,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub resources: Vec<StoredResource>,
+    pub total: u64,
+}
+
+/// Storage failures, independent of the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A concurrent writer got there first (unique key or serialization failure).
+    #[error("conflicting concurrent write: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or is shutting down.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the backend reported.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A storage backend. Calls block; async callers run them on a blocking thread.
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgresql`, for the CapabilityStatement and logs.
+    fn backend(&self) -> &'static str;
+
+    /// Start a write transaction. Dropping it without [`Tx::commit`] rolls back.
+    fn begin(&self) -> Result<Box<dyn Tx + '_>>;
+
+    /// The current version (possibly a deletion marker).
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>>;
+
+    /// A specific version.
+    fn read_version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<StoredResource>>;
+
+    /// History, newest first, plus the total number of matching versions.
+    fn history(&self, query: &HistoryQuery) -> Result<(Vec<StoredResource>, u64)>;
+
+    /// Current, non-deleted resources matching a query, ordered by creation.
+    fn search(&self, query: &Query, count: usize) -> Result<SearchPage>;
+
+    /// Is the database reachable and writable?
+    fn check(&self) -> Result<()>;
+}
+
+/// A write transaction. All reads see the transaction's own writes.
+pub trait Tx {
+    /// The current version of a resource, locking it against concurrent writers.
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentVersion>>;
+
+    /// Ids of up to `limit` current resources matching `query` (conditional operations).
+    fn search_ids(&mut self, query: &Query, limit: usize) -> Result<Vec<String>>;
+
+    /// Serialise transactions that use the same key (e.g. conditional-create criteria),
+    /// so that two concurrent conditional creates cannot both create.
+    fn lock_key(&mut self, key: &str) -> Result<()>;
+
+    /// Write a new version and replace the resource's index rows.
+    fn write(&mut self, version: &NewVersion<'_>) -> Result<()>;
+
+    /// Make every write of the transaction durable, or none.
+    fn commit(self: Box<Self>) -> Result<()>;
+}

@@ -1,0 +1,42 @@
+-- Medkarta schema for SQLite (schema version 1). See crates/store/src/lib.rs for the shape.
+CREATE TABLE resources (
+    rkey         INTEGER PRIMARY KEY,
+    rtype        TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    version      INTEGER NOT NULL,
+    deleted      INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL,
+    cur_seq      INTEGER NOT NULL,
+    UNIQUE (rtype, id)
+);
+CREATE TABLE history (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    rkey         INTEGER NOT NULL REFERENCES resources (rkey),
+    version      INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL,
+    method       TEXT    NOT NULL,
+    body         BLOB,
+    UNIQUE (rkey, version)
+);
+CREATE INDEX history_time ON history (last_updated);
+CREATE TABLE idx_token (rkey INTEGER NOT NULL, param TEXT NOT NULL, system TEXT, code TEXT NOT NULL);
+CREATE INDEX idx_token_value ON idx_token (param, code, system, rkey);
+CREATE INDEX idx_token_rkey ON idx_token (rkey);
+CREATE TABLE idx_string (rkey INTEGER NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL, exact TEXT NOT NULL);
+CREATE INDEX idx_string_value ON idx_string (param, value, rkey);
+CREATE INDEX idx_string_rkey ON idx_string (rkey);
+CREATE TABLE idx_reference (rkey INTEGER NOT NULL, param TEXT NOT NULL, target_type TEXT, target_id TEXT, url TEXT);
+CREATE INDEX idx_reference_value ON idx_reference (param, target_id, target_type, rkey);
+CREATE INDEX idx_reference_rkey ON idx_reference (rkey);
+CREATE TABLE idx_date (rkey INTEGER NOT NULL, param TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL);
+CREATE INDEX idx_date_value ON idx_date (param, low, high, rkey);
+CREATE INDEX idx_date_rkey ON idx_date (rkey);
+CREATE TABLE idx_number (rkey INTEGER NOT NULL, param TEXT NOT NULL, value REAL NOT NULL);
+CREATE INDEX idx_number_value ON idx_number (param, value, rkey);
+CREATE INDEX idx_number_rkey ON idx_number (rkey);
+CREATE TABLE idx_quantity (rkey INTEGER NOT NULL, param TEXT NOT NULL, value REAL NOT NULL, system TEXT, code TEXT);
+CREATE INDEX idx_quantity_value ON idx_quantity (param, code, value, rkey);
+CREATE INDEX idx_quantity_rkey ON idx_quantity (rkey);
+CREATE TABLE idx_uri (rkey INTEGER NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL);
+CREATE INDEX idx_uri_value ON idx_uri (param, value, rkey);
+CREATE INDEX idx_uri_rkey ON idx_uri (rkey);

@@ -1,0 +1,163 @@
+//! The storage logic both backends share, written once against a minimal connection
+//! interface ([`SqlConn`]): reads, history, search and the versioned write with its index
+//! rows. A backend supplies only the connection glue and its schema.
+
+use search::Query;
+
+use crate::sql::{Arg, Dialect, INDEX_TABLES, Sql, index_insert, search_where};
+use crate::{CurrentVersion, HistoryQuery, HistoryScope, Method, NewVersion, Result, SearchPage, StoreError, StoredResource};
+
+/// What a backend connection must do.
+pub trait SqlConn {
+    fn dialect(&self) -> Dialect;
+    /// Run a statement; number of rows affected.
+    fn execute(&mut self, sql: &Sql) -> Result<u64>;
+    /// Rows of integer columns.
+    fn query_ints(&mut self, sql: &Sql) -> Result<Vec<Vec<i64>>>;
+    /// Rows of one text column.
+    fn query_texts(&mut self, sql: &Sql) -> Result<Vec<String>>;
+    /// Rows of `rtype, id, version, last_updated, method, body`.
+    fn query_resources(&mut self, sql: &Sql) -> Result<Vec<StoredResource>>;
+}
+
+const COLUMNS: &str = "SELECT r.rtype, r.id, h.version, h.last_updated, h.method, h.body";
+
+/// Build a [`StoredResource`] from its columns (shared row decoding).
+pub fn stored(rtype: String, id: String, version: i64, last_updated: i64, method: &str, body: Option<Vec<u8>>) -> Result<StoredResource> {
+    let method = Method::parse(method).ok_or_else(|| StoreError::Backend(format!("unknown method '{method}' in history")))?;
+    Ok(StoredResource { resource_type: rtype, id, version: version as u64, last_updated, method, body })
+}
+
+pub fn read(c: &mut dyn SqlConn, rtype: &str, id: &str) -> Result<Option<StoredResource>> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push(COLUMNS).push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE r.rtype = ").text_arg(rtype);
+    sql.push(" AND r.id = ").text_arg(id);
+    Ok(c.query_resources(&sql)?.into_iter().next())
+}
+
+pub fn read_version(c: &mut dyn SqlConn, rtype: &str, id: &str, version: u64) -> Result<Option<StoredResource>> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push(COLUMNS).push(" FROM resources r JOIN history h ON h.rkey = r.rkey WHERE r.rtype = ").text_arg(rtype);
+    sql.push(" AND r.id = ").text_arg(id).push(" AND h.version = ").bind(Arg::Int(version as i64));
+    Ok(c.query_resources(&sql)?.into_iter().next())
+}
+
+pub fn history(c: &mut dyn SqlConn, q: &HistoryQuery) -> Result<(Vec<StoredResource>, u64)> {
+    let filter = |sql: &mut Sql| {
+        sql.push(" FROM history h JOIN resources r ON r.rkey = h.rkey WHERE 1 = 1");
+        match &q.scope {
+            HistoryScope::System => {}
+            HistoryScope::Type(t) => {
+                sql.push(" AND r.rtype = ").text_arg(t);
+            }
+            HistoryScope::Instance(t, id) => {
+                sql.push(" AND r.rtype = ").text_arg(t).push(" AND r.id = ").text_arg(id);
+            }
+        }
+        if let Some(since) = q.since {
+            sql.push(" AND h.last_updated > ").bind(Arg::Int(since));
+        }
+    };
+    let mut rows = Sql::new(c.dialect());
+    rows.push(COLUMNS);
+    filter(&mut rows);
+    rows.push(" ORDER BY h.seq DESC LIMIT ").bind(Arg::Int(q.count as i64)).push(" OFFSET ").bind(Arg::Int(q.offset as i64));
+    let mut count = Sql::new(c.dialect());
+    count.push("SELECT count(*)");
+    filter(&mut count);
+    let total = first_int(c.query_ints(&count)?);
+    Ok((c.query_resources(&rows)?, total as u64))
+}
+
+fn first_int(rows: Vec<Vec<i64>>) -> i64 {
+    rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(0)
+}
+
+pub fn search(c: &mut dyn SqlConn, q: &Query, count: usize) -> Result<SearchPage> {
+    let mut rows = Sql::new(c.dialect());
+    rows.push(COLUMNS).push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE ");
+    search_where(&mut rows, q);
+    rows.push(" ORDER BY r.rkey LIMIT ").bind(Arg::Int(count as i64)).push(" OFFSET ").bind(Arg::Int(q.offset as i64));
+    let mut total = Sql::new(c.dialect());
+    total.push("SELECT count(*) FROM resources r WHERE ");
+    search_where(&mut total, q);
+    let total = first_int(c.query_ints(&total)?) as u64;
+    let resources = if count == 0 { Vec::new() } else { c.query_resources(&rows)? };
+    Ok(SearchPage { resources, total })
+}
+
+pub fn search_ids(c: &mut dyn SqlConn, q: &Query, limit: usize) -> Result<Vec<String>> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push("SELECT r.id FROM resources r WHERE ");
+    search_where(&mut sql, q);
+    sql.push(" ORDER BY r.rkey LIMIT ").bind(Arg::Int(limit as i64));
+    c.query_texts(&sql)
+}
+
+/// Current version and surrogate key, locking the row on PostgreSQL.
+fn current_row(c: &mut dyn SqlConn, rtype: &str, id: &str) -> Result<Option<(i64, CurrentVersion)>> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push("SELECT rkey, version, deleted FROM resources WHERE rtype = ").text_arg(rtype);
+    sql.push(" AND id = ").text_arg(id);
+    if c.dialect() == Dialect::Postgres {
+        sql.push(" FOR UPDATE");
+    }
+    Ok(c.query_ints(&sql)?.into_iter().next().and_then(|r| match r.as_slice() {
+        [rkey, version, deleted] => Some((*rkey, CurrentVersion { version: *version as u64, deleted: *deleted != 0 })),
+        _ => None,
+    }))
+}
+
+pub fn current(c: &mut dyn SqlConn, rtype: &str, id: &str) -> Result<Option<CurrentVersion>> {
+    Ok(current_row(c, rtype, id)?.map(|(_, v)| v))
+}
+
+/// Write one version: the history row, the resource row, and the index rows.
+pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
+    let d = c.dialect();
+    let deleted = Arg::Int(i64::from(v.body.is_none()));
+    let rkey = match current_row(c, v.resource_type, v.id)? {
+        Some((rkey, cur)) => {
+            if cur.version + 1 != v.version {
+                return Err(StoreError::Conflict(format!(
+                    "{}/{} is at version {}, cannot write version {}",
+                    v.resource_type, v.id, cur.version, v.version
+                )));
+            }
+            rkey
+        }
+        None => {
+            let mut sql = Sql::new(d);
+            sql.push("INSERT INTO resources (rtype, id, version, deleted, last_updated, cur_seq) VALUES (");
+            sql.text_arg(v.resource_type).push(", ").text_arg(v.id).push(", ").bind(Arg::Int(v.version as i64));
+            sql.push(", ").bind(deleted.clone()).push(", ").bind(Arg::Int(v.last_updated)).push(", 0) RETURNING rkey");
+            first_int(c.query_ints(&sql)?)
+        }
+    };
+    let mut sql = Sql::new(d);
+    sql.push("INSERT INTO history (rkey, version, last_updated, method, body) VALUES (");
+    sql.bind(Arg::Int(rkey)).push(", ").bind(Arg::Int(v.version as i64)).push(", ").bind(Arg::Int(v.last_updated));
+    sql.push(", ").text_arg(v.method.as_str()).push(", ");
+    sql.bind(v.body.map_or(Arg::Null, |b| Arg::Blob(b.to_vec()))).push(") RETURNING seq");
+    let seq = first_int(c.query_ints(&sql)?);
+
+    let mut sql = Sql::new(d);
+    sql.push("UPDATE resources SET version = ").bind(Arg::Int(v.version as i64));
+    sql.push(", deleted = ").bind(deleted).push(", last_updated = ").bind(Arg::Int(v.last_updated));
+    sql.push(", cur_seq = ").bind(Arg::Int(seq)).push(" WHERE rkey = ").bind(Arg::Int(rkey));
+    c.execute(&sql)?;
+
+    if v.version > 1 {
+        for table in INDEX_TABLES {
+            let mut sql = Sql::new(d);
+            sql.push("DELETE FROM ").push(table).push(" WHERE rkey = ").bind(Arg::Int(rkey));
+            c.execute(&sql)?;
+        }
+    }
+    if v.body.is_some() {
+        for entry in v.index {
+            c.execute(&index_insert(d, rkey, entry))?;
+        }
+    }
+    Ok(())
+}

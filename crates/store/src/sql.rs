@@ -1,0 +1,215 @@
+//! SQL shared by the backends: the search index tables and the translation of a typed
+//! search [`Query`] into a `WHERE` clause over them. Written in the portable subset that
+//! SQLite, PostgreSQL and PostgreSQL-wire distributed engines all accept; only the
+//! placeholder syntax differs (`?` vs `$n`).
+
+use search::{Clause, DatePrefix, IndexEntry, IndexValue, Predicate, Query};
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+    Real(f64),
+    Blob(Vec<u8>),
+    Null,
+}
+
+/// Placeholder style of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// SQL text with its arguments.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    pub text: String,
+    pub args: Vec<Arg>,
+    dialect: Dialect,
+}
+
+impl Sql {
+    pub fn new(dialect: Dialect) -> Self {
+        Sql { text: String::new(), args: Vec::new(), dialect }
+    }
+
+    /// Append text.
+    pub fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    /// Append a placeholder bound to `arg`.
+    pub fn bind(&mut self, arg: Arg) -> &mut Self {
+        self.args.push(arg);
+        match self.dialect {
+            Dialect::Sqlite => self.text.push('?'),
+            Dialect::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.args.len().to_string());
+            }
+        }
+        self
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Append a text placeholder.
+    pub fn text_arg(&mut self, s: &str) -> &mut Self {
+        self.bind(Arg::Text(s.to_string()))
+    }
+}
+
+/// The index table of each parameter type, and its value columns.
+pub const INDEX_TABLES: &[&str] =
+    &["idx_token", "idx_string", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
+
+/// Table and value columns of an index entry, with their arguments (after `rkey`, `param`).
+pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
+    let text = |s: &Option<String>| s.as_ref().map_or(Arg::Null, |s| Arg::Text(s.clone()));
+    match &entry.value {
+        IndexValue::Token { system, code } => ("idx_token", "system, code", vec![text(system), Arg::Text(code.clone())]),
+        IndexValue::String { value, exact } => ("idx_string", "value, exact", vec![Arg::Text(value.clone()), Arg::Text(exact.clone())]),
+        IndexValue::Reference { resource_type, id, url } => {
+            ("idx_reference", "target_type, target_id, url", vec![text(resource_type), text(id), text(url)])
+        }
+        IndexValue::Date { low, high } => ("idx_date", "low, high", vec![Arg::Int(*low), Arg::Int(*high)]),
+        IndexValue::Number(v) => ("idx_number", "value", vec![Arg::Real(*v)]),
+        IndexValue::Quantity { value, system, code } => {
+            ("idx_quantity", "value, system, code", vec![Arg::Real(*value), text(system), text(code)])
+        }
+        IndexValue::Uri(v) => ("idx_uri", "value", vec![Arg::Text(v.clone())]),
+    }
+}
+
+/// `INSERT` statement text for an index entry (placeholders for rkey, param and values).
+pub fn index_insert(dialect: Dialect, rkey: i64, entry: &IndexEntry) -> Sql {
+    let (table, cols, args) = index_row(entry);
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO ").push(table).push(" (rkey, param, ").push(cols).push(") VALUES (");
+    sql.bind(Arg::Int(rkey)).push(", ").text_arg(entry.param);
+    for a in args {
+        sql.push(", ").bind(a);
+    }
+    sql.push(")");
+    sql
+}
+
+fn table_of(clause: &Clause) -> &'static str {
+    use fhir_spec::SearchParamType as T;
+    match clause.kind {
+        T::Token => "idx_token",
+        T::String => "idx_string",
+        T::Reference => "idx_reference",
+        T::Date => "idx_date",
+        T::Number => "idx_number",
+        T::Quantity => "idx_quantity",
+        T::Uri | T::Composite | T::Special => "idx_uri",
+    }
+}
+
+/// The condition selecting current resources of a query: type, not deleted, every clause.
+pub fn search_where(sql: &mut Sql, query: &Query) {
+    sql.push("r.rtype = ").text_arg(query.resource_type.as_str());
+    sql.push(" AND r.deleted = ").bind(Arg::Int(0));
+    for clause in &query.clauses {
+        sql.push(" AND (");
+        for (i, p) in clause.any_of.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            predicate(sql, clause, p);
+        }
+        sql.push(")");
+    }
+}
+
+fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate) {
+    let table = table_of(clause);
+    let open = |sql: &mut Sql, negate: bool| {
+        sql.push(if negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
+        sql.push(table).push(" x WHERE x.rkey = r.rkey AND x.param = ").text_arg(clause.param);
+    };
+    match p {
+        Predicate::Missing(missing) => {
+            open(sql, *missing);
+        }
+        Predicate::Token { system, code, not } => {
+            open(sql, *not);
+            if let Some(c) = code {
+                sql.push(" AND x.code = ").text_arg(c);
+            }
+            match system {
+                None => {}
+                Some(None) => {
+                    sql.push(" AND x.system IS NULL");
+                }
+                Some(Some(s)) => {
+                    sql.push(" AND x.system = ").text_arg(s);
+                }
+            }
+        }
+        Predicate::String { value, exact, contains } => {
+            open(sql, false);
+            if *exact {
+                sql.push(" AND x.exact = ").text_arg(value);
+            } else {
+                let escaped = value.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                let pattern = if *contains { format!("%{escaped}%") } else { format!("{escaped}%") };
+                sql.push(" AND x.value LIKE ").text_arg(&pattern).push(" ESCAPE '\\'");
+            }
+        }
+        Predicate::Reference { resource_type, id, url } => {
+            open(sql, false);
+            if let Some(u) = url {
+                sql.push(" AND x.url = ").text_arg(u);
+            }
+            if let Some(i) = id {
+                sql.push(" AND x.target_id = ").text_arg(i);
+            }
+            if let Some(t) = resource_type {
+                sql.push(" AND x.target_type = ").text_arg(t);
+            }
+        }
+        Predicate::Date { prefix, low, high } => {
+            let negate = *prefix == DatePrefix::Ne;
+            open(sql, negate);
+            let (l, h) = (Arg::Int(*low), Arg::Int(*high));
+            match prefix {
+                DatePrefix::Eq | DatePrefix::Ne => {
+                    sql.push(" AND x.low >= ").bind(l).push(" AND x.high <= ").bind(h);
+                }
+                DatePrefix::Gt => {
+                    sql.push(" AND x.high > ").bind(h);
+                }
+                DatePrefix::Lt => {
+                    sql.push(" AND x.low < ").bind(l);
+                }
+                DatePrefix::Ge => {
+                    sql.push(" AND x.high >= ").bind(l);
+                }
+                DatePrefix::Le => {
+                    sql.push(" AND x.low <= ").bind(h);
+                }
+                DatePrefix::Sa => {
+                    sql.push(" AND x.low > ").bind(h);
+                }
+                DatePrefix::Eb => {
+                    sql.push(" AND x.high < ").bind(l);
+                }
+                DatePrefix::Ap => {
+                    sql.push(" AND x.low <= ").bind(h).push(" AND x.high >= ").bind(l);
+                }
+            }
+        }
+        Predicate::Uri { value } => {
+            open(sql, false);
+            sql.push(" AND x.value = ").text_arg(value);
+        }
+    }
+    sql.push(")");
+}
