@@ -1,1 +1,249 @@
-//! api
+//! The HTTP layer: axum routes that translate HTTP into [`fhir_rest::Request`]s and
+//! [`fhir_rest::Response`]s back into HTTP. Content negotiation (406), content types
+//! (415), body limits (413) and malformed JSON (400) are decided here, each with an
+//! OperationOutcome; everything FHIR-specific is decided by the engine.
+//!
+//! The engine blocks on the database, so each request runs on a blocking thread.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{any, get};
+use fhir_model::{Issue, IssueType, OperationOutcome};
+use fhir_rest::{Body as FhirBody, Engine, Method, Request, Response, ResponseBody, Return};
+use serde_json::Value;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { max_body_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    engine: Engine,
+    http: Arc<HttpConfig>,
+}
+
+/// All routes: `/fhir/...`, `/healthz`, `/readyz`.
+pub fn router(engine: Engine, http: HttpConfig) -> Router {
+    let state = AppState { engine, http: Arc::new(http) };
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/fhir", any(fhir))
+        .route("/fhir/", any(fhir))
+        .route("/fhir/{*path}", any(fhir))
+        .fallback(|| async { outcome(StatusCode::NOT_FOUND, IssueType::NotFound, "No such endpoint; the FHIR API is under /fhir") })
+        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn readyz(State(s): State<AppState>) -> HttpResponse {
+    let store = s.engine.store.clone();
+    match tokio::task::spawn_blocking(move || store.check()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!("not ready: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response(),
+    }
+}
+
+const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+fn outcome(status: StatusCode, code: IssueType, msg: impl Into<String>) -> HttpResponse {
+    let body = OperationOutcome::from(Issue::error(code, msg)).to_json();
+    (status, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response()
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// Query parameters the HTTP layer consumes itself.
+struct FormatParams {
+    format: Option<String>,
+    pretty: bool,
+}
+
+fn format_params(query: &str) -> FormatParams {
+    let mut p = FormatParams { format: None, pretty: false };
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "_format" => p.format = Some(v.into_owned()),
+            "_pretty" => p.pretty = v == "true",
+            _ => {}
+        }
+    }
+    p
+}
+
+/// Can we answer in JSON given `_format` or `Accept`?
+fn acceptable(format: Option<&str>, accept: Option<&str>) -> bool {
+    let ok = |t: &str| {
+        let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        matches!(
+            t.as_str(),
+            "" | "*/*" | "json" | "application/*" | "application/json" | "application/fhir+json" | "application/json+fhir" | "text/json"
+        )
+    };
+    match format {
+        Some(f) => ok(f),
+        None => accept.is_none_or(|a| a.split(',').any(ok)),
+    }
+}
+
+fn parse_prefer(headers: &HeaderMap) -> (Return, bool) {
+    let mut ret = Return::Representation;
+    let mut strict = false;
+    for v in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
+        for part in v.split([',', ';']).map(str::trim) {
+            match part {
+                "return=minimal" => ret = Return::Minimal,
+                "return=representation" => ret = Return::Representation,
+                "return=OperationOutcome" => ret = Return::OperationOutcome,
+                "handling=strict" => strict = true,
+                _ => {}
+            }
+        }
+    }
+    (ret, strict)
+}
+
+async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let Some(method) = Method::parse(parts.method.as_str()) else {
+        return outcome(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, format!("{} is not a FHIR interaction", parts.method));
+    };
+    let path = parts.uri.path().trim_start_matches("/fhir").trim_start_matches('/').to_string();
+    let mut query = parts.uri.query().unwrap_or("").to_string();
+    let fp = format_params(&query);
+    let accept = header_str(&parts.headers, header::ACCEPT);
+    if !acceptable(fp.format.as_deref(), accept.as_deref()) {
+        return outcome(
+            StatusCode::NOT_ACCEPTABLE,
+            IssueType::NotSupported,
+            format!("This server answers in JSON (application/fhir+json) only; cannot satisfy '{}'", fp.format.or(accept).unwrap_or_default()),
+        );
+    }
+    let bytes: Bytes = match to_bytes(body, s.http.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return outcome(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                IssueType::TooLong,
+                format!("The request body is larger than the limit of {} bytes", s.http.max_body_bytes),
+            );
+        }
+    };
+    let content_type = header_str(&parts.headers, header::CONTENT_TYPE).unwrap_or_default();
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mut json_patch = false;
+    let fhir_body = if bytes.is_empty() {
+        FhirBody::None
+    } else {
+        match mime.as_str() {
+            "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json" => {}
+            "application/json-patch+json" if method == Method::Patch => json_patch = true,
+            "application/x-www-form-urlencoded" if method == Method::Post && path.ends_with("_search") => {}
+            "application/fhir+xml" | "application/xml" | "text/xml" => {
+                return outcome(StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported, "XML is not supported; send application/fhir+json");
+            }
+            "" => {
+                return outcome(StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported, "The request has a body but no Content-Type; send application/fhir+json");
+            }
+            other => {
+                return outcome(StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported, format!("Content-Type '{other}' is not supported; send application/fhir+json"));
+            }
+        }
+        if mime == "application/x-www-form-urlencoded" {
+            let form = String::from_utf8_lossy(&bytes);
+            if !form.is_empty() {
+                query = if query.is_empty() { form.into_owned() } else { format!("{query}&{form}") };
+            }
+            FhirBody::None
+        } else {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) if v.is_object() || (json_patch && v.is_array()) => FhirBody::Json(v),
+                Ok(_) => {
+                    return outcome(StatusCode::BAD_REQUEST, IssueType::Structure, "The body must be a JSON object (a FHIR resource)");
+                }
+                Err(e) => {
+                    return outcome(StatusCode::BAD_REQUEST, IssueType::Structure, format!("The body is not valid JSON: {e}"));
+                }
+            }
+        }
+    };
+    let (prefer_return, strict) = parse_prefer(&parts.headers);
+    let request = Request {
+        method,
+        path,
+        query,
+        body: fhir_body,
+        if_match: header_str(&parts.headers, header::IF_MATCH),
+        if_none_match: header_str(&parts.headers, header::IF_NONE_MATCH),
+        if_modified_since: header_str(&parts.headers, header::IF_MODIFIED_SINCE),
+        if_none_exist: parts.headers.get("if-none-exist").and_then(|v| v.to_str().ok()).map(str::to_string),
+        prefer_return,
+        strict,
+        json_patch,
+    };
+    let engine = s.engine.clone();
+    let response = match tokio::task::spawn_blocking(move || engine.handle(&request)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("request handler failed: {e}");
+            return outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error");
+        }
+    };
+    to_http(response, parts.method == HttpMethod::HEAD, fp.pretty)
+}
+
+fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Option<Vec<u8>> = match r.body {
+        ResponseBody::None => None,
+        ResponseBody::Raw(b) if !pretty => Some(b),
+        ResponseBody::Raw(b) => serde_json::from_slice::<Value>(&b).ok().and_then(|v| serde_json::to_vec_pretty(&v).ok()),
+        ResponseBody::Json(v) => if pretty { serde_json::to_vec_pretty(&v) } else { serde_json::to_vec(&v) }.ok(),
+    };
+    let mut builder = axum::http::Response::builder().status(status);
+    let set = |b: axum::http::response::Builder, name: header::HeaderName, v: Option<String>| match v.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        Some(v) => b.header(name, v),
+        None => b,
+    };
+    builder = set(builder, header::ETAG, r.etag);
+    builder = set(builder, header::LAST_MODIFIED, r.last_modified);
+    builder = set(builder, header::LOCATION, r.location);
+    builder = set(builder, header::CONTENT_LOCATION, r.content_location);
+    if body.is_some() {
+        builder = builder.header(header::CONTENT_TYPE, FHIR_JSON);
+    }
+    let body = match body {
+        Some(b) if !head => Body::from(b),
+        _ => Body::empty(),
+    };
+    builder.body(body).unwrap_or_else(|_| outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error"))
+}
+
+/// Serve `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

@@ -1,1 +1,201 @@
-//! fhir-rest
+//! FHIR R4 REST behaviour without a web framework or a database: a [`Request`] goes in,
+//! a [`Response`] comes out. The HTTP layer (crate `api`) only translates HTTP to and
+//! from these types; storage is reached only through the [`store::Store`] trait.
+//!
+//! One module per interaction under [`interaction`]; every write goes through
+//! [`write`], whether it comes alone or inside a transaction bundle.
+
+pub mod error;
+pub mod interaction;
+pub mod meta;
+pub mod write;
+
+use std::sync::Arc;
+
+use fhir_model::ResourceType;
+use serde_json::Value;
+use store::Store;
+
+pub use error::{FhirError, FhirResult};
+
+/// HTTP methods the FHIR API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => return None,
+        })
+    }
+}
+
+/// What the client asked to get back (`Prefer: return=...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Return {
+    Minimal,
+    #[default]
+    Representation,
+    OperationOutcome,
+}
+
+/// The body of a request, as the HTTP layer decoded it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    None,
+    /// A JSON document (resource, Bundle, Parameters or JSON Patch).
+    Json(Value),
+}
+
+/// A FHIR request, relative to the FHIR base.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// Path below the base, without leading slash: `Patient/1/_history/2`.
+    pub path: String,
+    /// The raw (still percent-encoded) query string.
+    pub query: String,
+    pub body: Body,
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub if_none_exist: Option<String>,
+    pub prefer_return: Return,
+    /// `Prefer: handling=strict`.
+    pub strict: bool,
+    /// The body is a JSON Patch document (`application/json-patch+json`).
+    pub json_patch: bool,
+}
+
+impl Request {
+    /// A request with no body and no conditional headers.
+    pub fn new(method: Method, path: impl Into<String>, query: impl Into<String>) -> Self {
+        Request {
+            method,
+            path: path.into(),
+            query: query.into(),
+            body: Body::None,
+            if_match: None,
+            if_none_match: None,
+            if_modified_since: None,
+            if_none_exist: None,
+            prefer_return: Return::default(),
+            strict: false,
+            json_patch: false,
+        }
+    }
+}
+
+/// A response body: JSON to serialise, or stored bytes sent as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseBody {
+    None,
+    Json(Value),
+    Raw(Vec<u8>),
+}
+
+/// A FHIR response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub body: ResponseBody,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub location: Option<String>,
+    /// `Content-Location` (e.g. the versioned URL of a read).
+    pub content_location: Option<String>,
+}
+
+impl Response {
+    pub fn json(status: u16, body: Value) -> Self {
+        Response { status, body: ResponseBody::Json(body), etag: None, last_modified: None, location: None, content_location: None }
+    }
+
+    pub fn empty(status: u16) -> Self {
+        Response { status, body: ResponseBody::None, etag: None, last_modified: None, location: None, content_location: None }
+    }
+
+    /// The body as JSON (parsing stored bytes if needed).
+    pub fn body_json(&self) -> Option<Value> {
+        match &self.body {
+            ResponseBody::None => None,
+            ResponseBody::Json(v) => Some(v.clone()),
+            ResponseBody::Raw(b) => serde_json::from_slice(b).ok(),
+        }
+    }
+}
+
+impl From<FhirError> for Response {
+    fn from(e: FhirError) -> Self {
+        Response::json(e.status, e.outcome.to_json())
+    }
+}
+
+/// Settings of the FHIR layer.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public base URL written into links, e.g. `http://localhost:8080/fhir`.
+    pub base_url: String,
+    /// Page size when the client does not ask for one.
+    pub default_count: usize,
+    /// Largest page the server returns.
+    pub max_count: usize,
+    /// Most entries accepted in one batch or transaction.
+    pub max_bundle_entries: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { base_url: "http://localhost:8080/fhir".into(), default_count: 50, max_count: 1000, max_bundle_entries: 10_000 }
+    }
+}
+
+/// The FHIR server core: configuration plus a store.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        Engine { store, config: Arc::new(config) }
+    }
+
+    /// Handle one request. Blocking: call it from a blocking thread.
+    pub fn handle(&self, req: &Request) -> Response {
+        match interaction::dispatch(self, req) {
+            Ok(r) => r,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Absolute URL of a path below the base.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.config.base_url.trim_end_matches('/'), path)
+    }
+}
+
+/// Parse a resource type from a path segment (404 for anything R4 does not define).
+pub fn resource_type(segment: &str) -> FhirResult<ResourceType> {
+    ResourceType::parse(segment).ok_or_else(|| {
+        FhirError::new(
+            404,
+            fhir_model::Issue::error(fhir_model::IssueType::NotSupported, format!("'{segment}' is not a FHIR R4 resource type"))
+                .at(segment.to_string()),
+        )
+    })
+}

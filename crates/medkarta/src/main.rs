@@ -1,2 +1,96 @@
-//! medkarta
-fn main() {}
+//! The `medkarta` binary: command line, configuration and wiring. This is the only crate
+//! that names the concrete storage backends.
+
+mod config;
+mod demo;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use config::{Settings, StoreArgs};
+use store::Store;
+
+#[derive(Parser)]
+#[command(name = "medkarta", version, about = "Medkarta: one electronic health record per citizen, on HL7 FHIR R4")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the FHIR server (SQLite in ./medkarta-data by default).
+    Serve(config::ServeArgs),
+    /// Load the demo data set (clinics, practitioners, patients, encounters, observations).
+    Demo(StoreArgs),
+}
+
+fn main() -> ExitCode {
+    let filter: tracing_subscriber::filter::Targets = std::env::var("MEDKARTA_LOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| "info".parse().unwrap_or_default());
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).init();
+
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => Settings::load(&args).and_then(serve),
+        Command::Demo(args) => Settings::load_store(&args).and_then(|s| {
+            let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
+            let n = demo::load(&engine)?;
+            println!("Demo data: {n} resources written ({}).", s.store_description());
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("medkarta: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
+    match &s.database {
+        Some(url) => store_postgres::PostgresStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>).map_err(|e| e.to_string()),
+        None => store_sqlite::SqliteStore::open(&s.data).map(|s| Arc::new(s) as Arc<dyn Store>).map_err(|e| e.to_string()),
+    }
+}
+
+fn engine(s: &Settings, base_url: String) -> Result<fhir_rest::Engine, String> {
+    let store = open_store(s)?;
+    Ok(fhir_rest::Engine::new(store, fhir_rest::Config { base_url, ..fhir_rest::Config::default() }))
+}
+
+fn serve(s: Settings) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&s.listen).await.map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let base_url = s.base_url.clone().unwrap_or_else(|| format!("http://{addr}/fhir"));
+        let settings = s.clone();
+        let engine = tokio::task::spawn_blocking(move || -> Result<fhir_rest::Engine, String> {
+            let engine = engine(&settings, base_url)?;
+            if settings.demo {
+                let n = demo::load(&engine)?;
+                tracing::info!("demo data loaded ({n} resources written)");
+            }
+            Ok(engine)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        // The first line on stdout says where we listen (tests read it when using port 0).
+        println!("Medkarta listening on http://{addr}/fhir ({})", s.store_description());
+        let app = api::router(engine, api::HttpConfig { max_body_bytes: s.max_body_bytes });
+        api::serve(listener, app, async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })
+}

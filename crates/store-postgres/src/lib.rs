@@ -234,6 +234,10 @@ impl Tx for PgTx<'_> {
         ops::current(&mut self.conn()?, resource_type, id)
     }
 
+    fn read(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
+        ops::read(&mut self.conn()?, resource_type, id)
+    }
+
     fn search_ids(&mut self, query: &Query, limit: usize) -> Result<Vec<String>> {
         ops::search_ids(&mut self.conn()?, query, limit)
     }

@@ -158,6 +158,10 @@ impl Tx for SqliteTx<'_> {
         ops::current(&mut Conn(&mut self.conn), resource_type, id)
     }
 
+    fn read(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
+        ops::read(&mut Conn(&mut self.conn), resource_type, id)
+    }
+
     fn search_ids(&mut self, query: &Query, limit: usize) -> Result<Vec<String>> {
         ops::search_ids(&mut Conn(&mut self.conn), query, limit)
     }

@@ -152,6 +152,9 @@ pub trait Tx {
     /// The current version of a resource, locking it against concurrent writers.
     fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentVersion>>;
 
+    /// The current version with its body, as the transaction sees it.
+    fn read(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredResource>>;
+
     /// Ids of up to `limit` current resources matching `query` (conditional operations).
     fn search_ids(&mut self, query: &Query, limit: usize) -> Result<Vec<String>>;
 

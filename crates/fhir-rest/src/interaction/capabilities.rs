@@ -1,0 +1,73 @@
+//! `GET /metadata`: a CapabilityStatement that says exactly what this build does.
+
+use fhir_spec::{SearchParamType, spec};
+use serde_json::{Value, json};
+
+use crate::meta::{instant, now_micros};
+use crate::{Engine, Response};
+
+/// Parameter types the query layer can search on today.
+fn searchable(kind: SearchParamType) -> bool {
+    matches!(kind, SearchParamType::Token | SearchParamType::String | SearchParamType::Reference | SearchParamType::Date | SearchParamType::Uri)
+}
+
+pub fn capability_statement(engine: &Engine) -> Response {
+    let resources: Vec<Value> = spec()
+        .resource_types()
+        .iter()
+        .map(|rt| {
+            let params: Vec<Value> = search::index::params_of(rt)
+                .iter()
+                .filter(|p| searchable(p.kind))
+                .map(|p| {
+                    let def = spec().search_param(rt, p.code);
+                    json!({
+                        "name": p.code,
+                        "definition": def.map(|d| d.url.clone()).unwrap_or_default(),
+                        "type": p.kind.as_str()
+                    })
+                })
+                .collect();
+            let interactions: Vec<Value> = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
+                .iter()
+                .map(|c| json!({"code": c}))
+                .collect();
+            json!({
+                "type": rt,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{rt}"),
+                "interaction": interactions,
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal", "logical"],
+                "searchParam": params,
+                "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+            })
+        })
+        .collect();
+    let cs = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": instant(now_micros()),
+        "publisher": "Medkarta",
+        "kind": "instance",
+        "software": {"name": "Medkarta", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": format!("Medkarta FHIR R4 server ({} storage)", engine.store.backend()), "url": engine.config.base_url},
+        "fhirVersion": fhir_spec::FHIR_VERSION,
+        "format": ["json", "application/fhir+json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Not supported yet: XML, FHIRPath Patch, system-level search, chained and reverse-chained search, \
+_include/_revinclude, _sort, _summary/_elements, _total modes, number/quantity/composite parameters, \
+token modifiers other than :not, FHIRPath invariants in validation, authentication (next issue).",
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}]
+        }]
+    });
+    Response::json(200, cs)
+}

@@ -1,0 +1,74 @@
+//! Type-level `search` (GET and POST `_search`) over the indexed parameters. The full
+//! search specification arrives with the search issue; what is not supported yet is
+//! refused with a 400 that names the parameter, never silently ignored.
+
+use fhir_model::{Issue, IssueType, OperationOutcome, ResourceType};
+use search::query::parse_query;
+use serde_json::{Value, json};
+
+use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
+
+pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> FhirResult<Response> {
+    let q = parse_query(rt, query)?;
+    if req.strict {
+        if let Some(p) = q.ignored.first() {
+            return Err(FhirError::from(Issue::error(IssueType::NotSupported, format!("Unknown search parameter '{p}' for {rt}")).at(p.clone())));
+        }
+    }
+    let count = q.count.unwrap_or(engine.config.default_count).min(engine.config.max_count);
+    let page = engine.store.search(&q, count)?;
+    // self/next/previous: the query without our paging parameters, then the page
+    let base: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| k != "_count" && k != "_offset" && !q.ignored.contains(k))
+        .collect();
+    let link = |rel: &str, offset: usize| {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &base {
+            ser.append_pair(k, v);
+        }
+        ser.append_pair("_count", &count.to_string());
+        ser.append_pair("_offset", &offset.to_string());
+        json!({"relation": rel, "url": engine.url(&format!("{rt}?{}", ser.finish()))})
+    };
+    let mut links = vec![link("self", q.offset)];
+    if count > 0 && q.offset + page.resources.len() < page.total as usize {
+        links.push(link("next", q.offset + count));
+    }
+    if q.offset > 0 {
+        links.push(link("previous", q.offset.saturating_sub(count)));
+    }
+    let mut entries: Vec<Value> = page
+        .resources
+        .into_iter()
+        .filter_map(|s| {
+            let res: Value = serde_json::from_slice(s.body.as_deref()?).ok()?;
+            Some(json!({
+                "fullUrl": engine.url(&format!("{}/{}", s.resource_type, s.id)),
+                "resource": res,
+                "search": {"mode": "match"}
+            }))
+        })
+        .collect();
+    if !q.ignored.is_empty() {
+        let issues = q
+            .ignored
+            .iter()
+            .map(|p| Issue::warning(IssueType::NotSupported, format!("Unknown search parameter '{p}' for {rt} was ignored")).at(p.clone()))
+            .collect();
+        entries.push(json!({"resource": OperationOutcome::new(issues).to_json(), "search": {"mode": "outcome"}}));
+    }
+    Ok(Response::json(200, super::bundle_of("searchset", Some(page.total), links, entries)))
+}
+
+/// `POST [type]/_search`: parameters in an `application/x-www-form-urlencoded` body
+/// (decoded by the HTTP layer into the query string) and/or the URL.
+pub fn search_post(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResult<Response> {
+    if let Body::Json(_) = req.body {
+        return Err(FhirError::new(
+            415,
+            Issue::error(IssueType::NotSupported, "POST _search takes application/x-www-form-urlencoded parameters"),
+        ));
+    }
+    search(engine, req, rt, &req.query)
+}

@@ -1,0 +1,277 @@
+//! Every write — create, update, patch, delete and their conditional forms — as one
+//! function over a store transaction, so that single requests and transaction bundles
+//! share exactly the same checks: validation, preconditions, versioning, `meta`, and
+//! index rows written with the resource.
+
+use fhir_model::{Issue, IssueType, ResourceType, is_valid_id};
+use search::query::parse_query;
+use serde_json::Value;
+use store::{Method as StoreMethod, NewVersion, Tx};
+
+use crate::error::{FhirError, FhirResult};
+use crate::meta::{now_micros, parse_etag, stamp};
+
+/// A write to perform.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// POST; `id` is preassigned inside transactions (for `urn:uuid` references).
+    Create { resource: Value, if_none_exist: Option<String>, id: Option<String> },
+    Update { resource_type: ResourceType, id: String, resource: Value, if_match: Option<String> },
+    ConditionalUpdate { resource_type: ResourceType, query: String, resource: Value, if_match: Option<String> },
+    Patch { resource_type: ResourceType, id: String, patch: Value, if_match: Option<String> },
+    Delete { resource_type: ResourceType, id: String, if_match: Option<String> },
+    ConditionalDelete { resource_type: ResourceType, query: String },
+}
+
+/// The outcome of a write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// 200 (updated, or conditional create matched), 201 (created) or 204 (deleted/nothing).
+    pub status: u16,
+    pub resource_type: ResourceType,
+    pub id: String,
+    pub version: u64,
+    pub last_updated: i64,
+    /// The resource as stored (`None` after a delete).
+    pub resource: Option<Value>,
+}
+
+/// Perform a write inside `tx` (the caller commits).
+pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
+    match op {
+        WriteOp::Create { resource, if_none_exist, id } => {
+            validate(&resource)?;
+            create(tx, resource, if_none_exist.as_deref(), id)
+        }
+        WriteOp::Update { resource_type, id, resource, if_match } => {
+            check_body(&resource, resource_type, Some(&id))?;
+            validate(&resource)?;
+            put(tx, resource_type, &id, resource, if_match.as_deref())
+        }
+        WriteOp::ConditionalUpdate { resource_type, query, resource, if_match } => {
+            check_body(&resource, resource_type, None)?;
+            validate(&resource)?;
+            let q = parse_criteria(resource_type, &query)?;
+            tx.lock_key(&format!("{resource_type}?{query}"))?;
+            let matches = tx.search_ids(&q, 2)?;
+            let body_id = resource.get("id").and_then(Value::as_str).map(str::to_string);
+            match matches.as_slice() {
+                [] => match body_id {
+                    Some(id) => put(tx, resource_type, &id, resource, if_match.as_deref()),
+                    None => create(tx, resource, None, None),
+                },
+                [one] => {
+                    if body_id.as_deref().is_some_and(|b| b != one) {
+                        return Err(FhirError::bad_request(format!(
+                            "The criteria match {resource_type}/{one} but the resource has id '{}'",
+                            body_id.unwrap_or_default()
+                        )));
+                    }
+                    let mut resource = resource;
+                    set_id(&mut resource, one);
+                    put(tx, resource_type, one, resource, if_match.as_deref())
+                }
+                _ => Err(multiple_matches(resource_type, &query)),
+            }
+        }
+        WriteOp::Patch { resource_type, id, patch, if_match } => {
+            let current = tx.read(resource_type.as_str(), &id)?;
+            let stored = match current {
+                None => return Err(FhirError::not_found(format!("{resource_type}/{id} does not exist"))),
+                Some(s) => s,
+            };
+            let Some(body) = stored.body else {
+                return Err(FhirError::gone(format!("{resource_type}/{id} has been deleted")));
+            };
+            check_if_match(if_match.as_deref(), Some(stored.version), resource_type, &id)?;
+            let mut resource: Value = serde_json::from_slice(&body).map_err(|e| {
+                tracing::error!("stored {resource_type}/{id} is not JSON: {e}");
+                FhirError::internal()
+            })?;
+            let ops: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| FhirError::bad_request(format!("The body is not a valid JSON Patch document: {e}")))?;
+            json_patch::patch(&mut resource, &ops).map_err(|e| {
+                FhirError::new(422, Issue::error(IssueType::Processing, format!("The patch cannot be applied: {e}")))
+            })?;
+            check_body(&resource, resource_type, Some(&id))?;
+            validate(&resource)?;
+            put(tx, resource_type, &id, resource, None)
+        }
+        WriteOp::Delete { resource_type, id, if_match } => delete(tx, resource_type, &id, if_match.as_deref()),
+        WriteOp::ConditionalDelete { resource_type, query } => {
+            let q = parse_criteria(resource_type, &query)?;
+            let matches = tx.search_ids(&q, 2)?;
+            match matches.as_slice() {
+                [] => Ok(Written { status: 204, resource_type, id: String::new(), version: 0, last_updated: 0, resource: None }),
+                [one] => delete(tx, resource_type, &one.clone(), None),
+                _ => Err(multiple_matches(resource_type, &query)),
+            }
+        }
+    }
+}
+
+fn multiple_matches(rt: ResourceType, query: &str) -> FhirError {
+    FhirError::new(
+        412,
+        Issue::error(IssueType::MultipleMatches, format!("The criteria '{rt}?{query}' match more than one resource")),
+    )
+}
+
+/// Parse criteria of a conditional operation; unknown parameters are errors here.
+pub fn parse_criteria(rt: ResourceType, query: &str) -> FhirResult<search::Query> {
+    let query = query.trim_start_matches('?');
+    let query = query.strip_prefix(&format!("{rt}?")).unwrap_or(query);
+    let q = parse_query(rt, query)?;
+    if let Some(p) = q.ignored.first() {
+        return Err(FhirError::new(
+            400,
+            Issue::error(IssueType::NotSupported, format!("Unknown search parameter '{p}' for {rt} in conditional criteria")).at(p.clone()),
+        ));
+    }
+    if q.clauses.is_empty() {
+        return Err(FhirError::bad_request("Conditional criteria must contain at least one search parameter"));
+    }
+    Ok(q)
+}
+
+/// The body must be a resource of the URL's type, carrying the URL's id (if any).
+fn check_body(resource: &Value, rt: ResourceType, id: Option<&str>) -> FhirResult<()> {
+    let body_type = resource.get("resourceType").and_then(Value::as_str);
+    if body_type != Some(rt.as_str()) {
+        return Err(FhirError::new(
+            400,
+            Issue::error(
+                IssueType::Invalid,
+                format!("The body is a {} but the URL is for {rt}", body_type.unwrap_or("JSON without resourceType")),
+            )
+            .at("resourceType"),
+        ));
+    }
+    if let Some(id) = id {
+        match resource.get("id").and_then(Value::as_str) {
+            None => {
+                return Err(FhirError::new(
+                    400,
+                    Issue::error(IssueType::Required, format!("An update must carry the id in the body ('{id}')")).at(format!("{rt}.id")),
+                ));
+            }
+            Some(b) if b != id => {
+                return Err(FhirError::new(
+                    400,
+                    Issue::error(IssueType::Invalid, format!("The id in the body ('{b}') does not match the URL ('{id}')")).at(format!("{rt}.id")),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn set_id(resource: &mut Value, id: &str) {
+    if let Some(o) = resource.as_object_mut() {
+        o.insert("id".into(), Value::String(id.to_string()));
+    }
+}
+
+/// Validate against the structure definitions; 422 with every issue if invalid.
+pub fn validate(resource: &Value) -> FhirResult<()> {
+    let issues = validation::validate_resource(resource);
+    if validation::has_errors(&issues) {
+        return Err(FhirError::with_issues(422, issues));
+    }
+    Ok(())
+}
+
+fn check_if_match(if_match: Option<&str>, current: Option<u64>, rt: ResourceType, id: &str) -> FhirResult<()> {
+    let Some(expected) = if_match else { return Ok(()) };
+    let Some(expected) = parse_etag(expected) else {
+        return Err(FhirError::bad_request(format!("If-Match '{expected}' is not a version ETag such as W/\"3\"")));
+    };
+    match current {
+        Some(v) if v == expected => Ok(()),
+        Some(v) => Err(FhirError::precondition_failed(format!(
+            "{rt}/{id} is at version {v}, not {expected}: it was changed by someone else; read it again and reapply your change"
+        ))),
+        None => Err(FhirError::precondition_failed(format!("{rt}/{id} does not exist, so version {expected} cannot match"))),
+    }
+}
+
+fn create(tx: &mut dyn Tx, resource: Value, if_none_exist: Option<&str>, id: Option<String>) -> FhirResult<Written> {
+    let rt_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+    let rt = crate::resource_type(&rt_name).map_err(|_| {
+        FhirError::new(400, Issue::error(IssueType::Invalid, format!("'{rt_name}' is not a FHIR R4 resource type")).at("resourceType"))
+    })?;
+    if let Some(criteria) = if_none_exist {
+        let q = parse_criteria(rt, criteria)?;
+        tx.lock_key(&format!("{rt}?{criteria}"))?;
+        match tx.search_ids(&q, 2)?.as_slice() {
+            [] => {}
+            [one] => {
+                let existing = tx.read(rt.as_str(), one)?;
+                let (version, last_updated, resource) = match existing {
+                    Some(s) => (s.version, s.last_updated, s.body.and_then(|b| serde_json::from_slice(&b).ok())),
+                    None => (0, 0, None),
+                };
+                return Ok(Written { status: 200, resource_type: rt, id: one.clone(), version, last_updated, resource });
+            }
+            _ => return Err(multiple_matches(rt, criteria)),
+        }
+    }
+    let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let mut resource = resource;
+    set_id(&mut resource, &id);
+    store_version(tx, rt, &id, resource, 1, StoreMethod::Create, 201)
+}
+
+fn put(tx: &mut dyn Tx, rt: ResourceType, id: &str, resource: Value, if_match: Option<&str>) -> FhirResult<Written> {
+    if !is_valid_id(id) {
+        return Err(FhirError::bad_request(format!("'{id}' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)")));
+    }
+    let current = tx.current(rt.as_str(), id)?;
+    check_if_match(if_match, current.map(|c| c.version), rt, id)?;
+    match current {
+        None => store_version(tx, rt, id, resource, 1, StoreMethod::Create, 201),
+        Some(c) if c.deleted => store_version(tx, rt, id, resource, c.version + 1, StoreMethod::Create, 201),
+        Some(c) => store_version(tx, rt, id, resource, c.version + 1, StoreMethod::Update, 200),
+    }
+}
+
+fn delete(tx: &mut dyn Tx, rt: ResourceType, id: &str, if_match: Option<&str>) -> FhirResult<Written> {
+    let current = tx.current(rt.as_str(), id)?;
+    check_if_match(if_match, current.map(|c| c.version), rt, id)?;
+    let nothing = Written { status: 204, resource_type: rt, id: id.to_string(), version: 0, last_updated: 0, resource: None };
+    match current {
+        None => Ok(nothing),
+        Some(c) if c.deleted => Ok(Written { version: c.version, ..nothing }),
+        Some(c) => {
+            let last_updated = now_micros();
+            tx.write(&NewVersion {
+                resource_type: rt.as_str(),
+                id,
+                version: c.version + 1,
+                last_updated,
+                method: StoreMethod::Delete,
+                body: None,
+                index: &[],
+            })?;
+            Ok(Written { version: c.version + 1, last_updated, ..nothing })
+        }
+    }
+}
+
+fn store_version(
+    tx: &mut dyn Tx,
+    rt: ResourceType,
+    id: &str,
+    mut resource: Value,
+    version: u64,
+    method: StoreMethod,
+    status: u16,
+) -> FhirResult<Written> {
+    let last_updated = now_micros();
+    stamp(&mut resource, version, last_updated);
+    let index = search::extract(&resource);
+    let body = serde_json::to_vec(&resource).map_err(|_| FhirError::internal())?;
+    tx.write(&NewVersion { resource_type: rt.as_str(), id, version, last_updated, method, body: Some(&body), index: &index })?;
+    Ok(Written { status, resource_type: rt, id: id.to_string(), version, last_updated, resource: Some(resource) })
+}

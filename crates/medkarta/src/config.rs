@@ -1,0 +1,103 @@
+//! Settings from (in order of precedence) the command line, `MEDKARTA_*` environment
+//! variables, a TOML config file (`--config`, or `medkarta.toml` if present), defaults.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Where the data lives (shared by every command that touches the database).
+#[derive(Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite database [default: ./medkarta-data]
+    #[arg(long, env = "MEDKARTA_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Use PostgreSQL instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432/medkarta
+    /// (the database and schema are created if missing)
+    #[arg(long, env = "MEDKARTA_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+    /// TOML file with any of: data, database, listen, base_url, max_body_bytes, demo
+    #[arg(long, env = "MEDKARTA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of `medkarta serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address and port to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "MEDKARTA_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// Public base URL of the FHIR API, written into links [default: http://<listen>/fhir]
+    #[arg(long, env = "MEDKARTA_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Largest request body accepted, in bytes [default: 16777216]
+    #[arg(long, env = "MEDKARTA_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Load the demo data set before serving
+    #[arg(long, env = "MEDKARTA_DEMO")]
+    pub demo: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    database: Option<String>,
+    listen: Option<String>,
+    base_url: Option<String>,
+    max_body_bytes: Option<usize>,
+    demo: Option<bool>,
+}
+
+/// Effective settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data: PathBuf,
+    pub database: Option<String>,
+    pub listen: String,
+    /// `None`: derived from the address actually bound.
+    pub base_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub demo: bool,
+}
+
+fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
+    let (path, required) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from("medkarta.toml"), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(_) if !required => Ok(FileConfig::default()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+impl Settings {
+    pub fn load(args: &ServeArgs) -> Result<Settings, String> {
+        let file = read_file(args.store.config.as_deref())?;
+        let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let base_url = args.base_url.clone().or(file.base_url);
+        Ok(Settings {
+            data: args.store.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from("medkarta-data")),
+            database: args.store.database.clone().or(file.database),
+            listen,
+            base_url,
+            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(16 * 1024 * 1024),
+            demo: args.demo || file.demo.unwrap_or(false),
+        })
+    }
+
+    pub fn load_store(args: &StoreArgs) -> Result<Settings, String> {
+        Settings::load(&ServeArgs { store: args.clone(), listen: None, base_url: None, max_body_bytes: None, demo: false })
+    }
+
+    pub fn store_description(&self) -> String {
+        match &self.database {
+            Some(_) => "PostgreSQL".into(),
+            None => format!("SQLite in {}", self.data.display()),
+        }
+    }
+}
