@@ -1,1 +1,194 @@
-//! store-tests
+//! The storage conformance suite: the same scenarios run against every backend
+//! (`tests/backends.rs` instantiates them for SQLite and PostgreSQL), plus the helpers
+//! that give each test a fresh database of its own.
+
+use fhir_model::ResourceType;
+use search::{extract, parse_query};
+use serde_json::{Value, json};
+use store::{HistoryQuery, HistoryScope, Method, NewVersion, Store, StoreError};
+
+/// A fresh PostgreSQL database for one test, dropped afterwards.
+pub struct PgDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+/// Base URL of the test PostgreSQL server (`MEDKARTA_TEST_PG`, default the local one).
+pub fn pg_server() -> String {
+    std::env::var("MEDKARTA_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+impl PgDatabase {
+    /// Create a uniquely named database on the test server.
+    pub fn create() -> PgDatabase {
+        let server = pg_server();
+        let name = format!("medkarta_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = format!("{server}/postgres");
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL must run at {server} for the tests (set MEDKARTA_TEST_PG): {e}"));
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("create database: {e}"));
+        PgDatabase { url: format!("{server}/{name}"), admin, name }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+fn write(store: &dyn Store, resource: &Value, version: u64, method: Method) -> Result<(), StoreError> {
+    let rt = resource["resourceType"].as_str().unwrap_or_default();
+    let id = resource["id"].as_str().unwrap_or_default();
+    let body = serde_json::to_vec(resource).unwrap_or_default();
+    let index = extract(resource);
+    let mut tx = store.begin()?;
+    tx.write(&NewVersion {
+        resource_type: rt,
+        id,
+        version,
+        last_updated: now(),
+        method,
+        body: (method != Method::Delete).then_some(body.as_slice()),
+        index: &index,
+    })?;
+    tx.commit()
+}
+
+fn patient(id: &str, family: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "name": [{"family": family}],
+        "identifier": [{"system": "urn:test", "value": id}], "birthDate": "1980-05-17"})
+}
+
+fn query(rt: &str, q: &str) -> search::Query {
+    parse_query(ResourceType::parse(rt).unwrap_or_else(|| panic!("{rt}")), q).unwrap_or_else(|e| panic!("{q}: {e:?}"))
+}
+
+/// Versions are kept; the current one is read; history is newest first.
+pub fn versions_and_history(store: &dyn Store) {
+    write(store, &patient("p1", "Иванов"), 1, Method::Create).unwrap();
+    write(store, &patient("p1", "Петров"), 2, Method::Update).unwrap();
+    let cur = store.read("Patient", "p1").unwrap().unwrap();
+    assert_eq!(cur.version, 2);
+    assert!(String::from_utf8_lossy(cur.body.as_deref().unwrap()).contains("Петров"));
+    let v1 = store.read_version("Patient", "p1", 1).unwrap().unwrap();
+    assert!(String::from_utf8_lossy(v1.body.as_deref().unwrap()).contains("Иванов"));
+    assert!(store.read_version("Patient", "p1", 3).unwrap().is_none());
+    assert!(store.read("Patient", "nope").unwrap().is_none());
+
+    write(store, &patient("p1", ""), 3, Method::Delete).unwrap();
+    let gone = store.read("Patient", "p1").unwrap().unwrap();
+    assert!(gone.deleted());
+    let (h, total) = store
+        .history(&HistoryQuery { scope: HistoryScope::Instance("Patient".into(), "p1".into()), since: None, count: 10, offset: 0 })
+        .unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(h.iter().map(|s| s.version).collect::<Vec<_>>(), vec![3, 2, 1]);
+    assert_eq!(h.iter().map(|s| s.method).collect::<Vec<_>>(), vec![Method::Delete, Method::Update, Method::Create]);
+    let (page, _) = store.history(&HistoryQuery { scope: HistoryScope::System, since: None, count: 1, offset: 1 }).unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].version, 2);
+}
+
+/// Writing a version that is not current + 1 is a conflict, and changes nothing.
+pub fn stale_version_conflicts(store: &dyn Store) {
+    write(store, &patient("p2", "A"), 1, Method::Create).unwrap();
+    let e = write(store, &patient("p2", "B"), 1, Method::Update).unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    let e = write(store, &patient("p2", "B"), 3, Method::Update).unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    assert_eq!(store.read("Patient", "p2").unwrap().unwrap().version, 1);
+}
+
+/// A transaction dropped without commit leaves no trace, index rows included.
+pub fn rollback_leaves_no_trace(store: &dyn Store) {
+    {
+        let r = patient("p3", "Сидоров");
+        let body = serde_json::to_vec(&r).unwrap();
+        let index = extract(&r);
+        let mut tx = store.begin().unwrap();
+        tx.write(&NewVersion { resource_type: "Patient", id: "p3", version: 1, last_updated: now(), method: Method::Create, body: Some(&body), index: &index })
+            .unwrap();
+        assert_eq!(tx.current("Patient", "p3").unwrap().map(|c| c.version), Some(1));
+        assert_eq!(tx.search_ids(&query("Patient", "family=сидоров"), 5).unwrap(), vec!["p3"]);
+    }
+    assert!(store.read("Patient", "p3").unwrap().is_none());
+    assert_eq!(store.search(&query("Patient", "family=Сидоров"), 10).unwrap().total, 0);
+}
+
+/// Index rows follow the current version: old values stop matching, deleted resources vanish.
+pub fn search_follows_current_version(store: &dyn Store) {
+    write(store, &patient("s1", "Ёлкин"), 1, Method::Create).unwrap();
+    write(store, &patient("s2", "Elkin"), 1, Method::Create).unwrap();
+    write(store, &json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": "Patient/s1"}, "effectiveDateTime": "2024-03-05T10:00:00+03:00"}), 1, Method::Create)
+    .unwrap();
+    let ids = |rt: &str, q: &str| -> Vec<String> {
+        let mut v: Vec<String> = store.search(&query(rt, q), 100).unwrap().resources.into_iter().map(|s| s.id).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids("Patient", "family=елк"), vec!["s1"]);
+    assert_eq!(ids("Patient", "family=ЕЛКИН,elkin"), vec!["s1", "s2"]);
+    assert_eq!(ids("Patient", "family:exact=Ёлкин"), vec!["s1"]);
+    assert_eq!(ids("Patient", "family:exact=ёлкин"), Vec::<String>::new());
+    assert_eq!(ids("Patient", "identifier=urn:test|s2"), vec!["s2"]);
+    assert_eq!(ids("Patient", "identifier=|s2"), Vec::<String>::new());
+    assert_eq!(ids("Patient", "birthdate=1980-05"), vec!["s1", "s2"]);
+    assert_eq!(ids("Patient", "birthdate=gt1980-05-17"), Vec::<String>::new());
+    assert_eq!(ids("Patient", "birthdate=ge1980-05-17&family=elkin"), vec!["s2"]);
+    assert_eq!(ids("Observation", "subject=Patient/s1&code=http://loinc.org|8867-4"), vec!["o1"]);
+    assert_eq!(ids("Observation", "patient=s1"), vec!["o1"]);
+    assert_eq!(ids("Observation", "date=2024-03-05"), vec!["o1"]);
+    assert_eq!(ids("Observation", "date=lt2024-03-05T07:00:00Z"), Vec::<String>::new());
+    assert_eq!(ids("Patient", "gender:missing=true"), vec!["s1", "s2"]);
+    assert_eq!(ids("Patient", "_id=s2"), vec!["s2"]);
+    assert_eq!(ids("Patient", "_id:not=s2"), vec!["s1"]);
+
+    write(store, &patient("s1", "Волков"), 2, Method::Update).unwrap();
+    assert_eq!(ids("Patient", "family=елкин"), Vec::<String>::new());
+    assert_eq!(ids("Patient", "family=волков"), vec!["s1"]);
+    write(store, &patient("s2", ""), 2, Method::Delete).unwrap();
+    assert_eq!(ids("Patient", "family=elkin"), Vec::<String>::new());
+    let page = store.search(&query("Patient", "birthdate=1980"), 0).unwrap();
+    assert_eq!((page.total, page.resources.len()), (1, 0));
+}
+
+/// Concurrent writers never lose an update: exactly one writer wins each version.
+pub fn concurrent_writers(store: &(dyn Store + Sync)) {
+    write(store, &patient("c1", "A"), 1, Method::Create).unwrap();
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let wins = &wins;
+            s.spawn(move || {
+                for _ in 0..10 {
+                    let attempt = (|| -> Result<(), StoreError> {
+                        let mut tx = store.begin()?;
+                        let cur = tx.current("Patient", "c1")?.map_or(0, |c| c.version);
+                        let r = patient("c1", &format!("T{t}"));
+                        let body = serde_json::to_vec(&r).unwrap_or_default();
+                        tx.write(&NewVersion { resource_type: "Patient", id: "c1", version: cur + 1, last_updated: now(), method: Method::Update, body: Some(&body), index: &[] })?;
+                        tx.commit()
+                    })();
+                    if attempt.is_ok() {
+                        wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    let n = wins.load(std::sync::atomic::Ordering::SeqCst) as u64;
+    assert_eq!(store.read("Patient", "c1").unwrap().unwrap().version, 1 + n);
+    let (_, total) = store
+        .history(&HistoryQuery { scope: HistoryScope::Instance("Patient".into(), "c1".into()), since: None, count: 1, offset: 0 })
+        .unwrap();
+    assert_eq!(total, 1 + n);
+}
