@@ -52,6 +52,8 @@ for fname in ('profiles-types.json', 'profiles-resources.json'):
         sd = e['resource']
         if sd['resourceType'] != 'StructureDefinition':
             continue
+        if sd.get('fhirVersion', '4.0.1') != '4.0.1':
+            continue  # later-version additions of the repackaging (e.g. SubscriptionStatus 4.3.0)
         if sd.get('derivation') == 'constraint' or sd['kind'] == 'logical':
             continue  # profiles such as SimpleQuantity are checked as their base type
         name = sd['id']

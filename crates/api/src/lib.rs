@@ -69,8 +69,10 @@ fn outcome(status: StatusCode, code: IssueType, msg: impl Into<String>) -> HttpR
     (status, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response()
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+/// A header as text; UTF-8 beyond ASCII is accepted (clients should percent-encode
+/// queries in `If-None-Exist`, but some send them raw).
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<String> {
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// Query parameters the HTTP layer consumes itself.
@@ -196,7 +198,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         if_match: header_str(&parts.headers, header::IF_MATCH),
         if_none_match: header_str(&parts.headers, header::IF_NONE_MATCH),
         if_modified_since: header_str(&parts.headers, header::IF_MODIFIED_SINCE),
-        if_none_exist: parts.headers.get("if-none-exist").and_then(|v| v.to_str().ok()).map(str::to_string),
+        if_none_exist: header_str(&parts.headers, "if-none-exist"),
         prefer_return,
         strict,
         json_patch,

@@ -1,0 +1,162 @@
+//! Test harness: start the real `medkarta` binary on port 0 with a fresh database
+//! (SQLite in a temporary directory, or a new PostgreSQL database) and talk HTTP to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+use store_tests::PgDatabase;
+
+pub enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(PgDatabase),
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    backend: Backend,
+    extra: Vec<String>,
+    agent: ureq::Agent,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    /// The first issue's expression and code of an OperationOutcome body.
+    pub fn issue(&self) -> (String, String) {
+        let b = self.json();
+        assert_eq!(b["resourceType"], "OperationOutcome", "{}", self.text);
+        let i = &b["issue"][0];
+        (i["expression"][0].as_str().unwrap_or("").to_string(), i["code"].as_str().unwrap_or("").to_string())
+    }
+}
+
+fn spawn(backend: &Backend, extra: &[String]) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_medkarta"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    match backend {
+        Backend::Sqlite(dir) => cmd.arg("--data").arg(dir.path()),
+        Backend::Postgres(db) => cmd.args(["--database", &db.url]),
+    };
+    cmd.args(extra).env("MEDKARTA_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start medkarta");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("server did not start: {line}"))
+        .to_string();
+    (child, base)
+}
+
+impl Server {
+    pub fn start(backend: Backend, extra: &[&str]) -> Server {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn(&backend, &extra);
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Server { child, base, backend, extra, agent }
+    }
+
+    pub fn sqlite() -> Server {
+        Server::start(Backend::Sqlite(tempfile::tempdir().expect("tempdir")), &[])
+    }
+
+    pub fn postgres() -> Server {
+        Server::start(Backend::Postgres(PgDatabase::create()), &[])
+    }
+
+    /// `kill -9` the server and start it again on the same data.
+    pub fn crash_and_restart(&mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+        let (child, base) = spawn(&self.backend, &self.extra);
+        self.child = child;
+        self.base = base;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    /// Any request; `body` is sent as is with the given headers.
+    pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        let url = self.url(path);
+        let result = match (method, body) {
+            ("GET", _) => add(self.agent.get(&url), headers).call(),
+            ("HEAD", _) => add(self.agent.head(&url), headers).call(),
+            ("DELETE", _) => add(self.agent.delete(&url), headers).call(),
+            ("POST", b) => add(self.agent.post(&url), headers).send(b.unwrap_or("")),
+            ("PUT", b) => add(self.agent.put(&url), headers).send(b.unwrap_or("")),
+            ("PATCH", b) => add(self.agent.patch(&url), headers).send(b.unwrap_or("")),
+            (m, _) => panic!("method {m}"),
+        };
+        let mut r = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = r.status().as_u16();
+        let headers = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        let text = r.body_mut().with_config().limit(256 * 1024 * 1024).read_to_string().unwrap_or_default();
+        Resp { status, headers, text }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.req("GET", path, &[], None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.req("POST", path, &[("Content-Type", "application/fhir+json")], Some(&body.to_string()))
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Resp {
+        self.req("PUT", path, &[("Content-Type", "application/fhir+json")], Some(&body.to_string()))
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.req("DELETE", path, &[], None)
+    }
+
+    /// Number of versions the server holds of a type (to prove nothing was stored).
+    pub fn history_total(&self, rt: &str) -> u64 {
+        self.get(&format!("{rt}/_history?_count=0")).json()["total"].as_u64().unwrap_or(0)
+    }
+}
+
+fn add<B>(mut rb: ureq::RequestBuilder<B>, headers: &[(&str, &str)]) -> ureq::RequestBuilder<B> {
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    rb
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Generate a `#[test]` per backend for each scenario `fn(&Server)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(&mut super::common::Server::sqlite()); })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(&mut super::common::Server::postgres()); })*
+        }
+    };
+}
