@@ -191,8 +191,13 @@ impl Validator {
             }
             return;
         }
-        if type_code == "Resource" {
+        if type_code == "Resource" || spec().type_def(type_code).is_some_and(|t| t.kind == TypeKind::Resource) {
             self.resource(value, path, false);
+            if let Some(rt) = value.get("resourceType").and_then(Value::as_str) {
+                if type_code != "Resource" && rt != type_code {
+                    self.error(IssueType::Structure, path, format!("Expected a {type_code} here, found a {rt}"));
+                }
+            }
             return;
         }
         let Some(obj) = value.as_object() else {
@@ -251,7 +256,7 @@ impl Validator {
                 }
             }
             "Extension" => {
-                let has_value = obj.keys().any(|k| k.starts_with("value"));
+                let has_value = obj.keys().any(|k| k.starts_with("value") || k.starts_with("_value"));
                 let has_ext = obj.contains_key("extension");
                 if has_value == has_ext {
                     self.error(

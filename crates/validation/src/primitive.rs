@@ -48,20 +48,19 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err(format!("An empty string is not a valid {type_code}; omit the element instead"));
     }
-    if s.len() > 1024 * 1024 {
-        return Err(format!("The {type_code} is longer than 1 MiB"));
-    }
     match type_code {
         "string" | "markdown" => {
             if s.trim().is_empty() {
                 return bad("whitespace only");
             }
-            if s.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) {
-                return bad("contains control characters");
+            if s.chars().any(|c| c < ' ' && !matches!(c, '\r' | '\n' | '\t')) {
+                return bad("contains control characters below U+0020");
             }
         }
         "code" => {
-            if s.trim() != s || s.contains("  ") || s.contains(['\t', '\n', '\r']) {
+            // the grammar's \s is ASCII whitespace (Java regex semantics)
+            let ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c');
+            if s.trim_matches(ws) != s || s.contains("  ") || s.contains(['\t', '\n', '\r', '\x0b', '\x0c']) {
                 return bad("codes have no leading, trailing or repeated whitespace");
             }
         }
