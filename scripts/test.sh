@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs every test of Medkarta. On a fresh machine it first installs or starts what the
+# tests talk to: PostgreSQL (tests create and drop their own databases), the Python FHIR
+# client used as a third-party peer, and the official R4 examples (npm package).
+# Usage: scripts/test.sh [extra arguments for cargo nextest / cargo test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${MEDKARTA_CACHE:-$HOME/.cache/medkarta}"
+mkdir -p "$cache"
+say() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) ---------------------------
+export MEDKARTA_TEST_PG="${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
+pg_up() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; }
+if ! pg_up; then
+  say "Starting PostgreSQL"
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
+  fi
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  hba="/etc/postgresql/$ver/main/pg_hba.conf"
+  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nlocal all postgres trust' "$hba"
+  fi
+  as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start || as_root pg_ctlcluster "$ver" main start
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  pg_up || { echo "PostgreSQL did not start" >&2; exit 1; }
+fi
+
+# --- Official R4 examples (hl7.fhir.r4.examples 4.0.1, CC0) -------------------------------
+export MEDKARTA_R4_EXAMPLES="$cache/r4-examples/package"
+if [ ! -f "$MEDKARTA_R4_EXAMPLES/Patient-example.json" ]; then
+  say "Fetching the R4 examples (npm hl7.fhir.r4.examples@4.0.1, 19 MB)"
+  (cd "$cache" && npm pack --silent hl7.fhir.r4.examples@4.0.1 >/dev/null)
+  mkdir -p "$cache/r4-examples"
+  tar xzf "$cache/hl7.fhir.r4.examples-4.0.1.tgz" -C "$cache/r4-examples"
+fi
+
+# --- Third-party FHIR client for the interoperability test --------------------------------
+if ! python3 -c 'import fhirclient' 2>/dev/null; then
+  say "Installing the Python fhirclient"
+  python3 -m pip install -q 'fhirclient==4.4.0'
+fi
+
+# --- Checks and tests -------------------------------------------------------------------
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+say "Tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
