@@ -4,7 +4,8 @@
 //! itself gets wrong are listed, with the reason, in `known-invalid-examples.txt`; the test
 //! also fails if one of those starts passing, so the list stays true.
 //!
-//! The package is fetched by `scripts/test.sh` into `$MEDKARTA_R4_EXAMPLES`.
+//! The package is fetched by `scripts/test.sh` into `$MEDKARTA_R4_EXAMPLES`
+//! (default `~/.cache/medkarta/r4-examples/package`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use serde_json::Value;
 fn examples_dir() -> PathBuf {
     let dir = std::env::var("MEDKARTA_R4_EXAMPLES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/r4-examples/package"));
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/medkarta/r4-examples/package"));
     assert!(
         dir.join("Patient-example.json").exists(),
         "the R4 examples are missing at {}: run scripts/test.sh (it fetches npm hl7.fhir.r4.examples) or set MEDKARTA_R4_EXAMPLES",

@@ -77,14 +77,11 @@ impl Validator {
             if is_resource && key == "resourceType" {
                 continue;
             }
-            if key == "fhir_comments" {
-                continue;
-            }
             let (name, companion) = match key.strip_prefix('_') {
                 Some(n) => (n, true),
                 None => (key.as_str(), false),
             };
-            let Some((el, type_code)) = find_element(ctx, name) else {
+            let Some((el, mut type_code)) = find_element(ctx, name) else {
                 self.error(
                     IssueType::Structure,
                     &format!("{path}.{key}"),
@@ -92,6 +89,9 @@ impl Validator {
                 );
                 continue;
             };
+            if is_resource && name == "id" {
+                type_code = "id".to_string(); // Resource.id: the snapshot says System.String
+            }
             if el.choice {
                 if let Some((_, other)) = seen_choice.iter().find(|(n, k)| *n == el.name && *k != name) {
                     let msg = format!("Only one of the choices for '{}[x]' may be given; found '{other}' and '{name}'", el.name);
@@ -183,6 +183,11 @@ impl Validator {
             if let Err(msg) = check_primitive(type_code, value) {
                 self.error(IssueType::Value, path, msg);
                 return;
+            }
+            if type_code == "xhtml" {
+                if let Some(msg) = value.as_str().and_then(primitive::unsafe_xhtml) {
+                    self.error(IssueType::Value, path, msg);
+                }
             }
             if let (Some(vs), Some(code)) = (&el.required_binding, value.as_str()) {
                 if type_code == "code" {
@@ -286,6 +291,22 @@ impl Validator {
                     );
                 }
             }
+            "Attachment" => {
+                let data = obj.get("data").and_then(Value::as_str);
+                let size = obj.get("size").and_then(Value::as_u64);
+                if let (Some(data), Some(size)) = (data, size) {
+                    let clean = data.bytes().filter(|b| !b.is_ascii_whitespace()).count();
+                    let pad = data.trim_end().bytes().rev().take_while(|b| *b == b'=').count();
+                    let actual = (clean / 4 * 3).saturating_sub(pad) as u64;
+                    if actual != size {
+                        self.error(
+                            IssueType::Value,
+                            &format!("{path}.size"),
+                            format!("The stated attachment size {size} does not match the size of the data ({actual} bytes)"),
+                        );
+                    }
+                }
+            }
             "Period" => {
                 if let (Some(s), Some(e)) = (obj.get("start").and_then(Value::as_str), obj.get("end").and_then(Value::as_str)) {
                     if primitive::date_time_lower(s).zip(primitive::date_time_lower(e)).is_some_and(|(a, b)| a > b) {
@@ -333,8 +354,22 @@ impl Validator {
     fn bundle_rules(&mut self, obj: &Map<String, Value>, path: &str) {
         let kind = obj.get("type").and_then(Value::as_str).unwrap_or_default();
         let entries = obj.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let mut relations: Vec<&str> = Vec::new();
+        for (i, l) in obj.get("link").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            if let Some(rel) = l.get("relation").and_then(Value::as_str) {
+                if relations.contains(&rel) && matches!(rel, "self" | "first" | "last" | "next" | "previous" | "prev") {
+                    self.error(IssueType::Invariant, &format!("{path}.link[{i}]"), format!("The link relation '{rel}' can only occur once"));
+                }
+                relations.push(rel);
+            }
+        }
         for (i, e) in entries.iter().enumerate() {
             let at = format!("{path}.entry[{i}]");
+            if let Some(full_url) = e.get("fullUrl").and_then(Value::as_str) {
+                if !full_url.contains(':') {
+                    self.error(IssueType::Invalid, &format!("{at}.fullUrl"), format!("The fullUrl must be an absolute URL (not '{full_url}')"));
+                }
+            }
             let has_request = e.get("request").is_some();
             let has_response = e.get("response").is_some();
             let needs_request = matches!(kind, "transaction" | "batch" | "history");

@@ -50,6 +50,9 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
     }
     match type_code {
         "string" | "markdown" => {
+            if s.len() > 1024 * 1024 {
+                return Err(format!("The {type_code} is longer than the permitted maximum of 1 MiB"));
+            }
             if s.trim().is_empty() {
                 return bad("whitespace only");
             }
@@ -72,6 +75,12 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
         "uri" | "url" | "canonical" => {
             if s.chars().any(char::is_whitespace) {
                 return bad("URIs contain no whitespace");
+            }
+            // a malformed UUID URI is an error; upper case is tolerated here (the R4
+            // examples use it), unlike in the `uuid` type itself
+            let plain = s.split('|').next().unwrap_or(s);
+            if plain.starts_with("urn:uuid:") && check_string("uuid", &plain.to_ascii_lowercase()).is_err() {
+                return bad("urn:uuid: must be followed by a UUID (8-4-4-4-12 hex digits)");
             }
         }
         "oid" => {
@@ -132,6 +141,31 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// Narrative must not carry active content: the XHTML subset of the specification has no
+/// scripts, frames, objects, forms or event-handler attributes.
+pub fn unsafe_xhtml(s: &str) -> Option<String> {
+    let lower = s.to_ascii_lowercase();
+    for tag in ["<script", "<iframe", "<object", "<embed", "<form", "<frame", "<applet", "<base", "<link", "<meta", "<style"] {
+        if lower.contains(tag) {
+            return Some(format!("The narrative contains '{tag}>', which the FHIR XHTML subset does not allow"));
+        }
+    }
+    let bytes = lower.as_bytes();
+    for (i, w) in bytes.windows(3).enumerate() {
+        if w[0].is_ascii_whitespace() && w[1] == b'o' && w[2] == b'n' {
+            let rest = &lower[i + 3..];
+            let name: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
+            if !name.is_empty() && rest[name.len()..].trim_start().starts_with('=') && lower[..i].rfind('<') > lower[..i].rfind('>') {
+                return Some(format!("The narrative has an event handler attribute 'on{name}', which is not allowed"));
+            }
+        }
+    }
+    if lower.contains("javascript:") {
+        return Some("The narrative contains a javascript: URL, which is not allowed".into());
+    }
+    None
 }
 
 fn truncate(s: &str) -> String {
