@@ -121,11 +121,25 @@ pub struct Response {
 
 impl Response {
     pub fn json(status: u16, body: Value) -> Self {
-        Response { status, body: ResponseBody::Json(body), etag: None, last_modified: None, location: None, content_location: None }
+        Response {
+            status,
+            body: ResponseBody::Json(body),
+            etag: None,
+            last_modified: None,
+            location: None,
+            content_location: None,
+        }
     }
 
     pub fn empty(status: u16) -> Self {
-        Response { status, body: ResponseBody::None, etag: None, last_modified: None, location: None, content_location: None }
+        Response {
+            status,
+            body: ResponseBody::None,
+            etag: None,
+            last_modified: None,
+            location: None,
+            content_location: None,
+        }
     }
 
     /// The body as JSON (parsing stored bytes if needed).
@@ -159,7 +173,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { base_url: "http://localhost:8080/fhir".into(), default_count: 50, max_count: 1000, max_bundle_entries: 10_000 }
+        Config {
+            base_url: "http://localhost:8080/fhir".into(),
+            default_count: 50,
+            max_count: 1000,
+            max_bundle_entries: 10_000,
+        }
     }
 }
 
@@ -172,7 +191,10 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
-        Engine { store, config: Arc::new(config) }
+        Engine {
+            store,
+            config: Arc::new(config),
+        }
     }
 
     /// Handle one request. Blocking: call it from a blocking thread.
@@ -194,8 +216,11 @@ pub fn resource_type(segment: &str) -> FhirResult<ResourceType> {
     ResourceType::parse(segment).ok_or_else(|| {
         FhirError::new(
             404,
-            fhir_model::Issue::error(fhir_model::IssueType::NotSupported, format!("'{segment}' is not a FHIR R4 resource type"))
-                .at(segment.to_string()),
+            fhir_model::Issue::error(
+                fhir_model::IssueType::NotSupported,
+                format!("'{segment}' is not a FHIR R4 resource type"),
+            )
+            .at(segment.to_string()),
         )
     })
 }

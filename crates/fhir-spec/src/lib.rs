@@ -78,7 +78,11 @@ impl TypeDef {
             .into_iter()
             .flatten()
             .filter_map(move |name| {
-                let key = if parent.is_empty() { name.clone() } else { format!("{parent}.{name}") };
+                let key = if parent.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{parent}.{name}")
+                };
                 self.elements.get(&key)
             })
     }
@@ -246,9 +250,14 @@ fn load() -> Spec {
         let mut elements = HashMap::new();
         let mut children: HashMap<String, Vec<String>> = HashMap::new();
         for e in t.e {
-            let Some(el) = parse_element(&e) else { continue };
+            let Some(el) = parse_element(&e) else {
+                continue;
+            };
             let (parent, _) = el.path.rsplit_once('.').unwrap_or(("", &el.path));
-            children.entry(parent.to_string()).or_default().push(el.name.clone());
+            children
+                .entry(parent.to_string())
+                .or_default()
+                .push(el.name.clone());
             let key = match el.path.strip_suffix("[x]") {
                 Some(p) => p.to_string(),
                 None => el.path.clone(),
@@ -260,7 +269,14 @@ fn load() -> Spec {
         }
         types.insert(
             name.clone(),
-            TypeDef { name, kind, base: t.b, is_abstract: t.a, elements, children },
+            TypeDef {
+                name,
+                kind,
+                base: t.b,
+                is_abstract: t.a,
+                elements,
+                children,
+            },
         );
     }
     resource_types.sort_unstable();
@@ -272,7 +288,9 @@ fn load() -> Spec {
             let codes = match codes {
                 None => ValueSetCodes::NotEnumerable,
                 Some(map) => ValueSetCodes::Enumerated(
-                    map.into_iter().map(|(s, c)| (s, c.into_iter().collect())).collect(),
+                    map.into_iter()
+                        .map(|(s, c)| (s, c.into_iter().collect()))
+                        .collect(),
                 ),
             };
             (url, codes)
@@ -282,14 +300,19 @@ fn load() -> Spec {
     let mut search_params = Vec::new();
     let mut search_by_code = HashMap::new();
     for p in data.search_params {
-        let Some(kind) = SearchParamType::parse(&p.kind) else { continue };
+        let Some(kind) = SearchParamType::parse(&p.kind) else {
+            continue;
+        };
         let idx = search_params.len();
         for base in &p.base {
             if base == "Resource" || base == "DomainResource" {
                 for rt in &resource_types {
-                    let domain = base == "Resource" || !matches!(*rt, "Bundle" | "Binary" | "Parameters");
+                    let domain =
+                        base == "Resource" || !matches!(*rt, "Bundle" | "Binary" | "Parameters");
                     if domain {
-                        search_by_code.entry((rt.to_string(), p.code.clone())).or_insert(idx);
+                        search_by_code
+                            .entry((rt.to_string(), p.code.clone()))
+                            .or_insert(idx);
                     }
                 }
             } else {
@@ -306,9 +329,20 @@ fn load() -> Spec {
             target: p.target,
         });
     }
-    let patient_compartment = data.compartments.get("Patient").cloned().unwrap_or_default();
+    let patient_compartment = data
+        .compartments
+        .get("Patient")
+        .cloned()
+        .unwrap_or_default();
 
-    Spec { types, resource_types, value_sets, search_params, search_by_code, patient_compartment }
+    Spec {
+        types,
+        resource_types,
+        value_sets,
+        search_params,
+        search_by_code,
+        patient_compartment,
+    }
 }
 
 fn parse_element(e: &serde_json::Value) -> Option<ElementDef> {
@@ -322,7 +356,11 @@ fn parse_element(e: &serde_json::Value) -> Option<ElementDef> {
     let strings = |i: usize| -> Vec<String> {
         a.get(i)
             .and_then(|v| v.as_array())
-            .map(|v| v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let types = strings(3);
@@ -332,7 +370,17 @@ fn parse_element(e: &serde_json::Value) -> Option<ElementDef> {
     let last = path.rsplit('.').next().unwrap_or(&path);
     let choice = last.ends_with("[x]");
     let name = last.trim_end_matches("[x]").to_string();
-    Some(ElementDef { path, name, min, max, types, choice, required_binding, targets, content_reference })
+    Some(ElementDef {
+        path,
+        name,
+        min,
+        max,
+        types,
+        choice,
+        required_binding,
+        targets,
+        content_reference,
+    })
 }
 
 impl Spec {
@@ -348,7 +396,10 @@ impl Spec {
 
     /// The `'static` name of a concrete resource type, if `name` is one.
     pub fn resource_type(&self, name: &str) -> Option<&'static str> {
-        self.resource_types.binary_search(&name).ok().and_then(|i| self.resource_types.get(i).copied())
+        self.resource_types
+            .binary_search(&name)
+            .ok()
+            .and_then(|i| self.resource_types.get(i).copied())
     }
 
     /// The codes of a value set bound with strength `required`.
@@ -370,7 +421,10 @@ impl Spec {
 
     /// Search parameters that place a resource of this type in a patient's compartment.
     pub fn patient_compartment_params(&self, resource_type: &str) -> &[String] {
-        self.patient_compartment.get(resource_type).map(Vec::as_slice).unwrap_or(&[])
+        self.patient_compartment
+            .get(resource_type)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
@@ -389,15 +443,24 @@ mod tests {
         assert!(name.is_array());
         assert_eq!(name.types, vec!["HumanName"]);
         let gender = patient.element("gender").unwrap();
-        let vs = s.value_set(gender.required_binding.as_deref().unwrap()).unwrap();
-        assert_eq!(vs.contains(Some("http://hl7.org/fhir/administrative-gender"), "female"), Some(true));
+        let vs = s
+            .value_set(gender.required_binding.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(
+            vs.contains(Some("http://hl7.org/fhir/administrative-gender"), "female"),
+            Some(true)
+        );
         assert_eq!(vs.contains(None, "woman"), Some(false));
         let obs = s.type_def("Observation").unwrap();
         assert!(obs.element("value").unwrap().choice);
         assert_eq!(s.search_params().len(), 1378);
-        assert_eq!(s.search_param("Patient", "_id").map(|p| p.kind), Some(SearchParamType::Token));
         assert_eq!(
-            s.search_param("Observation", "subject").and_then(|p| p.expression.as_deref()),
+            s.search_param("Patient", "_id").map(|p| p.kind),
+            Some(SearchParamType::Token)
+        );
+        assert_eq!(
+            s.search_param("Observation", "subject")
+                .and_then(|p| p.expression.as_deref()),
             Some("Observation.subject")
         );
         assert!(!s.patient_compartment_params("Observation").is_empty());

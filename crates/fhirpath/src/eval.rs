@@ -107,7 +107,12 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool) -> Result<Vec<Item<'
         Expr::Bool(b) => vec![Item::Bool(*b)],
         Expr::Ident(name) => {
             let is_type_name = name.starts_with(|c: char| c.is_ascii_uppercase());
-            if is_type_name && (at_root || input.iter().all(|i| matches!(i, Item::Node(v, _) if v.get("resourceType").is_some()))) {
+            if is_type_name
+                && (at_root
+                    || input
+                        .iter()
+                        .all(|i| matches!(i, Item::Node(v, _) if v.get("resourceType").is_some())))
+            {
                 input.iter().filter(|i| is_type(i, name)).cloned().collect()
             } else {
                 input.iter().flat_map(|i| member(i, name)).collect()
@@ -134,7 +139,11 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool) -> Result<Vec<Item<'
                 match items.as_slice() {
                     [] => vec![],
                     [one] => vec![Item::Bool(is_type(one, ty))],
-                    _ => return Err(Error::Unsupported("'is' on a collection of several items".into())),
+                    _ => {
+                        return Err(Error::Unsupported(
+                            "'is' on a collection of several items".into(),
+                        ));
+                    }
                 }
             }
         }
@@ -204,11 +213,15 @@ fn same(a: &Item<'_>, b: &Item<'_>) -> bool {
 fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr]) -> Result<Vec<Item<'a>>, Error> {
     let type_arg = || match args.first() {
         Some(Expr::Ident(t)) => Ok(t.clone()),
-        _ => Err(Error::Unsupported(format!("{func}() without a type argument"))),
+        _ => Err(Error::Unsupported(format!(
+            "{func}() without a type argument"
+        ))),
     };
     Ok(match func {
         "where" => {
-            let pred = args.first().ok_or_else(|| Error::Unsupported("where() without criteria".into()))?;
+            let pred = args
+                .first()
+                .ok_or_else(|| Error::Unsupported("where() without criteria".into()))?;
             let mut out = Vec::new();
             for item in items {
                 let r = eval(pred, std::slice::from_ref(&item), false)?;
@@ -226,7 +239,10 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr]) -> Result<Vec<Item<
             vec![Item::Bool(n > 0)]
         }
         "empty" => vec![Item::Bool(items.is_empty())],
-        "not" => singleton_bool(&items).map(|b| Item::Bool(!b)).into_iter().collect(),
+        "not" => singleton_bool(&items)
+            .map(|b| Item::Bool(!b))
+            .into_iter()
+            .collect(),
         "first" => items.into_iter().take(1).collect(),
         "last" => items.into_iter().last().into_iter().collect(),
         "ofType" | "as" => {
@@ -235,7 +251,11 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr]) -> Result<Vec<Item<
         }
         "is" => {
             let t = type_arg()?;
-            items.iter().take(1).map(|i| Item::Bool(is_type(i, &t))).collect()
+            items
+                .iter()
+                .take(1)
+                .map(|i| Item::Bool(is_type(i, &t)))
+                .collect()
         }
         "resolve" => items.iter().filter_map(resolve).collect(),
         "extension" => {
@@ -246,7 +266,10 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr]) -> Result<Vec<Item<
             items
                 .iter()
                 .flat_map(|i| member(i, "extension"))
-                .filter(|e| e.node().and_then(|n| n.get("url")).and_then(Value::as_str) == Some(url.as_str()))
+                .filter(|e| {
+                    e.node().and_then(|n| n.get("url")).and_then(Value::as_str)
+                        == Some(url.as_str())
+                })
                 .collect()
         }
         other => return Err(Error::Unsupported(format!("{other}()"))),
@@ -265,21 +288,28 @@ fn resolve<'a>(item: &Item<'a>) -> Option<Item<'a>> {
     let path = reference.split(['?', '#']).next().unwrap_or(reference);
     let segments: Vec<&str> = path.split('/').collect();
     let n = segments.len();
-    let ty_idx = if n >= 4 && segments.get(n - 2) == Some(&"_history") { n.checked_sub(4)? } else { n.checked_sub(2)? };
+    let ty_idx = if n >= 4 && segments.get(n - 2) == Some(&"_history") {
+        n.checked_sub(4)?
+    } else {
+        n.checked_sub(2)?
+    };
     let ty = segments.get(ty_idx)?;
-    spec().resource_type(ty).map(|t| Item::Node(v, ItemType(TypeRef::Named(t.to_string()))))
+    spec()
+        .resource_type(ty)
+        .map(|t| Item::Node(v, ItemType(TypeRef::Named(t.to_string()))))
 }
 
 /// Does the item's type equal or derive from `ty`?
 fn is_type(item: &Item<'_>, ty: &str) -> bool {
     let ty = ty.strip_prefix("FHIR.").unwrap_or(ty);
-    let Some(mut name) = item.type_name().map(str::to_string) else { return false };
-    if let Item::Node(v, _) = item {
-        if let Some(rt) = v.get("resourceType").and_then(Value::as_str) {
-            if name == "Resource" {
-                name = rt.to_string();
-            }
-        }
+    let Some(mut name) = item.type_name().map(str::to_string) else {
+        return false;
+    };
+    if let Item::Node(v, _) = item
+        && let Some(rt) = v.get("resourceType").and_then(Value::as_str)
+        && name == "Resource"
+    {
+        name = rt.to_string();
     }
     for _ in 0..8 {
         if name == ty || is_system_alias(ty, &name) {
@@ -297,8 +327,10 @@ fn is_type(item: &Item<'_>, ty: &str) -> bool {
 fn is_system_alias(ty: &str, name: &str) -> bool {
     matches!(
         (ty, name),
-        ("String", "string" | "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "oid" | "uuid")
-            | ("Boolean", "boolean")
+        (
+            "String",
+            "string" | "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "oid" | "uuid"
+        ) | ("Boolean", "boolean")
             | ("Integer", "integer" | "positiveInt" | "unsignedInt")
             | ("Decimal", "decimal")
             | ("Date", "date")
@@ -309,10 +341,16 @@ fn is_system_alias(ty: &str, name: &str) -> bool {
 
 /// Navigate to child `name` of an item, with the child's type from the definitions.
 fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
-    let Item::Node(Value::Object(obj), ItemType(ty)) = item else { return vec![] };
+    let Item::Node(Value::Object(obj), ItemType(ty)) = item else {
+        return vec![];
+    };
     let owner: Option<(&'static TypeDef, String)> = match ty {
         TypeRef::Named(n) => {
-            let n = if n == "Resource" { obj.get("resourceType").and_then(Value::as_str).unwrap_or(n) } else { n };
+            let n = if n == "Resource" {
+                obj.get("resourceType").and_then(Value::as_str).unwrap_or(n)
+            } else {
+                n
+            };
             spec().type_def(n).map(|t| (t, String::new()))
         }
         TypeRef::Backbone(t, p) => Some((*t, p.clone())),
@@ -320,7 +358,11 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
     };
     let mut out = Vec::new();
     let mut push = |v: &'a Value, t: TypeRef| match v {
-        Value::Array(a) => out.extend(a.iter().filter(|x| !x.is_null()).map(|x| Item::Node(x, ItemType(child_type(&t, x))))),
+        Value::Array(a) => out.extend(
+            a.iter()
+                .filter(|x| !x.is_null())
+                .map(|x| Item::Node(x, ItemType(child_type(&t, x)))),
+        ),
         Value::Null => {}
         _ => out.push(Item::Node(v, ItemType(child_type(&t, v)))),
     };
@@ -330,14 +372,18 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
         }
         return out;
     };
-    let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+    let path = if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    };
     match td.element(&path) {
         Some(el) if el.choice => {
             for (k, v) in obj {
-                if let Some(suffix) = k.strip_prefix(name) {
-                    if let Some(t) = el.types.iter().find(|t| upper_first(t) == suffix) {
-                        push(v, TypeRef::Named(t.clone()));
-                    }
+                if let Some(suffix) = k.strip_prefix(name)
+                    && let Some(t) = el.types.iter().find(|t| upper_first(t) == suffix)
+                {
+                    push(v, TypeRef::Named(t.clone()));
                 }
             }
         }
@@ -348,7 +394,10 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
                 } else if td.has_children(&path) && td.kind != TypeKind::Primitive {
                     TypeRef::Backbone(td, path.clone())
                 } else {
-                    el.types.first().map(|t| TypeRef::Named(t.clone())).unwrap_or(TypeRef::Unknown)
+                    el.types
+                        .first()
+                        .map(|t| TypeRef::Named(t.clone()))
+                        .unwrap_or(TypeRef::Unknown)
                 };
                 push(v, t);
             }
@@ -365,7 +414,8 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
 /// `Resource`-typed children take the type named by their `resourceType`.
 fn child_type(t: &TypeRef, v: &Value) -> TypeRef {
     match t {
-        TypeRef::Named(n) if n == "Resource" => match v.get("resourceType").and_then(Value::as_str) {
+        TypeRef::Named(n) if n == "Resource" => match v.get("resourceType").and_then(Value::as_str)
+        {
             Some(rt) => TypeRef::Named(rt.to_string()),
             None => TypeRef::Unknown,
         },
@@ -408,17 +458,47 @@ mod tests {
             "subject": {"reference": "Patient/1"},
             "valueQuantity": {"value": 72, "unit": "/min"},
             "component": [{"code": {"text": "x"}, "valueString": "s"}]});
-        assert_eq!(strings("Observation.code.coding.code", &obs), vec!["\"8867-4\""]);
-        assert_eq!(strings("(Observation.value as Quantity)", &obs), vec![r#"{"value":72,"unit":"/min"}"#]);
-        assert_eq!(strings("Observation.value as CodeableConcept", &obs), Vec::<String>::new());
-        assert_eq!(strings("Observation.subject.where(resolve() is Patient)", &obs).len(), 1);
-        assert_eq!(strings("Observation.subject.where(resolve() is Group)", &obs).len(), 0);
-        assert_eq!(strings("Observation.component.value.ofType(string)", &obs), vec!["\"s\""]);
+        assert_eq!(
+            strings("Observation.code.coding.code", &obs),
+            vec!["\"8867-4\""]
+        );
+        assert_eq!(
+            strings("(Observation.value as Quantity)", &obs),
+            vec![r#"{"value":72,"unit":"/min"}"#]
+        );
+        assert_eq!(
+            strings("Observation.value as CodeableConcept", &obs),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            strings("Observation.subject.where(resolve() is Patient)", &obs).len(),
+            1
+        );
+        assert_eq!(
+            strings("Observation.subject.where(resolve() is Group)", &obs).len(),
+            0
+        );
+        assert_eq!(
+            strings("Observation.component.value.ofType(string)", &obs),
+            vec!["\"s\""]
+        );
         assert_eq!(strings("Patient.name", &obs).len(), 0);
         let p = json!({"resourceType": "Patient", "telecom": [{"system": "phone", "value": "1"}, {"system": "email", "value": "a@b"}],
             "deceasedBoolean": false});
-        assert_eq!(strings("Patient.telecom.where(system='email')", &p).len(), 1);
-        assert_eq!(strings("Patient.deceased.exists() and Patient.deceased != false", &p), vec!["false"]);
-        assert_eq!(strings("Patient.telecom[1].value | Patient.telecom.value", &p), vec!["\"a@b\"", "\"1\""]);
+        assert_eq!(
+            strings("Patient.telecom.where(system='email')", &p).len(),
+            1
+        );
+        assert_eq!(
+            strings(
+                "Patient.deceased.exists() and Patient.deceased != false",
+                &p
+            ),
+            vec!["false"]
+        );
+        assert_eq!(
+            strings("Patient.telecom[1].value | Patient.telecom.value", &p),
+            vec!["\"a@b\"", "\"1\""]
+        );
     }
 }

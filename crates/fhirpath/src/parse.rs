@@ -72,7 +72,10 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
                 i += ch.len_utf8();
             }
             if i >= b.len() {
-                return Err(Error::Syntax { pos: start, msg: "unterminated string".into() });
+                return Err(Error::Syntax {
+                    pos: start,
+                    msg: "unterminated string".into(),
+                });
             }
             i += 1;
             out.push((start, Tok::Str(v)));
@@ -92,7 +95,12 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
                 (_, b'=') => "=",
                 (_, b'<') => "<",
                 (_, b'>') => ">",
-                _ => return Err(Error::Syntax { pos: i, msg: format!("unexpected character '{}'", c as char) }),
+                _ => {
+                    return Err(Error::Syntax {
+                        pos: i,
+                        msg: format!("unexpected character '{}'", c as char),
+                    });
+                }
             };
             i += sym.len();
             out.push((start, Tok::Sym(sym)));
@@ -108,10 +116,16 @@ struct Parser {
 
 /// Parse a FHIRPath expression.
 pub fn parse(s: &str) -> Result<Expr, Error> {
-    let mut p = Parser { toks: tokenize(s)?, pos: 0 };
+    let mut p = Parser {
+        toks: tokenize(s)?,
+        pos: 0,
+    };
     let e = p.expr(0)?;
     if let Some((at, t)) = p.toks.get(p.pos) {
-        return Err(Error::Syntax { pos: *at, msg: format!("unexpected {t:?}") });
+        return Err(Error::Syntax {
+            pos: *at,
+            msg: format!("unexpected {t:?}"),
+        });
     }
     Ok(e)
 }
@@ -135,7 +149,10 @@ impl Parser {
     }
 
     fn at(&self) -> usize {
-        self.toks.get(self.pos).map(|(p, _)| *p).unwrap_or(usize::MAX)
+        self.toks
+            .get(self.pos)
+            .map(|(p, _)| *p)
+            .unwrap_or(usize::MAX)
     }
 
     fn expect(&mut self, sym: &str) -> Result<(), Error> {
@@ -144,7 +161,10 @@ impl Parser {
                 self.pos += 1;
                 Ok(())
             }
-            other => Err(Error::Syntax { pos: self.at(), msg: format!("expected '{sym}', found {other:?}") }),
+            other => Err(Error::Syntax {
+                pos: self.at(),
+                msg: format!("expected '{sym}', found {other:?}"),
+            }),
         }
     }
 
@@ -175,7 +195,9 @@ impl Parser {
                 self.pos += 1;
                 // qualified names: FHIR.Patient, System.String
                 while self.peek() == Some(&Tok::Sym(".")) {
-                    if let Some(Tok::Ident(next)) = self.toks.get(self.pos + 1).map(|(_, t)| t.clone()) {
+                    if let Some(Tok::Ident(next)) =
+                        self.toks.get(self.pos + 1).map(|(_, t)| t.clone())
+                    {
                         self.pos += 2;
                         n = next;
                     } else {
@@ -184,7 +206,10 @@ impl Parser {
                 }
                 Ok(n)
             }
-            other => Err(Error::Syntax { pos: self.at(), msg: format!("expected a type name, found {other:?}") }),
+            other => Err(Error::Syntax {
+                pos: self.at(),
+                msg: format!("expected a type name, found {other:?}"),
+            }),
         }
     }
 
@@ -197,7 +222,10 @@ impl Parser {
                     let name = match self.toks.get(self.pos).map(|(_, t)| t.clone()) {
                         Some(Tok::Ident(n)) => n,
                         other => {
-                            return Err(Error::Syntax { pos: self.at(), msg: format!("expected a name after '.', found {other:?}") });
+                            return Err(Error::Syntax {
+                                pos: self.at(),
+                                msg: format!("expected a name after '.', found {other:?}"),
+                            });
                         }
                     };
                     self.pos += 1;
@@ -244,7 +272,10 @@ impl Parser {
     fn term(&mut self) -> Result<Expr, Error> {
         let at = self.at();
         let Some(t) = self.toks.get(self.pos).map(|(_, t)| t.clone()) else {
-            return Err(Error::Syntax { pos: at, msg: "unexpected end of expression".into() });
+            return Err(Error::Syntax {
+                pos: at,
+                msg: "unexpected end of expression".into(),
+            });
         };
         self.pos += 1;
         match t {
@@ -266,7 +297,10 @@ impl Parser {
                     Ok(Expr::Ident(w))
                 }
             }
-            other => Err(Error::Syntax { pos: at, msg: format!("unexpected {other:?}") }),
+            other => Err(Error::Syntax {
+                pos: at,
+                msg: format!("unexpected {other:?}"),
+            }),
         }
     }
 }
@@ -279,10 +313,10 @@ mod tests {
     fn parses_every_base_search_parameter_expression() {
         let mut failed = Vec::new();
         for p in fhir_spec::spec().search_params() {
-            if let Some(x) = &p.expression {
-                if let Err(e) = parse(x) {
-                    failed.push(format!("{}: {x}: {e}", p.id));
-                }
+            if let Some(x) = &p.expression
+                && let Err(e) = parse(x)
+            {
+                failed.push(format!("{}: {x}: {e}", p.id));
             }
         }
         assert!(failed.is_empty(), "{failed:#?}");

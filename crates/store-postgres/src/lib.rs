@@ -17,7 +17,10 @@ use postgres::{Client, Config, NoTls};
 use search::Query;
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, Sql};
-use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
+use store::{
+    CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError,
+    StoredResource, Tx,
+};
 
 const SCHEMA_VERSION: i64 = 1;
 const MAX_IDLE: usize = 16;
@@ -30,10 +33,17 @@ pub struct PostgresStore {
 
 fn err(e: postgres::Error) -> StoreError {
     match e.code() {
-        Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+        Some(c)
+            if *c == SqlState::UNIQUE_VIOLATION
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
             StoreError::Conflict(e.to_string())
         }
-        Some(_) => StoreError::Backend(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())),
+        Some(_) => StoreError::Backend(
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+        ),
         None if e.is_closed() || e.source().is_some() => StoreError::Unavailable(e.to_string()),
         None => StoreError::Backend(e.to_string()),
     }
@@ -43,24 +53,36 @@ impl PostgresStore {
     /// Connect to `url` (`postgres://user@host:port/db`), creating the database if it is
     /// missing, and create or migrate the schema.
     pub fn open(url: &str) -> Result<Self> {
-        let config: Config = url.parse().map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+        let config: Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
         let mut client = match config.connect(NoTls) {
             Ok(c) => c,
             Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
                 create_database(&config)?;
                 config.connect(NoTls).map_err(err)?
             }
-            Err(e) => return Err(StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))),
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL: {e}"
+                )));
+            }
         };
         migrate(&mut client)?;
-        Ok(PostgresStore { config, pool: Mutex::new(vec![client]) })
+        Ok(PostgresStore {
+            config,
+            pool: Mutex::new(vec![client]),
+        })
     }
 
     fn get(&self) -> Result<Client> {
         let pooled = self.pool.lock().map_err(|_| poisoned())?.pop();
         match pooled {
             Some(c) if !c.is_closed() => Ok(c),
-            _ => self.config.connect(NoTls).map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))),
+            _ => self
+                .config
+                .connect(NoTls)
+                .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))),
         }
     }
 
@@ -68,10 +90,10 @@ impl PostgresStore {
         if client.is_closed() {
             return;
         }
-        if let Ok(mut pool) = self.pool.lock() {
-            if pool.len() < MAX_IDLE {
-                pool.push(client);
-            }
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < MAX_IDLE
+        {
+            pool.push(client);
         }
     }
 
@@ -89,12 +111,19 @@ fn poisoned() -> StoreError {
 
 fn create_database(config: &Config) -> Result<()> {
     let name = config.get_dbname().unwrap_or("postgres").to_string();
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(StoreError::Unavailable(format!("database '{name}' does not exist and its name is not safe to create")));
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(StoreError::Unavailable(format!(
+            "database '{name}' does not exist and its name is not safe to create"
+        )));
     }
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let mut c = admin.connect(NoTls).map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+    let mut c = admin
+        .connect(NoTls)
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
     match c.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
         Ok(()) => Ok(()),
         Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
@@ -116,7 +145,11 @@ fn migrate(client: &mut Client) -> Result<()> {
         .unwrap_or(0);
     if version == 0 {
         tx.batch_execute(include_str!("schema.sql")).map_err(err)?;
-        tx.execute("INSERT INTO medkarta_schema (version) VALUES ($1)", &[&SCHEMA_VERSION]).map_err(err)?;
+        tx.execute(
+            "INSERT INTO medkarta_schema (version) VALUES ($1)",
+            &[&SCHEMA_VERSION],
+        )
+        .map_err(err)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Backend(format!(
             "the database has schema version {version}, newer than this build understands ({SCHEMA_VERSION})"
@@ -130,7 +163,11 @@ fn migrate(client: &mut Client) -> Result<()> {
 struct AnyNull;
 
 impl ToSql for AnyNull {
-    fn to_sql(&self, _: &Type, _: &mut BytesMut) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         Ok(IsNull::Yes)
     }
 
@@ -181,12 +218,19 @@ impl SqlConn for Conn<'_> {
     fn query_ints(&mut self, sql: &Sql) -> Result<Vec<Vec<i64>>> {
         let rows = self.rows(sql)?;
         rows.iter()
-            .map(|r| (0..r.len()).map(|i| r.try_get::<_, i64>(i).map_err(err)).collect())
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get::<_, i64>(i).map_err(err))
+                    .collect()
+            })
             .collect()
     }
 
     fn query_texts(&mut self, sql: &Sql) -> Result<Vec<String>> {
-        self.rows(sql)?.iter().map(|r| r.try_get(0).map_err(err)).collect()
+        self.rows(sql)?
+            .iter()
+            .map(|r| r.try_get(0).map_err(err))
+            .collect()
     }
 
     fn query_resources(&mut self, sql: &Sql) -> Result<Vec<StoredResource>> {
@@ -214,7 +258,10 @@ struct PgTx<'a> {
 
 impl PgTx<'_> {
     fn conn(&mut self) -> Result<Conn<'_>> {
-        self.client.as_mut().map(Conn).ok_or_else(|| StoreError::Backend("transaction already finished".into()))
+        self.client
+            .as_mut()
+            .map(Conn)
+            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))
     }
 }
 
@@ -244,7 +291,9 @@ impl Tx for PgTx<'_> {
 
     fn lock_key(&mut self, key: &str) -> Result<()> {
         let mut sql = Sql::new(Dialect::Postgres);
-        sql.push("SELECT pg_advisory_xact_lock(hashtext(").text_arg(key).push(")::bigint)::text");
+        sql.push("SELECT pg_advisory_xact_lock(hashtext(")
+            .text_arg(key)
+            .push(")::bigint)::text");
         self.conn()?.query_texts(&sql).map(|_| ())
     }
 
@@ -253,7 +302,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        let mut c = self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
+        let mut c = self
+            .client
+            .take()
+            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
         c.batch_execute("COMMIT").map_err(err)?;
         self.store.put(c);
         Ok(())
@@ -268,14 +320,22 @@ impl Store for PostgresStore {
     fn begin(&self) -> Result<Box<dyn Tx + '_>> {
         let mut client = self.get()?;
         client.batch_execute("BEGIN").map_err(err)?;
-        Ok(Box::new(PgTx { store: self, client: Some(client) }))
+        Ok(Box::new(PgTx {
+            store: self,
+            client: Some(client),
+        }))
     }
 
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
         self.with_conn(|c| ops::read(c, resource_type, id))
     }
 
-    fn read_version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<StoredResource>> {
+    fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<StoredResource>> {
         self.with_conn(|c| ops::read_version(c, resource_type, id, version))
     }
 

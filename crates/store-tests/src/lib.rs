@@ -2,6 +2,8 @@
 //! (`tests/backends.rs` instantiates them for SQLite and PostgreSQL), plus the helpers
 //! that give each test a fresh database of its own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use fhir_model::ResourceType;
 use search::{extract, parse_query};
 use serde_json::{Value, json};
@@ -16,7 +18,8 @@ pub struct PgDatabase {
 
 /// Base URL of the test PostgreSQL server (`MEDKARTA_TEST_PG`, default the local one).
 pub fn pg_server() -> String {
-    std::env::var("MEDKARTA_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("MEDKARTA_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 impl PgDatabase {
@@ -25,26 +28,43 @@ impl PgDatabase {
         let server = pg_server();
         let name = format!("medkarta_test_{}", uuid::Uuid::new_v4().simple());
         let admin = format!("{server}/postgres");
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("PostgreSQL must run at {server} for the tests (set MEDKARTA_TEST_PG): {e}"));
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("create database: {e}"));
-        PgDatabase { url: format!("{server}/{name}"), admin, name }
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
+            panic!("PostgreSQL must run at {server} for the tests (set MEDKARTA_TEST_PG): {e}")
+        });
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("create database: {e}"));
+        PgDatabase {
+            url: format!("{server}/{name}"),
+            admin,
+            name,
+        }
     }
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
-fn write(store: &dyn Store, resource: &Value, version: u64, method: Method) -> Result<(), StoreError> {
+fn write(
+    store: &dyn Store,
+    resource: &Value,
+    version: u64,
+    method: Method,
+) -> Result<(), StoreError> {
     let rt = resource["resourceType"].as_str().unwrap_or_default();
     let id = resource["id"].as_str().unwrap_or_default();
     let body = serde_json::to_vec(resource).unwrap_or_default();
@@ -68,7 +88,8 @@ fn patient(id: &str, family: &str) -> Value {
 }
 
 fn query(rt: &str, q: &str) -> search::Query {
-    parse_query(ResourceType::parse(rt).unwrap_or_else(|| panic!("{rt}")), q).unwrap_or_else(|e| panic!("{q}: {e:?}"))
+    parse_query(ResourceType::parse(rt).unwrap_or_else(|| panic!("{rt}")), q)
+        .unwrap_or_else(|e| panic!("{q}: {e:?}"))
 }
 
 /// Versions are kept; the current one is read; history is newest first.
@@ -87,12 +108,30 @@ pub fn versions_and_history(store: &dyn Store) {
     let gone = store.read("Patient", "p1").unwrap().unwrap();
     assert!(gone.deleted());
     let (h, total) = store
-        .history(&HistoryQuery { scope: HistoryScope::Instance("Patient".into(), "p1".into()), since: None, count: 10, offset: 0 })
+        .history(&HistoryQuery {
+            scope: HistoryScope::Instance("Patient".into(), "p1".into()),
+            since: None,
+            count: 10,
+            offset: 0,
+        })
         .unwrap();
     assert_eq!(total, 3);
-    assert_eq!(h.iter().map(|s| s.version).collect::<Vec<_>>(), vec![3, 2, 1]);
-    assert_eq!(h.iter().map(|s| s.method).collect::<Vec<_>>(), vec![Method::Delete, Method::Update, Method::Create]);
-    let (page, _) = store.history(&HistoryQuery { scope: HistoryScope::System, since: None, count: 1, offset: 1 }).unwrap();
+    assert_eq!(
+        h.iter().map(|s| s.version).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    assert_eq!(
+        h.iter().map(|s| s.method).collect::<Vec<_>>(),
+        vec![Method::Delete, Method::Update, Method::Create]
+    );
+    let (page, _) = store
+        .history(&HistoryQuery {
+            scope: HistoryScope::System,
+            since: None,
+            count: 1,
+            offset: 1,
+        })
+        .unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].version, 2);
 }
@@ -114,13 +153,34 @@ pub fn rollback_leaves_no_trace(store: &dyn Store) {
         let body = serde_json::to_vec(&r).unwrap();
         let index = extract(&r);
         let mut tx = store.begin().unwrap();
-        tx.write(&NewVersion { resource_type: "Patient", id: "p3", version: 1, last_updated: now(), method: Method::Create, body: Some(&body), index: &index })
-            .unwrap();
-        assert_eq!(tx.current("Patient", "p3").unwrap().map(|c| c.version), Some(1));
-        assert_eq!(tx.search_ids(&query("Patient", "family=сидоров"), 5).unwrap(), vec!["p3"]);
+        tx.write(&NewVersion {
+            resource_type: "Patient",
+            id: "p3",
+            version: 1,
+            last_updated: now(),
+            method: Method::Create,
+            body: Some(&body),
+            index: &index,
+        })
+        .unwrap();
+        assert_eq!(
+            tx.current("Patient", "p3").unwrap().map(|c| c.version),
+            Some(1)
+        );
+        assert_eq!(
+            tx.search_ids(&query("Patient", "family=сидоров"), 5)
+                .unwrap(),
+            vec!["p3"]
+        );
     }
     assert!(store.read("Patient", "p3").unwrap().is_none());
-    assert_eq!(store.search(&query("Patient", "family=Сидоров"), 10).unwrap().total, 0);
+    assert_eq!(
+        store
+            .search(&query("Patient", "family=Сидоров"), 10)
+            .unwrap()
+            .total,
+        0
+    );
 }
 
 /// Index rows follow the current version: old values stop matching, deleted resources vanish.
@@ -131,7 +191,13 @@ pub fn search_follows_current_version(store: &dyn Store) {
         "subject": {"reference": "Patient/s1"}, "effectiveDateTime": "2024-03-05T10:00:00+03:00"}), 1, Method::Create)
     .unwrap();
     let ids = |rt: &str, q: &str| -> Vec<String> {
-        let mut v: Vec<String> = store.search(&query(rt, q), 100).unwrap().resources.into_iter().map(|s| s.id).collect();
+        let mut v: Vec<String> = store
+            .search(&query(rt, q), 100)
+            .unwrap()
+            .resources
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
         v.sort();
         v
     };
@@ -142,12 +208,27 @@ pub fn search_follows_current_version(store: &dyn Store) {
     assert_eq!(ids("Patient", "identifier=urn:test|s2"), vec!["s2"]);
     assert_eq!(ids("Patient", "identifier=|s2"), Vec::<String>::new());
     assert_eq!(ids("Patient", "birthdate=1980-05"), vec!["s1", "s2"]);
-    assert_eq!(ids("Patient", "birthdate=gt1980-05-17"), Vec::<String>::new());
-    assert_eq!(ids("Patient", "birthdate=ge1980-05-17&family=elkin"), vec!["s2"]);
-    assert_eq!(ids("Observation", "subject=Patient/s1&code=http://loinc.org|8867-4"), vec!["o1"]);
+    assert_eq!(
+        ids("Patient", "birthdate=gt1980-05-17"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids("Patient", "birthdate=ge1980-05-17&family=elkin"),
+        vec!["s2"]
+    );
+    assert_eq!(
+        ids(
+            "Observation",
+            "subject=Patient/s1&code=http://loinc.org|8867-4"
+        ),
+        vec!["o1"]
+    );
     assert_eq!(ids("Observation", "patient=s1"), vec!["o1"]);
     assert_eq!(ids("Observation", "date=2024-03-05"), vec!["o1"]);
-    assert_eq!(ids("Observation", "date=lt2024-03-05T07:00:00Z"), Vec::<String>::new());
+    assert_eq!(
+        ids("Observation", "date=lt2024-03-05T07:00:00Z"),
+        Vec::<String>::new()
+    );
     assert_eq!(ids("Patient", "gender:missing=true"), vec!["s1", "s2"]);
     assert_eq!(ids("Patient", "_id=s2"), vec!["s2"]);
     assert_eq!(ids("Patient", "_id:not=s2"), vec!["s1"]);
@@ -157,7 +238,9 @@ pub fn search_follows_current_version(store: &dyn Store) {
     assert_eq!(ids("Patient", "family=волков"), vec!["s1"]);
     write(store, &patient("s2", ""), 2, Method::Delete).unwrap();
     assert_eq!(ids("Patient", "family=elkin"), Vec::<String>::new());
-    let page = store.search(&query("Patient", "birthdate=1980"), 0).unwrap();
+    let page = store
+        .search(&query("Patient", "birthdate=1980"), 0)
+        .unwrap();
     assert_eq!((page.total, page.resources.len()), (1, 0));
 }
 
@@ -175,7 +258,15 @@ pub fn concurrent_writers(store: &(dyn Store + Sync)) {
                         let cur = tx.current("Patient", "c1")?.map_or(0, |c| c.version);
                         let r = patient("c1", &format!("T{t}"));
                         let body = serde_json::to_vec(&r).unwrap_or_default();
-                        tx.write(&NewVersion { resource_type: "Patient", id: "c1", version: cur + 1, last_updated: now(), method: Method::Update, body: Some(&body), index: &[] })?;
+                        tx.write(&NewVersion {
+                            resource_type: "Patient",
+                            id: "c1",
+                            version: cur + 1,
+                            last_updated: now(),
+                            method: Method::Update,
+                            body: Some(&body),
+                            index: &[],
+                        })?;
                         tx.commit()
                     })();
                     if attempt.is_ok() {
@@ -188,7 +279,12 @@ pub fn concurrent_writers(store: &(dyn Store + Sync)) {
     let n = wins.load(std::sync::atomic::Ordering::SeqCst) as u64;
     assert_eq!(store.read("Patient", "c1").unwrap().unwrap().version, 1 + n);
     let (_, total) = store
-        .history(&HistoryQuery { scope: HistoryScope::Instance("Patient".into(), "c1".into()), since: None, count: 1, offset: 0 })
+        .history(&HistoryQuery {
+            scope: HistoryScope::Instance("Patient".into(), "c1".into()),
+            since: None,
+            count: 1,
+            offset: 0,
+        })
         .unwrap();
     assert_eq!(total, 1 + n);
 }

@@ -1,5 +1,7 @@
 //! Runs the conformance suite against SQLite and PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use store_postgres::PostgresStore;
 use store_sqlite::SqliteStore;
 use store_tests::*;
@@ -25,7 +27,13 @@ macro_rules! both {
     };
 }
 
-both!(versions_and_history, stale_version_conflicts, rollback_leaves_no_trace, search_follows_current_version, concurrent_writers);
+both!(
+    versions_and_history,
+    stale_version_conflicts,
+    rollback_leaves_no_trace,
+    search_follows_current_version,
+    concurrent_writers
+);
 
 #[test]
 fn sqlite_reopens_existing_data() {
@@ -35,7 +43,13 @@ fn sqlite_reopens_existing_data() {
         versions_and_history(&store);
     }
     let store = SqliteStore::open(dir.path()).unwrap();
-    assert_eq!(store::Store::read(&store, "Patient", "p1").unwrap().unwrap().version, 3);
+    assert_eq!(
+        store::Store::read(&store, "Patient", "p1")
+            .unwrap()
+            .unwrap()
+            .version,
+        3
+    );
 }
 
 #[test]
@@ -46,6 +60,10 @@ fn postgres_creates_a_missing_database() {
         let store = PostgresStore::open(&url).unwrap();
         store::Store::check(&store).unwrap();
     }
-    let mut admin = ::postgres::Client::connect(&format!("{}/postgres", pg_server()), ::postgres::NoTls).unwrap();
-    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).unwrap();
+    let mut admin =
+        ::postgres::Client::connect(&format!("{}/postgres", pg_server()), ::postgres::NoTls)
+            .unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .unwrap();
 }

@@ -46,20 +46,36 @@ impl Validator {
     fn resource(&mut self, value: &Value, path: &str, root: bool) {
         let Some(obj) = value.as_object() else {
             let at = if path.is_empty() { "$" } else { path };
-            self.error(IssueType::Structure, at, "A resource must be a JSON object".into());
+            self.error(
+                IssueType::Structure,
+                at,
+                "A resource must be a JSON object".into(),
+            );
             return;
         };
         let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
             let at = if path.is_empty() { "$" } else { path };
-            self.error(IssueType::Required, at, "The property 'resourceType' is missing".into());
+            self.error(
+                IssueType::Required,
+                at,
+                "The property 'resourceType' is missing".into(),
+            );
             return;
         };
         let Some(ty) = spec().resource_type(rt).and_then(|n| spec().type_def(n)) else {
             let at = if path.is_empty() { rt } else { path };
-            self.error(IssueType::NotSupported, at, format!("'{rt}' is not a FHIR R4 resource type"));
+            self.error(
+                IssueType::NotSupported,
+                at,
+                format!("'{rt}' is not a FHIR R4 resource type"),
+            );
             return;
         };
-        let here = if root || path.is_empty() { rt.to_string() } else { path.to_string() };
+        let here = if root || path.is_empty() {
+            rt.to_string()
+        } else {
+            path.to_string()
+        };
         self.object(obj, Ctx { ty, prefix: "" }, &here, true);
         if rt == "Bundle" {
             self.bundle_rules(obj, &here);
@@ -69,7 +85,11 @@ impl Validator {
     /// Validate the properties of a JSON object against the children of `ctx`.
     fn object(&mut self, obj: &Map<String, Value>, ctx: Ctx<'_>, path: &str, is_resource: bool) {
         if obj.is_empty() && !is_resource {
-            self.error(IssueType::Invalid, path, "An element must have a value or children (ele-1)".into());
+            self.error(
+                IssueType::Invalid,
+                path,
+                "An element must have a value or children (ele-1)".into(),
+            );
             return;
         }
         let mut seen_choice: Vec<(&str, &str)> = Vec::new();
@@ -85,7 +105,10 @@ impl Validator {
                 self.error(
                     IssueType::Structure,
                     &format!("{path}.{key}"),
-                    format!("Unrecognized property '{key}' (not an element of {})", type_label(ctx)),
+                    format!(
+                        "Unrecognized property '{key}' (not an element of {})",
+                        type_label(ctx)
+                    ),
                 );
                 continue;
             };
@@ -93,8 +116,14 @@ impl Validator {
                 type_code = "id".to_string(); // Resource.id: the snapshot says System.String
             }
             if el.choice {
-                if let Some((_, other)) = seen_choice.iter().find(|(n, k)| *n == el.name && *k != name) {
-                    let msg = format!("Only one of the choices for '{}[x]' may be given; found '{other}' and '{name}'", el.name);
+                if let Some((_, other)) = seen_choice
+                    .iter()
+                    .find(|(n, k)| *n == el.name && *k != name)
+                {
+                    let msg = format!(
+                        "Only one of the choices for '{}[x]' may be given; found '{other}' and '{name}'",
+                        el.name
+                    );
                     self.error(IssueType::Structure, &format!("{path}.{name}"), msg);
                 }
                 seen_choice.push((el.name.as_str(), name));
@@ -104,7 +133,9 @@ impl Validator {
                 self.error(
                     IssueType::Structure,
                     &format!("{path}.{key}"),
-                    format!("'{key}' is only allowed for primitive elements; '{name}' is a {type_code}"),
+                    format!(
+                        "'{key}' is only allowed for primitive elements; '{name}' is a {type_code}"
+                    ),
                 );
                 continue;
             }
@@ -120,15 +151,26 @@ impl Validator {
                         continue;
                     }
                     if items.is_empty() {
-                        self.error(IssueType::Structure, &elem_path, format!("Array '{key}' must not be empty"));
+                        self.error(
+                            IssueType::Structure,
+                            &elem_path,
+                            format!("Array '{key}' must not be empty"),
+                        );
                     }
-                    let partner = obj.get(&partner_key(key, companion)).and_then(Value::as_array);
+                    let partner = obj
+                        .get(&partner_key(key, companion))
+                        .and_then(Value::as_array);
                     for (i, item) in items.iter().enumerate() {
                         let item_path = format!("{elem_path}[{i}]");
                         if item.is_null() {
-                            let partner_has = partner.and_then(|p| p.get(i)).is_some_and(|p| !p.is_null());
+                            let partner_has =
+                                partner.and_then(|p| p.get(i)).is_some_and(|p| !p.is_null());
                             if !(primitive && partner_has) {
-                                self.error(IssueType::Structure, &item_path, "null is not a valid value here".into());
+                                self.error(
+                                    IssueType::Structure,
+                                    &item_path,
+                                    "null is not a valid value here".into(),
+                                );
                             }
                             continue;
                         }
@@ -136,9 +178,17 @@ impl Validator {
                     }
                 }
                 _ if el.is_array() => {
-                    self.error(IssueType::Structure, &elem_path, format!("'{key}' repeats and must be a JSON array"));
+                    self.error(
+                        IssueType::Structure,
+                        &elem_path,
+                        format!("'{key}' repeats and must be a JSON array"),
+                    );
                 }
-                Value::Null => self.error(IssueType::Structure, &elem_path, "null is not a valid value here".into()),
+                Value::Null => self.error(
+                    IssueType::Structure,
+                    &elem_path,
+                    "null is not a valid value here".into(),
+                ),
                 _ => self.value(value, el, &type_code, ctx, &elem_path, companion),
             }
         }
@@ -150,32 +200,53 @@ impl Validator {
         for el in ctx.ty.children(ctx.prefix) {
             let count = count_values(obj, el);
             if count < el.min as usize {
-                let name = if el.choice { format!("{}[x]", el.name) } else { el.name.clone() };
+                let name = if el.choice {
+                    format!("{}[x]", el.name)
+                } else {
+                    el.name.clone()
+                };
                 self.error(
                     IssueType::Required,
                     &format!("{path}.{name}"),
-                    format!("'{name}' is required ({} minimum) but missing in {}", el.min, type_label(ctx)),
+                    format!(
+                        "'{name}' is required ({} minimum) but missing in {}",
+                        el.min,
+                        type_label(ctx)
+                    ),
                 );
             }
-            if let Some(max) = el.max {
-                if max > 1 && count > max as usize {
-                    self.error(
-                        IssueType::Structure,
-                        &format!("{path}.{}", el.name),
-                        format!("'{}' allows at most {max} values, found {count}", el.name),
-                    );
-                }
+            if let Some(max) = el.max
+                && max > 1
+                && count > max as usize
+            {
+                self.error(
+                    IssueType::Structure,
+                    &format!("{path}.{}", el.name),
+                    format!("'{}' allows at most {max} values, found {count}", el.name),
+                );
             }
         }
     }
 
     /// Validate one value of an element whose (resolved) type is `type_code`.
-    fn value(&mut self, value: &Value, el: &ElementDef, type_code: &str, ctx: Ctx<'_>, path: &str, companion: bool) {
+    fn value(
+        &mut self,
+        value: &Value,
+        el: &ElementDef,
+        type_code: &str,
+        ctx: Ctx<'_>,
+        path: &str,
+        companion: bool,
+    ) {
         if companion {
             // `_name`: an Element with id/extension only.
             match (value.as_object(), spec().type_def("Element")) {
                 (Some(obj), Some(ty)) => self.object(obj, Ctx { ty, prefix: "" }, path, false),
-                _ => self.error(IssueType::Structure, path, "A primitive's '_' companion must be an object".into()),
+                _ => self.error(
+                    IssueType::Structure,
+                    path,
+                    "A primitive's '_' companion must be an object".into(),
+                ),
             }
             return;
         }
@@ -184,47 +255,84 @@ impl Validator {
                 self.error(IssueType::Value, path, msg);
                 return;
             }
-            if type_code == "xhtml" {
-                if let Some(msg) = value.as_str().and_then(primitive::unsafe_xhtml) {
-                    self.error(IssueType::Value, path, msg);
-                }
+            if type_code == "xhtml"
+                && let Some(msg) = value.as_str().and_then(primitive::unsafe_xhtml)
+            {
+                self.error(IssueType::Value, path, msg);
             }
-            if let (Some(vs), Some(code)) = (&el.required_binding, value.as_str()) {
-                if type_code == "code" {
-                    self.binding(vs, None, code, path);
-                }
+            if let (Some(vs), Some(code)) = (&el.required_binding, value.as_str())
+                && type_code == "code"
+            {
+                self.binding(vs, None, code, path);
             }
             return;
         }
-        if type_code == "Resource" || spec().type_def(type_code).is_some_and(|t| t.kind == TypeKind::Resource) {
+        if type_code == "Resource"
+            || spec()
+                .type_def(type_code)
+                .is_some_and(|t| t.kind == TypeKind::Resource)
+        {
             self.resource(value, path, false);
-            if let Some(rt) = value.get("resourceType").and_then(Value::as_str) {
-                if type_code != "Resource" && rt != type_code {
-                    self.error(IssueType::Structure, path, format!("Expected a {type_code} here, found a {rt}"));
-                }
+            if let Some(rt) = value.get("resourceType").and_then(Value::as_str)
+                && type_code != "Resource"
+                && rt != type_code
+            {
+                self.error(
+                    IssueType::Structure,
+                    path,
+                    format!("Expected a {type_code} here, found a {rt}"),
+                );
             }
             return;
         }
         let Some(obj) = value.as_object() else {
-            self.error(IssueType::Structure, path, format!("'{}' must be a JSON object ({type_code})", el.name));
+            self.error(
+                IssueType::Structure,
+                path,
+                format!("'{}' must be a JSON object ({type_code})", el.name),
+            );
             return;
         };
         if obj.is_empty() {
-            self.error(IssueType::Invalid, path, "An element must have a value or children (ele-1)".into());
+            self.error(
+                IssueType::Invalid,
+                path,
+                "An element must have a value or children (ele-1)".into(),
+            );
             return;
         }
         // Inline backbone elements and content references stay in the same type definition.
         if let Some(target) = &el.content_reference {
-            self.object(obj, Ctx { ty: ctx.ty, prefix: target }, path, false);
+            self.object(
+                obj,
+                Ctx {
+                    ty: ctx.ty,
+                    prefix: target,
+                },
+                path,
+                false,
+            );
             return;
         }
         let key = el.path.trim_end_matches("[x]");
         if ctx.ty.has_children(key) && matches!(type_code, "BackboneElement" | "Element") {
-            self.object(obj, Ctx { ty: ctx.ty, prefix: key }, path, false);
+            self.object(
+                obj,
+                Ctx {
+                    ty: ctx.ty,
+                    prefix: key,
+                },
+                path,
+                false,
+            );
             return;
         }
         let Some(ty) = spec().type_def(type_code) else {
-            self.error(IssueType::Exception, path, format!("Unknown data type '{type_code}'"));
+            self.error(
+                IssueType::Exception,
+                path,
+                format!("Unknown data type '{type_code}'"),
+            );
             return;
         };
         self.object(obj, Ctx { ty, prefix: "" }, path, false);
@@ -232,7 +340,13 @@ impl Validator {
     }
 
     /// Rules of particular data types that the structure alone does not express.
-    fn datatype_rules(&mut self, type_code: &str, obj: &Map<String, Value>, el: &ElementDef, path: &str) {
+    fn datatype_rules(
+        &mut self,
+        type_code: &str,
+        obj: &Map<String, Value>,
+        el: &ElementDef,
+        path: &str,
+    ) {
         match type_code {
             "Reference" => {
                 if let Some(r) = obj.get("reference").and_then(Value::as_str) {
@@ -261,18 +375,24 @@ impl Validator {
                 }
             }
             "Extension" => {
-                let has_value = obj.keys().any(|k| k.starts_with("value") || k.starts_with("_value"));
+                let has_value = obj
+                    .keys()
+                    .any(|k| k.starts_with("value") || k.starts_with("_value"));
                 let has_ext = obj.contains_key("extension");
                 if has_value == has_ext {
                     self.error(
                         IssueType::Invariant,
                         path,
-                        "An extension must have either extensions or a value[x], not both (ext-1)".into(),
+                        "An extension must have either extensions or a value[x], not both (ext-1)"
+                            .into(),
                     );
                 }
             }
             "Coding" => {
-                if let (Some(vs), Some(code)) = (&el.required_binding, obj.get("code").and_then(Value::as_str)) {
+                if let (Some(vs), Some(code)) = (
+                    &el.required_binding,
+                    obj.get("code").and_then(Value::as_str),
+                ) {
                     let system = obj.get("system").and_then(Value::as_str);
                     self.binding(vs, system, code, &format!("{path}.code"));
                 }
@@ -282,21 +402,27 @@ impl Validator {
                     self.codeable_concept_binding(vs, obj, path);
                 }
             }
-            "Quantity" | "Age" | "Duration" | "Distance" | "Count" => {
-                if obj.contains_key("code") && !obj.contains_key("system") {
-                    self.error(
-                        IssueType::Invariant,
-                        path,
-                        "If a code for the unit is present, the system SHALL also be present (qty-3)".into(),
-                    );
-                }
+            "Quantity" | "Age" | "Duration" | "Distance" | "Count"
+                if obj.contains_key("code") && !obj.contains_key("system") =>
+            {
+                self.error(
+                    IssueType::Invariant,
+                    path,
+                    "If a code for the unit is present, the system SHALL also be present (qty-3)"
+                        .into(),
+                );
             }
             "Attachment" => {
                 let data = obj.get("data").and_then(Value::as_str);
                 let size = obj.get("size").and_then(Value::as_u64);
                 if let (Some(data), Some(size)) = (data, size) {
                     let clean = data.bytes().filter(|b| !b.is_ascii_whitespace()).count();
-                    let pad = data.trim_end().bytes().rev().take_while(|b| *b == b'=').count();
+                    let pad = data
+                        .trim_end()
+                        .bytes()
+                        .rev()
+                        .take_while(|b| *b == b'=')
+                        .count();
                     let actual = (clean / 4 * 3).saturating_sub(pad) as u64;
                     if actual != size {
                         self.error(
@@ -308,10 +434,18 @@ impl Validator {
                 }
             }
             "Period" => {
-                if let (Some(s), Some(e)) = (obj.get("start").and_then(Value::as_str), obj.get("end").and_then(Value::as_str)) {
-                    if primitive::date_time_lower(s).zip(primitive::date_time_lower(e)).is_some_and(|(a, b)| a > b) {
-                        self.error(IssueType::Invariant, path, "If present, start SHALL have a lower value than end (per-1)".into());
-                    }
+                if let (Some(s), Some(e)) = (
+                    obj.get("start").and_then(Value::as_str),
+                    obj.get("end").and_then(Value::as_str),
+                ) && primitive::date_time_lower(s)
+                    .zip(primitive::date_time_lower(e))
+                    .is_some_and(|(a, b)| a > b)
+                {
+                    self.error(
+                        IssueType::Invariant,
+                        path,
+                        "If present, start SHALL have a lower value than end (per-1)".into(),
+                    );
                 }
             }
             _ => {}
@@ -319,14 +453,22 @@ impl Validator {
     }
 
     fn codeable_concept_binding(&mut self, vs_url: &str, obj: &Map<String, Value>, path: &str) {
-        let Some(vs) = spec().value_set(vs_url) else { return };
-        let codings = obj.get("coding").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let Some(vs) = spec().value_set(vs_url) else {
+            return;
+        };
+        let codings = obj
+            .get("coding")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         if codings.is_empty() {
             return;
         }
         for c in codings {
             let system = c.get("system").and_then(Value::as_str);
-            let Some(code) = c.get("code").and_then(Value::as_str) else { continue };
+            let Some(code) = c.get("code").and_then(Value::as_str) else {
+                continue;
+            };
             if vs.contains(system, code) != Some(false) {
                 return;
             }
@@ -334,18 +476,24 @@ impl Validator {
         self.error(
             IssueType::CodeInvalid,
             &format!("{path}.coding"),
-            format!("None of the codings provided are in the value set '{vs_url}' (required binding)"),
+            format!(
+                "None of the codings provided are in the value set '{vs_url}' (required binding)"
+            ),
         );
     }
 
     fn binding(&mut self, vs_url: &str, system: Option<&str>, code: &str, path: &str) {
-        let Some(vs) = spec().value_set(vs_url) else { return };
+        let Some(vs) = spec().value_set(vs_url) else {
+            return;
+        };
         if vs.contains(system, code) == Some(false) {
             let sys = system.map(|s| format!("{s}#")).unwrap_or_default();
             self.error(
                 IssueType::CodeInvalid,
                 path,
-                format!("The code '{sys}{code}' is not in the value set '{vs_url}' (required binding)"),
+                format!(
+                    "The code '{sys}{code}' is not in the value set '{vs_url}' (required binding)"
+                ),
             );
         }
     }
@@ -353,71 +501,135 @@ impl Validator {
     /// Bundle rules (bdl-*) that matter for storage.
     fn bundle_rules(&mut self, obj: &Map<String, Value>, path: &str) {
         let kind = obj.get("type").and_then(Value::as_str).unwrap_or_default();
-        let entries = obj.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let entries = obj
+            .get("entry")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let mut relations: Vec<&str> = Vec::new();
-        for (i, l) in obj.get("link").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, l) in obj
+            .get("link")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             if let Some(rel) = l.get("relation").and_then(Value::as_str) {
-                if relations.contains(&rel) && matches!(rel, "self" | "first" | "last" | "next" | "previous" | "prev") {
-                    self.error(IssueType::Invariant, &format!("{path}.link[{i}]"), format!("The link relation '{rel}' can only occur once"));
+                if relations.contains(&rel)
+                    && matches!(
+                        rel,
+                        "self" | "first" | "last" | "next" | "previous" | "prev"
+                    )
+                {
+                    self.error(
+                        IssueType::Invariant,
+                        &format!("{path}.link[{i}]"),
+                        format!("The link relation '{rel}' can only occur once"),
+                    );
                 }
                 relations.push(rel);
             }
         }
         for (i, e) in entries.iter().enumerate() {
             let at = format!("{path}.entry[{i}]");
-            if let Some(full_url) = e.get("fullUrl").and_then(Value::as_str) {
-                if !full_url.contains(':') {
-                    self.error(IssueType::Invalid, &format!("{at}.fullUrl"), format!("The fullUrl must be an absolute URL (not '{full_url}')"));
-                }
+            if let Some(full_url) = e.get("fullUrl").and_then(Value::as_str)
+                && !full_url.contains(':')
+            {
+                self.error(
+                    IssueType::Invalid,
+                    &format!("{at}.fullUrl"),
+                    format!("The fullUrl must be an absolute URL (not '{full_url}')"),
+                );
             }
             let has_request = e.get("request").is_some();
             let has_response = e.get("response").is_some();
             let needs_request = matches!(kind, "transaction" | "batch" | "history");
             if needs_request && !has_request {
-                self.error(IssueType::Invariant, &at, format!("entry.request is mandatory in a {kind} bundle (bdl-3)"));
+                self.error(
+                    IssueType::Invariant,
+                    &at,
+                    format!("entry.request is mandatory in a {kind} bundle (bdl-3)"),
+                );
             }
             if !needs_request && has_request && kind != "transaction-response" {
-                self.error(IssueType::Invariant, &at, format!("entry.request is only allowed in batch, transaction or history bundles (bdl-3)"));
+                self.error(IssueType::Invariant, &at, "entry.request is only allowed in batch, transaction or history bundles (bdl-3)".to_string());
             }
-            if has_response && !matches!(kind, "transaction-response" | "batch-response" | "history") {
-                self.error(IssueType::Invariant, &at, "entry.response is only allowed in response or history bundles (bdl-4)".into());
+            if has_response
+                && !matches!(kind, "transaction-response" | "batch-response" | "history")
+            {
+                self.error(
+                    IssueType::Invariant,
+                    &at,
+                    "entry.response is only allowed in response or history bundles (bdl-4)".into(),
+                );
             }
             if e.get("search").is_some() && kind != "searchset" {
-                self.error(IssueType::Invariant, &at, "entry.search is only allowed in a searchset (bdl-2)".into());
+                self.error(
+                    IssueType::Invariant,
+                    &at,
+                    "entry.search is only allowed in a searchset (bdl-2)".into(),
+                );
             }
         }
         if obj.contains_key("total") && !matches!(kind, "searchset" | "history") {
-            self.error(IssueType::Invariant, path, "total is only allowed in a searchset or history (bdl-1)".into());
+            self.error(
+                IssueType::Invariant,
+                path,
+                "total is only allowed in a searchset or history (bdl-1)".into(),
+            );
         }
     }
 }
 
 fn type_label(ctx: Ctx<'_>) -> String {
-    if ctx.prefix.is_empty() { ctx.ty.name.clone() } else { format!("{}.{}", ctx.ty.name, ctx.prefix) }
+    if ctx.prefix.is_empty() {
+        ctx.ty.name.clone()
+    } else {
+        format!("{}.{}", ctx.ty.name, ctx.prefix)
+    }
 }
 
 fn partner_key(key: &str, companion: bool) -> String {
-    if companion { key.trim_start_matches('_').to_string() } else { format!("_{key}") }
+    if companion {
+        key.trim_start_matches('_').to_string()
+    } else {
+        format!("_{key}")
+    }
 }
 
 fn is_primitive(type_code: &str) -> bool {
-    spec().type_def(type_code).is_some_and(|t| t.kind == TypeKind::Primitive)
+    spec()
+        .type_def(type_code)
+        .is_some_and(|t| t.kind == TypeKind::Primitive)
 }
 
 /// Resolve a JSON property name to its element and concrete type (choice types by suffix).
 fn find_element<'a>(ctx: Ctx<'a>, name: &str) -> Option<(&'a ElementDef, String)> {
-    let full = |n: &str| if ctx.prefix.is_empty() { n.to_string() } else { format!("{}.{n}", ctx.prefix) };
-    if let Some(el) = ctx.ty.element(&full(name)) {
-        if !el.choice {
-            let t = el.types.first().cloned().unwrap_or_else(|| "BackboneElement".into());
-            return Some((el, t));
+    let full = |n: &str| {
+        if ctx.prefix.is_empty() {
+            n.to_string()
+        } else {
+            format!("{}.{n}", ctx.prefix)
         }
+    };
+    if let Some(el) = ctx.ty.element(&full(name))
+        && !el.choice
+    {
+        let t = el
+            .types
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "BackboneElement".into());
+        return Some((el, t));
     }
-    ctx.ty.children(ctx.prefix).filter(|el| el.choice).find_map(|el| {
-        let suffix = name.strip_prefix(el.name.as_str())?;
-        let t = el.types.iter().find(|t| upper_first(t) == suffix)?;
-        Some((el, t.clone()))
-    })
+    ctx.ty
+        .children(ctx.prefix)
+        .filter(|el| el.choice)
+        .find_map(|el| {
+            let suffix = name.strip_prefix(el.name.as_str())?;
+            let t = el.types.iter().find(|t| upper_first(t) == suffix)?;
+            Some((el, t.clone()))
+        })
 }
 
 fn upper_first(s: &str) -> String {

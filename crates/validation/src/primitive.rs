@@ -6,7 +6,10 @@ use serde_json::Value;
 /// Check a JSON value against a primitive type; `Err` says what is wrong in words.
 pub fn check_primitive(type_code: &str, value: &Value) -> Result<(), String> {
     match type_code {
-        "boolean" => value.is_boolean().then_some(()).ok_or_else(|| expected("a JSON boolean", value)),
+        "boolean" => value
+            .is_boolean()
+            .then_some(())
+            .ok_or_else(|| expected("a JSON boolean", value)),
         "integer" | "positiveInt" | "unsignedInt" => {
             let n = value
                 .as_number()
@@ -23,9 +26,14 @@ pub fn check_primitive(type_code: &str, value: &Value) -> Result<(), String> {
             }
             Ok(())
         }
-        "decimal" => value.is_number().then_some(()).ok_or_else(|| expected("a JSON number", value)),
+        "decimal" => value
+            .is_number()
+            .then_some(())
+            .ok_or_else(|| expected("a JSON number", value)),
         _ => {
-            let s = value.as_str().ok_or_else(|| expected("a JSON string", value))?;
+            let s = value
+                .as_str()
+                .ok_or_else(|| expected("a JSON string", value))?;
             check_string(type_code, s)
         }
     }
@@ -44,33 +52,45 @@ fn expected(what: &str, value: &Value) -> String {
 }
 
 fn check_string(type_code: &str, s: &str) -> Result<(), String> {
-    let bad = |what: &str| Err(format!("'{}' is not a valid {type_code} ({what})", truncate(s)));
+    let bad = |what: &str| {
+        Err(format!(
+            "'{}' is not a valid {type_code} ({what})",
+            truncate(s)
+        ))
+    };
     if s.is_empty() {
-        return Err(format!("An empty string is not a valid {type_code}; omit the element instead"));
+        return Err(format!(
+            "An empty string is not a valid {type_code}; omit the element instead"
+        ));
     }
     match type_code {
         "string" | "markdown" => {
             if s.len() > 1024 * 1024 {
-                return Err(format!("The {type_code} is longer than the permitted maximum of 1 MiB"));
+                return Err(format!(
+                    "The {type_code} is longer than the permitted maximum of 1 MiB"
+                ));
             }
             if s.trim().is_empty() {
                 return bad("whitespace only");
             }
-            if s.chars().any(|c| c < ' ' && !matches!(c, '\r' | '\n' | '\t')) {
+            if s.chars()
+                .any(|c| c < ' ' && !matches!(c, '\r' | '\n' | '\t'))
+            {
                 return bad("contains control characters below U+0020");
             }
         }
         "code" => {
             // the grammar's \s is ASCII whitespace (Java regex semantics)
             let ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c');
-            if s.trim_matches(ws) != s || s.contains("  ") || s.contains(['\t', '\n', '\r', '\x0b', '\x0c']) {
+            if s.trim_matches(ws) != s
+                || s.contains("  ")
+                || s.contains(['\t', '\n', '\r', '\x0b', '\x0c'])
+            {
                 return bad("codes have no leading, trailing or repeated whitespace");
             }
         }
-        "id" => {
-            if !fhir_model::is_valid_id(s) {
-                return bad("1 to 64 of A-Z a-z 0-9 - .");
-            }
+        "id" if !fhir_model::is_valid_id(s) => {
+            return bad("1 to 64 of A-Z a-z 0-9 - .");
         }
         "uri" | "url" | "canonical" => {
             if s.chars().any(char::is_whitespace) {
@@ -79,7 +99,9 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
             // a malformed UUID URI is an error; upper case is tolerated here (the R4
             // examples use it), unlike in the `uuid` type itself
             let plain = s.split('|').next().unwrap_or(s);
-            if plain.starts_with("urn:uuid:") && check_string("uuid", &plain.to_ascii_lowercase()).is_err() {
+            if plain.starts_with("urn:uuid:")
+                && check_string("uuid", &plain.to_ascii_lowercase()).is_err()
+            {
                 return bad("urn:uuid: must be followed by a UUID (8-4-4-4-12 hex digits)");
             }
         }
@@ -88,7 +110,11 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
                 let mut parts = rest.split('.');
                 matches!(parts.next(), Some("0" | "1" | "2"))
                     && rest.contains('.')
-                    && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0')))
+                    && parts.all(|p| {
+                        !p.is_empty()
+                            && p.bytes().all(|b| b.is_ascii_digit())
+                            && (p == "0" || !p.starts_with('0'))
+                    })
             });
             if !ok {
                 return bad("expected urn:oid: followed by dotted numbers");
@@ -97,7 +123,13 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
         "uuid" => {
             let ok = s.strip_prefix("urn:uuid:").is_some_and(|u| {
                 u.len() == 36
-                    && u.char_indices().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() && !c.is_ascii_uppercase() })
+                    && u.char_indices().all(|(i, c)| {
+                        if matches!(i, 8 | 13 | 18 | 23) {
+                            c == '-'
+                        } else {
+                            c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
+                        }
+                    })
             });
             if !ok {
                 return bad("expected urn:uuid: followed by a lower-case UUID");
@@ -105,32 +137,28 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
         }
         "base64Binary" => {
             let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-            let body_ok = clean.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+            let body_ok = clean
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
             let pad = clean.iter().rev().take_while(|b| **b == b'=').count();
             let inner_pad = clean.iter().filter(|b| **b == b'=').count() != pad;
-            if !body_ok || clean.len() % 4 != 0 || pad > 2 || inner_pad {
+            if !body_ok || !clean.len().is_multiple_of(4) || pad > 2 || inner_pad {
                 return bad("not base64");
             }
         }
-        "date" => {
-            if parse_date(s).is_none() {
-                return bad("expected YYYY, YYYY-MM or YYYY-MM-DD");
-            }
+        "date" if parse_date(s).is_none() => {
+            return bad("expected YYYY, YYYY-MM or YYYY-MM-DD");
         }
-        "dateTime" => {
-            if !is_date_time(s, false) {
-                return bad("expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a time zone");
-            }
+        "dateTime" if !is_date_time(s, false) => {
+            return bad(
+                "expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a time zone",
+            );
         }
-        "instant" => {
-            if !is_date_time(s, true) {
-                return bad("expected YYYY-MM-DDThh:mm:ss[.fff] with a time zone (Z or +hh:mm)");
-            }
+        "instant" if !is_date_time(s, true) => {
+            return bad("expected YYYY-MM-DDThh:mm:ss[.fff] with a time zone (Z or +hh:mm)");
         }
-        "time" => {
-            if parse_time(s).is_none() {
-                return bad("expected hh:mm:ss");
-            }
+        "time" if parse_time(s).is_none() => {
+            return bad("expected hh:mm:ss");
         }
         "xhtml" => {
             let t = s.trim_start();
@@ -147,9 +175,14 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
 /// scripts, frames, objects, forms or event-handler attributes.
 pub fn unsafe_xhtml(s: &str) -> Option<String> {
     let lower = s.to_ascii_lowercase();
-    for tag in ["<script", "<iframe", "<object", "<embed", "<form", "<frame", "<applet", "<base", "<link", "<meta", "<style"] {
+    for tag in [
+        "<script", "<iframe", "<object", "<embed", "<form", "<frame", "<applet", "<base", "<link",
+        "<meta", "<style",
+    ] {
         if lower.contains(tag) {
-            return Some(format!("The narrative contains '{tag}>', which the FHIR XHTML subset does not allow"));
+            return Some(format!(
+                "The narrative contains '{tag}>', which the FHIR XHTML subset does not allow"
+            ));
         }
     }
     let bytes = lower.as_bytes();
@@ -157,8 +190,13 @@ pub fn unsafe_xhtml(s: &str) -> Option<String> {
         if w[0].is_ascii_whitespace() && w[1] == b'o' && w[2] == b'n' {
             let rest = &lower[i + 3..];
             let name: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
-            if !name.is_empty() && rest[name.len()..].trim_start().starts_with('=') && lower[..i].rfind('<') > lower[..i].rfind('>') {
-                return Some(format!("The narrative has an event handler attribute 'on{name}', which is not allowed"));
+            if !name.is_empty()
+                && rest[name.len()..].trim_start().starts_with('=')
+                && lower[..i].rfind('<') > lower[..i].rfind('>')
+            {
+                return Some(format!(
+                    "The narrative has an event handler attribute 'on{name}', which is not allowed"
+                ));
             }
         }
     }
@@ -169,11 +207,17 @@ pub fn unsafe_xhtml(s: &str) -> Option<String> {
 }
 
 fn truncate(s: &str) -> String {
-    if s.chars().count() > 60 { format!("{}…", s.chars().take(60).collect::<String>()) } else { s.to_string() }
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 fn digits(s: &str, n: usize) -> Option<u32> {
-    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 /// (year, month, day) with the missing parts as `None`.
@@ -197,7 +241,7 @@ fn parse_date(s: &str) -> Option<(u32, Option<u32>, Option<u32>)> {
 fn days_in_month(y: u32, m: u32) -> u32 {
     match m {
         4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         _ => 31,
     }
@@ -215,10 +259,10 @@ fn parse_time(s: &str) -> Option<()> {
     if p.next().is_some() || h > 23 || m > 59 || sec > 60 {
         return None;
     }
-    if let Some(f) = frac {
-        if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
+    if let Some(f) = frac
+        && (f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
     }
     Some(())
 }
@@ -253,8 +297,15 @@ fn is_date_time(s: &str, instant: bool) -> bool {
 /// (same-zone comparisons only; good enough for the invariant check).
 pub(crate) fn date_time_lower(s: &str) -> Option<String> {
     let (y, m, d) = parse_date(s.split('T').next()?)?;
-    let time = s.split_once('T').map(|(_, t)| t.get(..8).unwrap_or("00:00:00").to_string()).unwrap_or_else(|| "00:00:00".into());
-    Some(format!("{y:04}-{:02}-{:02}T{time}", m.unwrap_or(1), d.unwrap_or(1)))
+    let time = s
+        .split_once('T')
+        .map(|(_, t)| t.get(..8).unwrap_or("00:00:00").to_string())
+        .unwrap_or_else(|| "00:00:00".into());
+    Some(format!(
+        "{y:04}-{:02}-{:02}T{time}",
+        m.unwrap_or(1),
+        d.unwrap_or(1)
+    ))
 }
 
 #[cfg(test)]
@@ -267,7 +318,14 @@ mod tests {
         for ok in ["2024", "2024-02", "2024-02-29"] {
             assert!(check_primitive("date", &json!(ok)).is_ok(), "{ok}");
         }
-        for bad in ["2023-02-29", "24", "2024-13", "2024-1-01", "2024-01-01T10:00:00Z", ""] {
+        for bad in [
+            "2023-02-29",
+            "24",
+            "2024-13",
+            "2024-1-01",
+            "2024-01-01T10:00:00Z",
+            "",
+        ] {
             assert!(check_primitive("date", &json!(bad)).is_err(), "{bad}");
         }
         assert!(check_primitive("dateTime", &json!("2015-02-07T13:28:17.239+02:00")).is_ok());
@@ -283,7 +341,13 @@ mod tests {
         assert!(check_primitive("id", &json!("a_b")).is_err());
         assert!(check_primitive("uri", &json!("a b")).is_err());
         assert!(check_primitive("oid", &json!("urn:oid:1.2.3")).is_ok());
-        assert!(check_primitive("uuid", &json!("urn:uuid:A0000000-0000-0000-0000-000000000000")).is_err());
+        assert!(
+            check_primitive(
+                "uuid",
+                &json!("urn:uuid:A0000000-0000-0000-0000-000000000000")
+            )
+            .is_err()
+        );
         assert!(check_primitive("base64Binary", &json!("aGVsbG8=")).is_ok());
         assert!(check_primitive("base64Binary", &json!("aGVsbG8")).is_err());
     }

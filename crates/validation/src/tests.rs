@@ -58,13 +58,22 @@ fn each_kind_of_error_is_pointed_at() {
 fn choice_types_contained_and_nested_resources() {
     let o = json!({"resourceType": "Observation", "status": "final", "code": {"text": "t"},
         "valueQuantity": {"value": 1.5, "unit": "kg"}, "valueFoo": 1});
-    assert_eq!(errors(o).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["Observation.valueFoo"]);
+    assert_eq!(
+        errors(o).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        vec!["Observation.valueFoo"]
+    );
     let b = json!({"resourceType": "Bundle", "type": "collection",
         "entry": [{"resource": {"resourceType": "Patient", "active": "yes"}}]});
-    assert_eq!(errors(b).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["Bundle.entry[0].resource.active"]);
+    assert_eq!(
+        errors(b).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        vec!["Bundle.entry[0].resource.active"]
+    );
     let q = json!({"resourceType": "Questionnaire", "status": "draft",
         "item": [{"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "nonsense"}]}]});
-    assert_eq!(errors(q).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["Questionnaire.item[0].item[0].type"]);
+    assert_eq!(
+        errors(q).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        vec!["Questionnaire.item[0].item[0].type"]
+    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! The test prints the rate and every disagreement, and fails if the rate drops below
 //! the level already reached, so it can only go up.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -16,7 +18,11 @@ fn suite_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
         .join("fhir/test-cases/validator");
-    assert!(dir.join("manifest-r4-base.json").exists(), "the validator test suite is missing at {} (set MEDKARTA_SHARED)", dir.display());
+    assert!(
+        dir.join("manifest-r4-base.json").exists(),
+        "the validator test suite is missing at {} (set MEDKARTA_SHARED)",
+        dir.display()
+    );
     dir
 }
 
@@ -40,14 +46,28 @@ fn agrees_with_the_reference_validator() {
             .into_iter()
             .flatten()
             .filter(|i| matches!(i["severity"].as_str(), Some("error" | "fatal")))
-            .map(|i| i["details"]["text"].as_str().or(i["diagnostics"].as_str()).unwrap_or("").chars().take(120).collect())
+            .map(|i| {
+                i["details"]["text"]
+                    .as_str()
+                    .or(i["diagnostics"].as_str())
+                    .unwrap_or("")
+                    .chars()
+                    .take(120)
+                    .collect()
+            })
             .collect();
-        let text = std::fs::read_to_string(dir.join(case["file"].as_str().unwrap_or_default())).unwrap_or_default();
+        let text = std::fs::read_to_string(dir.join(case["file"].as_str().unwrap_or_default()))
+            .unwrap_or_default();
         let ours: Vec<String> = match serde_json::from_str::<Value>(&text) {
             Ok(v) => validation::validate_resource(&v)
                 .into_iter()
                 .filter(fhir_model::Issue::is_error)
-                .map(|i| format!("{}: {}", i.expression.join(","), i.diagnostics).chars().take(120).collect())
+                .map(|i| {
+                    format!("{}: {}", i.expression.join(","), i.diagnostics)
+                        .chars()
+                        .take(120)
+                        .collect()
+                })
                 .collect(),
             Err(e) => vec![format!("not JSON: {e}")],
         };
@@ -57,7 +77,11 @@ fn agrees_with_the_reference_validator() {
             disagreements.push(format!("{name}: java {java_errors:?} / ours {ours:?}"));
         }
     }
-    println!("agreement with the Java reference validator: {agree}/{} ({:.1}%)", cases.len(), 100.0 * agree as f64 / cases.len() as f64);
+    println!(
+        "agreement with the Java reference validator: {agree}/{} ({:.1}%)",
+        cases.len(),
+        100.0 * agree as f64 / cases.len() as f64
+    );
     for d in &disagreements {
         println!("  {d}");
     }

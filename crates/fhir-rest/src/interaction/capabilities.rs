@@ -8,7 +8,14 @@ use crate::{Engine, Response};
 
 /// Parameter types the query layer can search on today.
 fn searchable(kind: SearchParamType) -> bool {
-    matches!(kind, SearchParamType::Token | SearchParamType::String | SearchParamType::Reference | SearchParamType::Date | SearchParamType::Uri)
+    matches!(
+        kind,
+        SearchParamType::Token
+            | SearchParamType::String
+            | SearchParamType::Reference
+            | SearchParamType::Date
+            | SearchParamType::Uri
+    )
 }
 
 pub fn capability_statement(engine: &Engine) -> Response {
@@ -63,8 +70,8 @@ pub fn capability_statement(engine: &Engine) -> Response {
         "rest": [{
             "mode": "server",
             "documentation": "Not supported yet: XML, FHIRPath Patch, system-level search, chained and reverse-chained search, \
-_include/_revinclude, _sort, _summary/_elements, _total modes, number/quantity/composite parameters, \
-token modifiers other than :not, FHIRPath invariants in validation, authentication (next issue).",
+    _include/_revinclude, _sort, _summary/_elements, _total modes, number/quantity/composite parameters, \
+    token modifiers other than :not, FHIRPath invariants in validation, authentication (next issue).",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}]
         }]
