@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes, to_bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
@@ -16,6 +16,41 @@ use axum::routing::{any, get};
 use fhir_model::{Issue, IssueType, OperationOutcome};
 use fhir_rest::{Body as FhirBody, Engine, Method, Request, Response, ResponseBody, Return};
 use serde_json::Value;
+
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Read a request body of at most `limit` bytes. A larger body is drained (up to a
+/// bound) before the 413 goes out, so that the client, still sending, gets the answer
+/// instead of a broken pipe.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt as _;
+    const DRAIN_LIMIT: usize = 256 * 1024 * 1024;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            if seen > limit.saturating_add(DRAIN_LIMIT) {
+                break;
+            }
+            buf = Vec::new();
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    if seen > limit {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(Bytes::from(buf))
+    }
+}
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -189,16 +224,27 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
             ),
         );
     }
-    let bytes: Bytes = match to_bytes(body, s.http.max_body_bytes).await {
+    let bytes: Bytes = match read_body(body, s.http.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => {
-            return outcome(
+        Err(BodyError::TooLarge) => {
+            // Connection: close, as the client may still be sending
+            let mut r = outcome(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 IssueType::TooLong,
                 format!(
                     "The request body is larger than the limit of {} bytes",
                     s.http.max_body_bytes
                 ),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        Err(BodyError::Broken) => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                IssueType::Structure,
+                "The request body could not be read",
             );
         }
     };
