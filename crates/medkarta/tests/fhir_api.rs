@@ -736,3 +736,24 @@ fn demo_data_loads_once() {
             >= 20
     );
 }
+
+#[test]
+fn settings_come_from_the_config_file_and_bad_ones_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("medkarta.toml");
+    std::fs::write(&config, "base_url = \"https://medkarta.example.ru/fhir\"\nmax_body_bytes = 1000\n").unwrap();
+    let s = Server::start(common::Backend::Sqlite(tempfile::tempdir().unwrap()), &["--config", config.to_str().unwrap()]);
+    let r = s.post("Patient", &patient("Настроенная"));
+    assert!(r.header("location").unwrap().starts_with("https://medkarta.example.ru/fhir/Patient/"), "{:?}", r.header("location"));
+    let big = json!({"resourceType": "Patient", "name": [{"family": "x".repeat(2000)}]});
+    assert_eq!(s.post("Patient", &big).status, 413);
+
+    std::fs::write(&config, "listen_adress = \"0.0.0.0:1\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medkarta"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen_adress"), "the unknown key is named: {err}");
+}
