@@ -6,9 +6,9 @@ crates/fhir-spec/data/r4.json.gz. Run it again only when the definitions change;
 output is committed so that a build needs neither Python nor the shared directory.
 
 What is kept:
-  types        every resource and data type: kind, base, abstract, and its elements
-               (relative path, min, max, type codes, required binding, reference
-               targets, contentReference)
+  types        every resource and data type: kind, base, abstract, its own invariants,
+               and its elements (relative path, min, max, type codes, required binding,
+               reference targets, contentReference, invariants [key, FHIRPath, text])
   valueSets    expansions ({system: [codes]}) of every value set bound with strength
                `required`; null where the set cannot be enumerated (filters on
                external code systems, grammars such as BCP-47)
@@ -59,6 +59,17 @@ for fname in ('profiles-types.json', 'profiles-resources.json'):
         name = sd['id']
         kind = {'primitive-type': 'p', 'complex-type': 'c', 'resource': 'r'}[sd['kind']]
         base = sd.get('baseDefinition', '').rsplit('/', 1)[-1] or None
+        def constraints(el):
+            out = []
+            for c in el.get('constraint', []):
+                if c.get('severity') != 'error' or not c.get('expression') or c['key'] in ('ele-1', 'ext-1'):
+                    continue  # ele-1 and ext-1 are checked by hand
+                src = c.get('source', sd['url'])
+                if src != sd['url'] and not src.endswith(('/DomainResource', '/Resource')):
+                    continue  # inherited from the element's type: checked there
+                out.append([c['key'], c['expression'], c.get('human', '')])
+            return out
+        root_constraints = constraints(sd['snapshot']['element'][0])
         elements = []
         for el in sd['snapshot']['element'][1:]:
             path = el['path'].split('.', 1)[1]
@@ -72,11 +83,13 @@ for fname in ('profiles-types.json', 'profiles-resources.json'):
             cref = el.get('contentReference')
             if cref:
                 cref = cref.lstrip('#').split('.', 1)[1]
-            item = [path, el.get('min', 0), el.get('max', '*'), type_codes(el), binding, ref_targets(el), cref]
+            item = [path, el.get('min', 0), el.get('max', '*'), type_codes(el), binding, ref_targets(el), cref, constraints(el)]
             while item and item[-1] in (None, []):
                 item.pop()
             elements.append(item)
         types[name] = {'k': kind, 'b': base, 'a': bool(sd.get('abstract')), 'e': elements}
+        if root_constraints:
+            types[name]['c'] = root_constraints
 
 # ---- code systems and value sets
 codesystems = {}

@@ -43,6 +43,18 @@ pub struct ElementDef {
     pub targets: Vec<String>,
     /// For elements defined by reference to another (`#Questionnaire.item`): that path.
     pub content_reference: Option<String>,
+    /// Invariants (severity error) that every instance of the element must satisfy.
+    pub constraints: Vec<Constraint>,
+}
+
+/// An invariant: a FHIRPath expression that must evaluate to true.
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    /// e.g. `per-1`
+    pub key: String,
+    pub expression: String,
+    /// What it means, in words.
+    pub human: String,
 }
 
 impl ElementDef {
@@ -59,6 +71,8 @@ pub struct TypeDef {
     pub kind: TypeKind,
     pub base: Option<String>,
     pub is_abstract: bool,
+    /// Invariants on the type itself (e.g. `per-1` of Period, `dom-2` of resources).
+    pub constraints: Vec<Constraint>,
     elements: HashMap<String, ElementDef>,
     /// Parent path ("" for the type itself) -> child property names (without `[x]`).
     children: HashMap<String, Vec<String>>,
@@ -209,6 +223,16 @@ struct RawType {
     b: Option<String>,
     a: bool,
     e: Vec<serde_json::Value>,
+    #[serde(default)]
+    c: Vec<(String, String, String)>,
+}
+
+fn constraint((key, expression, human): (String, String, String)) -> Constraint {
+    Constraint {
+        key,
+        expression,
+        human,
+    }
 }
 
 #[derive(Deserialize)]
@@ -274,6 +298,7 @@ fn load() -> Spec {
                 kind,
                 base: t.b,
                 is_abstract: t.a,
+                constraints: t.c.into_iter().map(constraint).collect(),
                 elements,
                 children,
             },
@@ -367,6 +392,13 @@ fn parse_element(e: &serde_json::Value) -> Option<ElementDef> {
     let required_binding = a.get(4).and_then(|v| v.as_str()).map(str::to_string);
     let targets = strings(5);
     let content_reference = a.get(6).and_then(|v| v.as_str()).map(str::to_string);
+    let constraints = a
+        .get(7)
+        .and_then(|v| serde_json::from_value::<Vec<(String, String, String)>>(v.clone()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(constraint)
+        .collect();
     let last = path.rsplit('.').next().unwrap_or(&path);
     let choice = last.ends_with("[x]");
     let name = last.trim_end_matches("[x]").to_string();
@@ -380,6 +412,7 @@ fn parse_element(e: &serde_json::Value) -> Option<ElementDef> {
         required_binding,
         targets,
         content_reference,
+        constraints,
     })
 }
 

@@ -24,6 +24,8 @@ pub enum Item<'a> {
     Str(String),
     Bool(bool),
     Num(String),
+    /// A date/time literal (`@2020-01-01`), without the `@`.
+    Date(String),
 }
 
 /// The FHIR type of a node (opaque; ask with [`Item::type_name`]).
@@ -48,6 +50,7 @@ impl<'a> Item<'a> {
             Item::Str(_) => Some("string"),
             Item::Bool(_) => Some("boolean"),
             Item::Num(_) => Some("decimal"),
+            Item::Date(_) => Some("dateTime"),
         }
     }
 
@@ -61,7 +64,7 @@ impl<'a> Item<'a> {
 
     fn as_str(&self) -> Option<&str> {
         match self {
-            Item::Str(s) => Some(s),
+            Item::Str(s) | Item::Date(s) => Some(s),
             Item::Node(Value::String(s), _) => Some(s),
             _ => None,
         }
@@ -89,19 +92,87 @@ impl<'a> Item<'a> {
     }
 }
 
-/// Evaluate `expr` with `resource` as the context.
-pub fn evaluate<'a>(expr: &Expr, resource: &'a Value) -> Result<Vec<Item<'a>>, Error> {
+/// The environment of an evaluation: `%resource`, `%rootResource` and `%context`.
+struct Env<'a> {
+    resource: Item<'a>,
+    root_resource: Item<'a>,
+    context: Item<'a>,
+}
+
+fn resource_item(resource: &Value) -> Item<'_> {
     let ty = match resource.get("resourceType").and_then(Value::as_str) {
         Some(rt) => TypeRef::Named(rt.to_string()),
         None => TypeRef::Unknown,
     };
-    let root = vec![Item::Node(resource, ItemType(ty))];
-    eval(expr, &root, true)
+    Item::Node(resource, ItemType(ty))
 }
 
-fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool) -> Result<Vec<Item<'a>>, Error> {
+/// Evaluate `expr` with `resource` as the context.
+pub fn evaluate<'a>(expr: &Expr, resource: &'a Value) -> Result<Vec<Item<'a>>, Error> {
+    let root = resource_item(resource);
+    let env = Env {
+        resource: root.clone(),
+        root_resource: root.clone(),
+        context: root.clone(),
+    };
+    eval(expr, &[root], true, &env)
+}
+
+/// Evaluate `expr` on an element of `resource`: `node` is an instance of the element at
+/// relative path `path` of type `owner` (`""` for the type itself), as for invariants.
+/// `root_resource` is the container when `resource` is a contained resource.
+pub fn evaluate_on<'a>(
+    expr: &Expr,
+    node: &'a Value,
+    owner: &str,
+    path: &str,
+    resource: &'a Value,
+    root_resource: &'a Value,
+) -> Result<Vec<Item<'a>>, Error> {
+    let ty = match spec().type_def(owner) {
+        Some(td) if !path.is_empty() => TypeRef::Backbone(td, path.to_string()),
+        Some(_) => match node.get("resourceType").and_then(Value::as_str) {
+            Some(rt) => TypeRef::Named(rt.to_string()),
+            None => TypeRef::Named(owner.to_string()),
+        },
+        None => TypeRef::Unknown,
+    };
+    let context = Item::Node(node, ItemType(ty));
+    let env = Env {
+        resource: resource_item(resource),
+        root_resource: resource_item(root_resource),
+        context: context.clone(),
+    };
+    eval(expr, &[context], true, &env)
+}
+
+fn eval<'a>(
+    expr: &Expr,
+    input: &[Item<'a>],
+    at_root: bool,
+    env: &Env<'a>,
+) -> Result<Vec<Item<'a>>, Error> {
     Ok(match expr {
         Expr::This => input.to_vec(),
+        Expr::Date(d) => vec![Item::Date(d.clone())],
+        Expr::Empty => vec![],
+        Expr::Var(v) => match v.as_str() {
+            "resource" => vec![env.resource.clone()],
+            "rootResource" => vec![env.root_resource.clone()],
+            "context" => vec![env.context.clone()],
+            "ucum" => vec![Item::Str("http://unitsofmeasure.org".into())],
+            "sct" => vec![Item::Str("http://snomed.info/sct".into())],
+            "loinc" => vec![Item::Str("http://loinc.org".into())],
+            other => return Err(Error::Unsupported(format!("%{other}"))),
+        },
+        Expr::Neg(e) => eval(e, input, at_root, env)?
+            .into_iter()
+            .map(|i| {
+                num_of(&i)
+                    .map(|n| Item::Num(fmt_num(-n)))
+                    .ok_or_else(|| Error::Unsupported("unary minus on a non-number".into()))
+            })
+            .collect::<Result<_, _>>()?,
         Expr::Str(s) => vec![Item::Str(s.clone())],
         Expr::Num(n) => vec![Item::Num(n.clone())],
         Expr::Bool(b) => vec![Item::Bool(*b)],
@@ -119,12 +190,12 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool) -> Result<Vec<Item<'
             }
         }
         Expr::Member(base, name) => {
-            let items = eval(base, input, at_root)?;
+            let items = eval(base, input, at_root, env)?;
             items.iter().flat_map(|i| member(i, name)).collect()
         }
         Expr::Index(base, idx) => {
-            let items = eval(base, input, at_root)?;
-            let idx = eval(idx, input, at_root)?;
+            let items = eval(base, input, at_root, env)?;
+            let idx = eval(idx, input, at_root, env)?;
             let n = match idx.first() {
                 Some(Item::Num(n)) => n.parse::<usize>().ok(),
                 _ => None,
@@ -132,7 +203,7 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool) -> Result<Vec<Item<'
             n.and_then(|n| items.get(n).cloned()).into_iter().collect()
         }
         Expr::Type(op, base, ty) => {
-            let items = eval(base, input, at_root)?;
+            let items = eval(base, input, at_root, env)?;
             if op == "as" {
                 items.into_iter().filter(|i| is_type(i, ty)).collect()
             } else {
@@ -148,8 +219,12 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool) -> Result<Vec<Item<'
             }
         }
         Expr::Binary(op, a, b) => {
-            let l = eval(a, input, at_root)?;
-            let r = eval(b, input, at_root)?;
+            let l = eval(a, input, at_root, env)?;
+            // `implies`, `and`, `or` short-circuit on the left operand
+            if op == "implies" && singleton_bool(&l) == Some(false) {
+                return Ok(vec![Item::Bool(true)]);
+            }
+            let r = eval(b, input, at_root, env)?;
             match op.as_str() {
                 "|" => {
                     let mut out = l;
@@ -185,12 +260,85 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool) -> Result<Vec<Item<'
                     };
                     v.map(Item::Bool).into_iter().collect()
                 }
+                "xor" => match (singleton_bool(&l), singleton_bool(&r)) {
+                    (Some(a), Some(b)) => vec![Item::Bool(a != b)],
+                    _ => vec![],
+                },
+                "implies" => match (singleton_bool(&l), singleton_bool(&r)) {
+                    (Some(true), Some(b)) => vec![Item::Bool(b)],
+                    (None, Some(true)) => vec![Item::Bool(true)],
+                    _ => vec![],
+                },
+                "in" | "contains" => {
+                    let (needle, hay) = if op == "in" { (&l, &r) } else { (&r, &l) };
+                    match needle.as_slice() {
+                        [] => vec![],
+                        [one] => vec![Item::Bool(hay.iter().any(|h| h.equals(one)))],
+                        _ => return Err(Error::Unsupported(format!("'{op}' with several items"))),
+                    }
+                }
+                "~" | "!~" => match (l.as_slice(), r.as_slice()) {
+                    ([], []) => vec![Item::Bool(op == "~")],
+                    ([a], [b]) => {
+                        let eq = match (a.as_str(), b.as_str()) {
+                            (Some(x), Some(y)) => x.trim().eq_ignore_ascii_case(y.trim()),
+                            _ => a.equals(b),
+                        };
+                        vec![Item::Bool(eq == (op == "~"))]
+                    }
+                    _ => vec![Item::Bool(op != "~")],
+                },
+                "<" | ">" | "<=" | ">=" => match (l.as_slice(), r.as_slice()) {
+                    ([a], [b]) => match compare(a, b) {
+                        Some(ord) => vec![Item::Bool(match op.as_str() {
+                            "<" => ord.is_lt(),
+                            ">" => ord.is_gt(),
+                            "<=" => ord.is_le(),
+                            _ => ord.is_ge(),
+                        })],
+                        None => vec![],
+                    },
+                    _ => vec![],
+                },
+                "&" => {
+                    let s = |v: &[Item<'_>]| {
+                        v.first()
+                            .and_then(|i| i.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    };
+                    vec![Item::Str(s(&l) + &s(&r))]
+                }
+                "+" | "-" | "*" | "/" | "div" | "mod" => match (l.as_slice(), r.as_slice()) {
+                    ([a], [b]) => {
+                        if let (Some(x), Some(y), "+") = (a.as_str(), b.as_str(), op.as_str()) {
+                            vec![Item::Str(format!("{x}{y}"))]
+                        } else {
+                            let (Some(x), Some(y)) = (num_of(a), num_of(b)) else {
+                                return Err(Error::Unsupported(format!("'{op}' on non-numbers")));
+                            };
+                            let v = match op.as_str() {
+                                "+" => x + y,
+                                "-" => x - y,
+                                "*" => x * y,
+                                "/" => x / y,
+                                "div" => (x / y).trunc(),
+                                _ => x % y,
+                            };
+                            if v.is_finite() {
+                                vec![Item::Num(fmt_num(v))]
+                            } else {
+                                vec![]
+                            }
+                        }
+                    }
+                    _ => vec![],
+                },
                 other => return Err(Error::Unsupported(other.to_string())),
             }
         }
         Expr::Call(base, func, args) => {
-            let items = eval(base, input, at_root)?;
-            call(func, items, args)?
+            let items = eval(base, input, at_root, env)?;
+            call(func, items, args, env)?
         }
     })
 }
@@ -210,7 +358,29 @@ fn same(a: &Item<'_>, b: &Item<'_>) -> bool {
     }
 }
 
-fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr]) -> Result<Vec<Item<'a>>, Error> {
+fn call<'a>(
+    func: &str,
+    items: Vec<Item<'a>>,
+    args: &[Expr],
+    env: &Env<'a>,
+) -> Result<Vec<Item<'a>>, Error> {
+    // a plain argument is evaluated once, against the expression's context (%context)
+    let arg = |i: usize| -> Result<Vec<Item<'a>>, Error> {
+        match args.get(i) {
+            Some(a) => eval(a, std::slice::from_ref(&env.context), true, env),
+            None => Err(Error::Unsupported(format!("{func}() needs an argument"))),
+        }
+    };
+    let arg_str = |i: usize| -> Result<Option<String>, Error> {
+        Ok(arg(i)?.first().and_then(|x| x.as_str().map(str::to_string)))
+    };
+    let arg_num = |i: usize| -> Result<Option<f64>, Error> { Ok(arg(i)?.first().and_then(num_of)) };
+    let each_str = |f: &dyn Fn(&str) -> Item<'a>| -> Vec<Item<'a>> {
+        match items.as_slice() {
+            [one] => one.as_str().map(f).into_iter().collect(),
+            _ => vec![],
+        }
+    };
     let type_arg = || match args.first() {
         Some(Expr::Ident(t)) => Ok(t.clone()),
         _ => Err(Error::Unsupported(format!(
@@ -224,7 +394,7 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr]) -> Result<Vec<Item<
                 .ok_or_else(|| Error::Unsupported("where() without criteria".into()))?;
             let mut out = Vec::new();
             for item in items {
-                let r = eval(pred, std::slice::from_ref(&item), false)?;
+                let r = eval(pred, std::slice::from_ref(&item), false, env)?;
                 if singleton_bool(&r) == Some(true) {
                     out.push(item);
                 }
@@ -233,7 +403,7 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr]) -> Result<Vec<Item<
         }
         "exists" => {
             let n = match args.first() {
-                Some(_) => call("where", items, args)?.len(),
+                Some(_) => call("where", items, args, env)?.len(),
                 None => items.len(),
             };
             vec![Item::Bool(n > 0)]
@@ -272,8 +442,266 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr]) -> Result<Vec<Item<
                 })
                 .collect()
         }
+        "count" => vec![Item::Num(items.len().to_string())],
+        "all" => {
+            let pred = args
+                .first()
+                .ok_or_else(|| Error::Unsupported("all() without criteria".into()))?;
+            let mut ok = true;
+            for item in &items {
+                if singleton_bool(&eval(pred, std::slice::from_ref(item), false, env)?)
+                    != Some(true)
+                {
+                    ok = false;
+                    break;
+                }
+            }
+            vec![Item::Bool(ok)]
+        }
+        "select" => {
+            let proj = args
+                .first()
+                .ok_or_else(|| Error::Unsupported("select() without projection".into()))?;
+            let mut out = Vec::new();
+            for item in &items {
+                out.extend(eval(proj, std::slice::from_ref(item), false, env)?);
+            }
+            out
+        }
+        "isDistinct" => {
+            let distinct = items
+                .iter()
+                .enumerate()
+                .all(|(i, a)| items.iter().skip(i + 1).all(|b| !a.equals(b)));
+            vec![Item::Bool(distinct)]
+        }
+        "distinct" => {
+            let mut out: Vec<Item<'a>> = Vec::new();
+            for i in items {
+                if !out.iter().any(|o| o.equals(&i)) {
+                    out.push(i);
+                }
+            }
+            out
+        }
+        "hasValue" => vec![Item::Bool(
+            matches!(items.as_slice(), [Item::Node(v, _)] if !v.is_object() && !v.is_array())
+                || matches!(
+                    items.as_slice(),
+                    [Item::Str(_) | Item::Num(_) | Item::Bool(_) | Item::Date(_)]
+                ),
+        )],
+        "trace" => items,
+        "single" => match items.len() {
+            0 | 1 => items,
+            _ => return Err(Error::Unsupported("single() on several items".into())),
+        },
+        "tail" => items.into_iter().skip(1).collect(),
+        "skip" => {
+            let n = arg_num(0)?.unwrap_or(0.0) as usize;
+            items.into_iter().skip(n).collect()
+        }
+        "take" => {
+            let n = arg_num(0)?.unwrap_or(0.0) as usize;
+            items.into_iter().take(n).collect()
+        }
+        "children" => items.iter().flat_map(children).collect(),
+        "descendants" => {
+            let mut out = Vec::new();
+            let mut frontier: Vec<Item<'a>> = items.iter().flat_map(children).collect();
+            while !frontier.is_empty() {
+                let next: Vec<Item<'a>> = frontier.iter().flat_map(children).collect();
+                out.extend(frontier);
+                frontier = next;
+            }
+            out
+        }
+        "combine" | "union" => {
+            let mut out = items;
+            for item in arg(0)? {
+                if func == "combine" || !out.iter().any(|o| o.equals(&item)) {
+                    out.push(item);
+                }
+            }
+            out
+        }
+        "intersect" => {
+            let other = arg(0)?;
+            let mut out: Vec<Item<'a>> = Vec::new();
+            for i in items {
+                if other.iter().any(|o| o.equals(&i)) && !out.iter().any(|o| o.equals(&i)) {
+                    out.push(i);
+                }
+            }
+            out
+        }
+        "exclude" => {
+            let other = arg(0)?;
+            items
+                .into_iter()
+                .filter(|i| !other.iter().any(|o| o.equals(i)))
+                .collect()
+        }
+        "iif" => {
+            let cond = args
+                .first()
+                .ok_or_else(|| Error::Unsupported("iif() without condition".into()))?;
+            let c = eval(cond, &items, false, env)?;
+            if singleton_bool(&c) == Some(true) {
+                arg(1)?
+            } else if args.len() > 2 {
+                arg(2)?
+            } else {
+                vec![]
+            }
+        }
+        "allTrue" => vec![Item::Bool(items.iter().all(|i| i.as_bool() == Some(true)))],
+        "anyTrue" => vec![Item::Bool(items.iter().any(|i| i.as_bool() == Some(true)))],
+        "allFalse" => vec![Item::Bool(items.iter().all(|i| i.as_bool() == Some(false)))],
+        "anyFalse" => vec![Item::Bool(items.iter().any(|i| i.as_bool() == Some(false)))],
+        "startsWith" | "endsWith" | "contains" => {
+            let Some(x) = arg_str(0)? else {
+                return Ok(vec![]);
+            };
+            each_str(&|s: &str| {
+                Item::Bool(match func {
+                    "startsWith" => s.starts_with(x.as_str()),
+                    "endsWith" => s.ends_with(x.as_str()),
+                    _ => s.contains(x.as_str()),
+                })
+            })
+        }
+        "length" => each_str(&|s: &str| Item::Num(s.chars().count().to_string())),
+        "upper" => each_str(&|s: &str| Item::Str(s.to_uppercase())),
+        "lower" => each_str(&|s: &str| Item::Str(s.to_lowercase())),
+        "substring" => {
+            let start = arg_num(0)?.unwrap_or(0.0) as usize;
+            let len = if args.len() > 1 {
+                arg_num(1)?.map(|n| n as usize)
+            } else {
+                None
+            };
+            each_str(&|s: &str| {
+                let tail = s.chars().skip(start);
+                Item::Str(match len {
+                    Some(n) => tail.take(n).collect(),
+                    None => tail.collect(),
+                })
+            })
+        }
+        "toString" => match items.as_slice() {
+            [one] => one
+                .as_str()
+                .map(|s| Item::Str(s.to_string()))
+                .or_else(|| num_of(one).map(|n| Item::Str(fmt_num(n))))
+                .into_iter()
+                .collect(),
+            _ => vec![],
+        },
+        "toInteger" => match items.as_slice() {
+            [one] => num_of(one)
+                .or_else(|| one.as_str().and_then(|s| s.parse().ok()))
+                .filter(|n| n.fract() == 0.0)
+                .map(|n| Item::Num(fmt_num(n)))
+                .into_iter()
+                .collect(),
+            _ => vec![],
+        },
         other => return Err(Error::Unsupported(format!("{other}()"))),
     })
+}
+
+/// The child nodes of an item (every property, arrays flattened), typed where known.
+fn children<'a>(item: &Item<'a>) -> Vec<Item<'a>> {
+    let Item::Node(Value::Object(obj), _) = item else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for (key, value) in obj {
+        if key == "resourceType" {
+            continue;
+        }
+        if key.starts_with('_') {
+            // a primitive's id and extensions: part of the primitive in FHIRPath
+            let element = || TypeRef::Named("Element".into());
+            match value {
+                Value::Array(a) => out.extend(
+                    a.iter()
+                        .filter(|v| v.is_object())
+                        .map(|v| Item::Node(v, ItemType(element()))),
+                ),
+                Value::Object(_) => out.push(Item::Node(value, ItemType(element()))),
+                _ => {}
+            }
+            continue;
+        }
+        let name = choice_base(item, key).unwrap_or_else(|| key.clone());
+        for child in member(item, &name) {
+            if !out.iter().any(|o| same(o, &child)) {
+                out.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// For `valueQuantity` on an element with `value[x]`, the base name `value`.
+fn choice_base(item: &Item<'_>, key: &str) -> Option<String> {
+    let Item::Node(_, ItemType(ty)) = item else {
+        return None;
+    };
+    let (td, prefix) = match ty {
+        TypeRef::Named(n) => (spec().type_def(n)?, String::new()),
+        TypeRef::Backbone(t, p) => (*t, p.clone()),
+        TypeRef::Unknown => return None,
+    };
+    td.children(&prefix)
+        .filter(|e| e.choice)
+        .find(|e| key.starts_with(e.name.as_str()) && key.len() > e.name.len())
+        .map(|e| e.name.clone())
+}
+
+fn num_of(i: &Item<'_>) -> Option<f64> {
+    match i {
+        Item::Num(n) => n.parse().ok(),
+        Item::Node(Value::Number(n), _) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+fn fmt_num(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Order two singletons: numbers numerically, dates and times at equal precision,
+/// strings lexically. `None` when FHIRPath says the result is empty.
+fn compare(a: &Item<'_>, b: &Item<'_>) -> Option<std::cmp::Ordering> {
+    if let (Some(x), Some(y)) = (num_of(a), num_of(b)) {
+        return x.partial_cmp(&y);
+    }
+    let date_like = |i: &Item<'_>| {
+        matches!(i, Item::Date(_))
+            || matches!(
+                i.type_name(),
+                Some("date" | "dateTime" | "instant" | "time")
+            )
+    };
+    let (x, y) = (a.as_str()?, b.as_str()?);
+    if date_like(a) || date_like(b) {
+        let (x, y) = (x.trim_start_matches('@'), y.trim_start_matches('@'));
+        if let (Ok(tx), Ok(ty)) = (x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()) {
+            return Some(tx.cmp(&ty));
+        }
+        let precision = |s: &str| s.split(['Z', '+']).next().map_or(0, str::len);
+        if precision(x) != precision(y) {
+            return None;
+        }
+    }
+    Some(x.cmp(y))
 }
 
 /// `resolve()` without a database: a Reference (or canonical string) stands for its
@@ -446,7 +874,7 @@ mod tests {
                 Item::Node(v, _) => v.to_string(),
                 Item::Str(s) => s.clone(),
                 Item::Bool(b) => b.to_string(),
-                Item::Num(n) => n.clone(),
+                Item::Num(n) | Item::Date(n) => n.clone(),
             })
             .collect()
     }
@@ -500,5 +928,33 @@ mod tests {
             strings("Patient.telecom[1].value | Patient.telecom.value", &p),
             vec!["\"a@b\"", "\"1\""]
         );
+    }
+}
+
+#[cfg(test)]
+mod invariant_tests {
+    use super::*;
+    use crate::parse;
+    use serde_json::json;
+
+    fn check(expr: &str, node: &Value, owner: &str, path: &str, res: &Value) -> Vec<String> {
+        let e = parse(expr).unwrap();
+        evaluate_on(&e, node, owner, path, res, res)
+            .unwrap()
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect()
+    }
+
+    #[test]
+    fn ref_1() {
+        let obs = json!({"resourceType": "Observation", "subject": {"reference": "Patient/1"}});
+        let r = &obs["subject"];
+        let x = "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))";
+        assert_eq!(
+            check("reference.startsWith('#')", r, "Reference", "", &obs),
+            vec!["Bool(false)"]
+        );
+        assert_eq!(check(x, r, "Reference", "", &obs), vec!["Bool(true)"]);
     }
 }

@@ -9,8 +9,77 @@
 mod eval;
 mod parse;
 
-pub use eval::{Item, evaluate};
+pub use eval::{Item, evaluate, evaluate_on};
 pub use parse::{Expr, parse};
+
+/// Functions the evaluator implements.
+pub const FUNCTIONS: &[&str] = &[
+    "where",
+    "exists",
+    "empty",
+    "not",
+    "first",
+    "last",
+    "ofType",
+    "as",
+    "is",
+    "resolve",
+    "extension",
+    "count",
+    "all",
+    "select",
+    "isDistinct",
+    "distinct",
+    "hasValue",
+    "trace",
+    "single",
+    "tail",
+    "skip",
+    "take",
+    "children",
+    "descendants",
+    "combine",
+    "union",
+    "intersect",
+    "exclude",
+    "iif",
+    "allTrue",
+    "anyTrue",
+    "allFalse",
+    "anyFalse",
+    "startsWith",
+    "endsWith",
+    "contains",
+    "length",
+    "upper",
+    "lower",
+    "substring",
+    "toString",
+    "toInteger",
+];
+
+/// Parse and check that every function used is implemented, so that an expression is
+/// either fully evaluable or refused up front.
+pub fn parse_supported(s: &str) -> Result<Expr, Error> {
+    let e = parse(s)?;
+    check(&e)?;
+    Ok(e)
+}
+
+fn check(e: &Expr) -> Result<(), Error> {
+    match e {
+        Expr::Member(b, _) | Expr::Neg(b) | Expr::Type(_, b, _) => check(b),
+        Expr::Index(a, b) | Expr::Binary(_, a, b) => check(a).and(check(b)),
+        Expr::Call(b, f, args) => {
+            if !FUNCTIONS.contains(&f.as_str()) {
+                return Err(Error::Unsupported(format!("{f}()")));
+            }
+            check(b)?;
+            args.iter().try_for_each(check)
+        }
+        _ => Ok(()),
+    }
+}
 
 /// Why an expression could not be used.
 #[derive(Debug, thiserror::Error, PartialEq)]

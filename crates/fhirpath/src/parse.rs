@@ -18,7 +18,15 @@ pub enum Expr {
     Str(String),
     Num(String),
     Bool(bool),
-    /// `a op b` for `|`, `=`, `!=`, `and`, `or`
+    /// `@2020-01-01`
+    Date(String),
+    /// `{}`
+    Empty,
+    /// `%resource`, `%context`, `%ucum`...
+    Var(String),
+    /// unary minus
+    Neg(Box<Expr>),
+    /// `a op b`: `| = != ~ !~ < > <= >= and or xor implies in contains + - * / & div mod`
     Binary(String, Box<Expr>, Box<Expr>),
     /// `expr is Type` / `expr as Type`
     Type(String, Box<Expr>, String),
@@ -29,6 +37,7 @@ enum Tok {
     Ident(String),
     Str(String),
     Num(String),
+    Date(String),
     Sym(&'static str),
 }
 
@@ -43,7 +52,17 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
             continue;
         }
         let start = i;
-        if c.is_ascii_alphabetic() || c == b'_' || c == b'$' {
+        if c == b'@' {
+            i += 1;
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric()
+                    || matches!(b[i], b'-' | b':' | b'.' | b'+' | b'T' | b'Z'))
+            {
+                i += 1;
+            }
+            out.push((start, Tok::Date(s[start + 1..i].to_string())));
+        } else if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c == b'%' {
+            i += 1;
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$') {
                 i += 1;
             }
@@ -83,6 +102,14 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
             let two = s.get(i..i + 2).unwrap_or("");
             let sym: &'static str = match (two, c) {
                 ("!=", _) => "!=",
+                ("!~", _) => "!~",
+                ("{}", _) => "{}",
+                (_, b'+') => "+",
+                (_, b'-') => "-",
+                (_, b'*') => "*",
+                (_, b'/') => "/",
+                (_, b'&') => "&",
+                (_, b'~') => "~",
                 ("<=", _) => "<=",
                 (">=", _) => ">=",
                 (_, b'.') => ".",
@@ -130,15 +157,26 @@ pub fn parse(s: &str) -> Result<Expr, Error> {
     Ok(e)
 }
 
-/// Binary operator precedence (higher binds tighter).
+/// Binary operator precedence (higher binds tighter), as in the FHIRPath grammar.
 fn binary_prec(t: &Tok) -> Option<(u8, String)> {
+    let word = |w: &str| -> Option<u8> {
+        Some(match w {
+            "implies" => 1,
+            "or" | "xor" => 2,
+            "and" => 3,
+            "in" | "contains" => 4,
+            "is" | "as" => 8,
+            "div" | "mod" => 10,
+            _ => return None,
+        })
+    };
     Some(match t {
-        Tok::Ident(w) if w == "is" || w == "as" => (6, w.clone()),
-        Tok::Sym("|") => (5, "|".into()),
-        Tok::Sym(s @ ("<" | ">" | "<=" | ">=")) => (4, (*s).into()),
-        Tok::Sym(s @ ("=" | "!=")) => (3, (*s).into()),
-        Tok::Ident(w) if w == "and" => (2, "and".into()),
-        Tok::Ident(w) if w == "or" || w == "xor" => (1, w.clone()),
+        Tok::Ident(w) => (word(w)?, w.clone()),
+        Tok::Sym(s @ ("=" | "!=" | "~" | "!~")) => (5, (*s).into()),
+        Tok::Sym(s @ ("<" | ">" | "<=" | ">=")) => (6, (*s).into()),
+        Tok::Sym("|") => (7, "|".into()),
+        Tok::Sym(s @ ("+" | "-" | "&")) => (9, (*s).into()),
+        Tok::Sym(s @ ("*" | "/")) => (10, (*s).into()),
         _ => return None,
     })
 }
@@ -179,9 +217,6 @@ impl Parser {
                 let ty = self.type_name()?;
                 lhs = Expr::Type(op, Box::new(lhs), ty);
                 continue;
-            }
-            if matches!(op.as_str(), "<" | ">" | "<=" | ">=" | "xor") {
-                return Err(Error::Unsupported(op));
             }
             let rhs = self.expr(prec + 1)?;
             lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
@@ -286,9 +321,14 @@ impl Parser {
             }
             Tok::Str(s) => Ok(Expr::Str(s)),
             Tok::Num(n) => Ok(Expr::Num(n)),
+            Tok::Date(d) => Ok(Expr::Date(d)),
+            Tok::Sym("{}") => Ok(Expr::Empty),
+            Tok::Sym("-") => Ok(Expr::Neg(Box::new(self.postfix()?))),
+            Tok::Sym("+") => self.postfix(),
+            Tok::Ident(w) if w.starts_with('%') => Ok(Expr::Var(w[1..].to_string())),
             Tok::Ident(w) if w == "true" || w == "false" => Ok(Expr::Bool(w == "true")),
             Tok::Ident(w) if w == "$this" => Ok(Expr::This),
-            Tok::Ident(w) if w.starts_with('$') => Err(Error::Unsupported(w)),
+            Tok::Ident(w) if w == "$index" || w == "$total" => Err(Error::Unsupported(w)),
             Tok::Ident(w) => {
                 if self.peek() == Some(&Tok::Sym("(")) {
                     let args = self.args(&w)?;

@@ -741,10 +741,23 @@ fn demo_data_loads_once() {
 fn settings_come_from_the_config_file_and_bad_ones_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("medkarta.toml");
-    std::fs::write(&config, "base_url = \"https://medkarta.example.ru/fhir\"\nmax_body_bytes = 1000\n").unwrap();
-    let s = Server::start(common::Backend::Sqlite(tempfile::tempdir().unwrap()), &["--config", config.to_str().unwrap()]);
+    std::fs::write(
+        &config,
+        "base_url = \"https://medkarta.example.ru/fhir\"\nmax_body_bytes = 1000\n",
+    )
+    .unwrap();
+    let s = Server::start(
+        common::Backend::Sqlite(tempfile::tempdir().unwrap()),
+        &["--config", config.to_str().unwrap()],
+    );
     let r = s.post("Patient", &patient("Настроенная"));
-    assert!(r.header("location").unwrap().starts_with("https://medkarta.example.ru/fhir/Patient/"), "{:?}", r.header("location"));
+    assert!(
+        r.header("location")
+            .unwrap()
+            .starts_with("https://medkarta.example.ru/fhir/Patient/"),
+        "{:?}",
+        r.header("location")
+    );
     let big = json!({"resourceType": "Patient", "name": [{"family": "x".repeat(2000)}]});
     assert_eq!(s.post("Patient", &big).status, 413);
 
@@ -755,5 +768,8 @@ fn settings_come_from_the_config_file_and_bad_ones_are_reported() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("listen_adress"), "the unknown key is named: {err}");
+    assert!(
+        err.contains("listen_adress"),
+        "the unknown key is named: {err}"
+    );
 }

@@ -3,20 +3,24 @@
 //! Checks, with one [`Issue`] per problem pointing at the element by FHIRPath
 //! (`Patient.name[0].given[1]`): unknown properties, cardinality, JSON shape (arrays,
 //! objects, primitives and their `_x` companions), primitive formats, choice types,
-//! contained and nested resources, reference syntax, and required value-set bindings.
-//! FHIRPath invariants (`ele-1` aside) are not yet evaluated.
+//! contained and nested resources, reference syntax, required value-set bindings, and
+//! the FHIRPath invariants of the definitions (those our FHIRPath engine can evaluate).
 
+mod invariant;
 mod primitive;
 
 use fhir_model::{Issue, IssueType, Reference};
-use fhir_spec::{ElementDef, TypeDef, TypeKind, spec};
+use fhir_spec::{Constraint, ElementDef, TypeDef, TypeKind, spec};
 use serde_json::{Map, Value};
 
 pub use primitive::check_primitive;
 
 /// Validate a resource; returns every issue found (empty when valid).
 pub fn validate_resource(resource: &Value) -> Vec<Issue> {
-    let mut v = Validator { issues: Vec::new() };
+    let mut v = Validator {
+        issues: Vec::new(),
+        resources: Vec::new(),
+    };
     v.resource(resource, "", true);
     v.issues
 }
@@ -26,8 +30,11 @@ pub fn has_errors(issues: &[Issue]) -> bool {
     issues.iter().any(Issue::is_error)
 }
 
-struct Validator {
+struct Validator<'a> {
     issues: Vec<Issue>,
+    /// The resources being validated, innermost last, and whether each is contained
+    /// (for `%resource` and `%rootResource` in invariants).
+    resources: Vec<(&'a Value, bool)>,
 }
 
 /// Where in the resource we are: a type definition and a relative element path in it.
@@ -37,13 +44,13 @@ struct Ctx<'a> {
     prefix: &'a str,
 }
 
-impl Validator {
+impl<'a> Validator<'a> {
     fn error(&mut self, code: IssueType, path: &str, msg: String) {
         self.issues.push(Issue::error(code, msg).at(path));
     }
 
     /// Validate a whole resource. `path` is where it sits (empty at the root).
-    fn resource(&mut self, value: &Value, path: &str, root: bool) {
+    fn resource(&mut self, value: &'a Value, path: &str, root: bool) {
         let Some(obj) = value.as_object() else {
             let at = if path.is_empty() { "$" } else { path };
             self.error(
@@ -76,14 +83,21 @@ impl Validator {
         } else {
             path.to_string()
         };
+        let contained = path
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.starts_with("contained["));
+        self.resources.push((value, contained));
         self.object(obj, Ctx { ty, prefix: "" }, &here, true);
+        self.invariants(&ty.constraints, value, rt, "", &here);
+        self.resources.pop();
         if rt == "Bundle" {
             self.bundle_rules(obj, &here);
         }
     }
 
     /// Validate the properties of a JSON object against the children of `ctx`.
-    fn object(&mut self, obj: &Map<String, Value>, ctx: Ctx<'_>, path: &str, is_resource: bool) {
+    fn object(&mut self, obj: &'a Map<String, Value>, ctx: Ctx<'_>, path: &str, is_resource: bool) {
         if obj.is_empty() && !is_resource {
             self.error(
                 IssueType::Invalid,
@@ -231,7 +245,7 @@ impl Validator {
     /// Validate one value of an element whose (resolved) type is `type_code`.
     fn value(
         &mut self,
-        value: &Value,
+        value: &'a Value,
         el: &ElementDef,
         type_code: &str,
         ctx: Ctx<'_>,
@@ -265,6 +279,7 @@ impl Validator {
             {
                 self.binding(vs, None, code, path);
             }
+            self.invariants(&el.constraints, value, type_code, "", path);
             return;
         }
         if type_code == "Resource"
@@ -302,29 +317,23 @@ impl Validator {
             return;
         }
         // Inline backbone elements and content references stay in the same type definition.
-        if let Some(target) = &el.content_reference {
-            self.object(
-                obj,
-                Ctx {
-                    ty: ctx.ty,
-                    prefix: target,
-                },
-                path,
-                false,
-            );
-            return;
-        }
         let key = el.path.trim_end_matches("[x]");
-        if ctx.ty.has_children(key) && matches!(type_code, "BackboneElement" | "Element") {
-            self.object(
-                obj,
-                Ctx {
-                    ty: ctx.ty,
-                    prefix: key,
-                },
-                path,
-                false,
-            );
+        let inline = match &el.content_reference {
+            Some(target) => Some(target.as_str()),
+            None if ctx.ty.has_children(key)
+                && matches!(type_code, "BackboneElement" | "Element") =>
+            {
+                Some(key)
+            }
+            None => None,
+        };
+        if let Some(prefix) = inline {
+            self.object(obj, Ctx { ty: ctx.ty, prefix }, path, false);
+            let target = ctx
+                .ty
+                .element(prefix)
+                .map_or(&el.constraints, |t| &t.constraints);
+            self.invariants(target, value, &ctx.ty.name, prefix, path);
             return;
         }
         let Some(ty) = spec().type_def(type_code) else {
@@ -337,6 +346,48 @@ impl Validator {
         };
         self.object(obj, Ctx { ty, prefix: "" }, path, false);
         self.datatype_rules(type_code, obj, el, path);
+        self.invariants(&ty.constraints, value, type_code, "", path);
+        self.invariants(&el.constraints, value, type_code, "", path);
+    }
+
+    /// Evaluate invariants on one instance; a `false` result is an error. Invariants our
+    /// FHIRPath engine cannot evaluate yet are skipped.
+    fn invariants(
+        &mut self,
+        constraints: &[Constraint],
+        node: &'a Value,
+        owner: &str,
+        prefix: &str,
+        path: &str,
+    ) {
+        if constraints.is_empty() {
+            return;
+        }
+        let Some(&(resource, _)) = self.resources.last() else {
+            return;
+        };
+        let root = self
+            .resources
+            .iter()
+            .rev()
+            .find(|(_, contained)| !contained)
+            .map_or(resource, |(r, _)| *r);
+        for c in constraints {
+            let Some(expr) = invariant::compiled(&c.expression) else {
+                continue;
+            };
+            let Ok(items) = fhirpath::evaluate_on(&expr, node, owner, prefix, resource, root)
+            else {
+                continue;
+            };
+            if !invariant::passes(&items) {
+                self.error(
+                    IssueType::Invariant,
+                    path,
+                    format!("Constraint failed: {}: {}", c.key, c.human),
+                );
+            }
+        }
     }
 
     /// Rules of particular data types that the structure alone does not express.
@@ -402,16 +453,6 @@ impl Validator {
                     self.codeable_concept_binding(vs, obj, path);
                 }
             }
-            "Quantity" | "Age" | "Duration" | "Distance" | "Count"
-                if obj.contains_key("code") && !obj.contains_key("system") =>
-            {
-                self.error(
-                    IssueType::Invariant,
-                    path,
-                    "If a code for the unit is present, the system SHALL also be present (qty-3)"
-                        .into(),
-                );
-            }
             "Attachment" => {
                 let data = obj.get("data").and_then(Value::as_str);
                 let size = obj.get("size").and_then(Value::as_u64);
@@ -431,21 +472,6 @@ impl Validator {
                             format!("The stated attachment size {size} does not match the size of the data ({actual} bytes)"),
                         );
                     }
-                }
-            }
-            "Period" => {
-                if let (Some(s), Some(e)) = (
-                    obj.get("start").and_then(Value::as_str),
-                    obj.get("end").and_then(Value::as_str),
-                ) && primitive::date_time_lower(s)
-                    .zip(primitive::date_time_lower(e))
-                    .is_some_and(|(a, b)| a > b)
-                {
-                    self.error(
-                        IssueType::Invariant,
-                        path,
-                        "If present, start SHALL have a lower value than end (per-1)".into(),
-                    );
                 }
             }
             _ => {}

@@ -293,21 +293,6 @@ fn is_date_time(s: &str, instant: bool) -> bool {
     parse_time(time).is_some()
 }
 
-/// A sortable lower bound of a date/dateTime, for comparisons such as `Period.start <= end`
-/// (same-zone comparisons only; good enough for the invariant check).
-pub(crate) fn date_time_lower(s: &str) -> Option<String> {
-    let (y, m, d) = parse_date(s.split('T').next()?)?;
-    let time = s
-        .split_once('T')
-        .map(|(_, t)| t.get(..8).unwrap_or("00:00:00").to_string())
-        .unwrap_or_else(|| "00:00:00".into());
-    Some(format!(
-        "{y:04}-{:02}-{:02}T{time}",
-        m.unwrap_or(1),
-        d.unwrap_or(1)
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,3 +84,86 @@ fn unknown_resource_type_and_shape_errors() {
     assert!(!errors(json!({"resourceType": "Patient", "active": null})).is_empty());
     assert!(!errors(json!({"resourceType": "Patient", "name": [{}]})).is_empty());
 }
+
+#[test]
+fn nearly_every_invariant_is_evaluable() {
+    let s = spec();
+    let mut total = 0;
+    let mut parsed = 0;
+    let mut unsupported = Vec::new();
+    let names = s.resource_types().iter().map(|r| r.to_string()).chain(
+        [
+            "Period",
+            "Quantity",
+            "Reference",
+            "Attachment",
+            "HumanName",
+            "Identifier",
+            "Timing",
+            "Narrative",
+            "Extension",
+            "Ratio",
+            "Range",
+        ]
+        .iter()
+        .map(|t| t.to_string()),
+    );
+    for name in names {
+        let Some(t) = s.type_def(&name) else { continue };
+        let mut all: Vec<&fhir_spec::Constraint> = t.constraints.iter().collect();
+        let mut stack = vec![String::new()];
+        while let Some(prefix) = stack.pop() {
+            for el in t.children(&prefix) {
+                all.extend(el.constraints.iter());
+                if t.has_children(&el.path) {
+                    stack.push(el.path.clone());
+                }
+            }
+        }
+        for c in all {
+            total += 1;
+            match fhirpath::parse_supported(&c.expression) {
+                Ok(_) => parsed += 1,
+                Err(e) => unsupported.push(format!("{}: {e}", c.key)),
+            }
+        }
+    }
+    println!("invariants evaluable: {parsed}/{total}; not yet: {unsupported:?}");
+    assert!(
+        parsed * 100 >= total * 95,
+        "{parsed}/{total}: {unsupported:?}"
+    );
+}
+
+#[test]
+fn invariants_are_enforced() {
+    let e = errors(
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "effectivePeriod": {"start": "2024-05-02", "end": "2024-05-01"},
+        "referenceRange": [{"text": "n"}, {"appliesTo": [{"text": "adults"}]}]}),
+    );
+    let texts: Vec<String> = e.iter().map(|(p, d)| format!("{p}: {d}")).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("Observation.effectivePeriod: Constraint failed: per-1")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("Observation.referenceRange[1]: Constraint failed: obs-3")),
+        "{texts:?}"
+    );
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.starts_with("Observation.referenceRange[0]")),
+        "{texts:?}"
+    );
+    let p = json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o1", "name": "x"}]});
+    assert!(
+        errors(p).iter().any(|(_, d)| d.contains("dom-3")),
+        "an unreferenced contained resource"
+    );
+}

@@ -71,7 +71,7 @@ pub fn capability_statement(engine: &Engine) -> Response {
             "mode": "server",
             "documentation": "Not supported yet: XML, FHIRPath Patch, system-level search, chained and reverse-chained search, \
     _include/_revinclude, _sort, _summary/_elements, _total modes, number/quantity/composite parameters, \
-    token modifiers other than :not, FHIRPath invariants in validation, authentication (next issue).",
+    token modifiers other than :not, invariants using matches()/htmlChecks(), authentication and authorisation (next issue).",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}]
         }]
