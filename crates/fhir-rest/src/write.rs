@@ -35,7 +35,7 @@ pub enum WriteOp {
     Patch {
         resource_type: ResourceType,
         id: String,
-        patch: Value,
+        patch: PatchDoc,
         if_match: Option<String>,
     },
     Delete {
@@ -47,6 +47,15 @@ pub enum WriteOp {
         resource_type: ResourceType,
         query: String,
     },
+}
+
+/// A patch document.
+#[derive(Debug, Clone)]
+pub enum PatchDoc {
+    /// RFC 6902 JSON Patch.
+    Json(Value),
+    /// FHIRPath Patch: a Parameters resource.
+    FhirPath(Value),
 }
 
 /// The outcome of a write.
@@ -147,18 +156,25 @@ pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
                 tracing::error!("stored {resource_type}/{id} is not JSON: {e}");
                 FhirError::internal()
             })?;
-            let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
-                FhirError::bad_request(format!("The body is not a valid JSON Patch document: {e}"))
-            })?;
-            json_patch::patch(&mut resource, &ops).map_err(|e| {
-                FhirError::new(
-                    422,
-                    Issue::error(
-                        IssueType::Processing,
-                        format!("The patch cannot be applied: {e}"),
-                    ),
-                )
-            })?;
+            match patch {
+                PatchDoc::Json(doc) => {
+                    let ops: json_patch::Patch = serde_json::from_value(doc).map_err(|e| {
+                        FhirError::bad_request(format!(
+                            "The body is not a valid JSON Patch document: {e}"
+                        ))
+                    })?;
+                    json_patch::patch(&mut resource, &ops).map_err(|e| {
+                        FhirError::new(
+                            422,
+                            Issue::error(
+                                IssueType::Processing,
+                                format!("The patch cannot be applied: {e}"),
+                            ),
+                        )
+                    })?;
+                }
+                PatchDoc::FhirPath(params) => crate::fhirpath_patch::apply(&mut resource, &params)?,
+            }
             check_body(&resource, resource_type, Some(&id))?;
             validate(&resource)?;
             put(tx, resource_type, &id, resource, None)

@@ -54,6 +54,26 @@ impl<'a> Item<'a> {
         }
     }
 
+    /// Whether child element `name` of this node repeats, per the definitions.
+    pub fn child_repeats(&self, name: &str) -> Option<bool> {
+        let Item::Node(v, ItemType(ty)) = self else {
+            return None;
+        };
+        let (td, path) = match ty {
+            TypeRef::Named(n) => {
+                let n = if n == "Resource" {
+                    v.get("resourceType").and_then(Value::as_str).unwrap_or(n)
+                } else {
+                    n
+                };
+                (spec().type_def(n)?, name.to_string())
+            }
+            TypeRef::Backbone(t, p) => (*t, format!("{p}.{name}")),
+            TypeRef::Unknown => return None,
+        };
+        td.element(&path).map(|e| e.is_array())
+    }
+
     fn as_bool(&self) -> Option<bool> {
         match self {
             Item::Bool(b) => Some(*b),

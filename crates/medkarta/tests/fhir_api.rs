@@ -410,7 +410,7 @@ fn bad_requests_change_nothing(s: &mut Server) {
         ("POST", "Patient", vec![fj], Some(json!({"resourceType": "Patient", "text": {"status": "generated", "div": "<div>x</div>"}, "name": [{"family": "x".repeat(17 * 1024 * 1024)}]}).to_string()), 413),
         ("GET", "Patient/bad$id", vec![], None, 400),
         ("GET", "Patient?birthdate=yesterday", vec![], None, 400),
-        ("PATCH", "Patient/a1", vec![fj], Some(json!({"resourceType": "Parameters"}).to_string()), 415),
+        ("PATCH", "Patient/a1", vec![fj], Some(json!({"resourceType": "Patient", "id": "a1"}).to_string()), 415),
     ];
     for (method, path, headers, body, want) in cases {
         let r = s.req(method, path, &headers, body.as_deref());
@@ -517,6 +517,65 @@ fn json_patch(s: &mut Server) {
         s.get(&format!("Patient/{id}")).json()["meta"]["versionId"],
         "2"
     );
+}
+
+fn fhirpath_patch(s: &mut Server) {
+    let id = s.post("Patient", &patient("Путева")).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let op = |kind: &str, path: &str, extra: Vec<Value>| {
+        let mut parts = vec![
+            json!({"name": "type", "valueCode": kind}),
+            json!({"name": "path", "valueString": path}),
+        ];
+        parts.extend(extra);
+        json!({"name": "operation", "part": parts})
+    };
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        op("replace", "Patient.gender", vec![json!({"name": "value", "valueCode": "male"})]),
+        op("add", "Patient", vec![json!({"name": "name", "valueString": "birthDate"}), json!({"name": "value", "valueDate": "1961-06-01"})]),
+        op("insert", "Patient.name[0].given", vec![json!({"name": "index", "valueInteger": 0}), json!({"name": "value", "valueString": "Мария"})]),
+        op("delete", "Patient.identifier", vec![]),
+    ]});
+    let hdr = [
+        ("Content-Type", "application/fhir+json"),
+        ("If-Match", "W/\"1\""),
+    ];
+    let r = s.req(
+        "PATCH",
+        &format!("Patient/{id}"),
+        &hdr,
+        Some(&params.to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let p = r.json();
+    assert_eq!(
+        (p["gender"].as_str(), p["birthDate"].as_str()),
+        (Some("male"), Some("1961-06-01"))
+    );
+    assert_eq!(p["name"][0]["given"], json!(["Мария", "Анна", "Петровна"]));
+    assert!(p.get("identifier").is_none());
+    // a path that matches several elements is refused, and nothing changes
+    let params = json!({"resourceType": "Parameters", "parameter": [op("replace", "Patient.name.given", vec![json!({"name": "value", "valueString": "X"})])]});
+    let r = s.req(
+        "PATCH",
+        &format!("Patient/{id}"),
+        &[hdr[0]],
+        Some(&params.to_string()),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(
+        s.get(&format!("Patient/{id}")).json()["meta"]["versionId"],
+        "2"
+    );
+    // in a transaction, a Parameters entry is a FHIRPath Patch
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": "Parameters", "parameter": [
+        op("replace", "Patient.gender", vec![json!({"name": "value", "valueCode": "female"})])]},
+        "request": {"method": "PATCH", "url": format!("Patient/{id}")}}]});
+    let r = s.post("", &tx);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(s.get(&format!("Patient/{id}")).json()["gender"], "female");
 }
 
 fn history_and_search_paging(s: &mut Server) {
@@ -657,6 +716,7 @@ on_both_backends!(
     bad_requests_change_nothing,
     validation_points_at_the_element,
     json_patch,
+    fhirpath_patch,
     history_and_search_paging,
     concurrent_writers_never_overwrite_each_other,
     acknowledged_writes_survive_kill_9,

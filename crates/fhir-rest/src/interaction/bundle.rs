@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use store::Tx;
 
 use crate::meta::{etag, instant};
-use crate::write::{WriteOp, Written, apply, parse_criteria};
+use crate::write::{PatchDoc, WriteOp, Written, apply, parse_criteria};
 use crate::{Body, Engine, FhirError, FhirResult, Method, Request, Response, resource_type};
 
 /// One parsed bundle entry.
@@ -151,27 +151,35 @@ fn need_resource(e: &Entry) -> FhirResult<Value> {
     })
 }
 
-/// The JSON Patch carried by a PATCH entry: a Binary with a JSON Patch document.
-fn patch_document(e: &Entry) -> FhirResult<Value> {
+/// The patch carried by a PATCH entry: a Binary holding a JSON Patch document, or a
+/// Parameters resource (FHIRPath Patch).
+fn patch_document(e: &Entry) -> FhirResult<PatchDoc> {
     let r = need_resource(e)?;
-    if r.get("resourceType").and_then(Value::as_str) != Some("Binary") {
-        return Err(entry_error(
+    match r.get("resourceType").and_then(Value::as_str) {
+        Some("Parameters") => Ok(PatchDoc::FhirPath(r)),
+        Some("Binary") => {
+            let data = r.get("data").and_then(Value::as_str).unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.as_bytes())
+                .map_err(|_| {
+                    entry_error(e.index, 400, "Binary.data of the PATCH entry is not base64")
+                })?;
+            serde_json::from_slice(&bytes)
+                .map(PatchDoc::Json)
+                .map_err(|_| {
+                    entry_error(
+                        e.index,
+                        400,
+                        "Binary.data of the PATCH entry is not a JSON Patch document",
+                    )
+                })
+        }
+        _ => Err(entry_error(
             e.index,
             400,
-            "A PATCH entry carries its JSON Patch as a Binary resource (FHIRPath Patch is not supported yet)",
-        ));
+            "A PATCH entry carries a Parameters (FHIRPath Patch) or a Binary with a JSON Patch",
+        )),
     }
-    let data = r.get("data").and_then(Value::as_str).unwrap_or_default();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data.as_bytes())
-        .map_err(|_| entry_error(e.index, 400, "Binary.data of the PATCH entry is not base64"))?;
-    serde_json::from_slice(&bytes).map_err(|_| {
-        entry_error(
-            e.index,
-            400,
-            "Binary.data of the PATCH entry is not a JSON Patch document",
-        )
-    })
 }
 
 /// Turn a write entry into a [`WriteOp`].

@@ -66,10 +66,10 @@ pub fn capability_statement(engine: &Engine) -> Response {
         "implementation": {"description": format!("Medkarta FHIR R4 server ({} storage)", engine.store.backend()), "url": engine.config.base_url},
         "fhirVersion": fhir_spec::FHIR_VERSION,
         "format": ["json", "application/fhir+json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Not supported yet: XML, FHIRPath Patch, system-level search, chained and reverse-chained search, \
+            "documentation": "Not supported yet: XML, system-level search, chained and reverse-chained search, \
     _include/_revinclude, _sort, _summary/_elements, _total modes, number/quantity/composite parameters, \
     token modifiers other than :not, invariants using matches()/htmlChecks(), authentication and authorisation (next issue).",
             "resource": resources,

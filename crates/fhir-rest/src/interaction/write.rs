@@ -5,7 +5,7 @@ use fhir_model::{Issue, ResourceType};
 use serde_json::Value;
 
 use crate::meta::{etag, http_date};
-use crate::write::{WriteOp, Written, apply};
+use crate::write::{PatchDoc, WriteOp, Written, apply};
 use crate::{Body, Engine, FhirError, FhirResult, Request, Response, ResponseBody, Return};
 
 fn body(req: &Request) -> FhirResult<Value> {
@@ -118,19 +118,24 @@ pub fn conditional_update(
 }
 
 pub fn patch(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
-    if !req.json_patch {
+    let doc = body(req)?;
+    let patch = if req.json_patch {
+        PatchDoc::Json(doc)
+    } else if doc.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
+        PatchDoc::FhirPath(doc)
+    } else {
         return Err(FhirError::new(
             415,
             Issue::error(
                 fhir_model::IssueType::NotSupported,
-                "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)",
+                "PATCH takes a JSON Patch (application/json-patch+json) or a FHIRPath Patch Parameters resource (application/fhir+json)",
             ),
         ));
-    }
+    };
     let op = WriteOp::Patch {
         resource_type: rt,
         id: id.to_string(),
-        patch: body(req)?,
+        patch,
         if_match: req.if_match.clone(),
     };
     run(engine, req, op)
