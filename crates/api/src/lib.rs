@@ -45,11 +45,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
         }
         buf.extend_from_slice(&data);
     }
-    if seen > limit {
-        Err(BodyError::TooLarge)
-    } else {
-        Ok(Bytes::from(buf))
-    }
+    if seen > limit { Err(BodyError::TooLarge) } else { Ok(Bytes::from(buf)) }
 }
 
 /// Settings of the HTTP layer.
@@ -61,9 +57,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            max_body_bytes: 16 * 1024 * 1024,
-        }
+        HttpConfig { max_body_bytes: 16 * 1024 * 1024 }
     }
 }
 
@@ -75,10 +69,7 @@ struct AppState {
 
 /// All routes: `/fhir/...`, `/healthz`, `/readyz`.
 pub fn router(engine: Engine, http: HttpConfig) -> Router {
-    let state = AppState {
-        engine,
-        http: Arc::new(http),
-    };
+    let state = AppState { engine, http: Arc::new(http) };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -86,11 +77,7 @@ pub fn router(engine: Engine, http: HttpConfig) -> Router {
         .route("/fhir/", any(fhir))
         .route("/fhir/{*path}", any(fhir))
         .fallback(|| async {
-            outcome(
-                StatusCode::NOT_FOUND,
-                IssueType::NotFound,
-                "No such endpoint; the FHIR API is under /fhir",
-            )
+            outcome(StatusCode::NOT_FOUND, IssueType::NotFound, "No such endpoint; the FHIR API is under /fhir")
         })
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -112,20 +99,13 @@ const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 fn outcome(status: StatusCode, code: IssueType, msg: impl Into<String>) -> HttpResponse {
     let body = OperationOutcome::from(Issue::error(code, msg)).to_json();
-    (
-        status,
-        [(header::CONTENT_TYPE, FHIR_JSON)],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response()
 }
 
 /// A header as text; UTF-8 beyond ASCII is accepted (clients should percent-encode
 /// queries in `If-None-Exist`, but some send them raw).
 fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// Query parameters the HTTP layer consumes itself.
@@ -135,10 +115,7 @@ struct FormatParams {
 }
 
 fn format_params(query: &str) -> FormatParams {
-    let mut p = FormatParams {
-        format: None,
-        pretty: false,
-    };
+    let mut p = FormatParams { format: None, pretty: false };
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "_format" => p.format = Some(v.into_owned()),
@@ -152,12 +129,7 @@ fn format_params(query: &str) -> FormatParams {
 /// Can we answer in JSON given `_format` or `Accept`?
 fn acceptable(format: Option<&str>, accept: Option<&str>) -> bool {
     let ok = |t: &str| {
-        let t = t
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         matches!(
             t.as_str(),
             "" | "*/*"
@@ -178,11 +150,7 @@ fn acceptable(format: Option<&str>, accept: Option<&str>) -> bool {
 fn parse_prefer(headers: &HeaderMap) -> (Return, bool) {
     let mut ret = Return::Representation;
     let mut strict = false;
-    for v in headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
+    for v in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
         for part in v.split([',', ';']).map(str::trim) {
             match part {
                 "return=minimal" => ret = Return::Minimal,
@@ -205,12 +173,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
             format!("{} is not a FHIR interaction", parts.method),
         );
     };
-    let path = parts
-        .uri
-        .path()
-        .trim_start_matches("/fhir")
-        .trim_start_matches('/')
-        .to_string();
+    let path = parts.uri.path().trim_start_matches("/fhir").trim_start_matches('/').to_string();
     let mut query = parts.uri.query().unwrap_or("").to_string();
     let fp = format_params(&query);
     let accept = header_str(&parts.headers, header::ACCEPT);
@@ -231,42 +194,25 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
             let mut r = outcome(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 IssueType::TooLong,
-                format!(
-                    "The request body is larger than the limit of {} bytes",
-                    s.http.max_body_bytes
-                ),
+                format!("The request body is larger than the limit of {} bytes", s.http.max_body_bytes),
             );
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             return r;
         }
         Err(BodyError::Broken) => {
-            return outcome(
-                StatusCode::BAD_REQUEST,
-                IssueType::Structure,
-                "The request body could not be read",
-            );
+            return outcome(StatusCode::BAD_REQUEST, IssueType::Structure, "The request body could not be read");
         }
     };
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE).unwrap_or_default();
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let mut json_patch = false;
     let fhir_body = if bytes.is_empty() {
         FhirBody::None
     } else {
         match mime.as_str() {
-            "application/fhir+json"
-            | "application/json"
-            | "application/json+fhir"
-            | "text/json" => {}
+            "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json" => {}
             "application/json-patch+json" if method == Method::Patch => json_patch = true,
-            "application/x-www-form-urlencoded"
-                if method == Method::Post && path.ends_with("_search") => {}
+            "application/x-www-form-urlencoded" if method == Method::Post && path.ends_with("_search") => {}
             "application/fhir+xml" | "application/xml" | "text/xml" => {
                 return outcome(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -292,11 +238,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         if mime == "application/x-www-form-urlencoded" {
             let form = String::from_utf8_lossy(&bytes);
             if !form.is_empty() {
-                query = if query.is_empty() {
-                    form.into_owned()
-                } else {
-                    format!("{query}&{form}")
-                };
+                query = if query.is_empty() { form.into_owned() } else { format!("{query}&{form}") };
             }
             FhirBody::None
         } else {
@@ -338,11 +280,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("request handler failed: {e}");
-            return outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                IssueType::Exception,
-                "Internal server error",
-            );
+            return outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error");
         }
     };
     to_http(response, parts.method == HttpMethod::HEAD, fp.pretty)
@@ -353,24 +291,18 @@ fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
     let body: Option<Vec<u8>> = match r.body {
         ResponseBody::None => None,
         ResponseBody::Raw(b) if !pretty => Some(b),
-        ResponseBody::Raw(b) => serde_json::from_slice::<Value>(&b)
-            .ok()
-            .and_then(|v| serde_json::to_vec_pretty(&v).ok()),
-        ResponseBody::Json(v) => if pretty {
-            serde_json::to_vec_pretty(&v)
-        } else {
-            serde_json::to_vec(&v)
+        ResponseBody::Raw(b) => {
+            serde_json::from_slice::<Value>(&b).ok().and_then(|v| serde_json::to_vec_pretty(&v).ok())
         }
-        .ok(),
+        ResponseBody::Json(v) => if pretty { serde_json::to_vec_pretty(&v) } else { serde_json::to_vec(&v) }.ok(),
     };
     let mut builder = axum::http::Response::builder().status(status);
-    let set =
-        |b: axum::http::response::Builder, name: header::HeaderName, v: Option<String>| match v
-            .and_then(|v| HeaderValue::from_str(&v).ok())
-        {
-            Some(v) => b.header(name, v),
-            None => b,
-        };
+    let set = |b: axum::http::response::Builder, name: header::HeaderName, v: Option<String>| match v
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        Some(v) => b.header(name, v),
+        None => b,
+    };
     builder = set(builder, header::ETAG, r.etag);
     builder = set(builder, header::LAST_MODIFIED, r.last_modified);
     builder = set(builder, header::LOCATION, r.location);
@@ -382,13 +314,9 @@ fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
         Some(b) if !head => Body::from(b),
         _ => Body::empty(),
     };
-    builder.body(body).unwrap_or_else(|_| {
-        outcome(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            IssueType::Exception,
-            "Internal server error",
-        )
-    })
+    builder
+        .body(body)
+        .unwrap_or_else(|_| outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error"))
 }
 
 /// Serve `router` on `listener` until `shutdown` completes.
@@ -397,7 +325,5 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

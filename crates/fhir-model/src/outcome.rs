@@ -84,22 +84,12 @@ pub struct Issue {
 impl Issue {
     /// An error-severity issue.
     pub fn error(code: IssueType, diagnostics: impl Into<String>) -> Self {
-        Issue {
-            severity: Severity::Error,
-            code,
-            diagnostics: diagnostics.into(),
-            expression: Vec::new(),
-        }
+        Issue { severity: Severity::Error, code, diagnostics: diagnostics.into(), expression: Vec::new() }
     }
 
     /// A warning-severity issue.
     pub fn warning(code: IssueType, diagnostics: impl Into<String>) -> Self {
-        Issue {
-            severity: Severity::Warning,
-            code,
-            diagnostics: diagnostics.into(),
-            expression: Vec::new(),
-        }
+        Issue { severity: Severity::Warning, code, diagnostics: diagnostics.into(), expression: Vec::new() }
     }
 
     /// An informational issue.
@@ -161,8 +151,6 @@ impl OperationOutcome {
 
 impl From<Issue> for OperationOutcome {
     fn from(issue: Issue) -> Self {
-        OperationOutcome {
-            issues: vec![issue],
-        }
+        OperationOutcome { issues: vec![issue] }
     }
 }

@@ -13,17 +13,11 @@ pub struct FhirError {
 
 impl FhirError {
     pub fn new(status: u16, issue: Issue) -> Self {
-        FhirError {
-            status,
-            outcome: issue.into(),
-        }
+        FhirError { status, outcome: issue.into() }
     }
 
     pub fn with_issues(status: u16, issues: Vec<Issue>) -> Self {
-        FhirError {
-            status,
-            outcome: OperationOutcome::new(issues),
-        }
+        FhirError { status, outcome: OperationOutcome::new(issues) }
     }
 
     pub fn bad_request(msg: impl Into<String>) -> Self {
@@ -55,13 +49,7 @@ impl FhirError {
     }
 
     pub fn internal() -> Self {
-        Self::new(
-            500,
-            Issue::error(
-                IssueType::Exception,
-                "Internal server error; the details are in the server log",
-            ),
-        )
+        Self::new(500, Issue::error(IssueType::Exception, "Internal server error; the details are in the server log"))
     }
 }
 
@@ -83,13 +71,7 @@ impl From<StoreError> for FhirError {
             }
             StoreError::Unavailable(msg) => {
                 tracing::error!("database unavailable: {msg}");
-                FhirError::new(
-                    503,
-                    Issue::error(
-                        IssueType::Transient,
-                        "The database is unavailable; retry later",
-                    ),
-                )
+                FhirError::new(503, Issue::error(IssueType::Transient, "The database is unavailable; retry later"))
             }
             StoreError::Backend(msg) => {
                 tracing::error!("database error: {msg}");

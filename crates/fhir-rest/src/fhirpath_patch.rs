@@ -62,41 +62,15 @@ fn parse_operations(params: &Value) -> FhirResult<Vec<Operation>> {
         return Err(bad("A FHIRPath Patch is a Parameters resource"));
     }
     let mut ops = Vec::new();
-    for (i, p) in params
-        .get("parameter")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, p) in params.get("parameter").and_then(Value::as_array).into_iter().flatten().enumerate() {
         if p.get("name").and_then(Value::as_str) != Some("operation") {
-            return Err(bad(format!(
-                "Parameters.parameter[{i}] is not an 'operation'"
-            )));
+            return Err(bad(format!("Parameters.parameter[{i}] is not an 'operation'")));
         }
-        let parts: Vec<&Map<String, Value>> = p
-            .get("part")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_object)
-            .collect();
-        let find = |name: &str| {
-            parts
-                .iter()
-                .find(|q| q.get("name").and_then(Value::as_str) == Some(name))
-        };
-        let text = |name: &str| {
-            find(name)
-                .and_then(|q| part_value(q))
-                .and_then(|v| v.as_str().map(str::to_string))
-        };
-        let int = |name: &str| {
-            find(name)
-                .and_then(|q| part_value(q))
-                .and_then(|v| v.as_u64())
-                .map(|n| n as usize)
-        };
+        let parts: Vec<&Map<String, Value>> =
+            p.get("part").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_object).collect();
+        let find = |name: &str| parts.iter().find(|q| q.get("name").and_then(Value::as_str) == Some(name));
+        let text = |name: &str| find(name).and_then(|q| part_value(q)).and_then(|v| v.as_str().map(str::to_string));
+        let int = |name: &str| find(name).and_then(|q| part_value(q)).and_then(|v| v.as_u64()).map(|n| n as usize);
         let kind = text("type").ok_or_else(|| bad(format!("operation {i} has no type")))?;
         let path = text("path").ok_or_else(|| bad(format!("operation {i} has no path")))?;
         ops.push(Operation {
@@ -119,13 +93,9 @@ fn pointer_of(root: &Value, target: *const Value) -> Option<String> {
     }
     match root {
         Value::Object(m) => m.iter().find_map(|(k, v)| {
-            pointer_of(v, target)
-                .map(|p| format!("/{}{p}", k.replace('~', "~0").replace('/', "~1")))
+            pointer_of(v, target).map(|p| format!("/{}{p}", k.replace('~', "~0").replace('/', "~1")))
         }),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| pointer_of(v, target).map(|p| format!("/{i}{p}"))),
+        Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| pointer_of(v, target).map(|p| format!("/{i}{p}"))),
         _ => None,
     }
 }
@@ -136,14 +106,10 @@ fn locate(doc: &Value, expr: &Expr, path: &str) -> FhirResult<Vec<String>> {
     items
         .iter()
         .map(|i| match i {
-            Item::Node(v, _) => pointer_of(doc, *v).ok_or_else(|| {
-                fail(format!(
-                    "path '{path}' selects a value outside the resource"
-                ))
-            }),
-            _ => Err(fail(format!(
-                "path '{path}' selects a computed value, not an element"
-            ))),
+            Item::Node(v, _) => {
+                pointer_of(doc, *v).ok_or_else(|| fail(format!("path '{path}' selects a value outside the resource")))
+            }
+            _ => Err(fail(format!("path '{path}' selects a computed value, not an element"))),
         })
         .collect()
 }
@@ -160,14 +126,8 @@ fn split(pointer: &str) -> (&str, &str) {
 fn single(pointers: Vec<String>, op: &Operation) -> FhirResult<String> {
     match pointers.len() {
         1 => pointers.into_iter().next().ok_or_else(|| fail("no match")),
-        0 => Err(fail(format!(
-            "{}: path '{}' matches nothing",
-            op.kind, op.path
-        ))),
-        n => Err(fail(format!(
-            "{}: path '{}' matches {n} elements, not one",
-            op.kind, op.path
-        ))),
+        0 => Err(fail(format!("{}: path '{}' matches nothing", op.kind, op.path))),
+        n => Err(fail(format!("{}: path '{}' matches {n} elements, not one", op.kind, op.path))),
     }
 }
 
@@ -182,10 +142,8 @@ fn list_pointer(doc: &mut Value, op: &Operation, create: bool) -> FhirResult<Str
         )));
     };
     let parent = single(locate(doc, base, &op.path)?, op)?;
-    let obj = doc
-        .pointer_mut(&parent)
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| fail("the parent is not an element"))?;
+    let obj =
+        doc.pointer_mut(&parent).and_then(Value::as_object_mut).ok_or_else(|| fail("the parent is not an element"))?;
     match obj.get(name) {
         Some(Value::Array(_)) => {}
         None if create => {
@@ -197,11 +155,7 @@ fn list_pointer(doc: &mut Value, op: &Operation, create: bool) -> FhirResult<Str
 }
 
 fn apply_one(doc: &mut Value, op: &Operation) -> FhirResult<()> {
-    let need_value = || {
-        op.value
-            .clone()
-            .ok_or_else(|| bad(format!("{} needs a value", op.kind)))
-    };
+    let need_value = || op.value.clone().ok_or_else(|| bad(format!("{} needs a value", op.kind)));
     match op.kind.as_str() {
         "replace" => {
             let expr = parse_path(&op.path)?;
@@ -249,19 +203,11 @@ fn apply_one(doc: &mut Value, op: &Operation) -> FhirResult<()> {
             let target = doc
                 .pointer_mut(&at)
                 .and_then(Value::as_object_mut)
-                .ok_or_else(|| {
-                    fail(format!(
-                        "add: '{}' is not an element with children",
-                        op.path
-                    ))
-                })?;
+                .ok_or_else(|| fail(format!("add: '{}' is not an element with children", op.path)))?;
             match (target.get_mut(&name), repeats) {
                 (Some(Value::Array(a)), _) => a.push(value),
                 (Some(_), _) => {
-                    return Err(fail(format!(
-                        "add: '{}.{name}' already has a value; use replace",
-                        op.path
-                    )));
+                    return Err(fail(format!("add: '{}.{name}' already has a value; use replace", op.path)));
                 }
                 (None, true) => {
                     target.insert(name, Value::Array(vec![value]));
@@ -275,10 +221,7 @@ fn apply_one(doc: &mut Value, op: &Operation) -> FhirResult<()> {
             let list = list_pointer(doc, op, true)?;
             let index = op.index.ok_or_else(|| bad("insert needs an index"))?;
             let value = need_value()?;
-            let a = doc
-                .pointer_mut(&list)
-                .and_then(Value::as_array_mut)
-                .ok_or_else(|| fail("not a list"))?;
+            let a = doc.pointer_mut(&list).and_then(Value::as_array_mut).ok_or_else(|| fail("not a list"))?;
             if index > a.len() {
                 return Err(fail(format!(
                     "insert: index {index} is beyond the end of '{}' ({} items)",
@@ -292,27 +235,17 @@ fn apply_one(doc: &mut Value, op: &Operation) -> FhirResult<()> {
             let list = list_pointer(doc, op, false)?;
             let (from, to) = (
                 op.source.ok_or_else(|| bad("move needs a source"))?,
-                op.destination
-                    .ok_or_else(|| bad("move needs a destination"))?,
+                op.destination.ok_or_else(|| bad("move needs a destination"))?,
             );
-            let a = doc
-                .pointer_mut(&list)
-                .and_then(Value::as_array_mut)
-                .ok_or_else(|| fail("not a list"))?;
+            let a = doc.pointer_mut(&list).and_then(Value::as_array_mut).ok_or_else(|| fail("not a list"))?;
             if from >= a.len() || to >= a.len() {
-                return Err(fail(format!(
-                    "move: index out of range for '{}' ({} items)",
-                    op.path,
-                    a.len()
-                )));
+                return Err(fail(format!("move: index out of range for '{}' ({} items)", op.path, a.len())));
             }
             let item = a.remove(from);
             a.insert(to, item);
         }
         other => {
-            return Err(bad(format!(
-                "Unknown FHIRPath Patch operation type '{other}'"
-            )));
+            return Err(bad(format!("Unknown FHIRPath Patch operation type '{other}'")));
         }
     }
     Ok(())

@@ -192,10 +192,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
-        Engine {
-            store,
-            config: Arc::new(config),
-        }
+        Engine { store, config: Arc::new(config) }
     }
 
     /// Handle one request. Blocking: call it from a blocking thread.

@@ -74,39 +74,22 @@ pub struct Written {
 /// Perform a write inside `tx` (the caller commits).
 pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
     match op {
-        WriteOp::Create {
-            resource,
-            if_none_exist,
-            id,
-        } => {
+        WriteOp::Create { resource, if_none_exist, id } => {
             validate(&resource)?;
             create(tx, resource, if_none_exist.as_deref(), id)
         }
-        WriteOp::Update {
-            resource_type,
-            id,
-            resource,
-            if_match,
-        } => {
+        WriteOp::Update { resource_type, id, resource, if_match } => {
             check_body(&resource, resource_type, Some(&id))?;
             validate(&resource)?;
             put(tx, resource_type, &id, resource, if_match.as_deref())
         }
-        WriteOp::ConditionalUpdate {
-            resource_type,
-            query,
-            resource,
-            if_match,
-        } => {
+        WriteOp::ConditionalUpdate { resource_type, query, resource, if_match } => {
             check_body(&resource, resource_type, None)?;
             validate(&resource)?;
             let q = parse_criteria(resource_type, &query)?;
             tx.lock_key(&format!("{resource_type}?{query}"))?;
             let matches = tx.search_ids(&q, 2)?;
-            let body_id = resource
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let body_id = resource.get("id").and_then(Value::as_str).map(str::to_string);
             match matches.as_slice() {
                 [] => match body_id {
                     Some(id) => put(tx, resource_type, &id, resource, if_match.as_deref()),
@@ -126,32 +109,18 @@ pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
                 _ => Err(multiple_matches(resource_type, &query)),
             }
         }
-        WriteOp::Patch {
-            resource_type,
-            id,
-            patch,
-            if_match,
-        } => {
+        WriteOp::Patch { resource_type, id, patch, if_match } => {
             let current = tx.read(resource_type.as_str(), &id)?;
             let stored = match current {
                 None => {
-                    return Err(FhirError::not_found(format!(
-                        "{resource_type}/{id} does not exist"
-                    )));
+                    return Err(FhirError::not_found(format!("{resource_type}/{id} does not exist")));
                 }
                 Some(s) => s,
             };
             let Some(body) = stored.body else {
-                return Err(FhirError::gone(format!(
-                    "{resource_type}/{id} has been deleted"
-                )));
+                return Err(FhirError::gone(format!("{resource_type}/{id} has been deleted")));
             };
-            check_if_match(
-                if_match.as_deref(),
-                Some(stored.version),
-                resource_type,
-                &id,
-            )?;
+            check_if_match(if_match.as_deref(), Some(stored.version), resource_type, &id)?;
             let mut resource: Value = serde_json::from_slice(&body).map_err(|e| {
                 tracing::error!("stored {resource_type}/{id} is not JSON: {e}");
                 FhirError::internal()
@@ -159,17 +128,12 @@ pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
             match patch {
                 PatchDoc::Json(doc) => {
                     let ops: json_patch::Patch = serde_json::from_value(doc).map_err(|e| {
-                        FhirError::bad_request(format!(
-                            "The body is not a valid JSON Patch document: {e}"
-                        ))
+                        FhirError::bad_request(format!("The body is not a valid JSON Patch document: {e}"))
                     })?;
                     json_patch::patch(&mut resource, &ops).map_err(|e| {
                         FhirError::new(
                             422,
-                            Issue::error(
-                                IssueType::Processing,
-                                format!("The patch cannot be applied: {e}"),
-                            ),
+                            Issue::error(IssueType::Processing, format!("The patch cannot be applied: {e}")),
                         )
                     })?;
                 }
@@ -179,15 +143,8 @@ pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
             validate(&resource)?;
             put(tx, resource_type, &id, resource, None)
         }
-        WriteOp::Delete {
-            resource_type,
-            id,
-            if_match,
-        } => delete(tx, resource_type, &id, if_match.as_deref()),
-        WriteOp::ConditionalDelete {
-            resource_type,
-            query,
-        } => {
+        WriteOp::Delete { resource_type, id, if_match } => delete(tx, resource_type, &id, if_match.as_deref()),
+        WriteOp::ConditionalDelete { resource_type, query } => {
             let q = parse_criteria(resource_type, &query)?;
             let matches = tx.search_ids(&q, 2)?;
             match matches.as_slice() {
@@ -209,10 +166,7 @@ pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
 fn multiple_matches(rt: ResourceType, query: &str) -> FhirError {
     FhirError::new(
         412,
-        Issue::error(
-            IssueType::MultipleMatches,
-            format!("The criteria '{rt}?{query}' match more than one resource"),
-        ),
+        Issue::error(IssueType::MultipleMatches, format!("The criteria '{rt}?{query}' match more than one resource")),
     )
 }
 
@@ -232,9 +186,7 @@ pub fn parse_criteria(rt: ResourceType, query: &str) -> FhirResult<search::Query
         ));
     }
     if q.clauses.is_empty() {
-        return Err(FhirError::bad_request(
-            "Conditional criteria must contain at least one search parameter",
-        ));
+        return Err(FhirError::bad_request("Conditional criteria must contain at least one search parameter"));
     }
     Ok(q)
 }
@@ -247,10 +199,7 @@ fn check_body(resource: &Value, rt: ResourceType, id: Option<&str>) -> FhirResul
             400,
             Issue::error(
                 IssueType::Invalid,
-                format!(
-                    "The body is a {} but the URL is for {rt}",
-                    body_type.unwrap_or("JSON without resourceType")
-                ),
+                format!("The body is a {} but the URL is for {rt}", body_type.unwrap_or("JSON without resourceType")),
             )
             .at("resourceType"),
         ));
@@ -260,11 +209,8 @@ fn check_body(resource: &Value, rt: ResourceType, id: Option<&str>) -> FhirResul
             None => {
                 return Err(FhirError::new(
                     400,
-                    Issue::error(
-                        IssueType::Required,
-                        format!("An update must carry the id in the body ('{id}')"),
-                    )
-                    .at(format!("{rt}.id")),
+                    Issue::error(IssueType::Required, format!("An update must carry the id in the body ('{id}')"))
+                        .at(format!("{rt}.id")),
                 ));
             }
             Some(b) if b != id => {
@@ -298,50 +244,30 @@ pub fn validate(resource: &Value) -> FhirResult<()> {
     Ok(())
 }
 
-fn check_if_match(
-    if_match: Option<&str>,
-    current: Option<u64>,
-    rt: ResourceType,
-    id: &str,
-) -> FhirResult<()> {
+fn check_if_match(if_match: Option<&str>, current: Option<u64>, rt: ResourceType, id: &str) -> FhirResult<()> {
     let Some(expected) = if_match else {
         return Ok(());
     };
     let Some(expected) = parse_etag(expected) else {
-        return Err(FhirError::bad_request(format!(
-            "If-Match '{expected}' is not a version ETag such as W/\"3\""
-        )));
+        return Err(FhirError::bad_request(format!("If-Match '{expected}' is not a version ETag such as W/\"3\"")));
     };
     match current {
         Some(v) if v == expected => Ok(()),
         Some(v) => Err(FhirError::precondition_failed(format!(
             "{rt}/{id} is at version {v}, not {expected}: it was changed by someone else; read it again and reapply your change"
         ))),
-        None => Err(FhirError::precondition_failed(format!(
-            "{rt}/{id} does not exist, so version {expected} cannot match"
-        ))),
+        None => {
+            Err(FhirError::precondition_failed(format!("{rt}/{id} does not exist, so version {expected} cannot match")))
+        }
     }
 }
 
-fn create(
-    tx: &mut dyn Tx,
-    resource: Value,
-    if_none_exist: Option<&str>,
-    id: Option<String>,
-) -> FhirResult<Written> {
-    let rt_name = resource
-        .get("resourceType")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+fn create(tx: &mut dyn Tx, resource: Value, if_none_exist: Option<&str>, id: Option<String>) -> FhirResult<Written> {
+    let rt_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
     let rt = crate::resource_type(&rt_name).map_err(|_| {
         FhirError::new(
             400,
-            Issue::error(
-                IssueType::Invalid,
-                format!("'{rt_name}' is not a FHIR R4 resource type"),
-            )
-            .at("resourceType"),
+            Issue::error(IssueType::Invalid, format!("'{rt_name}' is not a FHIR R4 resource type")).at("resourceType"),
         )
     })?;
     if let Some(criteria) = if_none_exist {
@@ -352,11 +278,7 @@ fn create(
             [one] => {
                 let existing = tx.read(rt.as_str(), one)?;
                 let (version, last_updated, resource) = match existing {
-                    Some(s) => (
-                        s.version,
-                        s.last_updated,
-                        s.body.and_then(|b| serde_json::from_slice(&b).ok()),
-                    ),
+                    Some(s) => (s.version, s.last_updated, s.body.and_then(|b| serde_json::from_slice(&b).ok())),
                     None => (0, 0, None),
                 };
                 return Ok(Written {
@@ -377,65 +299,27 @@ fn create(
     store_version(tx, rt, &id, resource, 1, StoreMethod::Create, 201)
 }
 
-fn put(
-    tx: &mut dyn Tx,
-    rt: ResourceType,
-    id: &str,
-    resource: Value,
-    if_match: Option<&str>,
-) -> FhirResult<Written> {
+fn put(tx: &mut dyn Tx, rt: ResourceType, id: &str, resource: Value, if_match: Option<&str>) -> FhirResult<Written> {
     if !is_valid_id(id) {
-        return Err(FhirError::bad_request(format!(
-            "'{id}' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)"
-        )));
+        return Err(FhirError::bad_request(format!("'{id}' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)")));
     }
     let current = tx.current(rt.as_str(), id)?;
     check_if_match(if_match, current.map(|c| c.version), rt, id)?;
     match current {
         None => store_version(tx, rt, id, resource, 1, StoreMethod::Create, 201),
-        Some(c) if c.deleted => store_version(
-            tx,
-            rt,
-            id,
-            resource,
-            c.version + 1,
-            StoreMethod::Create,
-            201,
-        ),
-        Some(c) => store_version(
-            tx,
-            rt,
-            id,
-            resource,
-            c.version + 1,
-            StoreMethod::Update,
-            200,
-        ),
+        Some(c) if c.deleted => store_version(tx, rt, id, resource, c.version + 1, StoreMethod::Create, 201),
+        Some(c) => store_version(tx, rt, id, resource, c.version + 1, StoreMethod::Update, 200),
     }
 }
 
-fn delete(
-    tx: &mut dyn Tx,
-    rt: ResourceType,
-    id: &str,
-    if_match: Option<&str>,
-) -> FhirResult<Written> {
+fn delete(tx: &mut dyn Tx, rt: ResourceType, id: &str, if_match: Option<&str>) -> FhirResult<Written> {
     let current = tx.current(rt.as_str(), id)?;
     check_if_match(if_match, current.map(|c| c.version), rt, id)?;
-    let nothing = Written {
-        status: 204,
-        resource_type: rt,
-        id: id.to_string(),
-        version: 0,
-        last_updated: 0,
-        resource: None,
-    };
+    let nothing =
+        Written { status: 204, resource_type: rt, id: id.to_string(), version: 0, last_updated: 0, resource: None };
     match current {
         None => Ok(nothing),
-        Some(c) if c.deleted => Ok(Written {
-            version: c.version,
-            ..nothing
-        }),
+        Some(c) if c.deleted => Ok(Written { version: c.version, ..nothing }),
         Some(c) => {
             let last_updated = now_micros();
             tx.write(&NewVersion {
@@ -447,11 +331,7 @@ fn delete(
                 body: None,
                 index: &[],
             })?;
-            Ok(Written {
-                version: c.version + 1,
-                last_updated,
-                ..nothing
-            })
+            Ok(Written { version: c.version + 1, last_updated, ..nothing })
         }
     }
 }
@@ -478,12 +358,5 @@ fn store_version(
         body: Some(&body),
         index: &index,
     })?;
-    Ok(Written {
-        status,
-        resource_type: rt,
-        id: id.to_string(),
-        version,
-        last_updated,
-        resource: Some(resource),
-    })
+    Ok(Written { status, resource_type: rt, id: id.to_string(), version, last_updated, resource: Some(resource) })
 }

@@ -26,18 +26,13 @@ fn tidy(v: &mut Value) {
         for (k, c) in o.iter_mut() {
             if let (true, Value::String(div)) = (k == "div", &c) {
                 *c = Value::String(
-                    div.replace("&quot;", "\"")
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                        .replace("> <", "><"),
+                    div.replace("&quot;", "\"").split_whitespace().collect::<Vec<_>>().join(" ").replace("> <", "><"),
                 );
             }
             tidy(c);
         }
         o.retain(|_, c| {
-            !matches!(c, Value::Array(a) if a.is_empty())
-                && !matches!(c, Value::Object(m) if m.is_empty())
+            !matches!(c, Value::Array(a) if a.is_empty()) && !matches!(c, Value::Object(m) if m.is_empty())
         });
     }
     if let Value::Array(a) = v {
@@ -47,8 +42,7 @@ fn tidy(v: &mut Value) {
 
 #[test]
 fn official_fhirpath_patch_cases() {
-    let xml =
-        std::fs::read_to_string(suite()).expect("the FHIRPath Patch suite (set MEDKARTA_SHARED)");
+    let xml = std::fs::read_to_string(suite()).expect("the FHIRPath Patch suite (set MEDKARTA_SHARED)");
     let tests = fhir_xml::parse(&xml);
     let mut passed = 0;
     let mut failures = Vec::new();
@@ -71,16 +65,10 @@ fn official_fhirpath_patch_cases() {
                     failures.push(format!("{name}: got {doc}\n   expected {expected}"));
                 }
             }
-            (r, _) => failures.push(format!(
-                "{name}: {:?}",
-                r.err().map(|e| e.outcome.to_json().to_string())
-            )),
+            (r, _) => failures.push(format!("{name}: {:?}", r.err().map(|e| e.outcome.to_json().to_string()))),
         }
     }
-    println!(
-        "FHIRPath Patch: {passed}/{} official cases pass",
-        tests.children.len()
-    );
+    println!("FHIRPath Patch: {passed}/{} official cases pass", tests.children.len());
     for f in &failures {
         println!("  {f}");
     }

@@ -17,12 +17,9 @@ use fhir_rest::{Body, Config, Engine, Method, Request};
 use serde_json::Value;
 
 fn examples_dir() -> PathBuf {
-    let dir = std::env::var("MEDKARTA_R4_EXAMPLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/medkarta/r4-examples/package")
-        });
+    let dir = std::env::var("MEDKARTA_R4_EXAMPLES").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/medkarta/r4-examples/package")
+    });
     assert!(
         dir.join("Patient-example.json").exists(),
         "the R4 examples are missing at {}: run scripts/test.sh (it fetches npm hl7.fhir.r4.examples) or set MEDKARTA_R4_EXAMPLES",
@@ -46,27 +43,15 @@ fn every_r4_example_round_trips() {
     let dir = examples_dir();
     let data = tempfile::tempdir().unwrap();
     let store = Arc::new(store_sqlite::SqliteStore::open(data.path()).unwrap());
-    let engine = Engine::new(
-        store,
-        Config {
-            max_bundle_entries: 100_000,
-            ..Config::default()
-        },
-    );
+    let engine = Engine::new(store, Config { max_bundle_entries: 100_000, ..Config::default() });
 
     let known: BTreeMap<String, String> = include_str!("known-invalid-examples.txt")
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(f, why)| (f.trim().to_string(), why.trim().to_string()))
-        })
+        .filter_map(|l| l.split_once(':').map(|(f, why)| (f.trim().to_string(), why.trim().to_string())))
         .collect();
 
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
     let mut checked = 0;
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
@@ -100,16 +85,10 @@ fn every_r4_example_round_trips() {
                         .join("; ")
                 })
             });
-            failures.insert(
-                name,
-                format!("{} {}", r.status, why.flatten().unwrap_or_default()),
-            );
+            failures.insert(name, format!("{} {}", r.status, why.flatten().unwrap_or_default()));
             continue;
         }
-        let mut back = engine
-            .handle(&Request::new(Method::Get, format!("{rt}/{id}"), ""))
-            .body_json()
-            .unwrap();
+        let mut back = engine.handle(&Request::new(Method::Get, format!("{rt}/{id}"), "")).body_json().unwrap();
         let mut expected = sent;
         strip_version_meta(&mut back);
         strip_version_meta(&mut expected);
@@ -117,32 +96,11 @@ fn every_r4_example_round_trips() {
             failures.insert(name, "read back differs from what was sent".into());
         }
     }
-    assert!(
-        checked > 2900,
-        "only {checked} examples found in {}",
-        dir.display()
-    );
-    let unexpected: Vec<String> = failures
-        .iter()
-        .filter(|(f, _)| !known.contains_key(*f))
-        .map(|(f, w)| format!("{f}: {w}"))
-        .collect();
-    let now_pass: Vec<&String> = known
-        .keys()
-        .filter(|f| !failures.contains_key(*f))
-        .collect();
-    println!(
-        "{checked} examples, {} rejected as known-invalid",
-        failures.len() - unexpected.len()
-    );
-    assert!(
-        unexpected.is_empty(),
-        "{} examples rejected unexpectedly:\n{}",
-        unexpected.len(),
-        unexpected.join("\n")
-    );
-    assert!(
-        now_pass.is_empty(),
-        "listed as invalid but now accepted (remove them from the list): {now_pass:?}"
-    );
+    assert!(checked > 2900, "only {checked} examples found in {}", dir.display());
+    let unexpected: Vec<String> =
+        failures.iter().filter(|(f, _)| !known.contains_key(*f)).map(|(f, w)| format!("{f}: {w}")).collect();
+    let now_pass: Vec<&String> = known.keys().filter(|f| !failures.contains_key(*f)).collect();
+    println!("{checked} examples, {} rejected as known-invalid", failures.len() - unexpected.len());
+    assert!(unexpected.is_empty(), "{} examples rejected unexpectedly:\n{}", unexpected.len(), unexpected.join("\n"));
+    assert!(now_pass.is_empty(), "listed as invalid but now accepted (remove them from the list): {now_pass:?}");
 }

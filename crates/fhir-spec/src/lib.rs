@@ -87,18 +87,10 @@ impl TypeDef {
     /// The child elements of a relative path ("" for top level).
     pub fn children(&self, parent: &str) -> impl Iterator<Item = &ElementDef> {
         let parent = parent.to_string();
-        self.children
-            .get(&parent)
-            .into_iter()
-            .flatten()
-            .filter_map(move |name| {
-                let key = if parent.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{parent}.{name}")
-                };
-                self.elements.get(&key)
-            })
+        self.children.get(&parent).into_iter().flatten().filter_map(move |name| {
+            let key = if parent.is_empty() { name.clone() } else { format!("{parent}.{name}") };
+            self.elements.get(&key)
+        })
     }
 
     /// Is this a backbone element path (one with its own children)?
@@ -228,11 +220,7 @@ struct RawType {
 }
 
 fn constraint((key, expression, human): (String, String, String)) -> Constraint {
-    Constraint {
-        key,
-        expression,
-        human,
-    }
+    Constraint { key, expression, human }
 }
 
 #[derive(Deserialize)]
@@ -258,9 +246,7 @@ pub fn spec() -> &'static Spec {
 #[allow(clippy::expect_used)] // the embedded file is generated and tested; failure is a build defect
 fn load() -> Spec {
     let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(DATA)
-        .read_to_end(&mut raw)
-        .expect("embedded r4.json.gz is valid gzip");
+    flate2::read::GzDecoder::new(DATA).read_to_end(&mut raw).expect("embedded r4.json.gz is valid gzip");
     let data: RawData = serde_json::from_slice(&raw).expect("embedded r4.json.gz is valid");
 
     let mut types = HashMap::new();
@@ -278,10 +264,7 @@ fn load() -> Spec {
                 continue;
             };
             let (parent, _) = el.path.rsplit_once('.').unwrap_or(("", &el.path));
-            children
-                .entry(parent.to_string())
-                .or_default()
-                .push(el.name.clone());
+            children.entry(parent.to_string()).or_default().push(el.name.clone());
             let key = match el.path.strip_suffix("[x]") {
                 Some(p) => p.to_string(),
                 None => el.path.clone(),
@@ -312,11 +295,9 @@ fn load() -> Spec {
         .map(|(url, codes)| {
             let codes = match codes {
                 None => ValueSetCodes::NotEnumerable,
-                Some(map) => ValueSetCodes::Enumerated(
-                    map.into_iter()
-                        .map(|(s, c)| (s, c.into_iter().collect()))
-                        .collect(),
-                ),
+                Some(map) => {
+                    ValueSetCodes::Enumerated(map.into_iter().map(|(s, c)| (s, c.into_iter().collect())).collect())
+                }
             };
             (url, codes)
         })
@@ -332,12 +313,9 @@ fn load() -> Spec {
         for base in &p.base {
             if base == "Resource" || base == "DomainResource" {
                 for rt in &resource_types {
-                    let domain =
-                        base == "Resource" || !matches!(*rt, "Bundle" | "Binary" | "Parameters");
+                    let domain = base == "Resource" || !matches!(*rt, "Bundle" | "Binary" | "Parameters");
                     if domain {
-                        search_by_code
-                            .entry((rt.to_string(), p.code.clone()))
-                            .or_insert(idx);
+                        search_by_code.entry((rt.to_string(), p.code.clone())).or_insert(idx);
                     }
                 }
             } else {
@@ -354,20 +332,9 @@ fn load() -> Spec {
             target: p.target,
         });
     }
-    let patient_compartment = data
-        .compartments
-        .get("Patient")
-        .cloned()
-        .unwrap_or_default();
+    let patient_compartment = data.compartments.get("Patient").cloned().unwrap_or_default();
 
-    Spec {
-        types,
-        resource_types,
-        value_sets,
-        search_params,
-        search_by_code,
-        patient_compartment,
-    }
+    Spec { types, resource_types, value_sets, search_params, search_by_code, patient_compartment }
 }
 
 fn parse_element(e: &serde_json::Value) -> Option<ElementDef> {
@@ -381,11 +348,7 @@ fn parse_element(e: &serde_json::Value) -> Option<ElementDef> {
     let strings = |i: usize| -> Vec<String> {
         a.get(i)
             .and_then(|v| v.as_array())
-            .map(|v| {
-                v.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|v| v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
             .unwrap_or_default()
     };
     let types = strings(3);
@@ -402,18 +365,7 @@ fn parse_element(e: &serde_json::Value) -> Option<ElementDef> {
     let last = path.rsplit('.').next().unwrap_or(&path);
     let choice = last.ends_with("[x]");
     let name = last.trim_end_matches("[x]").to_string();
-    Some(ElementDef {
-        path,
-        name,
-        min,
-        max,
-        types,
-        choice,
-        required_binding,
-        targets,
-        content_reference,
-        constraints,
-    })
+    Some(ElementDef { path, name, min, max, types, choice, required_binding, targets, content_reference, constraints })
 }
 
 impl Spec {
@@ -429,10 +381,7 @@ impl Spec {
 
     /// The `'static` name of a concrete resource type, if `name` is one.
     pub fn resource_type(&self, name: &str) -> Option<&'static str> {
-        self.resource_types
-            .binary_search(&name)
-            .ok()
-            .and_then(|i| self.resource_types.get(i).copied())
+        self.resource_types.binary_search(&name).ok().and_then(|i| self.resource_types.get(i).copied())
     }
 
     /// The codes of a value set bound with strength `required`.
@@ -447,17 +396,12 @@ impl Spec {
 
     /// The search parameter `code` applicable to `resource_type` (own or inherited).
     pub fn search_param(&self, resource_type: &str, code: &str) -> Option<&SearchParamDef> {
-        self.search_by_code
-            .get(&(resource_type.to_string(), code.to_string()))
-            .and_then(|i| self.search_params.get(*i))
+        self.search_by_code.get(&(resource_type.to_string(), code.to_string())).and_then(|i| self.search_params.get(*i))
     }
 
     /// Search parameters that place a resource of this type in a patient's compartment.
     pub fn patient_compartment_params(&self, resource_type: &str) -> &[String] {
-        self.patient_compartment
-            .get(resource_type)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.patient_compartment.get(resource_type).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -476,24 +420,15 @@ mod tests {
         assert!(name.is_array());
         assert_eq!(name.types, vec!["HumanName"]);
         let gender = patient.element("gender").unwrap();
-        let vs = s
-            .value_set(gender.required_binding.as_deref().unwrap())
-            .unwrap();
-        assert_eq!(
-            vs.contains(Some("http://hl7.org/fhir/administrative-gender"), "female"),
-            Some(true)
-        );
+        let vs = s.value_set(gender.required_binding.as_deref().unwrap()).unwrap();
+        assert_eq!(vs.contains(Some("http://hl7.org/fhir/administrative-gender"), "female"), Some(true));
         assert_eq!(vs.contains(None, "woman"), Some(false));
         let obs = s.type_def("Observation").unwrap();
         assert!(obs.element("value").unwrap().choice);
         assert_eq!(s.search_params().len(), 1378);
+        assert_eq!(s.search_param("Patient", "_id").map(|p| p.kind), Some(SearchParamType::Token));
         assert_eq!(
-            s.search_param("Patient", "_id").map(|p| p.kind),
-            Some(SearchParamType::Token)
-        );
-        assert_eq!(
-            s.search_param("Observation", "subject")
-                .and_then(|p| p.expression.as_deref()),
+            s.search_param("Observation", "subject").and_then(|p| p.expression.as_deref()),
             Some("Observation.subject")
         );
         assert!(!s.patient_compartment_params("Observation").is_empty());

@@ -61,11 +61,7 @@ impl<'a> Item<'a> {
         };
         let (td, path) = match ty {
             TypeRef::Named(n) => {
-                let n = if n == "Resource" {
-                    v.get("resourceType").and_then(Value::as_str).unwrap_or(n)
-                } else {
-                    n
-                };
+                let n = if n == "Resource" { v.get("resourceType").and_then(Value::as_str).unwrap_or(n) } else { n };
                 (spec().type_def(n)?, name.to_string())
             }
             TypeRef::Backbone(t, p) => (*t, format!("{p}.{name}")),
@@ -130,11 +126,7 @@ fn resource_item(resource: &Value) -> Item<'_> {
 /// Evaluate `expr` with `resource` as the context.
 pub fn evaluate<'a>(expr: &Expr, resource: &'a Value) -> Result<Vec<Item<'a>>, Error> {
     let root = resource_item(resource);
-    let env = Env {
-        resource: root.clone(),
-        root_resource: root.clone(),
-        context: root.clone(),
-    };
+    let env = Env { resource: root.clone(), root_resource: root.clone(), context: root.clone() };
     eval(expr, &[root], true, &env)
 }
 
@@ -166,12 +158,7 @@ pub fn evaluate_on<'a>(
     eval(expr, &[context], true, &env)
 }
 
-fn eval<'a>(
-    expr: &Expr,
-    input: &[Item<'a>],
-    at_root: bool,
-    env: &Env<'a>,
-) -> Result<Vec<Item<'a>>, Error> {
+fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool, env: &Env<'a>) -> Result<Vec<Item<'a>>, Error> {
     Ok(match expr {
         Expr::This => input.to_vec(),
         Expr::Date(d) => vec![Item::Date(d.clone())],
@@ -199,10 +186,7 @@ fn eval<'a>(
         Expr::Ident(name) => {
             let is_type_name = name.starts_with(|c: char| c.is_ascii_uppercase());
             if is_type_name
-                && (at_root
-                    || input
-                        .iter()
-                        .all(|i| matches!(i, Item::Node(v, _) if v.get("resourceType").is_some())))
+                && (at_root || input.iter().all(|i| matches!(i, Item::Node(v, _) if v.get("resourceType").is_some())))
             {
                 input.iter().filter(|i| is_type(i, name)).cloned().collect()
             } else {
@@ -231,9 +215,7 @@ fn eval<'a>(
                     [] => vec![],
                     [one] => vec![Item::Bool(is_type(one, ty))],
                     _ => {
-                        return Err(Error::Unsupported(
-                            "'is' on a collection of several items".into(),
-                        ));
+                        return Err(Error::Unsupported("'is' on a collection of several items".into()));
                     }
                 }
             }
@@ -321,11 +303,7 @@ fn eval<'a>(
                     _ => vec![],
                 },
                 "&" => {
-                    let s = |v: &[Item<'_>]| {
-                        v.first()
-                            .and_then(|i| i.as_str().map(str::to_string))
-                            .unwrap_or_default()
-                    };
+                    let s = |v: &[Item<'_>]| v.first().and_then(|i| i.as_str().map(str::to_string)).unwrap_or_default();
                     vec![Item::Str(s(&l) + &s(&r))]
                 }
                 "+" | "-" | "*" | "/" | "div" | "mod" => match (l.as_slice(), r.as_slice()) {
@@ -344,11 +322,7 @@ fn eval<'a>(
                                 "div" => (x / y).trunc(),
                                 _ => x % y,
                             };
-                            if v.is_finite() {
-                                vec![Item::Num(fmt_num(v))]
-                            } else {
-                                vec![]
-                            }
+                            if v.is_finite() { vec![Item::Num(fmt_num(v))] } else { vec![] }
                         }
                     }
                     _ => vec![],
@@ -378,12 +352,7 @@ fn same(a: &Item<'_>, b: &Item<'_>) -> bool {
     }
 }
 
-fn call<'a>(
-    func: &str,
-    items: Vec<Item<'a>>,
-    args: &[Expr],
-    env: &Env<'a>,
-) -> Result<Vec<Item<'a>>, Error> {
+fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> Result<Vec<Item<'a>>, Error> {
     // a plain argument is evaluated once, against the expression's context (%context)
     let arg = |i: usize| -> Result<Vec<Item<'a>>, Error> {
         match args.get(i) {
@@ -403,15 +372,11 @@ fn call<'a>(
     };
     let type_arg = || match args.first() {
         Some(Expr::Ident(t)) => Ok(t.clone()),
-        _ => Err(Error::Unsupported(format!(
-            "{func}() without a type argument"
-        ))),
+        _ => Err(Error::Unsupported(format!("{func}() without a type argument"))),
     };
     Ok(match func {
         "where" => {
-            let pred = args
-                .first()
-                .ok_or_else(|| Error::Unsupported("where() without criteria".into()))?;
+            let pred = args.first().ok_or_else(|| Error::Unsupported("where() without criteria".into()))?;
             let mut out = Vec::new();
             for item in items {
                 let r = eval(pred, std::slice::from_ref(&item), false, env)?;
@@ -429,10 +394,7 @@ fn call<'a>(
             vec![Item::Bool(n > 0)]
         }
         "empty" => vec![Item::Bool(items.is_empty())],
-        "not" => singleton_bool(&items)
-            .map(|b| Item::Bool(!b))
-            .into_iter()
-            .collect(),
+        "not" => singleton_bool(&items).map(|b| Item::Bool(!b)).into_iter().collect(),
         "first" => items.into_iter().take(1).collect(),
         "last" => items.into_iter().last().into_iter().collect(),
         "ofType" | "as" => {
@@ -441,11 +403,7 @@ fn call<'a>(
         }
         "is" => {
             let t = type_arg()?;
-            items
-                .iter()
-                .take(1)
-                .map(|i| Item::Bool(is_type(i, &t)))
-                .collect()
+            items.iter().take(1).map(|i| Item::Bool(is_type(i, &t))).collect()
         }
         "resolve" => items.iter().filter_map(resolve).collect(),
         "extension" => {
@@ -456,22 +414,15 @@ fn call<'a>(
             items
                 .iter()
                 .flat_map(|i| member(i, "extension"))
-                .filter(|e| {
-                    e.node().and_then(|n| n.get("url")).and_then(Value::as_str)
-                        == Some(url.as_str())
-                })
+                .filter(|e| e.node().and_then(|n| n.get("url")).and_then(Value::as_str) == Some(url.as_str()))
                 .collect()
         }
         "count" => vec![Item::Num(items.len().to_string())],
         "all" => {
-            let pred = args
-                .first()
-                .ok_or_else(|| Error::Unsupported("all() without criteria".into()))?;
+            let pred = args.first().ok_or_else(|| Error::Unsupported("all() without criteria".into()))?;
             let mut ok = true;
             for item in &items {
-                if singleton_bool(&eval(pred, std::slice::from_ref(item), false, env)?)
-                    != Some(true)
-                {
+                if singleton_bool(&eval(pred, std::slice::from_ref(item), false, env)?) != Some(true) {
                     ok = false;
                     break;
                 }
@@ -479,9 +430,7 @@ fn call<'a>(
             vec![Item::Bool(ok)]
         }
         "select" => {
-            let proj = args
-                .first()
-                .ok_or_else(|| Error::Unsupported("select() without projection".into()))?;
+            let proj = args.first().ok_or_else(|| Error::Unsupported("select() without projection".into()))?;
             let mut out = Vec::new();
             for item in &items {
                 out.extend(eval(proj, std::slice::from_ref(item), false, env)?);
@@ -489,10 +438,7 @@ fn call<'a>(
             out
         }
         "isDistinct" => {
-            let distinct = items
-                .iter()
-                .enumerate()
-                .all(|(i, a)| items.iter().skip(i + 1).all(|b| !a.equals(b)));
+            let distinct = items.iter().enumerate().all(|(i, a)| items.iter().skip(i + 1).all(|b| !a.equals(b)));
             vec![Item::Bool(distinct)]
         }
         "distinct" => {
@@ -506,10 +452,7 @@ fn call<'a>(
         }
         "hasValue" => vec![Item::Bool(
             matches!(items.as_slice(), [Item::Node(v, _)] if !v.is_object() && !v.is_array())
-                || matches!(
-                    items.as_slice(),
-                    [Item::Str(_) | Item::Num(_) | Item::Bool(_) | Item::Date(_)]
-                ),
+                || matches!(items.as_slice(), [Item::Str(_) | Item::Num(_) | Item::Bool(_) | Item::Date(_)]),
         )],
         "trace" => items,
         "single" => match items.len() {
@@ -557,15 +500,10 @@ fn call<'a>(
         }
         "exclude" => {
             let other = arg(0)?;
-            items
-                .into_iter()
-                .filter(|i| !other.iter().any(|o| o.equals(i)))
-                .collect()
+            items.into_iter().filter(|i| !other.iter().any(|o| o.equals(i))).collect()
         }
         "iif" => {
-            let cond = args
-                .first()
-                .ok_or_else(|| Error::Unsupported("iif() without condition".into()))?;
+            let cond = args.first().ok_or_else(|| Error::Unsupported("iif() without condition".into()))?;
             let c = eval(cond, &items, false, env)?;
             if singleton_bool(&c) == Some(true) {
                 arg(1)?
@@ -596,11 +534,7 @@ fn call<'a>(
         "lower" => each_str(&|s: &str| Item::Str(s.to_lowercase())),
         "substring" => {
             let start = arg_num(0)?.unwrap_or(0.0) as usize;
-            let len = if args.len() > 1 {
-                arg_num(1)?.map(|n| n as usize)
-            } else {
-                None
-            };
+            let len = if args.len() > 1 { arg_num(1)?.map(|n| n as usize) } else { None };
             each_str(&|s: &str| {
                 let tail = s.chars().skip(start);
                 Item::Str(match len {
@@ -645,11 +579,9 @@ fn children<'a>(item: &Item<'a>) -> Vec<Item<'a>> {
             // a primitive's id and extensions: part of the primitive in FHIRPath
             let element = || TypeRef::Named("Element".into());
             match value {
-                Value::Array(a) => out.extend(
-                    a.iter()
-                        .filter(|v| v.is_object())
-                        .map(|v| Item::Node(v, ItemType(element()))),
-                ),
+                Value::Array(a) => {
+                    out.extend(a.iter().filter(|v| v.is_object()).map(|v| Item::Node(v, ItemType(element()))))
+                }
                 Value::Object(_) => out.push(Item::Node(value, ItemType(element()))),
                 _ => {}
             }
@@ -690,11 +622,7 @@ fn num_of(i: &Item<'_>) -> Option<f64> {
 }
 
 fn fmt_num(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        n.to_string()
-    }
+    if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { n.to_string() }
 }
 
 /// Order two singletons: numbers numerically, dates and times at equal precision,
@@ -704,11 +632,7 @@ fn compare(a: &Item<'_>, b: &Item<'_>) -> Option<std::cmp::Ordering> {
         return x.partial_cmp(&y);
     }
     let date_like = |i: &Item<'_>| {
-        matches!(i, Item::Date(_))
-            || matches!(
-                i.type_name(),
-                Some("date" | "dateTime" | "instant" | "time")
-            )
+        matches!(i, Item::Date(_)) || matches!(i.type_name(), Some("date" | "dateTime" | "instant" | "time"))
     };
     let (x, y) = (a.as_str()?, b.as_str()?);
     if date_like(a) || date_like(b) {
@@ -736,15 +660,9 @@ fn resolve<'a>(item: &Item<'a>) -> Option<Item<'a>> {
     let path = reference.split(['?', '#']).next().unwrap_or(reference);
     let segments: Vec<&str> = path.split('/').collect();
     let n = segments.len();
-    let ty_idx = if n >= 4 && segments.get(n - 2) == Some(&"_history") {
-        n.checked_sub(4)?
-    } else {
-        n.checked_sub(2)?
-    };
+    let ty_idx = if n >= 4 && segments.get(n - 2) == Some(&"_history") { n.checked_sub(4)? } else { n.checked_sub(2)? };
     let ty = segments.get(ty_idx)?;
-    spec()
-        .resource_type(ty)
-        .map(|t| Item::Node(v, ItemType(TypeRef::Named(t.to_string()))))
+    spec().resource_type(ty).map(|t| Item::Node(v, ItemType(TypeRef::Named(t.to_string()))))
 }
 
 /// Does the item's type equal or derive from `ty`?
@@ -775,10 +693,8 @@ fn is_type(item: &Item<'_>, ty: &str) -> bool {
 fn is_system_alias(ty: &str, name: &str) -> bool {
     matches!(
         (ty, name),
-        (
-            "String",
-            "string" | "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "oid" | "uuid"
-        ) | ("Boolean", "boolean")
+        ("String", "string" | "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "oid" | "uuid")
+            | ("Boolean", "boolean")
             | ("Integer", "integer" | "positiveInt" | "unsignedInt")
             | ("Decimal", "decimal")
             | ("Date", "date")
@@ -794,11 +710,7 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
     };
     let owner: Option<(&'static TypeDef, String)> = match ty {
         TypeRef::Named(n) => {
-            let n = if n == "Resource" {
-                obj.get("resourceType").and_then(Value::as_str).unwrap_or(n)
-            } else {
-                n
-            };
+            let n = if n == "Resource" { obj.get("resourceType").and_then(Value::as_str).unwrap_or(n) } else { n };
             spec().type_def(n).map(|t| (t, String::new()))
         }
         TypeRef::Backbone(t, p) => Some((*t, p.clone())),
@@ -806,11 +718,9 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
     };
     let mut out = Vec::new();
     let mut push = |v: &'a Value, t: TypeRef| match v {
-        Value::Array(a) => out.extend(
-            a.iter()
-                .filter(|x| !x.is_null())
-                .map(|x| Item::Node(x, ItemType(child_type(&t, x)))),
-        ),
+        Value::Array(a) => {
+            out.extend(a.iter().filter(|x| !x.is_null()).map(|x| Item::Node(x, ItemType(child_type(&t, x)))))
+        }
         Value::Null => {}
         _ => out.push(Item::Node(v, ItemType(child_type(&t, v)))),
     };
@@ -820,11 +730,7 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
         }
         return out;
     };
-    let path = if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    };
+    let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
     match td.element(&path) {
         Some(el) if el.choice => {
             for (k, v) in obj {
@@ -842,10 +748,7 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
                 } else if td.has_children(&path) && td.kind != TypeKind::Primitive {
                     TypeRef::Backbone(td, path.clone())
                 } else {
-                    el.types
-                        .first()
-                        .map(|t| TypeRef::Named(t.clone()))
-                        .unwrap_or(TypeRef::Unknown)
+                    el.types.first().map(|t| TypeRef::Named(t.clone())).unwrap_or(TypeRef::Unknown)
                 };
                 push(v, t);
             }
@@ -862,8 +765,7 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
 /// `Resource`-typed children take the type named by their `resourceType`.
 fn child_type(t: &TypeRef, v: &Value) -> TypeRef {
     match t {
-        TypeRef::Named(n) if n == "Resource" => match v.get("resourceType").and_then(Value::as_str)
-        {
+        TypeRef::Named(n) if n == "Resource" => match v.get("resourceType").and_then(Value::as_str) {
             Some(rt) => TypeRef::Named(rt.to_string()),
             None => TypeRef::Unknown,
         },
@@ -906,48 +808,18 @@ mod tests {
             "subject": {"reference": "Patient/1"},
             "valueQuantity": {"value": 72, "unit": "/min"},
             "component": [{"code": {"text": "x"}, "valueString": "s"}]});
-        assert_eq!(
-            strings("Observation.code.coding.code", &obs),
-            vec!["\"8867-4\""]
-        );
-        assert_eq!(
-            strings("(Observation.value as Quantity)", &obs),
-            vec![r#"{"value":72,"unit":"/min"}"#]
-        );
-        assert_eq!(
-            strings("Observation.value as CodeableConcept", &obs),
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            strings("Observation.subject.where(resolve() is Patient)", &obs).len(),
-            1
-        );
-        assert_eq!(
-            strings("Observation.subject.where(resolve() is Group)", &obs).len(),
-            0
-        );
-        assert_eq!(
-            strings("Observation.component.value.ofType(string)", &obs),
-            vec!["\"s\""]
-        );
+        assert_eq!(strings("Observation.code.coding.code", &obs), vec!["\"8867-4\""]);
+        assert_eq!(strings("(Observation.value as Quantity)", &obs), vec![r#"{"value":72,"unit":"/min"}"#]);
+        assert_eq!(strings("Observation.value as CodeableConcept", &obs), Vec::<String>::new());
+        assert_eq!(strings("Observation.subject.where(resolve() is Patient)", &obs).len(), 1);
+        assert_eq!(strings("Observation.subject.where(resolve() is Group)", &obs).len(), 0);
+        assert_eq!(strings("Observation.component.value.ofType(string)", &obs), vec!["\"s\""]);
         assert_eq!(strings("Patient.name", &obs).len(), 0);
         let p = json!({"resourceType": "Patient", "telecom": [{"system": "phone", "value": "1"}, {"system": "email", "value": "a@b"}],
             "deceasedBoolean": false});
-        assert_eq!(
-            strings("Patient.telecom.where(system='email')", &p).len(),
-            1
-        );
-        assert_eq!(
-            strings(
-                "Patient.deceased.exists() and Patient.deceased != false",
-                &p
-            ),
-            vec!["false"]
-        );
-        assert_eq!(
-            strings("Patient.telecom[1].value | Patient.telecom.value", &p),
-            vec!["\"a@b\"", "\"1\""]
-        );
+        assert_eq!(strings("Patient.telecom.where(system='email')", &p).len(), 1);
+        assert_eq!(strings("Patient.deceased.exists() and Patient.deceased != false", &p), vec!["false"]);
+        assert_eq!(strings("Patient.telecom[1].value | Patient.telecom.value", &p), vec!["\"a@b\"", "\"1\""]);
     }
 }
 
@@ -959,11 +831,7 @@ mod invariant_tests {
 
     fn check(expr: &str, node: &Value, owner: &str, path: &str, res: &Value) -> Vec<String> {
         let e = parse(expr).unwrap();
-        evaluate_on(&e, node, owner, path, res, res)
-            .unwrap()
-            .iter()
-            .map(|i| format!("{i:?}"))
-            .collect()
+        evaluate_on(&e, node, owner, path, res, res).unwrap().iter().map(|i| format!("{i:?}")).collect()
     }
 
     #[test]
@@ -971,10 +839,7 @@ mod invariant_tests {
         let obs = json!({"resourceType": "Observation", "subject": {"reference": "Patient/1"}});
         let r = &obs["subject"];
         let x = "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))";
-        assert_eq!(
-            check("reference.startsWith('#')", r, "Reference", "", &obs),
-            vec!["Bool(false)"]
-        );
+        assert_eq!(check("reference.startsWith('#')", r, "Reference", "", &obs), vec!["Bool(false)"]);
         assert_eq!(check(x, r, "Reference", "", &obs), vec!["Bool(true)"]);
     }
 }

@@ -55,8 +55,7 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
         if c == b'@' {
             i += 1;
             while i < b.len()
-                && (b[i].is_ascii_alphanumeric()
-                    || matches!(b[i], b'-' | b':' | b'.' | b'+' | b'T' | b'Z'))
+                && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'-' | b':' | b'.' | b'+' | b'T' | b'Z'))
             {
                 i += 1;
             }
@@ -91,10 +90,7 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
                 i += ch.len_utf8();
             }
             if i >= b.len() {
-                return Err(Error::Syntax {
-                    pos: start,
-                    msg: "unterminated string".into(),
-                });
+                return Err(Error::Syntax { pos: start, msg: "unterminated string".into() });
             }
             i += 1;
             out.push((start, Tok::Str(v)));
@@ -123,10 +119,7 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
                 (_, b'<') => "<",
                 (_, b'>') => ">",
                 _ => {
-                    return Err(Error::Syntax {
-                        pos: i,
-                        msg: format!("unexpected character '{}'", c as char),
-                    });
+                    return Err(Error::Syntax { pos: i, msg: format!("unexpected character '{}'", c as char) });
                 }
             };
             i += sym.len();
@@ -143,16 +136,10 @@ struct Parser {
 
 /// Parse a FHIRPath expression.
 pub fn parse(s: &str) -> Result<Expr, Error> {
-    let mut p = Parser {
-        toks: tokenize(s)?,
-        pos: 0,
-    };
+    let mut p = Parser { toks: tokenize(s)?, pos: 0 };
     let e = p.expr(0)?;
     if let Some((at, t)) = p.toks.get(p.pos) {
-        return Err(Error::Syntax {
-            pos: *at,
-            msg: format!("unexpected {t:?}"),
-        });
+        return Err(Error::Syntax { pos: *at, msg: format!("unexpected {t:?}") });
     }
     Ok(e)
 }
@@ -187,10 +174,7 @@ impl Parser {
     }
 
     fn at(&self) -> usize {
-        self.toks
-            .get(self.pos)
-            .map(|(p, _)| *p)
-            .unwrap_or(usize::MAX)
+        self.toks.get(self.pos).map(|(p, _)| *p).unwrap_or(usize::MAX)
     }
 
     fn expect(&mut self, sym: &str) -> Result<(), Error> {
@@ -199,10 +183,7 @@ impl Parser {
                 self.pos += 1;
                 Ok(())
             }
-            other => Err(Error::Syntax {
-                pos: self.at(),
-                msg: format!("expected '{sym}', found {other:?}"),
-            }),
+            other => Err(Error::Syntax { pos: self.at(), msg: format!("expected '{sym}', found {other:?}") }),
         }
     }
 
@@ -230,9 +211,7 @@ impl Parser {
                 self.pos += 1;
                 // qualified names: FHIR.Patient, System.String
                 while self.peek() == Some(&Tok::Sym(".")) {
-                    if let Some(Tok::Ident(next)) =
-                        self.toks.get(self.pos + 1).map(|(_, t)| t.clone())
-                    {
+                    if let Some(Tok::Ident(next)) = self.toks.get(self.pos + 1).map(|(_, t)| t.clone()) {
                         self.pos += 2;
                         n = next;
                     } else {
@@ -241,10 +220,7 @@ impl Parser {
                 }
                 Ok(n)
             }
-            other => Err(Error::Syntax {
-                pos: self.at(),
-                msg: format!("expected a type name, found {other:?}"),
-            }),
+            other => Err(Error::Syntax { pos: self.at(), msg: format!("expected a type name, found {other:?}") }),
         }
     }
 
@@ -307,10 +283,7 @@ impl Parser {
     fn term(&mut self) -> Result<Expr, Error> {
         let at = self.at();
         let Some(t) = self.toks.get(self.pos).map(|(_, t)| t.clone()) else {
-            return Err(Error::Syntax {
-                pos: at,
-                msg: "unexpected end of expression".into(),
-            });
+            return Err(Error::Syntax { pos: at, msg: "unexpected end of expression".into() });
         };
         self.pos += 1;
         match t {
@@ -337,10 +310,7 @@ impl Parser {
                     Ok(Expr::Ident(w))
                 }
             }
-            other => Err(Error::Syntax {
-                pos: at,
-                msg: format!("unexpected {other:?}"),
-            }),
+            other => Err(Error::Syntax { pos: at, msg: format!("unexpected {other:?}") }),
         }
     }
 }

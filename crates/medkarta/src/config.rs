@@ -78,26 +78,14 @@ fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
 impl Settings {
     pub fn load(args: &ServeArgs) -> Result<Settings, String> {
         let file = read_file(args.store.config.as_deref())?;
-        let listen = args
-            .listen
-            .clone()
-            .or(file.listen)
-            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
         let base_url = args.base_url.clone().or(file.base_url);
         Ok(Settings {
-            data: args
-                .store
-                .data
-                .clone()
-                .or(file.data)
-                .unwrap_or_else(|| PathBuf::from("medkarta-data")),
+            data: args.store.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from("medkarta-data")),
             database: args.store.database.clone().or(file.database),
             listen,
             base_url,
-            max_body_bytes: args
-                .max_body_bytes
-                .or(file.max_body_bytes)
-                .unwrap_or(16 * 1024 * 1024),
+            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(16 * 1024 * 1024),
             demo: args.demo || file.demo.unwrap_or(false),
         })
     }

@@ -10,15 +10,8 @@ const OMS_SYSTEM: &str = "http://medkarta.ru/identifier/oms";
 
 /// SNILS check digits for the nine-digit number `n` (ПФР algorithm).
 pub fn snils_checksum(n: u32) -> u32 {
-    let digits: Vec<u32> = format!("{n:09}")
-        .chars()
-        .filter_map(|c| c.to_digit(10))
-        .collect();
-    let sum: u32 = digits
-        .iter()
-        .enumerate()
-        .map(|(i, d)| d * (9 - i as u32))
-        .sum();
+    let digits: Vec<u32> = format!("{n:09}").chars().filter_map(|c| c.to_digit(10)).collect();
+    let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (9 - i as u32)).sum();
     match sum {
         s if s < 100 => s,
         100 | 101 => 0,
@@ -32,13 +25,7 @@ pub fn snils_checksum(n: u32) -> u32 {
 /// `123-456-789 64`
 pub fn snils(n: u32) -> String {
     let s = format!("{n:09}");
-    format!(
-        "{}-{}-{} {:02}",
-        &s[0..3],
-        &s[3..6],
-        &s[6..9],
-        snils_checksum(n)
-    )
+    format!("{}-{}-{} {:02}", &s[0..3], &s[3..6], &s[6..9], snils_checksum(n))
 }
 
 /// A small deterministic generator (xorshift), so the demo is the same everywhere.
@@ -52,40 +39,17 @@ impl Rng {
         self.0
     }
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items
-            .get((self.next() % items.len() as u64) as usize)
-            .copied()
-            .unwrap_or_default()
+        items.get((self.next() % items.len() as u64) as usize).copied().unwrap_or_default()
     }
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)
     }
 }
 
-const MALE: &[&str] = &[
-    "Александр",
-    "Дмитрий",
-    "Максим",
-    "Сергей",
-    "Андрей",
-    "Алексей",
-    "Иван",
-    "Михаил",
-    "Никита",
-    "Евгений",
-];
-const FEMALE: &[&str] = &[
-    "Анна",
-    "Мария",
-    "Елена",
-    "Ольга",
-    "Татьяна",
-    "Наталья",
-    "Ирина",
-    "Екатерина",
-    "Светлана",
-    "Юлия",
-];
+const MALE: &[&str] =
+    &["Александр", "Дмитрий", "Максим", "Сергей", "Андрей", "Алексей", "Иван", "Михаил", "Никита", "Евгений"];
+const FEMALE: &[&str] =
+    &["Анна", "Мария", "Елена", "Ольга", "Татьяна", "Наталья", "Ирина", "Екатерина", "Светлана", "Юлия"];
 const PATRONYMICS: &[(&str, &str)] = &[
     ("Александрович", "Александровна"),
     ("Дмитриевич", "Дмитриевна"),
@@ -131,19 +95,15 @@ fn entry(resource: Value) -> Value {
 fn patient(rng: &mut Rng, i: u32) -> Value {
     let female = rng.next().is_multiple_of(2);
     let surname = rng.pick(SURNAMES);
-    let (male_patronymic, female_patronymic) = PATRONYMICS
-        .get((rng.next() % PATRONYMICS.len() as u64) as usize)
-        .copied()
-        .unwrap_or(("Иванович", "Ивановна"));
+    let (male_patronymic, female_patronymic) =
+        PATRONYMICS.get((rng.next() % PATRONYMICS.len() as u64) as usize).copied().unwrap_or(("Иванович", "Ивановна"));
     let (given, family, patronymic) = if female {
         (rng.pick(FEMALE), format!("{surname}а"), female_patronymic)
     } else {
         (rng.pick(MALE), surname.to_string(), male_patronymic)
     };
-    let (city, region) = CITIES
-        .get((rng.next() % CITIES.len() as u64) as usize)
-        .copied()
-        .unwrap_or(("Москва", "Москва"));
+    let (city, region) =
+        CITIES.get((rng.next() % CITIES.len() as u64) as usize).copied().unwrap_or(("Москва", "Москва"));
     let year = rng.range(1940, 2020);
     let snils_number = 100_000_000 + (rng.next() % 800_000_000) as u32;
     json!({
@@ -173,20 +133,12 @@ struct VitalKind {
     ucum: &'static str,
 }
 
-const HEART_RATE: VitalKind = VitalKind {
-    id: "hr",
-    loinc: "8867-4",
-    name: "Частота сердечных сокращений",
-    unit: "уд/мин",
-    ucum: "/min",
-};
-const WEIGHT: VitalKind = VitalKind {
-    id: "weight",
-    loinc: "29463-7",
-    name: "Масса тела",
-    unit: "кг",
-    ucum: "kg",
-};
+const HEART_RATE: VitalKind =
+    VitalKind {
+        id: "hr", loinc: "8867-4", name: "Частота сердечных сокращений", unit: "уд/мин", ucum: "/min"
+    };
+const WEIGHT: VitalKind =
+    VitalKind { id: "weight", loinc: "29463-7", name: "Масса тела", unit: "кг", ucum: "kg" };
 
 /// One vital-sign Observation of patient number `i` at their encounter.
 fn vital(kind: &VitalKind, i: u32, when: &str, value: u64) -> Value {
@@ -225,20 +177,18 @@ pub fn bundle(patients: u32) -> Value {
         ("Ахметова", "Гульнара", "Рашидовна", "female"),
     ];
     for (i, (family, given, patronymic, gender)) in doctors.iter().enumerate() {
-        entries.push(entry(json!({"resourceType": "Practitioner", "id": format!("demo-practitioner-{}", i + 1), "active": true,
+        entries.push(entry(
+            json!({"resourceType": "Practitioner", "id": format!("demo-practitioner-{}", i + 1), "active": true,
             "name": [{"family": family, "given": [given, patronymic], "prefix": ["д-р"]}], "gender": gender,
-            "qualification": [{"code": {"text": "Врач-терапевт участковый"}}]})));
+            "qualification": [{"code": {"text": "Врач-терапевт участковый"}}]}),
+        ));
     }
     for i in 1..=patients {
         let p = patient(&mut rng, i);
         let pid = format!("demo-patient-{i}");
         let enc = format!("demo-encounter-{i}");
         let day = format!("2026-{:02}-{:02}", rng.range(1, 10), rng.range(1, 28));
-        let when = format!(
-            "{day}T{:02}:{:02}:00+03:00",
-            rng.range(8, 17),
-            rng.range(0, 59)
-        );
+        let when = format!("{day}T{:02}:{:02}:00+03:00", rng.range(8, 17), rng.range(0, 59));
         entries.push(entry(p));
         entries.push(entry(json!({"resourceType": "Encounter", "id": enc, "status": "finished",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
@@ -282,9 +232,7 @@ pub fn load(engine: &Engine) -> Result<usize, String> {
             r.body_json().map(|b| b.to_string()).unwrap_or_default()
         ));
     }
-    Ok(r.body_json()
-        .and_then(|b| b["entry"].as_array().map(Vec::len))
-        .unwrap_or(0))
+    Ok(r.body_json().and_then(|b| b["entry"].as_array().map(Vec::len)).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -303,11 +251,7 @@ mod tests {
         let b = bundle(5);
         for e in b["entry"].as_array().unwrap() {
             let issues = validation::validate_resource(&e["resource"]);
-            assert!(
-                !validation::has_errors(&issues),
-                "{}: {issues:?}",
-                e["resource"]["id"]
-            );
+            assert!(!validation::has_errors(&issues), "{}: {issues:?}", e["resource"]["id"]);
         }
     }
 }

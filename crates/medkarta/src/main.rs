@@ -12,11 +12,7 @@ use config::{Settings, StoreArgs};
 use store::Store;
 
 #[derive(Parser)]
-#[command(
-    name = "medkarta",
-    version,
-    about = "Medkarta: one electronic health record per citizen, on HL7 FHIR R4"
-)]
+#[command(name = "medkarta", version, about = "Medkarta: one electronic health record per citizen, on HL7 FHIR R4")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,17 +42,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => Settings::load(&args).and_then(serve),
         Command::Demo(args) => Settings::load_store(&args).and_then(|s| {
-            let engine = engine(
-                &s,
-                s.base_url
-                    .clone()
-                    .unwrap_or_else(|| "http://localhost:8080/fhir".into()),
-            )?;
+            let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
             let n = demo::load(&engine)?;
-            println!(
-                "Demo data: {n} resources written ({}).",
-                s.store_description()
-            );
+            println!("Demo data: {n} resources written ({}).", s.store_description());
             Ok(())
         }),
     };
@@ -71,40 +59,28 @@ fn main() -> ExitCode {
 
 fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
     match &s.database {
-        Some(url) => store_postgres::PostgresStore::open(url)
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| e.to_string()),
-        None => store_sqlite::SqliteStore::open(&s.data)
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| e.to_string()),
+        Some(url) => {
+            store_postgres::PostgresStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>).map_err(|e| e.to_string())
+        }
+        None => {
+            store_sqlite::SqliteStore::open(&s.data).map(|s| Arc::new(s) as Arc<dyn Store>).map_err(|e| e.to_string())
+        }
     }
 }
 
 fn engine(s: &Settings, base_url: String) -> Result<fhir_rest::Engine, String> {
     let store = open_store(s)?;
-    Ok(fhir_rest::Engine::new(
-        store,
-        fhir_rest::Config {
-            base_url,
-            ..fhir_rest::Config::default()
-        },
-    ))
+    Ok(fhir_rest::Engine::new(store, fhir_rest::Config { base_url, ..fhir_rest::Config::default() }))
 }
 
 fn serve(s: Settings) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&s.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let base_url = s
-            .base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}/fhir"));
+        let base_url = s.base_url.clone().unwrap_or_else(|| format!("http://{addr}/fhir"));
         let settings = s.clone();
         let engine = tokio::task::spawn_blocking(move || -> Result<fhir_rest::Engine, String> {
             let engine = engine(&settings, base_url)?;
@@ -117,16 +93,8 @@ fn serve(s: Settings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())??;
         // The first line on stdout says where we listen (tests read it when using port 0).
-        println!(
-            "Medkarta listening on http://{addr}/fhir ({})",
-            s.store_description()
-        );
-        let app = api::router(
-            engine,
-            api::HttpConfig {
-                max_body_bytes: s.max_body_bytes,
-            },
-        );
+        println!("Medkarta listening on http://{addr}/fhir ({})", s.store_description());
+        let app = api::router(engine, api::HttpConfig { max_body_bytes: s.max_body_bytes });
         api::serve(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");

@@ -19,58 +19,23 @@ fn crud_lifecycle(s: &mut Server) {
     let created = r.json();
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(created["meta"]["versionId"], "1");
-    assert!(
-        created["meta"]["lastUpdated"]
-            .as_str()
-            .unwrap()
-            .ends_with('Z')
-    );
+    assert!(created["meta"]["lastUpdated"].as_str().unwrap().ends_with('Z'));
     assert_eq!(r.header("etag"), Some("W/\"1\""));
-    assert_eq!(
-        r.header("location"),
-        Some(s.url(&format!("Patient/{id}/_history/1")).as_str())
-    );
+    assert_eq!(r.header("location"), Some(s.url(&format!("Patient/{id}/_history/1")).as_str()));
     assert!(r.header("last-modified").unwrap().ends_with("GMT"));
 
     // read
     let r = s.get(&format!("Patient/{id}"));
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["name"][0]["family"], "Кузнецова");
-    assert_eq!(
-        r.header("content-type"),
-        Some("application/fhir+json; charset=utf-8")
-    );
+    assert_eq!(r.header("content-type"), Some("application/fhir+json; charset=utf-8"));
     // conditional read
-    let r = s.req(
-        "GET",
-        &format!("Patient/{id}"),
-        &[("If-None-Match", "W/\"1\"")],
-        None,
-    );
+    let r = s.req("GET", &format!("Patient/{id}"), &[("If-None-Match", "W/\"1\"")], None);
     assert_eq!(r.status, 304);
-    let lm = s
-        .get(&format!("Patient/{id}"))
-        .header("last-modified")
-        .unwrap()
-        .to_string();
+    let lm = s.get(&format!("Patient/{id}")).header("last-modified").unwrap().to_string();
+    assert_eq!(s.req("GET", &format!("Patient/{id}"), &[("If-Modified-Since", &lm)], None).status, 304);
     assert_eq!(
-        s.req(
-            "GET",
-            &format!("Patient/{id}"),
-            &[("If-Modified-Since", &lm)],
-            None
-        )
-        .status,
-        304
-    );
-    assert_eq!(
-        s.req(
-            "GET",
-            &format!("Patient/{id}"),
-            &[("If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")],
-            None
-        )
-        .status,
+        s.req("GET", &format!("Patient/{id}"), &[("If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")], None).status,
         200
     );
 
@@ -80,10 +45,7 @@ fn crud_lifecycle(s: &mut Server) {
     let r = s.req(
         "PUT",
         &format!("Patient/{id}"),
-        &[
-            ("Content-Type", "application/fhir+json"),
-            ("If-Match", "W/\"1\""),
-        ],
+        &[("Content-Type", "application/fhir+json"), ("If-Match", "W/\"1\"")],
         Some(&p.to_string()),
     );
     assert_eq!(r.status, 200, "{}", r.text);
@@ -92,27 +54,15 @@ fn crud_lifecycle(s: &mut Server) {
     let r = s.req(
         "PUT",
         &format!("Patient/{id}"),
-        &[
-            ("Content-Type", "application/fhir+json"),
-            ("If-Match", "W/\"1\""),
-        ],
+        &[("Content-Type", "application/fhir+json"), ("If-Match", "W/\"1\"")],
         Some(&p.to_string()),
     );
     assert_eq!(r.status, 412, "{}", r.text);
-    assert_eq!(
-        s.get(&format!("Patient/{id}")).json()["name"][0]["family"],
-        "Кузнецова-Смирнова"
-    );
+    assert_eq!(s.get(&format!("Patient/{id}")).json()["name"][0]["family"], "Кузнецова-Смирнова");
 
     // vread of both versions
-    assert_eq!(
-        s.get(&format!("Patient/{id}/_history/1")).json()["name"][0]["family"],
-        "Кузнецова"
-    );
-    assert_eq!(
-        s.get(&format!("Patient/{id}/_history/2")).json()["meta"]["versionId"],
-        "2"
-    );
+    assert_eq!(s.get(&format!("Patient/{id}/_history/1")).json()["name"][0]["family"], "Кузнецова");
+    assert_eq!(s.get(&format!("Patient/{id}/_history/2")).json()["meta"]["versionId"], "2");
     assert_eq!(s.get(&format!("Patient/{id}/_history/9")).status, 404);
 
     // create-on-update with a client id; Prefer return=minimal and OperationOutcome
@@ -121,10 +71,7 @@ fn crud_lifecycle(s: &mut Server) {
     let r = s.req(
         "PUT",
         "Patient/client-chosen-1",
-        &[
-            ("Content-Type", "application/fhir+json"),
-            ("Prefer", "return=minimal"),
-        ],
+        &[("Content-Type", "application/fhir+json"), ("Prefer", "return=minimal")],
         Some(&q.to_string()),
     );
     assert_eq!(r.status, 201);
@@ -132,10 +79,7 @@ fn crud_lifecycle(s: &mut Server) {
     let r = s.req(
         "PUT",
         "Patient/client-chosen-1",
-        &[
-            ("Content-Type", "application/fhir+json"),
-            ("Prefer", "return=OperationOutcome"),
-        ],
+        &[("Content-Type", "application/fhir+json"), ("Prefer", "return=OperationOutcome")],
         Some(&q.to_string()),
     );
     assert_eq!(r.status, 200);
@@ -146,20 +90,12 @@ fn crud_lifecycle(s: &mut Server) {
     let r = s.get(&format!("Patient/{id}"));
     assert_eq!(r.status, 410);
     assert_eq!(r.issue().1, "deleted");
-    assert_eq!(
-        s.delete(&format!("Patient/{id}")).status,
-        204,
-        "deleting twice is harmless"
-    );
+    assert_eq!(s.delete(&format!("Patient/{id}")).status, 204, "deleting twice is harmless");
     let h = s.get(&format!("Patient/{id}/_history")).json();
     assert_eq!(h["type"], "history");
     assert_eq!(h["total"], 3);
-    let methods: Vec<&str> = h["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["request"]["method"].as_str().unwrap())
-        .collect();
+    let methods: Vec<&str> =
+        h["entry"].as_array().unwrap().iter().map(|e| e["request"]["method"].as_str().unwrap()).collect();
     assert_eq!(methods, vec!["DELETE", "PUT", "POST"]);
     assert_eq!(s.get(&format!("Patient/{id}/_history/1")).status, 200);
     // an update brings it back
@@ -177,32 +113,22 @@ fn conditional_operations(s: &mut Server) {
         s.req(
             "POST",
             "Patient",
-            &[
-                ("Content-Type", "application/fhir+json"),
-                ("If-None-Exist", crit),
-            ],
+            &[("Content-Type", "application/fhir+json"), ("If-None-Exist", crit)],
             Some(&patient("Белова").to_string()),
         )
     };
     let first = create(s);
     assert_eq!(first.status, 201);
     let again = create(s);
-    assert_eq!(
-        again.status, 200,
-        "a matching conditional create creates nothing"
-    );
+    assert_eq!(again.status, 200, "a matching conditional create creates nothing");
     assert_eq!(again.json()["id"], first.json()["id"]);
     assert_eq!(s.history_total("Patient"), 1);
 
     // conditional update: one match -> update it
     let mut p = patient("Белова");
     p["gender"] = json!("other");
-    let r = s.req(
-        "PUT",
-        &format!("Patient?{crit}"),
-        &[("Content-Type", "application/fhir+json")],
-        Some(&p.to_string()),
-    );
+    let r =
+        s.req("PUT", &format!("Patient?{crit}"), &[("Content-Type", "application/fhir+json")], Some(&p.to_string()));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["id"], first.json()["id"]);
     // no match -> create
@@ -222,10 +148,7 @@ fn conditional_operations(s: &mut Server) {
     let r = s.req(
         "POST",
         "Patient",
-        &[
-            ("Content-Type", "application/fhir+json"),
-            ("If-None-Exist", "name:text=x"),
-        ],
+        &[("Content-Type", "application/fhir+json"), ("If-None-Exist", "name:text=x")],
         Some(&patient("X").to_string()),
     );
     assert_eq!(r.status, 400);
@@ -233,41 +156,18 @@ fn conditional_operations(s: &mut Server) {
     let r = s.req(
         "POST",
         "Patient",
-        &[
-            ("Content-Type", "application/fhir+json"),
-            ("If-None-Exist", "nonsense=1"),
-        ],
+        &[("Content-Type", "application/fhir+json"), ("If-None-Exist", "nonsense=1")],
         Some(&patient("X").to_string()),
     );
     assert_eq!(r.status, 400);
     // conditional delete
     let before = s.history_total("Patient");
-    assert_eq!(
-        s.delete("Patient?identifier=http://medkarta.ru/identifier/snils|nobody")
-            .status,
-        204
-    );
-    assert_eq!(
-        s.delete("Patient?identifier=http://medkarta.ru/identifier/snils|snils-Белова")
-            .status,
-        412
-    );
-    assert_eq!(
-        s.history_total("Patient"),
-        before,
-        "no match and several matches delete nothing"
-    );
-    assert_eq!(
-        s.delete("Patient?identifier=http://medkarta.ru/identifier/snils|snils-Новая")
-            .status,
-        204
-    );
+    assert_eq!(s.delete("Patient?identifier=http://medkarta.ru/identifier/snils|nobody").status, 204);
+    assert_eq!(s.delete("Patient?identifier=http://medkarta.ru/identifier/snils|snils-Белова").status, 412);
+    assert_eq!(s.history_total("Patient"), before, "no match and several matches delete nothing");
+    assert_eq!(s.delete("Patient?identifier=http://medkarta.ru/identifier/snils|snils-Новая").status, 204);
     assert_eq!(s.history_total("Patient"), before + 1);
-    assert_eq!(
-        s.get("Patient?identifier=http://medkarta.ru/identifier/snils|snils-Новая")
-            .json()["total"],
-        0
-    );
+    assert_eq!(s.get("Patient?identifier=http://medkarta.ru/identifier/snils|snils-Новая").json()["total"], 0);
 }
 
 fn transaction_is_atomic_and_links_entries(s: &mut Server) {
@@ -288,21 +188,11 @@ fn transaction_is_atomic_and_links_entries(s: &mut Server) {
     assert_eq!(b["type"], "transaction-response");
     let e = b["entry"].as_array().unwrap();
     assert_eq!(e[0]["response"]["status"], "201 Created");
-    assert_eq!(
-        e[3]["response"]["status"], "200 OK",
-        "GET is processed after the writes"
-    );
+    assert_eq!(e[3]["response"]["status"], "200 OK", "GET is processed after the writes");
     let pid = e[0]["resource"]["id"].as_str().unwrap();
     let obs = &e[1]["resource"];
-    assert_eq!(
-        obs["subject"]["reference"],
-        format!("Patient/{pid}"),
-        "urn:uuid rewritten"
-    );
-    assert_eq!(
-        s.get(&format!("Observation?subject=Patient/{pid}")).json()["total"],
-        1
-    );
+    assert_eq!(obs["subject"]["reference"], format!("Patient/{pid}"), "urn:uuid rewritten");
+    assert_eq!(s.get(&format!("Observation?subject=Patient/{pid}")).json()["total"], 1);
 
     // a conditional reference resolves inside the transaction
     let b2 = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -311,16 +201,10 @@ fn transaction_is_atomic_and_links_entries(s: &mut Server) {
          "request": {"method": "POST", "url": "Encounter"}}]});
     let r = s.post("", &b2);
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.json()["entry"][0]["resource"]["subject"]["reference"],
-        format!("Patient/{pid}")
-    );
+    assert_eq!(r.json()["entry"][0]["resource"]["subject"]["reference"], format!("Patient/{pid}"));
 
     // one bad entry: nothing of the transaction is stored, and the error names the entry
-    let before: Vec<u64> = ["Patient", "Observation", "Practitioner"]
-        .iter()
-        .map(|t| s.history_total(t))
-        .collect();
+    let before: Vec<u64> = ["Patient", "Observation", "Practitioner"].iter().map(|t| s.history_total(t)).collect();
     let bad = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": patient("Должна-исчезнуть"), "request": {"method": "POST", "url": "Patient"}},
         {"resource": {"resourceType": "Practitioner", "id": "tx-doc", "name": [{"family": "Изменён"}]}, "request": {"method": "PUT", "url": "Practitioner/tx-doc"}},
@@ -329,15 +213,9 @@ fn transaction_is_atomic_and_links_entries(s: &mut Server) {
     let r = s.post("", &bad);
     assert_eq!(r.status, 422, "{}", r.text);
     assert_eq!(r.issue().0, "Bundle.entry[2].resource.status");
-    let after: Vec<u64> = ["Patient", "Observation", "Practitioner"]
-        .iter()
-        .map(|t| s.history_total(t))
-        .collect();
+    let after: Vec<u64> = ["Patient", "Observation", "Practitioner"].iter().map(|t| s.history_total(t)).collect();
     assert_eq!(before, after, "a failed transaction leaves no trace");
-    assert_eq!(
-        s.get("Practitioner/tx-doc").json()["name"][0]["family"],
-        "Врачёв"
-    );
+    assert_eq!(s.get("Practitioner/tx-doc").json()["name"][0]["family"], "Врачёв");
     // dangling urn:uuid and a stale If-Match also roll everything back
     let dangling = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:00000000-0000-0000-0000-000000000000"}},
@@ -361,36 +239,15 @@ fn batch_entries_stand_alone(s: &mut Server) {
     assert_eq!(r.status, 200, "{}", r.text);
     let b = r.json();
     assert_eq!(b["type"], "batch-response");
-    let statuses: Vec<&str> = b["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["response"]["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        statuses,
-        vec![
-            "201 Created",
-            "422 Unprocessable Entity",
-            "404 Not Found",
-            "204 No Content"
-        ]
-    );
-    assert_eq!(
-        b["entry"][1]["response"]["outcome"]["issue"][0]["expression"][0],
-        "Bundle.entry[1].resource.gender"
-    );
+    let statuses: Vec<&str> =
+        b["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["201 Created", "422 Unprocessable Entity", "404 Not Found", "204 No Content"]);
+    assert_eq!(b["entry"][1]["response"]["outcome"]["issue"][0]["expression"][0], "Bundle.entry[1].resource.gender");
     assert_eq!(s.history_total("Patient"), 1);
 }
 
 /// method, path, headers, body, expected status
-type Case<'a> = (
-    &'a str,
-    &'a str,
-    Vec<(&'a str, &'a str)>,
-    Option<String>,
-    u16,
-);
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Option<String>, u16);
 
 fn bad_requests_change_nothing(s: &mut Server) {
     let fj = ("Content-Type", "application/fhir+json");
@@ -415,120 +272,54 @@ fn bad_requests_change_nothing(s: &mut Server) {
     for (method, path, headers, body, want) in cases {
         let r = s.req(method, path, &headers, body.as_deref());
         assert_eq!(r.status, want, "{method} {path}: {}", r.text);
-        assert_eq!(
-            r.json()["resourceType"],
-            "OperationOutcome",
-            "{method} {path}"
-        );
-        assert!(
-            !r.json()["issue"][0]["diagnostics"]
-                .as_str()
-                .unwrap_or("")
-                .is_empty()
-        );
+        assert_eq!(r.json()["resourceType"], "OperationOutcome", "{method} {path}");
+        assert!(!r.json()["issue"][0]["diagnostics"].as_str().unwrap_or("").is_empty());
     }
-    assert_eq!(
-        s.get("_history?_count=0").json()["total"],
-        0,
-        "nothing was stored"
-    );
+    assert_eq!(s.get("_history?_count=0").json()["total"], 0, "nothing was stored");
 }
 
 fn validation_points_at_the_element(s: &mut Server) {
     let r = s.post("Patient", &json!({"resourceType": "Patient", "name": [{"family": "Ок", "given": ["Ок", 5]}], "birthDate": "1980-02-30", "colour": "blue"}));
     assert_eq!(r.status, 422);
     let b = r.json();
-    let paths: Vec<&str> = b["issue"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["expression"][0].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> =
+        b["issue"].as_array().unwrap().iter().map(|i| i["expression"][0].as_str().unwrap()).collect();
     assert!(paths.contains(&"Patient.name[0].given[1]"), "{paths:?}");
     assert!(paths.contains(&"Patient.birthDate"), "{paths:?}");
     assert!(paths.contains(&"Patient.colour"), "{paths:?}");
     assert_eq!(s.history_total("Patient"), 0);
     // $validate gives the same verdict without storing
-    let r = s.post(
-        "Patient/$validate",
-        &json!({"resourceType": "Patient", "gender": "woman"}),
-    );
+    let r = s.post("Patient/$validate", &json!({"resourceType": "Patient", "gender": "woman"}));
     assert_eq!(r.status, 200);
     assert_eq!(r.issue(), ("Patient.gender".into(), "code-invalid".into()));
-    let r = s.post(
-        "Patient/$validate",
-        &json!({"resourceType": "Patient", "gender": "female"}),
-    );
+    let r = s.post("Patient/$validate", &json!({"resourceType": "Patient", "gender": "female"}));
     assert_eq!(r.json()["issue"][0]["severity"], "information");
     assert_eq!(s.history_total("Patient"), 0);
 }
 
 fn json_patch(s: &mut Server) {
-    let id = s.post("Patient", &patient("Патчева")).json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.post("Patient", &patient("Патчева")).json()["id"].as_str().unwrap().to_string();
     let patch = json!([{"op": "replace", "path": "/gender", "value": "male"}, {"op": "add", "path": "/birthDate", "value": "1990-01-02"}]);
-    let hdr = [
-        ("Content-Type", "application/json-patch+json"),
-        ("If-Match", "W/\"1\""),
-    ];
-    let r = s.req(
-        "PATCH",
-        &format!("Patient/{id}"),
-        &hdr,
-        Some(&patch.to_string()),
-    );
+    let hdr = [("Content-Type", "application/json-patch+json"), ("If-Match", "W/\"1\"")];
+    let r = s.req("PATCH", &format!("Patient/{id}"), &hdr, Some(&patch.to_string()));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["gender"], "male");
     assert_eq!(r.json()["meta"]["versionId"], "2");
     // stale version, failing test op, and a patch producing an invalid resource: all refused
-    assert_eq!(
-        s.req(
-            "PATCH",
-            &format!("Patient/{id}"),
-            &hdr,
-            Some(&patch.to_string())
-        )
-        .status,
-        412
-    );
+    assert_eq!(s.req("PATCH", &format!("Patient/{id}"), &hdr, Some(&patch.to_string())).status, 412);
     let failing = json!([{"op": "test", "path": "/gender", "value": "female"}, {"op": "remove", "path": "/name"}]);
-    assert_eq!(
-        s.req(
-            "PATCH",
-            &format!("Patient/{id}"),
-            &[hdr[0]],
-            Some(&failing.to_string())
-        )
-        .status,
-        422
-    );
+    assert_eq!(s.req("PATCH", &format!("Patient/{id}"), &[hdr[0]], Some(&failing.to_string())).status, 422);
     let invalid = json!([{"op": "replace", "path": "/gender", "value": "nonsense"}]);
-    let r = s.req(
-        "PATCH",
-        &format!("Patient/{id}"),
-        &[hdr[0]],
-        Some(&invalid.to_string()),
-    );
+    let r = s.req("PATCH", &format!("Patient/{id}"), &[hdr[0]], Some(&invalid.to_string()));
     assert_eq!(r.status, 422);
     assert_eq!(r.issue().0, "Patient.gender");
-    assert_eq!(
-        s.get(&format!("Patient/{id}")).json()["meta"]["versionId"],
-        "2"
-    );
+    assert_eq!(s.get(&format!("Patient/{id}")).json()["meta"]["versionId"], "2");
 }
 
 fn fhirpath_patch(s: &mut Server) {
-    let id = s.post("Patient", &patient("Путева")).json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.post("Patient", &patient("Путева")).json()["id"].as_str().unwrap().to_string();
     let op = |kind: &str, path: &str, extra: Vec<Value>| {
-        let mut parts = vec![
-            json!({"name": "type", "valueCode": kind}),
-            json!({"name": "path", "valueString": path}),
-        ];
+        let mut parts = vec![json!({"name": "type", "valueCode": kind}), json!({"name": "path", "valueString": path})];
         parts.extend(extra);
         json!({"name": "operation", "part": parts})
     };
@@ -538,37 +329,18 @@ fn fhirpath_patch(s: &mut Server) {
         op("insert", "Patient.name[0].given", vec![json!({"name": "index", "valueInteger": 0}), json!({"name": "value", "valueString": "Мария"})]),
         op("delete", "Patient.identifier", vec![]),
     ]});
-    let hdr = [
-        ("Content-Type", "application/fhir+json"),
-        ("If-Match", "W/\"1\""),
-    ];
-    let r = s.req(
-        "PATCH",
-        &format!("Patient/{id}"),
-        &hdr,
-        Some(&params.to_string()),
-    );
+    let hdr = [("Content-Type", "application/fhir+json"), ("If-Match", "W/\"1\"")];
+    let r = s.req("PATCH", &format!("Patient/{id}"), &hdr, Some(&params.to_string()));
     assert_eq!(r.status, 200, "{}", r.text);
     let p = r.json();
-    assert_eq!(
-        (p["gender"].as_str(), p["birthDate"].as_str()),
-        (Some("male"), Some("1961-06-01"))
-    );
+    assert_eq!((p["gender"].as_str(), p["birthDate"].as_str()), (Some("male"), Some("1961-06-01")));
     assert_eq!(p["name"][0]["given"], json!(["Мария", "Анна", "Петровна"]));
     assert!(p.get("identifier").is_none());
     // a path that matches several elements is refused, and nothing changes
     let params = json!({"resourceType": "Parameters", "parameter": [op("replace", "Patient.name.given", vec![json!({"name": "value", "valueString": "X"})])]});
-    let r = s.req(
-        "PATCH",
-        &format!("Patient/{id}"),
-        &[hdr[0]],
-        Some(&params.to_string()),
-    );
+    let r = s.req("PATCH", &format!("Patient/{id}"), &[hdr[0]], Some(&params.to_string()));
     assert_eq!(r.status, 422, "{}", r.text);
-    assert_eq!(
-        s.get(&format!("Patient/{id}")).json()["meta"]["versionId"],
-        "2"
-    );
+    assert_eq!(s.get(&format!("Patient/{id}")).json()["meta"]["versionId"], "2");
     // in a transaction, a Parameters entry is a FHIRPath Patch
     let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": "Parameters", "parameter": [
         op("replace", "Patient.gender", vec![json!({"name": "value", "valueCode": "female"})])]},
@@ -580,20 +352,12 @@ fn fhirpath_patch(s: &mut Server) {
 
 fn history_and_search_paging(s: &mut Server) {
     for i in 0..7 {
-        assert_eq!(
-            s.post("Patient", &patient(&format!("Листова{i}"))).status,
-            201
-        );
+        assert_eq!(s.post("Patient", &patient(&format!("Листова{i}"))).status, 201);
     }
     let h = s.get("Patient/_history?_count=3").json();
     assert_eq!(h["total"], 7);
     assert_eq!(h["entry"].as_array().unwrap().len(), 3);
-    let next = h["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .unwrap()["url"]
+    let next = h["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"]
         .as_str()
         .unwrap()
         .to_string();
@@ -601,9 +365,7 @@ fn history_and_search_paging(s: &mut Server) {
     assert_eq!(page2["entry"].as_array().unwrap().len(), 3);
     assert_ne!(page2["entry"][0]["fullUrl"], h["entry"][0]["fullUrl"]);
     let since = h["entry"][0]["response"]["lastModified"].as_str().unwrap();
-    let newer = s
-        .get(&format!("_history?_since={}", since.replace('+', "%2B")))
-        .json();
+    let newer = s.get(&format!("_history?_since={}", since.replace('+', "%2B"))).json();
     assert_eq!(newer["total"], 0);
 
     let r = s.get("Patient?family=листова&_count=5").json();
@@ -617,16 +379,7 @@ fn history_and_search_paging(s: &mut Server) {
     let r = s.get("Patient?family=листова3&shoe-size=42").json();
     assert_eq!(r["total"], 1);
     assert_eq!(r["entry"][1]["search"]["mode"], "outcome");
-    assert_eq!(
-        s.req(
-            "GET",
-            "Patient?shoe-size=42",
-            &[("Prefer", "handling=strict")],
-            None
-        )
-        .status,
-        400
-    );
+    assert_eq!(s.req("GET", "Patient?shoe-size=42", &[("Prefer", "handling=strict")], None).status, 400);
     // POST _search with a form body
     let r = s.req(
         "POST",
@@ -653,10 +406,7 @@ fn concurrent_writers_never_overwrite_each_other(s: &mut Server) {
                     let r = s.req(
                         "PUT",
                         &format!("Patient/{id}"),
-                        &[
-                            ("Content-Type", "application/fhir+json"),
-                            ("If-Match", &etag),
-                        ],
+                        &[("Content-Type", "application/fhir+json"), ("If-Match", &etag)],
                         Some(&p.to_string()),
                     );
                     match r.status {
@@ -673,15 +423,8 @@ fn concurrent_writers_never_overwrite_each_other(s: &mut Server) {
     let wins = wins.load(std::sync::atomic::Ordering::SeqCst) as u64;
     assert!(wins >= 1);
     let h = s.get(&format!("Patient/{id}/_history")).json();
-    assert_eq!(
-        h["total"].as_u64().unwrap(),
-        1 + wins,
-        "every acknowledged update is a distinct version"
-    );
-    assert_eq!(
-        s.get(&format!("Patient/{id}")).json()["meta"]["versionId"],
-        (1 + wins).to_string()
-    );
+    assert_eq!(h["total"].as_u64().unwrap(), 1 + wins, "every acknowledged update is a distinct version");
+    assert_eq!(s.get(&format!("Patient/{id}")).json()["meta"]["versionId"], (1 + wins).to_string());
 }
 
 fn acknowledged_writes_survive_kill_9(s: &mut Server) {
@@ -701,10 +444,7 @@ fn acknowledged_writes_survive_kill_9(s: &mut Server) {
     for id in &ids {
         assert_eq!(s.get(&format!("Patient/{id}")).status, 200, "{id} lost");
     }
-    assert_eq!(
-        s.get(&format!("Patient/{}", ids[0])).json()["name"][0]["family"],
-        "Последняя"
-    );
+    assert_eq!(s.get(&format!("Patient/{}", ids[0])).json()["name"][0]["family"], "Последняя");
     assert_eq!(s.history_total("Patient"), 21);
 }
 
@@ -731,90 +471,37 @@ fn capability_statement_and_health() {
     assert_eq!(cs["fhirVersion"], "4.0.1");
     let rest = &cs["rest"][0];
     assert_eq!(rest["resource"].as_array().unwrap().len(), 146);
-    let patient = rest["resource"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["type"] == "Patient")
-        .unwrap();
-    assert!(
-        patient["searchParam"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "identifier")
-    );
-    assert!(
-        validation::validate_resource(&cs)
-            .iter()
-            .all(|i| !i.is_error()),
-        "our CapabilityStatement is valid FHIR"
-    );
+    let patient = rest["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Patient").unwrap();
+    assert!(patient["searchParam"].as_array().unwrap().iter().any(|p| p["name"] == "identifier"));
+    assert!(validation::validate_resource(&cs).iter().all(|i| !i.is_error()), "our CapabilityStatement is valid FHIR");
     let base = s.base.trim_end_matches("/fhir").to_string();
     let agent = ureq::agent();
-    assert_eq!(
-        agent
-            .get(&format!("{base}/healthz"))
-            .call()
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        agent
-            .get(&format!("{base}/readyz"))
-            .call()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(agent.get(&format!("{base}/healthz")).call().unwrap().status(), 200);
+    assert_eq!(agent.get(&format!("{base}/readyz")).call().unwrap().status(), 200);
 }
 
 #[test]
 fn demo_data_loads_once() {
-    let s = Server::start(
-        common::Backend::Sqlite(tempfile::tempdir().unwrap()),
-        &["--demo"],
-    );
+    let s = Server::start(common::Backend::Sqlite(tempfile::tempdir().unwrap()), &["--demo"]);
     let r = s.get("Patient?_count=100").json();
     assert_eq!(r["total"], 20);
-    let snils = r["entry"][0]["resource"]["identifier"][0]["value"]
-        .as_str()
-        .unwrap();
+    let snils = r["entry"][0]["resource"]["identifier"][0]["value"].as_str().unwrap();
     assert_eq!(snils.len(), "123-456-789 00".len());
-    let family = r["entry"][0]["resource"]["name"][0]["family"]
-        .as_str()
-        .unwrap();
-    assert!(
-        family.chars().all(|c| ('А'..='я').contains(&c) || c == 'ё'),
-        "{family}"
-    );
-    assert!(
-        s.get("Observation?code=http://loinc.org|8867-4").json()["total"]
-            .as_u64()
-            .unwrap()
-            >= 20
-    );
+    let family = r["entry"][0]["resource"]["name"][0]["family"].as_str().unwrap();
+    assert!(family.chars().all(|c| ('А'..='я').contains(&c) || c == 'ё'), "{family}");
+    assert!(s.get("Observation?code=http://loinc.org|8867-4").json()["total"].as_u64().unwrap() >= 20);
 }
 
 #[test]
 fn settings_come_from_the_config_file_and_bad_ones_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("medkarta.toml");
-    std::fs::write(
-        &config,
-        "base_url = \"https://medkarta.example.ru/fhir\"\nmax_body_bytes = 1000\n",
-    )
-    .unwrap();
-    let s = Server::start(
-        common::Backend::Sqlite(tempfile::tempdir().unwrap()),
-        &["--config", config.to_str().unwrap()],
-    );
+    std::fs::write(&config, "base_url = \"https://medkarta.example.ru/fhir\"\nmax_body_bytes = 1000\n").unwrap();
+    let s =
+        Server::start(common::Backend::Sqlite(tempfile::tempdir().unwrap()), &["--config", config.to_str().unwrap()]);
     let r = s.post("Patient", &patient("Настроенная"));
     assert!(
-        r.header("location")
-            .unwrap()
-            .starts_with("https://medkarta.example.ru/fhir/Patient/"),
+        r.header("location").unwrap().starts_with("https://medkarta.example.ru/fhir/Patient/"),
         "{:?}",
         r.header("location")
     );
@@ -828,8 +515,5 @@ fn settings_come_from_the_config_file_and_bad_ones_are_reported() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("listen_adress"),
-        "the unknown key is named: {err}"
-    );
+    assert!(err.contains("listen_adress"), "the unknown key is named: {err}");
 }

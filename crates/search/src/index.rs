@@ -68,27 +68,14 @@ static COMPILED: LazyLock<HashMap<&'static str, Vec<CompiledParam>>> = LazyLock:
                     || b == "Resource"
                     || (b == "DomainResource" && !matches!(*rt, "Bundle" | "Binary" | "Parameters"))
             });
-            if !applies
-                || matches!(
-                    p.kind,
-                    SearchParamType::Composite | SearchParamType::Special
-                )
-            {
+            if !applies || matches!(p.kind, SearchParamType::Composite | SearchParamType::Special) {
                 continue;
             }
-            let Some(expr) = p
-                .expression
-                .as_deref()
-                .and_then(|x| fhirpath::parse(x).ok())
-            else {
+            let Some(expr) = p.expression.as_deref().and_then(|x| fhirpath::parse(x).ok()) else {
                 continue;
             };
             let code: &'static str = Box::leak(p.code.clone().into_boxed_str());
-            list.push(CompiledParam {
-                code,
-                kind: p.kind,
-                expr,
-            });
+            list.push(CompiledParam { code, kind: p.kind, expr });
         }
     }
     out
@@ -96,10 +83,7 @@ static COMPILED: LazyLock<HashMap<&'static str, Vec<CompiledParam>>> = LazyLock:
 
 /// The indexable parameters of a resource type.
 pub fn params_of(resource_type: &str) -> &'static [CompiledParam] {
-    COMPILED
-        .get(resource_type)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    COMPILED.get(resource_type).map(Vec::as_slice).unwrap_or(&[])
 }
 
 /// Is `code` a parameter of `resource_type` that the index holds?
@@ -119,10 +103,7 @@ pub fn extract(resource: &Value) -> Vec<IndexEntry> {
         };
         for item in &items {
             values(p.kind, item, &mut |value| {
-                let e = IndexEntry {
-                    param: p.code,
-                    value,
-                };
+                let e = IndexEntry { param: p.code, value };
                 if !out.contains(&e) {
                     out.push(e);
                 }
@@ -143,12 +124,7 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
         SearchParamType::Token => match (ty, node) {
             ("Coding", _) => token(str_of(node, "system"), str_of(node, "code"), emit),
             ("CodeableConcept", _) => {
-                for c in node
-                    .get("coding")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for c in node.get("coding").and_then(Value::as_array).into_iter().flatten() {
                     token(str_of(c, "system"), str_of(c, "code"), emit);
                 }
             }
@@ -176,11 +152,7 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
                             | "postalCode"
                             | "country"
                     ) {
-                        for s in v
-                            .as_array()
-                            .map(|a| a.iter().collect())
-                            .unwrap_or_else(|| vec![v])
-                        {
+                        for s in v.as_array().map(|a| a.iter().collect()).unwrap_or_else(|| vec![v]) {
                             if let Some(s) = s.as_str() {
                                 emit(string(s));
                             }
@@ -196,22 +168,13 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
                 _ => str_of(node, "reference"),
             };
             match r.and_then(Reference::parse) {
-                Some(Reference::Literal {
-                    base: None,
-                    resource_type,
-                    id,
-                    ..
-                }) => emit(IndexValue::Reference {
+                Some(Reference::Literal { base: None, resource_type, id, .. }) => emit(IndexValue::Reference {
                     resource_type: Some(resource_type.as_str().to_string()),
                     id: Some(id.as_str().to_string()),
                     url: None,
                 }),
                 Some(Reference::Literal { .. } | Reference::External(_) | Reference::Urn(_)) => {
-                    emit(IndexValue::Reference {
-                        resource_type: None,
-                        id: None,
-                        url: r.map(str::to_string),
-                    })
+                    emit(IndexValue::Reference { resource_type: None, id: None, url: r.map(str::to_string) })
                 }
                 _ => {}
             }
@@ -223,21 +186,12 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
                 }
             }
             Value::Object(_) if ty == "Period" => {
-                let low = str_of(node, "start")
-                    .and_then(date_range)
-                    .map_or(i64::MIN, |r| r.0);
-                let high = str_of(node, "end")
-                    .and_then(date_range)
-                    .map_or(i64::MAX, |r| r.1);
+                let low = str_of(node, "start").and_then(date_range).map_or(i64::MIN, |r| r.0);
+                let high = str_of(node, "end").and_then(date_range).map_or(i64::MAX, |r| r.1);
                 emit(IndexValue::Date { low, high });
             }
             Value::Object(_) if ty == "Timing" => {
-                for e in node
-                    .get("event")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for e in node.get("event").and_then(Value::as_array).into_iter().flatten() {
                     if let Some((low, high)) = e.as_str().and_then(date_range) {
                         emit(IndexValue::Date { low, high });
                     }
@@ -251,17 +205,12 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
             }
         }
         SearchParamType::Quantity => {
-            let value = node
-                .get("value")
-                .and_then(Value::as_number)
-                .and_then(|n| n.to_string().parse().ok());
+            let value = node.get("value").and_then(Value::as_number).and_then(|n| n.to_string().parse().ok());
             if let Some(value) = value {
                 emit(IndexValue::Quantity {
                     value,
                     system: str_of(node, "system").map(str::to_string),
-                    code: str_of(node, "code")
-                        .or_else(|| str_of(node, "unit"))
-                        .map(str::to_string),
+                    code: str_of(node, "code").or_else(|| str_of(node, "unit")).map(str::to_string),
                 });
             }
         }
@@ -275,18 +224,12 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
 }
 
 fn string(s: &str) -> IndexValue {
-    IndexValue::String {
-        value: fold(s),
-        exact: s.to_string(),
-    }
+    IndexValue::String { value: fold(s), exact: s.to_string() }
 }
 
 fn token(system: Option<&str>, code: Option<&str>, emit: &mut dyn FnMut(IndexValue)) {
     if let Some(code) = code {
-        emit(IndexValue::Token {
-            system: system.map(str::to_string),
-            code: code.to_string(),
-        });
+        emit(IndexValue::Token { system: system.map(str::to_string), code: code.to_string() });
     }
 }
 
@@ -304,74 +247,27 @@ mod tests {
             "generalPractitioner": [{"reference": "Practitioner/d1"}]});
         let e = extract(&p);
         let has = |param: &str, v: IndexValue| {
-            e.contains(&IndexEntry {
-                param: indexed_param("Patient", param).unwrap().code,
-                value: v,
-            })
+            e.contains(&IndexEntry { param: indexed_param("Patient", param).unwrap().code, value: v })
         };
         assert!(has(
             "identifier",
-            IndexValue::Token {
-                system: Some("urn:snils".into()),
-                code: "112-233-445 95".into()
-            }
+            IndexValue::Token { system: Some("urn:snils".into()), code: "112-233-445 95".into() }
         ));
-        assert!(has(
-            "_id",
-            IndexValue::Token {
-                system: None,
-                code: "p1".into()
-            }
-        ));
-        assert!(has(
-            "family",
-            IndexValue::String {
-                value: "елкина".into(),
-                exact: "Ёлкина".into()
-            }
-        ));
-        assert!(has(
-            "name",
-            IndexValue::String {
-                value: "анна".into(),
-                exact: "Анна".into()
-            }
-        ));
-        assert!(has(
-            "gender",
-            IndexValue::Token {
-                system: None,
-                code: "female".into()
-            }
-        ));
-        assert!(has(
-            "active",
-            IndexValue::Token {
-                system: None,
-                code: "true".into()
-            }
-        ));
+        assert!(has("_id", IndexValue::Token { system: None, code: "p1".into() }));
+        assert!(has("family", IndexValue::String { value: "елкина".into(), exact: "Ёлкина".into() }));
+        assert!(has("name", IndexValue::String { value: "анна".into(), exact: "Анна".into() }));
+        assert!(has("gender", IndexValue::Token { system: None, code: "female".into() }));
+        assert!(has("active", IndexValue::Token { system: None, code: "true".into() }));
         assert!(has(
             "general-practitioner",
-            IndexValue::Reference {
-                resource_type: Some("Practitioner".into()),
-                id: Some("d1".into()),
-                url: None
-            }
+            IndexValue::Reference { resource_type: Some("Practitioner".into()), id: Some("d1".into()), url: None }
         ));
-        assert!(
-            e.iter()
-                .any(|x| x.param == "birthdate" && matches!(x.value, IndexValue::Date { .. }))
-        );
+        assert!(e.iter().any(|x| x.param == "birthdate" && matches!(x.value, IndexValue::Date { .. })));
     }
 
     #[test]
     fn most_base_parameters_compile() {
-        let total: usize = spec()
-            .resource_types()
-            .iter()
-            .map(|rt| params_of(rt).len())
-            .sum();
+        let total: usize = spec().resource_types().iter().map(|rt| params_of(rt).len()).sum();
         assert!(total > 2500, "{total}");
     }
 }

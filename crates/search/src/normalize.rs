@@ -9,22 +9,14 @@ use unicode_normalization::char::is_combining_mark;
 
 /// Lower-case, accent-free form used for string search (`Ёлкин` -> `елкин`).
 pub fn fold(s: &str) -> String {
-    s.nfd()
-        .filter(|c| !is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect()
+    s.nfd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
 }
 
 /// The range `[low, high]` in milliseconds since the epoch that a FHIR date, dateTime or
 /// instant covers at its precision (`2024` is the whole year). Values without a zone are
 /// taken as UTC. `None` if the text is not a date.
 pub fn date_range(s: &str) -> Option<(i64, i64)> {
-    let utc = |dt: DateTime| {
-        TimeZone::UTC
-            .to_timestamp(dt)
-            .ok()
-            .map(|t| t.as_millisecond())
-    };
+    let utc = |dt: DateTime| TimeZone::UTC.to_timestamp(dt).ok().map(|t| t.as_millisecond());
     let (date_part, time_part) = match s.split_once('T') {
         Some((d, t)) => (d, Some(t)),
         None => (s, None),
@@ -39,18 +31,12 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
         (1, None) => {
             let start = Date::new(year, 1, 1).ok()?;
             let end = Date::new(year, 12, 31).ok()?;
-            Some((
-                utc(start.at(0, 0, 0, 0))?,
-                utc(end.at(23, 59, 59, 999_000_000))?,
-            ))
+            Some((utc(start.at(0, 0, 0, 0))?, utc(end.at(23, 59, 59, 999_000_000))?))
         }
         (2, None) => {
             let start = Date::new(year, num(1)? as i8, 1).ok()?;
             let end = start.last_of_month();
-            Some((
-                utc(start.at(0, 0, 0, 0))?,
-                utc(end.at(23, 59, 59, 999_000_000))?,
-            ))
+            Some((utc(start.at(0, 0, 0, 0))?, utc(end.at(23, 59, 59, 999_000_000))?))
         }
         (3, None) => {
             let d = Date::new(year, num(1)? as i8, num(2)? as i8).ok()?;

@@ -84,24 +84,13 @@ fn unsupported(param: &str, msg: impl Into<String>) -> Issue {
 
 /// Parse a URL query string for a search on `resource_type`.
 pub fn parse_query(resource_type: ResourceType, query: &str) -> Result<Query, Issue> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     parse_pairs(resource_type, &pairs)
 }
 
 /// Parse already-decoded `(name, value)` pairs.
-pub fn parse_pairs(
-    resource_type: ResourceType,
-    pairs: &[(String, String)],
-) -> Result<Query, Issue> {
-    let mut q = Query {
-        resource_type,
-        clauses: Vec::new(),
-        count: None,
-        offset: 0,
-        ignored: Vec::new(),
-    };
+pub fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Result<Query, Issue> {
+    let mut q = Query { resource_type, clauses: Vec::new(), count: None, offset: 0, ignored: Vec::new() };
     for (name, raw) in pairs {
         let (code, modifier) = match name.split_once(':') {
             Some((c, m)) => (c, Some(m)),
@@ -109,50 +98,33 @@ pub fn parse_pairs(
         };
         match code {
             "_count" => {
-                q.count = Some(raw.parse().map_err(|_| {
-                    bad(
-                        "_count",
-                        format!("_count must be a non-negative integer, not '{raw}'"),
-                    )
-                })?);
+                q.count = Some(
+                    raw.parse()
+                        .map_err(|_| bad("_count", format!("_count must be a non-negative integer, not '{raw}'")))?,
+                );
                 continue;
             }
             "_offset" => {
-                q.offset = raw.parse().map_err(|_| {
-                    bad(
-                        "_offset",
-                        format!("_offset must be a non-negative integer, not '{raw}'"),
-                    )
-                })?;
+                q.offset = raw
+                    .parse()
+                    .map_err(|_| bad("_offset", format!("_offset must be a non-negative integer, not '{raw}'")))?;
                 continue;
             }
             "_format" | "_pretty" => continue,
-            "_sort" | "_include" | "_revinclude" | "_summary" | "_elements" | "_total"
-            | "_contained" | "_containedType" | "_has" | "_text" | "_content" | "_list"
-            | "_query" | "_filter" | "_type" => {
-                return Err(unsupported(
-                    code,
-                    format!("The search parameter '{code}' is not supported yet"),
-                ));
+            "_sort" | "_include" | "_revinclude" | "_summary" | "_elements" | "_total" | "_contained"
+            | "_containedType" | "_has" | "_text" | "_content" | "_list" | "_query" | "_filter" | "_type" => {
+                return Err(unsupported(code, format!("The search parameter '{code}' is not supported yet")));
             }
             _ => {}
         }
         if code.contains('.') {
-            return Err(unsupported(
-                name,
-                format!("Chained parameters ('{name}') are not supported yet"),
-            ));
+            return Err(unsupported(name, format!("Chained parameters ('{name}') are not supported yet")));
         }
         let Some(param) = indexed_param(resource_type.as_str(), code) else {
-            if fhir_spec::spec()
-                .search_param(resource_type.as_str(), code)
-                .is_some()
-            {
+            if fhir_spec::spec().search_param(resource_type.as_str(), code).is_some() {
                 return Err(unsupported(
                     code,
-                    format!(
-                        "The search parameter '{code}' of {resource_type} is not supported yet"
-                    ),
+                    format!("The search parameter '{code}' of {resource_type} is not supported yet"),
                 ));
             }
             q.ignored.push(name.clone());
@@ -163,16 +135,9 @@ pub fn parse_pairs(
             any_of.push(predicate(param.code, param.kind, modifier, &value)?);
         }
         if any_of.is_empty() {
-            return Err(bad(
-                code,
-                format!("The search parameter '{code}' has no value"),
-            ));
+            return Err(bad(code, format!("The search parameter '{code}' has no value")));
         }
-        q.clauses.push(Clause {
-            param: param.code,
-            kind: param.kind,
-            any_of,
-        });
+        q.clauses.push(Clause { param: param.code, kind: param.kind, any_of });
     }
     Ok(q)
 }
@@ -218,35 +183,19 @@ fn split_bar(v: &str) -> Option<(String, String)> {
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\|", "|")
-        .replace("\\$", "$")
-        .replace("\\\\", "\\")
+    s.replace("\\|", "|").replace("\\$", "$").replace("\\\\", "\\")
 }
 
-fn predicate(
-    code: &str,
-    kind: SearchParamType,
-    modifier: Option<&str>,
-    value: &str,
-) -> Result<Predicate, Issue> {
+fn predicate(code: &str, kind: SearchParamType, modifier: Option<&str>, value: &str) -> Result<Predicate, Issue> {
     if modifier == Some("missing") {
         return match value {
             "true" => Ok(Predicate::Missing(true)),
             "false" => Ok(Predicate::Missing(false)),
-            _ => Err(bad(
-                code,
-                format!("':missing' takes true or false, not '{value}'"),
-            )),
+            _ => Err(bad(code, format!("':missing' takes true or false, not '{value}'"))),
         };
     }
     let modifier_unsupported = |m: &str| {
-        Err(unsupported(
-            code,
-            format!(
-                "The modifier ':{m}' on '{code}' ({}) is not supported yet",
-                kind.as_str()
-            ),
-        ))
+        Err(unsupported(code, format!("The modifier ':{m}' on '{code}' ({}) is not supported yet", kind.as_str())))
     };
     match kind {
         SearchParamType::Token => {
@@ -257,22 +206,12 @@ fn predicate(
             };
             let (system, code_v) = match split_bar(value) {
                 None => (None, Some(unescape(value))),
-                Some((s, c)) => (
-                    Some((!s.is_empty()).then_some(s)),
-                    (!c.is_empty()).then_some(c),
-                ),
+                Some((s, c)) => (Some((!s.is_empty()).then_some(s)), (!c.is_empty()).then_some(c)),
             };
             if system == Some(None) && code_v.is_none() {
-                return Err(bad(
-                    code,
-                    "A token needs a system, a code or both ('|' alone matches nothing)",
-                ));
+                return Err(bad(code, "A token needs a system, a code or both ('|' alone matches nothing)"));
             }
-            Ok(Predicate::Token {
-                system,
-                code: code_v,
-                not,
-            })
+            Ok(Predicate::Token { system, code: code_v, not })
         }
         SearchParamType::String => {
             let (exact, contains) = match modifier {
@@ -282,11 +221,7 @@ fn predicate(
                 Some(m) => return modifier_unsupported(m),
             };
             let value = unescape(value);
-            Ok(Predicate::String {
-                value: if exact { value } else { fold(&value) },
-                exact,
-                contains,
-            })
+            Ok(Predicate::String { value: if exact { value } else { fold(&value) }, exact, contains })
         }
         SearchParamType::Reference => {
             let type_modifier = match modifier {
@@ -296,44 +231,26 @@ fn predicate(
             };
             let value = unescape(value);
             if value.contains("://") {
-                return Ok(Predicate::Reference {
-                    resource_type: None,
-                    id: None,
-                    url: Some(value),
-                });
+                return Ok(Predicate::Reference { resource_type: None, id: None, url: Some(value) });
             }
             match value.split_once('/') {
                 Some((t, id)) => {
                     if ResourceType::parse(t).is_none() || !fhir_model::is_valid_id(id) {
-                        return Err(bad(
-                            code,
-                            format!("'{value}' is not a reference of the form Type/id"),
-                        ));
+                        return Err(bad(code, format!("'{value}' is not a reference of the form Type/id")));
                     }
                     if type_modifier.as_deref().is_some_and(|m| m != t) {
                         return Err(bad(
                             code,
-                            format!(
-                                "The type modifier ':{}' contradicts '{value}'",
-                                type_modifier.unwrap_or_default()
-                            ),
+                            format!("The type modifier ':{}' contradicts '{value}'", type_modifier.unwrap_or_default()),
                         ));
                     }
-                    Ok(Predicate::Reference {
-                        resource_type: Some(t.to_string()),
-                        id: Some(id.to_string()),
-                        url: None,
-                    })
+                    Ok(Predicate::Reference { resource_type: Some(t.to_string()), id: Some(id.to_string()), url: None })
                 }
                 None => {
                     if !fhir_model::is_valid_id(&value) {
                         return Err(bad(code, format!("'{value}' is not a valid resource id")));
                     }
-                    Ok(Predicate::Reference {
-                        resource_type: type_modifier,
-                        id: Some(value),
-                        url: None,
-                    })
+                    Ok(Predicate::Reference { resource_type: type_modifier, id: Some(value), url: None })
                 }
             }
         }
@@ -353,26 +270,18 @@ fn predicate(
                 Some("ap") => (DatePrefix::Ap, &value[2..]),
                 _ => (DatePrefix::Eq, value),
             };
-            let (low, high) = date_range(rest)
-                .ok_or_else(|| bad(code, format!("'{value}' is not a valid date (expected [prefix]YYYY[-MM[-DD[Thh:mm[:ss][zone]]]])")))?;
+            let (low, high) = date_range(rest).ok_or_else(|| {
+                bad(code, format!("'{value}' is not a valid date (expected [prefix]YYYY[-MM[-DD[Thh:mm[:ss][zone]]]])"))
+            })?;
             Ok(Predicate::Date { prefix, low, high })
         }
         SearchParamType::Uri => match modifier {
-            None => Ok(Predicate::Uri {
-                value: value.to_string(),
-            }),
+            None => Ok(Predicate::Uri { value: value.to_string() }),
             Some(m) => modifier_unsupported(m),
         },
-        SearchParamType::Number
-        | SearchParamType::Quantity
-        | SearchParamType::Composite
-        | SearchParamType::Special => Err(unsupported(
-            code,
-            format!(
-                "Searching by {} parameters ('{code}') is not supported yet",
-                kind.as_str()
-            ),
-        )),
+        SearchParamType::Number | SearchParamType::Quantity | SearchParamType::Composite | SearchParamType::Special => {
+            Err(unsupported(code, format!("Searching by {} parameters ('{code}') is not supported yet", kind.as_str())))
+        }
     }
 }
 
@@ -386,7 +295,9 @@ mod tests {
 
     #[test]
     fn parses_criteria() {
-        let query = q("identifier=urn:snils%7C112-233-445%2095&family=%D0%81%D0%BB%D0%BA%D0%B8%D0%BD,Smith&_count=5&foo=1").unwrap();
+        let query =
+            q("identifier=urn:snils%7C112-233-445%2095&family=%D0%81%D0%BB%D0%BA%D0%B8%D0%BD,Smith&_count=5&foo=1")
+                .unwrap();
         assert_eq!(query.count, Some(5));
         assert_eq!(query.ignored, vec!["foo"]);
         assert_eq!(
@@ -400,26 +311,15 @@ mod tests {
         assert_eq!(query.clauses[1].any_of.len(), 2);
         assert_eq!(
             query.clauses[1].any_of[0],
-            Predicate::String {
-                value: "елкин".into(),
-                exact: false,
-                contains: false
-            }
+            Predicate::String { value: "елкин".into(), exact: false, contains: false }
         );
         assert!(matches!(
             q("birthdate=ge1980").unwrap().clauses[0].any_of[0],
-            Predicate::Date {
-                prefix: DatePrefix::Ge,
-                ..
-            }
+            Predicate::Date { prefix: DatePrefix::Ge, .. }
         ));
         assert_eq!(
             q("general-practitioner=Practitioner/1").unwrap().clauses[0].any_of[0],
-            Predicate::Reference {
-                resource_type: Some("Practitioner".into()),
-                id: Some("1".into()),
-                url: None
-            }
+            Predicate::Reference { resource_type: Some("Practitioner".into()), id: Some("1".into()), url: None }
         );
     }
 
@@ -428,10 +328,7 @@ mod tests {
         let e = q("birthdate=yesterday").unwrap_err();
         assert_eq!(e.expression, vec!["birthdate"]);
         assert_eq!(q("name:text=x").unwrap_err().code, IssueType::NotSupported);
-        assert_eq!(
-            q("general-practitioner.name=x").unwrap_err().code,
-            IssueType::NotSupported
-        );
+        assert_eq!(q("general-practitioner.name=x").unwrap_err().code, IssueType::NotSupported);
         assert_eq!(q("_sort=name").unwrap_err().code, IssueType::NotSupported);
         assert!(q("_count=x").is_err());
     }

@@ -17,10 +17,7 @@ use postgres::{Client, Config, NoTls};
 use search::Query;
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, Sql};
-use store::{
-    CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError,
-    StoredResource, Tx,
-};
+use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
 
 const SCHEMA_VERSION: i64 = 1;
 const MAX_IDLE: usize = 16;
@@ -40,10 +37,7 @@ fn err(e: postgres::Error) -> StoreError {
         {
             StoreError::Conflict(e.to_string())
         }
-        Some(_) => StoreError::Backend(
-            e.as_db_error()
-                .map_or_else(|| e.to_string(), |d| d.message().to_string()),
-        ),
+        Some(_) => StoreError::Backend(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())),
         None if e.is_closed() || e.source().is_some() => StoreError::Unavailable(e.to_string()),
         None => StoreError::Backend(e.to_string()),
     }
@@ -53,9 +47,7 @@ impl PostgresStore {
     /// Connect to `url` (`postgres://user@host:port/db`), creating the database if it is
     /// missing, and create or migrate the schema.
     pub fn open(url: &str) -> Result<Self> {
-        let config: Config = url
-            .parse()
-            .map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+        let config: Config = url.parse().map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
         let mut client = match config.connect(NoTls) {
             Ok(c) => c,
             Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
@@ -63,16 +55,11 @@ impl PostgresStore {
                 config.connect(NoTls).map_err(err)?
             }
             Err(e) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot connect to PostgreSQL: {e}"
-                )));
+                return Err(StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")));
             }
         };
         migrate(&mut client)?;
-        Ok(PostgresStore {
-            config,
-            pool: Mutex::new(vec![client]),
-        })
+        Ok(PostgresStore { config, pool: Mutex::new(vec![client]) })
     }
 
     fn get(&self) -> Result<Client> {
@@ -111,19 +98,15 @@ fn poisoned() -> StoreError {
 
 fn create_database(config: &Config) -> Result<()> {
     let name = config.get_dbname().unwrap_or("postgres").to_string();
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         return Err(StoreError::Unavailable(format!(
             "database '{name}' does not exist and its name is not safe to create"
         )));
     }
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let mut c = admin
-        .connect(NoTls)
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+    let mut c =
+        admin.connect(NoTls).map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
     match c.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
         Ok(()) => Ok(()),
         Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
@@ -138,18 +121,11 @@ fn migrate(client: &mut Client) -> Result<()> {
          CREATE TABLE IF NOT EXISTS medkarta_schema (version BIGINT NOT NULL)",
     )
     .map_err(err)?;
-    let version: i64 = tx
-        .query_opt("SELECT version FROM medkarta_schema", &[])
-        .map_err(err)?
-        .map(|r| r.get(0))
-        .unwrap_or(0);
+    let version: i64 =
+        tx.query_opt("SELECT version FROM medkarta_schema", &[]).map_err(err)?.map(|r| r.get(0)).unwrap_or(0);
     if version == 0 {
         tx.batch_execute(include_str!("schema.sql")).map_err(err)?;
-        tx.execute(
-            "INSERT INTO medkarta_schema (version) VALUES ($1)",
-            &[&SCHEMA_VERSION],
-        )
-        .map_err(err)?;
+        tx.execute("INSERT INTO medkarta_schema (version) VALUES ($1)", &[&SCHEMA_VERSION]).map_err(err)?;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::Backend(format!(
             "the database has schema version {version}, newer than this build understands ({SCHEMA_VERSION})"
@@ -217,20 +193,11 @@ impl SqlConn for Conn<'_> {
 
     fn query_ints(&mut self, sql: &Sql) -> Result<Vec<Vec<i64>>> {
         let rows = self.rows(sql)?;
-        rows.iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| r.try_get::<_, i64>(i).map_err(err))
-                    .collect()
-            })
-            .collect()
+        rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<_, i64>(i).map_err(err)).collect()).collect()
     }
 
     fn query_texts(&mut self, sql: &Sql) -> Result<Vec<String>> {
-        self.rows(sql)?
-            .iter()
-            .map(|r| r.try_get(0).map_err(err))
-            .collect()
+        self.rows(sql)?.iter().map(|r| r.try_get(0).map_err(err)).collect()
     }
 
     fn query_resources(&mut self, sql: &Sql) -> Result<Vec<StoredResource>> {
@@ -258,10 +225,7 @@ struct PgTx<'a> {
 
 impl PgTx<'_> {
     fn conn(&mut self) -> Result<Conn<'_>> {
-        self.client
-            .as_mut()
-            .map(Conn)
-            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))
+        self.client.as_mut().map(Conn).ok_or_else(|| StoreError::Backend("transaction already finished".into()))
     }
 }
 
@@ -291,9 +255,7 @@ impl Tx for PgTx<'_> {
 
     fn lock_key(&mut self, key: &str) -> Result<()> {
         let mut sql = Sql::new(Dialect::Postgres);
-        sql.push("SELECT pg_advisory_xact_lock(hashtext(")
-            .text_arg(key)
-            .push(")::bigint)::text");
+        sql.push("SELECT pg_advisory_xact_lock(hashtext(").text_arg(key).push(")::bigint)::text");
         self.conn()?.query_texts(&sql).map(|_| ())
     }
 
@@ -302,10 +264,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        let mut c = self
-            .client
-            .take()
-            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
+        let mut c = self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
         c.batch_execute("COMMIT").map_err(err)?;
         self.store.put(c);
         Ok(())
@@ -320,22 +279,14 @@ impl Store for PostgresStore {
     fn begin(&self) -> Result<Box<dyn Tx + '_>> {
         let mut client = self.get()?;
         client.batch_execute("BEGIN").map_err(err)?;
-        Ok(Box::new(PgTx {
-            store: self,
-            client: Some(client),
-        }))
+        Ok(Box::new(PgTx { store: self, client: Some(client) }))
     }
 
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
         self.with_conn(|c| ops::read(c, resource_type, id))
     }
 
-    fn read_version(
-        &self,
-        resource_type: &str,
-        id: &str,
-        version: u64,
-    ) -> Result<Option<StoredResource>> {
+    fn read_version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<StoredResource>> {
         self.with_conn(|c| ops::read_version(c, resource_type, id, version))
     }
 

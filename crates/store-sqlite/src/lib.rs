@@ -13,10 +13,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
 use search::Query;
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, Sql};
-use store::{
-    CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError,
-    StoredResource, Tx,
-};
+use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
 
 const SCHEMA_VERSION: i64 = 1;
 const MAX_IDLE_READERS: usize = 16;
@@ -31,17 +28,13 @@ pub struct SqliteStore {
 fn err(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StoreError::Unavailable(e.to_string())
-        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Backend(e.to_string()),
     }
 }
 
 fn open_conn(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let c = Connection::open_with_flags(path, flags).map_err(err)?;
     c.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
@@ -54,14 +47,11 @@ fn open_conn(path: &Path) -> Result<Connection> {
 impl SqliteStore {
     /// Open (creating and migrating if needed) the database in directory `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("medkarta.sqlite");
         let writer = open_conn(&path)?;
-        let version: i64 = writer
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err)?;
+        let version: i64 = writer.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
         if version == 0 {
             writer
                 .execute_batch(&format!(
@@ -75,11 +65,7 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        Ok(SqliteStore {
-            path,
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-        })
+        Ok(SqliteStore { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
@@ -121,28 +107,21 @@ impl SqlConn for Conn<'_> {
 
     fn execute(&mut self, sql: &Sql) -> Result<u64> {
         let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
-        Ok(stmt
-            .execute(params_from_iter(sql.args.iter().map(to_sql)))
-            .map_err(err)? as u64)
+        Ok(stmt.execute(params_from_iter(sql.args.iter().map(to_sql))).map_err(err)? as u64)
     }
 
     fn query_ints(&mut self, sql: &Sql) -> Result<Vec<Vec<i64>>> {
         let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
         let n = stmt.column_count();
         let rows = stmt
-            .query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| {
-                (0..n).map(|i| r.get::<_, i64>(i)).collect()
-            })
+            .query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| (0..n).map(|i| r.get::<_, i64>(i)).collect())
             .map_err(err)?;
-        rows.collect::<rusqlite::Result<Vec<Vec<i64>>>>()
-            .map_err(err)
+        rows.collect::<rusqlite::Result<Vec<Vec<i64>>>>().map_err(err)
     }
 
     fn query_texts(&mut self, sql: &Sql) -> Result<Vec<String>> {
         let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
-        let rows = stmt
-            .query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| r.get(0))
-            .map_err(err)?;
+        let rows = stmt.query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| r.get(0)).map_err(err)?;
         rows.collect::<rusqlite::Result<Vec<String>>>().map_err(err)
     }
 
@@ -150,14 +129,7 @@ impl SqlConn for Conn<'_> {
         let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
         let rows = stmt
             .query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get(5)?,
-                ))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?, r.get(5)?))
             })
             .map_err(err)?;
         let mut out = Vec::new();
@@ -228,12 +200,7 @@ impl Store for SqliteStore {
         self.with_reader(|c| ops::read(c, resource_type, id))
     }
 
-    fn read_version(
-        &self,
-        resource_type: &str,
-        id: &str,
-        version: u64,
-    ) -> Result<Option<StoredResource>> {
+    fn read_version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<StoredResource>> {
         self.with_reader(|c| ops::read_version(c, resource_type, id, version))
     }
 

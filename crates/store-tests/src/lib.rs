@@ -18,8 +18,7 @@ pub struct PgDatabase {
 
 /// Base URL of the test PostgreSQL server (`MEDKARTA_TEST_PG`, default the local one).
 pub fn pg_server() -> String {
-    std::env::var("MEDKARTA_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("MEDKARTA_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 impl PgDatabase {
@@ -28,43 +27,26 @@ impl PgDatabase {
         let server = pg_server();
         let name = format!("medkarta_test_{}", uuid::Uuid::new_v4().simple());
         let admin = format!("{server}/postgres");
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
-            panic!("PostgreSQL must run at {server} for the tests (set MEDKARTA_TEST_PG): {e}")
-        });
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("create database: {e}"));
-        PgDatabase {
-            url: format!("{server}/{name}"),
-            admin,
-            name,
-        }
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL must run at {server} for the tests (set MEDKARTA_TEST_PG): {e}"));
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("create database: {e}"));
+        PgDatabase { url: format!("{server}/{name}"), admin, name }
     }
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
         }
     }
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
-fn write(
-    store: &dyn Store,
-    resource: &Value,
-    version: u64,
-    method: Method,
-) -> Result<(), StoreError> {
+fn write(store: &dyn Store, resource: &Value, version: u64, method: Method) -> Result<(), StoreError> {
     let rt = resource["resourceType"].as_str().unwrap_or_default();
     let id = resource["id"].as_str().unwrap_or_default();
     let body = serde_json::to_vec(resource).unwrap_or_default();
@@ -88,8 +70,7 @@ fn patient(id: &str, family: &str) -> Value {
 }
 
 fn query(rt: &str, q: &str) -> search::Query {
-    parse_query(ResourceType::parse(rt).unwrap_or_else(|| panic!("{rt}")), q)
-        .unwrap_or_else(|e| panic!("{q}: {e:?}"))
+    parse_query(ResourceType::parse(rt).unwrap_or_else(|| panic!("{rt}")), q).unwrap_or_else(|e| panic!("{q}: {e:?}"))
 }
 
 /// Versions are kept; the current one is read; history is newest first.
@@ -116,22 +97,10 @@ pub fn versions_and_history(store: &dyn Store) {
         })
         .unwrap();
     assert_eq!(total, 3);
-    assert_eq!(
-        h.iter().map(|s| s.version).collect::<Vec<_>>(),
-        vec![3, 2, 1]
-    );
-    assert_eq!(
-        h.iter().map(|s| s.method).collect::<Vec<_>>(),
-        vec![Method::Delete, Method::Update, Method::Create]
-    );
-    let (page, _) = store
-        .history(&HistoryQuery {
-            scope: HistoryScope::System,
-            since: None,
-            count: 1,
-            offset: 1,
-        })
-        .unwrap();
+    assert_eq!(h.iter().map(|s| s.version).collect::<Vec<_>>(), vec![3, 2, 1]);
+    assert_eq!(h.iter().map(|s| s.method).collect::<Vec<_>>(), vec![Method::Delete, Method::Update, Method::Create]);
+    let (page, _) =
+        store.history(&HistoryQuery { scope: HistoryScope::System, since: None, count: 1, offset: 1 }).unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].version, 2);
 }
@@ -163,24 +132,11 @@ pub fn rollback_leaves_no_trace(store: &dyn Store) {
             index: &index,
         })
         .unwrap();
-        assert_eq!(
-            tx.current("Patient", "p3").unwrap().map(|c| c.version),
-            Some(1)
-        );
-        assert_eq!(
-            tx.search_ids(&query("Patient", "family=сидоров"), 5)
-                .unwrap(),
-            vec!["p3"]
-        );
+        assert_eq!(tx.current("Patient", "p3").unwrap().map(|c| c.version), Some(1));
+        assert_eq!(tx.search_ids(&query("Patient", "family=сидоров"), 5).unwrap(), vec!["p3"]);
     }
     assert!(store.read("Patient", "p3").unwrap().is_none());
-    assert_eq!(
-        store
-            .search(&query("Patient", "family=Сидоров"), 10)
-            .unwrap()
-            .total,
-        0
-    );
+    assert_eq!(store.search(&query("Patient", "family=Сидоров"), 10).unwrap().total, 0);
 }
 
 /// Index rows follow the current version: old values stop matching, deleted resources vanish.
@@ -191,13 +147,8 @@ pub fn search_follows_current_version(store: &dyn Store) {
         "subject": {"reference": "Patient/s1"}, "effectiveDateTime": "2024-03-05T10:00:00+03:00"}), 1, Method::Create)
     .unwrap();
     let ids = |rt: &str, q: &str| -> Vec<String> {
-        let mut v: Vec<String> = store
-            .search(&query(rt, q), 100)
-            .unwrap()
-            .resources
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
+        let mut v: Vec<String> =
+            store.search(&query(rt, q), 100).unwrap().resources.into_iter().map(|s| s.id).collect();
         v.sort();
         v
     };
@@ -208,27 +159,12 @@ pub fn search_follows_current_version(store: &dyn Store) {
     assert_eq!(ids("Patient", "identifier=urn:test|s2"), vec!["s2"]);
     assert_eq!(ids("Patient", "identifier=|s2"), Vec::<String>::new());
     assert_eq!(ids("Patient", "birthdate=1980-05"), vec!["s1", "s2"]);
-    assert_eq!(
-        ids("Patient", "birthdate=gt1980-05-17"),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        ids("Patient", "birthdate=ge1980-05-17&family=elkin"),
-        vec!["s2"]
-    );
-    assert_eq!(
-        ids(
-            "Observation",
-            "subject=Patient/s1&code=http://loinc.org|8867-4"
-        ),
-        vec!["o1"]
-    );
+    assert_eq!(ids("Patient", "birthdate=gt1980-05-17"), Vec::<String>::new());
+    assert_eq!(ids("Patient", "birthdate=ge1980-05-17&family=elkin"), vec!["s2"]);
+    assert_eq!(ids("Observation", "subject=Patient/s1&code=http://loinc.org|8867-4"), vec!["o1"]);
     assert_eq!(ids("Observation", "patient=s1"), vec!["o1"]);
     assert_eq!(ids("Observation", "date=2024-03-05"), vec!["o1"]);
-    assert_eq!(
-        ids("Observation", "date=lt2024-03-05T07:00:00Z"),
-        Vec::<String>::new()
-    );
+    assert_eq!(ids("Observation", "date=lt2024-03-05T07:00:00Z"), Vec::<String>::new());
     assert_eq!(ids("Patient", "gender:missing=true"), vec!["s1", "s2"]);
     assert_eq!(ids("Patient", "_id=s2"), vec!["s2"]);
     assert_eq!(ids("Patient", "_id:not=s2"), vec!["s1"]);
@@ -238,9 +174,7 @@ pub fn search_follows_current_version(store: &dyn Store) {
     assert_eq!(ids("Patient", "family=волков"), vec!["s1"]);
     write(store, &patient("s2", ""), 2, Method::Delete).unwrap();
     assert_eq!(ids("Patient", "family=elkin"), Vec::<String>::new());
-    let page = store
-        .search(&query("Patient", "birthdate=1980"), 0)
-        .unwrap();
+    let page = store.search(&query("Patient", "birthdate=1980"), 0).unwrap();
     assert_eq!((page.total, page.resources.len()), (1, 0));
 }
 

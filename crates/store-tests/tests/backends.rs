@@ -43,13 +43,7 @@ fn sqlite_reopens_existing_data() {
         versions_and_history(&store);
     }
     let store = SqliteStore::open(dir.path()).unwrap();
-    assert_eq!(
-        store::Store::read(&store, "Patient", "p1")
-            .unwrap()
-            .unwrap()
-            .version,
-        3
-    );
+    assert_eq!(store::Store::read(&store, "Patient", "p1").unwrap().unwrap().version, 3);
 }
 
 #[test]
@@ -60,10 +54,6 @@ fn postgres_creates_a_missing_database() {
         let store = PostgresStore::open(&url).unwrap();
         store::Store::check(&store).unwrap();
     }
-    let mut admin =
-        ::postgres::Client::connect(&format!("{}/postgres", pg_server()), ::postgres::NoTls)
-            .unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .unwrap();
+    let mut admin = ::postgres::Client::connect(&format!("{}/postgres", pg_server()), ::postgres::NoTls).unwrap();
+    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).unwrap();
 }

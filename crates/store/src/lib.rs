@@ -135,12 +135,7 @@ pub trait Store: Send + Sync + 'static {
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>>;
 
     /// A specific version.
-    fn read_version(
-        &self,
-        resource_type: &str,
-        id: &str,
-        version: u64,
-    ) -> Result<Option<StoredResource>>;
+    fn read_version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<StoredResource>>;
 
     /// History, newest first, plus the total number of matching versions.
     fn history(&self, query: &HistoryQuery) -> Result<(Vec<StoredResource>, u64)>;

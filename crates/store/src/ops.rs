@@ -6,8 +6,7 @@ use search::Query;
 
 use crate::sql::{Arg, Dialect, INDEX_TABLES, Sql, index_insert, search_where};
 use crate::{
-    CurrentVersion, HistoryQuery, HistoryScope, Method, NewVersion, Result, SearchPage, StoreError,
-    StoredResource,
+    CurrentVersion, HistoryQuery, HistoryScope, Method, NewVersion, Result, SearchPage, StoreError, StoredResource,
 };
 
 /// What a backend connection must do.
@@ -34,41 +33,22 @@ pub fn stored(
     method: &str,
     body: Option<Vec<u8>>,
 ) -> Result<StoredResource> {
-    let method = Method::parse(method)
-        .ok_or_else(|| StoreError::Backend(format!("unknown method '{method}' in history")))?;
-    Ok(StoredResource {
-        resource_type: rtype,
-        id,
-        version: version as u64,
-        last_updated,
-        method,
-        body,
-    })
+    let method =
+        Method::parse(method).ok_or_else(|| StoreError::Backend(format!("unknown method '{method}' in history")))?;
+    Ok(StoredResource { resource_type: rtype, id, version: version as u64, last_updated, method, body })
 }
 
 pub fn read(c: &mut dyn SqlConn, rtype: &str, id: &str) -> Result<Option<StoredResource>> {
     let mut sql = Sql::new(c.dialect());
-    sql.push(COLUMNS)
-        .push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE r.rtype = ")
-        .text_arg(rtype);
+    sql.push(COLUMNS).push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE r.rtype = ").text_arg(rtype);
     sql.push(" AND r.id = ").text_arg(id);
     Ok(c.query_resources(&sql)?.into_iter().next())
 }
 
-pub fn read_version(
-    c: &mut dyn SqlConn,
-    rtype: &str,
-    id: &str,
-    version: u64,
-) -> Result<Option<StoredResource>> {
+pub fn read_version(c: &mut dyn SqlConn, rtype: &str, id: &str, version: u64) -> Result<Option<StoredResource>> {
     let mut sql = Sql::new(c.dialect());
-    sql.push(COLUMNS)
-        .push(" FROM resources r JOIN history h ON h.rkey = r.rkey WHERE r.rtype = ")
-        .text_arg(rtype);
-    sql.push(" AND r.id = ")
-        .text_arg(id)
-        .push(" AND h.version = ")
-        .bind(Arg::Int(version as i64));
+    sql.push(COLUMNS).push(" FROM resources r JOIN history h ON h.rkey = r.rkey WHERE r.rtype = ").text_arg(rtype);
+    sql.push(" AND r.id = ").text_arg(id).push(" AND h.version = ").bind(Arg::Int(version as i64));
     Ok(c.query_resources(&sql)?.into_iter().next())
 }
 
@@ -81,10 +61,7 @@ pub fn history(c: &mut dyn SqlConn, q: &HistoryQuery) -> Result<(Vec<StoredResou
                 sql.push(" AND r.rtype = ").text_arg(t);
             }
             HistoryScope::Instance(t, id) => {
-                sql.push(" AND r.rtype = ")
-                    .text_arg(t)
-                    .push(" AND r.id = ")
-                    .text_arg(id);
+                sql.push(" AND r.rtype = ").text_arg(t).push(" AND r.id = ").text_arg(id);
             }
         }
         if let Some(since) = q.since {
@@ -106,30 +83,19 @@ pub fn history(c: &mut dyn SqlConn, q: &HistoryQuery) -> Result<(Vec<StoredResou
 }
 
 fn first_int(rows: Vec<Vec<i64>>) -> i64 {
-    rows.into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next())
-        .unwrap_or(0)
+    rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(0)
 }
 
 pub fn search(c: &mut dyn SqlConn, q: &Query, count: usize) -> Result<SearchPage> {
     let mut rows = Sql::new(c.dialect());
-    rows.push(COLUMNS)
-        .push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE ");
+    rows.push(COLUMNS).push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE ");
     search_where(&mut rows, q);
-    rows.push(" ORDER BY r.rkey LIMIT ")
-        .bind(Arg::Int(count as i64))
-        .push(" OFFSET ")
-        .bind(Arg::Int(q.offset as i64));
+    rows.push(" ORDER BY r.rkey LIMIT ").bind(Arg::Int(count as i64)).push(" OFFSET ").bind(Arg::Int(q.offset as i64));
     let mut total = Sql::new(c.dialect());
     total.push("SELECT count(*) FROM resources r WHERE ");
     search_where(&mut total, q);
     let total = first_int(c.query_ints(&total)?) as u64;
-    let resources = if count == 0 {
-        Vec::new()
-    } else {
-        c.query_resources(&rows)?
-    };
+    let resources = if count == 0 { Vec::new() } else { c.query_resources(&rows)? };
     Ok(SearchPage { resources, total })
 }
 
@@ -137,37 +103,22 @@ pub fn search_ids(c: &mut dyn SqlConn, q: &Query, limit: usize) -> Result<Vec<St
     let mut sql = Sql::new(c.dialect());
     sql.push("SELECT r.id FROM resources r WHERE ");
     search_where(&mut sql, q);
-    sql.push(" ORDER BY r.rkey LIMIT ")
-        .bind(Arg::Int(limit as i64));
+    sql.push(" ORDER BY r.rkey LIMIT ").bind(Arg::Int(limit as i64));
     c.query_texts(&sql)
 }
 
 /// Current version and surrogate key, locking the row on PostgreSQL.
-fn current_row(
-    c: &mut dyn SqlConn,
-    rtype: &str,
-    id: &str,
-) -> Result<Option<(i64, CurrentVersion)>> {
+fn current_row(c: &mut dyn SqlConn, rtype: &str, id: &str) -> Result<Option<(i64, CurrentVersion)>> {
     let mut sql = Sql::new(c.dialect());
-    sql.push("SELECT rkey, version, deleted FROM resources WHERE rtype = ")
-        .text_arg(rtype);
+    sql.push("SELECT rkey, version, deleted FROM resources WHERE rtype = ").text_arg(rtype);
     sql.push(" AND id = ").text_arg(id);
     if c.dialect() == Dialect::Postgres {
         sql.push(" FOR UPDATE");
     }
-    Ok(c.query_ints(&sql)?
-        .into_iter()
-        .next()
-        .and_then(|r| match r.as_slice() {
-            [rkey, version, deleted] => Some((
-                *rkey,
-                CurrentVersion {
-                    version: *version as u64,
-                    deleted: *deleted != 0,
-                },
-            )),
-            _ => None,
-        }))
+    Ok(c.query_ints(&sql)?.into_iter().next().and_then(|r| match r.as_slice() {
+        [rkey, version, deleted] => Some((*rkey, CurrentVersion { version: *version as u64, deleted: *deleted != 0 })),
+        _ => None,
+    }))
 }
 
 pub fn current(c: &mut dyn SqlConn, rtype: &str, id: &str) -> Result<Option<CurrentVersion>> {
@@ -191,51 +142,28 @@ pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
         None => {
             let mut sql = Sql::new(d);
             sql.push("INSERT INTO resources (rtype, id, version, deleted, last_updated, cur_seq) VALUES (");
-            sql.text_arg(v.resource_type)
-                .push(", ")
-                .text_arg(v.id)
-                .push(", ")
-                .bind(Arg::Int(v.version as i64));
-            sql.push(", ")
-                .bind(deleted.clone())
-                .push(", ")
-                .bind(Arg::Int(v.last_updated))
-                .push(", 0) RETURNING rkey");
+            sql.text_arg(v.resource_type).push(", ").text_arg(v.id).push(", ").bind(Arg::Int(v.version as i64));
+            sql.push(", ").bind(deleted.clone()).push(", ").bind(Arg::Int(v.last_updated)).push(", 0) RETURNING rkey");
             first_int(c.query_ints(&sql)?)
         }
     };
     let mut sql = Sql::new(d);
     sql.push("INSERT INTO history (rkey, version, last_updated, method, body) VALUES (");
-    sql.bind(Arg::Int(rkey))
-        .push(", ")
-        .bind(Arg::Int(v.version as i64))
-        .push(", ")
-        .bind(Arg::Int(v.last_updated));
+    sql.bind(Arg::Int(rkey)).push(", ").bind(Arg::Int(v.version as i64)).push(", ").bind(Arg::Int(v.last_updated));
     sql.push(", ").text_arg(v.method.as_str()).push(", ");
-    sql.bind(v.body.map_or(Arg::Null, |b| Arg::Blob(b.to_vec())))
-        .push(") RETURNING seq");
+    sql.bind(v.body.map_or(Arg::Null, |b| Arg::Blob(b.to_vec()))).push(") RETURNING seq");
     let seq = first_int(c.query_ints(&sql)?);
 
     let mut sql = Sql::new(d);
-    sql.push("UPDATE resources SET version = ")
-        .bind(Arg::Int(v.version as i64));
-    sql.push(", deleted = ")
-        .bind(deleted)
-        .push(", last_updated = ")
-        .bind(Arg::Int(v.last_updated));
-    sql.push(", cur_seq = ")
-        .bind(Arg::Int(seq))
-        .push(" WHERE rkey = ")
-        .bind(Arg::Int(rkey));
+    sql.push("UPDATE resources SET version = ").bind(Arg::Int(v.version as i64));
+    sql.push(", deleted = ").bind(deleted).push(", last_updated = ").bind(Arg::Int(v.last_updated));
+    sql.push(", cur_seq = ").bind(Arg::Int(seq)).push(" WHERE rkey = ").bind(Arg::Int(rkey));
     c.execute(&sql)?;
 
     if v.version > 1 {
         for table in INDEX_TABLES {
             let mut sql = Sql::new(d);
-            sql.push("DELETE FROM ")
-                .push(table)
-                .push(" WHERE rkey = ")
-                .bind(Arg::Int(rkey));
+            sql.push("DELETE FROM ").push(table).push(" WHERE rkey = ").bind(Arg::Int(rkey));
             c.execute(&sql)?;
         }
     }

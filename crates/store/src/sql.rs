@@ -32,11 +32,7 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(dialect: Dialect) -> Self {
-        Sql {
-            text: String::new(),
-            args: Vec::new(),
-            dialect,
-        }
+        Sql { text: String::new(), args: Vec::new(), dialect }
     }
 
     /// Append text.
@@ -69,54 +65,27 @@ impl Sql {
 }
 
 /// The index table of each parameter type, and its value columns.
-pub const INDEX_TABLES: &[&str] = &[
-    "idx_token",
-    "idx_string",
-    "idx_reference",
-    "idx_date",
-    "idx_number",
-    "idx_quantity",
-    "idx_uri",
-];
+pub const INDEX_TABLES: &[&str] =
+    &["idx_token", "idx_string", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
 
 /// Table and value columns of an index entry, with their arguments (after `rkey`, `param`).
 pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
     let text = |s: &Option<String>| s.as_ref().map_or(Arg::Null, |s| Arg::Text(s.clone()));
     match &entry.value {
-        IndexValue::Token { system, code } => (
-            "idx_token",
-            "system, code",
-            vec![text(system), Arg::Text(code.clone())],
-        ),
-        IndexValue::String { value, exact } => (
-            "idx_string",
-            "value, exact",
-            vec![Arg::Text(value.clone()), Arg::Text(exact.clone())],
-        ),
-        IndexValue::Reference {
-            resource_type,
-            id,
-            url,
-        } => (
-            "idx_reference",
-            "target_type, target_id, url",
-            vec![text(resource_type), text(id), text(url)],
-        ),
-        IndexValue::Date { low, high } => (
-            "idx_date",
-            "low, high",
-            vec![Arg::Int(*low), Arg::Int(*high)],
-        ),
+        IndexValue::Token { system, code } => {
+            ("idx_token", "system, code", vec![text(system), Arg::Text(code.clone())])
+        }
+        IndexValue::String { value, exact } => {
+            ("idx_string", "value, exact", vec![Arg::Text(value.clone()), Arg::Text(exact.clone())])
+        }
+        IndexValue::Reference { resource_type, id, url } => {
+            ("idx_reference", "target_type, target_id, url", vec![text(resource_type), text(id), text(url)])
+        }
+        IndexValue::Date { low, high } => ("idx_date", "low, high", vec![Arg::Int(*low), Arg::Int(*high)]),
         IndexValue::Number(v) => ("idx_number", "value", vec![Arg::Real(*v)]),
-        IndexValue::Quantity {
-            value,
-            system,
-            code,
-        } => (
-            "idx_quantity",
-            "value, system, code",
-            vec![Arg::Real(*value), text(system), text(code)],
-        ),
+        IndexValue::Quantity { value, system, code } => {
+            ("idx_quantity", "value, system, code", vec![Arg::Real(*value), text(system), text(code)])
+        }
         IndexValue::Uri(v) => ("idx_uri", "value", vec![Arg::Text(v.clone())]),
     }
 }
@@ -125,11 +94,7 @@ pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
 pub fn index_insert(dialect: Dialect, rkey: i64, entry: &IndexEntry) -> Sql {
     let (table, cols, args) = index_row(entry);
     let mut sql = Sql::new(dialect);
-    sql.push("INSERT INTO ")
-        .push(table)
-        .push(" (rkey, param, ")
-        .push(cols)
-        .push(") VALUES (");
+    sql.push("INSERT INTO ").push(table).push(" (rkey, param, ").push(cols).push(") VALUES (");
     sql.bind(Arg::Int(rkey)).push(", ").text_arg(entry.param);
     for a in args {
         sql.push(", ").bind(a);
@@ -153,8 +118,7 @@ fn table_of(clause: &Clause) -> &'static str {
 
 /// The condition selecting current resources of a query: type, not deleted, every clause.
 pub fn search_where(sql: &mut Sql, query: &Query) {
-    sql.push("r.rtype = ")
-        .text_arg(query.resource_type.as_str());
+    sql.push("r.rtype = ").text_arg(query.resource_type.as_str());
     sql.push(" AND r.deleted = ").bind(Arg::Int(0));
     for clause in &query.clauses {
         sql.push(" AND (");
@@ -171,14 +135,8 @@ pub fn search_where(sql: &mut Sql, query: &Query) {
 fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate) {
     let table = table_of(clause);
     let open = |sql: &mut Sql, negate: bool| {
-        sql.push(if negate {
-            "NOT EXISTS (SELECT 1 FROM "
-        } else {
-            "EXISTS (SELECT 1 FROM "
-        });
-        sql.push(table)
-            .push(" x WHERE x.rkey = r.rkey AND x.param = ")
-            .text_arg(clause.param);
+        sql.push(if negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
+        sql.push(table).push(" x WHERE x.rkey = r.rkey AND x.param = ").text_arg(clause.param);
     };
     match p {
         Predicate::Missing(missing) => {
@@ -199,34 +157,17 @@ fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate) {
                 }
             }
         }
-        Predicate::String {
-            value,
-            exact,
-            contains,
-        } => {
+        Predicate::String { value, exact, contains } => {
             open(sql, false);
             if *exact {
                 sql.push(" AND x.exact = ").text_arg(value);
             } else {
-                let escaped = value
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                let pattern = if *contains {
-                    format!("%{escaped}%")
-                } else {
-                    format!("{escaped}%")
-                };
-                sql.push(" AND x.value LIKE ")
-                    .text_arg(&pattern)
-                    .push(" ESCAPE '\\'");
+                let escaped = value.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                let pattern = if *contains { format!("%{escaped}%") } else { format!("{escaped}%") };
+                sql.push(" AND x.value LIKE ").text_arg(&pattern).push(" ESCAPE '\\'");
             }
         }
-        Predicate::Reference {
-            resource_type,
-            id,
-            url,
-        } => {
+        Predicate::Reference { resource_type, id, url } => {
             open(sql, false);
             if let Some(u) = url {
                 sql.push(" AND x.url = ").text_arg(u);
@@ -244,10 +185,7 @@ fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate) {
             let (l, h) = (Arg::Int(*low), Arg::Int(*high));
             match prefix {
                 DatePrefix::Eq | DatePrefix::Ne => {
-                    sql.push(" AND x.low >= ")
-                        .bind(l)
-                        .push(" AND x.high <= ")
-                        .bind(h);
+                    sql.push(" AND x.low >= ").bind(l).push(" AND x.high <= ").bind(h);
                 }
                 DatePrefix::Gt => {
                     sql.push(" AND x.high > ").bind(h);
@@ -268,10 +206,7 @@ fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate) {
                     sql.push(" AND x.high < ").bind(l);
                 }
                 DatePrefix::Ap => {
-                    sql.push(" AND x.low <= ")
-                        .bind(h)
-                        .push(" AND x.high >= ")
-                        .bind(l);
+                    sql.push(" AND x.low <= ").bind(h).push(" AND x.high >= ").bind(l);
                 }
             }
         }

@@ -6,8 +6,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 
 use fhirpath::{Expr, Item};
 
-static CACHE: LazyLock<RwLock<HashMap<String, Option<Arc<Expr>>>>> =
-    LazyLock::new(|| RwLock::new(HashMap::new()));
+static CACHE: LazyLock<RwLock<HashMap<String, Option<Arc<Expr>>>>> = LazyLock::new(|| RwLock::new(HashMap::new()));
 
 /// The parsed expression, or `None` if it uses FHIRPath we do not support yet.
 pub fn compiled(expression: &str) -> Option<Arc<Expr>> {

@@ -17,10 +17,7 @@ pub use primitive::check_primitive;
 
 /// Validate a resource; returns every issue found (empty when valid).
 pub fn validate_resource(resource: &Value) -> Vec<Issue> {
-    let mut v = Validator {
-        issues: Vec::new(),
-        resources: Vec::new(),
-    };
+    let mut v = Validator { issues: Vec::new(), resources: Vec::new() };
     v.resource(resource, "", true);
     v.issues
 }
@@ -53,40 +50,21 @@ impl<'a> Validator<'a> {
     fn resource(&mut self, value: &'a Value, path: &str, root: bool) {
         let Some(obj) = value.as_object() else {
             let at = if path.is_empty() { "$" } else { path };
-            self.error(
-                IssueType::Structure,
-                at,
-                "A resource must be a JSON object".into(),
-            );
+            self.error(IssueType::Structure, at, "A resource must be a JSON object".into());
             return;
         };
         let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
             let at = if path.is_empty() { "$" } else { path };
-            self.error(
-                IssueType::Required,
-                at,
-                "The property 'resourceType' is missing".into(),
-            );
+            self.error(IssueType::Required, at, "The property 'resourceType' is missing".into());
             return;
         };
         let Some(ty) = spec().resource_type(rt).and_then(|n| spec().type_def(n)) else {
             let at = if path.is_empty() { rt } else { path };
-            self.error(
-                IssueType::NotSupported,
-                at,
-                format!("'{rt}' is not a FHIR R4 resource type"),
-            );
+            self.error(IssueType::NotSupported, at, format!("'{rt}' is not a FHIR R4 resource type"));
             return;
         };
-        let here = if root || path.is_empty() {
-            rt.to_string()
-        } else {
-            path.to_string()
-        };
-        let contained = path
-            .rsplit('.')
-            .next()
-            .is_some_and(|last| last.starts_with("contained["));
+        let here = if root || path.is_empty() { rt.to_string() } else { path.to_string() };
+        let contained = path.rsplit('.').next().is_some_and(|last| last.starts_with("contained["));
         self.resources.push((value, contained));
         self.object(obj, Ctx { ty, prefix: "" }, &here, true);
         self.invariants(&ty.constraints, value, rt, "", &here);
@@ -99,11 +77,7 @@ impl<'a> Validator<'a> {
     /// Validate the properties of a JSON object against the children of `ctx`.
     fn object(&mut self, obj: &'a Map<String, Value>, ctx: Ctx<'_>, path: &str, is_resource: bool) {
         if obj.is_empty() && !is_resource {
-            self.error(
-                IssueType::Invalid,
-                path,
-                "An element must have a value or children (ele-1)".into(),
-            );
+            self.error(IssueType::Invalid, path, "An element must have a value or children (ele-1)".into());
             return;
         }
         let mut seen_choice: Vec<(&str, &str)> = Vec::new();
@@ -119,10 +93,7 @@ impl<'a> Validator<'a> {
                 self.error(
                     IssueType::Structure,
                     &format!("{path}.{key}"),
-                    format!(
-                        "Unrecognized property '{key}' (not an element of {})",
-                        type_label(ctx)
-                    ),
+                    format!("Unrecognized property '{key}' (not an element of {})", type_label(ctx)),
                 );
                 continue;
             };
@@ -130,10 +101,7 @@ impl<'a> Validator<'a> {
                 type_code = "id".to_string(); // Resource.id: the snapshot says System.String
             }
             if el.choice {
-                if let Some((_, other)) = seen_choice
-                    .iter()
-                    .find(|(n, k)| *n == el.name && *k != name)
-                {
+                if let Some((_, other)) = seen_choice.iter().find(|(n, k)| *n == el.name && *k != name) {
                     let msg = format!(
                         "Only one of the choices for '{}[x]' may be given; found '{other}' and '{name}'",
                         el.name
@@ -147,9 +115,7 @@ impl<'a> Validator<'a> {
                 self.error(
                     IssueType::Structure,
                     &format!("{path}.{key}"),
-                    format!(
-                        "'{key}' is only allowed for primitive elements; '{name}' is a {type_code}"
-                    ),
+                    format!("'{key}' is only allowed for primitive elements; '{name}' is a {type_code}"),
                 );
                 continue;
             }
@@ -165,26 +131,15 @@ impl<'a> Validator<'a> {
                         continue;
                     }
                     if items.is_empty() {
-                        self.error(
-                            IssueType::Structure,
-                            &elem_path,
-                            format!("Array '{key}' must not be empty"),
-                        );
+                        self.error(IssueType::Structure, &elem_path, format!("Array '{key}' must not be empty"));
                     }
-                    let partner = obj
-                        .get(&partner_key(key, companion))
-                        .and_then(Value::as_array);
+                    let partner = obj.get(&partner_key(key, companion)).and_then(Value::as_array);
                     for (i, item) in items.iter().enumerate() {
                         let item_path = format!("{elem_path}[{i}]");
                         if item.is_null() {
-                            let partner_has =
-                                partner.and_then(|p| p.get(i)).is_some_and(|p| !p.is_null());
+                            let partner_has = partner.and_then(|p| p.get(i)).is_some_and(|p| !p.is_null());
                             if !(primitive && partner_has) {
-                                self.error(
-                                    IssueType::Structure,
-                                    &item_path,
-                                    "null is not a valid value here".into(),
-                                );
+                                self.error(IssueType::Structure, &item_path, "null is not a valid value here".into());
                             }
                             continue;
                         }
@@ -192,17 +147,9 @@ impl<'a> Validator<'a> {
                     }
                 }
                 _ if el.is_array() => {
-                    self.error(
-                        IssueType::Structure,
-                        &elem_path,
-                        format!("'{key}' repeats and must be a JSON array"),
-                    );
+                    self.error(IssueType::Structure, &elem_path, format!("'{key}' repeats and must be a JSON array"));
                 }
-                Value::Null => self.error(
-                    IssueType::Structure,
-                    &elem_path,
-                    "null is not a valid value here".into(),
-                ),
+                Value::Null => self.error(IssueType::Structure, &elem_path, "null is not a valid value here".into()),
                 _ => self.value(value, el, &type_code, ctx, &elem_path, companion),
             }
         }
@@ -214,19 +161,11 @@ impl<'a> Validator<'a> {
         for el in ctx.ty.children(ctx.prefix) {
             let count = count_values(obj, el);
             if count < el.min as usize {
-                let name = if el.choice {
-                    format!("{}[x]", el.name)
-                } else {
-                    el.name.clone()
-                };
+                let name = if el.choice { format!("{}[x]", el.name) } else { el.name.clone() };
                 self.error(
                     IssueType::Required,
                     &format!("{path}.{name}"),
-                    format!(
-                        "'{name}' is required ({} minimum) but missing in {}",
-                        el.min,
-                        type_label(ctx)
-                    ),
+                    format!("'{name}' is required ({} minimum) but missing in {}", el.min, type_label(ctx)),
                 );
             }
             if let Some(max) = el.max
@@ -243,24 +182,12 @@ impl<'a> Validator<'a> {
     }
 
     /// Validate one value of an element whose (resolved) type is `type_code`.
-    fn value(
-        &mut self,
-        value: &'a Value,
-        el: &ElementDef,
-        type_code: &str,
-        ctx: Ctx<'_>,
-        path: &str,
-        companion: bool,
-    ) {
+    fn value(&mut self, value: &'a Value, el: &ElementDef, type_code: &str, ctx: Ctx<'_>, path: &str, companion: bool) {
         if companion {
             // `_name`: an Element with id/extension only.
             match (value.as_object(), spec().type_def("Element")) {
                 (Some(obj), Some(ty)) => self.object(obj, Ctx { ty, prefix: "" }, path, false),
-                _ => self.error(
-                    IssueType::Structure,
-                    path,
-                    "A primitive's '_' companion must be an object".into(),
-                ),
+                _ => self.error(IssueType::Structure, path, "A primitive's '_' companion must be an object".into()),
             }
             return;
         }
@@ -282,66 +209,39 @@ impl<'a> Validator<'a> {
             self.invariants(&el.constraints, value, type_code, "", path);
             return;
         }
-        if type_code == "Resource"
-            || spec()
-                .type_def(type_code)
-                .is_some_and(|t| t.kind == TypeKind::Resource)
-        {
+        if type_code == "Resource" || spec().type_def(type_code).is_some_and(|t| t.kind == TypeKind::Resource) {
             self.resource(value, path, false);
             if let Some(rt) = value.get("resourceType").and_then(Value::as_str)
                 && type_code != "Resource"
                 && rt != type_code
             {
-                self.error(
-                    IssueType::Structure,
-                    path,
-                    format!("Expected a {type_code} here, found a {rt}"),
-                );
+                self.error(IssueType::Structure, path, format!("Expected a {type_code} here, found a {rt}"));
             }
             return;
         }
         let Some(obj) = value.as_object() else {
-            self.error(
-                IssueType::Structure,
-                path,
-                format!("'{}' must be a JSON object ({type_code})", el.name),
-            );
+            self.error(IssueType::Structure, path, format!("'{}' must be a JSON object ({type_code})", el.name));
             return;
         };
         if obj.is_empty() {
-            self.error(
-                IssueType::Invalid,
-                path,
-                "An element must have a value or children (ele-1)".into(),
-            );
+            self.error(IssueType::Invalid, path, "An element must have a value or children (ele-1)".into());
             return;
         }
         // Inline backbone elements and content references stay in the same type definition.
         let key = el.path.trim_end_matches("[x]");
         let inline = match &el.content_reference {
             Some(target) => Some(target.as_str()),
-            None if ctx.ty.has_children(key)
-                && matches!(type_code, "BackboneElement" | "Element") =>
-            {
-                Some(key)
-            }
+            None if ctx.ty.has_children(key) && matches!(type_code, "BackboneElement" | "Element") => Some(key),
             None => None,
         };
         if let Some(prefix) = inline {
             self.object(obj, Ctx { ty: ctx.ty, prefix }, path, false);
-            let target = ctx
-                .ty
-                .element(prefix)
-                .map_or(&el.constraints, |t| &t.constraints);
+            let target = ctx.ty.element(prefix).map_or(&el.constraints, |t| &t.constraints);
             self.invariants(target, value, &ctx.ty.name, prefix, path);
             return;
         }
         let Some(ty) = spec().type_def(type_code) else {
-            self.error(
-                IssueType::Exception,
-                path,
-                format!("Unknown data type '{type_code}'"),
-            );
+            self.error(IssueType::Exception, path, format!("Unknown data type '{type_code}'"));
             return;
         };
         self.object(obj, Ctx { ty, prefix: "" }, path, false);
@@ -352,52 +252,29 @@ impl<'a> Validator<'a> {
 
     /// Evaluate invariants on one instance; a `false` result is an error. Invariants our
     /// FHIRPath engine cannot evaluate yet are skipped.
-    fn invariants(
-        &mut self,
-        constraints: &[Constraint],
-        node: &'a Value,
-        owner: &str,
-        prefix: &str,
-        path: &str,
-    ) {
+    fn invariants(&mut self, constraints: &[Constraint], node: &'a Value, owner: &str, prefix: &str, path: &str) {
         if constraints.is_empty() {
             return;
         }
         let Some(&(resource, _)) = self.resources.last() else {
             return;
         };
-        let root = self
-            .resources
-            .iter()
-            .rev()
-            .find(|(_, contained)| !contained)
-            .map_or(resource, |(r, _)| *r);
+        let root = self.resources.iter().rev().find(|(_, contained)| !contained).map_or(resource, |(r, _)| *r);
         for c in constraints {
             let Some(expr) = invariant::compiled(&c.expression) else {
                 continue;
             };
-            let Ok(items) = fhirpath::evaluate_on(&expr, node, owner, prefix, resource, root)
-            else {
+            let Ok(items) = fhirpath::evaluate_on(&expr, node, owner, prefix, resource, root) else {
                 continue;
             };
             if !invariant::passes(&items) {
-                self.error(
-                    IssueType::Invariant,
-                    path,
-                    format!("Constraint failed: {}: {}", c.key, c.human),
-                );
+                self.error(IssueType::Invariant, path, format!("Constraint failed: {}: {}", c.key, c.human));
             }
         }
     }
 
     /// Rules of particular data types that the structure alone does not express.
-    fn datatype_rules(
-        &mut self,
-        type_code: &str,
-        obj: &Map<String, Value>,
-        el: &ElementDef,
-        path: &str,
-    ) {
+    fn datatype_rules(&mut self, type_code: &str, obj: &Map<String, Value>, el: &ElementDef, path: &str) {
         match type_code {
             "Reference" => {
                 if let Some(r) = obj.get("reference").and_then(Value::as_str) {
@@ -405,7 +282,9 @@ impl<'a> Validator<'a> {
                         None => self.error(
                             IssueType::Value,
                             &format!("{path}.reference"),
-                            format!("'{r}' is not a valid reference (expected Type/id, an absolute URL, #id or urn:uuid:)"),
+                            format!(
+                                "'{r}' is not a valid reference (expected Type/id, an absolute URL, #id or urn:uuid:)"
+                            ),
                         ),
                         Some(Reference::Literal { resource_type, .. }) => {
                             let ok = el.targets.is_empty()
@@ -426,24 +305,18 @@ impl<'a> Validator<'a> {
                 }
             }
             "Extension" => {
-                let has_value = obj
-                    .keys()
-                    .any(|k| k.starts_with("value") || k.starts_with("_value"));
+                let has_value = obj.keys().any(|k| k.starts_with("value") || k.starts_with("_value"));
                 let has_ext = obj.contains_key("extension");
                 if has_value == has_ext {
                     self.error(
                         IssueType::Invariant,
                         path,
-                        "An extension must have either extensions or a value[x], not both (ext-1)"
-                            .into(),
+                        "An extension must have either extensions or a value[x], not both (ext-1)".into(),
                     );
                 }
             }
             "Coding" => {
-                if let (Some(vs), Some(code)) = (
-                    &el.required_binding,
-                    obj.get("code").and_then(Value::as_str),
-                ) {
+                if let (Some(vs), Some(code)) = (&el.required_binding, obj.get("code").and_then(Value::as_str)) {
                     let system = obj.get("system").and_then(Value::as_str);
                     self.binding(vs, system, code, &format!("{path}.code"));
                 }
@@ -458,18 +331,15 @@ impl<'a> Validator<'a> {
                 let size = obj.get("size").and_then(Value::as_u64);
                 if let (Some(data), Some(size)) = (data, size) {
                     let clean = data.bytes().filter(|b| !b.is_ascii_whitespace()).count();
-                    let pad = data
-                        .trim_end()
-                        .bytes()
-                        .rev()
-                        .take_while(|b| *b == b'=')
-                        .count();
+                    let pad = data.trim_end().bytes().rev().take_while(|b| *b == b'=').count();
                     let actual = (clean / 4 * 3).saturating_sub(pad) as u64;
                     if actual != size {
                         self.error(
                             IssueType::Value,
                             &format!("{path}.size"),
-                            format!("The stated attachment size {size} does not match the size of the data ({actual} bytes)"),
+                            format!(
+                                "The stated attachment size {size} does not match the size of the data ({actual} bytes)"
+                            ),
                         );
                     }
                 }
@@ -482,11 +352,7 @@ impl<'a> Validator<'a> {
         let Some(vs) = spec().value_set(vs_url) else {
             return;
         };
-        let codings = obj
-            .get("coding")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let codings = obj.get("coding").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
         if codings.is_empty() {
             return;
         }
@@ -502,9 +368,7 @@ impl<'a> Validator<'a> {
         self.error(
             IssueType::CodeInvalid,
             &format!("{path}.coding"),
-            format!(
-                "None of the codings provided are in the value set '{vs_url}' (required binding)"
-            ),
+            format!("None of the codings provided are in the value set '{vs_url}' (required binding)"),
         );
     }
 
@@ -517,9 +381,7 @@ impl<'a> Validator<'a> {
             self.error(
                 IssueType::CodeInvalid,
                 path,
-                format!(
-                    "The code '{sys}{code}' is not in the value set '{vs_url}' (required binding)"
-                ),
+                format!("The code '{sys}{code}' is not in the value set '{vs_url}' (required binding)"),
             );
         }
     }
@@ -527,26 +389,11 @@ impl<'a> Validator<'a> {
     /// Bundle rules (bdl-*) that matter for storage.
     fn bundle_rules(&mut self, obj: &Map<String, Value>, path: &str) {
         let kind = obj.get("type").and_then(Value::as_str).unwrap_or_default();
-        let entries = obj
-            .get("entry")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let entries = obj.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
         let mut relations: Vec<&str> = Vec::new();
-        for (i, l) in obj
-            .get("link")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, l) in obj.get("link").and_then(Value::as_array).into_iter().flatten().enumerate() {
             if let Some(rel) = l.get("relation").and_then(Value::as_str) {
-                if relations.contains(&rel)
-                    && matches!(
-                        rel,
-                        "self" | "first" | "last" | "next" | "previous" | "prev"
-                    )
-                {
+                if relations.contains(&rel) && matches!(rel, "self" | "first" | "last" | "next" | "previous" | "prev") {
                     self.error(
                         IssueType::Invariant,
                         &format!("{path}.link[{i}]"),
@@ -571,18 +418,16 @@ impl<'a> Validator<'a> {
             let has_response = e.get("response").is_some();
             let needs_request = matches!(kind, "transaction" | "batch" | "history");
             if needs_request && !has_request {
+                self.error(IssueType::Invariant, &at, format!("entry.request is mandatory in a {kind} bundle (bdl-3)"));
+            }
+            if !needs_request && has_request && kind != "transaction-response" {
                 self.error(
                     IssueType::Invariant,
                     &at,
-                    format!("entry.request is mandatory in a {kind} bundle (bdl-3)"),
+                    "entry.request is only allowed in batch, transaction or history bundles (bdl-3)".to_string(),
                 );
             }
-            if !needs_request && has_request && kind != "transaction-response" {
-                self.error(IssueType::Invariant, &at, "entry.request is only allowed in batch, transaction or history bundles (bdl-3)".to_string());
-            }
-            if has_response
-                && !matches!(kind, "transaction-response" | "batch-response" | "history")
-            {
+            if has_response && !matches!(kind, "transaction-response" | "batch-response" | "history") {
                 self.error(
                     IssueType::Invariant,
                     &at,
@@ -590,72 +435,43 @@ impl<'a> Validator<'a> {
                 );
             }
             if e.get("search").is_some() && kind != "searchset" {
-                self.error(
-                    IssueType::Invariant,
-                    &at,
-                    "entry.search is only allowed in a searchset (bdl-2)".into(),
-                );
+                self.error(IssueType::Invariant, &at, "entry.search is only allowed in a searchset (bdl-2)".into());
             }
         }
         if obj.contains_key("total") && !matches!(kind, "searchset" | "history") {
-            self.error(
-                IssueType::Invariant,
-                path,
-                "total is only allowed in a searchset or history (bdl-1)".into(),
-            );
+            self.error(IssueType::Invariant, path, "total is only allowed in a searchset or history (bdl-1)".into());
         }
     }
 }
 
 fn type_label(ctx: Ctx<'_>) -> String {
-    if ctx.prefix.is_empty() {
-        ctx.ty.name.clone()
-    } else {
-        format!("{}.{}", ctx.ty.name, ctx.prefix)
-    }
+    if ctx.prefix.is_empty() { ctx.ty.name.clone() } else { format!("{}.{}", ctx.ty.name, ctx.prefix) }
 }
 
 fn partner_key(key: &str, companion: bool) -> String {
-    if companion {
-        key.trim_start_matches('_').to_string()
-    } else {
-        format!("_{key}")
-    }
+    if companion { key.trim_start_matches('_').to_string() } else { format!("_{key}") }
 }
 
 fn is_primitive(type_code: &str) -> bool {
-    spec()
-        .type_def(type_code)
-        .is_some_and(|t| t.kind == TypeKind::Primitive)
+    spec().type_def(type_code).is_some_and(|t| t.kind == TypeKind::Primitive)
 }
 
 /// Resolve a JSON property name to its element and concrete type (choice types by suffix).
 fn find_element<'a>(ctx: Ctx<'a>, name: &str) -> Option<(&'a ElementDef, String)> {
     let full = |n: &str| {
-        if ctx.prefix.is_empty() {
-            n.to_string()
-        } else {
-            format!("{}.{n}", ctx.prefix)
-        }
+        if ctx.prefix.is_empty() { n.to_string() } else { format!("{}.{n}", ctx.prefix) }
     };
     if let Some(el) = ctx.ty.element(&full(name))
         && !el.choice
     {
-        let t = el
-            .types
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "BackboneElement".into());
+        let t = el.types.first().cloned().unwrap_or_else(|| "BackboneElement".into());
         return Some((el, t));
     }
-    ctx.ty
-        .children(ctx.prefix)
-        .filter(|el| el.choice)
-        .find_map(|el| {
-            let suffix = name.strip_prefix(el.name.as_str())?;
-            let t = el.types.iter().find(|t| upper_first(t) == suffix)?;
-            Some((el, t.clone()))
-        })
+    ctx.ty.children(ctx.prefix).filter(|el| el.choice).find_map(|el| {
+        let suffix = name.strip_prefix(el.name.as_str())?;
+        let t = el.types.iter().find(|t| upper_first(t) == suffix)?;
+        Some((el, t.clone()))
+    })
 }
 
 fn upper_first(s: &str) -> String {
@@ -677,8 +493,7 @@ fn count_values(obj: &Map<String, Value>, el: &ElementDef) -> usize {
         obj.keys()
             .filter(|k| {
                 let k = k.trim_start_matches('_');
-                k.strip_prefix(el.name.as_str())
-                    .is_some_and(|s| el.types.iter().any(|t| upper_first(t) == s))
+                k.strip_prefix(el.name.as_str()).is_some_and(|s| el.types.iter().any(|t| upper_first(t) == s))
             })
             .count()
             .min(1)

@@ -6,10 +6,7 @@ use serde_json::Value;
 /// Check a JSON value against a primitive type; `Err` says what is wrong in words.
 pub fn check_primitive(type_code: &str, value: &Value) -> Result<(), String> {
     match type_code {
-        "boolean" => value
-            .is_boolean()
-            .then_some(())
-            .ok_or_else(|| expected("a JSON boolean", value)),
+        "boolean" => value.is_boolean().then_some(()).ok_or_else(|| expected("a JSON boolean", value)),
         "integer" | "positiveInt" | "unsignedInt" => {
             let n = value
                 .as_number()
@@ -26,14 +23,9 @@ pub fn check_primitive(type_code: &str, value: &Value) -> Result<(), String> {
             }
             Ok(())
         }
-        "decimal" => value
-            .is_number()
-            .then_some(())
-            .ok_or_else(|| expected("a JSON number", value)),
+        "decimal" => value.is_number().then_some(()).ok_or_else(|| expected("a JSON number", value)),
         _ => {
-            let s = value
-                .as_str()
-                .ok_or_else(|| expected("a JSON string", value))?;
+            let s = value.as_str().ok_or_else(|| expected("a JSON string", value))?;
             check_string(type_code, s)
         }
     }
@@ -52,40 +44,26 @@ fn expected(what: &str, value: &Value) -> String {
 }
 
 fn check_string(type_code: &str, s: &str) -> Result<(), String> {
-    let bad = |what: &str| {
-        Err(format!(
-            "'{}' is not a valid {type_code} ({what})",
-            truncate(s)
-        ))
-    };
+    let bad = |what: &str| Err(format!("'{}' is not a valid {type_code} ({what})", truncate(s)));
     if s.is_empty() {
-        return Err(format!(
-            "An empty string is not a valid {type_code}; omit the element instead"
-        ));
+        return Err(format!("An empty string is not a valid {type_code}; omit the element instead"));
     }
     match type_code {
         "string" | "markdown" => {
             if s.len() > 1024 * 1024 {
-                return Err(format!(
-                    "The {type_code} is longer than the permitted maximum of 1 MiB"
-                ));
+                return Err(format!("The {type_code} is longer than the permitted maximum of 1 MiB"));
             }
             if s.trim().is_empty() {
                 return bad("whitespace only");
             }
-            if s.chars()
-                .any(|c| c < ' ' && !matches!(c, '\r' | '\n' | '\t'))
-            {
+            if s.chars().any(|c| c < ' ' && !matches!(c, '\r' | '\n' | '\t')) {
                 return bad("contains control characters below U+0020");
             }
         }
         "code" => {
             // the grammar's \s is ASCII whitespace (Java regex semantics)
             let ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c');
-            if s.trim_matches(ws) != s
-                || s.contains("  ")
-                || s.contains(['\t', '\n', '\r', '\x0b', '\x0c'])
-            {
+            if s.trim_matches(ws) != s || s.contains("  ") || s.contains(['\t', '\n', '\r', '\x0b', '\x0c']) {
                 return bad("codes have no leading, trailing or repeated whitespace");
             }
         }
@@ -99,9 +77,7 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
             // a malformed UUID URI is an error; upper case is tolerated here (the R4
             // examples use it), unlike in the `uuid` type itself
             let plain = s.split('|').next().unwrap_or(s);
-            if plain.starts_with("urn:uuid:")
-                && check_string("uuid", &plain.to_ascii_lowercase()).is_err()
-            {
+            if plain.starts_with("urn:uuid:") && check_string("uuid", &plain.to_ascii_lowercase()).is_err() {
                 return bad("urn:uuid: must be followed by a UUID (8-4-4-4-12 hex digits)");
             }
         }
@@ -111,9 +87,7 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
                 matches!(parts.next(), Some("0" | "1" | "2"))
                     && rest.contains('.')
                     && parts.all(|p| {
-                        !p.is_empty()
-                            && p.bytes().all(|b| b.is_ascii_digit())
-                            && (p == "0" || !p.starts_with('0'))
+                        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'))
                     })
             });
             if !ok {
@@ -137,9 +111,7 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
         }
         "base64Binary" => {
             let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-            let body_ok = clean
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+            let body_ok = clean.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
             let pad = clean.iter().rev().take_while(|b| **b == b'=').count();
             let inner_pad = clean.iter().filter(|b| **b == b'=').count() != pad;
             if !body_ok || !clean.len().is_multiple_of(4) || pad > 2 || inner_pad {
@@ -150,9 +122,7 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
             return bad("expected YYYY, YYYY-MM or YYYY-MM-DD");
         }
         "dateTime" if !is_date_time(s, false) => {
-            return bad(
-                "expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a time zone",
-            );
+            return bad("expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a time zone");
         }
         "instant" if !is_date_time(s, true) => {
             return bad("expected YYYY-MM-DDThh:mm:ss[.fff] with a time zone (Z or +hh:mm)");
@@ -175,14 +145,11 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
 /// scripts, frames, objects, forms or event-handler attributes.
 pub fn unsafe_xhtml(s: &str) -> Option<String> {
     let lower = s.to_ascii_lowercase();
-    for tag in [
-        "<script", "<iframe", "<object", "<embed", "<form", "<frame", "<applet", "<base", "<link",
-        "<meta", "<style",
-    ] {
+    for tag in
+        ["<script", "<iframe", "<object", "<embed", "<form", "<frame", "<applet", "<base", "<link", "<meta", "<style"]
+    {
         if lower.contains(tag) {
-            return Some(format!(
-                "The narrative contains '{tag}>', which the FHIR XHTML subset does not allow"
-            ));
+            return Some(format!("The narrative contains '{tag}>', which the FHIR XHTML subset does not allow"));
         }
     }
     let bytes = lower.as_bytes();
@@ -194,9 +161,7 @@ pub fn unsafe_xhtml(s: &str) -> Option<String> {
                 && rest[name.len()..].trim_start().starts_with('=')
                 && lower[..i].rfind('<') > lower[..i].rfind('>')
             {
-                return Some(format!(
-                    "The narrative has an event handler attribute 'on{name}', which is not allowed"
-                ));
+                return Some(format!("The narrative has an event handler attribute 'on{name}', which is not allowed"));
             }
         }
     }
@@ -207,17 +172,11 @@ pub fn unsafe_xhtml(s: &str) -> Option<String> {
 }
 
 fn truncate(s: &str) -> String {
-    if s.chars().count() > 60 {
-        format!("{}…", s.chars().take(60).collect::<String>())
-    } else {
-        s.to_string()
-    }
+    if s.chars().count() > 60 { format!("{}…", s.chars().take(60).collect::<String>()) } else { s.to_string() }
 }
 
 fn digits(s: &str, n: usize) -> Option<u32> {
-    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| s.parse().ok())
-        .flatten()
+    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
 }
 
 /// (year, month, day) with the missing parts as `None`.
@@ -303,14 +262,7 @@ mod tests {
         for ok in ["2024", "2024-02", "2024-02-29"] {
             assert!(check_primitive("date", &json!(ok)).is_ok(), "{ok}");
         }
-        for bad in [
-            "2023-02-29",
-            "24",
-            "2024-13",
-            "2024-1-01",
-            "2024-01-01T10:00:00Z",
-            "",
-        ] {
+        for bad in ["2023-02-29", "24", "2024-13", "2024-1-01", "2024-01-01T10:00:00Z", ""] {
             assert!(check_primitive("date", &json!(bad)).is_err(), "{bad}");
         }
         assert!(check_primitive("dateTime", &json!("2015-02-07T13:28:17.239+02:00")).is_ok());
@@ -326,13 +278,7 @@ mod tests {
         assert!(check_primitive("id", &json!("a_b")).is_err());
         assert!(check_primitive("uri", &json!("a b")).is_err());
         assert!(check_primitive("oid", &json!("urn:oid:1.2.3")).is_ok());
-        assert!(
-            check_primitive(
-                "uuid",
-                &json!("urn:uuid:A0000000-0000-0000-0000-000000000000")
-            )
-            .is_err()
-        );
+        assert!(check_primitive("uuid", &json!("urn:uuid:A0000000-0000-0000-0000-000000000000")).is_err());
         assert!(check_primitive("base64Binary", &json!("aGVsbG8=")).is_ok());
         assert!(check_primitive("base64Binary", &json!("aGVsbG8")).is_err());
     }

@@ -4,11 +4,7 @@ use super::*;
 use serde_json::json;
 
 fn errors(v: Value) -> Vec<(String, String)> {
-    validate_resource(&v)
-        .into_iter()
-        .filter(Issue::is_error)
-        .map(|i| (i.expression.join(","), i.diagnostics))
-        .collect()
+    validate_resource(&v).into_iter().filter(Issue::is_error).map(|i| (i.expression.join(","), i.diagnostics)).collect()
 }
 
 #[test]
@@ -58,22 +54,13 @@ fn each_kind_of_error_is_pointed_at() {
 fn choice_types_contained_and_nested_resources() {
     let o = json!({"resourceType": "Observation", "status": "final", "code": {"text": "t"},
         "valueQuantity": {"value": 1.5, "unit": "kg"}, "valueFoo": 1});
-    assert_eq!(
-        errors(o).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
-        vec!["Observation.valueFoo"]
-    );
+    assert_eq!(errors(o).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["Observation.valueFoo"]);
     let b = json!({"resourceType": "Bundle", "type": "collection",
         "entry": [{"resource": {"resourceType": "Patient", "active": "yes"}}]});
-    assert_eq!(
-        errors(b).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
-        vec!["Bundle.entry[0].resource.active"]
-    );
+    assert_eq!(errors(b).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["Bundle.entry[0].resource.active"]);
     let q = json!({"resourceType": "Questionnaire", "status": "draft",
         "item": [{"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "nonsense"}]}]});
-    assert_eq!(
-        errors(q).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
-        vec!["Questionnaire.item[0].item[0].type"]
-    );
+    assert_eq!(errors(q).iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["Questionnaire.item[0].item[0].type"]);
 }
 
 #[test]
@@ -129,41 +116,22 @@ fn nearly_every_invariant_is_evaluable() {
         }
     }
     println!("invariants evaluable: {parsed}/{total}; not yet: {unsupported:?}");
-    assert!(
-        parsed * 100 >= total * 95,
-        "{parsed}/{total}: {unsupported:?}"
-    );
+    assert!(parsed * 100 >= total * 95, "{parsed}/{total}: {unsupported:?}");
 }
 
 #[test]
 fn invariants_are_enforced() {
-    let e = errors(
-        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+    let e = errors(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
         "effectivePeriod": {"start": "2024-05-02", "end": "2024-05-01"},
-        "referenceRange": [{"text": "n"}, {"appliesTo": [{"text": "adults"}]}]}),
-    );
+        "referenceRange": [{"text": "n"}, {"appliesTo": [{"text": "adults"}]}]}));
     let texts: Vec<String> = e.iter().map(|(p, d)| format!("{p}: {d}")).collect();
+    assert!(texts.iter().any(|t| t.starts_with("Observation.effectivePeriod: Constraint failed: per-1")), "{texts:?}");
     assert!(
-        texts
-            .iter()
-            .any(|t| t.starts_with("Observation.effectivePeriod: Constraint failed: per-1")),
+        texts.iter().any(|t| t.starts_with("Observation.referenceRange[1]: Constraint failed: obs-3")),
         "{texts:?}"
     );
-    assert!(
-        texts
-            .iter()
-            .any(|t| t.starts_with("Observation.referenceRange[1]: Constraint failed: obs-3")),
-        "{texts:?}"
-    );
-    assert!(
-        !texts
-            .iter()
-            .any(|t| t.starts_with("Observation.referenceRange[0]")),
-        "{texts:?}"
-    );
-    let p = json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o1", "name": "x"}]});
-    assert!(
-        errors(p).iter().any(|(_, d)| d.contains("dom-3")),
-        "an unreferenced contained resource"
-    );
+    assert!(!texts.iter().any(|t| t.starts_with("Observation.referenceRange[0]")), "{texts:?}");
+    let p =
+        json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o1", "name": "x"}]});
+    assert!(errors(p).iter().any(|(_, d)| d.contains("dom-3")), "an unreferenced contained resource");
 }

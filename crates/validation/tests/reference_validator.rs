@@ -47,27 +47,15 @@ fn agrees_with_the_reference_validator() {
             .flatten()
             .filter(|i| matches!(i["severity"].as_str(), Some("error" | "fatal")))
             .map(|i| {
-                i["details"]["text"]
-                    .as_str()
-                    .or(i["diagnostics"].as_str())
-                    .unwrap_or("")
-                    .chars()
-                    .take(120)
-                    .collect()
+                i["details"]["text"].as_str().or(i["diagnostics"].as_str()).unwrap_or("").chars().take(120).collect()
             })
             .collect();
-        let text = std::fs::read_to_string(dir.join(case["file"].as_str().unwrap_or_default()))
-            .unwrap_or_default();
+        let text = std::fs::read_to_string(dir.join(case["file"].as_str().unwrap_or_default())).unwrap_or_default();
         let ours: Vec<String> = match serde_json::from_str::<Value>(&text) {
             Ok(v) => validation::validate_resource(&v)
                 .into_iter()
                 .filter(fhir_model::Issue::is_error)
-                .map(|i| {
-                    format!("{}: {}", i.expression.join(","), i.diagnostics)
-                        .chars()
-                        .take(120)
-                        .collect()
-                })
+                .map(|i| format!("{}: {}", i.expression.join(","), i.diagnostics).chars().take(120).collect())
                 .collect(),
             Err(e) => vec![format!("not JSON: {e}")],
         };

@@ -34,17 +34,12 @@ struct Entry {
 }
 
 fn entry_error(index: usize, status: u16, msg: impl Into<String>) -> FhirError {
-    FhirError::new(
-        status,
-        Issue::error(IssueType::Invalid, msg).at(format!("Bundle.entry[{index}]")),
-    )
+    FhirError::new(status, Issue::error(IssueType::Invalid, msg).at(format!("Bundle.entry[{index}]")))
 }
 
 pub fn bundle(engine: &Engine, req: &Request) -> FhirResult<Response> {
     let Body::Json(b) = &req.body else {
-        return Err(FhirError::bad_request(
-            "POST to the base takes a transaction or batch Bundle",
-        ));
+        return Err(FhirError::bad_request("POST to the base takes a transaction or batch Bundle"));
     };
     if b.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(FhirError::new(
@@ -59,8 +54,7 @@ pub fn bundle(engine: &Engine, req: &Request) -> FhirResult<Response> {
         Some(_) => {
             return Err(FhirError::new(
                 400,
-                Issue::error(IssueType::Structure, "Bundle.entry must be an array")
-                    .at("Bundle.entry"),
+                Issue::error(IssueType::Structure, "Bundle.entry must be an array").at("Bundle.entry"),
             ));
         }
     };
@@ -79,11 +73,8 @@ pub fn bundle(engine: &Engine, req: &Request) -> FhirResult<Response> {
     }
     match kind {
         "transaction" => {
-            let parsed = entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| parse_entry(engine, i, e))
-                .collect::<FhirResult<Vec<_>>>()?;
+            let parsed =
+                entries.iter().enumerate().map(|(i, e)| parse_entry(engine, i, e)).collect::<FhirResult<Vec<_>>>()?;
             transaction(engine, req, parsed)
         }
         "batch" => Ok(batch(engine, req, &entries)),
@@ -99,29 +90,17 @@ pub fn bundle(engine: &Engine, req: &Request) -> FhirResult<Response> {
 }
 
 fn parse_entry(engine: &Engine, index: usize, e: &Value) -> FhirResult<Entry> {
-    let request = e
-        .get("request")
-        .ok_or_else(|| entry_error(index, 400, "entry.request is required"))?;
-    let method = request
-        .get("method")
-        .and_then(Value::as_str)
-        .and_then(Method::parse)
-        .ok_or_else(|| {
-            entry_error(
-                index,
-                400,
-                "entry.request.method must be GET, HEAD, POST, PUT, PATCH or DELETE",
-            )
+    let request = e.get("request").ok_or_else(|| entry_error(index, 400, "entry.request is required"))?;
+    let method =
+        request.get("method").and_then(Value::as_str).and_then(Method::parse).ok_or_else(|| {
+            entry_error(index, 400, "entry.request.method must be GET, HEAD, POST, PUT, PATCH or DELETE")
         })?;
     let url = request
         .get("url")
         .and_then(Value::as_str)
         .ok_or_else(|| entry_error(index, 400, "entry.request.url is required"))?;
     let base = engine.config.base_url.trim_end_matches('/');
-    let rel = url
-        .strip_prefix(base)
-        .unwrap_or(url)
-        .trim_start_matches('/');
+    let rel = url.strip_prefix(base).unwrap_or(url).trim_start_matches('/');
     let (path, query) = match rel.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (rel.to_string(), String::new()),
@@ -142,13 +121,9 @@ fn parse_entry(engine: &Engine, index: usize, e: &Value) -> FhirResult<Entry> {
 }
 
 fn need_resource(e: &Entry) -> FhirResult<Value> {
-    e.resource.clone().ok_or_else(|| {
-        entry_error(
-            e.index,
-            400,
-            format!("entry.resource is required for {:?}", e.method),
-        )
-    })
+    e.resource
+        .clone()
+        .ok_or_else(|| entry_error(e.index, 400, format!("entry.resource is required for {:?}", e.method)))
 }
 
 /// The patch carried by a PATCH entry: a Binary holding a JSON Patch document, or a
@@ -161,18 +136,10 @@ fn patch_document(e: &Entry) -> FhirResult<PatchDoc> {
             let data = r.get("data").and_then(Value::as_str).unwrap_or_default();
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data.as_bytes())
-                .map_err(|_| {
-                    entry_error(e.index, 400, "Binary.data of the PATCH entry is not base64")
-                })?;
+                .map_err(|_| entry_error(e.index, 400, "Binary.data of the PATCH entry is not base64"))?;
             serde_json::from_slice(&bytes)
                 .map(PatchDoc::Json)
-                .map_err(|_| {
-                    entry_error(
-                        e.index,
-                        400,
-                        "Binary.data of the PATCH entry is not a JSON Patch document",
-                    )
-                })
+                .map_err(|_| entry_error(e.index, 400, "Binary.data of the PATCH entry is not a JSON Patch document"))
         }
         _ => Err(entry_error(
             e.index,
@@ -185,30 +152,14 @@ fn patch_document(e: &Entry) -> FhirResult<PatchDoc> {
 /// Turn a write entry into a [`WriteOp`].
 fn write_op(e: &Entry) -> FhirResult<WriteOp> {
     let segs: Vec<&str> = e.path.split('/').filter(|s| !s.is_empty()).collect();
-    let bad_url = || {
-        entry_error(
-            e.index,
-            400,
-            format!("'{}' is not a valid URL for {:?}", e.path, e.method),
-        )
-    };
+    let bad_url = || entry_error(e.index, 400, format!("'{}' is not a valid URL for {:?}", e.path, e.method));
     let rt = |s: &str| {
-        resource_type(s).map_err(|_| {
-            entry_error(
-                e.index,
-                400,
-                format!("'{s}' is not a FHIR R4 resource type"),
-            )
-        })
+        resource_type(s).map_err(|_| entry_error(e.index, 400, format!("'{s}' is not a FHIR R4 resource type")))
     };
     Ok(match (e.method, segs.as_slice()) {
         (Method::Post, [t]) => {
             rt(t)?;
-            WriteOp::Create {
-                resource: need_resource(e)?,
-                if_none_exist: e.if_none_exist.clone(),
-                id: None,
-            }
+            WriteOp::Create { resource: need_resource(e)?, if_none_exist: e.if_none_exist.clone(), id: None }
         }
         (Method::Put, [t, id]) => WriteOp::Update {
             resource_type: rt(t)?,
@@ -228,15 +179,12 @@ fn write_op(e: &Entry) -> FhirResult<WriteOp> {
             patch: patch_document(e)?,
             if_match: e.if_match.clone(),
         },
-        (Method::Delete, [t, id]) => WriteOp::Delete {
-            resource_type: rt(t)?,
-            id: id.to_string(),
-            if_match: e.if_match.clone(),
-        },
-        (Method::Delete, [t]) if !e.query.is_empty() => WriteOp::ConditionalDelete {
-            resource_type: rt(t)?,
-            query: e.query.clone(),
-        },
+        (Method::Delete, [t, id]) => {
+            WriteOp::Delete { resource_type: rt(t)?, id: id.to_string(), if_match: e.if_match.clone() }
+        }
+        (Method::Delete, [t]) if !e.query.is_empty() => {
+            WriteOp::ConditionalDelete { resource_type: rt(t)?, query: e.query.clone() }
+        }
         _ => return Err(bad_url()),
     })
 }
@@ -270,10 +218,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
             return Err(entry_error(
                 e.index,
                 400,
-                format!(
-                    "{} is the target of more than one entry of the transaction",
-                    e.path
-                ),
+                format!("{} is the target of more than one entry of the transaction", e.path),
             ));
         }
     }
@@ -282,13 +227,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
 
     let mut ops: Vec<Option<WriteOp>> = entries
         .iter()
-        .map(|e| {
-            if rank(e.method) == 3 {
-                Ok(None)
-            } else {
-                write_op(e).map(Some)
-            }
-        })
+        .map(|e| if rank(e.method) == 3 { Ok(None) } else { write_op(e).map(Some) })
         .collect::<FhirResult<_>>()?;
 
     let mut tx = engine.store.begin()?;
@@ -300,27 +239,13 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
     for (e, op) in entries.iter().zip(ops.iter_mut()) {
         let Some(op) = op else { continue };
         let identity = match op {
-            WriteOp::Create {
-                resource,
-                if_none_exist,
-                id,
-            } => {
-                let rt = resource
-                    .get("resourceType")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_default();
-                let rt_typed = resource_type(&rt).map_err(|_| {
-                    entry_error(
-                        e.index,
-                        400,
-                        format!("'{rt}' is not a FHIR R4 resource type"),
-                    )
-                })?;
+            WriteOp::Create { resource, if_none_exist, id } => {
+                let rt = resource.get("resourceType").and_then(Value::as_str).map(str::to_string).unwrap_or_default();
+                let rt_typed = resource_type(&rt)
+                    .map_err(|_| entry_error(e.index, 400, format!("'{rt}' is not a FHIR R4 resource type")))?;
                 let existing = match if_none_exist.as_deref() {
                     Some(criteria) => {
-                        let q = parse_criteria(rt_typed, criteria)
-                            .map_err(|err| at_entry(err, e.index, &rt))?;
+                        let q = parse_criteria(rt_typed, criteria).map_err(|err| at_entry(err, e.index, &rt))?;
                         tx.lock_key(&format!("{rt}?{criteria}"))?;
                         match tx.search_ids(&q, 2)?.as_slice() {
                             [] => None,
@@ -331,9 +256,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
                                         412,
                                         Issue::error(
                                             IssueType::MultipleMatches,
-                                            format!(
-                                                "ifNoneExist '{criteria}' matches more than one {rt}"
-                                            ),
+                                            format!("ifNoneExist '{criteria}' matches more than one {rt}"),
                                         ),
                                     ),
                                     e.index,
@@ -353,9 +276,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
                             id: found.clone(),
                             version: s.as_ref().map_or(0, |s| s.version),
                             last_updated: s.as_ref().map_or(0, |s| s.last_updated),
-                            resource: s
-                                .and_then(|s| s.body)
-                                .and_then(|b| serde_json::from_slice(&b).ok()),
+                            resource: s.and_then(|s| s.body).and_then(|b| serde_json::from_slice(&b).ok()),
                         });
                         *if_none_exist = None;
                         Some(format!("{rt}/{found}"))
@@ -368,9 +289,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
                     }
                 }
             }
-            WriteOp::Update {
-                resource_type, id, ..
-            } => Some(format!("{resource_type}/{id}")),
+            WriteOp::Update { resource_type, id, .. } => Some(format!("{resource_type}/{id}")),
             _ => None,
         };
         if let (Some(full_url), Some(identity)) = (&e.full_url, identity) {
@@ -388,8 +307,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
             ) => resource,
             _ => continue,
         };
-        rewrite_references(resource, &ids, tx.as_mut())
-            .map_err(|err| at_entry(err, e.index, ""))?;
+        rewrite_references(resource, &ids, tx.as_mut()).map_err(|err| at_entry(err, e.index, ""))?;
     }
 
     // 3. Write, in processing order.
@@ -415,10 +333,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
             None => read_entry(engine.handle(&get_request(e, req))),
         });
     }
-    Ok(Response::json(
-        200,
-        super::bundle_of("transaction-response", None, vec![], out),
-    ))
+    Ok(Response::json(200, super::bundle_of("transaction-response", None, vec![], out)))
 }
 
 /// Point an error from an entry's own processing at that entry.
@@ -439,11 +354,7 @@ fn at_entry(mut err: FhirError, index: usize, rt: &str) -> FhirError {
 
 /// Replace `urn:uuid:` (and other full URL) references by the ids assigned in this
 /// transaction, and conditional references by the one resource they match.
-fn rewrite_references(
-    v: &mut Value,
-    ids: &HashMap<String, String>,
-    tx: &mut dyn Tx,
-) -> FhirResult<()> {
+fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>, tx: &mut dyn Tx) -> FhirResult<()> {
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
@@ -468,35 +379,22 @@ fn rewrite_references(
     Ok(())
 }
 
-fn resolve_reference(
-    r: &str,
-    ids: &HashMap<String, String>,
-    tx: &mut dyn Tx,
-) -> FhirResult<Option<String>> {
+fn resolve_reference(r: &str, ids: &HashMap<String, String>, tx: &mut dyn Tx) -> FhirResult<Option<String>> {
     if let Some(id) = ids.get(r) {
         return Ok(Some(id.clone()));
     }
     match Reference::parse(r) {
         Some(Reference::Urn(u)) => Err(FhirError::new(
             400,
-            Issue::error(
-                IssueType::NotFound,
-                format!("The reference '{u}' matches no fullUrl in this transaction"),
-            ),
+            Issue::error(IssueType::NotFound, format!("The reference '{u}' matches no fullUrl in this transaction")),
         )),
-        Some(Reference::Conditional {
-            resource_type: rt,
-            query,
-        }) => {
+        Some(Reference::Conditional { resource_type: rt, query }) => {
             let q = parse_criteria(rt, &query)?;
             match tx.search_ids(&q, 2)?.as_slice() {
                 [one] => Ok(Some(format!("{rt}/{one}"))),
                 [] => Err(FhirError::new(
                     412,
-                    Issue::error(
-                        IssueType::NotFound,
-                        format!("The conditional reference '{r}' matches no resource"),
-                    ),
+                    Issue::error(IssueType::NotFound, format!("The conditional reference '{r}' matches no resource")),
                 )),
                 _ => Err(FhirError::new(
                     412,
@@ -536,10 +434,7 @@ fn status_line(status: u16) -> String {
 fn write_entry(w: &Written, req: &Request) -> Value {
     let mut response = json!({"status": status_line(w.status)});
     if w.version > 0 && w.status != 204 {
-        response["location"] = json!(format!(
-            "{}/{}/_history/{}",
-            w.resource_type, w.id, w.version
-        ));
+        response["location"] = json!(format!("{}/{}/_history/{}", w.resource_type, w.id, w.version));
         response["etag"] = json!(etag(w.version));
         response["lastModified"] = json!(instant(w.last_updated));
     }
@@ -550,8 +445,7 @@ fn write_entry(w: &Written, req: &Request) -> Value {
     match (req.prefer_return, &w.resource) {
         (crate::Return::Representation, Some(r)) => entry["resource"] = r.clone(),
         (crate::Return::OperationOutcome, _) => {
-            entry["response"]["outcome"] =
-                OperationOutcome::from(Issue::information(status_line(w.status))).to_json();
+            entry["response"]["outcome"] = OperationOutcome::from(Issue::information(status_line(w.status))).to_json();
         }
         _ => {}
     }

@@ -8,12 +8,7 @@ use store::{HistoryQuery, HistoryScope, Method as StoreMethod};
 use crate::meta::{etag, http_date, instant, now_micros, parse_instant};
 use crate::{Engine, FhirError, FhirResult, Request, Response};
 
-pub fn history(
-    engine: &Engine,
-    req: &Request,
-    rt: Option<ResourceType>,
-    id: Option<&str>,
-) -> FhirResult<Response> {
+pub fn history(engine: &Engine, req: &Request, rt: Option<ResourceType>, id: Option<&str>) -> FhirResult<Response> {
     let mut since = None;
     let mut count = engine.config.default_count;
     let mut offset = 0usize;
@@ -31,25 +26,17 @@ pub fn history(
                 })?)
             }
             "_count" => {
-                count = v
-                    .parse()
-                    .map_err(|_| FhirError::bad_request(format!("_count '{v}' is not a number")))?
+                count = v.parse().map_err(|_| FhirError::bad_request(format!("_count '{v}' is not a number")))?
             }
             "_offset" => {
-                offset = v
-                    .parse()
-                    .map_err(|_| FhirError::bad_request(format!("_offset '{v}' is not a number")))?
+                offset = v.parse().map_err(|_| FhirError::bad_request(format!("_offset '{v}' is not a number")))?
             }
             "_format" | "_pretty" => {}
             "_at" | "_list" | "_sort" => {
-                return Err(FhirError::not_supported(format!(
-                    "History parameter '{k}' is not supported yet"
-                )));
+                return Err(FhirError::not_supported(format!("History parameter '{k}' is not supported yet")));
             }
             other => {
-                return Err(FhirError::bad_request(format!(
-                    "Unknown history parameter '{other}'"
-                )));
+                return Err(FhirError::bad_request(format!("Unknown history parameter '{other}'")));
             }
         }
     }
@@ -59,12 +46,7 @@ pub fn history(
         (Some(t), None) => HistoryScope::Type(t.to_string()),
         _ => HistoryScope::System,
     };
-    let (versions, total) = engine.store.history(&HistoryQuery {
-        scope: scope.clone(),
-        since,
-        count,
-        offset,
-    })?;
+    let (versions, total) = engine.store.history(&HistoryQuery { scope: scope.clone(), since, count, offset })?;
     if let (HistoryScope::Instance(t, i), 0) = (&scope, total) {
         return Err(FhirError::not_found(format!("{t}/{i} does not exist")));
     }
@@ -73,9 +55,7 @@ pub fn history(
         (Some(t), None) => format!("{t}/_history"),
         _ => "_history".into(),
     };
-    let since_q = since
-        .map(|s| format!("&_since={}", instant(s)))
-        .unwrap_or_default();
+    let since_q = since.map(|s| format!("&_since={}", instant(s))).unwrap_or_default();
     let link = |rel: &str, off: usize| json!({"relation": rel, "url": engine.url(&format!("{path}?_count={count}&_offset={off}{since_q}"))});
     let mut links = vec![link("self", offset)];
     if offset + versions.len() < total as usize && count > 0 {
@@ -100,9 +80,10 @@ pub fn history(
                 "response": {"status": status, "etag": etag(s.version), "lastModified": instant(s.last_updated)}
             });
             if let (Some(b), Some(o)) = (s.body.as_deref(), e.as_object_mut())
-                && let Ok(res) = serde_json::from_slice::<Value>(b) {
-                    o.insert("resource".into(), res);
-                }
+                && let Ok(res) = serde_json::from_slice::<Value>(b)
+            {
+                o.insert("resource".into(), res);
+            }
             e
         })
         .collect();

@@ -35,38 +35,30 @@ pub fn bundle_of(kind: &str, total: Option<u64>, links: Vec<Value>, entries: Vec
 /// Find the interaction for a request and run it.
 pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
     let path = req.path.trim_matches('/');
-    let segs: Vec<&str> = if path.is_empty() {
-        Vec::new()
-    } else {
-        path.split('/').collect()
-    };
+    let segs: Vec<&str> = if path.is_empty() { Vec::new() } else { path.split('/').collect() };
     use Method::*;
     match (req.method, segs.as_slice()) {
         (Post, []) => bundle::bundle(engine, req),
         (Get | Head, ["metadata"]) => Ok(capabilities::capability_statement(engine)),
         (Get | Head, ["_history"]) => history::history(engine, req, None, None),
-        (Get | Head, []) => Err(FhirError::not_supported(
-            "System-level search is not supported yet; search a resource type",
-        )),
-        (_, [op]) if op.starts_with('$') => Err(FhirError::not_supported(format!(
-            "The operation '{op}' is not supported"
-        ))),
+        (Get | Head, []) => {
+            Err(FhirError::not_supported("System-level search is not supported yet; search a resource type"))
+        }
+        (_, [op]) if op.starts_with('$') => {
+            Err(FhirError::not_supported(format!("The operation '{op}' is not supported")))
+        }
         (Post, [t, op]) if op.starts_with('$') => {
             let rt = resource_type(t)?;
             match *op {
                 "$validate" => validate::validate(engine, req, rt, None),
-                _ => Err(FhirError::not_supported(format!(
-                    "The operation '{op}' is not supported on {rt}"
-                ))),
+                _ => Err(FhirError::not_supported(format!("The operation '{op}' is not supported on {rt}"))),
             }
         }
         (Post, [t, id, op]) if op.starts_with('$') => {
             let rt = resource_type(t)?;
             match *op {
                 "$validate" => validate::validate(engine, req, rt, Some(id)),
-                _ => Err(FhirError::not_supported(format!(
-                    "The operation '{op}' is not supported on {rt}/{id}"
-                ))),
+                _ => Err(FhirError::not_supported(format!("The operation '{op}' is not supported on {rt}/{id}"))),
             }
         }
         (Get | Head, [t]) => search::search(engine, req, resource_type(t)?, &req.query),
@@ -74,24 +66,18 @@ pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
         (Post, [t]) => write::create(engine, req, resource_type(t)?),
         (Put, [t]) => write::conditional_update(engine, req, resource_type(t)?),
         (Delete, [t]) => write::conditional_delete(engine, req, resource_type(t)?),
-        (Get | Head, [t, "_history"]) => {
-            history::history(engine, req, Some(resource_type(t)?), None)
-        }
+        (Get | Head, [t, "_history"]) => history::history(engine, req, Some(resource_type(t)?), None),
         (Get | Head, [t, id]) => read::read(engine, req, resource_type(t)?, id),
         (Put, [t, id]) => write::update(engine, req, resource_type(t)?, id),
         (Patch, [t, id]) => write::patch(engine, req, resource_type(t)?, id),
         (Delete, [t, id]) => write::delete(engine, req, resource_type(t)?, id),
-        (Get | Head, [t, id, "_history"]) => {
-            history::history(engine, req, Some(resource_type(t)?), Some(id))
-        }
+        (Get | Head, [t, id, "_history"]) => history::history(engine, req, Some(resource_type(t)?), Some(id)),
         (Get | Head, [t, id, "_history", v]) => read::vread(engine, req, resource_type(t)?, id, v),
         (m, _) => {
             if let Some(t) = segs.first() {
                 resource_type(t)?;
             }
-            Err(FhirError::method_not_allowed(format!(
-                "{m:?} is not supported on '{path}'"
-            )))
+            Err(FhirError::method_not_allowed(format!("{m:?} is not supported on '{path}'")))
         }
     }
 }

@@ -11,10 +11,7 @@ pub fn stored_response(engine: &Engine, s: StoredResource, status: u16) -> Respo
     let mut r = Response::empty(status);
     r.etag = Some(etag(s.version));
     r.last_modified = Some(http_date(s.last_updated));
-    r.content_location = Some(engine.url(&format!(
-        "{}/{}/_history/{}",
-        s.resource_type, s.id, s.version
-    )));
+    r.content_location = Some(engine.url(&format!("{}/{}/_history/{}", s.resource_type, s.id, s.version)));
     if let Some(b) = s.body {
         r.body = ResponseBody::Raw(b);
     }
@@ -25,9 +22,7 @@ fn check_id(rt: ResourceType, id: &str) -> FhirResult<()> {
     if is_valid_id(id) {
         Ok(())
     } else {
-        Err(FhirError::bad_request(format!(
-            "'{id}' is not a valid {rt} id (1-64 of A-Z a-z 0-9 - .)"
-        )))
+        Err(FhirError::bad_request(format!("'{id}' is not a valid {rt} id (1-64 of A-Z a-z 0-9 - .)")))
     }
 }
 
@@ -37,16 +32,11 @@ pub fn read(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirR
         return Err(FhirError::not_found(format!("{rt}/{id} does not exist")));
     };
     if s.deleted() {
-        let mut r: Response =
-            FhirError::gone(format!("{rt}/{id} was deleted (version {})", s.version)).into();
+        let mut r: Response = FhirError::gone(format!("{rt}/{id} was deleted (version {})", s.version)).into();
         r.etag = Some(etag(s.version));
         return Ok(r);
     }
-    let unchanged = req
-        .if_none_match
-        .as_deref()
-        .and_then(parse_etag)
-        .is_some_and(|v| v == s.version)
+    let unchanged = req.if_none_match.as_deref().and_then(parse_etag).is_some_and(|v| v == s.version)
         || req
             .if_modified_since
             .as_deref()
@@ -60,24 +50,12 @@ pub fn read(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirR
     Ok(stored_response(engine, s, 200))
 }
 
-pub fn vread(
-    engine: &Engine,
-    _req: &Request,
-    rt: ResourceType,
-    id: &str,
-    version: &str,
-) -> FhirResult<Response> {
+pub fn vread(engine: &Engine, _req: &Request, rt: ResourceType, id: &str, version: &str) -> FhirResult<Response> {
     check_id(rt, id)?;
-    let v: u64 = version
-        .parse()
-        .map_err(|_| FhirError::bad_request(format!("'{version}' is not a version number")))?;
+    let v: u64 = version.parse().map_err(|_| FhirError::bad_request(format!("'{version}' is not a version number")))?;
     match engine.store.read_version(rt.as_str(), id, v)? {
-        None => Err(FhirError::not_found(format!(
-            "{rt}/{id} has no version {v}"
-        ))),
-        Some(s) if s.deleted() => Err(FhirError::gone(format!(
-            "Version {v} of {rt}/{id} is its deletion"
-        ))),
+        None => Err(FhirError::not_found(format!("{rt}/{id} has no version {v}"))),
+        Some(s) if s.deleted() => Err(FhirError::gone(format!("Version {v} of {rt}/{id} is its deletion"))),
         Some(s) => Ok(stored_response(engine, s, 200)),
     }
 }

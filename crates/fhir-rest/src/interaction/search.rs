@@ -8,28 +8,16 @@ use serde_json::{Value, json};
 
 use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
 
-pub fn search(
-    engine: &Engine,
-    req: &Request,
-    rt: ResourceType,
-    query: &str,
-) -> FhirResult<Response> {
+pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> FhirResult<Response> {
     let q = parse_query(rt, query)?;
     if req.strict
         && let Some(p) = q.ignored.first()
     {
         return Err(FhirError::from(
-            Issue::error(
-                IssueType::NotSupported,
-                format!("Unknown search parameter '{p}' for {rt}"),
-            )
-            .at(p.clone()),
+            Issue::error(IssueType::NotSupported, format!("Unknown search parameter '{p}' for {rt}")).at(p.clone()),
         ));
     }
-    let count = q
-        .count
-        .unwrap_or(engine.config.default_count)
-        .min(engine.config.max_count);
+    let count = q.count.unwrap_or(engine.config.default_count).min(engine.config.max_count);
     let page = engine.store.search(&q, count)?;
     // self/next/previous: the query without our paging parameters, then the page
     let base: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -69,19 +57,13 @@ pub fn search(
             .ignored
             .iter()
             .map(|p| {
-                Issue::warning(
-                    IssueType::NotSupported,
-                    format!("Unknown search parameter '{p}' for {rt} was ignored"),
-                )
-                .at(p.clone())
+                Issue::warning(IssueType::NotSupported, format!("Unknown search parameter '{p}' for {rt} was ignored"))
+                    .at(p.clone())
             })
             .collect();
         entries.push(json!({"resource": OperationOutcome::new(issues).to_json(), "search": {"mode": "outcome"}}));
     }
-    Ok(Response::json(
-        200,
-        super::bundle_of("searchset", Some(page.total), links, entries),
-    ))
+    Ok(Response::json(200, super::bundle_of("searchset", Some(page.total), links, entries)))
 }
 
 /// `POST [type]/_search`: parameters in an `application/x-www-form-urlencoded` body
@@ -90,10 +72,7 @@ pub fn search_post(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResu
     if let Body::Json(_) = req.body {
         return Err(FhirError::new(
             415,
-            Issue::error(
-                IssueType::NotSupported,
-                "POST _search takes application/x-www-form-urlencoded parameters",
-            ),
+            Issue::error(IssueType::NotSupported, "POST _search takes application/x-www-form-urlencoded parameters"),
         ));
     }
     search(engine, req, rt, &req.query)

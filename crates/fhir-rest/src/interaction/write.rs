@@ -11,9 +11,7 @@ use crate::{Body, Engine, FhirError, FhirResult, Request, Response, ResponseBody
 fn body(req: &Request) -> FhirResult<Value> {
     match &req.body {
         Body::Json(v) => Ok(v.clone()),
-        Body::None => Err(FhirError::bad_request(
-            "This interaction needs a resource in the request body",
-        )),
+        Body::None => Err(FhirError::bad_request("This interaction needs a resource in the request body")),
     }
 }
 
@@ -31,10 +29,7 @@ pub fn written_response(engine: &Engine, w: &Written, ret: Return) -> Response {
     if w.version > 0 && w.status != 204 {
         r.etag = Some(etag(w.version));
         r.last_modified = Some(http_date(w.last_updated));
-        r.location = Some(engine.url(&format!(
-            "{}/{}/_history/{}",
-            w.resource_type, w.id, w.version
-        )));
+        r.location = Some(engine.url(&format!("{}/{}/_history/{}", w.resource_type, w.id, w.version)));
     }
     match ret {
         Return::Minimal => {}
@@ -45,10 +40,7 @@ pub fn written_response(engine: &Engine, w: &Written, ret: Return) -> Response {
         }
         Return::OperationOutcome => {
             let what = match w.status {
-                201 => format!(
-                    "Created {}/{} (version {})",
-                    w.resource_type, w.id, w.version
-                ),
+                201 => format!("Created {}/{} (version {})", w.resource_type, w.id, w.version),
                 204 if w.id.is_empty() => "Nothing matched; nothing was deleted".to_string(),
                 204 => format!("Deleted {}/{}", w.resource_type, w.id),
                 _ => format!("{}/{} is at version {}", w.resource_type, w.id, w.version),
@@ -56,9 +48,7 @@ pub fn written_response(engine: &Engine, w: &Written, ret: Return) -> Response {
             if r.status == 204 {
                 r.status = 200;
             }
-            r.body = ResponseBody::Json(
-                fhir_model::OperationOutcome::from(Issue::information(what)).to_json(),
-            );
+            r.body = ResponseBody::Json(fhir_model::OperationOutcome::from(Issue::information(what)).to_json());
         }
     }
     r
@@ -72,41 +62,24 @@ pub fn create(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResult<Re
             400,
             Issue::error(
                 fhir_model::IssueType::Invalid,
-                format!(
-                    "The body is a {} but the URL is for {rt}",
-                    body_type.unwrap_or("JSON without resourceType")
-                ),
+                format!("The body is a {} but the URL is for {rt}", body_type.unwrap_or("JSON without resourceType")),
             )
             .at("resourceType"),
         ));
     }
-    let op = WriteOp::Create {
-        resource,
-        if_none_exist: req.if_none_exist.clone(),
-        id: None,
-    };
+    let op = WriteOp::Create { resource, if_none_exist: req.if_none_exist.clone(), id: None };
     run(engine, req, op)
 }
 
 pub fn update(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
-    let op = WriteOp::Update {
-        resource_type: rt,
-        id: id.to_string(),
-        resource: body(req)?,
-        if_match: req.if_match.clone(),
-    };
+    let op =
+        WriteOp::Update { resource_type: rt, id: id.to_string(), resource: body(req)?, if_match: req.if_match.clone() };
     run(engine, req, op)
 }
 
-pub fn conditional_update(
-    engine: &Engine,
-    req: &Request,
-    rt: ResourceType,
-) -> FhirResult<Response> {
+pub fn conditional_update(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResult<Response> {
     if req.query.is_empty() {
-        return Err(FhirError::bad_request(format!(
-            "PUT {rt} needs an id in the URL or search criteria in the query"
-        )));
+        return Err(FhirError::bad_request(format!("PUT {rt} needs an id in the URL or search criteria in the query")));
     }
     let op = WriteOp::ConditionalUpdate {
         resource_type: rt,
@@ -132,48 +105,22 @@ pub fn patch(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> Fhir
             ),
         ));
     };
-    let op = WriteOp::Patch {
-        resource_type: rt,
-        id: id.to_string(),
-        patch,
-        if_match: req.if_match.clone(),
-    };
+    let op = WriteOp::Patch { resource_type: rt, id: id.to_string(), patch, if_match: req.if_match.clone() };
     run(engine, req, op)
 }
 
 pub fn delete(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
     if !fhir_model::is_valid_id(id) {
-        return Err(FhirError::bad_request(format!(
-            "'{id}' is not a valid {rt} id"
-        )));
+        return Err(FhirError::bad_request(format!("'{id}' is not a valid {rt} id")));
     }
-    run(
-        engine,
-        req,
-        WriteOp::Delete {
-            resource_type: rt,
-            id: id.to_string(),
-            if_match: req.if_match.clone(),
-        },
-    )
+    run(engine, req, WriteOp::Delete { resource_type: rt, id: id.to_string(), if_match: req.if_match.clone() })
 }
 
-pub fn conditional_delete(
-    engine: &Engine,
-    req: &Request,
-    rt: ResourceType,
-) -> FhirResult<Response> {
+pub fn conditional_delete(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResult<Response> {
     if req.query.is_empty() {
         return Err(FhirError::bad_request(format!(
             "DELETE {rt} needs an id in the URL or search criteria in the query"
         )));
     }
-    run(
-        engine,
-        req,
-        WriteOp::ConditionalDelete {
-            resource_type: rt,
-            query: req.query.clone(),
-        },
-    )
+    run(engine, req, WriteOp::ConditionalDelete { resource_type: rt, query: req.query.clone() })
 }

@@ -19,10 +19,7 @@ pub struct Node {
 
 impl Node {
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
     pub fn child(&self, name: &str) -> Option<&Node> {
         self.children.iter().find(|c| c.name == name)
@@ -31,42 +28,24 @@ impl Node {
         if !self.raw.is_empty() {
             return self.raw.clone();
         }
-        let attrs: String = self
-            .attrs
-            .iter()
-            .map(|(k, v)| format!(" {k}=\"{}\"", escape(v)))
-            .collect();
+        let attrs: String = self.attrs.iter().map(|(k, v)| format!(" {k}=\"{}\"", escape(v))).collect();
         if self.children.is_empty() && self.text.is_empty() {
             return format!("<{}{attrs}/>", self.name);
         }
         let inner: String = self.children.iter().map(Node::to_xml).collect();
-        format!(
-            "<{}{attrs}>{}{inner}</{}>",
-            self.name,
-            escape(&self.text),
-            self.name
-        )
+        format!("<{}{attrs}>{}{inner}</{}>", self.name, escape(&self.text), self.name)
     }
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Parse an XML document into its root element.
 pub fn parse(xml: &str) -> Node {
     let mut reader = Reader::from_str(xml);
     let mut stack: Vec<(Node, usize)> = vec![(
-        Node {
-            name: String::new(),
-            attrs: vec![],
-            children: vec![],
-            text: String::new(),
-            raw: String::new(),
-        },
+        Node { name: String::new(), attrs: vec![], children: vec![], text: String::new(), raw: String::new() },
         0,
     )];
     loop {
@@ -89,9 +68,7 @@ pub fn parse(xml: &str) -> Node {
             }
             Event::Text(t) => {
                 let text = t.decode().expect("utf-8").into_owned();
-                let text = quick_xml::escape::unescape(&text)
-                    .map(|c| c.into_owned())
-                    .unwrap_or(text);
+                let text = quick_xml::escape::unescape(&text).map(|c| c.into_owned()).unwrap_or(text);
                 if !text.trim().is_empty() {
                     stack.last_mut().expect("parent").0.text.push_str(&text);
                 }
@@ -100,10 +77,7 @@ pub fn parse(xml: &str) -> Node {
             _ => {}
         }
     }
-    stack
-        .pop()
-        .and_then(|(r, _)| r.children.into_iter().next())
-        .expect("a root element")
+    stack.pop().and_then(|(r, _)| r.children.into_iter().next()).expect("a root element")
 }
 
 fn element(e: &quick_xml::events::BytesStart<'_>) -> Node {
@@ -114,26 +88,16 @@ fn element(e: &quick_xml::events::BytesStart<'_>) -> Node {
         .map(|a| {
             (
                 String::from_utf8_lossy(a.key.as_ref()).to_string(),
-                a.unescape_value()
-                    .map(|v| v.into_owned())
-                    .unwrap_or_default(),
+                a.unescape_value().map(|v| v.into_owned()).unwrap_or_default(),
             )
         })
         .collect();
-    Node {
-        name,
-        attrs,
-        children: vec![],
-        text: String::new(),
-        raw: String::new(),
-    }
+    Node { name, attrs, children: vec![], text: String::new(), raw: String::new() }
 }
 
 /// Convert a resource element (`<Patient xmlns=...>`) to FHIR JSON.
 pub fn resource(node: &Node) -> Value {
-    let ty = spec()
-        .type_def(&node.name)
-        .unwrap_or_else(|| panic!("not a resource: {}", node.name));
+    let ty = spec().type_def(&node.name).unwrap_or_else(|| panic!("not a resource: {}", node.name));
     let mut obj = Map::new();
     obj.insert("resourceType".into(), Value::String(node.name.clone()));
     children(node, ty, "", &mut obj);
@@ -142,9 +106,7 @@ pub fn resource(node: &Node) -> Value {
 
 fn upper_first(s: &str) -> String {
     let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 fn children(node: &Node, ty: &'static TypeDef, prefix: &str, obj: &mut Map<String, Value>) {
@@ -156,27 +118,14 @@ fn children(node: &Node, ty: &'static TypeDef, prefix: &str, obj: &mut Map<Strin
     }
     for c in &node.children {
         let full = |n: &str| {
-            if prefix.is_empty() {
-                n.to_string()
-            } else {
-                format!("{prefix}.{n}")
-            }
+            if prefix.is_empty() { n.to_string() } else { format!("{prefix}.{n}") }
         };
         let (el, type_code) = match ty.element(&full(&c.name)) {
-            Some(el) if !el.choice => (
-                el,
-                el.types
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "BackboneElement".into()),
-            ),
+            Some(el) if !el.choice => (el, el.types.first().cloned().unwrap_or_else(|| "BackboneElement".into())),
             _ => {
                 let found = ty.children(prefix).filter(|e| e.choice).find_map(|e| {
                     let suffix = c.name.strip_prefix(e.name.as_str())?;
-                    e.types
-                        .iter()
-                        .find(|t| upper_first(t) == suffix)
-                        .map(|t| (e, t.clone()))
+                    e.types.iter().find(|t| upper_first(t) == suffix).map(|t| (e, t.clone()))
                 });
                 found.unwrap_or_else(|| panic!("unknown element {} in {}", c.name, ty.name))
             }
@@ -189,10 +138,7 @@ fn children(node: &Node, ty: &'static TypeDef, prefix: &str, obj: &mut Map<Strin
             let v = c.attr("value").map(|v| primitive(&type_code, v));
             let mut ext = Map::new();
             children(
-                &Node {
-                    attrs: c.attrs.iter().filter(|(k, _)| k == "id").cloned().collect(),
-                    ..c.clone()
-                },
+                &Node { attrs: c.attrs.iter().filter(|(k, _)| k == "id").cloned().collect(), ..c.clone() },
                 spec().type_def("Element").expect("Element"),
                 "",
                 &mut ext,
@@ -205,20 +151,11 @@ fn children(node: &Node, ty: &'static TypeDef, prefix: &str, obj: &mut Map<Strin
             match &el.content_reference {
                 Some(target) => children(c, ty, target, &mut inner),
                 None if ty.has_children(key) => children(c, ty, key, &mut inner),
-                None => children(
-                    c,
-                    spec().type_def(&type_code).expect("type"),
-                    "",
-                    &mut inner,
-                ),
+                None => children(c, spec().type_def(&type_code).expect("type"), "", &mut inner),
             }
             (Some(Value::Object(inner)), None)
         };
-        let name = if el.choice {
-            c.name.clone()
-        } else {
-            el.name.clone()
-        };
+        let name = if el.choice { c.name.clone() } else { el.name.clone() };
         push(obj, &name, value, el.is_array());
         if let Some(ext) = companion {
             push(obj, &format!("_{name}"), Some(ext), el.is_array());
@@ -229,9 +166,7 @@ fn children(node: &Node, ty: &'static TypeDef, prefix: &str, obj: &mut Map<Strin
 fn push(obj: &mut Map<String, Value>, name: &str, value: Option<Value>, array: bool) {
     let value = value.unwrap_or(Value::Null);
     if array {
-        let slot = obj
-            .entry(name.to_string())
-            .or_insert_with(|| Value::Array(vec![]));
+        let slot = obj.entry(name.to_string()).or_insert_with(|| Value::Array(vec![]));
         if let Value::Array(a) = slot {
             a.push(value);
         }
@@ -243,9 +178,9 @@ fn push(obj: &mut Map<String, Value>, name: &str, value: Option<Value>, array: b
 fn primitive(type_code: &str, v: &str) -> Value {
     match type_code {
         "boolean" => Value::Bool(v == "true"),
-        "integer" | "positiveInt" | "unsignedInt" | "decimal" => serde_json::from_str::<Number>(v)
-            .map(Value::Number)
-            .unwrap_or_else(|_| Value::String(v.to_string())),
+        "integer" | "positiveInt" | "unsignedInt" | "decimal" => {
+            serde_json::from_str::<Number>(v).map(Value::Number).unwrap_or_else(|_| Value::String(v.to_string()))
+        }
         _ => Value::String(v.to_string()),
     }
 }

@@ -34,20 +34,14 @@ impl Resp {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     /// The first issue's expression and code of an OperationOutcome body.
     pub fn issue(&self) -> (String, String) {
         let b = self.json();
         assert_eq!(b["resourceType"], "OperationOutcome", "{}", self.text);
         let i = &b["issue"][0];
-        (
-            i["expression"][0].as_str().unwrap_or("").to_string(),
-            i["code"].as_str().unwrap_or("").to_string(),
-        )
+        (i["expression"][0].as_str().unwrap_or("").to_string(), i["code"].as_str().unwrap_or("").to_string())
     }
 }
 
@@ -58,16 +52,11 @@ fn spawn(backend: &Backend, extra: &[String]) -> (Child, String) {
         Backend::Sqlite(dir) => cmd.arg("--data").arg(dir.path()),
         Backend::Postgres(db) => cmd.args(["--database", &db.url]),
     };
-    cmd.args(extra)
-        .env("MEDKARTA_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args(extra).env("MEDKARTA_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("start medkarta");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
+    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
     let base = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -80,17 +69,8 @@ impl Server {
     pub fn start(backend: Backend, extra: &[&str]) -> Server {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (child, base) = spawn(&backend, &extra);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Server {
-            child,
-            base,
-            backend,
-            extra,
-            agent,
-        }
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Server { child, base, backend, extra, agent }
     }
 
     pub fn sqlite() -> Server {
@@ -115,13 +95,7 @@ impl Server {
     }
 
     /// Any request; `body` is sent as is with the given headers.
-    pub fn req(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> Resp {
+    pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
         let url = self.url(path);
         let result = match (method, body) {
             ("GET", _) => add(self.agent.get(&url), headers).call(),
@@ -134,22 +108,9 @@ impl Server {
         };
         let mut r = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = r.status().as_u16();
-        let headers = r
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let text = r
-            .body_mut()
-            .with_config()
-            .limit(256 * 1024 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
-        Resp {
-            status,
-            headers,
-            text,
-        }
+        let headers = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        let text = r.body_mut().with_config().limit(256 * 1024 * 1024).read_to_string().unwrap_or_default();
+        Resp { status, headers, text }
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -157,21 +118,11 @@ impl Server {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Resp {
-        self.req(
-            "POST",
-            path,
-            &[("Content-Type", "application/fhir+json")],
-            Some(&body.to_string()),
-        )
+        self.req("POST", path, &[("Content-Type", "application/fhir+json")], Some(&body.to_string()))
     }
 
     pub fn put(&self, path: &str, body: &Value) -> Resp {
-        self.req(
-            "PUT",
-            path,
-            &[("Content-Type", "application/fhir+json")],
-            Some(&body.to_string()),
-        )
+        self.req("PUT", path, &[("Content-Type", "application/fhir+json")], Some(&body.to_string()))
     }
 
     pub fn delete(&self, path: &str) -> Resp {
@@ -180,9 +131,7 @@ impl Server {
 
     /// Number of versions the server holds of a type (to prove nothing was stored).
     pub fn history_total(&self, rt: &str) -> u64 {
-        self.get(&format!("{rt}/_history?_count=0")).json()["total"]
-            .as_u64()
-            .unwrap_or(0)
+        self.get(&format!("{rt}/_history?_count=0")).json()["total"].as_u64().unwrap_or(0)
     }
 }
 
