@@ -4,12 +4,13 @@
 //! index rows written with the resource.
 
 use fhir_model::{Issue, IssueType, ResourceType, is_valid_id};
+use search::IndexEntry;
 use search::query::parse_query;
 use serde_json::Value;
 use store::{Method as StoreMethod, NewVersion, Tx};
 
 use crate::error::{FhirError, FhirResult};
-use crate::meta::{now_micros, parse_etag, stamp};
+use crate::meta::{instant, now_micros, parse_etag, stamp};
 
 /// A write to perform.
 #[derive(Debug, Clone)]
@@ -71,29 +72,67 @@ pub struct Written {
     pub resource: Option<Value>,
 }
 
-/// Perform a write inside `tx` (the caller commits).
-pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
-    match op {
-        WriteOp::Create { resource, if_none_exist, id } => {
-            validate(&resource)?;
-            create(tx, resource, if_none_exist.as_deref(), id)
+/// A write checked before any database lock is taken: its body validated and its
+/// search index extracted, so that a transaction holds the database only for database
+/// work (the SQLite writer is one at a time).
+#[derive(Debug)]
+pub struct Prepared {
+    op: WriteOp,
+    /// Index of the body without the final `_id`/`_lastUpdated` (completed at write
+    /// time); `None` when it must be extracted in the transaction (e.g. after a
+    /// transaction rewrote references).
+    index: Option<Vec<IndexEntry>>,
+}
+
+impl Prepared {
+    /// The write, e.g. to assign an id inside a transaction bundle.
+    pub fn op_mut(&mut self) -> &mut WriteOp {
+        &mut self.op
+    }
+
+    /// The body was changed after preparation: extract its index again at write time.
+    pub fn body_changed(&mut self) {
+        self.index = None;
+    }
+}
+
+/// Check a write without touching the database: body type and id, structure validation,
+/// index extraction.
+pub fn prepare(op: WriteOp) -> FhirResult<Prepared> {
+    let resource = match &op {
+        WriteOp::Create { resource, .. } => resource,
+        WriteOp::Update { resource_type, id, resource, .. } => {
+            check_body(resource, *resource_type, Some(id))?;
+            resource
         }
+        WriteOp::ConditionalUpdate { resource_type, resource, .. } => {
+            check_body(resource, *resource_type, None)?;
+            resource
+        }
+        _ => return Ok(Prepared { op, index: None }),
+    };
+    validate(resource)?;
+    let index = Some(search::extract(resource));
+    Ok(Prepared { op, index })
+}
+
+/// Perform a prepared write inside `tx` (the caller commits).
+pub fn apply(tx: &mut dyn Tx, prepared: Prepared) -> FhirResult<Written> {
+    let index = prepared.index;
+    match prepared.op {
+        WriteOp::Create { resource, if_none_exist, id } => create(tx, resource, if_none_exist.as_deref(), id, index),
         WriteOp::Update { resource_type, id, resource, if_match } => {
-            check_body(&resource, resource_type, Some(&id))?;
-            validate(&resource)?;
-            put(tx, resource_type, &id, resource, if_match.as_deref())
+            put(tx, resource_type, &id, resource, if_match.as_deref(), index)
         }
         WriteOp::ConditionalUpdate { resource_type, query, resource, if_match } => {
-            check_body(&resource, resource_type, None)?;
-            validate(&resource)?;
             let q = parse_criteria(resource_type, &query)?;
             tx.lock_key(&format!("{resource_type}?{query}"))?;
             let matches = tx.search_ids(&q, 2)?;
             let body_id = resource.get("id").and_then(Value::as_str).map(str::to_string);
             match matches.as_slice() {
                 [] => match body_id {
-                    Some(id) => put(tx, resource_type, &id, resource, if_match.as_deref()),
-                    None => create(tx, resource, None, None),
+                    Some(id) => put(tx, resource_type, &id, resource, if_match.as_deref(), index),
+                    None => create(tx, resource, None, None, index),
                 },
                 [one] => {
                     if body_id.as_deref().is_some_and(|b| b != one) {
@@ -104,7 +143,7 @@ pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
                     }
                     let mut resource = resource;
                     set_id(&mut resource, one);
-                    put(tx, resource_type, one, resource, if_match.as_deref())
+                    put(tx, resource_type, one, resource, if_match.as_deref(), index)
                 }
                 _ => Err(multiple_matches(resource_type, &query)),
             }
@@ -141,7 +180,7 @@ pub fn apply(tx: &mut dyn Tx, op: WriteOp) -> FhirResult<Written> {
             }
             check_body(&resource, resource_type, Some(&id))?;
             validate(&resource)?;
-            put(tx, resource_type, &id, resource, None)
+            put(tx, resource_type, &id, resource, None, None)
         }
         WriteOp::Delete { resource_type, id, if_match } => delete(tx, resource_type, &id, if_match.as_deref()),
         WriteOp::ConditionalDelete { resource_type, query } => {
@@ -262,7 +301,13 @@ fn check_if_match(if_match: Option<&str>, current: Option<u64>, rt: ResourceType
     }
 }
 
-fn create(tx: &mut dyn Tx, resource: Value, if_none_exist: Option<&str>, id: Option<String>) -> FhirResult<Written> {
+fn create(
+    tx: &mut dyn Tx,
+    resource: Value,
+    if_none_exist: Option<&str>,
+    id: Option<String>,
+    index: Option<Vec<IndexEntry>>,
+) -> FhirResult<Written> {
     let rt_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
     let rt = crate::resource_type(&rt_name).map_err(|_| {
         FhirError::new(
@@ -296,20 +341,28 @@ fn create(tx: &mut dyn Tx, resource: Value, if_none_exist: Option<&str>, id: Opt
     let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let mut resource = resource;
     set_id(&mut resource, &id);
-    store_version(tx, rt, &id, resource, 1, StoreMethod::Create, 201)
+    store_version(tx, Version { rt, id: &id, number: 1, method: StoreMethod::Create, status: 201 }, resource, index)
 }
 
-fn put(tx: &mut dyn Tx, rt: ResourceType, id: &str, resource: Value, if_match: Option<&str>) -> FhirResult<Written> {
+fn put(
+    tx: &mut dyn Tx,
+    rt: ResourceType,
+    id: &str,
+    resource: Value,
+    if_match: Option<&str>,
+    index: Option<Vec<IndexEntry>>,
+) -> FhirResult<Written> {
     if !is_valid_id(id) {
         return Err(FhirError::bad_request(format!("'{id}' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)")));
     }
     let current = tx.current(rt.as_str(), id)?;
     check_if_match(if_match, current.map(|c| c.version), rt, id)?;
-    match current {
-        None => store_version(tx, rt, id, resource, 1, StoreMethod::Create, 201),
-        Some(c) if c.deleted => store_version(tx, rt, id, resource, c.version + 1, StoreMethod::Create, 201),
-        Some(c) => store_version(tx, rt, id, resource, c.version + 1, StoreMethod::Update, 200),
-    }
+    let (number, method, status) = match current {
+        None => (1, StoreMethod::Create, 201),
+        Some(c) if c.deleted => (c.version + 1, StoreMethod::Create, 201),
+        Some(c) => (c.version + 1, StoreMethod::Update, 200),
+    };
+    store_version(tx, Version { rt, id, number, method, status }, resource, index)
 }
 
 fn delete(tx: &mut dyn Tx, rt: ResourceType, id: &str, if_match: Option<&str>) -> FhirResult<Written> {
@@ -336,27 +389,44 @@ fn delete(tx: &mut dyn Tx, rt: ResourceType, id: &str, if_match: Option<&str>) -
     }
 }
 
+/// The version about to be written.
+struct Version<'a> {
+    rt: ResourceType,
+    id: &'a str,
+    number: u64,
+    method: StoreMethod,
+    /// HTTP status of the outcome: 201 created, 200 updated.
+    status: u16,
+}
+
 fn store_version(
     tx: &mut dyn Tx,
-    rt: ResourceType,
-    id: &str,
+    v: Version<'_>,
     mut resource: Value,
-    version: u64,
-    method: StoreMethod,
-    status: u16,
+    index: Option<Vec<IndexEntry>>,
 ) -> FhirResult<Written> {
     let last_updated = now_micros();
-    stamp(&mut resource, version, last_updated);
-    let index = search::extract(&resource);
+    stamp(&mut resource, v.number, last_updated);
+    let index = match index {
+        Some(prepared) => search::index::with_identity(prepared, v.id, &instant(last_updated)),
+        None => search::extract(&resource),
+    };
     let body = serde_json::to_vec(&resource).map_err(|_| FhirError::internal())?;
     tx.write(&NewVersion {
-        resource_type: rt.as_str(),
-        id,
-        version,
+        resource_type: v.rt.as_str(),
+        id: v.id,
+        version: v.number,
         last_updated,
-        method,
+        method: v.method,
         body: Some(&body),
         index: &index,
     })?;
-    Ok(Written { status, resource_type: rt, id: id.to_string(), version, last_updated, resource: Some(resource) })
+    Ok(Written {
+        status: v.status,
+        resource_type: v.rt,
+        id: v.id.to_string(),
+        version: v.number,
+        last_updated,
+        resource: Some(resource),
+    })
 }

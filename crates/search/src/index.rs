@@ -113,6 +113,17 @@ pub fn extract(resource: &Value) -> Vec<IndexEntry> {
     out
 }
 
+/// Index entries computed before the id and `meta.lastUpdated` were final, completed
+/// with the `_id` and `_lastUpdated` entries of the version actually written.
+pub fn with_identity(mut index: Vec<IndexEntry>, id: &str, last_updated: &str) -> Vec<IndexEntry> {
+    index.retain(|e| e.param != "_id" && e.param != "_lastUpdated");
+    index.push(IndexEntry { param: "_id", value: IndexValue::Token { system: None, code: id.to_string() } });
+    if let Some((low, high)) = date_range(last_updated) {
+        index.push(IndexEntry { param: "_lastUpdated", value: IndexValue::Date { low, high } });
+    }
+    index
+}
+
 fn str_of<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
     v.get(key).and_then(Value::as_str)
 }
@@ -263,6 +274,19 @@ mod tests {
             IndexValue::Reference { resource_type: Some("Practitioner".into()), id: Some("d1".into()), url: None }
         ));
         assert!(e.iter().any(|x| x.param == "birthdate" && matches!(x.value, IndexValue::Date { .. })));
+    }
+
+    #[test]
+    fn identity_entries_are_replaced() {
+        let p = json!({"resourceType": "Patient", "id": "client-id", "meta": {"lastUpdated": "2001-01-01T00:00:00Z"}});
+        let stamped = json!({"resourceType": "Patient", "id": "p9", "meta": {"lastUpdated": "2026-11-25T14:00:00.5Z"}});
+        let completed = with_identity(extract(&p), "p9", "2026-11-25T14:00:00.5Z");
+        let mut expected = extract(&stamped);
+        let key = |e: &IndexEntry| format!("{e:?}");
+        let mut got = completed.clone();
+        got.sort_by_key(key);
+        expected.sort_by_key(key);
+        assert_eq!(got, expected);
     }
 
     #[test]

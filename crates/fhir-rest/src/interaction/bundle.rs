@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use store::Tx;
 
 use crate::meta::{etag, instant};
-use crate::write::{PatchDoc, WriteOp, Written, apply, parse_criteria};
+use crate::write::{PatchDoc, Prepared, WriteOp, Written, apply, parse_criteria, prepare};
 use crate::{Body, Engine, FhirError, FhirResult, Method, Request, Response, resource_type};
 
 /// One parsed bundle entry.
@@ -225,9 +225,15 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|i| entries.get(*i).map_or(9, |e| rank(e.method)));
 
-    let mut ops: Vec<Option<WriteOp>> = entries
+    let mut ops: Vec<Option<Prepared>> = entries
         .iter()
-        .map(|e| if rank(e.method) == 3 { Ok(None) } else { write_op(e).map(Some) })
+        .map(|e| {
+            if rank(e.method) == 3 {
+                return Ok(None);
+            }
+            let rt = e.path.split('/').next().unwrap_or_default().to_string();
+            write_op(e).and_then(prepare).map(Some).map_err(|err| at_entry(err, e.index, &rt))
+        })
         .collect::<FhirResult<_>>()?;
 
     let mut tx = engine.store.begin()?;
@@ -238,7 +244,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
     let mut ids: HashMap<String, String> = HashMap::new();
     for (e, op) in entries.iter().zip(ops.iter_mut()) {
         let Some(op) = op else { continue };
-        let identity = match op {
+        let identity = match op.op_mut() {
             WriteOp::Create { resource, if_none_exist, id } => {
                 let rt = resource.get("resourceType").and_then(Value::as_str).map(str::to_string).unwrap_or_default();
                 let rt_typed = resource_type(&rt)
@@ -299,15 +305,16 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
 
     // 2. Rewrite references in every resource to be written.
     for (e, op) in entries.iter().zip(ops.iter_mut()) {
-        let resource = match op {
-            Some(
-                WriteOp::Create { resource, .. }
-                | WriteOp::Update { resource, .. }
-                | WriteOp::ConditionalUpdate { resource, .. },
-            ) => resource,
+        let Some(prepared) = op else { continue };
+        let resource = match prepared.op_mut() {
+            WriteOp::Create { resource, .. }
+            | WriteOp::Update { resource, .. }
+            | WriteOp::ConditionalUpdate { resource, .. } => resource,
             _ => continue,
         };
-        rewrite_references(resource, &ids, tx.as_mut()).map_err(|err| at_entry(err, e.index, ""))?;
+        if rewrite_references(resource, &ids, tx.as_mut()).map_err(|err| at_entry(err, e.index, ""))? {
+            prepared.body_changed();
+        }
     }
 
     // 3. Write, in processing order.
@@ -353,8 +360,10 @@ fn at_entry(mut err: FhirError, index: usize, rt: &str) -> FhirError {
 }
 
 /// Replace `urn:uuid:` (and other full URL) references by the ids assigned in this
-/// transaction, and conditional references by the one resource they match.
-fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>, tx: &mut dyn Tx) -> FhirResult<()> {
+/// transaction, and conditional references by the one resource they match. Returns
+/// whether anything changed.
+fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>, tx: &mut dyn Tx) -> FhirResult<bool> {
+    let mut changed = false;
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
@@ -363,20 +372,21 @@ fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>, tx: &mut dyn
                 {
                     if let Some(new) = resolve_reference(r, ids, tx)? {
                         *r = new;
+                        changed = true;
                     }
                     continue;
                 }
-                rewrite_references(child, ids, tx)?;
+                changed |= rewrite_references(child, ids, tx)?;
             }
         }
         Value::Array(items) => {
             for item in items {
-                rewrite_references(item, ids, tx)?;
+                changed |= rewrite_references(item, ids, tx)?;
             }
         }
         _ => {}
     }
-    Ok(())
+    Ok(changed)
 }
 
 fn resolve_reference(r: &str, ids: &HashMap<String, String>, tx: &mut dyn Tx) -> FhirResult<Option<String>> {
@@ -480,9 +490,9 @@ fn batch(engine: &Engine, req: &Request, entries: &[Value]) -> Response {
             if rank(e.method) == 3 {
                 return read_entry(engine.handle(&get_request(&e, req)));
             }
-            let result = write_op(&e).and_then(|op| {
+            let result = write_op(&e).and_then(prepare).and_then(|prepared| {
                 let mut tx = engine.store.begin()?;
-                let w = apply(tx.as_mut(), op)?;
+                let w = apply(tx.as_mut(), prepared)?;
                 tx.commit()?;
                 Ok(w)
             });
