@@ -57,6 +57,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight, exit.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
 fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
     match &s.database {
         Some(url) => {
@@ -95,11 +118,6 @@ fn serve(s: Settings) -> Result<(), String> {
         // The first line on stdout says where we listen (tests read it when using port 0).
         println!("Medkarta listening on http://{addr}/fhir ({})", s.store_description());
         let app = api::router(engine, api::HttpConfig { max_body_bytes: s.max_body_bytes });
-        api::serve(listener, app, async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-        .await
-        .map_err(|e| e.to_string())
+        api::serve(listener, app, shutdown_signal()).await.map_err(|e| e.to_string())
     })
 }

@@ -481,6 +481,13 @@ fn capability_statement_and_health() {
 }
 
 #[test]
+fn sigterm_stops_the_server_cleanly() {
+    let mut s = Server::sqlite();
+    assert_eq!(s.post("Patient", &patient("Прощальная")).status, 201);
+    assert!(s.terminate().success(), "exit status 0 after SIGTERM");
+}
+
+#[test]
 fn demo_data_loads_once() {
     let s = Server::start(common::Backend::Sqlite(tempfile::tempdir().unwrap()), &["--demo"]);
     let r = s.get("Patient?_count=100").json();

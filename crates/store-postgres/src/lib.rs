@@ -1,5 +1,5 @@
 //! The production backend: PostgreSQL through the synchronous `postgres` client (calls
-//! run on blocking threads), a small connection pool, the schema created and migrated
+//! run on blocking threads), a bounded connection pool, the schema created and migrated
 //! on first connection, and the target database created if it does not exist.
 //!
 //! Concurrency: writers lock the resource row (`SELECT ... FOR UPDATE`) before writing a
@@ -7,8 +7,9 @@
 //! a transaction-scoped advisory lock on their criteria. Unrelated writes never wait on
 //! each other.
 
+mod pool;
+
 use std::error::Error as _;
-use std::sync::Mutex;
 
 use bytes::BytesMut;
 use postgres::error::SqlState;
@@ -19,13 +20,15 @@ use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, Sql};
 use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
 
+use pool::{Pool, Pooled};
+
 const SCHEMA_VERSION: i64 = 1;
-const MAX_IDLE: usize = 16;
+/// Connections opened at most (PostgreSQL's default `max_connections` is 100).
+const MAX_CONNECTIONS: usize = 32;
 
 /// A PostgreSQL database with a pool of connections.
 pub struct PostgresStore {
-    config: Config,
-    pool: Mutex<Vec<Client>>,
+    pool: Pool,
 }
 
 fn err(e: postgres::Error) -> StoreError {
@@ -59,41 +62,13 @@ impl PostgresStore {
             }
         };
         migrate(&mut client)?;
-        Ok(PostgresStore { config, pool: Mutex::new(vec![client]) })
-    }
-
-    fn get(&self) -> Result<Client> {
-        let pooled = self.pool.lock().map_err(|_| poisoned())?.pop();
-        match pooled {
-            Some(c) if !c.is_closed() => Ok(c),
-            _ => self
-                .config
-                .connect(NoTls)
-                .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))),
-        }
-    }
-
-    fn put(&self, client: Client) {
-        if client.is_closed() {
-            return;
-        }
-        if let Ok(mut pool) = self.pool.lock()
-            && pool.len() < MAX_IDLE
-        {
-            pool.push(client);
-        }
+        Ok(PostgresStore { pool: Pool::new(config, MAX_CONNECTIONS, client) })
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
-        let mut client = self.get()?;
-        let out = f(&mut Conn(&mut client));
-        self.put(client);
-        out
+        let mut pooled = self.pool.get()?;
+        f(&mut Conn(pooled.client()?))
     }
-}
-
-fn poisoned() -> StoreError {
-    StoreError::Unavailable("a database thread panicked".into())
 }
 
 fn create_database(config: &Config) -> Result<()> {
@@ -219,22 +194,25 @@ impl SqlConn for Conn<'_> {
 
 /// A write transaction on a pooled client.
 struct PgTx<'a> {
-    store: &'a PostgresStore,
-    client: Option<Client>,
+    client: Option<Pooled<'a>>,
 }
 
 impl PgTx<'_> {
     fn conn(&mut self) -> Result<Conn<'_>> {
-        self.client.as_mut().map(Conn).ok_or_else(|| StoreError::Backend("transaction already finished".into()))
+        match self.client.as_mut() {
+            Some(p) => Ok(Conn(p.client()?)),
+            None => Err(StoreError::Backend("transaction already finished".into())),
+        }
     }
 }
 
 impl Drop for PgTx<'_> {
     fn drop(&mut self) {
-        if let Some(mut c) = self.client.take() {
-            match c.batch_execute("ROLLBACK") {
-                Ok(()) => self.store.put(c),
-                Err(e) => tracing::warn!("rollback failed, dropping the connection: {e}"),
+        if let Some(mut pooled) = self.client.take() {
+            let rolled_back = pooled.client().map(|c| c.batch_execute("ROLLBACK"));
+            if !matches!(rolled_back, Ok(Ok(()))) {
+                tracing::warn!("rollback failed, closing the connection");
+                pooled.discard();
             }
         }
     }
@@ -264,10 +242,15 @@ impl Tx for PgTx<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        let mut c = self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
-        c.batch_execute("COMMIT").map_err(err)?;
-        self.store.put(c);
-        Ok(())
+        let mut pooled =
+            self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
+        match pooled.client()?.batch_execute("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                pooled.discard();
+                Err(err(e))
+            }
+        }
     }
 }
 
@@ -277,9 +260,9 @@ impl Store for PostgresStore {
     }
 
     fn begin(&self) -> Result<Box<dyn Tx + '_>> {
-        let mut client = self.get()?;
-        client.batch_execute("BEGIN").map_err(err)?;
-        Ok(Box::new(PgTx { store: self, client: Some(client) }))
+        let mut pooled = self.pool.get()?;
+        pooled.client()?.batch_execute("BEGIN").map_err(err)?;
+        Ok(Box::new(PgTx { client: Some(pooled) }))
     }
 
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {

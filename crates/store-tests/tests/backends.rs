@@ -57,3 +57,42 @@ fn postgres_creates_a_missing_database() {
     let mut admin = ::postgres::Client::connect(&format!("{}/postgres", pg_server()), ::postgres::NoTls).unwrap();
     admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).unwrap();
 }
+
+#[test]
+fn postgres_connections_stay_bounded_under_a_burst() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    let db = PgDatabase::create();
+    let store = PostgresStore::open(&db.url).unwrap();
+    let (peak, done) = (AtomicI64::new(0), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut monitor = ::postgres::Client::connect(&db.url, ::postgres::NoTls).unwrap();
+            while !done.load(Ordering::SeqCst) {
+                let n: i64 = monitor
+                    .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()", &[])
+                    .unwrap()
+                    .get(0);
+                peak.fetch_max(n - 1, Ordering::SeqCst);
+            }
+        });
+        let workers: Vec<_> = (0..96)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let mut tx = store::Store::begin(&store).unwrap();
+                        tx.current("Patient", "none").unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                        tx.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak > 8, "the burst did run concurrently ({peak} connections)");
+    assert!(peak <= 32, "{peak} connections: the pool is bounded at 32");
+}
