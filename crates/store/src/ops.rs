@@ -4,7 +4,7 @@
 
 use search::Query;
 
-use crate::sql::{Arg, Dialect, INDEX_TABLES, Sql, index_insert, search_where};
+use crate::sql::{Arg, Dialect, INDEX_TABLES, Sql, index_inserts, search_where};
 use crate::{
     CurrentVersion, HistoryQuery, HistoryScope, Method, NewVersion, Result, SearchPage, StoreError, StoredResource,
 };
@@ -161,15 +161,28 @@ pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
     c.execute(&sql)?;
 
     if v.version > 1 {
-        for table in INDEX_TABLES {
+        // the previous version's index rows: one statement on PostgreSQL (data-modifying
+        // CTEs), one per table on SQLite
+        if d == Dialect::Postgres {
             let mut sql = Sql::new(d);
-            sql.push("DELETE FROM ").push(table).push(" WHERE rkey = ").bind(Arg::Int(rkey));
+            sql.push("WITH k AS (SELECT ").bind(Arg::Int(rkey)).push("::bigint AS rkey)");
+            let (last, rest) = INDEX_TABLES.split_last().unwrap_or((&"idx_uri", &[]));
+            for (i, table) in rest.iter().enumerate() {
+                sql.push(&format!(", d{i} AS (DELETE FROM {table} WHERE rkey = (SELECT rkey FROM k))"));
+            }
+            sql.push(&format!(" DELETE FROM {last} WHERE rkey = (SELECT rkey FROM k)"));
             c.execute(&sql)?;
+        } else {
+            for table in INDEX_TABLES {
+                let mut sql = Sql::new(d);
+                sql.push("DELETE FROM ").push(table).push(" WHERE rkey = ").bind(Arg::Int(rkey));
+                c.execute(&sql)?;
+            }
         }
     }
     if v.body.is_some() {
-        for entry in v.index {
-            c.execute(&index_insert(d, rkey, entry))?;
+        for sql in index_inserts(d, rkey, v.index) {
+            c.execute(&sql)?;
         }
     }
     Ok(())

@@ -90,17 +90,37 @@ pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
     }
 }
 
-/// `INSERT` statement text for an index entry (placeholders for rkey, param and values).
-pub fn index_insert(dialect: Dialect, rkey: i64, entry: &IndexEntry) -> Sql {
-    let (table, cols, args) = index_row(entry);
-    let mut sql = Sql::new(dialect);
-    sql.push("INSERT INTO ").push(table).push(" (rkey, param, ").push(cols).push(") VALUES (");
-    sql.bind(Arg::Int(rkey)).push(", ").text_arg(entry.param);
-    for a in args {
-        sql.push(", ").bind(a);
+/// `INSERT` statements for a resource's index rows. SQLite gets one cached single-row
+/// statement per row (cheap in-process); PostgreSQL one multi-row statement per table,
+/// so that a write costs a few round trips, not one per index value.
+pub fn index_inserts(dialect: Dialect, rkey: i64, entries: &[IndexEntry]) -> Vec<Sql> {
+    const ROWS_PER_STATEMENT: usize = 500;
+    let mut out = Vec::new();
+    let mut by_table: Vec<(&'static str, &'static str, Vec<(&'static str, Vec<Arg>)>)> = Vec::new();
+    for e in entries {
+        let (table, cols, args) = index_row(e);
+        match by_table.iter_mut().find(|(t, _, _)| *t == table) {
+            Some((_, _, rows)) => rows.push((e.param, args)),
+            None => by_table.push((table, cols, vec![(e.param, args)])),
+        }
     }
-    sql.push(")");
-    sql
+    let per_statement = if dialect == Dialect::Sqlite { 1 } else { ROWS_PER_STATEMENT };
+    for (table, cols, rows) in by_table {
+        for chunk in rows.chunks(per_statement) {
+            let mut sql = Sql::new(dialect);
+            sql.push("INSERT INTO ").push(table).push(" (rkey, param, ").push(cols).push(") VALUES ");
+            for (i, (param, args)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Arg::Int(rkey)).push(", ").text_arg(param);
+                for a in args {
+                    sql.push(", ").bind(a.clone());
+                }
+                sql.push(")");
+            }
+            out.push(sql);
+        }
+    }
+    out
 }
 
 fn table_of(clause: &Clause) -> &'static str {
