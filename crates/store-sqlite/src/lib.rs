@@ -2,11 +2,16 @@
 //! committed (acknowledged) write survives a crash of the process or the machine.
 //!
 //! One writer connection (SQLite allows one writer at a time; `BEGIN IMMEDIATE` takes the
-//! write lock up front so a transaction never fails half-way on a lock upgrade) and a
-//! pool of reader connections that proceed concurrently with it.
+//! write lock up front so a transaction never fails half-way on a lock upgrade), with
+//! group commit ([`writer`]), and a pool of reader connections that proceed concurrently
+//! with it.
+
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+
+use writer::{Writer, WriterState};
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
@@ -21,11 +26,11 @@ const MAX_IDLE_READERS: usize = 16;
 /// A SQLite database file with its connections.
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Writer,
     readers: Mutex<Vec<Connection>>,
 }
 
-fn err(e: rusqlite::Error) -> StoreError {
+pub(crate) fn err(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
@@ -65,7 +70,7 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        Ok(SqliteStore { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        Ok(SqliteStore { path, writer: Writer::new(writer), readers: Mutex::new(Vec::new()) })
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
@@ -141,33 +146,40 @@ impl SqlConn for Conn<'_> {
     }
 }
 
-/// A write transaction holding the writer connection.
+/// A write transaction holding the writer connection (inside a savepoint).
 struct SqliteTx<'a> {
-    conn: MutexGuard<'a, Connection>,
-    open: bool,
+    store: &'a SqliteStore,
+    w: Option<MutexGuard<'a, WriterState>>,
+}
+
+impl SqliteTx<'_> {
+    fn conn(&mut self) -> Result<Conn<'_>> {
+        match self.w.as_mut() {
+            Some(w) => Ok(Conn(&mut w.conn)),
+            None => Err(StoreError::Backend("transaction already finished".into())),
+        }
+    }
 }
 
 impl Drop for SqliteTx<'_> {
     fn drop(&mut self) {
-        if self.open
-            && let Err(e) = self.conn.execute_batch("ROLLBACK")
-        {
-            tracing::error!("rollback failed: {e}");
+        if let Some(w) = self.w.take() {
+            self.store.writer.rollback(w);
         }
     }
 }
 
 impl Tx for SqliteTx<'_> {
     fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentVersion>> {
-        ops::current(&mut Conn(&mut self.conn), resource_type, id)
+        ops::current(&mut self.conn()?, resource_type, id)
     }
 
     fn read(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {
-        ops::read(&mut Conn(&mut self.conn), resource_type, id)
+        ops::read(&mut self.conn()?, resource_type, id)
     }
 
     fn search_ids(&mut self, query: &Query, limit: usize) -> Result<Vec<String>> {
-        ops::search_ids(&mut Conn(&mut self.conn), query, limit)
+        ops::search_ids(&mut self.conn()?, query, limit)
     }
 
     fn lock_key(&mut self, _key: &str) -> Result<()> {
@@ -175,13 +187,12 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn write(&mut self, version: &NewVersion<'_>) -> Result<()> {
-        ops::write(&mut Conn(&mut self.conn), version)
+        ops::write(&mut self.conn()?, version)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        self.conn.execute_batch("COMMIT").map_err(err)?;
-        self.open = false;
-        Ok(())
+        let w = self.w.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
+        self.store.writer.commit(w)
     }
 }
 
@@ -191,9 +202,8 @@ impl Store for SqliteStore {
     }
 
     fn begin(&self) -> Result<Box<dyn Tx + '_>> {
-        let conn = self.writer.lock().map_err(|_| poisoned())?;
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
-        Ok(Box::new(SqliteTx { conn, open: true }))
+        let w = self.writer.begin()?;
+        Ok(Box::new(SqliteTx { store: self, w: Some(w) }))
     }
 
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {

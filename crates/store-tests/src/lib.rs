@@ -222,3 +222,45 @@ pub fn concurrent_writers(store: &(dyn Store + Sync)) {
         .unwrap();
     assert_eq!(total, 1 + n);
 }
+
+/// Many writers at once, some abandoning their transaction: every committed write is
+/// visible to readers as soon as `commit` returns; no abandoned write ever appears.
+pub fn concurrent_commits_and_rollbacks(store: &(dyn Store + Sync)) {
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            s.spawn(move || {
+                for i in 0..25 {
+                    let id = format!("g{t}-{i}");
+                    let r = patient(&id, "Группова");
+                    let body = serde_json::to_vec(&r).unwrap();
+                    let index = extract(&r);
+                    let mut tx = store.begin().unwrap();
+                    tx.write(&NewVersion {
+                        resource_type: "Patient",
+                        id: &id,
+                        version: 1,
+                        last_updated: now(),
+                        method: Method::Create,
+                        body: Some(&body),
+                        index: &index,
+                    })
+                    .unwrap();
+                    if i % 3 == 0 {
+                        drop(tx); // abandoned
+                    } else {
+                        tx.commit().unwrap();
+                        assert!(store.read("Patient", &id).unwrap().is_some(), "{id} acknowledged but not visible");
+                    }
+                }
+            });
+        }
+    });
+    for t in 0..8 {
+        for i in 0..25 {
+            let found = store.read("Patient", &format!("g{t}-{i}")).unwrap().is_some();
+            assert_eq!(found, i % 3 != 0, "g{t}-{i}");
+        }
+    }
+    let page = store.search(&query("Patient", "family=группова"), 0).unwrap();
+    assert_eq!(page.total, 8 * 16);
+}

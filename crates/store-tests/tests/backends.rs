@@ -32,7 +32,8 @@ both!(
     stale_version_conflicts,
     rollback_leaves_no_trace,
     search_follows_current_version,
-    concurrent_writers
+    concurrent_writers,
+    concurrent_commits_and_rollbacks
 );
 
 #[test]

@@ -96,7 +96,9 @@ pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
 pub fn index_inserts(dialect: Dialect, rkey: i64, entries: &[IndexEntry]) -> Vec<Sql> {
     const ROWS_PER_STATEMENT: usize = 500;
     let mut out = Vec::new();
-    let mut by_table: Vec<(&'static str, &'static str, Vec<(&'static str, Vec<Arg>)>)> = Vec::new();
+    // (table, value columns, rows of (param, values))
+    type TableRows = (&'static str, &'static str, Vec<(&'static str, Vec<Arg>)>);
+    let mut by_table: Vec<TableRows> = Vec::new();
     for e in entries {
         let (table, cols, args) = index_row(e);
         match by_table.iter_mut().find(|(t, _, _)| *t == table) {

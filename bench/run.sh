@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Quick HTTP figures for the record core: create (POST Patient) and read by id, on SQLite
+# and PostgreSQL, with wrk (Debian package) against the release binary on this machine.
+# Usage: bench/run.sh [seconds] [connections]. The full benchmark harness (ingest, search
+# mixes, peers) is the subject of the bulk & performance issue.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}; conns=${2:-16}
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
+cargo build --release -q
+bin=target/release/medkarta
+pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
+
+run_backend() {
+  local name=$1; shift
+  local log; log=$(mktemp)
+  "$bin" serve --listen 127.0.0.1:0 "$@" >"$log" 2>/dev/null &
+  local pid=$!
+  for _ in $(seq 1 50); do grep -q listening "$log" && break; sleep 0.1; done
+  local base; base=$(grep -o 'http://[^ ]*' "$log")
+  echo "== $name: create (POST Patient), $conns connections, ${secs}s"
+  wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/create-patient.lua "$base/Patient" | grep -E 'Requests/sec|50%|99%|Non-2xx'
+  local id; id=$(curl -s -X POST -H 'Content-Type: application/fhir+json' --data-binary '{"resourceType":"Patient","name":[{"family":"Чтение"}]}' "$base/Patient" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  echo "== $name: read by id (GET Patient/$id), $conns connections, ${secs}s"
+  wrk -t2 -c"$conns" -d"${secs}s" --latency "$base/Patient/$id" | grep -E 'Requests/sec|50%|99%|Non-2xx'
+  echo "== $name: resident memory after the run: $(ps -o rss= -p $pid | awk '{printf "%.0f MB", $1/1024}')"
+  kill $pid; wait $pid 2>/dev/null || true
+  rm -f "$log"
+}
+
+data=$(mktemp -d)
+run_backend "SQLite" --data "$data"
+rm -rf "$data"
+db="medkarta_bench_$$"
+run_backend "PostgreSQL" --database "$pg/$db"
+psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
