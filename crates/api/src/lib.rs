@@ -243,7 +243,18 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
             FhirBody::None
         } else {
             match serde_json::from_slice::<Value>(&bytes) {
-                Ok(v) if v.is_object() || (json_patch && v.is_array()) => FhirBody::Json(v),
+                Ok(v) if v.is_object() || (json_patch && v.is_array()) => {
+                    if let Some(at) = fhir_model::json::duplicate_key(&bytes) {
+                        let name = at.rsplit('.').next().unwrap_or(&at).to_string();
+                        let issue =
+                            Issue::error(IssueType::Structure, format!("The property '{name}' appears more than once"))
+                                .at(at);
+                        let body = OperationOutcome::from(issue).to_json();
+                        return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string())
+                            .into_response();
+                    }
+                    FhirBody::Json(v)
+                }
                 Ok(_) => {
                     return outcome(
                         StatusCode::BAD_REQUEST,

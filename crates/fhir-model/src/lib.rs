@@ -4,6 +4,7 @@
 //! Resources themselves stay raw JSON (`serde_json::Value` with exact decimals); typed
 //! wrappers exist only where our own logic needs them.
 
+pub mod json;
 mod outcome;
 mod reference;
 

@@ -269,6 +269,13 @@ fn bad_requests_change_nothing(s: &mut Server) {
         ("GET", "Patient?birthdate=yesterday", vec![], None, 400),
         ("PATCH", "Patient/a1", vec![fj], Some(json!({"resourceType": "Patient", "id": "a1"}).to_string()), 415),
     ];
+    let r =
+        s.req("POST", "Patient", &[fj], Some(r#"{"resourceType": "Patient", "gender": "male", "gender": "female"}"#));
+    assert_eq!(
+        (r.status, r.issue()),
+        (400, ("Patient.gender".to_string(), "structure".to_string())),
+        "repeated property"
+    );
     for (method, path, headers, body, want) in cases {
         let r = s.req(method, path, &headers, body.as_deref());
         assert_eq!(r.status, want, "{method} {path}: {}", r.text);
