@@ -75,10 +75,10 @@ impl<'de> Visitor<'de> for Check {
             }
             if key == "resourceType" {
                 let rt: serde_json::Value = map.next_value()?;
-                if here == "$" {
-                    if let Some(rt) = rt.as_str() {
-                        here = rt.to_string();
-                    }
+                if here == "$"
+                    && let Some(rt) = rt.as_str()
+                {
+                    here = rt.to_string();
                 }
                 continue;
             }
