@@ -10,10 +10,9 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 /// Where a property name repeats: a FHIRPath-like location such as `Patient.name[0].given`.
 pub fn duplicate_key(json: &[u8]) -> Option<String> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    match (Check { path: "$".into() }).deserialize(&mut de) {
-        Ok(found) => found,
-        Err(_) => None, // malformed JSON is reported by the real parse
-    }
+    // malformed JSON (an error here) is reported by the real parse
+    let found: Option<String> = (Check { path: "$".into() }).deserialize(&mut de).unwrap_or_default();
+    found
 }
 
 struct Check {
