@@ -97,3 +97,51 @@ fn postgres_connections_stay_bounded_under_a_burst() {
     assert!(peak > 8, "the burst did run concurrently ({peak} connections)");
     assert!(peak <= 32, "{peak} connections: the pool is bounded at 32");
 }
+
+/// PostgreSQL: a transaction writing one resource does not hold up a transaction writing
+/// another (no global write lock); a second writer of the *same* resource waits for it.
+#[test]
+fn postgres_unrelated_writes_do_not_wait_for_each_other() {
+    use store::{Method, NewVersion, Store};
+    let db = PgDatabase::create();
+    let store = PostgresStore::open(&db.url).unwrap();
+    let body = br#"{"resourceType":"Patient"}"#;
+    let write = |id: &str, version: u64| NewVersion {
+        resource_type: "Patient",
+        id: Box::leak(id.to_string().into_boxed_str()),
+        version,
+        last_updated: 1,
+        method: Method::Create,
+        body: Some(body),
+        index: &[],
+    };
+    let mut first = store.begin().unwrap();
+    first.current("Patient", "a").unwrap();
+    first.write(&write("a", 1)).unwrap();
+    // while `first` is open and uncommitted, another writer commits a different resource
+    let started = std::time::Instant::now();
+    let mut second = store.begin().unwrap();
+    second.write(&write("b", 1)).unwrap();
+    second.commit().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "an unrelated write waited");
+    first.commit().unwrap();
+
+    // the same resource: the second writer blocks on the row lock until the first commits
+    let mut holder = store.begin().unwrap();
+    assert_eq!(holder.current("Patient", "a").unwrap().map(|c| c.version), Some(1));
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let t = std::time::Instant::now();
+            let mut tx = store.begin().unwrap();
+            let v = tx.current("Patient", "a").unwrap().map(|c| c.version);
+            tx.commit().unwrap();
+            (v, t.elapsed())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        holder.write(&NewVersion { method: Method::Update, ..write("a", 2) }).unwrap();
+        holder.commit().unwrap();
+        let (seen, waited) = waiter.join().unwrap();
+        assert_eq!(seen, Some(2), "the waiter sees the committed version, not a stale one");
+        assert!(waited >= std::time::Duration::from_millis(250), "it waited for the row lock ({waited:?})");
+    });
+}
