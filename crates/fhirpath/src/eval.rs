@@ -49,8 +49,11 @@ impl<'a> Item<'a> {
             Item::Node(_, ItemType(TypeRef::Unknown)) => None,
             Item::Str(_) => Some("string"),
             Item::Bool(_) => Some("boolean"),
-            Item::Num(_) => Some("decimal"),
-            Item::Date(_) => Some("dateTime"),
+            Item::Num(n) if n.contains('.') => Some("decimal"),
+            Item::Num(_) => Some("integer"),
+            Item::Date(d) if d.starts_with('T') => Some("time"),
+            Item::Date(d) if d.contains('T') => Some("dateTime"),
+            Item::Date(_) => Some("date"),
         }
     }
 
@@ -561,6 +564,105 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> R
                 .collect(),
             _ => vec![],
         },
+        "indexOf" => {
+            let Some(x) = arg_str(0)? else { return Ok(vec![]) };
+            each_str(&|s: &str| Item::Num(s.find(x.as_str()).map_or(-1, |b| s[..b].chars().count() as i64).to_string()))
+        }
+        "trim" => each_str(&|s: &str| Item::Str(s.trim().to_string())),
+        "toChars" => match items.as_slice() {
+            [one] => one.as_str().map(|s| s.chars().map(|c| Item::Str(c.to_string())).collect()).unwrap_or_default(),
+            _ => vec![],
+        },
+        "replace" => {
+            let (Some(a), Some(b)) = (arg_str(0)?, arg_str(1)?) else { return Ok(vec![]) };
+            each_str(&|s: &str| {
+                Item::Str(if a.is_empty() {
+                    s.chars().map(|c| format!("{b}{c}")).collect::<String>() + &b
+                } else {
+                    s.replace(a.as_str(), &b)
+                })
+            })
+        }
+        "split" => {
+            let Some(sep) = arg_str(0)? else { return Ok(vec![]) };
+            match items.as_slice() {
+                [one] => one
+                    .as_str()
+                    .map(|s| s.split(sep.as_str()).map(|p| Item::Str(p.to_string())).collect())
+                    .unwrap_or_default(),
+                _ => vec![],
+            }
+        }
+        "join" => {
+            let sep = if args.is_empty() { String::new() } else { arg_str(0)?.unwrap_or_default() };
+            vec![Item::Str(items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect::<Vec<_>>().join(&sep))]
+        }
+        "abs" | "ceiling" | "floor" | "round" | "sqrt" | "exp" | "ln" | "truncate" => match items.as_slice() {
+            [one] => {
+                let Some(x) = num_of(one) else { return Ok(vec![]) };
+                let v = match func {
+                    "abs" => x.abs(),
+                    "ceiling" => x.ceil(),
+                    "floor" => x.floor(),
+                    "round" => {
+                        let p = if args.is_empty() { 0.0 } else { arg_num(0)?.unwrap_or(0.0) };
+                        let m = 10f64.powf(p);
+                        (x * m).round() / m
+                    }
+                    "sqrt" => x.sqrt(),
+                    "exp" => x.exp(),
+                    "ln" => x.ln(),
+                    _ => x.trunc(),
+                };
+                if v.is_finite() { vec![Item::Num(fmt_num(v))] } else { vec![] }
+            }
+            _ => vec![],
+        },
+        "log" | "power" => match items.as_slice() {
+            [one] => {
+                let (Some(x), Some(y)) = (num_of(one), arg_num(0)?) else { return Ok(vec![]) };
+                let v = if func == "log" { x.ln() / y.ln() } else { x.powf(y) };
+                if v.is_finite() { vec![Item::Num(fmt_num(v))] } else { vec![] }
+            }
+            _ => vec![],
+        },
+        "toDecimal" | "toBoolean" | "convertsToInteger" | "convertsToDecimal" | "convertsToBoolean"
+        | "convertsToString" => {
+            let [one] = items.as_slice() else { return Ok(vec![]) };
+            let text = one
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| num_of(one).map(fmt_num))
+                .or_else(|| one.as_bool().map(|b| b.to_string()));
+            let boolean = |t: &str| match t.to_ascii_lowercase().as_str() {
+                "true" | "t" | "yes" | "y" | "1" | "1.0" => Some(true),
+                "false" | "f" | "no" | "n" | "0" | "0.0" => Some(false),
+                _ => None,
+            };
+            let num = text
+                .as_deref()
+                .and_then(|t| t.parse::<f64>().ok())
+                .or_else(|| one.as_bool().map(|b| if b { 1.0 } else { 0.0 }));
+            match func {
+                "toDecimal" => num
+                    .map(|n| Item::Num(if n.fract() == 0.0 { format!("{}.0", n as i64) } else { n.to_string() }))
+                    .into_iter()
+                    .collect(),
+                "toBoolean" => text.as_deref().and_then(boolean).map(Item::Bool).into_iter().collect(),
+                "convertsToInteger" => vec![Item::Bool(
+                    num.is_some_and(|n| n.fract() == 0.0)
+                        && text.as_deref().is_some_and(|t| !t.contains('.') || one.as_bool().is_some()),
+                )],
+                "convertsToDecimal" => vec![Item::Bool(num.is_some())],
+                "convertsToBoolean" => vec![Item::Bool(text.as_deref().and_then(boolean).is_some())],
+                _ => vec![Item::Bool(text.is_some())],
+            }
+        }
+        "subsetOf" | "supersetOf" => {
+            let other = arg(0)?;
+            let (small, big) = if func == "subsetOf" { (&items, &other) } else { (&other, &items) };
+            vec![Item::Bool(small.iter().all(|i| big.iter().any(|o| o.equals(i))))]
+        }
         other => return Err(Error::Unsupported(format!("{other}()"))),
     })
 }
@@ -700,6 +802,7 @@ fn is_system_alias(ty: &str, name: &str) -> bool {
             | ("Date", "date")
             | ("DateTime", "dateTime" | "instant")
             | ("Time", "time")
+            | ("Decimal", "integer")
     )
 }
 

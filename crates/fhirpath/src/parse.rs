@@ -51,6 +51,17 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
             i += 1;
             continue;
         }
+        if s[i..].starts_with("//") {
+            i = s[i..].find('\n').map_or(b.len(), |n| i + n);
+            continue;
+        }
+        if s[i..].starts_with("/*") {
+            match s[i + 2..].find("*/") {
+                Some(n) => i += n + 4,
+                None => return Err(Error::Syntax { pos: i, msg: "unterminated comment".into() }),
+            }
+            continue;
+        }
         let start = i;
         if c == b'@' {
             i += 1;
@@ -74,7 +85,9 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
             out.push((start, Tok::Ident(s[start + 1..i.min(b.len())].to_string())));
             i += 1;
         } else if c.is_ascii_digit() {
-            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+            while i < b.len()
+                && (b[i].is_ascii_digit() || (b[i] == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
+            {
                 i += 1;
             }
             out.push((start, Tok::Num(s[start..i].to_string())));
@@ -84,6 +97,28 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
             while i < b.len() && b[i] != b'\'' {
                 if b[i] == b'\\' && i + 1 < b.len() {
                     i += 1;
+                    let esc = match b[i] {
+                        b'n' => Some('\n'),
+                        b't' => Some('\t'),
+                        b'r' => Some('\r'),
+                        b'f' => Some('\u{c}'),
+                        b'u' => {
+                            let hex = s
+                                .get(i + 1..i + 5)
+                                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                .and_then(char::from_u32);
+                            if hex.is_some() {
+                                i += 4;
+                            }
+                            hex
+                        }
+                        _ => None,
+                    };
+                    if let Some(e) = esc {
+                        v.push(e);
+                        i += 1;
+                        continue;
+                    }
                 }
                 let ch = s[i..].chars().next().unwrap_or('\0');
                 v.push(ch);
