@@ -69,16 +69,3 @@ impl fmt::Display for Version {
         write!(f, "{}", self.0)
     }
 }
-
-/// The identity of one resource: type and id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ResourceKey {
-    pub resource_type: ResourceType,
-    pub id: Id,
-}
-
-impl fmt::Display for ResourceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.resource_type, self.id)
-    }
-}

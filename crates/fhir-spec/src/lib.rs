@@ -119,14 +119,6 @@ impl ValueSetCodes {
             }),
         }
     }
-
-    /// Whether the value set draws codes from `system`.
-    pub fn has_system(&self, system: &str) -> Option<bool> {
-        match self {
-            ValueSetCodes::NotEnumerable => None,
-            ValueSetCodes::Enumerated(map) => Some(map.contains_key(system)),
-        }
-    }
 }
 
 /// The type of a search parameter.

@@ -89,7 +89,7 @@ pub fn parse_query(resource_type: ResourceType, query: &str) -> Result<Query, Is
 }
 
 /// Parse already-decoded `(name, value)` pairs.
-pub fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Result<Query, Issue> {
+fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Result<Query, Issue> {
     let mut q = Query { resource_type, clauses: Vec::new(), count: None, offset: 0, ignored: Vec::new() };
     for (name, raw) in pairs {
         let (code, modifier) = match name.split_once(':') {

@@ -46,6 +46,23 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
+/// Write `resource` (a Patient) as its first version inside an open transaction.
+fn write_first_version(tx: &mut dyn store::Tx, resource: &Value) {
+    let id = resource["id"].as_str().unwrap_or_default();
+    let body = serde_json::to_vec(resource).unwrap();
+    let index = extract(resource);
+    tx.write(&NewVersion {
+        resource_type: "Patient",
+        id,
+        version: 1,
+        last_updated: now(),
+        method: Method::Create,
+        body: Some(&body),
+        index: &index,
+    })
+    .unwrap();
+}
+
 fn write(store: &dyn Store, resource: &Value, version: u64, method: Method) -> Result<(), StoreError> {
     let rt = resource["resourceType"].as_str().unwrap_or_default();
     let id = resource["id"].as_str().unwrap_or_default();
@@ -118,20 +135,8 @@ pub fn stale_version_conflicts(store: &dyn Store) {
 /// A transaction dropped without commit leaves no trace, index rows included.
 pub fn rollback_leaves_no_trace(store: &dyn Store) {
     {
-        let r = patient("p3", "Сидоров");
-        let body = serde_json::to_vec(&r).unwrap();
-        let index = extract(&r);
         let mut tx = store.begin().unwrap();
-        tx.write(&NewVersion {
-            resource_type: "Patient",
-            id: "p3",
-            version: 1,
-            last_updated: now(),
-            method: Method::Create,
-            body: Some(&body),
-            index: &index,
-        })
-        .unwrap();
+        write_first_version(tx.as_mut(), &patient("p3", "Сидоров"));
         assert_eq!(tx.current("Patient", "p3").unwrap().map(|c| c.version), Some(1));
         assert_eq!(tx.search_ids(&query("Patient", "family=сидоров"), 5).unwrap(), vec!["p3"]);
     }
@@ -231,20 +236,8 @@ pub fn concurrent_commits_and_rollbacks(store: &(dyn Store + Sync)) {
             s.spawn(move || {
                 for i in 0..25 {
                     let id = format!("g{t}-{i}");
-                    let r = patient(&id, "Группова");
-                    let body = serde_json::to_vec(&r).unwrap();
-                    let index = extract(&r);
                     let mut tx = store.begin().unwrap();
-                    tx.write(&NewVersion {
-                        resource_type: "Patient",
-                        id: &id,
-                        version: 1,
-                        last_updated: now(),
-                        method: Method::Create,
-                        body: Some(&body),
-                        index: &index,
-                    })
-                    .unwrap();
+                    write_first_version(tx.as_mut(), &patient(&id, "Группова"));
                     if i % 3 == 0 {
                         drop(tx); // abandoned
                     } else {
