@@ -39,10 +39,19 @@ fn strip_version_meta(v: &mut Value) {
 }
 
 #[test]
-fn every_r4_example_round_trips() {
-    let dir = examples_dir();
+fn every_r4_example_round_trips_on_sqlite() {
     let data = tempfile::tempdir().unwrap();
-    let store = Arc::new(store_sqlite::SqliteStore::open(data.path()).unwrap());
+    round_trip_all(Arc::new(store_sqlite::SqliteStore::open(data.path()).unwrap()));
+}
+
+#[test]
+fn every_r4_example_round_trips_on_postgres() {
+    let db = store_tests::PgDatabase::create();
+    round_trip_all(Arc::new(store_postgres::PostgresStore::open(&db.url).unwrap()));
+}
+
+fn round_trip_all(store: Arc<dyn store::Store>) {
+    let dir = examples_dir();
     let engine = Engine::new(store, Config { max_bundle_entries: 100_000, ..Config::default() });
 
     let known: BTreeMap<String, String> = include_str!("known-invalid-examples.txt")
