@@ -196,10 +196,12 @@ impl<'a> Validator<'a> {
                 self.error(IssueType::Value, path, msg);
                 return;
             }
-            if type_code == "xhtml"
+            // active content (scripts, frames, event handlers) in narrative or text that a
+            // portal may render: refused, whatever the presentation layer would do
+            if matches!(type_code, "xhtml" | "string" | "markdown")
                 && let Some(msg) = value.as_str().and_then(primitive::unsafe_xhtml)
             {
-                self.error(IssueType::Value, path, msg);
+                self.error(IssueType::Security, path, msg);
             }
             if let (Some(vs), Some(code)) = (&el.required_binding, value.as_str())
                 && type_code == "code"

@@ -141,15 +141,19 @@ fn check_string(type_code: &str, s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Narrative must not carry active content: the XHTML subset of the specification has no
-/// scripts, frames, objects, forms or event-handler attributes.
+/// Narrative and text must not carry active content: the XHTML subset of the
+/// specification has no scripts, frames, objects, forms or event-handler attributes, and
+/// plain strings have no business containing them either (stored XSS in a portal).
 pub fn unsafe_xhtml(s: &str) -> Option<String> {
+    if !s.contains('<') && !s.to_ascii_lowercase().contains("javascript:") {
+        return None; // the common case, without lower-casing the whole text
+    }
     let lower = s.to_ascii_lowercase();
     for tag in
         ["<script", "<iframe", "<object", "<embed", "<form", "<frame", "<applet", "<base", "<link", "<meta", "<style"]
     {
         if lower.contains(tag) {
-            return Some(format!("The narrative contains '{tag}>', which the FHIR XHTML subset does not allow"));
+            return Some(format!("The text contains '{tag}>', active content that is not allowed"));
         }
     }
     let bytes = lower.as_bytes();
@@ -161,12 +165,12 @@ pub fn unsafe_xhtml(s: &str) -> Option<String> {
                 && rest[name.len()..].trim_start().starts_with('=')
                 && lower[..i].rfind('<') > lower[..i].rfind('>')
             {
-                return Some(format!("The narrative has an event handler attribute 'on{name}', which is not allowed"));
+                return Some(format!("The text has an event handler attribute 'on{name}', which is not allowed"));
             }
         }
     }
     if lower.contains("javascript:") {
-        return Some("The narrative contains a javascript: URL, which is not allowed".into());
+        return Some("The text contains a javascript: URL, which is not allowed".into());
     }
     None
 }
