@@ -135,3 +135,13 @@ fn invariants_are_enforced() {
         json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o1", "name": "x"}]});
     assert!(errors(p).iter().any(|(_, d)| d.contains("dom-3")), "an unreferenced contained resource");
 }
+
+#[test]
+fn active_content_is_refused_in_text() {
+    let p = json!({"resourceType": "Patient", "name": [{"text": "Иванов <script>alert(1)</script>"}],
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><img src=\"x\" onerror=\"alert(1)\"/></div>"}});
+    let e = errors(p);
+    let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, vec!["Patient.name[0].text", "Patient.text.div"], "{e:?}");
+    assert!(errors(json!({"resourceType": "Patient", "name": [{"text": "доза <5 мг, x > 3"}]})).is_empty());
+}
