@@ -10,4 +10,4 @@ pub mod normalize;
 pub mod query;
 
 pub use index::{IndexEntry, IndexValue, extract};
-pub use query::{Clause, DatePrefix, Predicate, Query, parse_query};
+pub use query::{Clause, Predicate, Prefix, Query, parse_query};

@@ -29,9 +29,9 @@ pub struct Clause {
     pub any_of: Vec<Predicate>,
 }
 
-/// Date comparison prefixes.
+/// Comparison prefixes of number, date and quantity parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatePrefix {
+pub enum Prefix {
     Eq,
     Ne,
     Gt,
@@ -64,9 +64,25 @@ pub enum Predicate {
         url: Option<String>,
     },
     Date {
-        prefix: DatePrefix,
+        prefix: Prefix,
         low: i64,
         high: i64,
+    },
+    /// `value` as given; `[low, high)` the range its precision implies (`100` is 99.5–100.5).
+    Number {
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+    },
+    /// A number with optional `system|code` (code also matches the unit).
+    Quantity {
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+        system: Option<String>,
+        code: Option<String>,
     },
     Uri {
         value: String,
@@ -258,18 +274,7 @@ fn predicate(code: &str, kind: SearchParamType, modifier: Option<&str>, value: &
             if let Some(m) = modifier {
                 return modifier_unsupported(m);
             }
-            let (prefix, rest) = match value.get(..2) {
-                Some("eq") => (DatePrefix::Eq, &value[2..]),
-                Some("ne") => (DatePrefix::Ne, &value[2..]),
-                Some("gt") => (DatePrefix::Gt, &value[2..]),
-                Some("lt") => (DatePrefix::Lt, &value[2..]),
-                Some("ge") => (DatePrefix::Ge, &value[2..]),
-                Some("le") => (DatePrefix::Le, &value[2..]),
-                Some("sa") => (DatePrefix::Sa, &value[2..]),
-                Some("eb") => (DatePrefix::Eb, &value[2..]),
-                Some("ap") => (DatePrefix::Ap, &value[2..]),
-                _ => (DatePrefix::Eq, value),
-            };
+            let (prefix, rest) = split_prefix(value);
             let (low, high) = date_range(rest).ok_or_else(|| {
                 bad(code, format!("'{value}' is not a valid date (expected [prefix]YYYY[-MM[-DD[Thh:mm[:ss][zone]]]])"))
             })?;
@@ -279,10 +284,58 @@ fn predicate(code: &str, kind: SearchParamType, modifier: Option<&str>, value: &
             None => Ok(Predicate::Uri { value: value.to_string() }),
             Some(m) => modifier_unsupported(m),
         },
-        SearchParamType::Number | SearchParamType::Quantity | SearchParamType::Composite | SearchParamType::Special => {
+        SearchParamType::Number | SearchParamType::Quantity => {
+            if let Some(m) = modifier {
+                return modifier_unsupported(m);
+            }
+            let (prefix, rest) = split_prefix(value);
+            let mut parts = rest.splitn(3, '|');
+            let number = parts.next().unwrap_or_default();
+            let (value_f, low, high) =
+                number_range(number).ok_or_else(|| bad(code, format!("'{value}' does not start with a number")))?;
+            if kind == SearchParamType::Number {
+                if parts.next().is_some() {
+                    return Err(bad(code, format!("'{value}': a number parameter takes no system or code")));
+                }
+                return Ok(Predicate::Number { prefix, value: value_f, low, high });
+            }
+            let text = |p: Option<&str>| p.filter(|s| !s.is_empty()).map(unescape);
+            let (system, unit) = (text(parts.next()), text(parts.next()));
+            Ok(Predicate::Quantity { prefix, value: value_f, low, high, system, code: unit })
+        }
+        SearchParamType::Composite | SearchParamType::Special => {
             Err(unsupported(code, format!("Searching by {} parameters ('{code}') is not supported yet", kind.as_str())))
         }
     }
+}
+
+fn split_prefix(value: &str) -> (Prefix, &str) {
+    let prefix = match value.get(..2) {
+        Some("eq") => Prefix::Eq,
+        Some("ne") => Prefix::Ne,
+        Some("gt") => Prefix::Gt,
+        Some("lt") => Prefix::Lt,
+        Some("ge") => Prefix::Ge,
+        Some("le") => Prefix::Le,
+        Some("sa") => Prefix::Sa,
+        Some("eb") => Prefix::Eb,
+        Some("ap") => Prefix::Ap,
+        _ => return (Prefix::Eq, value),
+    };
+    (prefix, &value[2..])
+}
+
+/// The number and the half-open range its written precision implies: `100` → [99.5,
+/// 100.5), `1.50` → [1.495, 1.505), `1e2` → [50, 150).
+fn number_range(text: &str) -> Option<(f64, f64, f64)> {
+    let v: f64 = text.parse().ok().filter(|v: &f64| v.is_finite())?;
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let decimals = mantissa.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
+    let half = 0.5 * 10f64.powi(exp - decimals);
+    Some((v, v - half, v + half))
 }
 
 #[cfg(test)]
@@ -315,7 +368,7 @@ mod tests {
         );
         assert!(matches!(
             q("birthdate=ge1980").unwrap().clauses[0].any_of[0],
-            Predicate::Date { prefix: DatePrefix::Ge, .. }
+            Predicate::Date { prefix: Prefix::Ge, .. }
         ));
         assert_eq!(
             q("general-practitioner=Practitioner/1").unwrap().clauses[0].any_of[0],
@@ -330,6 +383,9 @@ mod tests {
         assert_eq!(q("name:text=x").unwrap_err().code, IssueType::NotSupported);
         assert_eq!(q("general-practitioner.name=x").unwrap_err().code, IssueType::NotSupported);
         assert_eq!(q("_sort=name").unwrap_err().code, IssueType::NotSupported);
+        assert_eq!(number_range("100"), Some((100.0, 99.5, 100.5)));
+        assert_eq!(number_range("1e2"), Some((100.0, 50.0, 150.0)));
+        assert!(number_range("abc").is_none());
         assert!(q("_count=x").is_err());
     }
 }

@@ -183,6 +183,45 @@ pub fn search_follows_current_version(store: &dyn Store) {
     assert_eq!((page.total, page.resources.len()), (1, 0));
 }
 
+/// Number, quantity and the meta parameters (`_lastUpdated`, `_tag`, `_profile`).
+pub fn search_numbers_quantities_and_meta(store: &dyn Store) {
+    let obs = |id: &str, value: &str, code: &str| {
+        let v: Value = serde_json::from_str(&format!(
+            r#"{{"resourceType": "Observation", "id": "{id}", "status": "final", "code": {{"text": "hr"}},
+               "meta": {{"tag": [{{"system": "urn:tags", "code": "{code}"}}], "profile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"],
+                        "lastUpdated": "2024-01-01T00:00:00Z"}},
+               "valueQuantity": {{"value": {value}, "unit": "beats/min", "system": "http://unitsofmeasure.org", "code": "/min"}}}}"#
+        ))
+        .unwrap();
+        write(store, &v, 1, Method::Create).unwrap();
+    };
+    obs("q1", "72", "a");
+    obs("q2", "100.4", "b");
+    obs("q3", "140", "b");
+    write(store, &json!({"resourceType": "RiskAssessment", "id": "r1", "status": "final", "subject": {"reference": "Patient/x"},
+        "prediction": [{"probabilityDecimal": 0.35}]}), 1, Method::Create)
+    .unwrap();
+    let ids = |rt: &str, q: &str| -> Vec<String> {
+        let mut v: Vec<String> = store.search(&query(rt, q), 100).unwrap().resources.into_iter().map(|s| s.id).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids("Observation", "value-quantity=100"), vec!["q2"], "100 means [99.5, 100.5)");
+    assert_eq!(ids("Observation", "value-quantity=100.0"), Vec::<String>::new());
+    assert_eq!(ids("Observation", "value-quantity=gt100"), vec!["q2", "q3"]);
+    assert_eq!(ids("Observation", "value-quantity=le72"), vec!["q1"]);
+    assert_eq!(ids("Observation", "value-quantity=ne72"), vec!["q2", "q3"]);
+    assert_eq!(ids("Observation", "value-quantity=ap130"), vec!["q3"]);
+    assert_eq!(ids("Observation", "value-quantity=72|http://unitsofmeasure.org|/min"), vec!["q1"]);
+    assert_eq!(ids("Observation", "value-quantity=72||mg"), Vec::<String>::new());
+    assert_eq!(ids("RiskAssessment", "probability=0.35"), vec!["r1"]);
+    assert_eq!(ids("RiskAssessment", "probability=lt0.3"), Vec::<String>::new());
+    assert_eq!(ids("Observation", "_tag=urn:tags|b"), vec!["q2", "q3"]);
+    assert_eq!(ids("Observation", "_profile=http://hl7.org/fhir/StructureDefinition/vitalsigns").len(), 3);
+    assert_eq!(ids("Observation", "_lastUpdated=2024-01-01"), vec!["q1", "q2", "q3"]);
+    assert_eq!(ids("Observation", "_lastUpdated=gt2024-01-02"), Vec::<String>::new());
+}
+
 /// Concurrent writers never lose an update: exactly one writer wins each version.
 pub fn concurrent_writers(store: &(dyn Store + Sync)) {
     write(store, &patient("c1", "A"), 1, Method::Create).unwrap();

@@ -32,6 +32,7 @@ both!(
     stale_version_conflicts,
     rollback_leaves_no_trace,
     search_follows_current_version,
+    search_numbers_quantities_and_meta,
     concurrent_writers,
     concurrent_commits_and_rollbacks
 );

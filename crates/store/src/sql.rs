@@ -3,7 +3,7 @@
 //! SQLite, PostgreSQL and PostgreSQL-wire distributed engines all accept; only the
 //! placeholder syntax differs (`?` vs `$n`).
 
-use search::{Clause, DatePrefix, IndexEntry, IndexValue, Predicate, Query};
+use search::{Clause, IndexEntry, IndexValue, Predicate, Prefix, Query};
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,6 +154,27 @@ pub fn search_where(sql: &mut Sql, query: &Query) {
     }
 }
 
+/// Conditions on `x.value` for a number or quantity: `eq`/`ne` by the implied range,
+/// the others against the value itself (`ap`: within 10 %).
+fn numeric(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
+    let (lo10, hi10) = if value >= 0.0 { (value * 0.9, value * 1.1) } else { (value * 1.1, value * 0.9) };
+    let (op, v) = match prefix {
+        Prefix::Eq | Prefix::Ne => {
+            sql.push(" AND x.value >= ").bind(Arg::Real(low)).push(" AND x.value < ").bind(Arg::Real(high));
+            return;
+        }
+        Prefix::Ap => {
+            sql.push(" AND x.value >= ").bind(Arg::Real(lo10)).push(" AND x.value <= ").bind(Arg::Real(hi10));
+            return;
+        }
+        Prefix::Gt | Prefix::Sa => (" > ", value),
+        Prefix::Lt | Prefix::Eb => (" < ", value),
+        Prefix::Ge => (" >= ", value),
+        Prefix::Le => (" <= ", value),
+    };
+    sql.push(" AND x.value").push(op).bind(Arg::Real(v));
+}
+
 fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate) {
     let table = table_of(clause);
     let open = |sql: &mut Sql, negate: bool| {
@@ -202,34 +223,48 @@ fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate) {
             }
         }
         Predicate::Date { prefix, low, high } => {
-            let negate = *prefix == DatePrefix::Ne;
+            let negate = *prefix == Prefix::Ne;
             open(sql, negate);
             let (l, h) = (Arg::Int(*low), Arg::Int(*high));
             match prefix {
-                DatePrefix::Eq | DatePrefix::Ne => {
+                Prefix::Eq | Prefix::Ne => {
                     sql.push(" AND x.low >= ").bind(l).push(" AND x.high <= ").bind(h);
                 }
-                DatePrefix::Gt => {
+                Prefix::Gt => {
                     sql.push(" AND x.high > ").bind(h);
                 }
-                DatePrefix::Lt => {
+                Prefix::Lt => {
                     sql.push(" AND x.low < ").bind(l);
                 }
-                DatePrefix::Ge => {
+                Prefix::Ge => {
                     sql.push(" AND x.high >= ").bind(l);
                 }
-                DatePrefix::Le => {
+                Prefix::Le => {
                     sql.push(" AND x.low <= ").bind(h);
                 }
-                DatePrefix::Sa => {
+                Prefix::Sa => {
                     sql.push(" AND x.low > ").bind(h);
                 }
-                DatePrefix::Eb => {
+                Prefix::Eb => {
                     sql.push(" AND x.high < ").bind(l);
                 }
-                DatePrefix::Ap => {
+                Prefix::Ap => {
                     sql.push(" AND x.low <= ").bind(h).push(" AND x.high >= ").bind(l);
                 }
+            }
+        }
+        Predicate::Number { prefix, value, low, high } => {
+            open(sql, *prefix == Prefix::Ne);
+            numeric(sql, *prefix, *value, *low, *high);
+        }
+        Predicate::Quantity { prefix, value, low, high, system, code } => {
+            open(sql, *prefix == Prefix::Ne);
+            numeric(sql, *prefix, *value, *low, *high);
+            if let Some(s) = system {
+                sql.push(" AND x.system = ").text_arg(s);
+            }
+            if let Some(c) = code {
+                sql.push(" AND x.code = ").text_arg(c);
             }
         }
         Predicate::Uri { value } => {

@@ -8,14 +8,7 @@ use crate::{Engine, Response};
 
 /// Parameter types the query layer can search on today.
 fn searchable(kind: SearchParamType) -> bool {
-    matches!(
-        kind,
-        SearchParamType::Token
-            | SearchParamType::String
-            | SearchParamType::Reference
-            | SearchParamType::Date
-            | SearchParamType::Uri
-    )
+    !matches!(kind, SearchParamType::Composite | SearchParamType::Special)
 }
 
 pub fn capability_statement(engine: &Engine) -> Response {
@@ -70,7 +63,7 @@ pub fn capability_statement(engine: &Engine) -> Response {
         "rest": [{
             "mode": "server",
             "documentation": "Not supported yet: XML, system-level search, chained and reverse-chained search, \
-    _include/_revinclude, _sort, _summary/_elements, _total modes, number/quantity/composite parameters, \
+    _include/_revinclude, _sort, _summary/_elements, _total modes, composite parameters, \
     token modifiers other than :not, invariants using matches()/htmlChecks(), authentication and authorisation (next issue).",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}]
