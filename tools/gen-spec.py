@@ -7,6 +7,7 @@ output is committed so that a build needs neither Python nor the shared director
 
 What is kept:
   types        every resource and data type: kind, base, abstract, its own invariants,
+               (resources) the top-level elements in the summary view,
                and its elements (relative path, min, max, type codes, required binding,
                reference targets, contentReference, invariants [key, FHIRPath, text])
   valueSets    expansions ({system: [codes]}) of every value set bound with strength
@@ -70,6 +71,8 @@ for fname in ('profiles-types.json', 'profiles-resources.json'):
                 out.append([c['key'], c['expression'], c.get('human', '')])
             return out
         root_constraints = constraints(sd['snapshot']['element'][0])
+        summary = sorted({el['path'].split('.', 1)[1].replace('[x]', '') for el in sd['snapshot']['element'][1:]
+                          if el.get('isSummary') and el['path'].count('.') == 1})
         elements = []
         for el in sd['snapshot']['element'][1:]:
             path = el['path'].split('.', 1)[1]
@@ -90,6 +93,8 @@ for fname in ('profiles-types.json', 'profiles-resources.json'):
         types[name] = {'k': kind, 'b': base, 'a': bool(sd.get('abstract')), 'e': elements}
         if root_constraints:
             types[name]['c'] = root_constraints
+        if kind == 'r' and summary:
+            types[name]['s'] = summary
 
 # ---- code systems and value sets
 codesystems = {}

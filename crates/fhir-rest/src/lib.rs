@@ -9,6 +9,7 @@ pub mod error;
 pub mod fhirpath_patch;
 pub mod interaction;
 pub mod meta;
+pub mod shape;
 pub mod write;
 
 use std::sync::Arc;

@@ -73,6 +73,8 @@ pub struct TypeDef {
     pub is_abstract: bool,
     /// Invariants on the type itself (e.g. `per-1` of Period, `dom-2` of resources).
     pub constraints: Vec<Constraint>,
+    /// Resources: the top-level elements of the summary view (`_summary=true`).
+    pub summary: Vec<String>,
     elements: HashMap<String, ElementDef>,
     /// Parent path ("" for the type itself) -> child property names (without `[x]`).
     children: HashMap<String, Vec<String>>,
@@ -209,6 +211,8 @@ struct RawType {
     e: Vec<serde_json::Value>,
     #[serde(default)]
     c: Vec<(String, String, String)>,
+    #[serde(default)]
+    s: Vec<String>,
 }
 
 fn constraint((key, expression, human): (String, String, String)) -> Constraint {
@@ -274,6 +278,7 @@ fn load() -> Spec {
                 base: t.b,
                 is_abstract: t.a,
                 constraints: t.c.into_iter().map(constraint).collect(),
+                summary: t.s,
                 elements,
                 children,
             },

@@ -387,6 +387,26 @@ fn history_and_search_paging(s: &mut Server) {
     assert_eq!(r["total"], 1);
     assert_eq!(r["entry"][1]["search"]["mode"], "outcome");
     assert_eq!(s.req("GET", "Patient?shoe-size=42", &[("Prefer", "handling=strict")], None).status, 400);
+    // sorting, counting and partial resources
+    let r = s.get("Patient?family=листова&_sort=-family&_count=2").json();
+    assert_eq!(r["entry"][0]["resource"]["name"][0]["family"], "Листова6");
+    assert!(
+        r["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["relation"] == "next" && l["url"].as_str().unwrap().contains("_sort=-family"))
+    );
+    let r = s.get("Patient?family=листова&_summary=count").json();
+    assert_eq!((r["total"].as_u64(), r.get("entry").is_none()), (Some(7), true));
+    let r = s.get("Patient?family=листова3&_elements=gender").json();
+    let res = &r["entry"][0]["resource"];
+    assert_eq!((res["gender"].as_str(), res.get("name").is_none()), (Some("female"), true));
+    assert_eq!(res["meta"]["tag"].as_array().unwrap().last().unwrap()["code"], "SUBSETTED");
+    let r = s.get("Patient?family=листова&_total=none").json();
+    assert!(r.get("total").is_none());
+    assert_eq!(s.get("Patient?_sort=shoe-size").status, 400);
+    assert_eq!(s.get("Patient?_summary=maybe").status, 400);
     // POST _search with a form body
     let r = s.req(
         "POST",

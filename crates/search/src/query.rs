@@ -19,6 +19,42 @@ pub struct Query {
     pub offset: usize,
     /// Parameters we do not know, reported back to the client.
     pub ignored: Vec<String>,
+    /// `_sort`: keys in order.
+    pub sort: Vec<SortKey>,
+    /// `_summary`.
+    pub summary: Summary,
+    /// `_elements`: top-level elements to return.
+    pub elements: Option<Vec<String>>,
+    /// `_total`.
+    pub total: Total,
+}
+
+/// One `_sort` key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub param: &'static str,
+    pub kind: SearchParamType,
+    pub descending: bool,
+}
+
+/// `_summary`: how much of each resource to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Summary {
+    #[default]
+    False,
+    True,
+    Text,
+    Data,
+    Count,
+}
+
+/// `_total`: whether to count the matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Total {
+    None,
+    Estimate,
+    #[default]
+    Accurate,
 }
 
 /// One parameter occurrence: `param` matches if any predicate does.
@@ -106,7 +142,17 @@ pub fn parse_query(resource_type: ResourceType, query: &str) -> Result<Query, Is
 
 /// Parse already-decoded `(name, value)` pairs.
 fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Result<Query, Issue> {
-    let mut q = Query { resource_type, clauses: Vec::new(), count: None, offset: 0, ignored: Vec::new() };
+    let mut q = Query {
+        resource_type,
+        clauses: Vec::new(),
+        count: None,
+        offset: 0,
+        ignored: Vec::new(),
+        sort: Vec::new(),
+        summary: Summary::False,
+        elements: None,
+        total: Total::Accurate,
+    };
     for (name, raw) in pairs {
         let (code, modifier) = match name.split_once(':') {
             Some((c, m)) => (c, Some(m)),
@@ -127,8 +173,52 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
                 continue;
             }
             "_format" | "_pretty" => continue,
-            "_sort" | "_include" | "_revinclude" | "_summary" | "_elements" | "_total" | "_contained"
-            | "_containedType" | "_has" | "_text" | "_content" | "_list" | "_query" | "_filter" | "_type" => {
+            "_sort" => {
+                for key in raw.split(',').filter(|k| !k.is_empty()) {
+                    let (name, descending) = match key.strip_prefix('-') {
+                        Some(n) => (n, true),
+                        None => (key, false),
+                    };
+                    let p = indexed_param(resource_type.as_str(), name).ok_or_else(|| {
+                        bad("_sort", format!("Cannot sort {resource_type} by '{name}': not a search parameter of it"))
+                    })?;
+                    q.sort.push(SortKey { param: p.code, kind: p.kind, descending });
+                }
+                continue;
+            }
+            "_summary" => {
+                q.summary = match raw.as_str() {
+                    "true" => Summary::True,
+                    "text" => Summary::Text,
+                    "data" => Summary::Data,
+                    "count" => Summary::Count,
+                    "false" => Summary::False,
+                    other => {
+                        return Err(bad(
+                            "_summary",
+                            format!("_summary takes true, text, data, count or false, not '{other}'"),
+                        ));
+                    }
+                };
+                continue;
+            }
+            "_elements" => {
+                q.elements = Some(raw.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect());
+                continue;
+            }
+            "_total" => {
+                q.total = match raw.as_str() {
+                    "none" => Total::None,
+                    "estimate" => Total::Estimate,
+                    "accurate" => Total::Accurate,
+                    other => {
+                        return Err(bad("_total", format!("_total takes none, estimate or accurate, not '{other}'")));
+                    }
+                };
+                continue;
+            }
+            "_include" | "_revinclude" | "_contained" | "_containedType" | "_has" | "_text" | "_content" | "_list"
+            | "_query" | "_filter" | "_type" => {
                 return Err(unsupported(code, format!("The search parameter '{code}' is not supported yet")));
             }
             _ => {}

@@ -198,11 +198,17 @@ pub fn search_numbers_quantities_and_meta(store: &dyn Store) {
     obs("q1", "72", "a");
     obs("q2", "100.4", "b");
     obs("q3", "140", "b");
-    write(store, &json!({"resourceType": "RiskAssessment", "id": "r1", "status": "final", "subject": {"reference": "Patient/x"},
-        "prediction": [{"probabilityDecimal": 0.35}]}), 1, Method::Create)
+    write(
+        store,
+        &json!({"resourceType": "RiskAssessment", "id": "r1", "status": "final", "subject": {"reference": "Patient/x"},
+        "prediction": [{"probabilityDecimal": 0.35}]}),
+        1,
+        Method::Create,
+    )
     .unwrap();
     let ids = |rt: &str, q: &str| -> Vec<String> {
-        let mut v: Vec<String> = store.search(&query(rt, q), 100).unwrap().resources.into_iter().map(|s| s.id).collect();
+        let mut v: Vec<String> =
+            store.search(&query(rt, q), 100).unwrap().resources.into_iter().map(|s| s.id).collect();
         v.sort();
         v
     };
@@ -220,6 +226,31 @@ pub fn search_numbers_quantities_and_meta(store: &dyn Store) {
     assert_eq!(ids("Observation", "_profile=http://hl7.org/fhir/StructureDefinition/vitalsigns").len(), 3);
     assert_eq!(ids("Observation", "_lastUpdated=2024-01-01"), vec!["q1", "q2", "q3"]);
     assert_eq!(ids("Observation", "_lastUpdated=gt2024-01-02"), Vec::<String>::new());
+}
+
+/// `_sort`: several keys, descending, resources without a value last; the same order on
+/// every backend.
+pub fn search_sorting(store: &dyn Store) {
+    let p = |id: &str, family: &str, birth: Option<&str>| {
+        let mut v = json!({"resourceType": "Patient", "id": id, "name": [{"family": family}]});
+        if let Some(b) = birth {
+            v["birthDate"] = json!(b);
+        }
+        write(store, &v, 1, Method::Create).unwrap();
+    };
+    p("a", "Яковлева", Some("1990-05-01"));
+    p("b", "Абрамова", Some("1971"));
+    p("c", "Абрамова", Some("2001-12-31"));
+    p("d", "Зимина", None);
+    let order = |q: &str| -> Vec<String> {
+        store.search(&query("Patient", q), 100).unwrap().resources.into_iter().map(|s| s.id).collect()
+    };
+    assert_eq!(order("_sort=birthdate"), vec!["b", "a", "c", "d"]);
+    assert_eq!(order("_sort=-birthdate"), vec!["c", "a", "b", "d"]);
+    assert_eq!(order("_sort=family,-birthdate"), vec!["c", "b", "d", "a"]);
+    assert_eq!(order("_sort=-_id"), vec!["d", "c", "b", "a"]);
+    let page = store.search(&query("Patient", "_sort=birthdate&_offset=2"), 2).unwrap();
+    assert_eq!(page.resources.into_iter().map(|s| s.id).collect::<Vec<_>>(), vec!["c", "d"]);
 }
 
 /// Concurrent writers never lose an update: exactly one writer wins each version.

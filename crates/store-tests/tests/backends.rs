@@ -33,6 +33,7 @@ both!(
     rollback_leaves_no_trace,
     search_follows_current_version,
     search_numbers_quantities_and_meta,
+    search_sorting,
     concurrent_writers,
     concurrent_commits_and_rollbacks
 );

@@ -4,7 +4,7 @@
 
 use search::Query;
 
-use crate::sql::{Arg, Dialect, INDEX_TABLES, Sql, index_inserts, search_where};
+use crate::sql::{Arg, Dialect, INDEX_TABLES, Sql, index_inserts, search_order, search_where};
 use crate::{
     CurrentVersion, HistoryQuery, HistoryScope, Method, NewVersion, Result, SearchPage, StoreError, StoredResource,
 };
@@ -90,7 +90,9 @@ pub fn search(c: &mut dyn SqlConn, q: &Query, count: usize) -> Result<SearchPage
     let mut rows = Sql::new(c.dialect());
     rows.push(COLUMNS).push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE ");
     search_where(&mut rows, q);
-    rows.push(" ORDER BY r.rkey LIMIT ").bind(Arg::Int(count as i64)).push(" OFFSET ").bind(Arg::Int(q.offset as i64));
+    rows.push(" ORDER BY ");
+    search_order(&mut rows, q);
+    rows.push(" LIMIT ").bind(Arg::Int(count as i64)).push(" OFFSET ").bind(Arg::Int(q.offset as i64));
     let mut total = Sql::new(c.dialect());
     total.push("SELECT count(*) FROM resources r WHERE ");
     search_where(&mut total, q);

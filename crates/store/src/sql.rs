@@ -154,6 +154,34 @@ pub fn search_where(sql: &mut Sql, query: &Query) {
     }
 }
 
+/// `ORDER BY` terms for `_sort` (lowest value ascending, highest descending; resources
+/// without a value last, on every backend), then creation order.
+pub fn search_order(sql: &mut Sql, query: &Query) {
+    use fhir_spec::SearchParamType as T;
+    for key in &query.sort {
+        let (table, asc_col, desc_col) = match key.kind {
+            T::Token => ("idx_token", "code", "code"),
+            T::String => ("idx_string", "value", "value"),
+            T::Reference => ("idx_reference", "target_id", "target_id"),
+            T::Date => ("idx_date", "low", "high"),
+            T::Number => ("idx_number", "value", "value"),
+            T::Quantity => ("idx_quantity", "value", "value"),
+            T::Uri | T::Composite | T::Special => ("idx_uri", "value", "value"),
+        };
+        let agg = if key.descending { format!("MAX(x.{desc_col})") } else { format!("MIN(x.{asc_col})") };
+        let sub = |sql: &mut Sql| {
+            sql.push(&format!("(SELECT {agg} FROM {table} x WHERE x.rkey = r.rkey AND x.param = "))
+                .text_arg(key.param)
+                .push(")");
+        };
+        sub(sql);
+        sql.push(" IS NULL, ");
+        sub(sql);
+        sql.push(if key.descending { " DESC, " } else { " ASC, " });
+    }
+    sql.push("r.rkey");
+}
+
 /// Conditions on `x.value` for a number or quantity: `eq`/`ne` by the implied range,
 /// the others against the value itself (`ap`: within 10 %).
 fn numeric(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {

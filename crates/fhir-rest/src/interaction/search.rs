@@ -17,7 +17,10 @@ pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> 
             Issue::error(IssueType::NotSupported, format!("Unknown search parameter '{p}' for {rt}")).at(p.clone()),
         ));
     }
-    let count = q.count.unwrap_or(engine.config.default_count).min(engine.config.max_count);
+    let count = match q.summary {
+        search::Summary::Count => 0,
+        _ => q.count.unwrap_or(engine.config.default_count).min(engine.config.max_count),
+    };
     let page = engine.store.search(&q, count)?;
     // self/next/previous: the query without our paging parameters, then the page
     let base: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -45,6 +48,7 @@ pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> 
         .into_iter()
         .filter_map(|s| {
             let res: Value = serde_json::from_slice(s.body.as_deref()?).ok()?;
+            let res = crate::shape::subset(res, q.summary, q.elements.as_deref());
             Some(json!({
                 "fullUrl": engine.url(&format!("{}/{}", s.resource_type, s.id)),
                 "resource": res,
@@ -63,7 +67,8 @@ pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> 
             .collect();
         entries.push(json!({"resource": OperationOutcome::new(issues).to_json(), "search": {"mode": "outcome"}}));
     }
-    Ok(Response::json(200, super::bundle_of("searchset", Some(page.total), links, entries)))
+    let total = (q.total != search::Total::None || q.summary == search::Summary::Count).then_some(page.total);
+    Ok(Response::json(200, super::bundle_of("searchset", total, links, entries)))
 }
 
 /// `POST [type]/_search`: parameters in an `application/x-www-form-urlencoded` body
