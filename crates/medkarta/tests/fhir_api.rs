@@ -417,6 +417,53 @@ fn history_and_search_paging(s: &mut Server) {
     assert_eq!(r.json()["total"], 1, "{}", r.text);
 }
 
+fn includes_and_revincludes(s: &mut Server) {
+    s.put(
+        "Practitioner/inc-d",
+        &json!({"resourceType": "Practitioner", "id": "inc-d", "name": [{"family": "Врачова"}]}),
+    );
+    s.put("Patient/inc-p", &json!({"resourceType": "Patient", "id": "inc-p", "generalPractitioner": [{"reference": "Practitioner/inc-d"}]}));
+    s.put("Observation/inc-o", &json!({"resourceType": "Observation", "id": "inc-o", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/inc-p"}}));
+    let found = |q: &str| -> Vec<(String, String)> {
+        let b = s.get(q).json();
+        b["entry"]
+            .as_array()
+            .map(|es| {
+                es.iter()
+                    .map(|e| {
+                        (
+                            e["search"]["mode"].as_str().unwrap().to_string(),
+                            e["fullUrl"].as_str().unwrap().rsplit_once("/fhir/").unwrap().1.to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let m = |mode: &str, url: &str| (mode.to_string(), url.to_string());
+    assert_eq!(
+        found("Observation?_id=inc-o&_include=Observation:subject"),
+        vec![m("match", "Observation/inc-o"), m("include", "Patient/inc-p")]
+    );
+    assert_eq!(
+        found("Observation?_id=inc-o&_include=Observation:subject&_include:iterate=Patient:general-practitioner"),
+        vec![m("match", "Observation/inc-o"), m("include", "Patient/inc-p"), m("include", "Practitioner/inc-d")]
+    );
+    assert_eq!(
+        found("Observation?_id=inc-o&_include=Observation:subject:Group"),
+        vec![m("match", "Observation/inc-o")]
+    );
+    assert_eq!(
+        found("Patient?_id=inc-p&_revinclude=Observation:subject"),
+        vec![m("match", "Patient/inc-p"), m("include", "Observation/inc-o")]
+    );
+    assert_eq!(found("Observation?_id=inc-o&_include=*").len(), 2);
+    assert_eq!(s.get("Observation?_include=Observation:code").status, 400);
+    // a deleted target is not included
+    s.delete("Patient/inc-p");
+    assert_eq!(found("Observation?_id=inc-o&_include=Observation:subject"), vec![m("match", "Observation/inc-o")]);
+}
+
 fn concurrent_writers_never_overwrite_each_other(s: &mut Server) {
     let created = s.post("Patient", &patient("Гонкина")).json();
     let id = created["id"].as_str().unwrap().to_string();
@@ -485,6 +532,7 @@ on_both_backends!(
     json_patch,
     fhirpath_patch,
     history_and_search_paging,
+    includes_and_revincludes,
     concurrent_writers_never_overwrite_each_other,
     acknowledged_writes_survive_kill_9,
 );

@@ -27,6 +27,21 @@ pub struct Query {
     pub elements: Option<Vec<String>>,
     /// `_total`.
     pub total: Total,
+    /// `_include` and `_revinclude`.
+    pub includes: Vec<Include>,
+}
+
+/// An `_include` (forward: follow `source.param` from matches) or `_revinclude`
+/// (reverse: resources of `source` whose `param` points at a match).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Include {
+    pub source: ResourceType,
+    /// `None` for `*`: every reference parameter of `source`.
+    pub param: Option<&'static str>,
+    pub target: Option<ResourceType>,
+    pub reverse: bool,
+    /// `:iterate`: apply to included resources too.
+    pub iterate: bool,
 }
 
 /// One `_sort` key.
@@ -152,6 +167,7 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
         summary: Summary::False,
         elements: None,
         total: Total::Accurate,
+        includes: Vec::new(),
     };
     for (name, raw) in pairs {
         let (code, modifier) = match name.split_once(':') {
@@ -217,8 +233,18 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
                 };
                 continue;
             }
-            "_include" | "_revinclude" | "_contained" | "_containedType" | "_has" | "_text" | "_content" | "_list"
-            | "_query" | "_filter" | "_type" => {
+            "_include" | "_revinclude" => {
+                let iterate = match modifier {
+                    None => false,
+                    Some("iterate" | "recurse") => true,
+                    Some(m) => return Err(bad(name, format!("'{code}' takes :iterate, not ':{m}'"))),
+                };
+                q.includes
+                    .push(parse_include(resource_type, raw, code == "_revinclude", iterate).map_err(|m| bad(name, m))?);
+                continue;
+            }
+            "_contained" | "_containedType" | "_has" | "_text" | "_content" | "_list" | "_query" | "_filter"
+            | "_type" => {
                 return Err(unsupported(code, format!("The search parameter '{code}' is not supported yet")));
             }
             _ => {}
@@ -397,6 +423,31 @@ fn predicate(code: &str, kind: SearchParamType, modifier: Option<&str>, value: &
             Err(unsupported(code, format!("Searching by {} parameters ('{code}') is not supported yet", kind.as_str())))
         }
     }
+}
+
+/// `Source:param[:Target]`, `Source:*`, or `*` (every reference of the searched type).
+fn parse_include(searched: ResourceType, raw: &str, reverse: bool, iterate: bool) -> Result<Include, String> {
+    let mut parts = raw.split(':');
+    let src = parts.next().unwrap_or_default();
+    let source = if src == "*" {
+        searched
+    } else {
+        ResourceType::parse(src).ok_or_else(|| format!("'{src}' is not a resource type (expected Type:parameter)"))?
+    };
+    let param = match parts.next() {
+        None | Some("*") => None,
+        Some(p) => {
+            let found = indexed_param(source.as_str(), p)
+                .filter(|d| d.kind == SearchParamType::Reference)
+                .ok_or_else(|| format!("'{p}' is not a reference parameter of {source}"))?;
+            Some(found.code)
+        }
+    };
+    let target = match parts.next() {
+        None => None,
+        Some(t) => Some(ResourceType::parse(t).ok_or_else(|| format!("'{t}' is not a resource type"))?),
+    };
+    Ok(Include { source, param, target, reverse, iterate })
 }
 
 fn split_prefix(value: &str) -> (Prefix, &str) {

@@ -63,7 +63,7 @@ pub fn capability_statement(engine: &Engine) -> Response {
         "rest": [{
             "mode": "server",
             "documentation": "Not supported yet: XML, system-level search, chained and reverse-chained search, \
-    _include/_revinclude, composite parameters, _total=estimate (answered accurately), \
+    composite parameters, _total=estimate (answered accurately), \
     token modifiers other than :not, invariants using matches()/htmlChecks(), authentication and authorisation (next issue).",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}]

@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod capabilities;
 pub mod history;
+pub mod include;
 pub mod read;
 pub mod search;
 pub mod validate;

@@ -43,19 +43,28 @@ pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> 
     if q.offset > 0 {
         links.push(link("previous", q.offset.saturating_sub(count)));
     }
-    let mut entries: Vec<Value> = page
+    let matches: Vec<(String, Value)> = page
         .resources
         .into_iter()
         .filter_map(|s| {
-            let res: Value = serde_json::from_slice(s.body.as_deref()?).ok()?;
-            let res = crate::shape::subset(res, q.summary, q.elements.as_deref());
-            Some(json!({
-                "fullUrl": engine.url(&format!("{}/{}", s.resource_type, s.id)),
-                "resource": res,
-                "search": {"mode": "match"}
-            }))
+            Some((format!("{}/{}", s.resource_type, s.id), serde_json::from_slice(s.body.as_deref()?).ok()?))
         })
         .collect();
+    let whole: Vec<Value> = matches.iter().map(|(_, v)| v.clone()).collect();
+    let included = super::include::included(engine, &q, &whole)?;
+    let entry = |url: String, res: Value, mode: &str| {
+        json!({
+            "fullUrl": engine.url(&url),
+            "resource": crate::shape::subset(res, q.summary, q.elements.as_deref()),
+            "search": {"mode": mode}
+        })
+    };
+    let mut entries: Vec<Value> = matches.into_iter().map(|(url, res)| entry(url, res, "match")).collect();
+    for res in included {
+        let url =
+            format!("{}/{}", res["resourceType"].as_str().unwrap_or_default(), res["id"].as_str().unwrap_or_default());
+        entries.push(entry(url, res, "include"));
+    }
     if !q.ignored.is_empty() {
         let issues = q
             .ignored
