@@ -28,6 +28,13 @@ pub fn capability_statement(engine: &Engine) -> Response {
                     })
                 })
                 .collect();
+            let mut includes: Vec<String> = vec!["*".into()];
+            includes.extend(
+                search::index::params_of(rt)
+                    .iter()
+                    .filter(|p| p.kind == SearchParamType::Reference)
+                    .map(|p| format!("{rt}:{}", p.code)),
+            );
             let interactions: Vec<Value> = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
                 .iter()
                 .map(|c| json!({"code": c}))
@@ -44,6 +51,7 @@ pub fn capability_statement(engine: &Engine) -> Response {
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
                 "referencePolicy": ["literal", "logical"],
+                "searchInclude": includes,
                 "searchParam": params,
                 "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
             })
