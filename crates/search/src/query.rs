@@ -523,7 +523,11 @@ mod tests {
         assert_eq!(e.expression, vec!["birthdate"]);
         assert_eq!(q("name:text=x").unwrap_err().code, IssueType::NotSupported);
         assert_eq!(q("general-practitioner.name=x").unwrap_err().code, IssueType::NotSupported);
-        assert_eq!(q("_sort=name").unwrap_err().code, IssueType::NotSupported);
+        assert_eq!(q("_text=cough").unwrap_err().code, IssueType::NotSupported);
+        assert_eq!(q("_sort=shoe-size").unwrap_err().expression, vec!["_sort"]);
+        assert_eq!(q("_sort=-birthdate,name").unwrap().sort.len(), 2);
+        assert!(q("_include=Patient:general-practitioner").unwrap().includes[0].param.is_some());
+        assert!(q("_include=Patient:gender").is_err());
         assert_eq!(number_range("100"), Some((100.0, 99.5, 100.5)));
         assert_eq!(number_range("1e2"), Some((100.0, 50.0, 150.0)));
         assert!(number_range("abc").is_none());
