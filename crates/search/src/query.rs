@@ -78,6 +78,18 @@ pub struct Clause {
     pub param: &'static str,
     pub kind: SearchParamType,
     pub any_of: Vec<Predicate>,
+    /// Chaining and `_has`: the steps from the searched resource to the one `param` is
+    /// tested on (empty for a plain parameter).
+    pub path: Vec<Hop>,
+}
+
+/// One step of a chained (`subject:Patient.name`) or reverse-chained (`_has:`) search.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hop {
+    /// Follow reference parameter `param` to resources of type `target`.
+    Forward { param: &'static str, target: ResourceType },
+    /// Resources of type `source` whose reference parameter `param` points here.
+    Reverse { source: ResourceType, param: &'static str },
 }
 
 /// Comparison prefixes of number, date and quantity parameters.
@@ -170,6 +182,22 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
         includes: Vec::new(),
     };
     for (name, raw) in pairs {
+        if name.starts_with("_has:") || name.contains('.') {
+            let (path, param, modifier) = resolve_chain(resource_type, name).map_err(|m| bad(name, m))?;
+            let any_of = split_or(raw)
+                .iter()
+                .map(|v| predicate(param.code, param.kind, modifier.as_deref(), v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|mut e| {
+                    e.expression = vec![name.clone()];
+                    e
+                })?;
+            if any_of.is_empty() {
+                return Err(bad(name, format!("The search parameter '{name}' has no value")));
+            }
+            q.clauses.push(Clause { param: param.code, kind: param.kind, any_of, path });
+            continue;
+        }
         let (code, modifier) = match name.split_once(':') {
             Some((c, m)) => (c, Some(m)),
             None => (name.as_str(), None),
@@ -249,9 +277,6 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
             }
             _ => {}
         }
-        if code.contains('.') {
-            return Err(unsupported(name, format!("Chained parameters ('{name}') are not supported yet")));
-        }
         let Some(param) = indexed_param(resource_type.as_str(), code) else {
             if fhir_spec::spec().search_param(resource_type.as_str(), code).is_some() {
                 return Err(unsupported(
@@ -269,7 +294,7 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
         if any_of.is_empty() {
             return Err(bad(code, format!("The search parameter '{code}' has no value")));
         }
-        q.clauses.push(Clause { param: param.code, kind: param.kind, any_of });
+        q.clauses.push(Clause { param: param.code, kind: param.kind, any_of, path: Vec::new() });
     }
     Ok(q)
 }
@@ -423,6 +448,81 @@ fn predicate(code: &str, kind: SearchParamType, modifier: Option<&str>, value: &
             Err(unsupported(code, format!("Searching by {} parameters ('{code}') is not supported yet", kind.as_str())))
         }
     }
+}
+
+/// Hops, the parameter finally tested, and its modifier.
+type Resolved = (Vec<Hop>, &'static crate::index::CompiledParam, Option<String>);
+
+/// A reference parameter of `rt`, or why not.
+fn reference_param(rt: ResourceType, name: &str) -> Result<&'static crate::index::CompiledParam, String> {
+    indexed_param(rt.as_str(), name)
+        .filter(|p| p.kind == SearchParamType::Reference)
+        .ok_or_else(|| format!("'{name}' is not a reference parameter of {rt}"))
+}
+
+/// The resource types a reference parameter may point to (empty: any).
+fn targets(rt: ResourceType, param: &str) -> Vec<ResourceType> {
+    fhir_spec::spec()
+        .search_param(rt.as_str(), param)
+        .map(|d| d.target.iter().filter_map(|t| ResourceType::parse(t)).collect())
+        .unwrap_or_default()
+}
+
+/// Resolve a chained or `_has` parameter name into its hops, the parameter finally
+/// tested, and that parameter's modifier.
+fn resolve_chain(rt: ResourceType, name: &str) -> Result<Resolved, String> {
+    if let Some(rest) = name.strip_prefix("_has:") {
+        let mut parts = rest.splitn(3, ':');
+        let (src, param, tail) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if tail.is_empty() {
+            return Err(format!("'{name}' must read _has:Type:reference:parameter"));
+        }
+        let source = ResourceType::parse(src).ok_or_else(|| format!("'{src}' is not a resource type"))?;
+        let p = reference_param(source, param)?;
+        let allowed = targets(source, param);
+        if !allowed.is_empty() && !allowed.contains(&rt) {
+            return Err(format!("{source}.{param} never refers to a {rt}"));
+        }
+        let (mut hops, last, modifier) = resolve_chain(source, tail)?;
+        hops.insert(0, Hop::Reverse { source, param: p.code });
+        return Ok((hops, last, modifier));
+    }
+    if let Some((head, tail)) = name.split_once('.') {
+        let (pname, type_modifier) = match head.split_once(':') {
+            Some((p, t)) => (p, Some(t)),
+            None => (head, None),
+        };
+        let p = reference_param(rt, pname)?;
+        let next = tail.split([':', '.']).next().unwrap_or(tail);
+        let candidates: Vec<ResourceType> = match type_modifier {
+            Some(t) => vec![ResourceType::parse(t).ok_or_else(|| format!("'{t}' is not a resource type"))?],
+            None => targets(rt, pname)
+                .into_iter()
+                .filter(|t| next == "_has" || indexed_param(t.as_str(), next).is_some())
+                .collect(),
+        };
+        let target = match candidates.as_slice() {
+            [one] => *one,
+            [] => return Err(format!("no resource that {rt}.{pname} refers to has a parameter '{next}'")),
+            many => {
+                let names: Vec<&str> = many.iter().map(|t| t.as_str()).collect();
+                let first = names.first().copied().unwrap_or_default();
+                return Err(format!(
+                    "'{head}' may refer to {}; name one, e.g. {pname}:{first}.{tail}",
+                    names.join(", ")
+                ));
+            }
+        };
+        let (mut hops, last, modifier) = resolve_chain(target, tail)?;
+        hops.insert(0, Hop::Forward { param: p.code, target });
+        return Ok((hops, last, modifier));
+    }
+    let (code, modifier) = match name.split_once(':') {
+        Some((c, m)) => (c, Some(m.to_string())),
+        None => (name, None),
+    };
+    let p = indexed_param(rt.as_str(), code).ok_or_else(|| format!("'{code}' is not a search parameter of {rt}"))?;
+    Ok((Vec::new(), p, modifier))
 }
 
 /// `Source:param[:Target]`, `Source:*`, or `*` (every reference of the searched type).

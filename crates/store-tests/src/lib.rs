@@ -253,6 +253,48 @@ pub fn search_sorting(store: &dyn Store) {
     assert_eq!(page.resources.into_iter().map(|s| s.id).collect::<Vec<_>>(), vec!["c", "d"]);
 }
 
+/// Chained parameters (several levels) and `_has` (nested), as index lookups.
+pub fn search_chains(store: &dyn Store) {
+    let put = |v: Value| write(store, &v, 1, Method::Create).unwrap();
+    put(json!({"resourceType": "Organization", "id": "org1", "name": "Городская поликлиника"}));
+    put(
+        json!({"resourceType": "Patient", "id": "pa", "name": [{"family": "Орлова"}], "managingOrganization": {"reference": "Organization/org1"}}),
+    );
+    put(json!({"resourceType": "Patient", "id": "pb", "name": [{"family": "Орлов"}]}));
+    let obs = |id: &str, subject: &str, code: &str| {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "subject": {"reference": subject}})
+    };
+    put(obs("oa", "Patient/pa", "8867-4"));
+    put(obs("ob", "Patient/pb", "29463-7"));
+    put(obs("oc", "Group/g1", "8867-4"));
+    let ids = |rt: &str, q: &str| -> Vec<String> {
+        let mut v: Vec<String> =
+            store.search(&query(rt, q), 100).unwrap().resources.into_iter().map(|s| s.id).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids("Observation", "subject:Patient.name=орлова"), vec!["oa"]);
+    assert_eq!(ids("Observation", "patient.name=орлов"), vec!["oa", "ob"]);
+    assert_eq!(ids("Observation", "patient.organization.name=городская"), vec!["oa"]);
+    assert_eq!(ids("Observation", "patient.name=орлова&code=8867-4"), vec!["oa"]);
+    assert_eq!(ids("Patient", "_has:Observation:patient:code=8867-4"), vec!["pa"]);
+    assert_eq!(ids("Patient", "_has:Observation:patient:code=8867-4,29463-7"), vec!["pa", "pb"]);
+    assert_eq!(ids("Organization", "_has:Patient:organization:_has:Observation:patient:code=8867-4"), vec!["org1"]);
+    assert_eq!(
+        ids("Organization", "_has:Patient:organization:_has:Observation:patient:code=29463-7"),
+        Vec::<String>::new()
+    );
+    let ambiguous = parse_query(ResourceType::parse("Observation").unwrap(), "subject.name=x").unwrap_err();
+    assert!(ambiguous.diagnostics.contains("subject:Patient.name"), "{}", ambiguous.diagnostics);
+    assert!(parse_query(ResourceType::parse("Patient").unwrap(), "_has:Observation:performer:code=x").is_ok());
+    assert!(parse_query(ResourceType::parse("Patient").unwrap(), "_has:Observation:code:code=x").is_err());
+    // a deleted link breaks the chain
+    write(store, &json!({"resourceType": "Patient", "id": "pa"}), 2, Method::Delete).unwrap();
+    assert_eq!(ids("Observation", "patient.name=орлов"), vec!["ob"]);
+    assert_eq!(ids("Patient", "_has:Observation:patient:code=8867-4"), Vec::<String>::new());
+}
+
 /// Concurrent writers never lose an update: exactly one writer wins each version.
 pub fn concurrent_writers(store: &(dyn Store + Sync)) {
     write(store, &patient("c1", "A"), 1, Method::Create).unwrap();

@@ -3,7 +3,7 @@
 //! SQLite, PostgreSQL and PostgreSQL-wire distributed engines all accept; only the
 //! placeholder syntax differs (`?` vs `$n`).
 
-use search::{Clause, IndexEntry, IndexValue, Predicate, Prefix, Query};
+use search::{Clause, Hop, IndexEntry, IndexValue, Predicate, Prefix, Query};
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,15 +143,50 @@ pub fn search_where(sql: &mut Sql, query: &Query) {
     sql.push("r.rtype = ").text_arg(query.resource_type.as_str());
     sql.push(" AND r.deleted = ").bind(Arg::Int(0));
     for clause in &query.clauses {
-        sql.push(" AND (");
+        sql.push(" AND ");
+        clause_sql(sql, clause, &clause.path, "r", 1);
+    }
+}
+
+/// A clause on the resource aliased `alias`, through its chain hops: each hop is an
+/// `EXISTS` over the reference index joined to the resources it links, so chained and
+/// `_has` searches stay index lookups at every level.
+fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, depth: usize) {
+    let Some((hop, rest)) = hops.split_first() else {
+        sql.push("(");
         for (i, p) in clause.any_of.iter().enumerate() {
             if i > 0 {
                 sql.push(" OR ");
             }
-            predicate(sql, clause, p);
+            predicate(sql, clause, p, alias);
         }
         sql.push(")");
+        return;
+    };
+    let (h, next) = (format!("h{depth}"), format!("r{depth}"));
+    match hop {
+        Hop::Forward { param, target } => {
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_reference {h} JOIN resources {next} ON {next}.rtype = {h}.target_type \
+                 AND {next}.id = {h}.target_id WHERE {h}.rkey = {alias}.rkey AND {h}.param = "
+            ))
+            .text_arg(param)
+            .push(&format!(" AND {next}.rtype = "))
+            .text_arg(target.as_str());
+        }
+        Hop::Reverse { source, param } => {
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_reference {h} JOIN resources {next} ON {next}.rkey = {h}.rkey \
+                 WHERE {h}.param = "
+            ))
+            .text_arg(param)
+            .push(&format!(" AND {h}.target_type = {alias}.rtype AND {h}.target_id = {alias}.id AND {next}.rtype = "))
+            .text_arg(source.as_str());
+        }
     }
+    sql.push(&format!(" AND {next}.deleted = ")).bind(Arg::Int(0)).push(" AND ");
+    clause_sql(sql, clause, rest, &next, depth + 1);
+    sql.push(")");
 }
 
 /// `ORDER BY` terms for `_sort` (lowest value ascending, highest descending; resources
@@ -203,11 +238,11 @@ fn numeric(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
     sql.push(" AND x.value").push(op).bind(Arg::Real(v));
 }
 
-fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate) {
+fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate, alias: &str) {
     let table = table_of(clause);
     let open = |sql: &mut Sql, negate: bool| {
         sql.push(if negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
-        sql.push(table).push(" x WHERE x.rkey = r.rkey AND x.param = ").text_arg(clause.param);
+        sql.push(table).push(&format!(" x WHERE x.rkey = {alias}.rkey AND x.param = ")).text_arg(clause.param);
     };
     match p {
         Predicate::Missing(missing) => {

@@ -70,8 +70,7 @@ pub fn capability_statement(engine: &Engine) -> Response {
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Not supported yet: XML, system-level search, chained and reverse-chained search, \
-    composite parameters, _total=estimate (answered accurately), \
+            "documentation": "Not supported yet: XML, system-level search, composite parameters, _total=estimate (answered accurately), \
     token modifiers other than :not, invariants using matches()/htmlChecks(), authentication and authorisation (next issue).",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}]
