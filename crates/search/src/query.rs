@@ -622,7 +622,10 @@ mod tests {
         let e = q("birthdate=yesterday").unwrap_err();
         assert_eq!(e.expression, vec!["birthdate"]);
         assert_eq!(q("name:text=x").unwrap_err().code, IssueType::NotSupported);
-        assert_eq!(q("general-practitioner.name=x").unwrap_err().code, IssueType::NotSupported);
+        let ambiguous = q("general-practitioner.name=x").unwrap_err();
+        assert_eq!(ambiguous.expression, vec!["general-practitioner.name"]);
+        assert!(ambiguous.diagnostics.contains("Organization, Practitioner"), "{}", ambiguous.diagnostics);
+        assert_eq!(q("general-practitioner:Practitioner.name=x").unwrap().clauses[0].path.len(), 1);
         assert_eq!(q("_text=cough").unwrap_err().code, IssueType::NotSupported);
         assert_eq!(q("_sort=shoe-size").unwrap_err().expression, vec!["_sort"]);
         assert_eq!(q("_sort=-birthdate,name").unwrap().sort.len(), 2);
