@@ -624,7 +624,7 @@ mod tests {
         assert_eq!(q("name:text=x").unwrap_err().code, IssueType::NotSupported);
         let ambiguous = q("general-practitioner.name=x").unwrap_err();
         assert_eq!(ambiguous.expression, vec!["general-practitioner.name"]);
-        assert!(ambiguous.diagnostics.contains("Organization, Practitioner"), "{}", ambiguous.diagnostics);
+        assert!(ambiguous.diagnostics.contains("general-practitioner:Practitioner.name"), "{}", ambiguous.diagnostics);
         assert_eq!(q("general-practitioner:Practitioner.name=x").unwrap().clauses[0].path.len(), 1);
         assert_eq!(q("_text=cough").unwrap_err().code, IssueType::NotSupported);
         assert_eq!(q("_sort=shoe-size").unwrap_err().expression, vec!["_sort"]);
