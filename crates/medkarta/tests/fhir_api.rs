@@ -459,6 +459,19 @@ fn includes_and_revincludes(s: &mut Server) {
     );
     assert_eq!(found("Observation?_id=inc-o&_include=*").len(), 2);
     assert_eq!(s.get("Observation?_include=Observation:code").status, 400);
+    // compartment search
+    s.put(
+        "Observation/inc-o2",
+        &json!({"resourceType": "Observation", "id": "inc-o2", "status": "final", "code": {"text": "y"},
+        "subject": {"reference": "Patient/other"}, "performer": [{"reference": "Patient/inc-p"}]}),
+    );
+    let r = s.get("Patient/inc-p/Observation?_sort=_id").json();
+    assert_eq!(r["total"], 2, "subject and performer both place an Observation in the compartment");
+    assert!(r["link"][0]["url"].as_str().unwrap().contains("/fhir/Patient/inc-p/Observation?"));
+    assert_eq!(s.get("Patient/inc-p/Observation?_id=inc-o2").json()["total"], 1);
+    assert_eq!(s.get("Patient/other/Observation").json()["total"], 1);
+    assert_eq!(s.get("Patient/inc-p/Organization").status, 400);
+    assert_eq!(s.get("Group/g1/Observation").status, 400);
     // a deleted target is not included
     s.delete("Patient/inc-p");
     assert_eq!(found("Observation?_id=inc-o&_include=Observation:subject"), vec![m("match", "Observation/inc-o")]);

@@ -10,4 +10,4 @@ pub mod normalize;
 pub mod query;
 
 pub use index::{IndexEntry, IndexValue, extract};
-pub use query::{Clause, Hop, Include, Predicate, Prefix, Query, SortKey, Summary, Total, parse_query};
+pub use query::{Clause, Compartment, Hop, Include, Predicate, Prefix, Query, SortKey, Summary, Total, parse_query};

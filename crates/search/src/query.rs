@@ -29,6 +29,45 @@ pub struct Query {
     pub total: Total,
     /// `_include` and `_revinclude`.
     pub includes: Vec<Include>,
+    /// Compartment search (`Patient/123/Observation`): only resources that one of these
+    /// reference parameters links to the compartment's owner.
+    pub compartment: Option<Compartment>,
+}
+
+/// The compartment a search is restricted to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compartment {
+    pub owner: ResourceType,
+    pub id: String,
+    pub params: Vec<&'static str>,
+}
+
+impl Query {
+    /// Restrict the search to the compartment of `owner/id` (the Patient compartment of
+    /// the specification's CompartmentDefinition).
+    pub fn in_compartment(&mut self, owner: ResourceType, id: &str) -> Result<(), Issue> {
+        if owner.as_str() != "Patient" {
+            return Err(unsupported(owner.as_str(), format!("Only the Patient compartment is supported, not {owner}")));
+        }
+        if !fhir_model::is_valid_id(id) {
+            return Err(bad(owner.as_str(), format!("'{id}' is not a valid id")));
+        }
+        let params: Vec<&'static str> = fhir_spec::spec()
+            .patient_compartment_params(self.resource_type.as_str())
+            .iter()
+            .filter_map(|p| indexed_param(self.resource_type.as_str(), p))
+            .filter(|p| p.kind == SearchParamType::Reference)
+            .map(|p| p.code)
+            .collect();
+        if params.is_empty() {
+            return Err(bad(
+                self.resource_type.as_str(),
+                format!("{} resources are not part of a Patient's compartment", self.resource_type),
+            ));
+        }
+        self.compartment = Some(Compartment { owner, id: id.to_string(), params });
+        Ok(())
+    }
 }
 
 /// An `_include` (forward: follow `source.param` from matches) or `_revinclude`
@@ -180,6 +219,7 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
         elements: None,
         total: Total::Accurate,
         includes: Vec::new(),
+        compartment: None,
     };
     for (name, raw) in pairs {
         if name.starts_with("_has:") || name.contains('.') {

@@ -142,6 +142,17 @@ fn table_of(clause: &Clause) -> &'static str {
 pub fn search_where(sql: &mut Sql, query: &Query) {
     sql.push("r.rtype = ").text_arg(query.resource_type.as_str());
     sql.push(" AND r.deleted = ").bind(Arg::Int(0));
+    if let Some(c) = &query.compartment {
+        sql.push(" AND EXISTS (SELECT 1 FROM idx_reference c WHERE c.rkey = r.rkey AND c.param IN (");
+        for (i, p) in c.params.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.text_arg(p);
+        }
+        sql.push(") AND c.target_type = ").text_arg(c.owner.as_str()).push(" AND c.target_id = ").text_arg(&c.id);
+        sql.push(")");
+    }
     for clause in &query.clauses {
         sql.push(" AND ");
         clause_sql(sql, clause, &clause.path, "r", 1);

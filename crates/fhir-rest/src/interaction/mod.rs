@@ -73,6 +73,9 @@ pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
         (Patch, [t, id]) => write::patch(engine, req, resource_type(t)?, id),
         (Delete, [t, id]) => write::delete(engine, req, resource_type(t)?, id),
         (Get | Head, [t, id, "_history"]) => history::history(engine, req, Some(resource_type(t)?), Some(id)),
+        (Get | Head, [t, id, c]) if !c.starts_with('_') && !c.starts_with('$') => {
+            search::compartment(engine, req, resource_type(t)?, id, resource_type(c)?)
+        }
         (Get | Head, [t, id, "_history", v]) => read::vread(engine, req, resource_type(t)?, id, v),
         (m, _) => {
             if let Some(t) = segs.first() {

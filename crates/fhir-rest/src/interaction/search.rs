@@ -10,6 +10,25 @@ use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
 
 pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> FhirResult<Response> {
     let q = parse_query(rt, query)?;
+    run(engine, req, q, rt.as_str(), query)
+}
+
+/// `GET Patient/123/Observation?...`: a search within a patient's compartment.
+pub fn compartment(
+    engine: &Engine,
+    req: &Request,
+    owner: ResourceType,
+    id: &str,
+    rt: ResourceType,
+) -> FhirResult<Response> {
+    let mut q = parse_query(rt, &req.query)?;
+    q.in_compartment(owner, id)?;
+    run(engine, req, q, &format!("{owner}/{id}/{rt}"), &req.query)
+}
+
+/// Run a parsed search; `path` and `query` make the paging links.
+fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str) -> FhirResult<Response> {
+    let rt = q.resource_type;
     if req.strict
         && let Some(p) = q.ignored.first()
     {
@@ -34,7 +53,7 @@ pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> 
         }
         ser.append_pair("_count", &count.to_string());
         ser.append_pair("_offset", &offset.to_string());
-        json!({"relation": rel, "url": engine.url(&format!("{rt}?{}", ser.finish()))})
+        json!({"relation": rel, "url": engine.url(&format!("{path}?{}", ser.finish()))})
     };
     let mut links = vec![link("self", q.offset)];
     if count > 0 && q.offset + page.resources.len() < page.total as usize {
