@@ -73,7 +73,8 @@ pub fn capability_statement(engine: &Engine) -> Response {
             "documentation": "Not supported yet: XML, system-level search, composite parameters, _total=estimate (answered accurately), \
     token modifiers other than :not, invariants using matches()/htmlChecks(), authentication and authorisation (next issue).",
             "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}]
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"]
         }]
     });
     Response::json(200, cs)
