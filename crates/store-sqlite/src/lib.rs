@@ -42,8 +42,10 @@ fn open_conn(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let c = Connection::open_with_flags(path, flags).map_err(err)?;
     c.execute_batch(
+        // case_sensitive_like: index values and search patterns are already folded, and it
+        // lets `LIKE 'prefix%'` use the index range
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536;",
+         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA case_sensitive_like = ON;",
     )
     .map_err(err)?;
     Ok(c)

@@ -183,7 +183,7 @@ pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
         }
     }
     if v.body.is_some() {
-        for sql in index_inserts(d, rkey, v.index) {
+        for sql in index_inserts(d, rkey, v.resource_type, v.index) {
             c.execute(&sql)?;
         }
     }

@@ -68,7 +68,7 @@ impl Sql {
 pub const INDEX_TABLES: &[&str] =
     &["idx_token", "idx_string", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
 
-/// Table and value columns of an index entry, with their arguments (after `rkey`, `param`).
+/// Table and value columns of an index entry, with their arguments (after `rkey`, `rtype`, `param`).
 pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
     let text = |s: &Option<String>| s.as_ref().map_or(Arg::Null, |s| Arg::Text(s.clone()));
     match &entry.value {
@@ -93,7 +93,7 @@ pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
 /// `INSERT` statements for a resource's index rows. SQLite gets one cached single-row
 /// statement per row (cheap in-process); PostgreSQL one multi-row statement per table,
 /// so that a write costs a few round trips, not one per index value.
-pub fn index_inserts(dialect: Dialect, rkey: i64, entries: &[IndexEntry]) -> Vec<Sql> {
+pub fn index_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexEntry]) -> Vec<Sql> {
     const ROWS_PER_STATEMENT: usize = 500;
     let mut out = Vec::new();
     // (table, value columns, rows of (param, values))
@@ -110,10 +110,10 @@ pub fn index_inserts(dialect: Dialect, rkey: i64, entries: &[IndexEntry]) -> Vec
     for (table, cols, rows) in by_table {
         for chunk in rows.chunks(per_statement) {
             let mut sql = Sql::new(dialect);
-            sql.push("INSERT INTO ").push(table).push(" (rkey, param, ").push(cols).push(") VALUES ");
+            sql.push("INSERT INTO ").push(table).push(" (rkey, rtype, param, ").push(cols).push(") VALUES ");
             for (i, (param, args)) in chunk.iter().enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(Arg::Int(rkey)).push(", ").text_arg(param);
+                sql.bind(Arg::Int(rkey)).push(", ").text_arg(rtype).push(", ").text_arg(param);
                 for a in args {
                     sql.push(", ").bind(a.clone());
                 }
@@ -138,12 +138,21 @@ fn table_of(clause: &Clause) -> &'static str {
     }
 }
 
-/// The condition selecting current resources of a query: type, not deleted, every clause.
+/// The condition selecting current resources of a query. Every clause is an
+/// `r.rkey IN (SELECT rkey FROM <index> WHERE rtype = ? AND param = ? AND ...)` (or `NOT
+/// IN` for negations), so the database drives the search from the most selective index
+/// and looks resources up by key; only a query without any positive clause filters the
+/// resource table by type.
 pub fn search_where(sql: &mut Sql, query: &Query) {
-    sql.push("r.rtype = ").text_arg(query.resource_type.as_str());
-    sql.push(" AND r.deleted = ").bind(Arg::Int(0));
+    let rt = query.resource_type.as_str();
+    sql.push("r.deleted = ").bind(Arg::Int(0));
+    let driven = query.compartment.is_some() || query.clauses.iter().any(|c| !c.path.is_empty() || all_positive(c));
+    if !driven {
+        sql.push(" AND r.rtype = ").text_arg(rt);
+    }
     if let Some(c) = &query.compartment {
-        sql.push(" AND EXISTS (SELECT 1 FROM idx_reference c WHERE c.rkey = r.rkey AND c.param IN (");
+        sql.push(" AND r.rkey IN (SELECT c.rkey FROM idx_reference c WHERE c.rtype = ").text_arg(rt);
+        sql.push(" AND c.param IN (");
         for (i, p) in c.params.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -155,48 +164,100 @@ pub fn search_where(sql: &mut Sql, query: &Query) {
     }
     for clause in &query.clauses {
         sql.push(" AND ");
-        clause_sql(sql, clause, &clause.path, "r", 1);
+        clause_sql(sql, clause, &clause.path, "r", rt, 1);
     }
 }
 
-/// A clause on the resource aliased `alias`, through its chain hops: each hop is an
-/// `EXISTS` over the reference index joined to the resources it links, so chained and
-/// `_has` searches stay index lookups at every level.
-fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, depth: usize) {
-    let Some((hop, rest)) = hops.split_first() else {
-        sql.push("(");
-        for (i, p) in clause.any_of.iter().enumerate() {
-            if i > 0 {
-                sql.push(" OR ");
-            }
-            predicate(sql, clause, p, alias);
+fn negated(p: &Predicate) -> bool {
+    match p {
+        Predicate::Missing(missing) => *missing,
+        Predicate::Token { not, .. } => *not,
+        Predicate::Date { prefix, .. } | Predicate::Number { prefix, .. } | Predicate::Quantity { prefix, .. } => {
+            *prefix == Prefix::Ne
         }
-        sql.push(")");
+        _ => false,
+    }
+}
+
+fn all_positive(clause: &Clause) -> bool {
+    !clause.any_of.iter().any(negated)
+}
+
+/// `SELECT x.rkey FROM <table> x WHERE x.rtype = ? AND x.param = ?` (the caller adds
+/// conditions and the closing parenthesis).
+fn index_subquery(sql: &mut Sql, alias: &str, negate: bool, clause: &Clause, rt: &str) {
+    sql.push(&format!(
+        "{alias}.rkey {}IN (SELECT x.rkey FROM {} x WHERE x.rtype = ",
+        if negate { "NOT " } else { "" },
+        table_of(clause)
+    ))
+    .text_arg(rt)
+    .push(" AND x.param = ")
+    .text_arg(clause.param);
+}
+
+/// A clause on the resource aliased `alias` (of type `rt`), through its chain hops: each
+/// hop selects, from the reference index joined to the linked resources, the keys of the
+/// resources on this side.
+fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &str, depth: usize) {
+    let Some((hop, rest)) = hops.split_first() else {
+        if all_positive(clause) {
+            // one index lookup for all the values of the clause
+            index_subquery(sql, alias, false, clause, rt);
+            sql.push(" AND (");
+            for (i, p) in clause.any_of.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                sql.push("(");
+                condition(sql, p);
+                sql.push(")");
+            }
+            sql.push("))");
+        } else {
+            sql.push("(");
+            for (i, p) in clause.any_of.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                index_subquery(sql, alias, negated(p), clause, rt);
+                sql.push(" AND ");
+                condition(sql, p);
+                sql.push(")");
+            }
+            sql.push(")");
+        }
         return;
     };
-    let (h, next) = (format!("h{depth}"), format!("r{depth}"));
-    match hop {
+    let (h, next, t) = (format!("h{depth}"), format!("r{depth}"), format!("t{depth}"));
+    let next_rt = match hop {
         Hop::Forward { param, target } => {
             sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_reference {h} JOIN resources {next} ON {next}.rtype = {h}.target_type \
-                 AND {next}.id = {h}.target_id WHERE {h}.rkey = {alias}.rkey AND {h}.param = "
+                "{alias}.rkey IN (SELECT {h}.rkey FROM idx_reference {h} JOIN resources {next} ON {next}.rtype = {h}.target_type \
+                 AND {next}.id = {h}.target_id WHERE {h}.rtype = "
             ))
+            .text_arg(rt)
+            .push(&format!(" AND {h}.param = "))
             .text_arg(param)
-            .push(&format!(" AND {next}.rtype = "))
+            .push(&format!(" AND {h}.target_type = "))
             .text_arg(target.as_str());
+            target.as_str()
         }
         Hop::Reverse { source, param } => {
             sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_reference {h} JOIN resources {next} ON {next}.rkey = {h}.rkey \
-                 WHERE {h}.param = "
+                "{alias}.rkey IN (SELECT {t}.rkey FROM idx_reference {h} JOIN resources {next} ON {next}.rkey = {h}.rkey \
+                 JOIN resources {t} ON {t}.rtype = {h}.target_type AND {t}.id = {h}.target_id WHERE {h}.rtype = "
             ))
+            .text_arg(source.as_str())
+            .push(&format!(" AND {h}.param = "))
             .text_arg(param)
-            .push(&format!(" AND {h}.target_type = {alias}.rtype AND {h}.target_id = {alias}.id AND {next}.rtype = "))
-            .text_arg(source.as_str());
+            .push(&format!(" AND {h}.target_type = "))
+            .text_arg(rt);
+            source.as_str()
         }
-    }
+    };
     sql.push(&format!(" AND {next}.deleted = ")).bind(Arg::Int(0)).push(" AND ");
-    clause_sql(sql, clause, rest, &next, depth + 1);
+    clause_sql(sql, clause, rest, &next, next_rt, depth + 1);
     sql.push(")");
 }
 
@@ -249,18 +310,12 @@ fn numeric(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
     sql.push(" AND x.value").push(op).bind(Arg::Real(v));
 }
 
-fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate, alias: &str) {
-    let table = table_of(clause);
-    let open = |sql: &mut Sql, negate: bool| {
-        sql.push(if negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
-        sql.push(table).push(&format!(" x WHERE x.rkey = {alias}.rkey AND x.param = ")).text_arg(clause.param);
-    };
+/// The condition on index row `x` that a value matches (negation is the caller's).
+fn condition(sql: &mut Sql, p: &Predicate) {
+    sql.push("1 = 1");
     match p {
-        Predicate::Missing(missing) => {
-            open(sql, *missing);
-        }
-        Predicate::Token { system, code, not } => {
-            open(sql, *not);
+        Predicate::Missing(_) => {}
+        Predicate::Token { system, code, .. } => {
             if let Some(c) = code {
                 sql.push(" AND x.code = ").text_arg(c);
             }
@@ -275,7 +330,6 @@ fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate, alias: &str) {
             }
         }
         Predicate::String { value, exact, contains } => {
-            open(sql, false);
             if *exact {
                 sql.push(" AND x.exact = ").text_arg(value);
             } else {
@@ -285,7 +339,6 @@ fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate, alias: &str) {
             }
         }
         Predicate::Reference { resource_type, id, url } => {
-            open(sql, false);
             if let Some(u) = url {
                 sql.push(" AND x.url = ").text_arg(u);
             }
@@ -297,8 +350,6 @@ fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate, alias: &str) {
             }
         }
         Predicate::Date { prefix, low, high } => {
-            let negate = *prefix == Prefix::Ne;
-            open(sql, negate);
             let (l, h) = (Arg::Int(*low), Arg::Int(*high));
             match prefix {
                 Prefix::Eq | Prefix::Ne => {
@@ -328,11 +379,9 @@ fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate, alias: &str) {
             }
         }
         Predicate::Number { prefix, value, low, high } => {
-            open(sql, *prefix == Prefix::Ne);
             numeric(sql, *prefix, *value, *low, *high);
         }
         Predicate::Quantity { prefix, value, low, high, system, code } => {
-            open(sql, *prefix == Prefix::Ne);
             numeric(sql, *prefix, *value, *low, *high);
             if let Some(s) = system {
                 sql.push(" AND x.system = ").text_arg(s);
@@ -342,9 +391,7 @@ fn predicate(sql: &mut Sql, clause: &Clause, p: &Predicate, alias: &str) {
             }
         }
         Predicate::Uri { value } => {
-            open(sql, false);
             sql.push(" AND x.value = ").text_arg(value);
         }
     }
-    sql.push(")");
 }
