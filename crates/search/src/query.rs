@@ -186,8 +186,11 @@ pub enum Predicate {
         system: Option<String>,
         code: Option<String>,
     },
+    /// `above`: the indexed URI is a prefix of `value`; `below`: `value` is a prefix of it.
     Uri {
         value: String,
+        above: bool,
+        below: bool,
     },
     Missing(bool),
 }
@@ -462,7 +465,9 @@ fn predicate(code: &str, kind: SearchParamType, modifier: Option<&str>, value: &
             Ok(Predicate::Date { prefix, low, high })
         }
         SearchParamType::Uri => match modifier {
-            None => Ok(Predicate::Uri { value: value.to_string() }),
+            None => Ok(Predicate::Uri { value: value.to_string(), above: false, below: false }),
+            Some("above") => Ok(Predicate::Uri { value: value.to_string(), above: true, below: false }),
+            Some("below") => Ok(Predicate::Uri { value: value.to_string(), above: false, below: true }),
             Some(m) => modifier_unsupported(m),
         },
         SearchParamType::Number | SearchParamType::Quantity => {

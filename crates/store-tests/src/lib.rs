@@ -224,6 +224,10 @@ pub fn search_numbers_quantities_and_meta(store: &dyn Store) {
     assert_eq!(ids("RiskAssessment", "probability=lt0.3"), Vec::<String>::new());
     assert_eq!(ids("Observation", "_tag=urn:tags|b"), vec!["q2", "q3"]);
     assert_eq!(ids("Observation", "_profile=http://hl7.org/fhir/StructureDefinition/vitalsigns").len(), 3);
+    assert_eq!(ids("Observation", "_profile:below=http://hl7.org/fhir/StructureDefinition/").len(), 3);
+    assert_eq!(ids("Observation", "_profile:below=http://hl7.org/fhir/ValueSet/").len(), 0);
+    assert_eq!(ids("Observation", "_profile:above=http://hl7.org/fhir/StructureDefinition/vitalsigns/v2").len(), 3);
+    assert_eq!(ids("Observation", "_profile:above=http://hl7.org/fhir/StructureDefinition/vital").len(), 0);
     assert_eq!(ids("Observation", "_lastUpdated=2024-01-01"), vec!["q1", "q2", "q3"]);
     assert_eq!(ids("Observation", "_lastUpdated=gt2024-01-02"), Vec::<String>::new());
 }

@@ -310,6 +310,11 @@ fn numeric(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
     sql.push(" AND x.value").push(op).bind(Arg::Real(v));
 }
 
+/// Escape `\`, `%` and `_` for a `LIKE ... ESCAPE '\'` pattern.
+fn like_escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 /// The condition on index row `x` that a value matches (negation is the caller's).
 fn condition(sql: &mut Sql, p: &Predicate) {
     sql.push("1 = 1");
@@ -333,7 +338,7 @@ fn condition(sql: &mut Sql, p: &Predicate) {
             if *exact {
                 sql.push(" AND x.exact = ").text_arg(value);
             } else {
-                let escaped = value.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                let escaped = like_escape(value);
                 let pattern = if *contains { format!("%{escaped}%") } else { format!("{escaped}%") };
                 sql.push(" AND x.value LIKE ").text_arg(&pattern).push(" ESCAPE '\\'");
             }
@@ -390,8 +395,14 @@ fn condition(sql: &mut Sql, p: &Predicate) {
                 sql.push(" AND x.code = ").text_arg(c);
             }
         }
-        Predicate::Uri { value } => {
-            sql.push(" AND x.value = ").text_arg(value);
+        Predicate::Uri { value, above, below } => {
+            if *below {
+                sql.push(" AND x.value LIKE ").text_arg(&format!("{}%", like_escape(value))).push(" ESCAPE '\\'");
+            } else if *above {
+                sql.push(" AND x.value = substr(").text_arg(value).push(", 1, length(x.value))");
+            } else {
+                sql.push(" AND x.value = ").text_arg(value);
+            }
         }
     }
 }
