@@ -204,73 +204,9 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         }
     };
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE).unwrap_or_default();
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let mut json_patch = false;
-    let fhir_body = if bytes.is_empty() {
-        FhirBody::None
-    } else {
-        match mime.as_str() {
-            "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json" => {}
-            "application/json-patch+json" if method == Method::Patch => json_patch = true,
-            "application/x-www-form-urlencoded" if method == Method::Post && path.ends_with("_search") => {}
-            "application/fhir+xml" | "application/xml" | "text/xml" => {
-                return outcome(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    IssueType::NotSupported,
-                    "XML is not supported; send application/fhir+json",
-                );
-            }
-            "" => {
-                return outcome(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    IssueType::NotSupported,
-                    "The request has a body but no Content-Type; send application/fhir+json",
-                );
-            }
-            other => {
-                return outcome(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    IssueType::NotSupported,
-                    format!("Content-Type '{other}' is not supported; send application/fhir+json"),
-                );
-            }
-        }
-        if mime == "application/x-www-form-urlencoded" {
-            let form = String::from_utf8_lossy(&bytes);
-            if !form.is_empty() {
-                query = if query.is_empty() { form.into_owned() } else { format!("{query}&{form}") };
-            }
-            FhirBody::None
-        } else {
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(v) if v.is_object() || (json_patch && v.is_array()) => {
-                    if let Some(at) = fhir_model::json::duplicate_key(&bytes) {
-                        let name = at.rsplit('.').next().unwrap_or(&at).to_string();
-                        let issue =
-                            Issue::error(IssueType::Structure, format!("The property '{name}' appears more than once"))
-                                .at(at);
-                        let body = OperationOutcome::from(issue).to_json();
-                        return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string())
-                            .into_response();
-                    }
-                    FhirBody::Json(v)
-                }
-                Ok(_) => {
-                    return outcome(
-                        StatusCode::BAD_REQUEST,
-                        IssueType::Structure,
-                        "The body must be a JSON object (a FHIR resource)",
-                    );
-                }
-                Err(e) => {
-                    return outcome(
-                        StatusCode::BAD_REQUEST,
-                        IssueType::Structure,
-                        format!("The body is not valid JSON: {e}"),
-                    );
-                }
-            }
-        }
+    let (fhir_body, json_patch) = match decode_body(method, &path, &content_type, &bytes, &mut query) {
+        Ok(decoded) => decoded,
+        Err(refused) => return *refused,
     };
     let (prefer_return, strict) = parse_prefer(&parts.headers);
     let request = Request {
@@ -295,6 +231,60 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         }
     };
     to_http(response, parts.method == HttpMethod::HEAD, fp.pretty)
+}
+
+/// A 400/415 with an OperationOutcome, or the decoded body and whether it is a JSON
+/// Patch. A form-encoded `_search` body is appended to the query instead.
+fn decode_body(
+    method: Method,
+    path: &str,
+    content_type: &str,
+    bytes: &[u8],
+    query: &mut String,
+) -> Result<(FhirBody, bool), Box<HttpResponse>> {
+    if bytes.is_empty() {
+        return Ok((FhirBody::None, false));
+    }
+    let unsupported = |msg: String| Box::new(outcome(StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported, msg));
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let json_patch = match mime.as_str() {
+        "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json" => false,
+        "application/json-patch+json" if method == Method::Patch => true,
+        "application/x-www-form-urlencoded" if method == Method::Post && path.ends_with("_search") => {
+            let form = String::from_utf8_lossy(bytes);
+            if !form.is_empty() {
+                *query = if query.is_empty() { form.into_owned() } else { format!("{query}&{form}") };
+            }
+            return Ok((FhirBody::None, false));
+        }
+        "application/fhir+xml" | "application/xml" | "text/xml" => {
+            return Err(unsupported("XML is not supported; send application/fhir+json".into()));
+        }
+        "" => return Err(unsupported("The request has a body but no Content-Type; send application/fhir+json".into())),
+        other => {
+            return Err(unsupported(format!("Content-Type '{other}' is not supported; send application/fhir+json")));
+        }
+    };
+    let structure = |msg: String, at: Option<String>| {
+        let issue = Issue::error(IssueType::Structure, msg);
+        let issue = match at {
+            Some(at) => issue.at(at),
+            None => issue,
+        };
+        let body = OperationOutcome::from(issue).to_json();
+        Box::new((StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response())
+    };
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) if v.is_object() || (json_patch && v.is_array()) => match fhir_model::json::duplicate_key(bytes) {
+            Some(at) => {
+                let name = at.rsplit('.').next().unwrap_or(&at).to_string();
+                Err(structure(format!("The property '{name}' appears more than once"), Some(at)))
+            }
+            None => Ok((FhirBody::Json(v), json_patch)),
+        },
+        Ok(_) => Err(structure("The body must be a JSON object (a FHIR resource)".into(), None)),
+        Err(e) => Err(structure(format!("The body is not valid JSON: {e}"), None)),
+    }
 }
 
 fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
