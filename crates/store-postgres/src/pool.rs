@@ -2,7 +2,7 @@
 //! that finds none free waits (up to a timeout) instead of opening more, so a burst of
 //! requests cannot exhaust the server's `max_connections`.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use postgres::{Client, Config, NoTls};
@@ -28,8 +28,9 @@ pub(crate) struct Pooled<'a> {
     client: Option<Client>,
 }
 
-fn poisoned() -> StoreError {
-    StoreError::Unavailable("a database thread panicked".into())
+/// Lock, recovering from a panic in another thread (the pool's state stays consistent).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Pool {
@@ -38,7 +39,7 @@ impl Pool {
     }
 
     pub fn get(&self) -> Result<Pooled<'_>> {
-        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let mut state = lock(&self.state);
         loop {
             if let Some(c) = state.idle.pop() {
                 if c.is_closed() {
@@ -58,7 +59,7 @@ impl Pool {
                     }
                 };
             }
-            let (next, timeout) = self.freed.wait_timeout(state, WAIT).map_err(|_| poisoned())?;
+            let (next, timeout) = self.freed.wait_timeout(state, WAIT).unwrap_or_else(PoisonError::into_inner);
             state = next;
             if timeout.timed_out() && state.idle.is_empty() && state.open >= self.max {
                 return Err(StoreError::Unavailable(format!("all {} database connections are busy", self.max)));
@@ -68,12 +69,12 @@ impl Pool {
 
     /// Take a connection back (`None`: it was lost).
     fn release(&self, client: Option<Client>) {
-        if let Ok(mut state) = self.state.lock() {
-            match client {
-                Some(c) if !c.is_closed() => state.idle.push(c),
-                _ => state.open = state.open.saturating_sub(1),
-            }
+        let mut state = lock(&self.state);
+        match client {
+            Some(c) if !c.is_closed() => state.idle.push(c),
+            _ => state.open = state.open.saturating_sub(1),
         }
+        drop(state);
         self.freed.notify_one();
     }
 }

@@ -76,22 +76,18 @@ impl SqliteStore {
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
-        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
+        let pooled = writer::lock(&self.readers).pop();
         let mut conn = match pooled {
             Some(c) => c,
             None => open_conn(&self.path)?,
         };
         let out = f(&mut Conn(&mut conn));
-        let mut readers = self.readers.lock().map_err(|_| poisoned())?;
+        let mut readers = writer::lock(&self.readers);
         if readers.len() < MAX_IDLE_READERS {
             readers.push(conn);
         }
         out
     }
-}
-
-fn poisoned() -> StoreError {
-    StoreError::Unavailable("a database thread panicked".into())
 }
 
 /// A borrowed connection implementing the shared SQL operations.

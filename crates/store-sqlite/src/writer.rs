@@ -9,7 +9,7 @@
 //! fails rolls back only its own savepoint.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::Connection;
 use store::{Result, StoreError};
@@ -42,8 +42,11 @@ pub(crate) struct Writer {
     committed: Condvar,
 }
 
-fn poisoned() -> StoreError {
-    StoreError::Unavailable("a database thread panicked".into())
+/// Lock, recovering from a panic in another thread: the data behind these locks stays
+/// consistent (a panicking writer's transaction is rolled back by its drop), and one
+/// panic must not stop every later write.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -63,9 +66,8 @@ impl Writer {
     /// Take the connection and open a savepoint for one write transaction.
     pub fn begin(&self) -> Result<MutexGuard<'_, WriterState>> {
         self.queued.fetch_add(1, Ordering::SeqCst);
-        let locked = self.state.lock();
+        let mut w = lock(&self.state);
         self.queued.fetch_sub(1, Ordering::SeqCst);
-        let mut w = locked.map_err(|_| poisoned())?;
         let started = (|| {
             if !w.open {
                 w.conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
@@ -147,19 +149,19 @@ impl Writer {
     }
 
     fn finish_group(&self, group: u64, failure: Option<String>) {
-        if let Ok(mut d) = self.durable.lock() {
-            d.done = d.done.max(group);
-            if let Some(f) = failure {
-                d.failed = Some((group, f));
-            }
+        let mut d = lock(&self.durable);
+        d.done = d.done.max(group);
+        if let Some(f) = failure {
+            d.failed = Some((group, f));
         }
+        drop(d);
         self.committed.notify_all();
     }
 
     fn wait_durable(&self, group: u64) -> Result<()> {
-        let mut d = self.durable.lock().map_err(|_| poisoned())?;
+        let mut d = lock(&self.durable);
         while d.done < group {
-            d = self.committed.wait(d).map_err(|_| poisoned())?;
+            d = self.committed.wait(d).unwrap_or_else(PoisonError::into_inner);
         }
         match &d.failed {
             Some((g, why)) if *g == group => Err(StoreError::Unavailable(why.clone())),
