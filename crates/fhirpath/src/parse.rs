@@ -64,10 +64,19 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
         }
         let start = i;
         if c == b'@' {
+            // @YYYY[-MM[-DD]][T[hh[:mm[:ss[.fff]]]][Z|(+|-)hh:mm]] or @Thh[:mm...]
             i += 1;
-            while i < b.len()
-                && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'-' | b':' | b'.' | b'+' | b'T' | b'Z'))
-            {
+            while i < b.len() {
+                let ch = b[i];
+                let digit_follows = b.get(i + 1).is_some_and(u8::is_ascii_digit);
+                let ok = ch.is_ascii_digit()
+                    || ch == b'T'
+                    || ch == b'Z'
+                    || ch == b':'
+                    || (matches!(ch, b'-' | b'+' | b'.') && digit_follows);
+                if !ok {
+                    break;
+                }
                 i += 1;
             }
             out.push((start, Tok::Date(s[start + 1..i].to_string())));

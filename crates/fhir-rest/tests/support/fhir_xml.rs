@@ -73,6 +73,25 @@ pub fn parse(xml: &str) -> Node {
                     stack.last_mut().expect("parent").0.text.push_str(&text);
                 }
             }
+            Event::GeneralRef(r) => {
+                // entities arrive as their own events: &lt; &gt; &amp; &quot; &apos; &#..;
+                let name = String::from_utf8_lossy(r.as_ref()).to_string();
+                let ch = match name.as_str() {
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "amp" => Some('&'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    n => n
+                        .strip_prefix("#x")
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .or_else(|| n.strip_prefix('#').and_then(|d| d.parse().ok()))
+                        .and_then(char::from_u32),
+                };
+                if let Some(c) = ch {
+                    stack.last_mut().expect("parent").0.text.push(c);
+                }
+            }
             Event::Eof => break,
             _ => {}
         }
