@@ -242,6 +242,10 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool, env: &Env<'a>) -> Re
                 }
                 "=" | "!=" => match (l.as_slice(), r.as_slice()) {
                     ([], _) | (_, []) => vec![],
+                    ([a], [b]) if date_like(a) && date_like(b) => match compare(a, b) {
+                        Some(ord) => vec![Item::Bool(ord.is_eq() == (op == "="))],
+                        None => vec![],
+                    },
                     _ => {
                         let eq = l.len() == r.len() && l.iter().zip(&r).all(|(x, y)| x.equals(y));
                         vec![Item::Bool(if op == "=" { eq } else { !eq })]
@@ -658,6 +662,32 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> R
                 _ => vec![Item::Bool(text.is_some())],
             }
         }
+        "convertsToDate" | "convertsToDateTime" | "convertsToTime" | "toDate" | "toDateTime" | "toTime" => {
+            let [one] = items.as_slice() else { return Ok(vec![]) };
+            let Some(text) = one.as_str().map(|t| t.trim_start_matches('@').to_string()) else {
+                return Ok(if func.starts_with("converts") { vec![Item::Bool(false)] } else { vec![] });
+            };
+            let kind = temporal_kind(&text);
+            let fits = match func {
+                "convertsToDate" | "toDate" => {
+                    kind == Some("date") || (kind == Some("dateTime") && !text.contains(':'))
+                }
+                "convertsToDateTime" | "toDateTime" => matches!(kind, Some("date" | "dateTime")),
+                _ => kind == Some("time"),
+            };
+            if func.starts_with("converts") {
+                vec![Item::Bool(fits)]
+            } else if fits {
+                let value = match func {
+                    "toDate" => text.split('T').next().unwrap_or(&text).to_string(),
+                    "toTime" => format!("T{text}"),
+                    _ => text,
+                };
+                vec![Item::Date(value)]
+            } else {
+                vec![]
+            }
+        }
         "subsetOf" | "supersetOf" => {
             let other = arg(0)?;
             let (small, big) = if func == "subsetOf" { (&items, &other) } else { (&other, &items) };
@@ -725,6 +755,44 @@ fn num_of(i: &Item<'_>) -> Option<f64> {
 
 fn fmt_num(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { n.to_string() }
+}
+
+/// Is the item a date, dateTime, instant or time?
+fn date_like(i: &Item<'_>) -> bool {
+    matches!(i, Item::Date(_)) || matches!(i.type_name(), Some("date" | "dateTime" | "instant" | "time"))
+}
+
+/// The FHIRPath grammar of date, dateTime and time text (partial precisions allowed).
+fn temporal_kind(s: &str) -> Option<&'static str> {
+    let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+    let time = |t: &str| {
+        let t = t.trim_end_matches('Z');
+        let t = match t.rfind(['+', '-']) {
+            Some(i) if i > 0 => &t[..i],
+            _ => t,
+        };
+        let (hms, frac) = t.split_once('.').unwrap_or((t, "0"));
+        let parts: Vec<&str> = hms.split(':').collect();
+        !parts.is_empty()
+            && parts.len() <= 3
+            && parts.iter().all(|p| digits(p, 2))
+            && frac.bytes().all(|b| b.is_ascii_digit())
+    };
+    let date = |d: &str| {
+        let parts: Vec<&str> = d.split('-').collect();
+        matches!(parts.as_slice(), [y] | [y, _] | [y, _, _] if digits(y, 4))
+            && parts.iter().skip(1).all(|p| digits(p, 2))
+    };
+    if let Some(t) = s.strip_prefix('T') {
+        return time(t).then_some("time");
+    }
+    match s.split_once('T') {
+        Some((d, "")) if date(d) => Some("dateTime"),
+        Some((d, t)) if date(d) && time(t) => Some("dateTime"),
+        None if date(s) => Some("date"),
+        None if time(s) && s.contains(':') || (s.len() == 2 && digits(s, 2)) => Some("time"),
+        _ => None,
+    }
 }
 
 /// Order two singletons: numbers numerically, dates and times at equal precision,

@@ -80,6 +80,12 @@ pub const FUNCTIONS: &[&str] = &[
     "convertsToString",
     "subsetOf",
     "supersetOf",
+    "convertsToDate",
+    "convertsToDateTime",
+    "convertsToTime",
+    "toDate",
+    "toDateTime",
+    "toTime",
 ];
 
 /// Parse and check that every function used is implemented, so that an expression is
