@@ -178,6 +178,16 @@ pub struct SearchParamDef {
     pub kind: SearchParamType,
     pub expression: Option<String>,
     pub target: Vec<String>,
+    /// Composite parameters: the component parameters (by canonical URL) and their
+    /// FHIRPath expressions, relative to each element the parameter's expression selects.
+    pub component: Vec<ComponentDef>,
+}
+
+/// One component of a composite search parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ComponentDef {
+    pub definition: String,
+    pub expression: String,
 }
 
 /// All definitions, indexed.
@@ -230,6 +240,8 @@ struct RawParam {
     expression: Option<String>,
     #[serde(default)]
     target: Vec<String>,
+    #[serde(default)]
+    component: Vec<ComponentDef>,
 }
 
 static SPEC: LazyLock<Spec> = LazyLock::new(load);
@@ -327,6 +339,7 @@ fn load() -> Spec {
             kind,
             expression: p.expression,
             target: p.target,
+            component: p.component,
         });
     }
     let patient_compartment = data.compartments.get("Patient").cloned().unwrap_or_default();
@@ -394,6 +407,11 @@ impl Spec {
     /// The search parameter `code` applicable to `resource_type` (own or inherited).
     pub fn search_param(&self, resource_type: &str, code: &str) -> Option<&SearchParamDef> {
         self.search_by_code.get(&(resource_type.to_string(), code.to_string())).and_then(|i| self.search_params.get(*i))
+    }
+
+    /// A search parameter by canonical URL.
+    pub fn search_param_by_url(&self, url: &str) -> Option<&SearchParamDef> {
+        self.search_params.iter().find(|p| p.url == url)
     }
 
     /// Search parameters that place a resource of this type in a patient's compartment.

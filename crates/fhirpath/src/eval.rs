@@ -161,6 +161,13 @@ pub fn evaluate_on<'a>(
     eval(expr, &[context], true, &env)
 }
 
+/// Evaluate `expr` with an item of an earlier evaluation on `resource` as the context
+/// (components of composite search parameters).
+pub fn evaluate_item<'a>(expr: &Expr, item: &Item<'a>, resource: &'a Value) -> Result<Vec<Item<'a>>, Error> {
+    let env = Env { resource: resource_item(resource), root_resource: resource_item(resource), context: item.clone() };
+    eval(expr, std::slice::from_ref(item), true, &env)
+}
+
 fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool, env: &Env<'a>) -> Result<Vec<Item<'a>>, Error> {
     Ok(match expr {
         Expr::This => input.to_vec(),

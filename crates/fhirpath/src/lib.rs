@@ -9,7 +9,7 @@
 mod eval;
 mod parse;
 
-pub use eval::{Item, evaluate, evaluate_on};
+pub use eval::{Item, evaluate, evaluate_item, evaluate_on};
 pub use parse::{Expr, parse};
 
 /// Functions the evaluator implements.

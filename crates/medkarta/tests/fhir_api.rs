@@ -477,6 +477,44 @@ fn includes_and_revincludes(s: &mut Server) {
     assert_eq!(found("Observation?_id=inc-o&_include=Observation:subject"), vec![m("match", "Observation/inc-o")]);
 }
 
+fn system_level_search(s: &mut Server) {
+    s.put("Patient/sys-p", &json!({"resourceType": "Patient", "id": "sys-p", "name": [{"family": "Сидорова"}]}));
+    s.put(
+        "Practitioner/sys-d",
+        &json!({"resourceType": "Practitioner", "id": "sys-d", "name": [{"family": "Сидоров"}]}),
+    );
+    s.put(
+        "Organization/sys-o",
+        &json!({"resourceType": "Organization", "id": "sys-o", "name": "Сидоровская больница"}),
+    );
+    let urls = |q: &str| -> Vec<String> {
+        let r = s.get(q);
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        let mut v: Vec<String> = r.json()["entry"]
+            .as_array()
+            .map(|es| {
+                es.iter().map(|e| e["fullUrl"].as_str().unwrap().rsplit_once("/fhir/").unwrap().1.to_string()).collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // `name` is a string parameter of both types, so it means the same for both
+    assert_eq!(urls("?_type=Patient,Practitioner&name=сидоров"), vec!["Patient/sys-p", "Practitioner/sys-d"]);
+    assert_eq!(urls("?_type=Practitioner&name=сидоров"), vec!["Practitioner/sys-d"]);
+    // common parameters search every type
+    assert_eq!(urls("?_id=sys-o"), vec!["Organization/sys-o"]);
+    assert_eq!(urls("?_content=сидоровская"), vec!["Organization/sys-o"]);
+    // `gender` is not a parameter of Organization: the request is refused, naming it
+    let r = s.get("?_type=Patient,Organization&gender=female");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("gender"), "{}", r.text);
+    assert_eq!(s.get("?_type=Nonsense").status, 400);
+    assert_eq!(s.get("Patient?_type=Patient").status, 400);
+    let r = s.req("POST", "_search", &[("Content-Type", "application/x-www-form-urlencoded")], Some("_id=sys-p"));
+    assert_eq!(r.json()["total"], 1, "{}", r.text);
+}
+
 fn concurrent_writers_never_overwrite_each_other(s: &mut Server) {
     let created = s.post("Patient", &patient("Гонкина")).json();
     let id = created["id"].as_str().unwrap().to_string();
@@ -546,6 +584,7 @@ on_both_backends!(
     fhirpath_patch,
     history_and_search_paging,
     includes_and_revincludes,
+    system_level_search,
     concurrent_writers_never_overwrite_each_other,
     acknowledged_writes_survive_kill_9,
 );

@@ -10,13 +10,18 @@ use fhirpath::{Expr, Item};
 use serde_json::Value;
 
 use crate::normalize::{date_range, fold};
+use crate::text;
 
 /// One indexed value of one search parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexEntry {
-    /// The parameter code, e.g. `identifier`.
+    /// The parameter code, e.g. `identifier`, or a derived code: `code:text` (words of
+    /// the display text), `identifier:of-type`, `subject:identifier`, or `name#2` (second
+    /// component of a composite).
     pub param: &'static str,
     pub value: IndexValue,
+    /// Composite parameters: the components of one element share a group number.
+    pub group: Option<u32>,
 }
 
 /// A normalised value, by parameter type.
@@ -55,6 +60,60 @@ pub struct CompiledParam {
     pub code: &'static str,
     pub kind: SearchParamType,
     expr: Expr,
+    /// Index code of the words of display texts (token `:text`).
+    pub text: &'static str,
+    /// Index code of identifier types with values (token `:of-type`).
+    pub of_type: &'static str,
+    /// Index code of logical references' identifiers (reference `:identifier`).
+    pub identifier: &'static str,
+    /// Composite parameters: the components, each indexed under `code#n`.
+    pub components: Vec<Component>,
+}
+
+/// One component of a composite parameter.
+pub struct Component {
+    pub code: &'static str,
+    pub kind: SearchParamType,
+    expr: Expr,
+}
+
+/// Where a value extracted from an element goes.
+#[derive(Clone, Copy)]
+enum Facet {
+    Value,
+    Text,
+    OfType,
+    Identifier,
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// Compile a parameter definition, or `None` if our FHIRPath engine cannot run it.
+fn compile(p: &fhir_spec::SearchParamDef) -> Option<CompiledParam> {
+    if p.kind == SearchParamType::Special {
+        return None;
+    }
+    let expr = fhirpath::parse(p.expression.as_deref()?).ok()?;
+    let mut components = Vec::new();
+    for (i, c) in p.component.iter().enumerate() {
+        let def = spec().search_param_by_url(&c.definition)?;
+        let expr = fhirpath::parse(&c.expression).ok()?;
+        components.push(Component { code: leak(format!("{}#{}", p.code, i + 1)), kind: def.kind, expr });
+    }
+    if p.kind == SearchParamType::Composite && components.is_empty() {
+        return None;
+    }
+    Some(CompiledParam {
+        code: leak(p.code.clone()),
+        kind: p.kind,
+        expr,
+        text: leak(format!("{}:text", p.code)),
+        of_type: leak(format!("{}:of-type", p.code)),
+        identifier: leak(format!("{}:identifier", p.code)),
+        components,
+    })
 }
 
 /// Parameters of each resource type whose expressions our FHIRPath engine handles.
@@ -68,14 +127,9 @@ static COMPILED: LazyLock<HashMap<&'static str, Vec<CompiledParam>>> = LazyLock:
                     || b == "Resource"
                     || (b == "DomainResource" && !matches!(*rt, "Bundle" | "Binary" | "Parameters"))
             });
-            if !applies || matches!(p.kind, SearchParamType::Composite | SearchParamType::Special) {
-                continue;
+            if applies && let Some(c) = compile(p) {
+                list.push(c);
             }
-            let Some(expr) = p.expression.as_deref().and_then(|x| fhirpath::parse(x).ok()) else {
-                continue;
-            };
-            let code: &'static str = Box::leak(p.code.clone().into_boxed_str());
-            list.push(CompiledParam { code, kind: p.kind, expr });
         }
     }
     out
@@ -91,35 +145,111 @@ pub fn indexed_param(resource_type: &str, code: &str) -> Option<&'static Compile
     params_of(resource_type).iter().find(|p| p.code == code)
 }
 
+/// Most full-text terms kept per resource for `_content` (bounds the index of huge
+/// documents; the first words are the ones kept).
+const MAX_CONTENT_TERMS: usize = 2_000;
+
 /// Every index value of a resource (which must carry `resourceType`).
 pub fn extract(resource: &Value) -> Vec<IndexEntry> {
     let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else {
         return vec![];
     };
-    let mut out = Vec::new();
+    let mut out: Vec<IndexEntry> = Vec::new();
+    // duplicates are looked for among the entries of the parameter being extracted only
+    let push = |e: IndexEntry, out: &mut Vec<IndexEntry>, from: usize| {
+        if e.group.is_some() || !out.get(from..).is_some_and(|own| own.contains(&e)) {
+            out.push(e);
+        }
+    };
+    let mut group = 0u32;
     for p in params_of(rt) {
         let Ok(items) = fhirpath::evaluate(&p.expr, resource) else {
             continue;
         };
-        for item in &items {
-            values(p.kind, item, &mut |value| {
-                let e = IndexEntry { param: p.code, value };
-                if !out.contains(&e) {
-                    out.push(e);
+        let param_start = out.len();
+        if p.kind == SearchParamType::Composite {
+            for item in &items {
+                group += 1;
+                for c in &p.components {
+                    let Ok(parts) = fhirpath::evaluate_item(&c.expr, item, resource) else { continue };
+                    for part in &parts {
+                        values(c.kind, part, &mut |facet, value| {
+                            if let Facet::Value = facet {
+                                push(IndexEntry { param: c.code, value, group: Some(group) }, &mut out, param_start);
+                            }
+                        });
+                    }
                 }
+            }
+            continue;
+        }
+        for item in &items {
+            values(p.kind, item, &mut |facet, value| {
+                let param = match facet {
+                    Facet::Value => p.code,
+                    Facet::Text => p.text,
+                    Facet::OfType => p.of_type,
+                    Facet::Identifier => p.identifier,
+                };
+                push(IndexEntry { param, value, group: None }, &mut out, param_start);
             });
         }
     }
+    full_text(resource, &mut out);
     out
+}
+
+/// `_text` (the narrative's words) and `_content` (the words of every string value).
+fn full_text(resource: &Value, out: &mut Vec<IndexEntry>) {
+    let term = |param: &'static str, code: String| IndexEntry {
+        param,
+        value: IndexValue::Token { system: None, code },
+        group: None,
+    };
+    if let Some(div) = resource.get("text").and_then(|t| t.get("div")).and_then(Value::as_str) {
+        out.extend(text::terms(&text::narrative_text(div)).into_iter().map(|t| term("_text", t)));
+    }
+    let mut words = String::new();
+    collect_strings(resource, &mut words);
+    let mut terms = text::terms(&words);
+    terms.truncate(MAX_CONTENT_TERMS);
+    out.extend(terms.into_iter().map(|t| term("_content", t)));
+}
+
+/// Append the human-readable string values of a resource (not ids, references, URLs,
+/// codes or the narrative, which `_text` covers), separated by spaces.
+fn collect_strings(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(o) => {
+            for (k, v) in o {
+                if !matches!(
+                    k.as_str(),
+                    "id" | "reference" | "system" | "url" | "div" | "meta" | "resourceType" | "data" | "fullUrl"
+                ) {
+                    collect_strings(v, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect_strings(v, out)),
+        Value::String(s) if !s.contains("://") => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        _ => {}
+    }
 }
 
 /// Index entries computed before the id and `meta.lastUpdated` were final, completed
 /// with the `_id` and `_lastUpdated` entries of the version actually written.
 pub fn with_identity(mut index: Vec<IndexEntry>, id: &str, last_updated: &str) -> Vec<IndexEntry> {
     index.retain(|e| e.param != "_id" && e.param != "_lastUpdated");
-    index.push(IndexEntry { param: "_id", value: IndexValue::Token { system: None, code: id.to_string() } });
+    index.push(IndexEntry {
+        param: "_id",
+        value: IndexValue::Token { system: None, code: id.to_string() },
+        group: None,
+    });
     if let Some((low, high)) = date_range(last_updated) {
-        index.push(IndexEntry { param: "_lastUpdated", value: IndexValue::Date { low, high } });
+        index.push(IndexEntry { param: "_lastUpdated", value: IndexValue::Date { low, high }, group: None });
     }
     index
 }
@@ -128,25 +258,51 @@ fn str_of<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
     v.get(key).and_then(Value::as_str)
 }
 
-fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValue)) {
+fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(Facet, IndexValue)) {
     let Some(node) = item.node() else { return };
     let ty = item.type_name().unwrap_or("");
+    let words = |t: Option<&str>, emit: &mut dyn FnMut(Facet, IndexValue)| {
+        for code in t.map(text::terms).unwrap_or_default() {
+            emit(Facet::Text, IndexValue::Token { system: None, code });
+        }
+    };
     match kind {
         SearchParamType::Token => match (ty, node) {
-            ("Coding", _) => token(str_of(node, "system"), str_of(node, "code"), emit),
+            ("Coding", _) => {
+                token(str_of(node, "system"), str_of(node, "code"), emit);
+                words(str_of(node, "display"), emit);
+            }
             ("CodeableConcept", _) => {
                 for c in node.get("coding").and_then(Value::as_array).into_iter().flatten() {
                     token(str_of(c, "system"), str_of(c, "code"), emit);
+                    words(str_of(c, "display"), emit);
+                }
+                words(str_of(node, "text"), emit);
+            }
+            ("Identifier", _) => {
+                token(str_of(node, "system"), str_of(node, "value"), emit);
+                if let (Some(t), Some(value)) = (node.get("type"), str_of(node, "value")) {
+                    for c in t.get("coding").and_then(Value::as_array).into_iter().flatten() {
+                        if let Some(code) = str_of(c, "code") {
+                            emit(
+                                Facet::OfType,
+                                IndexValue::Token {
+                                    system: str_of(c, "system").map(str::to_string),
+                                    code: format!("{code}|{value}"),
+                                },
+                            );
+                        }
+                    }
+                    words(str_of(t, "text"), emit);
                 }
             }
-            ("Identifier", _) => token(str_of(node, "system"), str_of(node, "value"), emit),
             ("ContactPoint", _) => token(None, str_of(node, "value"), emit),
             (_, Value::String(s)) => token(None, Some(s), emit),
             (_, Value::Bool(b)) => token(None, Some(if *b { "true" } else { "false" }), emit),
             _ => {}
         },
         SearchParamType::String => match (ty, node) {
-            (_, Value::String(s)) => emit(string(s)),
+            (_, Value::String(s)) => emit(Facet::Value, string(s)),
             ("HumanName" | "Address", Value::Object(o)) => {
                 for (k, v) in o {
                     if matches!(
@@ -165,7 +321,7 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
                     ) {
                         for s in v.as_array().map(|a| a.iter().collect()).unwrap_or_else(|| vec![v]) {
                             if let Some(s) = s.as_str() {
-                                emit(string(s));
+                                emit(Facet::Value, string(s));
                             }
                         }
                     }
@@ -179,32 +335,44 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
                 _ => str_of(node, "reference"),
             };
             match r.and_then(Reference::parse) {
-                Some(Reference::Literal { base: None, resource_type, id, .. }) => emit(IndexValue::Reference {
-                    resource_type: Some(resource_type.as_str().to_string()),
-                    id: Some(id.as_str().to_string()),
-                    url: None,
-                }),
-                Some(Reference::Literal { .. } | Reference::External(_) | Reference::Urn(_)) => {
-                    emit(IndexValue::Reference { resource_type: None, id: None, url: r.map(str::to_string) })
-                }
+                Some(Reference::Literal { base: None, resource_type, id, .. }) => emit(
+                    Facet::Value,
+                    IndexValue::Reference {
+                        resource_type: Some(resource_type.as_str().to_string()),
+                        id: Some(id.as_str().to_string()),
+                        url: None,
+                    },
+                ),
+                Some(Reference::Literal { .. } | Reference::External(_) | Reference::Urn(_)) => emit(
+                    Facet::Value,
+                    IndexValue::Reference { resource_type: None, id: None, url: r.map(str::to_string) },
+                ),
                 _ => {}
+            }
+            if let Some(i) = node.get("identifier")
+                && let Some(value) = str_of(i, "value")
+            {
+                emit(
+                    Facet::Identifier,
+                    IndexValue::Token { system: str_of(i, "system").map(str::to_string), code: value.to_string() },
+                );
             }
         }
         SearchParamType::Date => match node {
             Value::String(s) => {
                 if let Some((low, high)) = date_range(s) {
-                    emit(IndexValue::Date { low, high });
+                    emit(Facet::Value, IndexValue::Date { low, high });
                 }
             }
             Value::Object(_) if ty == "Period" => {
                 let low = str_of(node, "start").and_then(date_range).map_or(i64::MIN, |r| r.0);
                 let high = str_of(node, "end").and_then(date_range).map_or(i64::MAX, |r| r.1);
-                emit(IndexValue::Date { low, high });
+                emit(Facet::Value, IndexValue::Date { low, high });
             }
             Value::Object(_) if ty == "Timing" => {
                 for e in node.get("event").and_then(Value::as_array).into_iter().flatten() {
                     if let Some((low, high)) = e.as_str().and_then(date_range) {
-                        emit(IndexValue::Date { low, high });
+                        emit(Facet::Value, IndexValue::Date { low, high });
                     }
                 }
             }
@@ -212,22 +380,25 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(IndexValu
         },
         SearchParamType::Number => {
             if let Some(n) = node.as_number().and_then(|n| n.to_string().parse().ok()) {
-                emit(IndexValue::Number(n));
+                emit(Facet::Value, IndexValue::Number(n));
             }
         }
         SearchParamType::Quantity => {
             let value = node.get("value").and_then(Value::as_number).and_then(|n| n.to_string().parse().ok());
             if let Some(value) = value {
-                emit(IndexValue::Quantity {
-                    value,
-                    system: str_of(node, "system").map(str::to_string),
-                    code: str_of(node, "code").or_else(|| str_of(node, "unit")).map(str::to_string),
-                });
+                emit(
+                    Facet::Value,
+                    IndexValue::Quantity {
+                        value,
+                        system: str_of(node, "system").map(str::to_string),
+                        code: str_of(node, "code").or_else(|| str_of(node, "unit")).map(str::to_string),
+                    },
+                );
             }
         }
         SearchParamType::Uri => {
             if let Value::String(s) = node {
-                emit(IndexValue::Uri(s.clone()));
+                emit(Facet::Value, IndexValue::Uri(s.clone()));
             }
         }
         SearchParamType::Composite | SearchParamType::Special => {}
@@ -238,9 +409,9 @@ fn string(s: &str) -> IndexValue {
     IndexValue::String { value: fold(s), exact: s.to_string() }
 }
 
-fn token(system: Option<&str>, code: Option<&str>, emit: &mut dyn FnMut(IndexValue)) {
+fn token(system: Option<&str>, code: Option<&str>, emit: &mut dyn FnMut(Facet, IndexValue)) {
     if let Some(code) = code {
-        emit(IndexValue::Token { system: system.map(str::to_string), code: code.to_string() });
+        emit(Facet::Value, IndexValue::Token { system: system.map(str::to_string), code: code.to_string() });
     }
 }
 
@@ -258,7 +429,7 @@ mod tests {
             "generalPractitioner": [{"reference": "Practitioner/d1"}]});
         let e = extract(&p);
         let has = |param: &str, v: IndexValue| {
-            e.contains(&IndexEntry { param: indexed_param("Patient", param).unwrap().code, value: v })
+            e.contains(&IndexEntry { param: indexed_param("Patient", param).unwrap().code, value: v, group: None })
         };
         assert!(has(
             "identifier",

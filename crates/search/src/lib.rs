@@ -8,6 +8,10 @@
 pub mod index;
 pub mod normalize;
 pub mod query;
+pub mod text;
 
 pub use index::{IndexEntry, IndexValue, extract};
-pub use query::{Clause, Compartment, Hop, Include, Predicate, Prefix, Query, SortKey, Summary, Total, parse_query};
+pub use query::{
+    Clause, Compartment, ComponentPredicate, Hop, Include, Predicate, Prefix, Query, SortKey, Summary, Total,
+    parse_query, parse_system_query,
+};

@@ -5,13 +5,17 @@
 use fhir_model::{Issue, IssueType, ResourceType};
 use fhir_spec::SearchParamType;
 
-use crate::index::indexed_param;
+use crate::index::{CompiledParam, indexed_param};
 use crate::normalize::{date_range, fold};
 
 /// A parsed search: every clause must hold (AND); within a clause any value (OR).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
+    /// The type whose parameters the query uses (the first of `types`).
     pub resource_type: ResourceType,
+    /// Every type searched: one for a type-level search, several for a system-level
+    /// search (`_type`, or every type that has the parameters used).
+    pub types: Vec<ResourceType>,
     pub clauses: Vec<Clause>,
     /// `_count`: page size requested.
     pub count: Option<usize>,
@@ -193,6 +197,20 @@ pub enum Predicate {
         below: bool,
     },
     Missing(bool),
+    /// Full-text terms (`_text`, `_content`, token `:text`): every term must occur.
+    Terms(Vec<String>),
+    /// A composite value (`code$value`): one predicate per component, all holding for the
+    /// same element.
+    Composite(Vec<ComponentPredicate>),
+}
+
+/// The predicate on one component of a composite parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentPredicate {
+    /// Index code of the component (`code-value-quantity#2`).
+    pub param: &'static str,
+    pub kind: SearchParamType,
+    pub predicate: Predicate,
 }
 
 fn bad(param: &str, msg: impl Into<String>) -> Issue {
@@ -209,10 +227,63 @@ pub fn parse_query(resource_type: ResourceType, query: &str) -> Result<Query, Is
     parse_pairs(resource_type, &pairs)
 }
 
+/// Parse a system-level search (`GET [base]?_type=Patient,Practitioner&name=...`): the
+/// parameters must mean the same for every type in `_type`; without `_type`, every type
+/// for which they do is searched (common parameters such as `_id`, `_lastUpdated`,
+/// `_tag` or `_content` apply to all).
+pub fn parse_system_query(query: &str) -> Result<Query, Issue> {
+    let mut types = Vec::new();
+    let mut rest = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()).into_owned() {
+        if k == "_type" {
+            for t in v.split(',').filter(|t| !t.is_empty()) {
+                types
+                    .push(ResourceType::parse(t).ok_or_else(|| bad("_type", format!("'{t}' is not a resource type")))?);
+            }
+        } else {
+            rest.push((k, v));
+        }
+    }
+    let explicit = !types.is_empty();
+    if !explicit {
+        types = fhir_spec::spec().resource_types().iter().filter_map(|t| ResourceType::parse(t)).collect();
+    }
+    let mut first: Option<Query> = None;
+    let mut searched = Vec::new();
+    for t in types {
+        let q = match parse_pairs(t, &rest) {
+            Ok(q) => q,
+            Err(e) if explicit => return Err(e),
+            Err(_) => continue,
+        };
+        match &first {
+            None => {
+                searched.push(t);
+                first = Some(q);
+            }
+            Some(f) if f.clauses == q.clauses && f.sort == q.sort && f.ignored == q.ignored => searched.push(t),
+            Some(f) => {
+                if explicit {
+                    let differing =
+                        f.clauses.iter().find(|c| !q.clauses.contains(c)).map(|c| c.param).unwrap_or("_sort");
+                    return Err(bad(
+                        differing,
+                        format!("'{differing}' does not mean the same for every type in _type ({t} differs)"),
+                    ));
+                }
+            }
+        }
+    }
+    let mut q = first.ok_or_else(|| bad("_type", "No resource type has all of these search parameters"))?;
+    q.types = searched;
+    Ok(q)
+}
+
 /// Parse already-decoded `(name, value)` pairs.
 fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Result<Query, Issue> {
     let mut q = Query {
         resource_type,
+        types: vec![resource_type],
         clauses: Vec::new(),
         count: None,
         offset: 0,
@@ -227,18 +298,12 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
     for (name, raw) in pairs {
         if name.starts_with("_has:") || name.contains('.') {
             let (path, param, modifier) = resolve_chain(resource_type, name).map_err(|m| bad(name, m))?;
-            let any_of = split_or(raw)
-                .iter()
-                .map(|v| predicate(param.code, param.kind, modifier.as_deref(), v))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|mut e| {
-                    e.expression = vec![name.clone()];
-                    e
-                })?;
-            if any_of.is_empty() {
-                return Err(bad(name, format!("The search parameter '{name}' has no value")));
-            }
-            q.clauses.push(Clause { param: param.code, kind: param.kind, any_of, path });
+            let mut clause = clause_for(param, modifier.as_deref(), raw).map_err(|mut e| {
+                e.expression = vec![name.clone()];
+                e
+            })?;
+            clause.path = path;
+            q.clauses.push(clause);
             continue;
         }
         let (code, modifier) = match name.split_once(':') {
@@ -314,8 +379,22 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
                     .push(parse_include(resource_type, raw, code == "_revinclude", iterate).map_err(|m| bad(name, m))?);
                 continue;
             }
-            "_contained" | "_containedType" | "_has" | "_text" | "_content" | "_list" | "_query" | "_filter"
-            | "_type" => {
+            "_text" | "_content" => {
+                if let Some(m) = modifier {
+                    return Err(unsupported(name, format!("'{code}' takes no modifier (':{m}')")));
+                }
+                let param = if code == "_text" { "_text" } else { "_content" };
+                let any_of = split_or(raw).iter().map(|v| terms(code, v)).collect::<Result<Vec<_>, _>>()?;
+                if any_of.is_empty() {
+                    return Err(bad(code, format!("The search parameter '{code}' has no value")));
+                }
+                q.clauses.push(Clause { param, kind: SearchParamType::Token, any_of, path: Vec::new() });
+                continue;
+            }
+            "_type" => {
+                return Err(bad("_type", "_type belongs to a system-level search ([base]?_type=...)"));
+            }
+            "_contained" | "_containedType" | "_has" | "_list" | "_query" | "_filter" => {
                 return Err(unsupported(code, format!("The search parameter '{code}' is not supported yet")));
             }
             _ => {}
@@ -330,16 +409,76 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
             q.ignored.push(name.clone());
             continue;
         };
-        let mut any_of = Vec::new();
-        for value in split_or(raw) {
-            any_of.push(predicate(param.code, param.kind, modifier, &value)?);
-        }
-        if any_of.is_empty() {
-            return Err(bad(code, format!("The search parameter '{code}' has no value")));
-        }
-        q.clauses.push(Clause { param: param.code, kind: param.kind, any_of, path: Vec::new() });
+        q.clauses.push(clause_for(param, modifier, raw)?);
     }
     Ok(q)
+}
+
+/// The clause of one occurrence of parameter `p` (with its modifier) and its values.
+/// `:text`, `:of-type` and `:identifier` search derived index entries of the parameter.
+fn clause_for(p: &'static CompiledParam, modifier: Option<&str>, raw: &str) -> Result<Clause, Issue> {
+    let (param, kind) = match (p.kind, modifier) {
+        (SearchParamType::Token, Some("text")) => (p.text, SearchParamType::Token),
+        (SearchParamType::Token, Some("of-type")) => (p.of_type, SearchParamType::Token),
+        (SearchParamType::Reference, Some("identifier")) => (p.identifier, SearchParamType::Token),
+        _ => (p.code, p.kind),
+    };
+    let mut any_of = Vec::new();
+    for value in split_or(raw) {
+        let predicate = match (p.kind, modifier) {
+            (SearchParamType::Token, Some("text")) => terms(p.code, &value)?,
+            (SearchParamType::Token, Some("of-type")) => of_type(p.code, &value)?,
+            (SearchParamType::Reference, Some("identifier")) => {
+                predicate(p.code, SearchParamType::Token, None, &value)?
+            }
+            (SearchParamType::Composite, None) => composite(p, &value)?,
+            _ => predicate(p.code, p.kind, modifier, &value)?,
+        };
+        any_of.push(predicate);
+    }
+    if any_of.is_empty() {
+        return Err(bad(p.code, format!("The search parameter '{}' has no value", p.code)));
+    }
+    Ok(Clause { param, kind, any_of, path: Vec::new() })
+}
+
+/// Words to find (`_content=сухой кашель`: both words, in any form).
+fn terms(code: &str, value: &str) -> Result<Predicate, Issue> {
+    let terms = crate::text::terms(value);
+    if terms.is_empty() {
+        return Err(bad(code, format!("'{value}' contains no word to search for")));
+    }
+    Ok(Predicate::Terms(terms))
+}
+
+/// `:of-type`: `type-system|type-code|value`.
+fn of_type(code: &str, value: &str) -> Result<Predicate, Issue> {
+    let parts: Vec<&str> = value.splitn(3, '|').collect();
+    match parts.as_slice() {
+        [system, type_code, v] if !type_code.is_empty() && !v.is_empty() => Ok(Predicate::Token {
+            system: Some((!system.is_empty()).then(|| unescape(system))),
+            code: Some(format!("{}|{}", unescape(type_code), unescape(v))),
+            not: false,
+        }),
+        _ => Err(bad(code, format!("':of-type' takes system|code|value, not '{value}'"))),
+    }
+}
+
+/// A composite value: one value per component, separated by `$`.
+fn composite(p: &CompiledParam, value: &str) -> Result<Predicate, Issue> {
+    let parts: Vec<&str> = value.split('$').collect();
+    if parts.len() != p.components.len() {
+        return Err(bad(
+            p.code,
+            format!("'{}' takes {} values separated by '$', not '{value}'", p.code, p.components.len()),
+        ));
+    }
+    let mut out = Vec::new();
+    for (c, part) in p.components.iter().zip(parts) {
+        let predicate = predicate(p.code, c.kind, None, part)?;
+        out.push(ComponentPredicate { param: c.code, kind: c.kind, predicate });
+    }
+    Ok(Predicate::Composite(out))
 }
 
 /// Split on commas not escaped with a backslash, unescaping `\,` `\|` `\$` `\\`.
@@ -489,8 +628,12 @@ fn predicate(code: &str, kind: SearchParamType, modifier: Option<&str>, value: &
             let (system, unit) = (text(parts.next()), text(parts.next()));
             Ok(Predicate::Quantity { prefix, value: value_f, low, high, system, code: unit })
         }
-        SearchParamType::Composite | SearchParamType::Special => {
-            Err(unsupported(code, format!("Searching by {} parameters ('{code}') is not supported yet", kind.as_str())))
+        SearchParamType::Composite => match modifier {
+            Some(m) => modifier_unsupported(m),
+            None => Err(bad(code, format!("'{code}' is a composite parameter: give its values separated by '$'"))),
+        },
+        SearchParamType::Special => {
+            Err(unsupported(code, format!("Searching by special parameters ('{code}') is not supported yet")))
         }
     }
 }
@@ -667,11 +810,18 @@ mod tests {
         let e = q("birthdate=yesterday").unwrap_err();
         assert_eq!(e.expression, vec!["birthdate"]);
         assert_eq!(q("name:text=x").unwrap_err().code, IssueType::NotSupported);
+        assert_eq!(q("identifier:of-type=x|y").unwrap_err().expression, vec!["identifier"]);
+        assert_eq!(q("identifier:of-type=http://t|MR|12").unwrap().clauses[0].param, "identifier:of-type");
+        assert_eq!(
+            q("general-practitioner:identifier=urn:x|7").unwrap().clauses[0].param,
+            "general-practitioner:identifier"
+        );
         let ambiguous = q("general-practitioner.name=x").unwrap_err();
         assert_eq!(ambiguous.expression, vec!["general-practitioner.name"]);
         assert!(ambiguous.diagnostics.contains("general-practitioner:Practitioner.name"), "{}", ambiguous.diagnostics);
         assert_eq!(q("general-practitioner:Practitioner.name=x").unwrap().clauses[0].path.len(), 1);
-        assert_eq!(q("_text=cough").unwrap_err().code, IssueType::NotSupported);
+        assert_eq!(q("_text=cough").unwrap().clauses[0].any_of, vec![Predicate::Terms(vec!["cough".into()])]);
+        assert_eq!(q("_content=,").unwrap_err().expression, vec!["_content"]);
         assert_eq!(q("_sort=shoe-size").unwrap_err().expression, vec!["_sort"]);
         assert_eq!(q("_sort=-birthdate,name").unwrap().sort.len(), 2);
         assert!(q("_include=Patient:general-practitioner").unwrap().includes[0].param.is_some());

@@ -17,12 +17,11 @@ use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, NoTls};
 use search::Query;
 use store::ops::{self, SqlConn};
-use store::sql::{Arg, Dialect, Sql};
+use store::sql::{Arg, Dialect, MIGRATIONS, SCHEMA_VERSION, Sql};
 use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
 
 use pool::{Pool, Pooled};
 
-const SCHEMA_VERSION: i64 = 1;
 /// Connections opened at most (PostgreSQL's default `max_connections` is 100).
 const MAX_CONNECTIONS: usize = 32;
 
@@ -105,6 +104,11 @@ fn migrate(client: &mut Client) -> Result<()> {
         return Err(StoreError::Backend(format!(
             "the database has schema version {version}, newer than this build understands ({SCHEMA_VERSION})"
         )));
+    } else {
+        for (to, statements) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+            tx.batch_execute(statements).map_err(err)?;
+            tx.execute("UPDATE medkarta_schema SET version = $1", &[to]).map_err(err)?;
+        }
     }
     tx.commit().map_err(err)
 }

@@ -17,10 +17,9 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
 use search::Query;
 use store::ops::{self, SqlConn};
-use store::sql::{Arg, Dialect, Sql};
+use store::sql::{Arg, Dialect, MIGRATIONS, SCHEMA_VERSION, Sql};
 use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
 
-const SCHEMA_VERSION: i64 = 1;
 const MAX_IDLE_READERS: usize = 16;
 
 /// A SQLite database file with its connections.
@@ -71,6 +70,12 @@ impl SqliteStore {
                 "{} has schema version {version}, newer than this build understands ({SCHEMA_VERSION})",
                 path.display()
             )));
+        } else {
+            for (to, statements) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+                writer
+                    .execute_batch(&format!("BEGIN; {statements} PRAGMA user_version = {to}; COMMIT;"))
+                    .map_err(err)?;
+            }
         }
         Ok(SqliteStore { path, writer: Writer::new(writer), readers: Mutex::new(Vec::new()) })
     }

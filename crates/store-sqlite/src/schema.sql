@@ -1,4 +1,4 @@
--- Medkarta schema for SQLite (schema version 1). See crates/store/src/lib.rs for the shape.
+-- Medkarta schema for SQLite (schema version 2). See crates/store/src/lib.rs for the shape.
 CREATE TABLE resources (
     rkey         INTEGER PRIMARY KEY,
     rtype        TEXT    NOT NULL,
@@ -19,24 +19,24 @@ CREATE TABLE history (
     UNIQUE (rkey, version)
 );
 CREATE INDEX history_time ON history (last_updated);
-CREATE TABLE idx_token (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, system TEXT, code TEXT NOT NULL);
+CREATE TABLE idx_token (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, grp INTEGER, system TEXT, code TEXT NOT NULL);
 CREATE INDEX idx_token_value ON idx_token (rtype, param, code, system, rkey);
 CREATE INDEX idx_token_rkey ON idx_token (rkey);
-CREATE TABLE idx_string (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL, exact TEXT NOT NULL);
+CREATE TABLE idx_string (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, grp INTEGER, value TEXT NOT NULL, exact TEXT NOT NULL);
 CREATE INDEX idx_string_value ON idx_string (rtype, param, value, rkey);
 CREATE INDEX idx_string_rkey ON idx_string (rkey);
-CREATE TABLE idx_reference (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, target_type TEXT, target_id TEXT, url TEXT);
+CREATE TABLE idx_reference (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, grp INTEGER, target_type TEXT, target_id TEXT, url TEXT);
 CREATE INDEX idx_reference_value ON idx_reference (rtype, param, target_id, target_type, rkey);
 CREATE INDEX idx_reference_rkey ON idx_reference (rkey);
-CREATE TABLE idx_date (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL);
+CREATE TABLE idx_date (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, grp INTEGER, low INTEGER NOT NULL, high INTEGER NOT NULL);
 CREATE INDEX idx_date_value ON idx_date (rtype, param, low, high, rkey);
 CREATE INDEX idx_date_rkey ON idx_date (rkey);
-CREATE TABLE idx_number (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL);
+CREATE TABLE idx_number (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, grp INTEGER, value REAL NOT NULL);
 CREATE INDEX idx_number_value ON idx_number (rtype, param, value, rkey);
 CREATE INDEX idx_number_rkey ON idx_number (rkey);
-CREATE TABLE idx_quantity (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, value REAL NOT NULL, system TEXT, code TEXT);
+CREATE TABLE idx_quantity (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, grp INTEGER, value REAL NOT NULL, system TEXT, code TEXT);
 CREATE INDEX idx_quantity_value ON idx_quantity (rtype, param, code, value, rkey);
 CREATE INDEX idx_quantity_rkey ON idx_quantity (rkey);
-CREATE TABLE idx_uri (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL);
+CREATE TABLE idx_uri (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, grp INTEGER, value TEXT NOT NULL);
 CREATE INDEX idx_uri_value ON idx_uri (rtype, param, value, rkey);
 CREATE INDEX idx_uri_rkey ON idx_uri (rkey);

@@ -232,6 +232,65 @@ pub fn search_numbers_quantities_and_meta(store: &dyn Store) {
     assert_eq!(ids("Observation", "_lastUpdated=gt2024-01-02"), Vec::<String>::new());
 }
 
+/// Sorted ids of the resources matching a query.
+fn found(store: &dyn Store, rt: &str, q: &str) -> Vec<String> {
+    let mut v: Vec<String> = store.search(&query(rt, q), 100).unwrap().resources.into_iter().map(|s| s.id).collect();
+    v.sort();
+    v
+}
+
+/// Composite parameters (components of the same element), token `:text` and
+/// `:of-type`, reference `:identifier`, and full text (`_text`, `_content`) in Russian
+/// and English word forms.
+pub fn search_composites_and_text(store: &dyn Store) {
+    let bp = |id: &str, systolic: u32, diastolic: u32, narrative: &str| {
+        let v = json!({"resourceType": "Observation", "id": id, "status": "final",
+            "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{narrative}</div>")},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}],
+                     "text": "Артериальное давление"},
+            "subject": {"identifier": {"system": "urn:snils", "value": "112-233-445 95"}},
+            "component": [
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                 "valueQuantity": {"value": systolic, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                 "valueQuantity": {"value": diastolic, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]});
+        write(store, &v, 1, Method::Create).unwrap();
+    };
+    bp("bp1", 150, 80, "Жалобы на сухой кашель и головную боль");
+    bp("bp2", 120, 95, "Patient reports coughing at night");
+    let q = |s: &str| found(store, "Observation", s);
+    // the systolic value must be > 140 on the systolic component itself, not on any component
+    assert_eq!(q("component-code-value-quantity=http://loinc.org|8480-6$gt140"), vec!["bp1"]);
+    assert_eq!(q("component-code-value-quantity=8462-4$gt90"), vec!["bp2"]);
+    assert_eq!(q("component-code-value-quantity=8480-6$gt90"), vec!["bp1", "bp2"]);
+    assert_eq!(q("component-code-value-quantity=8462-4$gt140"), Vec::<String>::new());
+    assert_eq!(q("component-code-value-quantity=8462-4$gt140,8480-6$lt130"), vec!["bp2"]);
+    assert_eq!(q("code:text=давлении"), vec!["bp1", "bp2"]);
+    assert_eq!(q("code:text=pressure"), vec!["bp1", "bp2"]);
+    assert_eq!(q("code:text=сахар"), Vec::<String>::new());
+    assert_eq!(q("subject:identifier=urn:snils|112-233-445 95"), vec!["bp1", "bp2"]);
+    assert_eq!(q("subject:identifier=urn:oms|112-233-445 95"), Vec::<String>::new());
+    assert_eq!(q("_text=кашлем"), vec!["bp1"]);
+    assert_eq!(q("_text=cough"), vec!["bp2"]);
+    assert_eq!(q("_text=кашель головная"), vec!["bp1"], "every word must occur");
+    assert_eq!(q("_text=кашель ночью"), Vec::<String>::new());
+    assert_eq!(q("_text=кашель,night"), vec!["bp1", "bp2"]);
+    assert_eq!(q("_content=артериального"), vec!["bp1", "bp2"]);
+
+    let p = json!({"resourceType": "Patient", "id": "mr1", "identifier": [{
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+        "system": "urn:clinic", "value": "4711"}]});
+    write(store, &p, 1, Method::Create).unwrap();
+    let mr = "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|4711";
+    assert_eq!(found(store, "Patient", mr), vec!["mr1"]);
+    assert!(
+        found(store, "Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|4712").is_empty()
+    );
+    assert!(
+        found(store, "Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|SS|4711").is_empty()
+    );
+}
+
 /// `_sort`: several keys, descending, resources without a value last; the same order on
 /// every backend.
 pub fn search_sorting(store: &dyn Store) {

@@ -34,6 +34,7 @@ both!(
     search_follows_current_version,
     search_numbers_quantities_and_meta,
     search_sorting,
+    search_composites_and_text,
     search_chains,
     concurrent_writers,
     concurrent_commits_and_rollbacks

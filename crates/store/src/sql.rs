@@ -3,7 +3,7 @@
 //! SQLite, PostgreSQL and PostgreSQL-wire distributed engines all accept; only the
 //! placeholder syntax differs (`?` vs `$n`).
 
-use search::{Clause, Hop, IndexEntry, IndexValue, Predicate, Prefix, Query};
+use search::{Clause, ComponentPredicate, Hop, IndexEntry, IndexValue, Predicate, Prefix, Query};
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,11 +64,25 @@ impl Sql {
     }
 }
 
+/// Schema changes after version 1, in order: `(version reached, statements)`, in SQL
+/// both backends accept. A backend's `schema.sql` creates the latest version directly.
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    "ALTER TABLE idx_token ADD COLUMN grp BIGINT; ALTER TABLE idx_string ADD COLUMN grp BIGINT; \
+     ALTER TABLE idx_reference ADD COLUMN grp BIGINT; ALTER TABLE idx_date ADD COLUMN grp BIGINT; \
+     ALTER TABLE idx_number ADD COLUMN grp BIGINT; ALTER TABLE idx_quantity ADD COLUMN grp BIGINT; \
+     ALTER TABLE idx_uri ADD COLUMN grp BIGINT;",
+)];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
 /// The index table of each parameter type, and its value columns.
 pub const INDEX_TABLES: &[&str] =
     &["idx_token", "idx_string", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
 
-/// Table and value columns of an index entry, with their arguments (after `rkey`, `rtype`, `param`).
+/// Table and value columns of an index entry, with their arguments (after `rkey`, `rtype`,
+/// `param`, `grp`).
 pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
     let text = |s: &Option<String>| s.as_ref().map_or(Arg::Null, |s| Arg::Text(s.clone()));
     match &entry.value {
@@ -96,24 +110,25 @@ pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
 pub fn index_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexEntry]) -> Vec<Sql> {
     const ROWS_PER_STATEMENT: usize = 500;
     let mut out = Vec::new();
-    // (table, value columns, rows of (param, values))
-    type TableRows = (&'static str, &'static str, Vec<(&'static str, Vec<Arg>)>);
+    // (table, value columns, rows of (param, group, values))
+    type TableRows = (&'static str, &'static str, Vec<(&'static str, Option<u32>, Vec<Arg>)>);
     let mut by_table: Vec<TableRows> = Vec::new();
     for e in entries {
         let (table, cols, args) = index_row(e);
         match by_table.iter_mut().find(|(t, _, _)| *t == table) {
-            Some((_, _, rows)) => rows.push((e.param, args)),
-            None => by_table.push((table, cols, vec![(e.param, args)])),
+            Some((_, _, rows)) => rows.push((e.param, e.group, args)),
+            None => by_table.push((table, cols, vec![(e.param, e.group, args)])),
         }
     }
     let per_statement = if dialect == Dialect::Sqlite { 1 } else { ROWS_PER_STATEMENT };
     for (table, cols, rows) in by_table {
         for chunk in rows.chunks(per_statement) {
             let mut sql = Sql::new(dialect);
-            sql.push("INSERT INTO ").push(table).push(" (rkey, rtype, param, ").push(cols).push(") VALUES ");
-            for (i, (param, args)) in chunk.iter().enumerate() {
+            sql.push("INSERT INTO ").push(table).push(" (rkey, rtype, param, grp, ").push(cols).push(") VALUES ");
+            for (i, (param, group, args)) in chunk.iter().enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(Arg::Int(rkey)).push(", ").text_arg(rtype).push(", ").text_arg(param);
+                sql.bind(Arg::Int(rkey)).push(", ").text_arg(rtype).push(", ").text_arg(param).push(", ");
+                sql.bind(group.map_or(Arg::Null, |g| Arg::Int(i64::from(g))));
                 for a in args {
                     sql.push(", ").bind(a.clone());
                 }
@@ -125,9 +140,9 @@ pub fn index_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexE
     out
 }
 
-fn table_of(clause: &Clause) -> &'static str {
+fn table_of(kind: fhir_spec::SearchParamType) -> &'static str {
     use fhir_spec::SearchParamType as T;
-    match clause.kind {
+    match kind {
         T::Token => "idx_token",
         T::String => "idx_string",
         T::Reference => "idx_reference",
@@ -144,14 +159,17 @@ fn table_of(clause: &Clause) -> &'static str {
 /// and looks resources up by key; only a query without any positive clause filters the
 /// resource table by type.
 pub fn search_where(sql: &mut Sql, query: &Query) {
-    let rt = query.resource_type.as_str();
+    let types: Vec<&str> = query.types.iter().map(|t| t.as_str()).collect();
+    let rt = types.as_slice();
     sql.push("r.deleted = ").bind(Arg::Int(0));
     let driven = query.compartment.is_some() || query.clauses.iter().any(|c| !c.path.is_empty() || all_positive(c));
     if !driven {
-        sql.push(" AND r.rtype = ").text_arg(rt);
+        sql.push(" AND r.rtype");
+        one_of(sql, rt);
     }
     if let Some(c) = &query.compartment {
-        sql.push(" AND r.rkey IN (SELECT c.rkey FROM idx_reference c WHERE c.rtype = ").text_arg(rt);
+        sql.push(" AND r.rkey IN (SELECT c.rkey FROM idx_reference c WHERE c.rtype");
+        one_of(sql, rt);
         sql.push(" AND c.param IN (");
         for (i, p) in c.params.iter().enumerate() {
             if i > 0 {
@@ -185,23 +203,83 @@ fn all_positive(clause: &Clause) -> bool {
 
 /// `SELECT x.rkey FROM <table> x WHERE x.rtype = ? AND x.param = ?` (the caller adds
 /// conditions and the closing parenthesis).
-fn index_subquery(sql: &mut Sql, alias: &str, negate: bool, clause: &Clause, rt: &str) {
+fn index_subquery(sql: &mut Sql, alias: &str, negate: bool, clause: &Clause, rt: &[&str]) {
     sql.push(&format!(
-        "{alias}.rkey {}IN (SELECT x.rkey FROM {} x WHERE x.rtype = ",
+        "{alias}.rkey {}IN (SELECT x.rkey FROM {} x WHERE x.rtype",
         if negate { "NOT " } else { "" },
-        table_of(clause)
-    ))
-    .text_arg(rt)
-    .push(" AND x.param = ")
-    .text_arg(clause.param);
+        table_of(clause.kind)
+    ));
+    one_of(sql, rt);
+    sql.push(" AND x.param = ").text_arg(clause.param);
+}
+
+/// ` = ?` for one resource type, ` IN (?, ...)` for several.
+fn one_of(sql: &mut Sql, types: &[&str]) {
+    match types {
+        [one] => {
+            sql.push(" = ").text_arg(one);
+        }
+        _ => {
+            sql.push(" IN (");
+            for (i, t) in types.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.text_arg(t);
+            }
+            sql.push(")");
+        }
+    }
+}
+
+/// All of several full-text terms: the rows of the resource holding any of them, grouped
+/// by resource, keeping resources that hold every one.
+fn terms_sql(sql: &mut Sql, alias: &str, rt: &[&str], param: &str, terms: &[String]) {
+    sql.push(&format!("{alias}.rkey IN (SELECT x.rkey FROM idx_token x WHERE x.rtype"));
+    one_of(sql, rt);
+    sql.push(" AND x.param = ").text_arg(param).push(" AND x.code IN (");
+    for (i, t) in terms.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.text_arg(t);
+    }
+    sql.push(") GROUP BY x.rkey HAVING count(DISTINCT x.code) = ").bind(Arg::Int(terms.len() as i64)).push(")");
+}
+
+/// A composite value: the component rows of one element (same resource, same group),
+/// each satisfying its component's condition.
+fn composite_sql(sql: &mut Sql, alias: &str, rt: &[&str], parts: &[ComponentPredicate]) {
+    sql.push(&format!("{alias}.rkey IN (SELECT c1.rkey FROM "));
+    for (i, part) in parts.iter().enumerate() {
+        let c = format!("c{}", i + 1);
+        if i == 0 {
+            sql.push(&format!("{} {c}", table_of(part.kind)));
+        } else {
+            sql.push(&format!(" JOIN {} {c} ON {c}.rkey = c1.rkey AND {c}.grp = c1.grp", table_of(part.kind)));
+        }
+    }
+    sql.push(" WHERE c1.rtype");
+    one_of(sql, rt);
+    for (i, part) in parts.iter().enumerate() {
+        let c = format!("c{}", i + 1);
+        sql.push(&format!(" AND {c}.param = ")).text_arg(part.param).push(" AND ");
+        condition(sql, &c, &part.predicate);
+    }
+    sql.push(")");
 }
 
 /// A clause on the resource aliased `alias` (of type `rt`), through its chain hops: each
 /// hop selects, from the reference index joined to the linked resources, the keys of the
 /// resources on this side.
-fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &str, depth: usize) {
+fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&str], depth: usize) {
     let Some((hop, rest)) = hops.split_first() else {
-        if all_positive(clause) {
+        let single_row = |p: &Predicate| match p {
+            Predicate::Composite(_) => false,
+            Predicate::Terms(t) => t.len() < 2,
+            _ => true,
+        };
+        if all_positive(clause) && clause.any_of.iter().all(single_row) {
             // one index lookup for all the values of the clause
             index_subquery(sql, alias, false, clause, rt);
             sql.push(" AND (");
@@ -210,7 +288,7 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &st
                     sql.push(" OR ");
                 }
                 sql.push("(");
-                condition(sql, p);
+                condition(sql, "x", p);
                 sql.push(")");
             }
             sql.push("))");
@@ -220,10 +298,16 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &st
                 if i > 0 {
                     sql.push(" OR ");
                 }
-                index_subquery(sql, alias, negated(p), clause, rt);
-                sql.push(" AND ");
-                condition(sql, p);
-                sql.push(")");
+                match p {
+                    Predicate::Composite(parts) => composite_sql(sql, alias, rt, parts),
+                    Predicate::Terms(terms) if terms.len() > 1 => terms_sql(sql, alias, rt, clause.param, terms),
+                    _ => {
+                        index_subquery(sql, alias, negated(p), clause, rt);
+                        sql.push(" AND ");
+                        condition(sql, "x", p);
+                        sql.push(")");
+                    }
+                }
             }
             sql.push(")");
         }
@@ -234,13 +318,13 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &st
         Hop::Forward { param, target } => {
             sql.push(&format!(
                 "{alias}.rkey IN (SELECT {h}.rkey FROM idx_reference {h} JOIN resources {next} ON {next}.rtype = {h}.target_type \
-                 AND {next}.id = {h}.target_id WHERE {h}.rtype = "
-            ))
-            .text_arg(rt)
-            .push(&format!(" AND {h}.param = "))
-            .text_arg(param)
-            .push(&format!(" AND {h}.target_type = "))
-            .text_arg(target.as_str());
+                 AND {next}.id = {h}.target_id WHERE {h}.rtype"
+            ));
+            one_of(sql, rt);
+            sql.push(&format!(" AND {h}.param = "))
+                .text_arg(param)
+                .push(&format!(" AND {h}.target_type = "))
+                .text_arg(target.as_str());
             target.as_str()
         }
         Hop::Reverse { source, param } => {
@@ -251,13 +335,13 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &st
             .text_arg(source.as_str())
             .push(&format!(" AND {h}.param = "))
             .text_arg(param)
-            .push(&format!(" AND {h}.target_type = "))
-            .text_arg(rt);
+            .push(&format!(" AND {h}.target_type"));
+            one_of(sql, rt);
             source.as_str()
         }
     };
     sql.push(&format!(" AND {next}.deleted = ")).bind(Arg::Int(0)).push(" AND ");
-    clause_sql(sql, clause, rest, &next, next_rt, depth + 1);
+    clause_sql(sql, clause, rest, &next, &[next_rt], depth + 1);
     sql.push(")");
 }
 
@@ -291,15 +375,21 @@ pub fn search_order(sql: &mut Sql, query: &Query) {
 
 /// Conditions on `x.value` for a number or quantity: `eq`/`ne` by the implied range,
 /// the others against the value itself (`ap`: within 10 %).
-fn numeric(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
+fn numeric(sql: &mut Sql, a: &str, prefix: Prefix, value: f64, low: f64, high: f64) {
     let (lo10, hi10) = if value >= 0.0 { (value * 0.9, value * 1.1) } else { (value * 1.1, value * 0.9) };
     let (op, v) = match prefix {
         Prefix::Eq | Prefix::Ne => {
-            sql.push(" AND x.value >= ").bind(Arg::Real(low)).push(" AND x.value < ").bind(Arg::Real(high));
+            sql.push(&format!(" AND {a}.value >= "))
+                .bind(Arg::Real(low))
+                .push(&format!(" AND {a}.value < "))
+                .bind(Arg::Real(high));
             return;
         }
         Prefix::Ap => {
-            sql.push(" AND x.value >= ").bind(Arg::Real(lo10)).push(" AND x.value <= ").bind(Arg::Real(hi10));
+            sql.push(&format!(" AND {a}.value >= "))
+                .bind(Arg::Real(lo10))
+                .push(&format!(" AND {a}.value <= "))
+                .bind(Arg::Real(hi10));
             return;
         }
         Prefix::Gt | Prefix::Sa => (" > ", value),
@@ -307,7 +397,7 @@ fn numeric(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
         Prefix::Ge => (" >= ", value),
         Prefix::Le => (" <= ", value),
     };
-    sql.push(" AND x.value").push(op).bind(Arg::Real(v));
+    sql.push(&format!(" AND {a}.value")).push(op).bind(Arg::Real(v));
 }
 
 /// Escape `\`, `%` and `_` for a `LIKE ... ESCAPE '\'` pattern.
@@ -316,92 +406,102 @@ fn like_escape(value: &str) -> String {
 }
 
 /// The condition on index row `x` that a value matches (negation is the caller's).
-fn condition(sql: &mut Sql, p: &Predicate) {
+fn condition(sql: &mut Sql, a: &str, p: &Predicate) {
     sql.push("1 = 1");
     match p {
-        Predicate::Missing(_) => {}
+        Predicate::Missing(_) | Predicate::Composite(_) => {}
+        Predicate::Terms(terms) => {
+            // several terms are matched by terms_sql; a single one is a token code
+            if let Some(t) = terms.first() {
+                sql.push(&format!(" AND {a}.code = ")).text_arg(t);
+            }
+        }
         Predicate::Token { system, code, .. } => {
             if let Some(c) = code {
-                sql.push(" AND x.code = ").text_arg(c);
+                sql.push(&format!(" AND {a}.code = ")).text_arg(c);
             }
             match system {
                 None => {}
                 Some(None) => {
-                    sql.push(" AND x.system IS NULL");
+                    sql.push(&format!(" AND {a}.system IS NULL"));
                 }
                 Some(Some(s)) => {
-                    sql.push(" AND x.system = ").text_arg(s);
+                    sql.push(&format!(" AND {a}.system = ")).text_arg(s);
                 }
             }
         }
         Predicate::String { value, exact, contains } => {
             if *exact {
-                sql.push(" AND x.exact = ").text_arg(value);
+                sql.push(&format!(" AND {a}.exact = ")).text_arg(value);
             } else {
                 let escaped = like_escape(value);
                 let pattern = if *contains { format!("%{escaped}%") } else { format!("{escaped}%") };
-                sql.push(" AND x.value LIKE ").text_arg(&pattern).push(" ESCAPE '\\'");
+                sql.push(&format!(" AND {a}.value LIKE ")).text_arg(&pattern).push(" ESCAPE '\\'");
             }
         }
         Predicate::Reference { resource_type, id, url } => {
             if let Some(u) = url {
-                sql.push(" AND x.url = ").text_arg(u);
+                sql.push(&format!(" AND {a}.url = ")).text_arg(u);
             }
             if let Some(i) = id {
-                sql.push(" AND x.target_id = ").text_arg(i);
+                sql.push(&format!(" AND {a}.target_id = ")).text_arg(i);
             }
             if let Some(t) = resource_type {
-                sql.push(" AND x.target_type = ").text_arg(t);
+                sql.push(&format!(" AND {a}.target_type = ")).text_arg(t);
             }
         }
         Predicate::Date { prefix, low, high } => {
             let (l, h) = (Arg::Int(*low), Arg::Int(*high));
             match prefix {
                 Prefix::Eq | Prefix::Ne => {
-                    sql.push(" AND x.low >= ").bind(l).push(" AND x.high <= ").bind(h);
+                    sql.push(&format!(" AND {a}.low >= ")).bind(l).push(&format!(" AND {a}.high <= ")).bind(h);
                 }
                 Prefix::Gt => {
-                    sql.push(" AND x.high > ").bind(h);
+                    sql.push(&format!(" AND {a}.high > ")).bind(h);
                 }
                 Prefix::Lt => {
-                    sql.push(" AND x.low < ").bind(l);
+                    sql.push(&format!(" AND {a}.low < ")).bind(l);
                 }
                 Prefix::Ge => {
-                    sql.push(" AND x.high >= ").bind(l);
+                    sql.push(&format!(" AND {a}.high >= ")).bind(l);
                 }
                 Prefix::Le => {
-                    sql.push(" AND x.low <= ").bind(h);
+                    sql.push(&format!(" AND {a}.low <= ")).bind(h);
                 }
                 Prefix::Sa => {
-                    sql.push(" AND x.low > ").bind(h);
+                    sql.push(&format!(" AND {a}.low > ")).bind(h);
                 }
                 Prefix::Eb => {
-                    sql.push(" AND x.high < ").bind(l);
+                    sql.push(&format!(" AND {a}.high < ")).bind(l);
                 }
                 Prefix::Ap => {
-                    sql.push(" AND x.low <= ").bind(h).push(" AND x.high >= ").bind(l);
+                    sql.push(&format!(" AND {a}.low <= ")).bind(h).push(&format!(" AND {a}.high >= ")).bind(l);
                 }
             }
         }
         Predicate::Number { prefix, value, low, high } => {
-            numeric(sql, *prefix, *value, *low, *high);
+            numeric(sql, a, *prefix, *value, *low, *high);
         }
         Predicate::Quantity { prefix, value, low, high, system, code } => {
-            numeric(sql, *prefix, *value, *low, *high);
+            numeric(sql, a, *prefix, *value, *low, *high);
             if let Some(s) = system {
-                sql.push(" AND x.system = ").text_arg(s);
+                sql.push(&format!(" AND {a}.system = ")).text_arg(s);
             }
             if let Some(c) = code {
-                sql.push(" AND x.code = ").text_arg(c);
+                sql.push(&format!(" AND {a}.code = ")).text_arg(c);
             }
         }
         Predicate::Uri { value, above, below } => {
             if *below {
-                sql.push(" AND x.value LIKE ").text_arg(&format!("{}%", like_escape(value))).push(" ESCAPE '\\'");
+                sql.push(&format!(" AND {a}.value LIKE "))
+                    .text_arg(&format!("{}%", like_escape(value)))
+                    .push(" ESCAPE '\\'");
             } else if *above {
-                sql.push(" AND x.value = substr(").text_arg(value).push(", 1, length(x.value))");
+                sql.push(&format!(" AND {a}.value = substr("))
+                    .text_arg(value)
+                    .push(&format!(", 1, length({a}.value))"));
             } else {
-                sql.push(" AND x.value = ").text_arg(value);
+                sql.push(&format!(" AND {a}.value = ")).text_arg(value);
             }
         }
     }

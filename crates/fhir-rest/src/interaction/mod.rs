@@ -42,9 +42,8 @@ pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
         (Post, []) => bundle::bundle(engine, req),
         (Get | Head, ["metadata"]) => Ok(capabilities::capability_statement(engine)),
         (Get | Head, ["_history"]) => history::history(engine, req, None, None),
-        (Get | Head, []) => {
-            Err(FhirError::not_supported("System-level search is not supported yet; search a resource type"))
-        }
+        (Get | Head, []) => search::system(engine, req),
+        (Post, ["_search"]) => search::search_post(engine, req, None),
         (_, [op]) if op.starts_with('$') => {
             Err(FhirError::not_supported(format!("The operation '{op}' is not supported")))
         }
@@ -63,7 +62,7 @@ pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
             }
         }
         (Get | Head, [t]) => search::search(engine, req, resource_type(t)?, &req.query),
-        (Post, [t, "_search"]) => search::search_post(engine, req, resource_type(t)?),
+        (Post, [t, "_search"]) => search::search_post(engine, req, Some(resource_type(t)?)),
         (Post, [t]) => write::create(engine, req, resource_type(t)?),
         (Put, [t]) => write::conditional_update(engine, req, resource_type(t)?),
         (Delete, [t]) => write::conditional_delete(engine, req, resource_type(t)?),

@@ -1,9 +1,9 @@
-//! Type-level `search` (GET and POST `_search`) over the indexed parameters. The full
-//! search specification arrives with the search issue; what is not supported yet is
-//! refused with a 400 that names the parameter, never silently ignored.
+//! Search (GET and POST `_search`) at type, compartment and system level over the
+//! indexed parameters. What is not supported is refused with a 400 that names the
+//! parameter, never silently ignored.
 
 use fhir_model::{Issue, IssueType, OperationOutcome, ResourceType};
-use search::query::parse_query;
+use search::query::{parse_query, parse_system_query};
 use serde_json::{Value, json};
 
 use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
@@ -11,6 +11,13 @@ use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
 pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> FhirResult<Response> {
     let q = parse_query(rt, query)?;
     run(engine, req, q, rt.as_str(), query)
+}
+
+/// `GET [base]?...`: system-level search, over the types in `_type` or every type that
+/// has the parameters used.
+pub fn system(engine: &Engine, req: &Request) -> FhirResult<Response> {
+    let q = parse_system_query(&req.query)?;
+    run(engine, req, q, "", &req.query)
 }
 
 /// `GET Patient/123/Observation?...`: a search within a patient's compartment.
@@ -28,7 +35,7 @@ pub fn compartment(
 
 /// Run a parsed search; `path` and `query` make the paging links.
 fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str) -> FhirResult<Response> {
-    let rt = q.resource_type;
+    let rt = q.types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",");
     if req.strict
         && let Some(p) = q.ignored.first()
     {
@@ -101,12 +108,16 @@ fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str
 
 /// `POST [type]/_search`: parameters in an `application/x-www-form-urlencoded` body
 /// (decoded by the HTTP layer into the query string) and/or the URL.
-pub fn search_post(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResult<Response> {
+/// Without a type, a system-level search.
+pub fn search_post(engine: &Engine, req: &Request, rt: Option<ResourceType>) -> FhirResult<Response> {
     if let Body::Json(_) = req.body {
         return Err(FhirError::new(
             415,
             Issue::error(IssueType::NotSupported, "POST _search takes application/x-www-form-urlencoded parameters"),
         ));
     }
-    search(engine, req, rt, &req.query)
+    match rt {
+        Some(rt) => search(engine, req, rt, &req.query),
+        None => system(engine, req),
+    }
 }
