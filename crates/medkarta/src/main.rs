@@ -24,6 +24,59 @@ enum Command {
     Serve(config::ServeArgs),
     /// Load the demo data set (clinics, practitioners, patients, encounters, observations).
     Demo(StoreArgs),
+    /// Write a deterministic synthetic population (patients with their whole records) as
+    /// FHIR transaction bundles or NDJSON files.
+    Generate(GenerateArgs),
+}
+
+/// Options of `medkarta generate`.
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// Number of patients (about 63 resources each on average)
+    #[arg(long, default_value_t = 100)]
+    patients: usize,
+    /// Seed: the same seed gives the same data everywhere
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output directory (created if missing)
+    #[arg(long, value_name = "DIR")]
+    out: std::path::PathBuf,
+    /// Output format: transaction bundles of PUTs (load with POST [base]), or one NDJSON file per type
+    #[arg(long, value_enum, default_value_t = Format::Bundles)]
+    format: Format,
+    /// Patients per transaction bundle
+    #[arg(long, default_value_t = 20)]
+    per_bundle: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Bundles,
+    Ndjson,
+}
+
+/// `medkarta generate`, with a progress line on stderr.
+fn generate(args: &GenerateArgs) -> Result<(), String> {
+    let opts = synth::Options { patients: args.patients, seed: args.seed };
+    let started = std::time::Instant::now();
+    let progress = |done: usize| {
+        if done.is_multiple_of(50) || done == args.patients {
+            let pct = done * 100 / args.patients.max(1);
+            eprint!(
+                "\rgenerating: {done}/{} patients ({pct}%), {:.1} s",
+                args.patients,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let written = match args.format {
+        Format::Bundles => synth::write_bundles(&opts, &args.out, args.per_bundle, progress),
+        Format::Ndjson => synth::write_ndjson(&opts, &args.out, progress),
+    }
+    .map_err(|e| format!("cannot write to {}: {e}", args.out.display()))?;
+    eprintln!();
+    println!("{written} resources for {} patients written to {}", args.patients, args.out.display());
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -41,6 +94,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => Settings::load(&args).and_then(serve),
+        Command::Generate(args) => generate(&args),
         Command::Demo(args) => Settings::load_store(&args).and_then(|s| {
             let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
             let n = demo::load(&engine)?;

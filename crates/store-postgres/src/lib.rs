@@ -10,6 +10,7 @@
 mod pool;
 
 use std::error::Error as _;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use postgres::error::SqlState;
@@ -18,6 +19,7 @@ use postgres::{Client, Config, NoTls};
 use search::Query;
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, MIGRATIONS, SCHEMA_VERSION, Sql};
+use store::stats::StatsTracker;
 use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
 
 use pool::{Pool, Pooled};
@@ -28,6 +30,8 @@ const MAX_CONNECTIONS: usize = 32;
 /// A PostgreSQL database with a pool of connections.
 pub struct PostgresStore {
     pool: Pool,
+    config: Config,
+    stats: Arc<StatsTracker>,
 }
 
 fn err(e: postgres::Error) -> StoreError {
@@ -61,7 +65,7 @@ impl PostgresStore {
             }
         };
         migrate(&mut client)?;
-        Ok(PostgresStore { pool: Pool::new(config, MAX_CONNECTIONS, client) })
+        Ok(PostgresStore { pool: Pool::new(config.clone(), MAX_CONNECTIONS, client), config, stats: Arc::default() })
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
@@ -198,7 +202,9 @@ impl SqlConn for Conn<'_> {
 
 /// A write transaction on a pooled client.
 struct PgTx<'a> {
+    store: &'a PostgresStore,
     client: Option<Pooled<'a>>,
+    writes: u64,
 }
 
 impl PgTx<'_> {
@@ -242,19 +248,30 @@ impl Tx for PgTx<'_> {
     }
 
     fn write(&mut self, version: &NewVersion<'_>) -> Result<()> {
+        self.writes += 1;
         ops::write(&mut self.conn()?, version)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
         let mut pooled =
             self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
-        match pooled.client()?.batch_execute("COMMIT") {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                pooled.discard();
-                Err(err(e))
-            }
+        if let Err(e) = pooled.client()?.batch_execute("COMMIT") {
+            pooled.discard();
+            return Err(err(e));
         }
+        if self.store.stats.record(self.writes) {
+            // autovacuum would get there within a minute or so; searches right after a
+            // bulk load should not wait for it
+            let (config, stats) = (self.store.config.clone(), self.store.stats.clone());
+            std::thread::spawn(move || {
+                let done = config.connect(NoTls).and_then(|mut c| c.batch_execute("ANALYZE"));
+                if let Err(e) = done {
+                    tracing::warn!("updating query planner statistics failed: {e}");
+                }
+                stats.finished();
+            });
+        }
+        Ok(())
     }
 }
 
@@ -266,7 +283,7 @@ impl Store for PostgresStore {
     fn begin(&self) -> Result<Box<dyn Tx + '_>> {
         let mut pooled = self.pool.get()?;
         pooled.client()?.batch_execute("BEGIN").map_err(err)?;
-        Ok(Box::new(PgTx { client: Some(pooled) }))
+        Ok(Box::new(PgTx { store: self, client: Some(pooled), writes: 0 }))
     }
 
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {

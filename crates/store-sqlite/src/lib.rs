@@ -9,7 +9,7 @@
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use writer::{Writer, WriterState};
 
@@ -18,6 +18,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
 use search::Query;
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, MIGRATIONS, SCHEMA_VERSION, Sql};
+use store::stats::StatsTracker;
 use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
 
 const MAX_IDLE_READERS: usize = 16;
@@ -27,6 +28,7 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
+    stats: Arc<StatsTracker>,
 }
 
 pub(crate) fn err(e: rusqlite::Error) -> StoreError {
@@ -77,7 +79,7 @@ impl SqliteStore {
                     .map_err(err)?;
             }
         }
-        Ok(SqliteStore { path, writer: Writer::new(writer), readers: Mutex::new(Vec::new()) })
+        Ok(SqliteStore { path, writer: Writer::new(writer), readers: Mutex::new(Vec::new()), stats: Arc::default() })
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
@@ -153,6 +155,7 @@ impl SqlConn for Conn<'_> {
 struct SqliteTx<'a> {
     store: &'a SqliteStore,
     w: Option<MutexGuard<'a, WriterState>>,
+    writes: u64,
 }
 
 impl SqliteTx<'_> {
@@ -190,12 +193,26 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn write(&mut self, version: &NewVersion<'_>) -> Result<()> {
+        self.writes += 1;
         ops::write(&mut self.conn()?, version)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
         let w = self.w.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
-        self.store.writer.commit(w)
+        self.store.writer.commit(w)?;
+        if self.store.stats.record(self.writes) {
+            let (path, stats) = (self.store.path.clone(), self.store.stats.clone());
+            std::thread::spawn(move || {
+                // sampled (analysis_limit), so a few milliseconds whatever the size
+                let done = open_conn(&path)
+                    .and_then(|c| c.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE;").map_err(err));
+                if let Err(e) = done {
+                    tracing::warn!("updating query planner statistics failed: {e}");
+                }
+                stats.finished();
+            });
+        }
+        Ok(())
     }
 }
 
@@ -206,7 +223,7 @@ impl Store for SqliteStore {
 
     fn begin(&self) -> Result<Box<dyn Tx + '_>> {
         let w = self.writer.begin()?;
-        Ok(Box::new(SqliteTx { store: self, w: Some(w) }))
+        Ok(Box::new(SqliteTx { store: self, w: Some(w), writes: 0 }))
     }
 
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {

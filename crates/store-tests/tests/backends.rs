@@ -149,3 +149,37 @@ fn postgres_unrelated_writes_do_not_wait_for_each_other() {
         assert!(waited >= std::time::Duration::from_millis(250), "it waited for the row lock ({waited:?})");
     });
 }
+
+/// Statements that turn a fresh database back into schema version 1 (index rows without
+/// composite groups, per-resource index on `rkey` alone).
+fn downgrade_to_v1() -> String {
+    store::sql::INDEX_TABLES
+        .iter()
+        .map(|t| format!("DROP INDEX {t}_rkey; CREATE INDEX {t}_rkey ON {t} (rkey); ALTER TABLE {t} DROP COLUMN grp;"))
+        .collect()
+}
+
+#[test]
+fn sqlite_schema_1_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let c = rusqlite::Connection::open(dir.path().join("medkarta.sqlite")).unwrap();
+    c.execute_batch(&format!("{} PRAGMA user_version = 1;", downgrade_to_v1())).unwrap();
+    drop(c);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    search_composites_and_text(&store);
+    let c = rusqlite::Connection::open(dir.path().join("medkarta.sqlite")).unwrap();
+    assert_eq!(c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), store::sql::SCHEMA_VERSION);
+}
+
+#[test]
+fn postgres_schema_1_is_migrated_on_open() {
+    let db = PgDatabase::create();
+    drop(PostgresStore::open(&db.url).unwrap());
+    let mut c = ::postgres::Client::connect(&db.url, ::postgres::NoTls).unwrap();
+    c.batch_execute(&format!("{} UPDATE medkarta_schema SET version = 1;", downgrade_to_v1())).unwrap();
+    let store = PostgresStore::open(&db.url).unwrap();
+    search_composites_and_text(&store);
+    let v: i64 = c.query_one("SELECT version FROM medkarta_schema", &[]).unwrap().get(0);
+    assert_eq!(v, store::sql::SCHEMA_VERSION);
+}

@@ -14,6 +14,7 @@
 
 pub mod ops;
 pub mod sql;
+pub mod stats;
 
 use search::{IndexEntry, Query};
 

@@ -4,7 +4,7 @@
 
 use search::Query;
 
-use crate::sql::{Arg, Dialect, INDEX_TABLES, Sql, index_inserts, search_order, search_where};
+use crate::sql::{Arg, Dialect, INDEX_TABLES, Sql, choose_driver, index_inserts, probes, search_order, search_where};
 use crate::{
     CurrentVersion, HistoryQuery, HistoryScope, Method, NewVersion, Result, SearchPage, StoreError, StoredResource,
 };
@@ -86,25 +86,40 @@ fn first_int(rows: Vec<Vec<i64>>) -> i64 {
     rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(0)
 }
 
+/// The clause that should drive a search, from probes of the index (see [`probes`]).
+fn driver(c: &mut dyn SqlConn, q: &Query) -> Result<Option<usize>> {
+    let mut probed = Vec::new();
+    for (i, probe) in probes(c.dialect(), q) {
+        let n = match probe {
+            Some(sql) => Some(first_int(c.query_ints(&sql)?)),
+            None => None,
+        };
+        probed.push((i, n));
+    }
+    Ok(choose_driver(q, &probed))
+}
+
 pub fn search(c: &mut dyn SqlConn, q: &Query, count: usize) -> Result<SearchPage> {
+    let driver = driver(c, q)?;
     let mut rows = Sql::new(c.dialect());
     rows.push(COLUMNS).push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE ");
-    search_where(&mut rows, q);
+    search_where(&mut rows, q, driver);
     rows.push(" ORDER BY ");
     search_order(&mut rows, q);
     rows.push(" LIMIT ").bind(Arg::Int(count as i64)).push(" OFFSET ").bind(Arg::Int(q.offset as i64));
     let mut total = Sql::new(c.dialect());
     total.push("SELECT count(*) FROM resources r WHERE ");
-    search_where(&mut total, q);
+    search_where(&mut total, q, driver);
     let total = first_int(c.query_ints(&total)?) as u64;
     let resources = if count == 0 { Vec::new() } else { c.query_resources(&rows)? };
     Ok(SearchPage { resources, total })
 }
 
 pub fn search_ids(c: &mut dyn SqlConn, q: &Query, limit: usize) -> Result<Vec<String>> {
+    let driver = driver(c, q)?;
     let mut sql = Sql::new(c.dialect());
     sql.push("SELECT r.id FROM resources r WHERE ");
-    search_where(&mut sql, q);
+    search_where(&mut sql, q, driver);
     sql.push(" ORDER BY r.rkey LIMIT ").bind(Arg::Int(limit as i64));
     c.query_texts(&sql)
 }

@@ -66,13 +66,31 @@ impl Sql {
 
 /// Schema changes after version 1, in order: `(version reached, statements)`, in SQL
 /// both backends accept. A backend's `schema.sql` creates the latest version directly.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    "ALTER TABLE idx_token ADD COLUMN grp BIGINT; ALTER TABLE idx_string ADD COLUMN grp BIGINT; \
-     ALTER TABLE idx_reference ADD COLUMN grp BIGINT; ALTER TABLE idx_date ADD COLUMN grp BIGINT; \
-     ALTER TABLE idx_number ADD COLUMN grp BIGINT; ALTER TABLE idx_quantity ADD COLUMN grp BIGINT; \
-     ALTER TABLE idx_uri ADD COLUMN grp BIGINT;",
-)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2)];
+
+/// Version 2: composite groups (`grp`), and the per-resource index keyed by parameter
+/// too, for the `EXISTS` checks of search.
+const MIGRATION_2: &str = "ALTER TABLE idx_token ADD COLUMN grp BIGINT;\
+     DROP INDEX idx_token_rkey;\
+     CREATE INDEX idx_token_rkey ON idx_token (rkey, param);\
+     ALTER TABLE idx_string ADD COLUMN grp BIGINT;\
+     DROP INDEX idx_string_rkey;\
+     CREATE INDEX idx_string_rkey ON idx_string (rkey, param);\
+     ALTER TABLE idx_reference ADD COLUMN grp BIGINT;\
+     DROP INDEX idx_reference_rkey;\
+     CREATE INDEX idx_reference_rkey ON idx_reference (rkey, param);\
+     ALTER TABLE idx_date ADD COLUMN grp BIGINT;\
+     DROP INDEX idx_date_rkey;\
+     CREATE INDEX idx_date_rkey ON idx_date (rkey, param);\
+     ALTER TABLE idx_number ADD COLUMN grp BIGINT;\
+     DROP INDEX idx_number_rkey;\
+     CREATE INDEX idx_number_rkey ON idx_number (rkey, param);\
+     ALTER TABLE idx_quantity ADD COLUMN grp BIGINT;\
+     DROP INDEX idx_quantity_rkey;\
+     CREATE INDEX idx_quantity_rkey ON idx_quantity (rkey, param);\
+     ALTER TABLE idx_uri ADD COLUMN grp BIGINT;\
+     DROP INDEX idx_uri_rkey;\
+     CREATE INDEX idx_uri_rkey ON idx_uri (rkey, param);";
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -153,17 +171,116 @@ fn table_of(kind: fhir_spec::SearchParamType) -> &'static str {
     }
 }
 
-/// The condition selecting current resources of a query. Every clause is an
-/// `r.rkey IN (SELECT rkey FROM <index> WHERE rtype = ? AND param = ? AND ...)` (or `NOT
-/// IN` for negations), so the database drives the search from the most selective index
-/// and looks resources up by key; only a query without any positive clause filters the
-/// resource table by type.
-pub fn search_where(sql: &mut Sql, query: &Query) {
+/// How a clause is tied to the resource row it restricts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// `alias.rkey IN (SELECT x.rkey ...)`: the clause that drives the search (its keys
+    /// are looked up in the index once, then the resources by key).
+    In,
+    /// `EXISTS (SELECT 1 ... WHERE x.rkey = alias.rkey ...)`: checked for each candidate
+    /// by the `(rkey, param)` index, never materialised.
+    Exists,
+    /// `NOT EXISTS (...)`: negations (`:not`, `:missing=true`, `ne`).
+    NotExists,
+}
+
+/// How selective a clause is likely to be, to choose the one that drives the search
+/// (0: cannot drive). Equality on a token, reference or id beats a string prefix, which
+/// beats a range; a chain ranks as its last parameter, just below a direct one.
+fn selectivity(clause: &Clause) -> u32 {
+    if !all_positive(clause) {
+        return 0;
+    }
+    let rank: u32 = clause
+        .any_of
+        .iter()
+        .map(|p| match p {
+            Predicate::Reference { id: Some(_), .. } | Predicate::Reference { url: Some(_), .. } => 60,
+            Predicate::Token { code: Some(_), .. } => 50,
+            Predicate::Composite(_) | Predicate::Terms(_) => 45,
+            Predicate::String { exact: true, .. } | Predicate::Uri { above: false, below: false, .. } => 40,
+            Predicate::String { contains: false, .. } => 30,
+            Predicate::Date { prefix: Prefix::Eq, .. } | Predicate::Number { prefix: Prefix::Eq, .. } => 20,
+            _ => 10,
+        })
+        .min()
+        .unwrap_or(0);
+    let rank = if clause.path.is_empty() { rank } else { rank.saturating_sub(5) };
+    // `_lastUpdated` and `_id`-less token searches over common parameters are broad
+    if clause.param == "_lastUpdated" { rank.min(10) } else { rank }
+}
+
+/// Most index rows a probe counts: beyond this a clause is "large" and ranks by kind.
+pub const PROBE_LIMIT: i64 = 1000;
+
+/// The clauses that could drive a search (positive ones), and a probe for each that has
+/// a cheap one: `SELECT count(*)` of at most [`PROBE_LIMIT`] index rows matching the
+/// clause's last parameter (for a chain, on the linked type). The store runs the probes
+/// and passes the counts to [`choose_driver`]: a cardinality estimate from the index
+/// itself, right now, rather than from statistics that lag behind a bulk load.
+pub fn probes(dialect: Dialect, query: &Query) -> Vec<(usize, Option<Sql>)> {
+    if query.compartment.is_some() {
+        return Vec::new();
+    }
+    let candidates: Vec<usize> = (0..query.clauses.len()).filter(|i| selectivity(&query.clauses[*i]) > 0).collect();
+    if candidates.len() < 2 {
+        return candidates.into_iter().map(|i| (i, None)).collect();
+    }
+    candidates
+        .into_iter()
+        .map(|i| {
+            let clause = &query.clauses[i];
+            let single_row = clause.any_of.iter().all(|p| !matches!(p, Predicate::Composite(_) | Predicate::Terms(_)));
+            if !single_row {
+                return (i, None);
+            }
+            let types: Vec<&str> = match clause.path.last() {
+                None => query.types.iter().map(|t| t.as_str()).collect(),
+                Some(Hop::Forward { target, .. }) => vec![target.as_str()],
+                Some(Hop::Reverse { source, .. }) => vec![source.as_str()],
+            };
+            let mut sql = Sql::new(dialect);
+            sql.push(&format!("SELECT count(*) FROM (SELECT 1 FROM {} x WHERE x.rtype", table_of(clause.kind)));
+            one_of(&mut sql, &types);
+            sql.push(" AND x.param = ").text_arg(clause.param).push(" AND (");
+            for (j, p) in clause.any_of.iter().enumerate() {
+                if j > 0 {
+                    sql.push(" OR ");
+                }
+                sql.push("(");
+                condition(&mut sql, "x", p);
+                sql.push(")");
+            }
+            sql.push(") LIMIT ").bind(Arg::Int(PROBE_LIMIT + 1)).push(") p");
+            (i, Some(sql))
+        })
+        .collect()
+}
+
+/// The driving clause: the smallest probed count, then the likeliest by kind.
+pub fn choose_driver(query: &Query, probed: &[(usize, Option<i64>)]) -> Option<usize> {
+    probed
+        .iter()
+        .map(|(i, n)| {
+            let clause = &query.clauses[*i];
+            // chains fan out (a patient has many observations): count them as larger
+            let n = n.map(|n| if clause.path.is_empty() { n } else { n.saturating_mul(10) }).unwrap_or(PROBE_LIMIT);
+            (n.min(PROBE_LIMIT), u32::MAX - selectivity(clause), *i)
+        })
+        .min()
+        .map(|(_, _, i)| i)
+}
+
+/// The condition selecting current resources of a query: `driver` (see [`probes`]) or
+/// the compartment drives, as an `IN` over its index; every other clause is an `EXISTS`
+/// checked per candidate, so an unselective clause (a date range, `:not`) never makes
+/// the database collect all its matches.
+pub fn search_where(sql: &mut Sql, query: &Query, driver: Option<usize>) {
     let types: Vec<&str> = query.types.iter().map(|t| t.as_str()).collect();
     let rt = types.as_slice();
     sql.push("r.deleted = ").bind(Arg::Int(0));
-    let driven = query.compartment.is_some() || query.clauses.iter().any(|c| !c.path.is_empty() || all_positive(c));
-    if !driven {
+    let driver = if query.compartment.is_some() { None } else { driver };
+    if query.compartment.is_none() && driver.is_none() {
         sql.push(" AND r.rtype");
         one_of(sql, rt);
     }
@@ -180,9 +297,10 @@ pub fn search_where(sql: &mut Sql, query: &Query) {
         sql.push(") AND c.target_type = ").text_arg(c.owner.as_str()).push(" AND c.target_id = ").text_arg(&c.id);
         sql.push(")");
     }
-    for clause in &query.clauses {
+    for (i, clause) in query.clauses.iter().enumerate() {
         sql.push(" AND ");
-        clause_sql(sql, clause, &clause.path, "r", rt, 1);
+        let form = if driver == Some(i) { Form::In } else { Form::Exists };
+        clause_sql(sql, clause, &clause.path, "r", rt, 1, form);
     }
 }
 
@@ -199,18 +317,6 @@ fn negated(p: &Predicate) -> bool {
 
 fn all_positive(clause: &Clause) -> bool {
     !clause.any_of.iter().any(negated)
-}
-
-/// `SELECT x.rkey FROM <table> x WHERE x.rtype = ? AND x.param = ?` (the caller adds
-/// conditions and the closing parenthesis).
-fn index_subquery(sql: &mut Sql, alias: &str, negate: bool, clause: &Clause, rt: &[&str]) {
-    sql.push(&format!(
-        "{alias}.rkey {}IN (SELECT x.rkey FROM {} x WHERE x.rtype",
-        if negate { "NOT " } else { "" },
-        table_of(clause.kind)
-    ));
-    one_of(sql, rt);
-    sql.push(" AND x.param = ").text_arg(clause.param);
 }
 
 /// ` = ?` for one resource type, ` IN (?, ...)` for several.
@@ -232,35 +338,65 @@ fn one_of(sql: &mut Sql, types: &[&str]) {
     }
 }
 
-/// All of several full-text terms: the rows of the resource holding any of them, grouped
-/// by resource, keeping resources that hold every one.
-fn terms_sql(sql: &mut Sql, alias: &str, rt: &[&str], param: &str, terms: &[String]) {
-    sql.push(&format!("{alias}.rkey IN (SELECT x.rkey FROM idx_token x WHERE x.rtype"));
-    one_of(sql, rt);
-    sql.push(" AND x.param = ").text_arg(param).push(" AND x.code IN (");
-    for (i, t) in terms.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
+/// The head of a subquery over `from` (whose row alias is `x`) tying it to `alias` by
+/// `form`, up to its `WHERE` (the caller adds conditions and the closing parenthesis).
+fn tie(sql: &mut Sql, form: Form, alias: &str, from: &str, x: &str, rt: &[&str]) {
+    match form {
+        Form::In => {
+            sql.push(&format!("{alias}.rkey IN (SELECT {x}.rkey FROM {from} WHERE {x}.rtype"));
+            one_of(sql, rt);
         }
-        sql.text_arg(t);
+        Form::Exists | Form::NotExists => {
+            let not = if form == Form::NotExists { "NOT " } else { "" };
+            sql.push(&format!("{not}EXISTS (SELECT 1 FROM {from} WHERE {x}.rkey = {alias}.rkey"));
+        }
     }
-    sql.push(") GROUP BY x.rkey HAVING count(DISTINCT x.code) = ").bind(Arg::Int(terms.len() as i64)).push(")");
+}
+
+/// A plain clause's subquery head, with its parameter.
+fn index_subquery(sql: &mut Sql, alias: &str, form: Form, clause: &Clause, rt: &[&str]) {
+    tie(sql, form, alias, &format!("{} x", table_of(clause.kind)), "x", rt);
+    sql.push(" AND x.param = ").text_arg(clause.param);
+}
+
+/// All of several full-text terms: the rows of the resource holding any of them, counted
+/// by distinct term.
+fn terms_sql(sql: &mut Sql, alias: &str, form: Form, rt: &[&str], param: &str, terms: &[String]) {
+    let list = |sql: &mut Sql| {
+        sql.push(" AND x.param = ").text_arg(param).push(" AND x.code IN (");
+        for (i, t) in terms.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.text_arg(t);
+        }
+        sql.push(")");
+    };
+    let n = Arg::Int(terms.len() as i64);
+    if form == Form::In {
+        tie(sql, form, alias, "idx_token x", "x", rt);
+        list(sql);
+        sql.push(" GROUP BY x.rkey HAVING count(DISTINCT x.code) = ").bind(n).push(")");
+    } else {
+        sql.push(&format!("(SELECT count(DISTINCT x.code) FROM idx_token x WHERE x.rkey = {alias}.rkey"));
+        list(sql);
+        sql.push(") = ").bind(n);
+    }
 }
 
 /// A composite value: the component rows of one element (same resource, same group),
 /// each satisfying its component's condition.
-fn composite_sql(sql: &mut Sql, alias: &str, rt: &[&str], parts: &[ComponentPredicate]) {
-    sql.push(&format!("{alias}.rkey IN (SELECT c1.rkey FROM "));
-    for (i, part) in parts.iter().enumerate() {
+fn composite_sql(sql: &mut Sql, alias: &str, form: Form, rt: &[&str], parts: &[ComponentPredicate]) {
+    let Some(first) = parts.first() else {
+        sql.push("1 = 0");
+        return;
+    };
+    let mut from = format!("{} c1", table_of(first.kind));
+    for (i, part) in parts.iter().enumerate().skip(1) {
         let c = format!("c{}", i + 1);
-        if i == 0 {
-            sql.push(&format!("{} {c}", table_of(part.kind)));
-        } else {
-            sql.push(&format!(" JOIN {} {c} ON {c}.rkey = c1.rkey AND {c}.grp = c1.grp", table_of(part.kind)));
-        }
+        from.push_str(&format!(" JOIN {} {c} ON {c}.rkey = c1.rkey AND {c}.grp = c1.grp", table_of(part.kind)));
     }
-    sql.push(" WHERE c1.rtype");
-    one_of(sql, rt);
+    tie(sql, form, alias, &from, "c1", rt);
     for (i, part) in parts.iter().enumerate() {
         let c = format!("c{}", i + 1);
         sql.push(&format!(" AND {c}.param = ")).text_arg(part.param).push(" AND ");
@@ -272,7 +408,7 @@ fn composite_sql(sql: &mut Sql, alias: &str, rt: &[&str], parts: &[ComponentPred
 /// A clause on the resource aliased `alias` (of type `rt`), through its chain hops: each
 /// hop selects, from the reference index joined to the linked resources, the keys of the
 /// resources on this side.
-fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&str], depth: usize) {
+fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&str], depth: usize, form: Form) {
     let Some((hop, rest)) = hops.split_first() else {
         let single_row = |p: &Predicate| match p {
             Predicate::Composite(_) => false,
@@ -281,7 +417,7 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&
         };
         if all_positive(clause) && clause.any_of.iter().all(single_row) {
             // one index lookup for all the values of the clause
-            index_subquery(sql, alias, false, clause, rt);
+            index_subquery(sql, alias, form, clause, rt);
             sql.push(" AND (");
             for (i, p) in clause.any_of.iter().enumerate() {
                 if i > 0 {
@@ -298,11 +434,16 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&
                 if i > 0 {
                     sql.push(" OR ");
                 }
+                let form = match form {
+                    _ if negated(p) => Form::NotExists,
+                    Form::In => Form::In,
+                    _ => Form::Exists,
+                };
                 match p {
-                    Predicate::Composite(parts) => composite_sql(sql, alias, rt, parts),
-                    Predicate::Terms(terms) if terms.len() > 1 => terms_sql(sql, alias, rt, clause.param, terms),
+                    Predicate::Composite(parts) => composite_sql(sql, alias, form, rt, parts),
+                    Predicate::Terms(terms) if terms.len() > 1 => terms_sql(sql, alias, form, rt, clause.param, terms),
                     _ => {
-                        index_subquery(sql, alias, negated(p), clause, rt);
+                        index_subquery(sql, alias, form, clause, rt);
                         sql.push(" AND ");
                         condition(sql, "x", p);
                         sql.push(")");
@@ -316,11 +457,32 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&
     let (h, next, t) = (format!("h{depth}"), format!("r{depth}"), format!("t{depth}"));
     let next_rt = match hop {
         Hop::Forward { param, target } => {
-            sql.push(&format!(
-                "{alias}.rkey IN (SELECT {h}.rkey FROM idx_reference {h} JOIN resources {next} ON {next}.rtype = {h}.target_type \
-                 AND {next}.id = {h}.target_id WHERE {h}.rtype"
-            ));
-            one_of(sql, rt);
+            match form {
+                Form::In => {
+                    // from the linked resources (few, found by the inner clause) to the
+                    // references to them, by the value index: never a scan of all links
+                    sql.push(&format!("{alias}.rkey IN (SELECT {h}.rkey FROM idx_reference {h} WHERE {h}.rtype"));
+                    one_of(sql, rt);
+                    sql.push(&format!(" AND {h}.param = "))
+                        .text_arg(param)
+                        .push(&format!(" AND {h}.target_type = "))
+                        .text_arg(target.as_str())
+                        .push(&format!(
+                            " AND {h}.target_id IN (SELECT {next}.id FROM resources {next} WHERE {next}.rtype = "
+                        ))
+                        .text_arg(target.as_str());
+                    sql.push(&format!(" AND {next}.deleted = ")).bind(Arg::Int(0)).push(" AND ");
+                    clause_sql(sql, clause, rest, &next, &[target.as_str()], depth + 1, Form::In);
+                    sql.push("))");
+                    return;
+                }
+                _ => {
+                    sql.push(&format!(
+                        "EXISTS (SELECT 1 FROM idx_reference {h} JOIN resources {next} ON {next}.rtype = {h}.target_type \
+                         AND {next}.id = {h}.target_id WHERE {h}.rkey = {alias}.rkey"
+                    ));
+                }
+            }
             sql.push(&format!(" AND {h}.param = "))
                 .text_arg(param)
                 .push(&format!(" AND {h}.target_type = "))
@@ -328,20 +490,30 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&
             target.as_str()
         }
         Hop::Reverse { source, param } => {
-            sql.push(&format!(
-                "{alias}.rkey IN (SELECT {t}.rkey FROM idx_reference {h} JOIN resources {next} ON {next}.rkey = {h}.rkey \
-                 JOIN resources {t} ON {t}.rtype = {h}.target_type AND {t}.id = {h}.target_id WHERE {h}.rtype = "
-            ))
-            .text_arg(source.as_str())
-            .push(&format!(" AND {h}.param = "))
-            .text_arg(param)
-            .push(&format!(" AND {h}.target_type"));
-            one_of(sql, rt);
+            match form {
+                Form::In => {
+                    sql.push(&format!(
+                        "{alias}.rkey IN (SELECT {t}.rkey FROM idx_reference {h} JOIN resources {next} ON {next}.rkey = {h}.rkey \
+                         JOIN resources {t} ON {t}.rtype = {h}.target_type AND {t}.id = {h}.target_id WHERE {h}.target_type"
+                    ));
+                    one_of(sql, rt);
+                }
+                _ => {
+                    sql.push(&format!(
+                        "EXISTS (SELECT 1 FROM idx_reference {h} JOIN resources {next} ON {next}.rkey = {h}.rkey \
+                         WHERE {h}.target_type = {alias}.rtype AND {h}.target_id = {alias}.id"
+                    ));
+                }
+            }
+            sql.push(&format!(" AND {h}.rtype = "))
+                .text_arg(source.as_str())
+                .push(&format!(" AND {h}.param = "))
+                .text_arg(param);
             source.as_str()
         }
     };
     sql.push(&format!(" AND {next}.deleted = ")).bind(Arg::Int(0)).push(" AND ");
-    clause_sql(sql, clause, rest, &next, &[next_rt], depth + 1);
+    clause_sql(sql, clause, rest, &next, &[next_rt], depth + 1, Form::In);
     sql.push(")");
 }
 

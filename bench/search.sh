@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Search latencies on a realistic data set: generates N patients with `medkarta generate`
+# (about 63 resources each), loads them as transaction bundles over HTTP into SQLite and
+# PostgreSQL (reporting the load rate), then runs bench/search.py's clinician query set.
+# Usage: bench/search.sh [patients] [repetitions]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+patients=${1:-2000}; reps=${2:-30}
+cargo build --release -q
+bin=target/release/medkarta
+pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
+gen="${MEDKARTA_CACHE:-$HOME/.cache/medkarta}/synth-$patients"
+[ -f "$gen/bundle-00001.json" ] || "$bin" generate --patients "$patients" --out "$gen"
+
+run_backend() {
+  local name=$1; shift
+  local log; log=$(mktemp)
+  "$bin" serve --listen 127.0.0.1:0 "$@" >"$log" 2>/dev/null &
+  local pid=$!
+  for _ in $(seq 1 50); do grep -q listening "$log" && break; sleep 0.1; done
+  local base; base=$(grep -o 'http://[^ ]*' "$log")
+  local start=$SECONDS n=0
+  for f in "$gen"/bundle-*.json; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/fhir+json' --data-binary @"$f" "$base")
+    [ "$code" = 200 ] || { echo "loading $f failed: HTTP $code" >&2; kill $pid; exit 1; }
+    n=$((n + $(python3 -c 'import json,sys;print(len(json.load(open(sys.argv[1]))["entry"]))' "$f")))
+  done
+  local secs=$((SECONDS - start))
+  echo "== $name: loaded $n resources in ${secs}s ($((n / (secs > 0 ? secs : 1))) resources/s, transaction bundles of 20 patients over HTTP)"
+  python3 bench/search.py "$base" "$reps"
+  echo "== $name: resident memory: $(ps -o rss= -p $pid | awk '{printf "%.0f MB", $1/1024}')"
+  kill $pid; wait $pid 2>/dev/null || true
+  rm -f "$log"
+}
+
+data=$(mktemp -d)
+run_backend "SQLite" --data "$data"
+echo "== SQLite database size: $(du -sh "$data" | cut -f1)"
+rm -rf "$data"
+db="medkarta_bench_$$"
+run_backend "PostgreSQL" --database "$pg/$db"
+psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
