@@ -811,6 +811,13 @@ mod tests {
         assert_eq!(e.expression, vec!["birthdate"]);
         assert_eq!(q("name:text=x").unwrap_err().code, IssueType::NotSupported);
         assert_eq!(q("identifier:of-type=x|y").unwrap_err().expression, vec!["identifier"]);
+        let obs = |s: &str| parse_query(ResourceType::parse("Observation").unwrap(), s);
+        assert_eq!(
+            obs("component-code-value-quantity=8480-6").unwrap_err().expression,
+            vec!["component-code-value-quantity"]
+        );
+        assert!(obs("component-code-value-quantity=8480-6$gt140").is_ok());
+        assert_eq!(obs("code-value-quantity=8480-6$high").unwrap_err().expression, vec!["code-value-quantity"]);
         assert_eq!(q("identifier:of-type=http://t|MR|12").unwrap().clauses[0].param, "identifier:of-type");
         assert_eq!(
             q("general-practitioner:identifier=urn:x|7").unwrap().clauses[0].param,

@@ -259,18 +259,10 @@ impl Tx for PgTx<'_> {
             pooled.discard();
             return Err(err(e));
         }
-        if self.store.stats.record(self.writes) {
-            // autovacuum would get there within a minute or so; searches right after a
-            // bulk load should not wait for it
-            let (config, stats) = (self.store.config.clone(), self.store.stats.clone());
-            std::thread::spawn(move || {
-                let done = config.connect(NoTls).and_then(|mut c| c.batch_execute("ANALYZE"));
-                if let Err(e) = done {
-                    tracing::warn!("updating query planner statistics failed: {e}");
-                }
-                stats.finished();
-            });
-        }
+        // autovacuum would get there within a minute or so; searches right after a bulk
+        // load should not wait for it
+        let config = self.store.config.clone();
+        self.store.stats.after_commit(self.writes, move || config.connect(NoTls)?.batch_execute("ANALYZE"));
         Ok(())
     }
 }

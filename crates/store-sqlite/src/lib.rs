@@ -200,18 +200,11 @@ impl Tx for SqliteTx<'_> {
     fn commit(mut self: Box<Self>) -> Result<()> {
         let w = self.w.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
         self.store.writer.commit(w)?;
-        if self.store.stats.record(self.writes) {
-            let (path, stats) = (self.store.path.clone(), self.store.stats.clone());
-            std::thread::spawn(move || {
-                // sampled (analysis_limit), so a few milliseconds whatever the size
-                let done = open_conn(&path)
-                    .and_then(|c| c.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE;").map_err(err));
-                if let Err(e) = done {
-                    tracing::warn!("updating query planner statistics failed: {e}");
-                }
-                stats.finished();
-            });
-        }
+        let path = self.store.path.clone();
+        // sampled (analysis_limit), so a few milliseconds whatever the size
+        self.store.stats.after_commit(self.writes, move || {
+            open_conn(&path).and_then(|c| c.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE;").map_err(err))
+        });
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! (1,000, then 2,000, 4,000, ...), runs `ANALYZE` in the background: logarithmically
 //! rare, never on a request's path, one at a time.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Writes before the first analysis.
@@ -34,6 +35,24 @@ impl StatsTracker {
         }
         self.due_at.store(total.saturating_mul(2), Ordering::Relaxed);
         true
+    }
+
+    /// After a commit of `writes` writes: if statistics are due, run `analyze` on a
+    /// background thread (failures are logged; the next threshold retries).
+    pub fn after_commit<E: std::fmt::Display>(
+        self: &Arc<Self>,
+        writes: u64,
+        analyze: impl FnOnce() -> Result<(), E> + Send + 'static,
+    ) {
+        if self.record(writes) {
+            let stats = self.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = analyze() {
+                    tracing::warn!("updating query planner statistics failed: {e}");
+                }
+                stats.finished();
+            });
+        }
     }
 
     /// The analysis started by [`StatsTracker::record`] is over.
