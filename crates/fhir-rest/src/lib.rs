@@ -9,6 +9,7 @@ pub mod error;
 pub mod fhirpath_patch;
 pub mod interaction;
 pub mod meta;
+pub mod search_parameters;
 pub mod shape;
 pub mod write;
 

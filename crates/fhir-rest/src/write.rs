@@ -82,6 +82,9 @@ pub struct Prepared {
     /// time); `None` when it must be extracted in the transaction (e.g. after a
     /// transaction rewrote references).
     index: Option<Vec<IndexEntry>>,
+    /// [`search::registry::epoch`] when `index` was extracted: if custom search
+    /// parameters changed since, it is extracted again at write time.
+    epoch: u64,
 }
 
 impl Prepared {
@@ -109,16 +112,18 @@ pub fn prepare(op: WriteOp) -> FhirResult<Prepared> {
             check_body(resource, *resource_type, None)?;
             resource
         }
-        _ => return Ok(Prepared { op, index: None }),
+        _ => return Ok(Prepared { op, index: None, epoch: 0 }),
     };
     validate(resource)?;
+    let epoch = search::registry::epoch();
     let index = Some(search::extract(resource));
-    Ok(Prepared { op, index })
+    Ok(Prepared { op, index, epoch })
 }
 
-/// Perform a prepared write inside `tx` (the caller commits).
+/// Perform a prepared write inside `tx` (the caller commits; it holds
+/// [`search::registry::write_gate`] until then).
 pub fn apply(tx: &mut dyn Tx, prepared: Prepared) -> FhirResult<Written> {
-    let index = prepared.index;
+    let index = prepared.index.filter(|_| prepared.epoch == search::registry::epoch());
     match prepared.op {
         WriteOp::Create { resource, if_none_exist, id } => create(tx, resource, if_none_exist.as_deref(), id, index),
         WriteOp::Update { resource_type, id, resource, if_match } => {
@@ -274,13 +279,25 @@ fn set_id(resource: &mut Value, id: &str) {
     }
 }
 
-/// Validate against the structure definitions; 422 with every issue if invalid.
+/// Validate against the structure definitions (422 with every issue if invalid), and a
+/// SearchParameter also as a search parameter we can use.
 pub fn validate(resource: &Value) -> FhirResult<()> {
     let issues = validation::validate_resource(resource);
     if validation::has_errors(&issues) {
         return Err(FhirError::with_issues(422, issues));
     }
-    Ok(())
+    crate::search_parameters::check(resource)
+}
+
+/// Run one prepared write in its own transaction and commit it.
+pub fn commit_one(engine: &crate::Engine, prepared: Prepared) -> FhirResult<Written> {
+    let gate = search::registry::write_gate();
+    let mut tx = engine.store.begin()?;
+    let w = apply(tx.as_mut(), prepared)?;
+    tx.commit()?;
+    drop(gate);
+    crate::search_parameters::after_commit(engine, &[&w]);
+    Ok(w)
 }
 
 fn check_if_match(if_match: Option<&str>, current: Option<u64>, rt: ResourceType, id: &str) -> FhirResult<()> {

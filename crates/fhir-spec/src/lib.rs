@@ -138,7 +138,7 @@ pub enum SearchParamType {
 }
 
 impl SearchParamType {
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "number" => Self::Number,
             "date" => Self::Date,

@@ -161,6 +161,8 @@ fn serve(s: Settings) -> Result<(), String> {
         let settings = s.clone();
         let engine = tokio::task::spawn_blocking(move || -> Result<fhir_rest::Engine, String> {
             let engine = engine(&settings, base_url)?;
+            fhir_rest::search_parameters::start(&engine)
+                .map_err(|e| format!("cannot load the custom search parameters: {e}"))?;
             if settings.demo {
                 let n = demo::load(&engine)?;
                 tracing::info!("demo data loaded ({n} resources written)");

@@ -515,6 +515,278 @@ fn system_level_search(s: &mut Server) {
     assert_eq!(r.json()["total"], 1, "{}", r.text);
 }
 
+const MAIDEN: &str = "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName";
+
+fn with_maiden_name(id: &str, maiden: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "name": [{"family": "Кузнецова"}],
+        "extension": [{"url": MAIDEN, "valueString": maiden}]})
+}
+
+fn maiden_name_parameter(status: &str) -> Value {
+    json!({"resourceType": "SearchParameter", "id": "mothers-maiden-name", "status": status,
+        "url": "http://medkarta.ru/fhir/SearchParameter/mothers-maiden-name", "name": "MothersMaidenName",
+        "description": "Девичья фамилия матери", "code": "mothers-maiden-name", "base": ["Patient"], "type": "string",
+        "expression": format!("Patient.extension.where(url = '{MAIDEN}').value")})
+}
+
+/// Wait until `GET $reindex` says every custom parameter is ready.
+fn wait_for_reindex(s: &Server) -> Value {
+    for _ in 0..300 {
+        let status = s.get("$reindex").json();
+        let all_ready = status["parameter"].as_array().is_none_or(|ps| {
+            ps.iter().all(|p| p["part"].as_array().unwrap().iter().any(|x| x["valueCode"] == "ready"))
+        });
+        if all_ready {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("reindex did not finish: {}", s.get("$reindex").text);
+}
+
+fn custom_search_parameters(s: &mut Server) {
+    for (i, maiden) in ["Смирнова", "Соколова", "Смирнова"].iter().enumerate() {
+        assert_eq!(s.put(&format!("Patient/mmn-{i}"), &with_maiden_name(&format!("mmn-{i}"), maiden)).status, 201);
+    }
+    let ids = |s: &Server, q: &str| -> Vec<String> {
+        let r = s.get(q);
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        let mut v: Vec<String> = r.json()["entry"]
+            .as_array()
+            .map(|es| {
+                es.iter()
+                    .filter(|e| e["search"]["mode"] == "match")
+                    .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // unknown before it is defined; a draft definition changes nothing
+    let r = s.get("Patient?mothers-maiden-name=смирн");
+    assert!(r.text.contains("Unknown search parameter 'mothers-maiden-name'"), "{}", r.text);
+    assert_eq!(s.put("SearchParameter/mothers-maiden-name", &maiden_name_parameter("draft")).status, 201);
+    assert!(s.get("Patient?mothers-maiden-name=смирн").text.contains("Unknown search parameter"));
+
+    // definitions we cannot use are refused, naming the element, and nothing is stored
+    let mut bad = maiden_name_parameter("active");
+    bad["expression"] = json!("Patient.extension.where(url = 'x'");
+    let r = s.put("SearchParameter/mothers-maiden-name", &bad);
+    assert_eq!((r.status, r.issue().0.as_str()), (422, "SearchParameter.expression"), "{}", r.text);
+    bad = maiden_name_parameter("active");
+    bad["code"] = json!("name");
+    let r = s.put("SearchParameter/mothers-maiden-name", &bad);
+    assert_eq!((r.status, r.issue().0.as_str()), (422, "SearchParameter.code"), "{}", r.text);
+    assert!(r.text.contains("already a search parameter of Patient"), "{}", r.text);
+    assert_eq!(s.get("SearchParameter/mothers-maiden-name").json()["meta"]["versionId"], "1");
+
+    // activated: existing resources are reindexed in the background, then it is searchable
+    assert_eq!(s.put("SearchParameter/mothers-maiden-name", &maiden_name_parameter("active")).status, 200);
+    let status = wait_for_reindex(s);
+    assert!(status.to_string().contains("SearchParameter/mothers-maiden-name"), "{status}");
+    assert_eq!(ids(s, "Patient?mothers-maiden-name=смирн"), vec!["mmn-0", "mmn-2"]);
+    assert_eq!(ids(s, "Patient?mothers-maiden-name:exact=Соколова"), vec!["mmn-1"]);
+    // new writes are indexed as they happen
+    s.put("Patient/mmn-3", &with_maiden_name("mmn-3", "Смирнова-Белова"));
+    s.put("Patient/mmn-0", &with_maiden_name("mmn-0", "Орлова"));
+    assert_eq!(ids(s, "Patient?mothers-maiden-name=смирн"), vec!["mmn-2", "mmn-3"]);
+    let sorted = s.get("Patient?_sort=-mothers-maiden-name&family=кузнецова").json();
+    let order: Vec<&str> =
+        sorted["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    assert_eq!(order, vec!["mmn-1", "mmn-3", "mmn-2", "mmn-0"]);
+    let cs = s.get("metadata").text;
+    assert!(cs.contains("mothers-maiden-name"), "the CapabilityStatement lists it");
+
+    // after a restart it is still there, without reindexing
+    s.crash_and_restart();
+    assert_eq!(ids(s, "Patient?mothers-maiden-name=смирн"), vec!["mmn-2", "mmn-3"]);
+
+    // retired: unknown again
+    assert_eq!(s.put("SearchParameter/mothers-maiden-name", &maiden_name_parameter("retired")).status, 200);
+    assert!(s.get("Patient?mothers-maiden-name=смирн").text.contains("Unknown search parameter"));
+    let r = s.req("GET", "Patient?mothers-maiden-name=смирн", &[("Prefer", "handling=strict")], None);
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+/// The data of the clinician query set: a handful of records in which every expected
+/// answer below was worked out by hand.
+fn clinic_records() -> Vec<Value> {
+    const SNILS: &str = "http://medkarta.ru/identifier/snils";
+    const LOINC: &str = "http://loinc.org";
+    const ICD10: &str = "http://hl7.org/fhir/sid/icd-10";
+    let patient = |id: &str, family: &str, given: &[&str], gender: &str, birth: &str, snils: &str| {
+        json!({"resourceType": "Patient", "id": id, "gender": gender, "birthDate": birth,
+            "name": [{"use": "official", "family": family, "given": given}],
+            "identifier": [{"system": SNILS, "value": snils}]})
+    };
+    let glucose = |id: &str, patient: &str, date: &str, value: f64| {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "2345-7", "display": "Glucose"}], "text": "Глюкоза"},
+            "subject": {"reference": format!("Patient/{patient}")}, "effectiveDateTime": date,
+            "valueQuantity": {"value": value, "unit": "ммоль/л", "system": "http://unitsofmeasure.org", "code": "mmol/L"}})
+    };
+    let condition = |id: &str, patient: &str, code: &str, text: &str| {
+        json!({"resourceType": "Condition", "id": id, "subject": {"reference": format!("Patient/{patient}")},
+            "code": {"coding": [{"system": ICD10, "code": code}], "text": text}})
+    };
+    let encounter = |id: &str, patient: &str, start: &str, org: &str| {
+        json!({"resourceType": "Encounter", "id": id, "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": format!("Patient/{patient}")},
+            "period": {"start": format!("{start}T09:00:00+03:00"), "end": format!("{start}T09:30:00+03:00")},
+            "serviceProvider": {"reference": format!("Organization/{org}")}})
+    };
+    vec![
+        json!({"resourceType": "Organization", "id": "org-gp", "name": "Городская поликлиника №1"}),
+        json!({"resourceType": "Organization", "id": "org-hosp", "name": "Областная больница"}),
+        patient("p-ivanov", "Иванов", &["Иван", "Иванович"], "male", "1956-03-14", "11223344595"),
+        patient("p-ivanova", "Иванова", &["Мария", "Петровна"], "female", "1961-07-02", "12345678964"),
+        patient("p-petrov", "Петров", &["Пётр", "Сергеевич"], "male", "1956-11-30", "98765432100"),
+        patient("p-semenova", "Семёнова", &["Алёна"], "female", "1990-01-15", "55566677788"),
+        glucose("glu-1", "p-ivanov", "2023-12-01T08:00:00+03:00", 5.5),
+        glucose("glu-2", "p-ivanov", "2024-01-10T08:00:00+03:00", 6.1),
+        glucose("glu-3", "p-ivanov", "2024-03-05T08:00:00+03:00", 7.2),
+        glucose("glu-4", "p-petrov", "2024-02-01T08:00:00+03:00", 5.0),
+        json!({"resourceType": "Observation", "id": "bp-1", "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+            "subject": {"reference": "Patient/p-ivanov"}, "effectiveDateTime": "2024-02-20T10:00:00+03:00",
+            "component": [
+                {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                 "valueQuantity": {"value": 150, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
+                 "valueQuantity": {"value": 95, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]}),
+        condition("c-e11", "p-ivanov", "E11.9", "Сахарный диабет 2 типа"),
+        condition("c-i10-ivanov", "p-ivanov", "I10", "Эссенциальная гипертензия"),
+        condition("c-i10-petrov", "p-petrov", "I10", "Эссенциальная гипертензия"),
+        condition("c-j06", "p-semenova", "J06.9", "ОРВИ"),
+        encounter("enc-1", "p-ivanov", "2024-01-10", "org-gp"),
+        encounter("enc-2", "p-ivanov", "2024-03-05", "org-gp"),
+        encounter("enc-3", "p-petrov", "2024-03-15", "org-hosp"),
+        encounter("enc-4", "p-semenova", "2024-02-29", "org-gp"),
+        encounter("enc-5", "p-ivanova", "2023-03-10", "org-gp"),
+    ]
+}
+
+/// Matches (in the server's order) and included resources of a search.
+fn found(s: &Server, q: &str) -> (Vec<String>, Vec<String>, u64) {
+    let r = s.get(q);
+    assert_eq!(r.status, 200, "{q}: {}", r.text);
+    let b = r.json();
+    let pick = |mode: &str| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .map(|es| {
+                es.iter()
+                    .filter(|e| e["search"]["mode"] == mode)
+                    .map(|e| {
+                        format!(
+                            "{}/{}",
+                            e["resource"]["resourceType"].as_str().unwrap(),
+                            e["resource"]["id"].as_str().unwrap()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut included = pick("include");
+    included.sort();
+    (pick("match"), included, b["total"].as_u64().unwrap_or(u64::MAX))
+}
+
+fn clinician_query_set(s: &mut Server) {
+    let entries: Vec<Value> = clinic_records()
+        .into_iter()
+        .map(|r| {
+            let url = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+            json!({"resource": r, "request": {"method": "PUT", "url": url}})
+        })
+        .collect();
+    let r = s.post("", &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // (query, expected matches; in this order if the query sorts, else as a set)
+    let cases: &[(&str, &[&str])] = &[
+        // patients by name (any part, starts-with, case and ё-insensitive), SNILS, birth date
+        ("Patient?name=иван", &["Patient/p-ivanov", "Patient/p-ivanova"]),
+        ("Patient?name=ИВАНОВА", &["Patient/p-ivanova"]),
+        ("Patient?family:exact=Иванов", &["Patient/p-ivanov"]),
+        ("Patient?name=семенова", &["Patient/p-semenova"]),
+        ("Patient?given=алена", &["Patient/p-semenova"]),
+        ("Patient?name=петр", &["Patient/p-ivanova", "Patient/p-petrov"]),
+        ("Patient?identifier=http://medkarta.ru/identifier/snils|11223344595", &["Patient/p-ivanov"]),
+        ("Patient?identifier=98765432100", &["Patient/p-petrov"]),
+        ("Patient?identifier=http://medkarta.ru/identifier/oms|11223344595", &[]),
+        ("Patient?birthdate=1956", &["Patient/p-ivanov", "Patient/p-petrov"]),
+        ("Patient?birthdate=1956-03", &["Patient/p-ivanov"]),
+        ("Patient?birthdate=ge1960", &["Patient/p-ivanova", "Patient/p-semenova"]),
+        ("Patient?family=иванов&birthdate=lt1960", &["Patient/p-ivanov"]),
+        ("Patient?gender=female&_sort=-birthdate", &["Patient/p-semenova", "Patient/p-ivanova"]),
+        // a patient's observations by code and date range, newest first
+        (
+            "Observation?subject=Patient/p-ivanov&code=http://loinc.org|2345-7&date=ge2024-01-01&date=lt2024-04-01&_sort=-date",
+            &["Observation/glu-3", "Observation/glu-2"],
+        ),
+        (
+            "Observation?patient=p-ivanov&code=2345-7&_sort=date",
+            &["Observation/glu-1", "Observation/glu-2", "Observation/glu-3"],
+        ),
+        ("Observation?code=2345-7&value-quantity=gt6", &["Observation/glu-2", "Observation/glu-3"]),
+        ("Observation?code=2345-7&date=2024-02", &["Observation/glu-4"]),
+        ("Observation?component-code-value-quantity=http://loinc.org|8480-6$gt140", &["Observation/bp-1"]),
+        ("Observation?component-code-value-quantity=http://loinc.org|8462-4$gt140", &[]),
+        // conditions by ICD-10 code, with chains and reverse chains
+        ("Condition?code=http://hl7.org/fhir/sid/icd-10|I10", &["Condition/c-i10-ivanov", "Condition/c-i10-petrov"]),
+        ("Condition?code=E11.9&subject:Patient.birthdate=lt1960", &["Condition/c-e11"]),
+        ("Condition?code=I10&patient.name=петров", &["Condition/c-i10-petrov"]),
+        ("Condition?code:text=гипертензия&subject=p-petrov", &["Condition/c-i10-petrov"]),
+        ("Condition?code=Z99.9", &[]),
+        ("Patient?_has:Condition:subject:code=I10", &["Patient/p-ivanov", "Patient/p-petrov"]),
+        ("Patient?_has:Condition:subject:code=I10&_has:Condition:subject:code=E11.9", &["Patient/p-ivanov"]),
+        // encounters by date and organisation
+        ("Encounter?date=2024-03&service-provider=Organization/org-gp", &["Encounter/enc-2"]),
+        ("Encounter?date=2024-03", &["Encounter/enc-2", "Encounter/enc-3"]),
+        ("Encounter?date=2024-02-29", &["Encounter/enc-4"]),
+        (
+            "Encounter?date=ge2024-01-01&service-provider=org-gp&_sort=-date",
+            &["Encounter/enc-2", "Encounter/enc-4", "Encounter/enc-1"],
+        ),
+        ("Encounter?service-provider.name=областная", &["Encounter/enc-3"]),
+    ];
+    for (q, expected) in cases {
+        let (matches, _, total) = found(s, q);
+        let expected = strs(expected);
+        if q.contains("_sort") {
+            assert_eq!(matches, expected, "{q}");
+        } else {
+            assert_eq!(sorted(matches), sorted(expected.clone()), "{q}");
+        }
+        assert_eq!(total, expected.len() as u64, "{q}: total");
+    }
+    // includes: the patients of the hypertension diagnoses; a patient with their encounters
+    let (matches, included, _) = found(s, "Condition?code=I10&_include=Condition:subject");
+    assert_eq!(matches.len(), 2);
+    assert_eq!(included, strs(&["Patient/p-ivanov", "Patient/p-petrov"]));
+    let (matches, included, total) =
+        found(s, "Patient?_id=p-ivanov&_revinclude=Encounter:subject&_revinclude=Condition:subject");
+    assert_eq!((matches, total), (strs(&["Patient/p-ivanov"]), 1), "included resources are not counted");
+    assert_eq!(included, strs(&["Condition/c-e11", "Condition/c-i10-ivanov", "Encounter/enc-1", "Encounter/enc-2"]));
+    let (_, included, _) =
+        found(s, "Encounter?date=2024-03&_include=Encounter:subject&_include=Encounter:service-provider");
+    assert_eq!(
+        included,
+        strs(&["Organization/org-gp", "Organization/org-hosp", "Patient/p-ivanov", "Patient/p-petrov"])
+    );
+    // sorting by several keys: birth year groups, then family name descending
+    let (matches, _, _) = found(s, "Patient?_sort=birthdate,-family");
+    assert_eq!(matches, strs(&["Patient/p-ivanov", "Patient/p-petrov", "Patient/p-ivanova", "Patient/p-semenova"]));
+}
+
 fn concurrent_writers_never_overwrite_each_other(s: &mut Server) {
     let created = s.post("Patient", &patient("Гонкина")).json();
     let id = created["id"].as_str().unwrap().to_string();
@@ -585,6 +857,8 @@ on_both_backends!(
     history_and_search_paging,
     includes_and_revincludes,
     system_level_search,
+    custom_search_parameters,
+    clinician_query_set,
     concurrent_writers_never_overwrite_each_other,
     acknowledged_writes_survive_kill_9,
 );

@@ -10,7 +10,7 @@ use fhirpath::{Expr, Item};
 use serde_json::Value;
 
 use crate::normalize::{date_range, fold};
-use crate::text;
+use crate::{registry, text};
 
 /// One indexed value of one search parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,20 +92,37 @@ fn leak(s: String) -> &'static str {
 
 /// Compile a parameter definition, or `None` if our FHIRPath engine cannot run it.
 fn compile(p: &fhir_spec::SearchParamDef) -> Option<CompiledParam> {
+    compile_checked(p, fhirpath::parse).ok()
+}
+
+/// Compile a parameter definition with `parser`, or say which element (`expression`,
+/// `component`, `type`) cannot be used and why.
+pub(crate) fn compile_checked(
+    p: &fhir_spec::SearchParamDef,
+    parser: fn(&str) -> Result<Expr, fhirpath::Error>,
+) -> Result<CompiledParam, (&'static str, String)> {
     if p.kind == SearchParamType::Special {
-        return None;
+        return Err(("type", "special parameters have no expression to index".into()));
     }
-    let expr = fhirpath::parse(p.expression.as_deref()?).ok()?;
+    let parse = |e: &str, path: &'static str| {
+        parser(e).map_err(|err| (path, format!("FHIRPath '{e}' cannot be evaluated: {err}")))
+    };
+    let expr = parse(p.expression.as_deref().ok_or(("expression", "no expression".to_string()))?, "expression")?;
     let mut components = Vec::new();
     for (i, c) in p.component.iter().enumerate() {
-        let def = spec().search_param_by_url(&c.definition)?;
-        let expr = fhirpath::parse(&c.expression).ok()?;
+        let def = spec().search_param_by_url(&c.definition).ok_or_else(|| {
+            (
+                "component",
+                format!("component {} refers to '{}', which is not a base search parameter", i + 1, c.definition),
+            )
+        })?;
+        let expr = parse(&c.expression, "component")?;
         components.push(Component { code: leak(format!("{}#{}", p.code, i + 1)), kind: def.kind, expr });
     }
     if p.kind == SearchParamType::Composite && components.is_empty() {
-        return None;
+        return Err(("component", "a composite parameter needs components".into()));
     }
-    Some(CompiledParam {
+    Ok(CompiledParam {
         code: leak(p.code.clone()),
         kind: p.kind,
         expr,
@@ -135,14 +152,30 @@ static COMPILED: LazyLock<HashMap<&'static str, Vec<CompiledParam>>> = LazyLock:
     out
 });
 
-/// The indexable parameters of a resource type.
-pub fn params_of(resource_type: &str) -> &'static [CompiledParam] {
+fn base_params(resource_type: &str) -> &'static [CompiledParam] {
     COMPILED.get(resource_type).map(Vec::as_slice).unwrap_or(&[])
 }
 
-/// Is `code` a parameter of `resource_type` that the index holds?
+/// The searchable parameters of a resource type: the base ones and the custom ones whose
+/// reindex has finished.
+pub fn params_of(resource_type: &str) -> Vec<&'static CompiledParam> {
+    let mut out: Vec<&'static CompiledParam> = base_params(resource_type).iter().collect();
+    out.extend(registry::searchable_for(resource_type));
+    out
+}
+
+/// Is `code` a searchable parameter of `resource_type`?
 pub fn indexed_param(resource_type: &str, code: &str) -> Option<&'static CompiledParam> {
-    params_of(resource_type).iter().find(|p| p.code == code)
+    base_params(resource_type).iter().find(|p| p.code == code).or_else(|| registry::searchable(resource_type, code))
+}
+
+impl CompiledParam {
+    /// Every index code this parameter writes rows under (its own and derived ones).
+    pub fn index_codes(&self) -> Vec<&'static str> {
+        let mut out = vec![self.code, self.text, self.of_type, self.identifier];
+        out.extend(self.components.iter().map(|c| c.code));
+        out
+    }
 }
 
 /// Most full-text terms kept per resource for `_content` (bounds the index of huge
@@ -155,48 +188,63 @@ pub fn extract(resource: &Value) -> Vec<IndexEntry> {
         return vec![];
     };
     let mut out: Vec<IndexEntry> = Vec::new();
-    // duplicates are looked for among the entries of the parameter being extracted only
-    let push = |e: IndexEntry, out: &mut Vec<IndexEntry>, from: usize| {
-        if e.group.is_some() || !out.get(from..).is_some_and(|own| own.contains(&e)) {
-            out.push(e);
-        }
-    };
     let mut group = 0u32;
-    for p in params_of(rt) {
-        let Ok(items) = fhirpath::evaluate(&p.expr, resource) else {
-            continue;
-        };
-        let param_start = out.len();
-        if p.kind == SearchParamType::Composite {
-            for item in &items {
-                group += 1;
-                for c in &p.components {
-                    let Ok(parts) = fhirpath::evaluate_item(&c.expr, item, resource) else { continue };
-                    for part in &parts {
-                        values(c.kind, part, &mut |facet, value| {
-                            if let Facet::Value = facet {
-                                push(IndexEntry { param: c.code, value, group: Some(group) }, &mut out, param_start);
-                            }
-                        });
-                    }
-                }
-            }
-            continue;
-        }
-        for item in &items {
-            values(p.kind, item, &mut |facet, value| {
-                let param = match facet {
-                    Facet::Value => p.code,
-                    Facet::Text => p.text,
-                    Facet::OfType => p.of_type,
-                    Facet::Identifier => p.identifier,
-                };
-                push(IndexEntry { param, value, group: None }, &mut out, param_start);
-            });
-        }
+    for p in base_params(rt) {
+        extract_into(p, resource, &mut out, &mut group);
+    }
+    for p in registry::indexed_for(rt) {
+        extract_into(p, resource, &mut out, &mut group);
     }
     full_text(resource, &mut out);
     out
+}
+
+/// The index values of one parameter (for a reindex after it was added).
+pub fn extract_param(p: &CompiledParam, resource: &Value) -> Vec<IndexEntry> {
+    let mut out = Vec::new();
+    extract_into(p, resource, &mut out, &mut 0);
+    out
+}
+
+/// Append the values of parameter `p`; `group` numbers composite elements.
+fn extract_into(p: &CompiledParam, resource: &Value, out: &mut Vec<IndexEntry>, group: &mut u32) {
+    // duplicates are looked for among the entries of the parameter being extracted only
+    let param_start = out.len();
+    let push = |e: IndexEntry, out: &mut Vec<IndexEntry>| {
+        if e.group.is_some() || !out.get(param_start..).is_some_and(|own| own.contains(&e)) {
+            out.push(e);
+        }
+    };
+    let Ok(items) = fhirpath::evaluate(&p.expr, resource) else {
+        return;
+    };
+    if p.kind == SearchParamType::Composite {
+        for item in &items {
+            *group += 1;
+            for c in &p.components {
+                let Ok(parts) = fhirpath::evaluate_item(&c.expr, item, resource) else { continue };
+                for part in &parts {
+                    values(c.kind, part, &mut |facet, value| {
+                        if let Facet::Value = facet {
+                            push(IndexEntry { param: c.code, value, group: Some(*group) }, out);
+                        }
+                    });
+                }
+            }
+        }
+        return;
+    }
+    for item in &items {
+        values(p.kind, item, &mut |facet, value| {
+            let param = match facet {
+                Facet::Value => p.code,
+                Facet::Text => p.text,
+                Facet::OfType => p.of_type,
+                Facet::Identifier => p.identifier,
+            };
+            push(IndexEntry { param, value, group: None }, out);
+        });
+    }
 }
 
 /// `_text` (the narrative's words) and `_content` (the words of every string value).

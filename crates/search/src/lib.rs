@@ -8,6 +8,7 @@
 pub mod index;
 pub mod normalize;
 pub mod query;
+pub mod registry;
 pub mod text;
 
 pub use index::{IndexEntry, IndexValue, extract};

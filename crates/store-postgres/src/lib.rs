@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, NoTls};
-use search::Query;
+use search::{IndexEntry, Query};
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, MIGRATIONS, SCHEMA_VERSION, Sql};
 use store::stats::StatsTracker;
@@ -252,6 +252,23 @@ impl Tx for PgTx<'_> {
         ops::write(&mut self.conn()?, version)
     }
 
+    fn scan(&mut self, resource_type: &str, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
+        ops::scan(&mut self.conn()?, resource_type, after, limit)
+    }
+
+    fn reindex(&mut self, resource_type: &str, params: &[&str], rows: &[(i64, Vec<IndexEntry>)]) -> Result<()> {
+        self.writes += rows.len() as u64;
+        ops::reindex(&mut self.conn()?, resource_type, params, rows)
+    }
+
+    fn put_job(&mut self, id: &str, kind: &str, state: &str) -> Result<()> {
+        ops::put_job(&mut self.conn()?, id, kind, state)
+    }
+
+    fn delete_job(&mut self, id: &str) -> Result<()> {
+        ops::delete_job(&mut self.conn()?, id)
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         let mut pooled =
             self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
@@ -296,5 +313,9 @@ impl Store for PostgresStore {
 
     fn check(&self) -> Result<()> {
         self.with_conn(|c| c.0.batch_execute("SELECT 1").map_err(err))
+    }
+
+    fn jobs(&self, kind: &str) -> Result<Vec<String>> {
+        self.with_conn(|c| ops::jobs(c, kind))
     }
 }

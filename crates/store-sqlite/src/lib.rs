@@ -15,7 +15,7 @@ use writer::{Writer, WriterState};
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
-use search::Query;
+use search::{IndexEntry, Query};
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, MIGRATIONS, SCHEMA_VERSION, Sql};
 use store::stats::StatsTracker;
@@ -197,6 +197,23 @@ impl Tx for SqliteTx<'_> {
         ops::write(&mut self.conn()?, version)
     }
 
+    fn scan(&mut self, resource_type: &str, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
+        ops::scan(&mut self.conn()?, resource_type, after, limit)
+    }
+
+    fn reindex(&mut self, resource_type: &str, params: &[&str], rows: &[(i64, Vec<IndexEntry>)]) -> Result<()> {
+        self.writes += rows.len() as u64;
+        ops::reindex(&mut self.conn()?, resource_type, params, rows)
+    }
+
+    fn put_job(&mut self, id: &str, kind: &str, state: &str) -> Result<()> {
+        ops::put_job(&mut self.conn()?, id, kind, state)
+    }
+
+    fn delete_job(&mut self, id: &str) -> Result<()> {
+        ops::delete_job(&mut self.conn()?, id)
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         let w = self.w.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
         self.store.writer.commit(w)?;
@@ -244,5 +261,9 @@ impl Store for SqliteStore {
             })
         })
         .map(|_| ())
+    }
+
+    fn jobs(&self, kind: &str) -> Result<Vec<String>> {
+        self.with_reader(|c| ops::jobs(c, kind))
     }
 }

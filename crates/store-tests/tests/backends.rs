@@ -151,12 +151,14 @@ fn postgres_unrelated_writes_do_not_wait_for_each_other() {
 }
 
 /// Statements that turn a fresh database back into schema version 1 (index rows without
-/// composite groups, per-resource index on `rkey` alone).
+/// composite groups, per-resource index on `rkey` alone, no jobs table).
 fn downgrade_to_v1() -> String {
-    store::sql::INDEX_TABLES
+    let mut sql: String = store::sql::INDEX_TABLES
         .iter()
         .map(|t| format!("DROP INDEX {t}_rkey; CREATE INDEX {t}_rkey ON {t} (rkey); ALTER TABLE {t} DROP COLUMN grp;"))
-        .collect()
+        .collect();
+    sql.push_str("DROP TABLE jobs;");
+    sql
 }
 
 #[test]

@@ -146,6 +146,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Is the database reachable and writable?
     fn check(&self) -> Result<()>;
+
+    /// The saved states of background jobs of a kind (see [`Tx::put_job`]).
+    fn jobs(&self, kind: &str) -> Result<Vec<String>>;
 }
 
 /// A write transaction. All reads see the transaction's own writes.
@@ -165,6 +168,20 @@ pub trait Tx {
 
     /// Write a new version and replace the resource's index rows.
     fn write(&mut self, version: &NewVersion<'_>) -> Result<()>;
+
+    /// Up to `limit` current (not deleted) resources of a type whose surrogate key is
+    /// above `after`, in key order, locked against concurrent writers: for reindexing.
+    fn scan(&mut self, resource_type: &str, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>>;
+
+    /// Replace the index rows under the codes `params` of the resources `rows` (key,
+    /// entries), leaving their other rows alone.
+    fn reindex(&mut self, resource_type: &str, params: &[&str], rows: &[(i64, Vec<IndexEntry>)]) -> Result<()>;
+
+    /// Save (insert or replace) a background job's state.
+    fn put_job(&mut self, id: &str, kind: &str, state: &str) -> Result<()>;
+
+    /// Forget a background job.
+    fn delete_job(&mut self, id: &str) -> Result<()>;
 
     /// Make every write of the transaction durable, or none.
     fn commit(self: Box<Self>) -> Result<()>;

@@ -124,6 +124,81 @@ pub fn search_ids(c: &mut dyn SqlConn, q: &Query, limit: usize) -> Result<Vec<St
     c.query_texts(&sql)
 }
 
+pub fn scan(c: &mut dyn SqlConn, rtype: &str, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
+    let mut keys = Sql::new(c.dialect());
+    keys.push("SELECT rkey FROM resources WHERE rtype = ").text_arg(rtype);
+    keys.push(" AND rkey > ").bind(Arg::Int(after)).push(" AND deleted = ").bind(Arg::Int(0));
+    keys.push(" ORDER BY rkey LIMIT ").bind(Arg::Int(limit as i64));
+    if c.dialect() == Dialect::Postgres {
+        keys.push(" FOR UPDATE");
+    }
+    let keys: Vec<i64> = c.query_ints(&keys)?.into_iter().filter_map(|r| r.first().copied()).collect();
+    let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+        return Ok(Vec::new());
+    };
+    // the rows are locked (PostgreSQL) or the writer is ours (SQLite): the same set
+    let mut rows = Sql::new(c.dialect());
+    rows.push(COLUMNS).push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE r.rtype = ").text_arg(rtype);
+    rows.push(" AND r.rkey >= ").bind(Arg::Int(*first)).push(" AND r.rkey <= ").bind(Arg::Int(*last));
+    rows.push(" AND r.deleted = ").bind(Arg::Int(0)).push(" ORDER BY r.rkey");
+    let resources = c.query_resources(&rows)?;
+    if resources.len() != keys.len() {
+        return Err(StoreError::Conflict(format!("{rtype} changed during a reindex batch")));
+    }
+    Ok(keys.into_iter().zip(resources).collect())
+}
+
+pub fn reindex(
+    c: &mut dyn SqlConn,
+    rtype: &str,
+    params: &[&str],
+    rows: &[(i64, Vec<search::IndexEntry>)],
+) -> Result<()> {
+    if rows.is_empty() || params.is_empty() {
+        return Ok(());
+    }
+    let d = c.dialect();
+    for table in INDEX_TABLES {
+        let mut sql = Sql::new(d);
+        sql.push("DELETE FROM ").push(table).push(" WHERE rkey IN (");
+        for (i, (rkey, _)) in rows.iter().enumerate() {
+            sql.push(if i == 0 { "" } else { ", " }).bind(Arg::Int(*rkey));
+        }
+        sql.push(") AND param IN (");
+        for (i, p) in params.iter().enumerate() {
+            sql.push(if i == 0 { "" } else { ", " }).text_arg(p);
+        }
+        sql.push(")");
+        c.execute(&sql)?;
+    }
+    for (rkey, entries) in rows {
+        for sql in index_inserts(d, *rkey, rtype, entries) {
+            c.execute(&sql)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn put_job(c: &mut dyn SqlConn, id: &str, kind: &str, state: &str) -> Result<()> {
+    delete_job(c, id)?;
+    let mut sql = Sql::new(c.dialect());
+    sql.push("INSERT INTO jobs (id, kind, state) VALUES (").text_arg(id).push(", ").text_arg(kind);
+    sql.push(", ").text_arg(state).push(")");
+    c.execute(&sql).map(drop)
+}
+
+pub fn delete_job(c: &mut dyn SqlConn, id: &str) -> Result<()> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push("DELETE FROM jobs WHERE id = ").text_arg(id);
+    c.execute(&sql).map(drop)
+}
+
+pub fn jobs(c: &mut dyn SqlConn, kind: &str) -> Result<Vec<String>> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push("SELECT state FROM jobs WHERE kind = ").text_arg(kind).push(" ORDER BY id");
+    c.query_texts(&sql)
+}
+
 /// Current version and surrogate key, locking the row on PostgreSQL.
 fn current_row(c: &mut dyn SqlConn, rtype: &str, id: &str) -> Result<Option<(i64, CurrentVersion)>> {
     let mut sql = Sql::new(c.dialect());

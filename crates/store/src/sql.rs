@@ -66,7 +66,7 @@ impl Sql {
 
 /// Schema changes after version 1, in order: `(version reached, statements)`, in SQL
 /// both backends accept. A backend's `schema.sql` creates the latest version directly.
-pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2), (3, MIGRATION_3)];
 
 /// Version 2: composite groups (`grp`), and the per-resource index keyed by parameter
 /// too, for the `EXISTS` checks of search.
@@ -92,8 +92,12 @@ const MIGRATION_2: &str = "ALTER TABLE idx_token ADD COLUMN grp BIGINT;\
      DROP INDEX idx_uri_rkey;\
      CREATE INDEX idx_uri_rkey ON idx_uri (rkey, param);";
 
+/// Version 3: state of background jobs (reindexing), saved in the transactions that
+/// do their work so that a job resumes exactly where it stopped.
+const MIGRATION_3: &str = "CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL);";
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The index table of each parameter type, and its value columns.
 pub const INDEX_TABLES: &[&str] =

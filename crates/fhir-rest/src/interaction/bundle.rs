@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use store::Tx;
 
 use crate::meta::{etag, instant};
-use crate::write::{PatchDoc, Prepared, WriteOp, Written, apply, parse_criteria, prepare};
+use crate::write::{PatchDoc, Prepared, WriteOp, Written, apply, commit_one, parse_criteria, prepare};
 use crate::{Body, Engine, FhirError, FhirResult, Method, Request, Response, resource_type};
 
 /// One parsed bundle entry.
@@ -236,6 +236,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
         })
         .collect::<FhirResult<_>>()?;
 
+    let gate = search::registry::write_gate();
     let mut tx = engine.store.begin()?;
     let mut results: Vec<Option<Written>> = vec![None; entries.len()];
 
@@ -331,6 +332,8 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
         results[i] = Some(w);
     }
     tx.commit()?;
+    drop(gate);
+    crate::search_parameters::after_commit(engine, &results.iter().flatten().collect::<Vec<_>>());
 
     // 4. Reads, after the writes, and the response in entry order.
     let mut out = Vec::with_capacity(entries.len());
@@ -490,12 +493,7 @@ fn batch(engine: &Engine, req: &Request, entries: &[Value]) -> Response {
             if rank(e.method) == 3 {
                 return read_entry(engine.handle(&get_request(&e, req)));
             }
-            let result = write_op(&e).and_then(prepare).and_then(|prepared| {
-                let mut tx = engine.store.begin()?;
-                let w = apply(tx.as_mut(), prepared)?;
-                tx.commit()?;
-                Ok(w)
-            });
+            let result = write_op(&e).and_then(prepare).and_then(|prepared| commit_one(engine, prepared));
             match result {
                 Ok(w) => write_entry(&w, req),
                 Err(err) => {

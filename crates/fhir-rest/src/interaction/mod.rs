@@ -44,6 +44,7 @@ pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
         (Get | Head, ["_history"]) => history::history(engine, req, None, None),
         (Get | Head, []) => search::system(engine, req),
         (Post, ["_search"]) => search::search_post(engine, req, None),
+        (Get | Head, ["$reindex"]) => crate::search_parameters::status(engine),
         (_, [op]) if op.starts_with('$') => {
             Err(FhirError::not_supported(format!("The operation '{op}' is not supported")))
         }

@@ -6,6 +6,7 @@ use fhir_model::{Issue, IssueType, OperationOutcome, ResourceType};
 use search::query::{parse_query, parse_system_query};
 use serde_json::{Value, json};
 
+use crate::search_parameters::pending_issue;
 use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
 
 pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> FhirResult<Response> {
@@ -36,12 +37,24 @@ pub fn compartment(
 /// Run a parsed search; `path` and `query` make the paging links.
 fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str) -> FhirResult<Response> {
     let rt = q.types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",");
+    // unknown parameters, or custom ones whose reindex has not finished
+    let ignored: Vec<Issue> = q
+        .ignored
+        .iter()
+        .map(|p| {
+            pending_issue(&q.types, p).unwrap_or_else(|| {
+                Issue::warning(IssueType::NotSupported, format!("Unknown search parameter '{p}' for {rt} was ignored"))
+                    .at(p.clone())
+            })
+        })
+        .collect();
     if req.strict
-        && let Some(p) = q.ignored.first()
+        && let Some(first) = ignored.first()
     {
-        return Err(FhirError::from(
-            Issue::error(IssueType::NotSupported, format!("Unknown search parameter '{p}' for {rt}")).at(p.clone()),
-        ));
+        let mut issue = first.clone();
+        issue.severity = fhir_model::Severity::Error;
+        issue.diagnostics = issue.diagnostics.trim_end_matches(" was ignored").to_string();
+        return Err(FhirError::from(issue));
     }
     let count = match q.summary {
         search::Summary::Count => 0,
@@ -91,16 +104,8 @@ fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str
             format!("{}/{}", res["resourceType"].as_str().unwrap_or_default(), res["id"].as_str().unwrap_or_default());
         entries.push(entry(url, res, "include"));
     }
-    if !q.ignored.is_empty() {
-        let issues = q
-            .ignored
-            .iter()
-            .map(|p| {
-                Issue::warning(IssueType::NotSupported, format!("Unknown search parameter '{p}' for {rt} was ignored"))
-                    .at(p.clone())
-            })
-            .collect();
-        entries.push(json!({"resource": OperationOutcome::new(issues).to_json(), "search": {"mode": "outcome"}}));
+    if !ignored.is_empty() {
+        entries.push(json!({"resource": OperationOutcome::new(ignored).to_json(), "search": {"mode": "outcome"}}));
     }
     let total = (q.total != search::Total::None || q.summary == search::Summary::Count).then_some(page.total);
     Ok(Response::json(200, super::bundle_of("searchset", total, links, entries)))

@@ -5,7 +5,7 @@ use fhir_model::{Issue, ResourceType};
 use serde_json::Value;
 
 use crate::meta::{etag, http_date};
-use crate::write::{PatchDoc, WriteOp, Written, apply, prepare};
+use crate::write::{PatchDoc, WriteOp, Written, commit_one, prepare};
 use crate::{Body, Engine, FhirError, FhirResult, Request, Response, ResponseBody, Return};
 
 fn body(req: &Request) -> FhirResult<Value> {
@@ -17,10 +17,7 @@ fn body(req: &Request) -> FhirResult<Value> {
 
 /// Run one write in its own transaction.
 pub fn run(engine: &Engine, req: &Request, op: WriteOp) -> FhirResult<Response> {
-    let prepared = prepare(op)?;
-    let mut tx = engine.store.begin()?;
-    let w = apply(tx.as_mut(), prepared)?;
-    tx.commit()?;
+    let w = commit_one(engine, prepare(op)?)?;
     Ok(written_response(engine, &w, req.prefer_return))
 }
 
