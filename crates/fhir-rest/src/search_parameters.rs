@@ -132,7 +132,7 @@ pub fn start(engine: &Engine) -> store::Result<()> {
             }
         }
         offset += page.resources.len();
-        if page.resources.is_empty() || offset as u64 >= page.total {
+        if !page.more {
             break;
         }
     }
@@ -178,7 +178,7 @@ fn count(engine: &Engine, rt: &str) -> store::Result<u64> {
     let q = ResourceType::parse(rt)
         .and_then(|t| search::parse_query(t, "").ok())
         .ok_or_else(|| store::StoreError::Backend(format!("'{rt}' is not a resource type")))?;
-    Ok(engine.store.search(&q, 0)?.total)
+    Ok(engine.store.search(&q, 0)?.total.unwrap_or(0))
 }
 
 /// Run (or resume) the reindex of one custom parameter to the end.

@@ -787,6 +787,78 @@ fn clinician_query_set(s: &mut Server) {
     assert_eq!(matches, strs(&["Patient/p-ivanov", "Patient/p-petrov", "Patient/p-ivanova", "Patient/p-semenova"]));
 }
 
+/// Ids of the matches of a page and its `next`/`previous` link (relative to the base).
+fn page_of(s: &Server, path: &str) -> (Vec<String>, Option<String>, Option<String>) {
+    let r = s.get(path);
+    assert_eq!(r.status, 200, "{path}: {}", r.text);
+    let b = r.json();
+    let ids = b["entry"]
+        .as_array()
+        .map(|es| es.iter().map(|e| e["resource"]["id"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    let link = |rel: &str| {
+        b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == rel)
+            .map(|l| l["url"].as_str().unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string())
+    };
+    (ids, link("next"), link("previous"))
+}
+
+fn stable_paging(s: &mut Server) {
+    for i in 0..10 {
+        let mut p = json!({"resourceType": "Patient", "id": format!("pg{i}"), "name": [{"family": "Страничная"}]});
+        if i != 3 && i != 7 {
+            p["birthDate"] = json!(format!("{}-05-01", 1950 + i));
+        }
+        assert_eq!(s.put(&format!("Patient/pg{i}"), &p).status, 201);
+    }
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // by birth date (patients without one last), three at a time
+    let (first, next, previous) = page_of(s, "Patient?family=страничная&_sort=birthdate&_count=3");
+    assert_eq!((first, previous), (strs(&["pg0", "pg1", "pg2"]), None));
+    // meanwhile a patient is added before the position reached and one ahead is deleted
+    s.put(
+        "Patient/pg-new",
+        &json!({"resourceType": "Patient", "id": "pg-new", "name": [{"family": "Страничная"}], "birthDate": "1940-01-01"}),
+    );
+    assert_eq!(s.delete("Patient/pg5").status, 204);
+    let (second, next, _) = page_of(s, &next.unwrap());
+    assert_eq!(second, strs(&["pg4", "pg6", "pg8"]), "nothing repeated, nothing skipped");
+    let (third, next, previous) = page_of(s, &next.unwrap());
+    assert_eq!((third, next), (strs(&["pg9", "pg3", "pg7"]), None));
+    // and back again
+    let (back, _, previous) = page_of(s, &previous.unwrap());
+    assert_eq!(back, strs(&["pg4", "pg6", "pg8"]));
+    let (back, _, previous) = page_of(s, &previous.unwrap());
+    assert_eq!(back, strs(&["pg0", "pg1", "pg2"]));
+    let (back, next, previous) = page_of(s, &previous.unwrap());
+    assert_eq!((back, previous), (strs(&["pg-new"]), None));
+    assert_eq!(page_of(s, &next.unwrap()).0, strs(&["pg0", "pg1", "pg2"]));
+
+    // descending, without counting, across all pages
+    let mut seen = Vec::new();
+    let mut next = Some("Patient?family=страничная&_sort=-birthdate&_count=4&_total=none".to_string());
+    while let Some(path) = next {
+        let (ids, n, _) = page_of(s, &path);
+        seen.extend(ids);
+        next = n;
+    }
+    assert_eq!(seen, strs(&["pg9", "pg8", "pg6", "pg4", "pg2", "pg1", "pg0", "pg-new", "pg3", "pg7"]));
+    // in creation order, a resource created while paging comes at the end
+    let (ids, next, _) = page_of(s, "Patient?family=страничная&_count=5");
+    assert_eq!(ids, strs(&["pg0", "pg1", "pg2", "pg3", "pg4"]));
+    s.put("Patient/pg-last", &json!({"resourceType": "Patient", "id": "pg-last", "name": [{"family": "Страничная"}]}));
+    let (ids, next, _) = page_of(s, &next.unwrap());
+    assert_eq!(ids, strs(&["pg6", "pg7", "pg8", "pg9", "pg-new"]));
+    assert_eq!(page_of(s, &next.unwrap()).0, strs(&["pg-last"]));
+    // a page token that does not belong to the search is refused, naming it
+    let r = s.get("Patient?family=страничная&_page=bm90LWEtdG9rZW4");
+    assert_eq!((r.status, r.issue().0.as_str()), (400, "_page"), "{}", r.text);
+}
+
 fn concurrent_writers_never_overwrite_each_other(s: &mut Server) {
     let created = s.post("Patient", &patient("Гонкина")).json();
     let id = created["id"].as_str().unwrap().to_string();
@@ -859,6 +931,7 @@ on_both_backends!(
     system_level_search,
     custom_search_parameters,
     clinician_query_set,
+    stable_paging,
     concurrent_writers_never_overwrite_each_other,
     acknowledged_writes_survive_kill_9,
 );

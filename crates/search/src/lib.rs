@@ -7,6 +7,7 @@
 
 pub mod index;
 pub mod normalize;
+pub mod page;
 pub mod query;
 pub mod registry;
 pub mod text;

@@ -7,6 +7,7 @@ use fhir_spec::SearchParamType;
 
 use crate::index::{CompiledParam, indexed_param};
 use crate::normalize::{date_range, fold};
+use crate::page::PageRequest;
 
 /// A parsed search: every clause must hold (AND); within a clause any value (OR).
 #[derive(Debug, Clone, PartialEq)]
@@ -19,8 +20,10 @@ pub struct Query {
     pub clauses: Vec<Clause>,
     /// `_count`: page size requested.
     pub count: Option<usize>,
-    /// `_offset`: rows to skip (used by our paging links).
+    /// `_offset`: rows to skip (accepted from clients; our links use `page`).
     pub offset: usize,
+    /// `_page`: the rows after (or before) a position of a previous page.
+    pub page: Option<PageRequest>,
     /// Parameters we do not know, reported back to the client.
     pub ignored: Vec<String>,
     /// `_sort`: keys in order.
@@ -287,6 +290,7 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
         clauses: Vec::new(),
         count: None,
         offset: 0,
+        page: None,
         ignored: Vec::new(),
         sort: Vec::new(),
         summary: Summary::False,
@@ -295,6 +299,7 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
         includes: Vec::new(),
         compartment: None,
     };
+    let mut page_token = None;
     for (name, raw) in pairs {
         if name.starts_with("_has:") || name.contains('.') {
             let (path, param, modifier) = resolve_chain(resource_type, name).map_err(|m| bad(name, m))?;
@@ -322,6 +327,10 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
                 q.offset = raw
                     .parse()
                     .map_err(|_| bad("_offset", format!("_offset must be a non-negative integer, not '{raw}'")))?;
+                continue;
+            }
+            "_page" => {
+                page_token = Some(raw.clone());
                 continue;
             }
             "_format" | "_pretty" => continue,
@@ -410,6 +419,9 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
             continue;
         };
         q.clauses.push(clause_for(param, modifier, raw)?);
+    }
+    if let Some(token) = page_token {
+        q.page = Some(crate::page::decode(&token, &q.sort).map_err(|m| bad("_page", m))?);
     }
     Ok(q)
 }

@@ -183,6 +183,19 @@ impl SqlConn for Conn<'_> {
         self.rows(sql)?.iter().map(|r| r.try_get(0).map_err(err)).collect()
     }
 
+    fn query_values(&mut self, sql: &Sql) -> Result<Vec<Vec<Arg>>> {
+        let value = |r: &postgres::Row, i: usize| -> Result<Arg> {
+            let ty = r.columns().get(i).map(|c| c.type_().clone());
+            Ok(match ty {
+                Some(Type::INT8) => r.try_get::<_, Option<i64>>(i).map_err(err)?.map_or(Arg::Null, Arg::Int),
+                Some(Type::FLOAT8) => r.try_get::<_, Option<f64>>(i).map_err(err)?.map_or(Arg::Null, Arg::Real),
+                Some(Type::TEXT) => r.try_get::<_, Option<String>>(i).map_err(err)?.map_or(Arg::Null, Arg::Text),
+                other => return Err(StoreError::Backend(format!("unexpected column type {other:?}"))),
+            })
+        };
+        self.rows(sql)?.iter().map(|r| (0..r.len()).map(|i| value(r, i)).collect()).collect()
+    }
+
     fn query_resources(&mut self, sql: &Sql) -> Result<Vec<StoredResource>> {
         let mut out = Vec::new();
         for r in self.rows(sql)? {

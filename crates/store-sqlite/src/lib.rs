@@ -135,6 +135,27 @@ impl SqlConn for Conn<'_> {
         rows.collect::<rusqlite::Result<Vec<String>>>().map_err(err)
     }
 
+    fn query_values(&mut self, sql: &Sql) -> Result<Vec<Vec<Arg>>> {
+        let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get::<_, SqlValue>(i)? {
+                            SqlValue::Integer(v) => Arg::Int(v),
+                            SqlValue::Real(v) => Arg::Real(v),
+                            SqlValue::Text(v) => Arg::Text(v),
+                            SqlValue::Blob(v) => Arg::Blob(v),
+                            SqlValue::Null => Arg::Null,
+                        })
+                    })
+                    .collect()
+            })
+            .map_err(err)?;
+        rows.collect::<rusqlite::Result<Vec<Vec<Arg>>>>().map_err(err)
+    }
+
     fn query_resources(&mut self, sql: &Sql) -> Result<Vec<StoredResource>> {
         let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
         let rows = stmt

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod sql;
 pub mod stats;
 
+use search::page::Position;
 use search::{IndexEntry, Query};
 
 /// What a stored version records about how it came to be.
@@ -105,7 +106,13 @@ pub struct HistoryQuery {
 #[derive(Debug, Clone)]
 pub struct SearchPage {
     pub resources: Vec<StoredResource>,
-    pub total: u64,
+    /// Number of matches; `None` when the query said `_total=none` (and asked for rows).
+    pub total: Option<u64>,
+    /// More rows lie beyond this page, in the direction it was read.
+    pub more: bool,
+    /// Positions of the first and last rows, for the links to the pages around it.
+    pub first: Option<Position>,
+    pub last: Option<Position>,
 }
 
 /// Storage failures, independent of the backend.

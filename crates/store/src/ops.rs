@@ -2,9 +2,13 @@
 //! interface ([`SqlConn`]): reads, history, search and the versioned write with its index
 //! rows. A backend supplies only the connection glue and its schema.
 
-use search::Query;
+use search::page::{Position, SortValue};
+use search::{Query, Total};
 
-use crate::sql::{Arg, Dialect, INDEX_TABLES, Sql, choose_driver, index_inserts, probes, search_order, search_where};
+use crate::sql::{
+    Arg, Dialect, INDEX_TABLES, Sql, choose_driver, index_inserts, keyset, probes, search_order, search_where,
+    sort_value,
+};
 use crate::{
     CurrentVersion, HistoryQuery, HistoryScope, Method, NewVersion, Result, SearchPage, StoreError, StoredResource,
 };
@@ -18,6 +22,8 @@ pub trait SqlConn {
     fn query_ints(&mut self, sql: &Sql) -> Result<Vec<Vec<i64>>>;
     /// Rows of one text column.
     fn query_texts(&mut self, sql: &Sql) -> Result<Vec<String>>;
+    /// Rows of mixed columns (integers, reals, text, NULL).
+    fn query_values(&mut self, sql: &Sql) -> Result<Vec<Vec<Arg>>>;
     /// Rows of `rtype, id, version, last_updated, method, body`.
     fn query_resources(&mut self, sql: &Sql) -> Result<Vec<StoredResource>>;
 }
@@ -101,18 +107,69 @@ fn driver(c: &mut dyn SqlConn, q: &Query) -> Result<Option<usize>> {
 
 pub fn search(c: &mut dyn SqlConn, q: &Query, count: usize) -> Result<SearchPage> {
     let driver = driver(c, q)?;
+    let total = if q.total != Total::None || count == 0 {
+        let mut total = Sql::new(c.dialect());
+        total.push("SELECT count(*) FROM resources r WHERE ");
+        search_where(&mut total, q, driver);
+        Some(first_int(c.query_ints(&total)?) as u64)
+    } else {
+        None
+    };
+    if count == 0 {
+        return Ok(SearchPage { resources: Vec::new(), total, more: false, first: None, last: None });
+    }
+    // one row more than asked: whether there is a page beyond this one
+    let backward = q.page.as_ref().is_some_and(|p| !p.forward);
     let mut rows = Sql::new(c.dialect());
     rows.push(COLUMNS).push(" FROM resources r JOIN history h ON h.seq = r.cur_seq WHERE ");
     search_where(&mut rows, q, driver);
+    if let Some(page) = &q.page {
+        keyset(&mut rows, q, page);
+    }
     rows.push(" ORDER BY ");
-    search_order(&mut rows, q);
-    rows.push(" LIMIT ").bind(Arg::Int(count as i64)).push(" OFFSET ").bind(Arg::Int(q.offset as i64));
-    let mut total = Sql::new(c.dialect());
-    total.push("SELECT count(*) FROM resources r WHERE ");
-    search_where(&mut total, q, driver);
-    let total = first_int(c.query_ints(&total)?) as u64;
-    let resources = if count == 0 { Vec::new() } else { c.query_resources(&rows)? };
-    Ok(SearchPage { resources, total })
+    search_order(&mut rows, q, backward);
+    rows.push(" LIMIT ").bind(Arg::Int(count as i64 + 1));
+    if q.page.is_none() {
+        rows.push(" OFFSET ").bind(Arg::Int(q.offset as i64));
+    }
+    let mut resources = c.query_resources(&rows)?;
+    let more = resources.len() > count;
+    resources.truncate(count);
+    if backward {
+        resources.reverse();
+    }
+    let first = match resources.first() {
+        Some(r) => position(c, q, r)?,
+        None => None,
+    };
+    let last = match resources.last() {
+        Some(r) => position(c, q, r)?,
+        None => None,
+    };
+    Ok(SearchPage { resources, total, more, first, last })
+}
+
+/// Where a result row stands in the search's order (its sort values and key).
+fn position(c: &mut dyn SqlConn, q: &Query, r: &StoredResource) -> Result<Option<Position>> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push("SELECT r.rkey");
+    for key in &q.sort {
+        sql.push(", ");
+        sort_value(&mut sql, key);
+    }
+    sql.push(" FROM resources r WHERE r.rtype = ").text_arg(&r.resource_type).push(" AND r.id = ").text_arg(&r.id);
+    let Some(row) = c.query_values(&sql)?.into_iter().next() else { return Ok(None) };
+    let mut cols = row.into_iter();
+    let Some(Arg::Int(key)) = cols.next() else { return Ok(None) };
+    let values = cols
+        .map(|a| match a {
+            Arg::Int(i) => SortValue::Int(i),
+            Arg::Real(f) => SortValue::Real(f),
+            Arg::Text(s) => SortValue::Text(s),
+            Arg::Blob(_) | Arg::Null => SortValue::Null,
+        })
+        .collect();
+    Ok(Some(Position { key, values }))
 }
 
 pub fn search_ids(c: &mut dyn SqlConn, q: &Query, limit: usize) -> Result<Vec<String>> {

@@ -3,7 +3,8 @@
 //! SQLite, PostgreSQL and PostgreSQL-wire distributed engines all accept; only the
 //! placeholder syntax differs (`?` vs `$n`).
 
-use search::{Clause, ComponentPredicate, Hop, IndexEntry, IndexValue, Predicate, Prefix, Query};
+use search::page::{PageRequest, SortValue};
+use search::{Clause, ComponentPredicate, Hop, IndexEntry, IndexValue, Predicate, Prefix, Query, SortKey};
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -521,32 +522,91 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&
     sql.push(")");
 }
 
-/// `ORDER BY` terms for `_sort` (lowest value ascending, highest descending; resources
-/// without a value last, on every backend), then creation order.
-pub fn search_order(sql: &mut Sql, query: &Query) {
+/// The value a row sorts by for one `_sort` key: its lowest value ascending, its
+/// highest descending.
+pub fn sort_value(sql: &mut Sql, key: &SortKey) {
     use fhir_spec::SearchParamType as T;
+    let (table, asc_col, desc_col) = match key.kind {
+        T::Token => ("idx_token", "code", "code"),
+        T::String => ("idx_string", "value", "value"),
+        T::Reference => ("idx_reference", "target_id", "target_id"),
+        T::Date => ("idx_date", "low", "high"),
+        T::Number => ("idx_number", "value", "value"),
+        T::Quantity => ("idx_quantity", "value", "value"),
+        T::Uri | T::Composite | T::Special => ("idx_uri", "value", "value"),
+    };
+    let agg = if key.descending { format!("MAX(x.{desc_col})") } else { format!("MIN(x.{asc_col})") };
+    sql.push(&format!("(SELECT {agg} FROM {table} x WHERE x.rkey = r.rkey AND x.param = "))
+        .text_arg(key.param)
+        .push(")");
+}
+
+/// `ORDER BY` terms for `_sort` (resources without a value last, on every backend), then
+/// creation order; `reverse` for the page before a position, read backwards.
+pub fn search_order(sql: &mut Sql, query: &Query, reverse: bool) {
+    let dir = |descending: bool| if descending != reverse { " DESC" } else { " ASC" };
     for key in &query.sort {
-        let (table, asc_col, desc_col) = match key.kind {
-            T::Token => ("idx_token", "code", "code"),
-            T::String => ("idx_string", "value", "value"),
-            T::Reference => ("idx_reference", "target_id", "target_id"),
-            T::Date => ("idx_date", "low", "high"),
-            T::Number => ("idx_number", "value", "value"),
-            T::Quantity => ("idx_quantity", "value", "value"),
-            T::Uri | T::Composite | T::Special => ("idx_uri", "value", "value"),
-        };
-        let agg = if key.descending { format!("MAX(x.{desc_col})") } else { format!("MIN(x.{asc_col})") };
-        let sub = |sql: &mut Sql| {
-            sql.push(&format!("(SELECT {agg} FROM {table} x WHERE x.rkey = r.rkey AND x.param = "))
-                .text_arg(key.param)
-                .push(")");
-        };
-        sub(sql);
-        sql.push(" IS NULL, ");
-        sub(sql);
-        sql.push(if key.descending { " DESC, " } else { " ASC, " });
+        sort_value(sql, key);
+        sql.push(" IS NULL").push(dir(false)).push(", ");
+        sort_value(sql, key);
+        sql.push(dir(key.descending)).push(", ");
     }
-    sql.push("r.rkey");
+    sql.push("r.rkey").push(dir(false));
+}
+
+fn sort_arg(v: &SortValue) -> Arg {
+    match v {
+        SortValue::Null => Arg::Null,
+        SortValue::Int(i) => Arg::Int(*i),
+        SortValue::Real(f) => Arg::Real(*f),
+        SortValue::Text(s) => Arg::Text(s.clone()),
+    }
+}
+
+/// ` AND` the rows strictly after (or, for `previous`, before) a position in the order of
+/// [`search_order`]: lexicographic over (value missing, value) per key, then the key.
+pub fn keyset(sql: &mut Sql, query: &Query, page: &PageRequest) {
+    sql.push(" AND (");
+    for (i, (key, value)) in query.sort.iter().zip(&page.from.values).enumerate() {
+        // rows equal on the earlier keys...
+        for (k, v) in query.sort.iter().zip(&page.from.values).take(i) {
+            sort_value(sql, k);
+            match v {
+                SortValue::Null => sql.push(" IS NULL AND "),
+                v => sql.push(" = ").bind(sort_arg(v)).push(" AND "),
+            };
+        }
+        // ...and beyond the position on this one (missing values come last)
+        // after, ascending: greater; after, descending: smaller; before: the opposite
+        let op = if key.descending == page.forward { " < " } else { " > " };
+        match (value, page.forward) {
+            (SortValue::Null, true) => sql.push("1 = 0"),
+            (SortValue::Null, false) => {
+                sort_value(sql, key);
+                sql.push(" IS NOT NULL")
+            }
+            (v, forward) => {
+                sql.push("(");
+                sort_value(sql, key);
+                sql.push(op).bind(sort_arg(v));
+                if forward {
+                    sql.push(" OR ");
+                    sort_value(sql, key);
+                    sql.push(" IS NULL");
+                }
+                sql.push(")")
+            }
+        };
+        sql.push(" OR ");
+    }
+    for (k, v) in query.sort.iter().zip(&page.from.values) {
+        sort_value(sql, k);
+        match v {
+            SortValue::Null => sql.push(" IS NULL AND "),
+            v => sql.push(" = ").bind(sort_arg(v)).push(" AND "),
+        };
+    }
+    sql.push(if page.forward { "r.rkey > " } else { "r.rkey < " }).bind(Arg::Int(page.from.key)).push(")");
 }
 
 /// Conditions on `x.value` for a number or quantity: `eq`/`ne` by the implied range,

@@ -3,6 +3,7 @@
 //! parameter, never silently ignored.
 
 use fhir_model::{Issue, IssueType, OperationOutcome, ResourceType};
+use search::page::{PageRequest, Position};
 use search::query::{parse_query, parse_system_query};
 use serde_json::{Value, json};
 
@@ -61,26 +62,43 @@ fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str
         _ => q.count.unwrap_or(engine.config.default_count).min(engine.config.max_count),
     };
     let page = engine.store.search(&q, count)?;
-    // self/next/previous: the query without our paging parameters, then the page
+    // self/next/previous: the query without paging parameters, then the page: `_page`
+    // names the position of a boundary row, so pages do not shift as data changes
     let base: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
-        .filter(|(k, _)| k != "_count" && k != "_offset" && !q.ignored.contains(k))
+        .filter(|(k, _)| k != "_count" && k != "_offset" && k != "_page" && !q.ignored.contains(k))
         .collect();
-    let link = |rel: &str, offset: usize| {
+    let link = |rel: &str, paging: (&str, String)| {
         let mut ser = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &base {
             ser.append_pair(k, v);
         }
         ser.append_pair("_count", &count.to_string());
-        ser.append_pair("_offset", &offset.to_string());
+        if !paging.1.is_empty() {
+            ser.append_pair(paging.0, &paging.1);
+        }
         json!({"relation": rel, "url": engine.url(&format!("{path}?{}", ser.finish()))})
     };
-    let mut links = vec![link("self", q.offset)];
-    if count > 0 && q.offset + page.resources.len() < page.total as usize {
-        links.push(link("next", q.offset + count));
+    let at = |forward: bool, from: &Option<Position>| {
+        from.clone().map(|from| ("_page", search::page::encode(&PageRequest { forward, from })))
+    };
+    let this = match &q.page {
+        Some(p) => ("_page", search::page::encode(p)),
+        None if q.offset > 0 => ("_offset", q.offset.to_string()),
+        None => ("_offset", String::new()),
+    };
+    let mut links = vec![link("self", this)];
+    let backward = q.page.as_ref().is_some_and(|p| !p.forward);
+    if count > 0
+        && (page.more || backward)
+        && let Some(next) = at(true, &page.last)
+    {
+        links.push(link("next", next));
     }
-    if q.offset > 0 {
-        links.push(link("previous", q.offset.saturating_sub(count)));
+    if (if backward { page.more } else { q.page.is_some() || q.offset > 0 })
+        && let Some(previous) = at(false, &page.first)
+    {
+        links.push(link("previous", previous));
     }
     let matches: Vec<(String, Value)> = page
         .resources
@@ -107,7 +125,7 @@ fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str
     if !ignored.is_empty() {
         entries.push(json!({"resource": OperationOutcome::new(ignored).to_json(), "search": {"mode": "outcome"}}));
     }
-    let total = (q.total != search::Total::None || q.summary == search::Summary::Count).then_some(page.total);
+    let total = page.total.filter(|_| q.total != search::Total::None || q.summary == search::Summary::Count);
     Ok(Response::json(200, super::bundle_of("searchset", total, links, entries)))
 }
 
