@@ -111,11 +111,25 @@ fn migrate(client: &mut Client) -> Result<()> {
     } else {
         for (to, statements) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
             tx.batch_execute(statements).map_err(err)?;
+            if *to == 3 {
+                tx.batch_execute(COLLATE_C).map_err(err)?;
+            }
             tx.execute("UPDATE medkarta_schema SET version = $1", &[to]).map_err(err)?;
         }
     }
     tx.commit().map_err(err)
 }
+
+/// Part of schema version 3 on PostgreSQL: index values compare and sort by code point
+/// (as on SQLite), whatever the database's default collation.
+const COLLATE_C: &str = r#"
+    ALTER TABLE idx_token ALTER COLUMN system TYPE TEXT COLLATE "C", ALTER COLUMN code TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_string ALTER COLUMN value TYPE TEXT COLLATE "C", ALTER COLUMN exact TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_reference ALTER COLUMN target_type TYPE TEXT COLLATE "C",
+        ALTER COLUMN target_id TYPE TEXT COLLATE "C", ALTER COLUMN url TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_quantity ALTER COLUMN system TYPE TEXT COLLATE "C", ALTER COLUMN code TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_uri ALTER COLUMN value TYPE TEXT COLLATE "C";
+"#;
 
 /// A NULL that binds to a parameter of any type.
 #[derive(Debug)]

@@ -179,9 +179,19 @@ fn postgres_schema_1_is_migrated_on_open() {
     let db = PgDatabase::create();
     drop(PostgresStore::open(&db.url).unwrap());
     let mut c = ::postgres::Client::connect(&db.url, ::postgres::NoTls).unwrap();
-    c.batch_execute(&format!("{} UPDATE medkarta_schema SET version = 1;", downgrade_to_v1())).unwrap();
+    let default_collation = r#"ALTER TABLE idx_string ALTER COLUMN value TYPE TEXT COLLATE "default";"#;
+    c.batch_execute(&format!("{} {default_collation} UPDATE medkarta_schema SET version = 1;", downgrade_to_v1()))
+        .unwrap();
     let store = PostgresStore::open(&db.url).unwrap();
     search_composites_and_text(&store);
+    let collation: Option<String> = c
+        .query_one(
+            "SELECT collation_name::text FROM information_schema.columns WHERE table_name = 'idx_string' AND column_name = 'value'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(collation.as_deref(), Some("C"), "index values sort by code point");
     let v: i64 = c.query_one("SELECT version FROM medkarta_schema", &[]).unwrap().get(0);
     assert_eq!(v, store::sql::SCHEMA_VERSION);
 }
