@@ -5,7 +5,7 @@
 //!
 //! The reindex walks each base type in surrogate-key order, in batches of [`BATCH`]
 //! resources, each batch its own short transaction that also saves the job's position
-//! (table `jobs`), so reads and writes go on meanwhile and a restart resumes where the
+//! (a `reindex` record), so reads and writes go on meanwhile and a restart resumes where the
 //! last committed batch ended. Progress is logged, shown by `GET [base]/$reindex`, and
 //! quoted to anyone who searches with the parameter before it is ready.
 
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::write::Written;
 use crate::{Engine, FhirError, FhirResult, Response};
 
-/// Job kind in the store's `jobs` table.
+/// Record kind of reindex jobs in the store.
 const JOB_KIND: &str = "reindex";
 /// Resources per reindex transaction.
 const BATCH: usize = 200;
@@ -99,12 +99,12 @@ pub fn after_commit(engine: &Engine, written: &[&Written]) {
 
 fn forget_job(engine: &Engine, id: &str) -> store::Result<()> {
     let mut tx = engine.store.begin()?;
-    tx.delete_job(id)?;
+    tx.delete_record(JOB_KIND, id)?;
     tx.commit()
 }
 
 fn saved_jobs(engine: &Engine) -> store::Result<Vec<Job>> {
-    Ok(engine.store.jobs(JOB_KIND)?.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
+    Ok(engine.store.records(JOB_KIND)?.iter().filter_map(|(_, r)| serde_json::from_str(&r.data).ok()).collect())
 }
 
 /// At start-up: register every active SearchParameter in the database, with the state
@@ -223,7 +223,7 @@ fn reindex(engine: &Engine, c: &Custom) -> store::Result<()> {
         job.total = job.total.max(job.done);
         job.finished = job.type_index >= c.types.len();
         let state = serde_json::to_string(&job).map_err(|e| store::StoreError::Backend(e.to_string()))?;
-        tx.put_job(&job.id, JOB_KIND, &state)?;
+        tx.put_record(JOB_KIND, &job.id, &state, store::Expect::Any)?;
         tx.commit()?;
         registry::set_state(&c.id, &c.key, State::Indexing { done: job.done, total: job.total });
         if last_log.elapsed() > Duration::from_secs(5) {

@@ -47,7 +47,7 @@ fn reindex_resumes_from_its_saved_position() {
         "finished": false});
     {
         let mut tx = store::Store::begin(&*store).unwrap();
-        tx.put_job("blood-group", "reindex", &saved.to_string()).unwrap();
+        tx.put_record("reindex", "blood-group", &saved.to_string(), store::Expect::Any).unwrap();
         tx.commit().unwrap();
     }
     // not searchable while indexing: the warning says how far it is
@@ -66,6 +66,6 @@ fn reindex_resumes_from_its_saved_position() {
     assert_eq!(status, 200, "{bundle}");
     // only keys 301..=500 were (re)indexed: the first 300 were taken as done
     assert_eq!(bundle["total"], 200, "{bundle}");
-    let job: Value = serde_json::from_str(&store::Store::jobs(&*store, "reindex").unwrap()[0]).unwrap();
+    let job: Value = serde_json::from_str(&store::Store::records(&*store, "reindex").unwrap()[0].1.data).unwrap();
     assert_eq!((job["done"].as_u64(), job["finished"].as_bool()), (Some(500), Some(true)), "{job}");
 }

@@ -20,7 +20,9 @@ use search::{IndexEntry, Query};
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, MIGRATIONS, SCHEMA_VERSION, Sql};
 use store::stats::StatsTracker;
-use store::{CurrentVersion, HistoryQuery, NewVersion, Result, SearchPage, Store, StoreError, StoredResource, Tx};
+use store::{
+    CurrentVersion, Expect, HistoryQuery, NewVersion, Record, Result, SearchPage, Store, StoreError, StoredResource, Tx,
+};
 
 use pool::{Pool, Pooled};
 
@@ -288,12 +290,12 @@ impl Tx for PgTx<'_> {
         ops::reindex(&mut self.conn()?, resource_type, params, rows)
     }
 
-    fn put_job(&mut self, id: &str, kind: &str, state: &str) -> Result<()> {
-        ops::put_job(&mut self.conn()?, id, kind, state)
+    fn put_record(&mut self, kind: &str, id: &str, data: &str, expect: Expect) -> Result<bool> {
+        ops::put_record(&mut self.conn()?, kind, id, data, expect)
     }
 
-    fn delete_job(&mut self, id: &str) -> Result<()> {
-        ops::delete_job(&mut self.conn()?, id)
+    fn delete_record(&mut self, kind: &str, id: &str) -> Result<bool> {
+        ops::delete_record(&mut self.conn()?, kind, id)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
@@ -342,7 +344,11 @@ impl Store for PostgresStore {
         self.with_conn(|c| c.0.batch_execute("SELECT 1").map_err(err))
     }
 
-    fn jobs(&self, kind: &str) -> Result<Vec<String>> {
-        self.with_conn(|c| ops::jobs(c, kind))
+    fn records(&self, kind: &str) -> Result<Vec<(String, Record)>> {
+        self.with_conn(|c| ops::records(c, kind, None))
+    }
+
+    fn record(&self, kind: &str, id: &str) -> Result<Option<Record>> {
+        Ok(self.with_conn(|c| ops::records(c, kind, Some(id)))?.into_iter().next().map(|(_, r)| r))
     }
 }

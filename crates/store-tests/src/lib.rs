@@ -359,6 +359,35 @@ pub fn search_chains(store: &dyn Store) {
 }
 
 /// Concurrent writers never lose an update: exactly one writer wins each version.
+/// Records: create-only, compare-and-set updates, rollback, removal.
+pub fn records_compare_and_set(store: &dyn Store) {
+    use store::Expect;
+    let mut tx = store.begin().unwrap();
+    assert!(tx.put_record("account", "anna", r#"{"v":1}"#, Expect::Absent).unwrap());
+    assert!(!tx.put_record("account", "anna", r#"{"v":"again"}"#, Expect::Absent).unwrap(), "create-only");
+    tx.put_record("account", "boris", "{}", Expect::Any).unwrap();
+    tx.put_record("client", "anna", "{}", Expect::Any).unwrap();
+    tx.commit().unwrap();
+    let anna = store.record("account", "anna").unwrap().unwrap();
+    assert_eq!((anna.version, anna.data.as_str()), (1, r#"{"v":1}"#));
+    let mut tx = store.begin().unwrap();
+    assert!(tx.put_record("account", "anna", r#"{"v":2}"#, Expect::Version(1)).unwrap());
+    assert!(!tx.put_record("account", "anna", r#"{"v":"lost"}"#, Expect::Version(1)).unwrap(), "stale version");
+    tx.commit().unwrap();
+    assert_eq!(store.record("account", "anna").unwrap().unwrap().version, 2);
+    let mut tx = store.begin().unwrap();
+    assert!(tx.delete_record("account", "anna").unwrap());
+    drop(tx); // rolled back
+    let ids: Vec<String> = store.records("account").unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["anna", "boris"]);
+    let mut tx = store.begin().unwrap();
+    assert!(tx.delete_record("account", "anna").unwrap());
+    assert!(!tx.delete_record("account", "nobody").unwrap());
+    tx.commit().unwrap();
+    assert_eq!(store.record("account", "anna").unwrap(), None);
+    assert!(store.record("client", "anna").unwrap().is_some(), "kinds are separate");
+}
+
 pub fn concurrent_writers(store: &(dyn Store + Sync)) {
     write(store, &patient("c1", "A"), 1, Method::Create).unwrap();
     let wins = std::sync::atomic::AtomicUsize::new(0);

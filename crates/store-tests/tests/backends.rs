@@ -36,6 +36,7 @@ both!(
     search_sorting,
     search_composites_and_text,
     search_chains,
+    records_compare_and_set,
     concurrent_writers,
     concurrent_commits_and_rollbacks
 );
@@ -157,7 +158,7 @@ fn downgrade_to_v1() -> String {
         .iter()
         .map(|t| format!("DROP INDEX {t}_rkey; CREATE INDEX {t}_rkey ON {t} (rkey); ALTER TABLE {t} DROP COLUMN grp;"))
         .collect();
-    sql.push_str("DROP TABLE jobs;");
+    sql.push_str("DROP TABLE records;");
     sql
 }
 

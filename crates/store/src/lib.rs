@@ -102,6 +102,27 @@ pub struct HistoryQuery {
     pub offset: usize,
 }
 
+/// A small versioned document that is not a FHIR resource (job state, account, key...),
+/// kept in the same database and transactions as the resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// 1 when created, +1 per update: the basis of compare-and-set updates.
+    pub version: i64,
+    /// JSON, as the owner wrote it.
+    pub data: String,
+}
+
+/// The condition of a record write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there (the version restarts at 1).
+    Any,
+    /// Create only: there must be no such record.
+    Absent,
+    /// Update only the version read before (optimistic concurrency).
+    Version(i64),
+}
+
 /// A page of search results.
 #[derive(Debug, Clone)]
 pub struct SearchPage {
@@ -154,8 +175,11 @@ pub trait Store: Send + Sync + 'static {
     /// Is the database reachable and writable?
     fn check(&self) -> Result<()>;
 
-    /// The saved states of background jobs of a kind (see [`Tx::put_job`]).
-    fn jobs(&self, kind: &str) -> Result<Vec<String>>;
+    /// Records of a kind, in id order (see [`Tx::put_record`]).
+    fn records(&self, kind: &str) -> Result<Vec<(String, Record)>>;
+
+    /// One record.
+    fn record(&self, kind: &str, id: &str) -> Result<Option<Record>>;
 }
 
 /// A write transaction. All reads see the transaction's own writes.
@@ -184,11 +208,12 @@ pub trait Tx {
     /// entries), leaving their other rows alone.
     fn reindex(&mut self, resource_type: &str, params: &[&str], rows: &[(i64, Vec<IndexEntry>)]) -> Result<()>;
 
-    /// Save (insert or replace) a background job's state.
-    fn put_job(&mut self, id: &str, kind: &str, state: &str) -> Result<()>;
+    /// Write a record if `expect` holds (else `false`, nothing written): the state of a
+    /// background job, an account, a client, a session, a key.
+    fn put_record(&mut self, kind: &str, id: &str, data: &str, expect: Expect) -> Result<bool>;
 
-    /// Forget a background job.
-    fn delete_job(&mut self, id: &str) -> Result<()>;
+    /// Remove a record; `false` if there was none.
+    fn delete_record(&mut self, kind: &str, id: &str) -> Result<bool>;
 
     /// Make every write of the transaction durable, or none.
     fn commit(self: Box<Self>) -> Result<()>;

@@ -10,7 +10,8 @@ use crate::sql::{
     sort_value,
 };
 use crate::{
-    CurrentVersion, HistoryQuery, HistoryScope, Method, NewVersion, Result, SearchPage, StoreError, StoredResource,
+    CurrentVersion, Expect, HistoryQuery, HistoryScope, Method, NewVersion, Record, Result, SearchPage, StoreError,
+    StoredResource,
 };
 
 /// What a backend connection must do.
@@ -236,24 +237,53 @@ pub fn reindex(
     Ok(())
 }
 
-pub fn put_job(c: &mut dyn SqlConn, id: &str, kind: &str, state: &str) -> Result<()> {
-    delete_job(c, id)?;
+pub fn put_record(c: &mut dyn SqlConn, kind: &str, id: &str, data: &str, expect: Expect) -> Result<bool> {
     let mut sql = Sql::new(c.dialect());
-    sql.push("INSERT INTO jobs (id, kind, state) VALUES (").text_arg(id).push(", ").text_arg(kind);
-    sql.push(", ").text_arg(state).push(")");
-    c.execute(&sql).map(drop)
+    match expect {
+        Expect::Version(v) => {
+            sql.push("UPDATE records SET data = ").text_arg(data).push(", version = ").bind(Arg::Int(v + 1));
+            sql.push(" WHERE kind = ").text_arg(kind).push(" AND id = ").text_arg(id);
+            sql.push(" AND version = ").bind(Arg::Int(v));
+            return Ok(c.execute(&sql)? == 1);
+        }
+        Expect::Any => {
+            sql.push("DELETE FROM records WHERE kind = ").text_arg(kind).push(" AND id = ").text_arg(id);
+            c.execute(&sql)?;
+        }
+        Expect::Absent => {
+            sql.push("SELECT count(*) FROM records WHERE kind = ").text_arg(kind).push(" AND id = ").text_arg(id);
+            if first_int(c.query_ints(&sql)?) > 0 {
+                return Ok(false);
+            }
+        }
+    }
+    let mut sql = Sql::new(c.dialect());
+    sql.push("INSERT INTO records (kind, id, version, data) VALUES (").text_arg(kind).push(", ").text_arg(id);
+    sql.push(", ").bind(Arg::Int(1)).push(", ").text_arg(data).push(")");
+    Ok(c.execute(&sql)? == 1)
 }
 
-pub fn delete_job(c: &mut dyn SqlConn, id: &str) -> Result<()> {
+pub fn delete_record(c: &mut dyn SqlConn, kind: &str, id: &str) -> Result<bool> {
     let mut sql = Sql::new(c.dialect());
-    sql.push("DELETE FROM jobs WHERE id = ").text_arg(id);
-    c.execute(&sql).map(drop)
+    sql.push("DELETE FROM records WHERE kind = ").text_arg(kind).push(" AND id = ").text_arg(id);
+    Ok(c.execute(&sql)? > 0)
 }
 
-pub fn jobs(c: &mut dyn SqlConn, kind: &str) -> Result<Vec<String>> {
+/// Records of a kind (with `id` = `Some`, just that one), in id order.
+pub fn records(c: &mut dyn SqlConn, kind: &str, id: Option<&str>) -> Result<Vec<(String, Record)>> {
     let mut sql = Sql::new(c.dialect());
-    sql.push("SELECT state FROM jobs WHERE kind = ").text_arg(kind).push(" ORDER BY id");
-    c.query_texts(&sql)
+    sql.push("SELECT id, version, data FROM records WHERE kind = ").text_arg(kind);
+    if let Some(id) = id {
+        sql.push(" AND id = ").text_arg(id);
+    }
+    sql.push(" ORDER BY id");
+    let mut out = Vec::new();
+    for row in c.query_values(&sql)? {
+        if let [Arg::Text(id), Arg::Int(version), Arg::Text(data)] = row.as_slice() {
+            out.push((id.clone(), Record { version: *version, data: data.clone() }));
+        }
+    }
+    Ok(out)
 }
 
 /// Current version and surrogate key, locking the row on PostgreSQL.

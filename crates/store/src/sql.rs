@@ -67,7 +67,7 @@ impl Sql {
 
 /// Schema changes after version 1, in order: `(version reached, statements)`, in SQL
 /// both backends accept. A backend's `schema.sql` creates the latest version directly.
-pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2), (3, MIGRATION_3)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2), (3, MIGRATION_3), (4, MIGRATION_4)];
 
 /// Version 2: composite groups (`grp`), and the per-resource index keyed by parameter
 /// too, for the `EXISTS` checks of search.
@@ -97,8 +97,15 @@ const MIGRATION_2: &str = "ALTER TABLE idx_token ADD COLUMN grp BIGINT;\
 /// do their work so that a job resumes exactly where it stopped.
 const MIGRATION_3: &str = "CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL);";
 
+/// Version 4: the jobs become one kind of versioned record (`records`), beside accounts,
+/// clients, sessions and keys.
+const MIGRATION_4: &str = "CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, \
+     data TEXT NOT NULL, PRIMARY KEY (kind, id));\
+     INSERT INTO records (kind, id, version, data) SELECT kind, id, 1, state FROM jobs;\
+     DROP TABLE jobs;";
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The index table of each parameter type, and its value columns.
 pub const INDEX_TABLES: &[&str] =
