@@ -8,8 +8,11 @@
 //! - [`token`]: signed access tokens (ES256 JWT) and the key set published as JWKS;
 //! - [`random`]: secrets from the operating system's generator.
 //!
-//! No IO here: the accounts, clients and keys are stored by the caller.
+//! - [`account`], [`directory`]: accounts, clients, sessions and keys, kept as records in
+//!   the store, and the login, token and revocation logic over them.
 
+pub mod account;
+pub mod directory;
 pub mod password;
 pub mod random;
 pub mod scope;

@@ -1,0 +1,703 @@
+//! The identity service over the store's records: accounts (with lockout and second
+//! factor), registered clients, the signing keys, sessions and the tokens issued for
+//! them. Everything an OAuth endpoint or an operator command does goes through here.
+//!
+//! Records: `account/<username>`, `client/<client_id>`, `key/<kid>`, `session/<sid>`
+//! (one per login or client grant), `refresh/<sha256 of a refresh token>` (its session,
+//! and whether it is the current one), `code/<sha256 of the code>` (authorization codes,
+//! one use, 60 s).
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use store::{Expect, Store};
+
+use crate::account::{Account, Client, RoleGrant, TotpState};
+use crate::scope::Scopes;
+use crate::token::{KeyPair, Signer};
+use crate::{AuthError, password, random, totp};
+
+/// Access tokens live five minutes.
+pub const ACCESS_TTL: u64 = 300;
+/// Refresh tokens (rotated at each use) live thirty days.
+pub const REFRESH_TTL: u64 = 30 * 24 * 3600;
+/// Authorization codes live one minute.
+pub const CODE_TTL: u64 = 60;
+/// Failed logins before the account is locked.
+pub const LOCK_AFTER: u32 = 5;
+/// How long a lock lasts (seconds); it doubles with each further failure.
+pub const LOCK_SECONDS: u64 = 15 * 60;
+
+/// Failures of the directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Input refused, in words for the person who gave it.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Someone else changed the record meanwhile; try again.
+    #[error("changed concurrently, try again")]
+    Conflict,
+}
+
+type Result<T> = std::result::Result<T, DirectoryError>;
+
+/// Why a login failed. The messages never say whether the user name exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    #[error("wrong user name or password")]
+    BadCredentials,
+    #[error("too many failed attempts: the account is locked for {0} more seconds")]
+    Locked(u64),
+    #[error("the account is disabled")]
+    Disabled,
+    #[error("wrong or already used one-time code")]
+    BadCode,
+    #[error("the service is unavailable, try again")]
+    Unavailable,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn sha256(s: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, s.as_bytes()))
+}
+
+/// A session: one login (or client grant) and the tokens issued under it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub sid: String,
+    /// The user, for user sessions.
+    #[serde(default)]
+    pub username: Option<String>,
+    pub client_id: String,
+    /// Granted scopes.
+    pub scope: String,
+    /// The role the user chose for the session.
+    #[serde(default)]
+    pub grant: Option<RoleGrant>,
+    /// Patient in context (`launch/patient`), an id.
+    #[serde(default)]
+    pub patient: Option<String>,
+    /// SHA-256 of the current refresh token.
+    #[serde(default)]
+    pub refresh_hash: Option<String>,
+    #[serde(default)]
+    pub refresh_expires: u64,
+    #[serde(default)]
+    pub revoked: bool,
+    pub created: u64,
+}
+
+/// Who is calling, from a verified access token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub sid: String,
+    pub username: Option<String>,
+    pub client_id: String,
+    pub scopes: Scopes,
+    pub grant: Option<RoleGrant>,
+    pub patient: Option<String>,
+}
+
+/// Claims of our access tokens.
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessClaims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: u64,
+    iat: u64,
+    jti: String,
+    client_id: String,
+    scope: String,
+    sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    patient: Option<String>,
+    #[serde(default, rename = "fhirUser", skip_serializing_if = "Option::is_none")]
+    fhir_user: Option<String>,
+}
+
+/// What the token endpoint returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+}
+
+/// An authorization code as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// PKCE S256 challenge.
+    pub code_challenge: String,
+    pub scope: String,
+    pub username: String,
+    pub grant: Option<RoleGrant>,
+    pub patient: Option<String>,
+    #[serde(default)]
+    pub nonce: Option<String>,
+    pub expires: u64,
+}
+
+/// The identity service.
+pub struct Directory {
+    store: Arc<dyn Store>,
+    signer: Signer,
+    /// Token issuer (the server's base URL).
+    pub issuer: String,
+    /// Token audience (the FHIR base URL).
+    pub audience: String,
+}
+
+fn parse<T: DeserializeOwned>(data: &str) -> Result<T> {
+    serde_json::from_str(data).map_err(|e| DirectoryError::Invalid(format!("damaged record: {e}")))
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| DirectoryError::Invalid(e.to_string()))
+}
+
+impl Directory {
+    /// Open the directory, creating the first signing key if there is none.
+    pub fn open(store: Arc<dyn Store>, issuer: &str, audience: &str) -> Result<Directory> {
+        let mut keys = Self::load_keys(&*store)?;
+        if keys.is_empty() {
+            let k = KeyPair::generate()?;
+            let data = serde_json::json!({"pkcs8": STANDARD.encode(&k.pkcs8), "created": now()}).to_string();
+            let mut tx = store.begin()?;
+            tx.put_record("key", &k.kid, &data, Expect::Absent)?;
+            tx.commit()?;
+            // another process may have created one at the same time: use what is stored
+            keys = Self::load_keys(&*store)?;
+        }
+        Ok(Directory { signer: Signer::new(keys)?, store, issuer: issuer.to_string(), audience: audience.to_string() })
+    }
+
+    /// Keys newest first.
+    fn load_keys(store: &dyn Store) -> Result<Vec<KeyPair>> {
+        let mut keys: Vec<(u64, KeyPair)> = Vec::new();
+        for (kid, r) in store.records("key")? {
+            let v: serde_json::Value = parse(&r.data)?;
+            let pkcs8 = v["pkcs8"].as_str().and_then(|s| STANDARD.decode(s).ok());
+            if let Some(pkcs8) = pkcs8 {
+                keys.push((v["created"].as_u64().unwrap_or(0), KeyPair { kid, pkcs8 }));
+            }
+        }
+        keys.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(keys.into_iter().map(|(_, k)| k).collect())
+    }
+
+    /// The public keys (`/.well-known/jwks.json`).
+    pub fn jwks(&self) -> serde_json::Value {
+        self.signer.jwks()
+    }
+
+    fn get<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<(i64, T)>> {
+        self.store.record(kind, id)?.map(|r| Ok((r.version, parse(&r.data)?))).transpose()
+    }
+
+    fn put<T: Serialize>(&self, kind: &str, id: &str, v: &T, expect: Expect) -> Result<()> {
+        let mut tx = self.store.begin()?;
+        if !tx.put_record(kind, id, &json(v)?, expect)? {
+            return Err(match expect {
+                Expect::Absent => DirectoryError::Invalid(format!("{kind} '{id}' already exists")),
+                _ => DirectoryError::Conflict,
+            });
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Read-modify-write of a record, retried if someone else wrote it meanwhile.
+    fn update<T: Serialize + DeserializeOwned, R>(
+        &self,
+        kind: &str,
+        id: &str,
+        mut f: impl FnMut(&mut T) -> Result<R>,
+    ) -> Result<R> {
+        for _ in 0..10 {
+            let (version, mut v) =
+                self.get::<T>(kind, id)?.ok_or_else(|| DirectoryError::NotFound(format!("{kind} '{id}'")))?;
+            let out = f(&mut v)?;
+            match self.put(kind, id, &v, Expect::Version(version)) {
+                Err(DirectoryError::Conflict) => continue,
+                other => return other.map(|()| out),
+            }
+        }
+        Err(DirectoryError::Conflict)
+    }
+
+    // ---- accounts ----------------------------------------------------------------------
+
+    /// Create an account; with no password given, one is generated and returned.
+    pub fn add_account(
+        &self,
+        username: &str,
+        password: Option<&str>,
+        grant: RoleGrant,
+    ) -> Result<(Account, Option<String>)> {
+        let valid = (3..=64).contains(&username.len())
+            && username.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-@".contains(c));
+        if !valid {
+            return Err(DirectoryError::Invalid(format!(
+                "'{username}' cannot be a user name: 3 to 64 of a-z, 0-9, '.', '_', '-', '@'"
+            )));
+        }
+        let generated = match password {
+            Some(_) => None,
+            None => Some(password::generate()?),
+        };
+        let pw = password.or(generated.as_deref()).unwrap_or_default();
+        password::check_strength(pw, username).map_err(DirectoryError::Invalid)?;
+        let account = Account {
+            username: username.to_string(),
+            password_hash: password::hash(pw)?,
+            grants: vec![grant],
+            totp: None,
+            recovery: Vec::new(),
+            disabled: false,
+            failed_logins: 0,
+            locked_until: None,
+            notices: Vec::new(),
+            created: now(),
+        };
+        self.put("account", username, &account, Expect::Absent)?;
+        Ok((account, generated))
+    }
+
+    pub fn account(&self, username: &str) -> Result<Option<Account>> {
+        Ok(self.get("account", username)?.map(|(_, a)| a))
+    }
+
+    pub fn accounts(&self) -> Result<Vec<Account>> {
+        self.store.records("account")?.iter().map(|(_, r)| parse(&r.data)).collect()
+    }
+
+    /// Add a role to an existing account.
+    pub fn add_grant(&self, username: &str, grant: RoleGrant) -> Result<()> {
+        self.update("account", username, |a: &mut Account| {
+            if !a.grants.contains(&grant) {
+                a.grants.push(grant.clone());
+            }
+            Ok(())
+        })
+    }
+
+    /// Disable (or enable) an account; disabling ends its sessions.
+    pub fn set_disabled(&self, username: &str, disabled: bool) -> Result<()> {
+        self.update("account", username, |a: &mut Account| {
+            a.disabled = disabled;
+            Ok(())
+        })?;
+        if disabled {
+            self.revoke_sessions(|s| s.username.as_deref() == Some(username))?;
+        }
+        Ok(())
+    }
+
+    /// Remove the second factor (the owner enrols again at the next login).
+    pub fn reset_second_factor(&self, username: &str) -> Result<()> {
+        self.update("account", username, |a: &mut Account| {
+            a.totp = None;
+            a.recovery.clear();
+            Ok(())
+        })
+    }
+
+    /// Check a password, counting failures: after [`LOCK_AFTER`] the account is locked for
+    /// [`LOCK_SECONDS`] (doubling), and the owner is told at the next login.
+    pub fn check_password(&self, username: &str, pw: &str, now: u64) -> std::result::Result<Account, LoginError> {
+        let unavailable = |_| LoginError::Unavailable;
+        let Some((_, account)) = self.get::<Account>("account", username).map_err(unavailable)? else {
+            // the same work as for a real account, so timing does not reveal which names exist
+            let _ = password::verify(pw, &DUMMY_HASH);
+            return Err(LoginError::BadCredentials);
+        };
+        if let Some(until) = account.locked_until.filter(|u| *u > now) {
+            return Err(LoginError::Locked(until - now));
+        }
+        if password::verify(pw, &account.password_hash) {
+            if account.disabled {
+                return Err(LoginError::Disabled);
+            }
+            return Ok(account);
+        }
+        let result = self.update("account", username, |a: &mut Account| {
+            a.failed_logins += 1;
+            if a.failed_logins >= LOCK_AFTER {
+                let factor = 1u64 << (a.failed_logins - LOCK_AFTER).min(6);
+                a.locked_until = Some(now + LOCK_SECONDS * factor);
+                a.notices.push(format!(
+                    "{} failed login attempts; the account was locked for {} minutes at {now} (Unix time)",
+                    a.failed_logins,
+                    LOCK_SECONDS * factor / 60
+                ));
+            }
+            Ok(a.locked_until.filter(|u| *u > now))
+        });
+        match result {
+            Ok(Some(until)) => Err(LoginError::Locked(until - now)),
+            Ok(None) => Err(LoginError::BadCredentials),
+            Err(_) => Err(LoginError::Unavailable),
+        }
+    }
+
+    /// Check the second factor (a TOTP code, or a recovery code, which is then used up)
+    /// after the password; on success the failure count is reset and the pending notices
+    /// are returned for display.
+    pub fn check_second_factor(
+        &self,
+        username: &str,
+        code: &str,
+        now: u64,
+    ) -> std::result::Result<Vec<String>, LoginError> {
+        let result = self.update("account", username, |a: &mut Account| {
+            let totp_ok = match &mut a.totp {
+                Some(t) if t.confirmed => {
+                    let secret = totp::from_base32(&t.secret).unwrap_or_default();
+                    match totp::verify(&secret, code, now, t.last_step) {
+                        Some(step) => {
+                            t.last_step = Some(step);
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                _ => false,
+            };
+            let recovery = totp::recovery_hash(code);
+            let recovery_ok = !totp_ok && a.recovery.contains(&recovery);
+            if recovery_ok {
+                a.recovery.retain(|r| *r != recovery);
+            }
+            if totp_ok || recovery_ok {
+                a.failed_logins = 0;
+                a.locked_until = None;
+                Ok(Some(std::mem::take(&mut a.notices)))
+            } else {
+                a.failed_logins += 1;
+                if a.failed_logins >= LOCK_AFTER {
+                    a.locked_until = Some(now + LOCK_SECONDS);
+                }
+                Ok(None)
+            }
+        });
+        match result {
+            Ok(Some(notices)) => Ok(notices),
+            Ok(None) => Err(LoginError::BadCode),
+            Err(_) => Err(LoginError::Unavailable),
+        }
+    }
+
+    /// Start TOTP enrolment: a new secret (not yet active) and its `otpauth://` URI.
+    pub fn begin_totp(&self, username: &str) -> Result<String> {
+        let secret = totp::new_secret()?;
+        let uri = totp::uri(&secret, "Medkarta", username);
+        self.update("account", username, |a: &mut Account| {
+            a.totp = Some(TotpState { secret: totp::base32(&secret), confirmed: false, last_step: None });
+            Ok(())
+        })?;
+        Ok(uri)
+    }
+
+    /// Finish enrolment with a first code; returns the recovery codes to show once.
+    pub fn confirm_totp(&self, username: &str, code: &str, now: u64) -> Result<Vec<String>> {
+        let codes = totp::recovery_codes()?;
+        self.update("account", username, |a: &mut Account| {
+            let Some(t) = a.totp.as_mut().filter(|t| !t.confirmed) else {
+                return Err(DirectoryError::Invalid("no enrolment in progress".into()));
+            };
+            let secret = totp::from_base32(&t.secret).unwrap_or_default();
+            let step = totp::verify(&secret, code, now, None).ok_or_else(|| {
+                DirectoryError::Invalid("the code does not match: check the time on the phone".into())
+            })?;
+            t.confirmed = true;
+            t.last_step = Some(step);
+            a.recovery = codes.iter().map(|c| totp::recovery_hash(c)).collect();
+            Ok(())
+        })?;
+        Ok(codes)
+    }
+
+    // ---- clients -----------------------------------------------------------------------
+
+    /// Register a client. With no `jwks` it gets a secret (returned once).
+    pub fn add_client(
+        &self,
+        name: &str,
+        scope: &str,
+        redirect_uris: Vec<String>,
+        jwks: Option<serde_json::Value>,
+        public: bool,
+    ) -> Result<(Client, Option<String>)> {
+        Scopes::parse(scope).map_err(DirectoryError::Invalid)?;
+        let secret = if jwks.is_none() && !public { Some(random::token(32)?) } else { None };
+        let client = Client {
+            client_id: format!("{}-{}", slug(name), random::readable(8)?),
+            name: name.to_string(),
+            secret_hash: secret.as_deref().map(password::hash).transpose()?,
+            jwks,
+            redirect_uris,
+            scope: scope.to_string(),
+            origins: Vec::new(),
+            disabled: false,
+            created: now(),
+        };
+        self.put("client", &client.client_id, &client, Expect::Absent)?;
+        Ok((client, secret))
+    }
+
+    pub fn client(&self, client_id: &str) -> Result<Option<Client>> {
+        Ok(self.get("client", client_id)?.map(|(_, c)| c))
+    }
+
+    pub fn clients(&self) -> Result<Vec<Client>> {
+        self.store.records("client")?.iter().map(|(_, r)| parse(&r.data)).collect()
+    }
+
+    /// A confidential client proving itself with its secret.
+    pub fn authenticate_client(&self, client_id: &str, secret: &str) -> Option<Client> {
+        let client = self.client(client_id).ok().flatten()?;
+        let ok = client.secret_hash.as_deref().is_some_and(|h| password::verify(secret, h));
+        (ok && !client.disabled).then_some(client)
+    }
+
+    // ---- sessions and tokens -----------------------------------------------------------
+
+    /// Start a session and issue its tokens. `refresh`: also a refresh token.
+    pub fn issue(&self, mut session: Session, refresh: bool, nonce: Option<&str>) -> Result<Tokens> {
+        let refresh_token = if refresh { Some(random::token(32)?) } else { None };
+        session.refresh_hash = refresh_token.as_deref().map(sha256);
+        session.refresh_expires = now() + REFRESH_TTL;
+        self.put("session", &session.sid, &session, Expect::Absent)?;
+        if let Some(hash) = &session.refresh_hash {
+            self.put("refresh", hash, &RefreshRecord { sid: session.sid.clone(), current: true }, Expect::Absent)?;
+        }
+        self.tokens(&session, refresh_token, nonce)
+    }
+
+    /// A new session record (not stored yet).
+    pub fn new_session(
+        &self,
+        username: Option<&str>,
+        client_id: &str,
+        scope: &Scopes,
+        grant: Option<RoleGrant>,
+        patient: Option<String>,
+    ) -> Result<Session> {
+        Ok(Session {
+            sid: random::token(16)?,
+            username: username.map(str::to_string),
+            client_id: client_id.to_string(),
+            scope: scope.to_string(),
+            grant,
+            patient,
+            refresh_hash: None,
+            refresh_expires: 0,
+            revoked: false,
+            created: now(),
+        })
+    }
+
+    fn tokens(&self, s: &Session, refresh_token: Option<String>, nonce: Option<&str>) -> Result<Tokens> {
+        let now = now();
+        let scopes = Scopes::parse(&s.scope).map_err(DirectoryError::Invalid)?;
+        let fhir_user = s.grant.as_ref().and_then(|g| g.practitioner.clone().or_else(|| g.patient.clone()));
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: s.username.clone().unwrap_or_else(|| s.client_id.clone()),
+            aud: self.audience.clone(),
+            exp: now + ACCESS_TTL,
+            iat: now,
+            jti: random::token(12)?,
+            client_id: s.client_id.clone(),
+            scope: s.scope.clone(),
+            sid: s.sid.clone(),
+            role: s.grant.as_ref().map(RoleGrant::label),
+            patient: s.patient.clone(),
+            fhir_user: fhir_user.clone(),
+        };
+        let id_token = if scopes.has("openid") && s.username.is_some() {
+            let mut id = serde_json::json!({
+                "iss": self.issuer, "sub": claims.sub, "aud": s.client_id, "exp": now + ACCESS_TTL, "iat": now,
+            });
+            if scopes.has("fhirUser")
+                && let Some(u) = &fhir_user
+            {
+                id["fhirUser"] = serde_json::json!(format!("{}/{u}", self.audience));
+            }
+            if let Some(n) = nonce {
+                id["nonce"] = serde_json::json!(n);
+            }
+            Some(self.signer.sign(&id)?)
+        } else {
+            None
+        };
+        Ok(Tokens {
+            access_token: self.signer.sign(&claims)?,
+            token_type: "Bearer",
+            expires_in: ACCESS_TTL,
+            scope: s.scope.clone(),
+            refresh_token,
+            id_token,
+            patient: s.patient.clone(),
+        })
+    }
+
+    /// Exchange a refresh token for new tokens; the refresh token rotates. Presenting an
+    /// old (already rotated) refresh token revokes the whole session: it was stolen.
+    pub fn refresh(&self, refresh_token: &str, client_id: &str) -> Result<Tokens> {
+        let hash = sha256(refresh_token);
+        let invalid = || DirectoryError::Invalid("the refresh token is invalid, expired or revoked".into());
+        let (_, link) = self.get::<RefreshRecord>("refresh", &hash)?.ok_or_else(invalid)?;
+        let sid = link.sid;
+        let (_, session) = self.get::<Session>("session", &sid)?.ok_or_else(invalid)?;
+        if !link.current {
+            // a rotated token came back: someone kept a copy; end the session
+            self.revoke_sessions(|s| s.sid == sid)?;
+            return Err(invalid());
+        }
+        if session.revoked || session.refresh_expires < now() || session.client_id != client_id {
+            return Err(invalid());
+        }
+        if let Some(user) = &session.username
+            && self.account(user)?.is_none_or(|a| a.disabled)
+        {
+            return Err(invalid());
+        }
+        let next = random::token(32)?;
+        let next_hash = sha256(&next);
+        let session = self.update("session", &sid, |s: &mut Session| {
+            if s.refresh_hash.as_deref() != Some(hash.as_str()) {
+                return Err(invalid()); // rotated meanwhile by a concurrent refresh
+            }
+            s.refresh_hash = Some(next_hash.clone());
+            s.refresh_expires = now() + REFRESH_TTL;
+            Ok(s.clone())
+        })?;
+        self.put("refresh", &hash, &RefreshRecord { sid: sid.clone(), current: false }, Expect::Any)?;
+        self.put("refresh", &next_hash, &RefreshRecord { sid, current: true }, Expect::Absent)?;
+        self.tokens(&session, Some(next), None)
+    }
+
+    /// Revoke the session of an access or refresh token (RFC 7009: unknown tokens are
+    /// not an error).
+    pub fn revoke(&self, token: &str) -> Result<()> {
+        if let Ok(claims) = self.signer.verify::<AccessClaims>(token, &self.issuer, &self.audience) {
+            return self.revoke_sessions(|s| s.sid == claims.sid);
+        }
+        match self.get::<RefreshRecord>("refresh", &sha256(token))? {
+            Some((_, link)) => self.revoke_sessions(|s| s.sid == link.sid),
+            None => Ok(()),
+        }
+    }
+
+    fn revoke_sessions(&self, mut which: impl FnMut(&Session) -> bool) -> Result<()> {
+        for (sid, r) in self.store.records("session")? {
+            let s: Session = parse(&r.data)?;
+            if !s.revoked && which(&s) {
+                self.update("session", &sid, |s: &mut Session| {
+                    s.revoked = true;
+                    s.refresh_hash = None;
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Verify an access token: signature, issuer, audience, expiry, and that its session
+    /// is still live (not revoked, account not disabled).
+    pub fn verify(&self, token: &str) -> std::result::Result<Caller, AuthError> {
+        let claims: AccessClaims = self.signer.verify(token, &self.issuer, &self.audience)?;
+        let session = self
+            .get::<Session>("session", &claims.sid)
+            .map_err(|e| AuthError::InvalidToken(format!("cannot check the session: {e}")))?
+            .map(|(_, s)| s)
+            .filter(|s| !s.revoked)
+            .ok_or_else(|| AuthError::InvalidToken("the token has been revoked".into()))?;
+        if session.client_id != claims.client_id {
+            return Err(AuthError::InvalidToken("the token belongs to another client".into()));
+        }
+        let scopes = Scopes::parse(&claims.scope).map_err(AuthError::InvalidToken)?;
+        Ok(Caller {
+            sid: claims.sid,
+            username: session.username,
+            client_id: claims.client_id,
+            scopes,
+            grant: session.grant,
+            patient: session.patient,
+        })
+    }
+
+    /// Store an authorization code; returns the code to send to the client.
+    pub fn new_code(&self, grant: &CodeGrant) -> Result<String> {
+        let code = random::token(32)?;
+        self.put("code", &sha256(&code), grant, Expect::Absent)?;
+        Ok(code)
+    }
+
+    /// Take an authorization code (it works once).
+    pub fn take_code(&self, code: &str) -> Result<Option<CodeGrant>> {
+        let id = sha256(code);
+        let Some((_, grant)) = self.get::<CodeGrant>("code", &id)? else { return Ok(None) };
+        let mut tx = self.store.begin()?;
+        let taken = tx.delete_record("code", &id)?;
+        tx.commit()?;
+        Ok((taken && grant.expires >= now()).then_some(grant))
+    }
+}
+
+/// An Argon2id hash verified against when the user name is unknown.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| password::hash("not a password of anyone").unwrap_or_default());
+
+/// Which session a refresh token belongs to.
+#[derive(Debug, Serialize, Deserialize)]
+struct RefreshRecord {
+    sid: String,
+    /// `false` once rotated: presenting it again means it was copied.
+    current: bool,
+}
+
+/// The PKCE S256 transform of a verifier (RFC 7636).
+pub fn pkce_challenge(verifier: &str) -> String {
+    sha256(verifier)
+}
+
+fn slug(name: &str) -> String {
+    let s: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    if s.is_empty() { "client".into() } else { s.chars().take(32).collect() }
+}
