@@ -207,7 +207,7 @@ impl Directory {
                 keys.push((v["created"].as_u64().unwrap_or(0), KeyPair { kid, pkcs8 }));
             }
         }
-        keys.sort_by(|a, b| b.0.cmp(&a.0));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.0));
         Ok(keys.into_iter().map(|(_, k)| k).collect())
     }
 
