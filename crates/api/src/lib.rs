@@ -4,15 +4,25 @@
 //! OperationOutcome; everything FHIR-specific is decided by the engine.
 //!
 //! The engine blocks on the database, so each request runs on a blocking thread.
+//!
+//! Every FHIR request needs a valid bearer token (except the CapabilityStatement and the
+//! SMART configuration, which are public by specification): without one, or with an
+//! expired, revoked or foreign one, the answer is 401 with `WWW-Authenticate`, and the
+//! attempt is logged. The verified caller travels with the request into the engine,
+//! where the access policy is enforced. The OAuth endpoints are in [`oauth`].
+
+pub mod oauth;
 
 use std::sync::Arc;
 
+use auth::directory::Directory;
+use auth::policy::Principal;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use fhir_model::{Issue, IssueType, OperationOutcome};
 use fhir_rest::{Body as FhirBody, Engine, Method, Request, Response, ResponseBody, Return};
 use serde_json::Value;
@@ -64,13 +74,23 @@ impl Default for HttpConfig {
 #[derive(Clone)]
 struct AppState {
     engine: Engine,
+    directory: Arc<Directory>,
     http: Arc<HttpConfig>,
 }
 
-/// All routes: `/fhir/...`, `/healthz`, `/readyz`.
-pub fn router(engine: Engine, http: HttpConfig) -> Router {
-    let state = AppState { engine, http: Arc::new(http) };
+/// All routes: `/fhir/...`, `/oauth/...`, `/.well-known/...`, `/healthz`, `/readyz`.
+pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Router {
+    let state = AppState { engine, directory: directory.clone(), http: Arc::new(http) };
+    let oauth = Router::new()
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/introspect", post(oauth::introspect))
+        .route("/oauth/jwks", get(oauth::jwks))
+        .route("/fhir/.well-known/smart-configuration", get(oauth::smart_configuration))
+        .route("/.well-known/smart-configuration", get(oauth::smart_configuration))
+        .with_state(directory);
     Router::new()
+        .merge(oauth)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/fhir", any(fhir))
@@ -100,6 +120,19 @@ const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 fn outcome(status: StatusCode, code: IssueType, msg: impl Into<String>) -> HttpResponse {
     let body = OperationOutcome::from(Issue::error(code, msg)).to_json();
     (status, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response()
+}
+
+/// 401 with the challenge of RFC 6750.
+fn unauthorized(error: &str, description: &str) -> HttpResponse {
+    let mut r = outcome(StatusCode::UNAUTHORIZED, IssueType::Security, description);
+    let challenge = format!(
+        "Bearer realm=\"medkarta\", error=\"{error}\", error_description=\"{}\"",
+        description.replace('"', "'")
+    );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
 }
 
 /// A header as text; UTF-8 beyond ASCII is accepted (clients should percent-encode
@@ -209,6 +242,27 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         Err(refused) => return *refused,
     };
     let (prefer_return, strict) = parse_prefer(&parts.headers);
+    // public by specification: the CapabilityStatement; everything else needs a token
+    let public = method == Method::Get && path == "metadata";
+    let bearer = header_str(&parts.headers, header::AUTHORIZATION)
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(|t| t.trim().to_string()));
+    let principal = if public {
+        Principal::Internal
+    } else {
+        let Some(token) = bearer else {
+            tracing::warn!(path, "request without an access token refused");
+            return unauthorized("invalid_request", "An access token is required (Authorization: Bearer ...)");
+        };
+        let directory = s.directory.clone();
+        match tokio::task::spawn_blocking(move || directory.verify(&token)).await {
+            Ok(Ok(caller)) => Principal::Token(caller),
+            Ok(Err(e)) => {
+                tracing::warn!(path, "request with an invalid access token refused: {e}");
+                return unauthorized("invalid_token", &format!("The access token is not valid: {e}"));
+            }
+            Err(_) => return outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error"),
+        }
+    };
     let request = Request {
         method,
         path,
@@ -221,6 +275,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         prefer_return,
         strict,
         json_patch,
+        principal,
     };
     let engine = s.engine.clone();
     let response = match tokio::task::spawn_blocking(move || engine.handle(&request)).await {

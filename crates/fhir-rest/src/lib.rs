@@ -5,6 +5,7 @@
 //! One module per interaction under [`interaction`]; every write goes through
 //! [`write`], whether it comes alone or inside a transaction bundle.
 
+pub mod access;
 pub mod error;
 pub mod fhirpath_patch;
 pub mod interaction;
@@ -15,6 +16,7 @@ pub mod write;
 
 use std::sync::Arc;
 
+use auth::policy::Principal;
 use fhir_model::ResourceType;
 use serde_json::Value;
 use store::Store;
@@ -81,6 +83,9 @@ pub struct Request {
     pub strict: bool,
     /// The body is a JSON Patch document (`application/json-patch+json`).
     pub json_patch: bool,
+    /// Who asks: the HTTP layer sets the verified token's caller; requests made inside
+    /// the server (demo data, operator commands) are [`Principal::Internal`].
+    pub principal: Principal,
 }
 
 impl Request {
@@ -98,6 +103,7 @@ impl Request {
             prefer_return: Return::default(),
             strict: false,
             json_patch: false,
+            principal: Principal::Internal,
         }
     }
 }

@@ -88,6 +88,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    pub fn op(&self) -> &WriteOp {
+        &self.op
+    }
+
     /// The write, e.g. to assign an id inside a transaction bundle.
     pub fn op_mut(&mut self) -> &mut WriteOp {
         &mut self.op

@@ -1,6 +1,7 @@
 //! The `medkarta` binary: command line, configuration and wiring. This is the only crate
 //! that names the concrete storage backends.
 
+mod admin;
 mod config;
 mod demo;
 
@@ -24,6 +25,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Load the demo data set (clinics, practitioners, patients, encounters, observations).
     Demo(StoreArgs),
+    /// Operator commands: accounts, clients, support tokens.
+    Admin(admin::AdminArgs),
     /// Write a deterministic synthetic population (patients with their whole records) as
     /// FHIR transaction bundles or NDJSON files.
     Generate(GenerateArgs),
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => Settings::load(&args).and_then(serve),
         Command::Generate(args) => generate(&args),
+        Command::Admin(args) => admin::run(args),
         Command::Demo(args) => Settings::load_store(&args).and_then(|s| {
             let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
             let n = demo::load(&engine)?;
@@ -134,7 +138,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
+pub(crate) fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
     match &s.database {
         Some(url) => {
             store_postgres::PostgresStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>).map_err(|e| e.to_string())
@@ -159,21 +163,22 @@ fn serve(s: Settings) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let base_url = s.base_url.clone().unwrap_or_else(|| format!("http://{addr}/fhir"));
         let settings = s.clone();
-        let engine = tokio::task::spawn_blocking(move || -> Result<fhir_rest::Engine, String> {
+        let (engine, directory) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let engine = engine(&settings, base_url)?;
+            let directory = Arc::new(admin::directory(engine.store.clone(), &engine.config.base_url)?);
             fhir_rest::search_parameters::start(&engine)
                 .map_err(|e| format!("cannot load the custom search parameters: {e}"))?;
             if settings.demo {
                 let n = demo::load(&engine)?;
                 tracing::info!("demo data loaded ({n} resources written)");
             }
-            Ok(engine)
+            Ok((engine, directory))
         })
         .await
         .map_err(|e| e.to_string())??;
         // The first line on stdout says where we listen (tests read it when using port 0).
         println!("Medkarta listening on http://{addr}/fhir ({})", s.store_description());
-        let app = api::router(engine, api::HttpConfig { max_body_bytes: s.max_body_bytes });
+        let app = api::router(engine, directory, api::HttpConfig { max_body_bytes: s.max_body_bytes });
         api::serve(listener, app, shutdown_signal()).await.map_err(|e| e.to_string())
     })
 }

@@ -11,7 +11,8 @@ use std::process::Command;
 fn python_fhirclient_round_trip() {
     let s = common::Server::sqlite();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/fhirclient_interop.py");
-    let out = Command::new("python3").arg(script).arg(&s.base).output().expect("python3 must be installed");
+    let out =
+        Command::new("python3").arg(script).arg(&s.base).arg(&s.token).output().expect("python3 must be installed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -191,6 +191,7 @@ fn write_op(e: &Entry) -> FhirResult<WriteOp> {
 
 fn get_request(e: &Entry, req: &Request) -> Request {
     let mut r = Request::new(e.method, e.path.clone(), e.query.clone());
+    r.principal = req.principal.clone();
     r.if_none_match = e.if_none_match.clone();
     r.if_modified_since = e.if_modified_since.clone();
     r.prefer_return = req.prefer_return;
@@ -324,6 +325,8 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
             continue;
         };
         let Some(op) = slot.take() else { continue };
+        crate::access::check_write(engine, &req.principal, op.op())
+            .map_err(|err| at_entry(err, e.index, e.path.split('/').next().unwrap_or_default()))?;
         if results.get(i).is_some_and(Option::is_some) {
             continue; // a conditional create that matched an existing resource
         }
@@ -493,7 +496,10 @@ fn batch(engine: &Engine, req: &Request, entries: &[Value]) -> Response {
             if rank(e.method) == 3 {
                 return read_entry(engine.handle(&get_request(&e, req)));
             }
-            let result = write_op(&e).and_then(prepare).and_then(|prepared| commit_one(engine, prepared));
+            let result = write_op(&e)
+                .and_then(|op| crate::access::check_write(engine, &req.principal, &op).map(|()| op))
+                .and_then(prepare)
+                .and_then(|prepared| commit_one(engine, prepared));
             match result {
                 Ok(w) => write_entry(&w, req),
                 Err(err) => {

@@ -5,6 +5,10 @@ use fhir_model::ResourceType;
 use serde_json::{Value, json};
 use store::{HistoryQuery, HistoryScope, Method as StoreMethod};
 
+use auth::policy::Access;
+use auth::scope::Interaction;
+
+use crate::access::{check_visible, require, require_all};
 use crate::meta::{etag, http_date, instant, now_micros, parse_instant};
 use crate::{Engine, FhirError, FhirResult, Request, Response};
 
@@ -41,6 +45,25 @@ pub fn history(engine: &Engine, req: &Request, rt: Option<ResourceType>, id: Opt
         }
     }
     let count = count.min(engine.config.max_count);
+    match (rt, id) {
+        (Some(t), Some(i)) => {
+            let access = require(&req.principal, Interaction::Read, t)?;
+            if access != Access::All {
+                match engine.store.read(t.as_str(), i)? {
+                    Some(cur) if cur.body.is_some() => {
+                        check_visible(&access, t, i, cur.body.as_deref().unwrap_or_default())?
+                    }
+                    _ => return Err(FhirError::not_found(format!("{t}/{i} does not exist"))),
+                }
+            }
+        }
+        (Some(t), None) => require_all(&req.principal, Interaction::Read, &[t])?,
+        _ => {
+            let all: Vec<ResourceType> =
+                fhir_spec::spec().resource_types().iter().filter_map(|t| ResourceType::parse(t)).collect();
+            require_all(&req.principal, Interaction::Read, &all)?
+        }
+    }
     let scope = match (rt, id) {
         (Some(t), Some(i)) => HistoryScope::Instance(t.to_string(), i.to_string()),
         (Some(t), None) => HistoryScope::Type(t.to_string()),

@@ -44,7 +44,11 @@ pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
         (Get | Head, ["_history"]) => history::history(engine, req, None, None),
         (Get | Head, []) => search::system(engine, req),
         (Post, ["_search"]) => search::search_post(engine, req, None),
-        (Get | Head, ["$reindex"]) => crate::search_parameters::status(engine),
+        (Get | Head, ["$reindex"]) => {
+            let t = resource_type("SearchParameter")?;
+            crate::access::require_all(&req.principal, auth::scope::Interaction::Read, &[t])?;
+            crate::search_parameters::status(engine)
+        }
         (_, [op]) if op.starts_with('$') => {
             Err(FhirError::not_supported(format!("The operation '{op}' is not supported")))
         }

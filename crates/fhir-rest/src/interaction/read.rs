@@ -3,6 +3,10 @@
 use fhir_model::{ResourceType, is_valid_id};
 use store::StoredResource;
 
+use auth::policy::Access;
+use auth::scope::Interaction;
+
+use crate::access::{check_visible, require};
 use crate::meta::{etag, http_date, parse_etag, parse_http_date};
 use crate::{Engine, FhirError, FhirResult, Request, Response, ResponseBody};
 
@@ -28,9 +32,15 @@ fn check_id(rt: ResourceType, id: &str) -> FhirResult<()> {
 
 pub fn read(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
     check_id(rt, id)?;
+    let access = require(&req.principal, Interaction::Read, rt)?;
     let Some(s) = engine.store.read(rt.as_str(), id)? else {
         return Err(FhirError::not_found(format!("{rt}/{id} does not exist")));
     };
+    if let Some(b) = &s.body {
+        check_visible(&access, rt, id, b)?;
+    } else if access != Access::All {
+        return Err(FhirError::not_found(format!("{rt}/{id} does not exist")));
+    }
     if s.deleted() {
         let mut r: Response = FhirError::gone(format!("{rt}/{id} was deleted (version {})", s.version)).into();
         r.etag = Some(etag(s.version));
@@ -50,12 +60,18 @@ pub fn read(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirR
     Ok(stored_response(engine, s, 200))
 }
 
-pub fn vread(engine: &Engine, _req: &Request, rt: ResourceType, id: &str, version: &str) -> FhirResult<Response> {
+pub fn vread(engine: &Engine, req: &Request, rt: ResourceType, id: &str, version: &str) -> FhirResult<Response> {
     check_id(rt, id)?;
+    let access = require(&req.principal, Interaction::Read, rt)?;
     let v: u64 = version.parse().map_err(|_| FhirError::bad_request(format!("'{version}' is not a version number")))?;
     match engine.store.read_version(rt.as_str(), id, v)? {
         None => Err(FhirError::not_found(format!("{rt}/{id} has no version {v}"))),
-        Some(s) if s.deleted() => Err(FhirError::gone(format!("Version {v} of {rt}/{id} is its deletion"))),
-        Some(s) => Ok(stored_response(engine, s, 200)),
+        Some(s) if s.deleted() && access == Access::All => {
+            Err(FhirError::gone(format!("Version {v} of {rt}/{id} is its deletion")))
+        }
+        Some(s) => {
+            check_visible(&access, rt, id, s.body.as_deref().unwrap_or_default())?;
+            Ok(stored_response(engine, s, 200))
+        }
     }
 }

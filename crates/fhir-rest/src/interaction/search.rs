@@ -7,11 +7,15 @@ use search::page::{PageRequest, Position};
 use search::query::{parse_query, parse_system_query};
 use serde_json::{Value, json};
 
+use auth::scope::Interaction;
+
+use crate::access::{require, require_all, restrict, visible};
 use crate::search_parameters::pending_issue;
 use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
 
 pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> FhirResult<Response> {
-    let q = parse_query(rt, query)?;
+    let mut q = parse_query(rt, query)?;
+    restrict(&mut q, &require(&req.principal, Interaction::Search, rt)?)?;
     run(engine, req, q, rt.as_str(), query)
 }
 
@@ -19,6 +23,7 @@ pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> 
 /// has the parameters used.
 pub fn system(engine: &Engine, req: &Request) -> FhirResult<Response> {
     let q = parse_system_query(&req.query)?;
+    require_all(&req.principal, Interaction::Search, &q.types)?;
     run(engine, req, q, "", &req.query)
 }
 
@@ -32,6 +37,7 @@ pub fn compartment(
 ) -> FhirResult<Response> {
     let mut q = parse_query(rt, &req.query)?;
     q.in_compartment(owner, id)?;
+    restrict(&mut q, &require(&req.principal, Interaction::Search, rt)?)?;
     run(engine, req, q, &format!("{owner}/{id}/{rt}"), &req.query)
 }
 
@@ -108,7 +114,15 @@ fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str
         })
         .collect();
     let whole: Vec<Value> = matches.iter().map(|(_, v)| v.clone()).collect();
-    let included = super::include::included(engine, &q, &whole)?;
+    // included resources: only those the caller may read
+    let mut included = super::include::included(engine, &q, &whole)?;
+    included.retain(|res| {
+        res.get("resourceType")
+            .and_then(Value::as_str)
+            .and_then(ResourceType::parse)
+            .and_then(|t| require(&req.principal, Interaction::Read, t).ok())
+            .is_some_and(|access| visible(&access, res))
+    });
     let entry = |url: String, res: Value, mode: &str| {
         json!({
             "fullUrl": engine.url(&url),

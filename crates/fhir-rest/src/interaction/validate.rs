@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
 
 pub fn validate(_engine: &Engine, req: &Request, rt: ResourceType, id: Option<&str>) -> FhirResult<Response> {
+    crate::access::require(&req.principal, auth::scope::Interaction::Read, rt)?;
     let Body::Json(body) = &req.body else {
         return Err(FhirError::bad_request(
             "$validate needs the resource (or a Parameters with a 'resource' parameter) in the body",

@@ -17,6 +17,7 @@ fn body(req: &Request) -> FhirResult<Value> {
 
 /// Run one write in its own transaction.
 pub fn run(engine: &Engine, req: &Request, op: WriteOp) -> FhirResult<Response> {
+    crate::access::check_write(engine, &req.principal, &op)?;
     let w = commit_one(engine, prepare(op)?)?;
     Ok(written_response(engine, &w, req.prefer_return))
 }

@@ -1,5 +1,7 @@
 //! Test harness: start the real `medkarta` binary on port 0 with a fresh database
 //! (SQLite in a temporary directory, or a new PostgreSQL database) and talk HTTP to it.
+//! The API is closed: the harness registers a client with `medkarta admin client add`
+//! and gets a token over OAuth client credentials, which `req` sends by default.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![allow(dead_code)]
@@ -21,8 +23,13 @@ pub struct Server {
     backend: Backend,
     extra: Vec<String>,
     agent: ureq::Agent,
+    /// The harness's client (`system/*.cruds`) and its current access token.
+    pub client_id: String,
+    pub client_secret: String,
+    pub token: String,
 }
 
+#[derive(Debug)]
 pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -65,12 +72,88 @@ fn spawn(backend: &Backend, extra: &[String]) -> (Child, String) {
     (child, base)
 }
 
+/// `--data DIR` or `--database URL`.
+fn store_args(backend: &Backend) -> Vec<String> {
+    match backend {
+        Backend::Sqlite(dir) => vec!["--data".into(), dir.path().display().to_string()],
+        Backend::Postgres(db) => vec!["--database".into(), db.url.clone()],
+    }
+}
+
+/// Run `medkarta admin ARGS` on a backend's database: (success, stdout, stderr).
+pub fn admin_on(backend: &Backend, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_medkarta"));
+    cmd.arg("admin").args(store_args(backend)).args(args).env("MEDKARTA_LOG", "warn");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run medkarta admin");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.unwrap_or("").as_bytes());
+    }
+    let out = child.wait_with_output().expect("medkarta admin");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 impl Server {
     pub fn start(backend: Backend, extra: &[&str]) -> Server {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (ok, out, err) = admin_on(&backend, &["client", "add", "test harness", "--scope", "system/*.cruds"], None);
+        assert!(ok, "admin client add: {err}");
+        let creds: Value = serde_json::from_str(out.trim()).expect("client JSON");
         let (child, base) = spawn(&backend, &extra);
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Server { child, base, backend, extra, agent }
+        let mut s = Server {
+            child,
+            base,
+            backend,
+            extra,
+            agent,
+            client_id: creds["client_id"].as_str().expect("client_id").to_string(),
+            client_secret: creds["client_secret"].as_str().expect("client_secret").to_string(),
+            token: String::new(),
+        };
+        s.token = s.client_token("system/*.cruds").expect("a token for the harness");
+        s
+    }
+
+    /// The server's root (without `/fhir`).
+    pub fn root(&self) -> String {
+        self.base.trim_end_matches("/fhir").to_string()
+    }
+
+    /// POST a form to a URL below the root (the OAuth endpoints).
+    pub fn form(&self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
+        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let url = format!("{}/{}", self.root(), path.trim_start_matches('/'));
+        let rb = add(self.agent.post(&url), headers).header("Content-Type", "application/x-www-form-urlencoded");
+        read(rb.send(body.as_str()), "POST", &url)
+    }
+
+    /// A client-credentials token of the harness's client, or the error response.
+    pub fn client_token(&self, scope: &str) -> Result<String, Resp> {
+        let r = self.form(
+            "oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &self.client_id),
+                ("client_secret", &self.client_secret),
+                ("scope", scope),
+            ],
+            &[],
+        );
+        if r.status != 200 {
+            return Err(r);
+        }
+        Ok(r.json()["access_token"].as_str().expect("access_token").to_string())
+    }
+
+    /// Run `medkarta admin ARGS` on this server's database.
+    pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        admin_on(&self.backend, args, stdin)
     }
 
     pub fn sqlite() -> Server {
@@ -88,6 +171,8 @@ impl Server {
         let (child, base) = spawn(&self.backend, &self.extra);
         self.child = child;
         self.base = base;
+        // tokens are for one base URL, and the port is new
+        self.token = self.client_token("system/*.cruds").expect("a token after restart");
     }
 
     /// Send SIGTERM and wait for the process to exit; its exit status.
@@ -107,8 +192,26 @@ impl Server {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
 
-    /// Any request; `body` is sent as is with the given headers.
+    /// Any request with the harness's token; `body` is sent as is with the given headers.
     pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        self.req_as(Some(&self.token), method, path, headers, body)
+    }
+
+    /// Any request with the given access token (or none).
+    pub fn req_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Resp {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(b) = &bearer {
+            all.push(("Authorization", b));
+        }
+        let headers = all.as_slice();
         let url = self.url(path);
         let result = match (method, body) {
             ("GET", _) => add(self.agent.get(&url), headers).call(),
@@ -119,11 +222,7 @@ impl Server {
             ("PATCH", b) => add(self.agent.patch(&url), headers).send(b.unwrap_or("")),
             (m, _) => panic!("method {m}"),
         };
-        let mut r = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = r.status().as_u16();
-        let headers = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
-        let text = r.body_mut().with_config().limit(256 * 1024 * 1024).read_to_string().unwrap_or_default();
-        Resp { status, headers, text }
+        read(result, method, &url)
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -146,6 +245,14 @@ impl Server {
     pub fn history_total(&self, rt: &str) -> u64 {
         self.get(&format!("{rt}/_history?_count=0")).json()["total"].as_u64().unwrap_or(0)
     }
+}
+
+fn read(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, method: &str, url: &str) -> Resp {
+    let mut r = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = r.status().as_u16();
+    let headers = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let text = r.body_mut().with_config().limit(256 * 1024 * 1024).read_to_string().unwrap_or_default();
+    Resp { status, headers, text }
 }
 
 fn add<B>(mut rb: ureq::RequestBuilder<B>, headers: &[(&str, &str)]) -> ureq::RequestBuilder<B> {

@@ -1,5 +1,5 @@
 """Drives a running Medkarta with the SMART on FHIR Python client (fhirclient 4.x, R4
-models): create, read, update, search, delete. Usage: fhirclient_interop.py BASE_URL.
+models): create, read, update, search, delete. Usage: fhirclient_interop.py BASE_URL TOKEN.
 Exits non-zero with a message on the first mismatch."""
 import sys
 
@@ -12,6 +12,7 @@ from fhirclient.models.fhirdate import FHIRDate
 base = sys.argv[1]
 smart = client.FHIRClient(settings={"app_id": "medkarta-interop-test", "api_base": base})
 server = smart.server
+server.session.headers.update({"Authorization": f"Bearer {sys.argv[2]}"})
 
 capability = server.capabilityStatement if hasattr(server, "capabilityStatement") else None
 if capability is not None:

@@ -1,0 +1,201 @@
+//! The OAuth 2.0 endpoints of the authorization server and the SMART / OpenID discovery
+//! documents: `POST /oauth/token` (client credentials with a client secret, refresh
+//! tokens with rotation), `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect`
+//! (RFC 7662), `GET /oauth/jwks`, `GET /fhir/.well-known/smart-configuration`,
+//! `GET /.well-known/openid-configuration`. The logic lives in [`auth::directory`];
+//! this module is the HTTP shape of it.
+
+use std::sync::Arc;
+
+use auth::directory::{Directory, DirectoryError};
+use auth::scope::Scopes;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+/// An OAuth error response (RFC 6749 §5.2), never cached.
+fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
+    let body = json!({"error": error, "error_description": description.into()});
+    no_store(status, body)
+}
+
+fn no_store(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn form(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    f.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The client's credentials: HTTP Basic (`client_secret_basic`) or form fields
+/// (`client_secret_post`).
+fn client_credentials(headers: &HeaderMap, f: &[(String, String)]) -> Option<(String, Option<String>)> {
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+    {
+        let (id, secret) = basic.split_once(':')?;
+        let decode = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        return Some((decode(id)?, decode(secret)));
+    }
+    Some((field(f, "client_id")?.to_string(), field(f, "client_secret").map(str::to_string)))
+}
+
+/// Run directory work on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+fn server_error(e: &DirectoryError) -> Response {
+    tracing::error!("authorization server: {e}");
+    oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
+}
+
+/// `POST /oauth/token`.
+pub async fn token(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
+    let f = form(&body);
+    let Some((client_id, secret)) = client_credentials(&headers, &f) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");
+    };
+    let grant_type = field(&f, "grant_type").unwrap_or_default().to_string();
+    let requested = field(&f, "scope").map(str::to_string);
+    let refresh_token = field(&f, "refresh_token").map(str::to_string);
+    let result = blocking(move || -> Result<Response, DirectoryError> {
+        let client = match secret.as_deref() {
+            Some(s) => dir.authenticate_client(&client_id, s),
+            None => None,
+        };
+        let Some(client) = client else {
+            tracing::warn!(client_id, "token request with wrong client credentials");
+            return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret"));
+        };
+        let allowed = Scopes::parse(&client.scope).map_err(DirectoryError::Invalid)?;
+        match grant_type.as_str() {
+            "client_credentials" => {
+                let asked = match requested.as_deref() {
+                    Some(s) => match Scopes::parse(s) {
+                        Ok(s) => s,
+                        Err(e) => return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", e)),
+                    },
+                    None => allowed.clone(),
+                };
+                let granted = asked.intersect(&allowed);
+                if granted.resources.is_empty() {
+                    return Ok(oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_scope",
+                        format!("none of the requested scopes is allowed for this client (allowed: {allowed})"),
+                    ));
+                }
+                let session = dir.new_session(None, &client.client_id, &granted, None, None)?;
+                let tokens = dir.issue(session, false, None)?;
+                Ok(no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default()))
+            }
+            "refresh_token" => {
+                let Some(rt) = refresh_token else {
+                    return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is missing"));
+                };
+                match dir.refresh(&rt, &client.client_id) {
+                    Ok(tokens) => Ok(no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default())),
+                    Err(DirectoryError::Invalid(m)) => Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", m)),
+                    Err(e) => Err(e),
+                }
+            }
+            other => Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                format!("grant_type '{other}' is not supported (client_credentials, refresh_token)"),
+            )),
+        }
+    })
+    .await;
+    match result {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => server_error(&e),
+        None => oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again"),
+    }
+}
+
+/// Authenticate the client of a revoke or introspect request.
+fn authenticated(dir: &Directory, headers: &HeaderMap, f: &[(String, String)]) -> bool {
+    client_credentials(headers, f)
+        .and_then(|(id, secret)| secret.and_then(|s| dir.authenticate_client(&id, &s)))
+        .is_some()
+}
+
+/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.
+pub async fn revoke(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
+    let f = form(&body);
+    let result = blocking(move || {
+        if !authenticated(&dir, &headers, &f) {
+            return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required"));
+        }
+        dir.revoke(field(&f, "token").unwrap_or_default()).map(|()| StatusCode::OK.into_response())
+    })
+    .await;
+    match result {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => server_error(&e),
+        None => oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again"),
+    }
+}
+
+/// `POST /oauth/introspect` (RFC 7662), for authenticated clients.
+pub async fn introspect(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
+    let f = form(&body);
+    let result = blocking(move || {
+        if !authenticated(&dir, &headers, &f) {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");
+        }
+        let body = match dir.verify(field(&f, "token").unwrap_or_default()) {
+            Ok(c) => json!({
+                "active": true, "scope": c.scopes.to_string(), "client_id": c.client_id,
+                "username": c.username, "patient": c.patient,
+                "role": c.grant.as_ref().map(auth::account::RoleGrant::label),
+            }),
+            Err(_) => json!({"active": false}),
+        };
+        no_store(StatusCode::OK, body)
+    })
+    .await;
+    result.unwrap_or_else(|| oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again"))
+}
+
+/// `GET /oauth/jwks`.
+pub async fn jwks(State(dir): State<Arc<Directory>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], dir.jwks().to_string()).into_response()
+}
+
+/// `GET /fhir/.well-known/smart-configuration` (SMART App Launch 2.0 discovery).
+pub async fn smart_configuration(State(dir): State<Arc<Directory>>) -> Response {
+    let base = dir.issuer.trim_end_matches('/');
+    let body = json!({
+        "issuer": base,
+        "jwks_uri": format!("{base}/oauth/jwks"),
+        "token_endpoint": format!("{base}/oauth/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "introspection_endpoint": format!("{base}/oauth/introspect"),
+        "scopes_supported": ["system/*.cruds", "user/*.cruds", "patient/*.cruds", "offline_access", "openid", "fhirUser"],
+        "response_types_supported": ["token"],
+        "capabilities": ["client-confidential-symmetric", "permission-v1", "permission-v2"],
+        "code_challenge_methods_supported": ["S256"],
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}

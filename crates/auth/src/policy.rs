@@ -1,0 +1,226 @@
+//! The policy decision point: given who calls (role in an organisation, patient context,
+//! token scopes) and what they want to do to which type of resource, allow — possibly
+//! only within one patient's compartment — or deny with a reason. The FHIR engine asks
+//! it before every read, search, history, include, operation and write, and applies the
+//! restriction it returns in the data layer, so that no path around it exists.
+//!
+//! The rules, role by role (a token's scopes can only narrow them):
+//! - patient: their own compartment (read, search; no writes yet), and the shared
+//!   directory resources (organisations, practitioners, locations, medications) to read;
+//! - doctor, nurse: clinical and demographic data (read and write);
+//! - registrar: demographics, appointments and the directory, no clinical records;
+//! - administrator: the directory only (accounts are managed by operator commands);
+//! - security officer, analyst: no patient data through the FHIR API (audit and
+//!   de-identified analytics come with their own interfaces);
+//! - a system (client credentials): what its `system/` scopes say.
+//!
+//! Consent (issue S3) plugs in here: [`authorize`] is the one place to refine.
+
+use fhir_model::ResourceType;
+
+use crate::account::Role;
+use crate::directory::Caller;
+use crate::scope::{Context, Interaction};
+
+/// What a request may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Every resource of the type.
+    All,
+    /// Only resources in the compartment of this patient (an id).
+    Compartment(String),
+}
+
+/// Who calls, as the engine sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    /// The server itself (demo data, operator commands, tests in process).
+    Internal,
+    /// An authenticated caller with a verified token.
+    Token(Caller),
+}
+
+/// Resources that describe the health system rather than a patient, readable by anyone
+/// signed in.
+pub const DIRECTORY_TYPES: &[&str] = &[
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "Location",
+    "HealthcareService",
+    "Endpoint",
+    "Medication",
+    "Substance",
+];
+
+/// Demographic and scheduling resources a registrar works with.
+const REGISTRAR_TYPES: &[&str] =
+    &["Patient", "RelatedPerson", "Person", "Appointment", "AppointmentResponse", "Schedule", "Slot", "Coverage"];
+
+/// Definitions and infrastructure (no patient data): profiles, value sets, search
+/// parameters, subscriptions.
+const CONFORMANCE_TYPES: &[&str] = &[
+    "CapabilityStatement",
+    "StructureDefinition",
+    "SearchParameter",
+    "ValueSet",
+    "CodeSystem",
+    "ConceptMap",
+    "NamingSystem",
+    "OperationDefinition",
+    "CompartmentDefinition",
+    "ImplementationGuide",
+    "Questionnaire",
+    "ActivityDefinition",
+    "PlanDefinition",
+    "Library",
+    "Measure",
+];
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied(pub String);
+
+fn reads(i: Interaction) -> bool {
+    matches!(i, Interaction::Read | Interaction::Search)
+}
+
+/// Decide `interaction` on resources of `rt` for `principal`.
+pub fn authorize(principal: &Principal, interaction: Interaction, rt: ResourceType) -> Result<Access, Denied> {
+    let caller = match principal {
+        Principal::Internal => return Ok(Access::All),
+        Principal::Token(c) => c,
+    };
+    let t = rt.as_str();
+    let verb = match interaction {
+        Interaction::Create => "create",
+        Interaction::Read => "read",
+        Interaction::Update => "update",
+        Interaction::Delete => "delete",
+        Interaction::Search => "search",
+    };
+    let denied = |why: &str| Err(Denied(format!("Not allowed to {verb} {t}: {why}")));
+    let Some(grant) = &caller.grant else {
+        // a system: its scopes decide
+        return if caller.scopes.allows(Context::System, rt, interaction) {
+            Ok(Access::All)
+        } else {
+            denied("the token's scopes do not include it")
+        };
+    };
+    let user_scope = caller.scopes.allows(Context::User, rt, interaction);
+    let patient_scope = caller.scopes.allows(Context::Patient, rt, interaction);
+    if !user_scope && !patient_scope {
+        return denied("the token's scopes do not include it");
+    }
+    let directory = DIRECTORY_TYPES.contains(&t) || CONFORMANCE_TYPES.contains(&t);
+    // patient/ scopes: only the patient in context, whatever the role
+    let context = |own: Option<&str>| -> Result<Access, Denied> {
+        match caller.patient.as_deref().or(own) {
+            Some(p) => Ok(Access::Compartment(p.to_string())),
+            None => denied("patient/ scopes need a patient in context (launch/patient)"),
+        }
+    };
+    match grant.role {
+        Role::Patient => {
+            let own = grant.patient.as_deref().map(|p| p.trim_start_matches("Patient/"));
+            if directory && reads(interaction) {
+                return Ok(Access::All);
+            }
+            if !reads(interaction) {
+                return denied("patients cannot change their record here yet");
+            }
+            match own {
+                Some(own) => Ok(Access::Compartment(own.to_string())),
+                None => denied("the account is not linked to a Patient"),
+            }
+        }
+        Role::Doctor | Role::Nurse => {
+            if !user_scope {
+                return context(None);
+            }
+            Ok(Access::All)
+        }
+        Role::Registrar => {
+            if !(REGISTRAR_TYPES.contains(&t) || (directory && reads(interaction))) {
+                return denied("registrars handle demographics and appointments, not clinical records");
+            }
+            if user_scope { Ok(Access::All) } else { context(None) }
+        }
+        Role::Administrator => {
+            if DIRECTORY_TYPES.contains(&t) || (CONFORMANCE_TYPES.contains(&t) && reads(interaction)) {
+                Ok(Access::All)
+            } else {
+                denied("administrators manage the directory and accounts, not patient data")
+            }
+        }
+        Role::SecurityOfficer | Role::Analyst => {
+            if directory && reads(interaction) {
+                Ok(Access::All)
+            } else {
+                denied("this role has no access to patient data through the FHIR API")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::RoleGrant;
+    use crate::scope::Scopes;
+
+    fn caller(role: Option<Role>, scope: &str, patient: Option<&str>) -> Principal {
+        Principal::Token(Caller {
+            sid: "s".into(),
+            username: role.map(|_| "u".into()),
+            client_id: "c".into(),
+            scopes: Scopes::parse(scope).unwrap(),
+            grant: role.map(|role| RoleGrant {
+                role,
+                organization: Some("Organization/o".into()),
+                practitioner: None,
+                patient: (role == Role::Patient).then(|| "Patient/p1".into()),
+                limited: false,
+            }),
+            patient: patient.map(str::to_string),
+        })
+    }
+
+    fn rt(s: &str) -> ResourceType {
+        ResourceType::parse(s).unwrap()
+    }
+
+    #[test]
+    fn roles_and_scopes() {
+        use Interaction::*;
+        let all = "user/*.cruds patient/*.cruds system/*.cruds";
+        let obs = rt("Observation");
+        let p = caller(Some(Role::Patient), all, None);
+        assert_eq!(authorize(&p, Search, obs), Ok(Access::Compartment("p1".into())));
+        assert!(authorize(&p, Create, obs).is_err());
+        assert_eq!(authorize(&p, Read, rt("Organization")), Ok(Access::All));
+        let dr = caller(Some(Role::Doctor), all, None);
+        assert_eq!(authorize(&dr, Update, obs), Ok(Access::All));
+        let reg = caller(Some(Role::Registrar), all, None);
+        assert!(authorize(&reg, Read, obs).unwrap_err().0.contains("registrars"));
+        assert_eq!(authorize(&reg, Create, rt("Appointment")), Ok(Access::All));
+        let admin = caller(Some(Role::Administrator), all, None);
+        assert!(authorize(&admin, Read, rt("Patient")).is_err());
+        assert_eq!(authorize(&admin, Update, rt("Practitioner")), Ok(Access::All));
+        for role in [Role::SecurityOfficer, Role::Analyst] {
+            assert!(authorize(&caller(Some(role), all, None), Search, obs).is_err());
+        }
+        // scopes narrow: a doctor's app with patient/ scopes sees the patient in context
+        let app = caller(Some(Role::Doctor), "patient/Observation.rs", Some("p9"));
+        assert_eq!(authorize(&app, Search, obs), Ok(Access::Compartment("p9".into())));
+        assert!(authorize(&app, Search, rt("Condition")).is_err());
+        assert!(authorize(&caller(Some(Role::Doctor), "patient/*.rs", None), Read, obs).is_err());
+        // systems: their scopes
+        let sys = caller(None, "system/Observation.rs", None);
+        assert_eq!(authorize(&sys, Read, obs), Ok(Access::All));
+        assert!(authorize(&sys, Create, obs).is_err());
+        assert!(authorize(&caller(None, "user/*.cruds", None), Read, obs).is_err(), "user scopes need a user");
+        assert_eq!(authorize(&Principal::Internal, Delete, obs), Ok(Access::All));
+    }
+}

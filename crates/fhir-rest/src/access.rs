@@ -1,0 +1,132 @@
+//! Enforcement of the access policy ([`auth::policy`]) inside the engine: every
+//! interaction asks [`require`] before touching data, and applies what it gets back —
+//! searches are restricted to the patient's compartment in the query itself (so counts,
+//! paging, chains and `_has` see only that), single resources and included ones are
+//! checked with [`visible`], writes with [`check_write`].
+
+use auth::policy::{Access, Principal, authorize};
+use auth::scope::Interaction;
+use fhir_model::{Issue, IssueType, ResourceType};
+use search::{Clause, IndexValue, Predicate, Query};
+use serde_json::Value;
+
+use crate::write::WriteOp;
+use crate::{Engine, FhirError, FhirResult};
+
+fn forbidden(msg: String) -> FhirError {
+    FhirError::new(403, Issue::error(IssueType::Forbidden, msg))
+}
+
+/// What `principal` may reach of type `rt` for `interaction` (403 if nothing).
+pub fn require(principal: &Principal, interaction: Interaction, rt: ResourceType) -> FhirResult<Access> {
+    authorize(principal, interaction, rt).map_err(|d| forbidden(d.0))
+}
+
+/// Full access to every type is needed (system-wide history and search).
+pub fn require_all(principal: &Principal, interaction: Interaction, types: &[ResourceType]) -> FhirResult<()> {
+    for t in types {
+        if require(principal, interaction, *t)? != Access::All {
+            return Err(forbidden(format!(
+                "Search or history across {t} resources is limited to one patient's record: ask by type (e.g. {t}?...)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Is this resource within `access`? For a compartment: the Patient itself, or a
+/// resource that one of its compartment parameters links to that patient.
+pub fn visible(access: &Access, resource: &Value) -> bool {
+    let patient = match access {
+        Access::All => return true,
+        Access::Compartment(p) => p,
+    };
+    let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    if rt == "Patient" {
+        return resource.get("id").and_then(Value::as_str) == Some(patient.as_str());
+    }
+    if auth::policy::DIRECTORY_TYPES.contains(&rt) {
+        return true;
+    }
+    let params = fhir_spec::spec().patient_compartment_params(rt);
+    search::extract(resource).iter().any(|e| {
+        params.iter().any(|p| p == e.param)
+            && matches!(&e.value, IndexValue::Reference { resource_type: Some(t), id: Some(id), .. }
+                if t == "Patient" && id == patient)
+    })
+}
+
+/// Restrict a search to what `access` allows.
+pub fn restrict(q: &mut Query, access: &Access) -> FhirResult<()> {
+    let Access::Compartment(patient) = access else { return Ok(()) };
+    let rt = q.resource_type;
+    if rt.as_str() == "Patient" {
+        q.clauses.push(Clause {
+            param: "_id",
+            kind: fhir_spec::SearchParamType::Token,
+            any_of: vec![Predicate::Token { system: None, code: Some(patient.clone()), not: false }],
+            path: Vec::new(),
+        });
+        return Ok(());
+    }
+    if auth::policy::DIRECTORY_TYPES.contains(&rt.as_str()) {
+        return Ok(());
+    }
+    match &q.compartment {
+        Some(c) if c.id != *patient => Err(forbidden(format!("Patient/{} is not the patient you may see", c.id))),
+        Some(_) => Ok(()),
+        None => q
+            .in_compartment(ResourceType::parse("Patient").ok_or_else(FhirError::internal)?, patient)
+            .map_err(|_| forbidden(format!("{rt} resources are not part of a patient's record"))),
+    }
+}
+
+/// A stored resource outside the caller's reach reads as not found (its existence is not
+/// revealed).
+pub fn check_visible(access: &Access, rt: ResourceType, id: &str, body: &[u8]) -> FhirResult<()> {
+    if matches!(access, Access::All) {
+        return Ok(());
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|_| FhirError::internal())?;
+    if visible(access, &v) { Ok(()) } else { Err(FhirError::not_found(format!("{rt}/{id} does not exist"))) }
+}
+
+/// May `principal` perform this write? Checks the type and interaction, and under a
+/// compartment restriction both the new body and the version it replaces.
+pub fn check_write(engine: &Engine, principal: &Principal, op: &WriteOp) -> FhirResult<()> {
+    let (interaction, rt, id, body): (Interaction, ResourceType, Option<&str>, Option<&Value>) = match op {
+        WriteOp::Create { resource, .. } => {
+            let t = resource.get("resourceType").and_then(Value::as_str).and_then(ResourceType::parse);
+            let Some(t) = t else { return Ok(()) }; // refused later as invalid
+            (Interaction::Create, t, None, Some(resource))
+        }
+        WriteOp::Update { resource_type, id, resource, .. } => {
+            (Interaction::Update, *resource_type, Some(id), Some(resource))
+        }
+        WriteOp::ConditionalUpdate { resource_type, resource, .. } => {
+            (Interaction::Update, *resource_type, None, Some(resource))
+        }
+        WriteOp::Patch { resource_type, id, .. } => (Interaction::Update, *resource_type, Some(id), None),
+        WriteOp::Delete { resource_type, id, .. } => (Interaction::Delete, *resource_type, Some(id), None),
+        WriteOp::ConditionalDelete { resource_type, .. } => (Interaction::Delete, *resource_type, None, None),
+    };
+    let access = require(principal, interaction, rt)?;
+    if access == Access::All {
+        return Ok(());
+    }
+    if matches!(op, WriteOp::ConditionalUpdate { .. } | WriteOp::ConditionalDelete { .. }) {
+        return Err(forbidden("Conditional writes need access to every patient's records".into()));
+    }
+    if let Some(b) = body
+        && !visible(&access, b)
+    {
+        return Err(forbidden(format!("The {rt} would not belong to the patient you may write for")));
+    }
+    if let Some(id) = id
+        && let Some(cur) = engine.store.read(rt.as_str(), id)?
+        && let Some(b) = &cur.body
+    {
+        check_visible(&access, rt, id, b)?;
+    }
+    Ok(())
+}
