@@ -10,22 +10,19 @@ command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { apt-ge
 cargo build --release -q
 bin=target/release/medkarta
 pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
+. bench/lib.sh
 
 run_backend() {
   local name=$1; shift
-  local log; log=$(mktemp)
-  "$bin" serve --listen 127.0.0.1:0 "$@" >"$log" 2>/dev/null &
-  local pid=$!
-  for _ in $(seq 1 50); do grep -q listening "$log" && break; sleep 0.1; done
-  local base; base=$(grep -o 'http://[^ ]*' "$log")
+  start_server "$name" "$@"
+  local auth; auth="Authorization: Bearer $(bench_token)"
   echo "== $name: create (POST Patient), $conns connections, ${secs}s"
-  wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/create-patient.lua "$base/Patient" | grep -E 'Requests/sec|50%|99%|Non-2xx'
-  local id; id=$(curl -s -X POST -H 'Content-Type: application/fhir+json' --data-binary '{"resourceType":"Patient","name":[{"family":"Чтение"}]}' "$base/Patient" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  wrk -t2 -c"$conns" -d"${secs}s" --latency -H "$auth" -s bench/create-patient.lua "$base/Patient" | grep -E 'Requests/sec|50%|99%|Non-2xx'
+  local id; id=$(curl -s -X POST -H 'Content-Type: application/fhir+json' -H "$auth" --data-binary '{"resourceType":"Patient","name":[{"family":"Чтение"}]}' "$base/Patient" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
   echo "== $name: read by id (GET Patient/$id), $conns connections, ${secs}s"
-  wrk -t2 -c"$conns" -d"${secs}s" --latency "$base/Patient/$id" | grep -E 'Requests/sec|50%|99%|Non-2xx'
+  wrk -t2 -c"$conns" -d"${secs}s" --latency -H "$auth" "$base/Patient/$id" | grep -E 'Requests/sec|50%|99%|Non-2xx'
   echo "== $name: resident memory after the run: $(ps -o rss= -p $pid | awk '{printf "%.0f MB", $1/1024}')"
-  kill $pid; wait $pid 2>/dev/null || true
-  rm -f "$log"
+  stop_server
 }
 
 data=$(mktemp -d)

@@ -3,7 +3,7 @@
 data. Prints one row per query: matches (total), page size returned, p50 / p95 / max in ms
 over sequential requests (one client, so the figures are latencies, not throughput).
 
-Usage: bench/search.py BASE_URL [repetitions]
+Usage: bench/search.py BASE_URL REPETITIONS ACCESS_TOKEN
 """
 import json
 import statistics
@@ -14,11 +14,13 @@ import urllib.request
 
 base = sys.argv[1].rstrip("/")
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+token = sys.argv[3] if len(sys.argv) > 3 else ""
 
 
 def get(path):
     path = urllib.parse.quote(path, safe="/?=&:,_-.")
-    req = urllib.request.Request(f"{base}/{path}", headers={"Accept": "application/fhir+json"})
+    headers = {"Accept": "application/fhir+json", "Authorization": f"Bearer {token}"}
+    req = urllib.request.Request(f"{base}/{path}", headers=headers)
     with urllib.request.urlopen(req) as r:
         return json.load(r)
 

@@ -9,28 +9,26 @@ patients=${1:-2000}; reps=${2:-30}
 cargo build --release -q
 bin=target/release/medkarta
 pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
+. bench/lib.sh
 gen="${MEDKARTA_CACHE:-$HOME/.cache/medkarta}/synth-$patients"
 [ -f "$gen/bundle-00001.json" ] || "$bin" generate --patients "$patients" --out "$gen"
 
 run_backend() {
   local name=$1; shift
-  local log; log=$(mktemp)
-  "$bin" serve --listen 127.0.0.1:0 "$@" >"$log" 2>/dev/null &
-  local pid=$!
-  for _ in $(seq 1 50); do grep -q listening "$log" && break; sleep 0.1; done
-  local base; base=$(grep -o 'http://[^ ]*' "$log")
-  local start=$SECONDS n=0
+  start_server "$name" "$@"
+  local start=$SECONDS n=0 token token_at=-1000
   for f in "$gen"/bundle-*.json; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/fhir+json' --data-binary @"$f" "$base")
+    if ((SECONDS - token_at > 240)); then token=$(bench_token); token_at=$SECONDS; fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/fhir+json' \
+      -H "Authorization: Bearer $token" --data-binary @"$f" "$base")
     [ "$code" = 200 ] || { echo "loading $f failed: HTTP $code" >&2; kill $pid; exit 1; }
     n=$((n + $(python3 -c 'import json,sys;print(len(json.load(open(sys.argv[1]))["entry"]))' "$f")))
   done
   local secs=$((SECONDS - start))
   echo "== $name: loaded $n resources in ${secs}s ($((n / (secs > 0 ? secs : 1))) resources/s, transaction bundles of 20 patients over HTTP)"
-  python3 bench/search.py "$base" "$reps"
+  python3 bench/search.py "$base" "$reps" "$(bench_token)"
   echo "== $name: resident memory: $(ps -o rss= -p $pid | awk '{printf "%.0f MB", $1/1024}')"
-  kill $pid; wait $pid 2>/dev/null || true
-  rm -f "$log"
+  stop_server
 }
 
 data=$(mktemp -d)

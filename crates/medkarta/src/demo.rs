@@ -235,6 +235,42 @@ pub fn load(engine: &Engine) -> Result<usize, String> {
     Ok(r.body_json().and_then(|b| b["entry"].as_array().map(Vec::len)).unwrap_or(0))
 }
 
+/// The demo accounts: a doctor of the first clinic and the first patient. Returns the
+/// (user name, generated password) of those created now, to show once.
+pub fn accounts(dir: &auth::directory::Directory) -> Result<Vec<(String, String)>, String> {
+    use auth::account::{Role, RoleGrant};
+    let people = [
+        (
+            "demo-doctor",
+            RoleGrant {
+                role: Role::Doctor,
+                organization: Some("Organization/demo-org-1".into()),
+                practitioner: Some("Practitioner/demo-practitioner-1".into()),
+                patient: None,
+                limited: false,
+            },
+        ),
+        (
+            "demo-patient",
+            RoleGrant {
+                role: Role::Patient,
+                organization: None,
+                practitioner: None,
+                patient: Some("Patient/demo-patient-1".into()),
+                limited: false,
+            },
+        ),
+    ];
+    let mut created = Vec::new();
+    for (user, grant) in people {
+        if dir.account(user).map_err(|e| e.to_string())?.is_none() {
+            let (_, password) = dir.add_account(user, None, grant).map_err(|e| e.to_string())?;
+            created.push((user.to_string(), password.unwrap_or_default()));
+        }
+    }
+    Ok(created)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,10 @@ fn main() -> ExitCode {
             let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
             let n = demo::load(&engine)?;
             println!("Demo data: {n} resources written ({}).", s.store_description());
+            let directory = admin::directory(engine.store.clone(), &engine.config.base_url)?;
+            for (user, password) in demo::accounts(&directory)? {
+                println!("Demo account {user}, password {password} (shown once)");
+            }
             Ok(())
         }),
     };
@@ -163,21 +167,27 @@ fn serve(s: Settings) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let base_url = s.base_url.clone().unwrap_or_else(|| format!("http://{addr}/fhir"));
         let settings = s.clone();
-        let (engine, directory) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let (engine, directory, demo_accounts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let engine = engine(&settings, base_url)?;
             let directory = Arc::new(admin::directory(engine.store.clone(), &engine.config.base_url)?);
+            let demo_accounts = if settings.demo { demo::accounts(&directory)? } else { Vec::new() };
             fhir_rest::search_parameters::start(&engine)
                 .map_err(|e| format!("cannot load the custom search parameters: {e}"))?;
             if settings.demo {
                 let n = demo::load(&engine)?;
                 tracing::info!("demo data loaded ({n} resources written)");
             }
-            Ok((engine, directory))
+            Ok((engine, directory, demo_accounts))
         })
         .await
         .map_err(|e| e.to_string())??;
         // The first line on stdout says where we listen (tests read it when using port 0).
         println!("Medkarta listening on http://{addr}/fhir ({})", s.store_description());
+        for (user, password) in demo_accounts {
+            println!(
+                "Demo account {user}, password {password} (shown once; a token: medkarta admin token --user {user})"
+            );
+        }
         let app = api::router(engine, directory, api::HttpConfig { max_body_bytes: s.max_body_bytes });
         api::serve(listener, app, shutdown_signal()).await.map_err(|e| e.to_string())
     })
