@@ -11,6 +11,7 @@
 //! attempt is logged. The verified caller travels with the request into the engine,
 //! where the access policy is enforced. The OAuth endpoints are in [`oauth`].
 
+pub mod login;
 pub mod oauth;
 
 use std::sync::Arc;
@@ -82,6 +83,7 @@ struct AppState {
 pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Router {
     let state = AppState { engine, directory: directory.clone(), http: Arc::new(http) };
     let oauth = Router::new()
+        .route("/oauth/authorize", get(login::authorize_get).post(login::authorize_post))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/oauth/introspect", post(oauth::introspect))

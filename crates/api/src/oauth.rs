@@ -1,6 +1,7 @@
 //! The OAuth 2.0 endpoints of the authorization server and the SMART / OpenID discovery
-//! documents: `POST /oauth/token` (client credentials with a client secret, refresh
-//! tokens with rotation), `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect`
+//! documents: `POST /oauth/token` (authorization code with PKCE, client credentials with
+//! a client secret, refresh tokens with rotation; the sign-in pages are in
+//! [`crate::login`]), `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect`
 //! (RFC 7662), `GET /oauth/jwks`, `GET /fhir/.well-known/smart-configuration`,
 //! `GET /.well-known/openid-configuration`. The logic lives in [`auth::directory`];
 //! this module is the HTTP shape of it.
@@ -75,9 +76,16 @@ pub async fn token(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: 
     let grant_type = field(&f, "grant_type").unwrap_or_default().to_string();
     let requested = field(&f, "scope").map(str::to_string);
     let refresh_token = field(&f, "refresh_token").map(str::to_string);
+    let code = field(&f, "code").map(str::to_string);
+    let redirect_uri = field(&f, "redirect_uri").map(str::to_string);
+    let verifier = field(&f, "code_verifier").map(str::to_string);
     let result = blocking(move || -> Result<Response, DirectoryError> {
         let client = match secret.as_deref() {
             Some(s) => dir.authenticate_client(&client_id, s),
+            // public clients (no secret, no keys) prove themselves with PKCE instead
+            None if grant_type != "client_credentials" => {
+                dir.client(&client_id)?.filter(|c| c.secret_hash.is_none() && c.jwks.is_none() && !c.disabled)
+            }
             None => None,
         };
         let Some(client) = client else {
@@ -106,6 +114,30 @@ pub async fn token(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: 
                 let tokens = dir.issue(session, false, None)?;
                 Ok(no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default()))
             }
+            "authorization_code" => {
+                let invalid = |m: &str| Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", m.to_string()));
+                let Some(grant) = code.as_deref().map(|c| dir.take_code(c)).transpose()?.flatten() else {
+                    return invalid("the code is invalid, expired or already used");
+                };
+                if grant.client_id != client.client_id || redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+                    return invalid("the code was issued to another client or redirect_uri");
+                }
+                let proof = verifier.as_deref().map(auth::directory::pkce_challenge);
+                if proof.as_deref() != Some(grant.code_challenge.as_str()) {
+                    return invalid("code_verifier does not match the code_challenge (PKCE)");
+                }
+                let scopes = Scopes::parse(&grant.scope).map_err(DirectoryError::Invalid)?;
+                let refresh = scopes.has("offline_access") || scopes.has("online_access");
+                let session = dir.new_session(
+                    Some(&grant.username),
+                    &client.client_id,
+                    &scopes,
+                    grant.grant.clone(),
+                    grant.patient.clone(),
+                )?;
+                let tokens = dir.issue(session, refresh, grant.nonce.as_deref())?;
+                Ok(no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default()))
+            }
             "refresh_token" => {
                 let Some(rt) = refresh_token else {
                     return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is missing"));
@@ -119,7 +151,9 @@ pub async fn token(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: 
             other => Ok(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                format!("grant_type '{other}' is not supported (client_credentials, refresh_token)"),
+                format!(
+                    "grant_type '{other}' is not supported (authorization_code, client_credentials, refresh_token)"
+                ),
             )),
         }
     })
@@ -187,14 +221,17 @@ pub async fn smart_configuration(State(dir): State<Arc<Directory>>) -> Response 
     let body = json!({
         "issuer": base,
         "jwks_uri": format!("{base}/oauth/jwks"),
+        "authorization_endpoint": format!("{base}/oauth/authorize"),
         "token_endpoint": format!("{base}/oauth/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "revocation_endpoint": format!("{base}/oauth/revoke"),
         "introspection_endpoint": format!("{base}/oauth/introspect"),
         "scopes_supported": ["system/*.cruds", "user/*.cruds", "patient/*.cruds", "offline_access", "openid", "fhirUser"],
-        "response_types_supported": ["token"],
-        "capabilities": ["client-confidential-symmetric", "permission-v1", "permission-v2"],
+        "response_types_supported": ["code"],
+        "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric", "context-standalone-patient",
+            "permission-offline", "permission-online", "permission-patient", "permission-user", "permission-v1", "permission-v2",
+            "sso-openid-connect"],
         "code_challenge_methods_supported": ["S256"],
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()

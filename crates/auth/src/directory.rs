@@ -163,6 +163,17 @@ pub struct CodeGrant {
     pub expires: u64,
 }
 
+/// A login in progress in the authorization code flow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ticket {
+    pub username: String,
+    /// The second factor was checked too.
+    pub authenticated: bool,
+    /// The authorization request (its query string), carried through the forms.
+    pub request: String,
+    pub expires: u64,
+}
+
 /// The identity service.
 pub struct Directory {
     store: Arc<dyn Store>,
@@ -413,8 +424,14 @@ impl Directory {
         }
     }
 
-    /// Start TOTP enrolment: a new secret (not yet active) and its `otpauth://` URI.
+    /// Start TOTP enrolment: a new secret (not yet active) and its `otpauth://` URI. An
+    /// enrolment already started keeps its secret (the phone may have scanned it).
     pub fn begin_totp(&self, username: &str) -> Result<String> {
+        if let Some(t) = self.account(username)?.and_then(|a| a.totp).filter(|t| !t.confirmed)
+            && let Some(secret) = totp::from_base32(&t.secret)
+        {
+            return Ok(totp::uri(&secret, "Medkarta", username));
+        }
         let secret = totp::new_secret()?;
         let uri = totp::uri(&secret, "Medkarta", username);
         self.update("account", username, |a: &mut Account| {
@@ -652,6 +669,32 @@ impl Directory {
             grant: session.grant,
             patient: session.patient,
         })
+    }
+
+    /// Remember a login in progress (the password checked, perhaps the second factor
+    /// too) for the next form of the flow; returns the ticket to carry.
+    pub fn new_ticket(&self, ticket: &Ticket) -> Result<String> {
+        let id = random::token(24)?;
+        self.put("ticket", &sha256(&id), ticket, Expect::Absent)?;
+        Ok(id)
+    }
+
+    /// The login in progress of a ticket (expired ones are gone).
+    pub fn ticket(&self, id: &str) -> Result<Option<(i64, Ticket)>> {
+        Ok(self.get::<Ticket>("ticket", &sha256(id))?.filter(|(_, t)| t.expires >= now()))
+    }
+
+    /// Move a ticket on (compare-and-set: a ticket is used by one form submission).
+    pub fn advance_ticket(&self, id: &str, version: i64, ticket: &Ticket) -> Result<()> {
+        self.put("ticket", &sha256(id), ticket, Expect::Version(version))
+    }
+
+    /// End a ticket.
+    pub fn drop_ticket(&self, id: &str) -> Result<()> {
+        let mut tx = self.store.begin()?;
+        tx.delete_record("ticket", &sha256(id))?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Store an authorization code; returns the code to send to the client.

@@ -229,3 +229,180 @@ fn access_matrix(s: &mut Server) {
 }
 
 on_both_backends!(access_matrix);
+
+/// The value of a hidden form field (HTML-unescaped).
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}")) + marker.len();
+    let v = &html[start..start + html[start..].find('"').unwrap()];
+    v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+#[test]
+fn authorization_code_flow_with_pkce_and_totp() {
+    let s = Server::sqlite();
+    s.put("Patient/p-anna", &json!({"resourceType": "Patient", "id": "p-anna", "name": [{"family": "Смирнова"}]}));
+    s.put("Observation/o-anna", &observation("o-anna", "p-anna"));
+    s.put("Observation/o-other", &observation("o-other", "p-other"));
+    let password = "анна любит длинные пароли";
+    let (ok, _, err) = s.admin(
+        &["user", "add", "--username", "anna", "--role", "patient", "--patient", "Patient/p-anna", "--password-stdin"],
+        Some(&format!("{password}\n")),
+    );
+    assert!(ok, "{err}");
+    let scope = "patient/*.rs openid fhirUser offline_access launch/patient";
+    let (ok, out, err) = s.admin(
+        &["client", "add", "Моё здоровье", "--scope", scope, "--redirect-uri", "https://app.example/cb", "--public"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let client: Value = serde_json::from_str(out.trim()).unwrap();
+    let client_id = client["client_id"].as_str().unwrap().to_string();
+    assert!(client["client_secret"].is_null(), "a public client has no secret");
+
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let root = s.root();
+    let verifier = "a-verifier-of-enough-entropy-0123456789-abcdefghij";
+    let authorize = format!(
+        "{root}/oauth/authorize?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("response_type", "code"),
+                ("client_id", client_id.as_str()),
+                ("redirect_uri", "https://app.example/cb"),
+                ("scope", scope),
+                ("state", "xyz"),
+                ("aud", s.base.as_str()),
+                ("nonce", "n-42"),
+                ("code_challenge", &auth::directory::pkce_challenge(verifier)),
+                ("code_challenge_method", "S256"),
+            ])
+            .finish()
+    );
+    let mut r = agent.get(&authorize).header("Accept-Language", "en").call().unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(cookie.starts_with("mk_csrf="));
+    let html = r.body_mut().read_to_string().unwrap();
+    assert!(html.contains("Моё здоровье") && html.contains("Sign in"), "{html}");
+    let csrf = field(&html, "csrf");
+    let request = field(&html, "request");
+    let post = |fields: &[(&str, &str)], with_cookie: bool| -> (u16, String, Option<String>) {
+        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let mut rb =
+            agent.post(&format!("{root}/oauth/authorize")).header("Content-Type", "application/x-www-form-urlencoded");
+        if with_cookie {
+            rb = rb.header("Cookie", &cookie);
+        }
+        let mut r = rb.send(body.as_str()).unwrap();
+        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default(), location)
+    };
+    let login = |pw: &str, otp: &str| {
+        post(
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("step", "login"),
+                ("lang", "en"),
+                ("username", "anna"),
+                ("password", pw),
+                ("otp", otp),
+            ],
+            true,
+        )
+    };
+    // without the CSRF cookie the form is refused
+    let (status, page, _) = post(&[("csrf", &csrf), ("request", &request), ("step", "login")], false);
+    assert_eq!(status, 400, "{page}");
+    let (_, page, _) = login("wrong password here", "");
+    assert!(page.contains("Wrong user name or password"), "{page}");
+    // first sign-in: the authenticator app is set up with a QR code
+    let (_, page, _) = login(password, "");
+    assert!(page.contains("<svg") && page.contains("Set up your second factor"), "{page}");
+    let secret = page.split("<code>").nth(1).unwrap().split("</code>").next().unwrap().to_string();
+    let secret = auth::totp::from_base32(&secret).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let ticket = field(&page, "ticket");
+    let code = auth::totp::code(&secret, now / 30);
+    let (_, page, _) = post(
+        &[
+            ("csrf", &csrf),
+            ("request", &request),
+            ("step", "enrol"),
+            ("lang", "en"),
+            ("ticket", &ticket),
+            ("otp", &code),
+        ],
+        true,
+    );
+    assert!(page.contains("Recovery codes") && page.contains("read the patient&#39;s data"), "{page}");
+    let recovery = page.split("<li><code>").nth(1).unwrap().split("</code>").next().unwrap().to_string();
+    let (status, _, location) = post(
+        &[
+            ("csrf", &csrf),
+            ("request", &request),
+            ("step", "consent"),
+            ("lang", "en"),
+            ("ticket", &ticket),
+            ("decision", "allow"),
+            ("role", "0"),
+        ],
+        true,
+    );
+    assert_eq!(status, 302);
+    let location = location.unwrap();
+    assert!(location.starts_with("https://app.example/cb?code=") && location.ends_with("&state=xyz"), "{location}");
+    let code = location.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let exchange = |code: &str, verifier: &str| {
+        s.form(
+            "oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", "https://app.example/cb"),
+                ("client_id", &client_id),
+                ("code_verifier", verifier),
+            ],
+            &[],
+        )
+    };
+    let tokens = exchange(&code, verifier);
+    assert_eq!(tokens.status, 200, "{}", tokens.text);
+    let tokens = tokens.json();
+    assert_eq!(tokens["patient"], "p-anna");
+    assert!(tokens["id_token"].is_string() && tokens["refresh_token"].is_string());
+    assert_eq!(exchange(&code, verifier).json()["error"], "invalid_grant", "a code works once");
+    // the app sees Anna's record and nothing else
+    let access = tokens["access_token"].as_str().unwrap();
+    let r = s.req_as(Some(access), "GET", "Observation", &[], None);
+    assert_eq!(r.json()["total"], 1, "{}", r.text);
+    assert_eq!(s.req_as(Some(access), "GET", "Observation/o-other", &[], None).status, 404);
+    // refresh (a public client: PKCE-bound tokens, no secret)
+    let refreshed = s.form(
+        "oauth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", &client_id),
+        ],
+        &[],
+    );
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    assert!(
+        s.req_as(Some(refreshed.json()["access_token"].as_str().unwrap()), "GET", "Patient/p-anna", &[], None).status
+            == 200
+    );
+
+    // from now on the one-time code is required; a recovery code works once
+    let (_, page, _) = login(password, "");
+    assert!(page.contains("Wrong or already used code"), "{page}");
+    let (_, page, _) = login(password, &recovery);
+    assert!(page.contains("Allow access"), "{page}");
+    // brute force: locked after repeated failures, even for the right password
+    for _ in 0..5 {
+        login("still the wrong password", "");
+    }
+    let (_, page, _) = login(password, &auth::totp::code(&secret, now / 30 + 1));
+    assert!(page.contains("blocked"), "{page}");
+}

@@ -1,0 +1,535 @@
+//! The authorization code flow (OAuth 2.0 with PKCE, SMART App Launch): the pages a
+//! person sees — sign in with password and one-time code, first-time set-up of the
+//! authenticator app (QR code) with recovery codes, and the consent screen listing what
+//! the application asks for — in Russian or English, and the redirect back to the app
+//! with a one-use code. Forms carry a CSRF token that must match a `SameSite=Strict`
+//! cookie; the login in progress is a server-side ticket, never trusted client state.
+
+use std::sync::Arc;
+
+use auth::account::{Account, Client, Role, RoleGrant};
+use auth::directory::{CodeGrant, Directory, LoginError, Ticket, now};
+use auth::scope::{Context, Scopes};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// How long a sign-in may take, from the password to the consent (seconds).
+const TICKET_TTL: u64 = 600;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Lang {
+    Ru,
+    En,
+}
+
+fn lang(headers: &HeaderMap, form_lang: Option<&str>) -> Lang {
+    let pick = form_lang.map(str::to_string).or_else(|| {
+        headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_lowercase())
+    });
+    match pick {
+        Some(l) if l.starts_with("en") => Lang::En,
+        _ => Lang::Ru,
+    }
+}
+
+fn t(l: Lang, ru: &'static str, en: &'static str) -> &'static str {
+    if l == Lang::Ru { ru } else { en }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A whole page, never cached, not framable.
+fn page(l: Lang, title: &str, body: &str, cookie: Option<String>) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{CSS}</style></head><body><main><h1>{}</h1>{body}</main></body></html>",
+        if l == Lang::Ru { "ru" } else { "en" },
+        esc(title),
+        esc(title)
+    );
+    let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::SET_COOKIE, c);
+    }
+    r
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;background:#f4f6f8;margin:0}main{max-width:30rem;margin:3rem auto;\
+background:#fff;padding:2rem;border-radius:.5rem;box-shadow:0 1px 4px #0002}label{display:block;margin:.8rem 0 .2rem}\
+input[type=text],input[type=password]{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
+button{margin-top:1rem;padding:.6rem 1.2rem;font-size:1rem;margin-right:.5rem}.error{color:#a00}.note{color:#555}\
+code{font-size:1.1rem}ul{padding-left:1.2rem}";
+
+fn error_page(l: Lang, msg: &str) -> Response {
+    let mut r =
+        page(l, t(l, "Вход невозможен", "Cannot sign in"), &format!("<p class=\"error\">{}</p>", esc(msg)), None);
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r
+}
+
+/// A checked authorization request.
+struct AuthRequest {
+    client: Client,
+    redirect_uri: String,
+    scope: Scopes,
+    state: Option<String>,
+    code_challenge: String,
+    nonce: Option<String>,
+}
+
+/// Either a page saying why (when the client or redirect URI cannot be trusted) or a
+/// redirect to the client with an OAuth error.
+enum Refusal {
+    Page(String),
+    Redirect(String),
+}
+
+fn redirect(uri: &str, params: &[(&str, &str)]) -> String {
+    let q: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    format!("{uri}{}{q}", if uri.contains('?') { '&' } else { '?' })
+}
+
+fn check_request(dir: &Directory, query: &str) -> Result<AuthRequest, Refusal> {
+    let f: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let client_id = get("client_id").ok_or_else(|| Refusal::Page("client_id is missing".into()))?;
+    let client = dir
+        .client(&client_id)
+        .ok()
+        .flatten()
+        .filter(|c| !c.disabled)
+        .ok_or_else(|| Refusal::Page(format!("unknown client '{client_id}'")))?;
+    let redirect_uri = get("redirect_uri")
+        .filter(|r| client.redirect_uris.contains(r))
+        .ok_or_else(|| Refusal::Page("redirect_uri is not registered for this client".into()))?;
+    let state = get("state");
+    let fail = |error: &str, description: &str| {
+        let mut p = vec![("error", error), ("error_description", description)];
+        if let Some(s) = &state {
+            p.push(("state", s));
+        }
+        Refusal::Redirect(redirect(&redirect_uri, &p))
+    };
+    if get("response_type").as_deref() != Some("code") {
+        return Err(fail("unsupported_response_type", "response_type must be code"));
+    }
+    let code_challenge = match (get("code_challenge"), get("code_challenge_method").as_deref()) {
+        (Some(c), Some("S256")) if c.len() >= 43 => c,
+        _ => return Err(fail("invalid_request", "PKCE is required: code_challenge with code_challenge_method=S256")),
+    };
+    if let Some(aud) = get("aud")
+        && aud.trim_end_matches('/') != dir.audience
+    {
+        return Err(fail("invalid_request", "aud is not this FHIR server"));
+    }
+    let asked = Scopes::parse(&get("scope").unwrap_or_default()).map_err(|e| fail("invalid_scope", &e))?;
+    let allowed = Scopes::parse(&client.scope).map_err(|e| fail("server_error", &e))?;
+    let scope = asked.intersect(&allowed);
+    if scope.resources.is_empty() {
+        return Err(fail("invalid_scope", "none of the requested scopes is allowed for this client"));
+    }
+    Ok(AuthRequest { client, redirect_uri, scope, state, code_challenge, nonce: get("nonce") })
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+fn refuse(l: Lang, r: Refusal) -> Response {
+    match r {
+        Refusal::Page(m) => error_page(l, &m),
+        Refusal::Redirect(uri) => found(&uri),
+    }
+}
+
+fn found(uri: &str) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(uri) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The hidden fields every form of the flow carries.
+fn hidden(csrf: &str, request: &str, ticket: Option<&str>, step: &str, l: Lang) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"request\" value=\"{}\">\
+         <input type=\"hidden\" name=\"step\" value=\"{step}\"><input type=\"hidden\" name=\"lang\" value=\"{}\">{}",
+        esc(csrf),
+        esc(request),
+        if l == Lang::Ru { "ru" } else { "en" },
+        ticket.map(|t| format!("<input type=\"hidden\" name=\"ticket\" value=\"{}\">", esc(t))).unwrap_or_default()
+    )
+}
+
+fn login_page(
+    l: Lang,
+    csrf: &str,
+    request: &str,
+    client: &Client,
+    error: Option<&str>,
+    cookie: Option<String>,
+) -> Response {
+    let body = format!(
+        "<p>{} <b>{}</b>.</p>{}<form method=\"post\" action=\"authorize\">{}\
+         <label for=\"u\">{}</label><input type=\"text\" id=\"u\" name=\"username\" autocomplete=\"username\" required autofocus>\
+         <label for=\"p\">{}</label><input type=\"password\" id=\"p\" name=\"password\" autocomplete=\"current-password\" required>\
+         <label for=\"o\">{}</label><input type=\"text\" id=\"o\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\">\
+         <p class=\"note\">{}</p><button type=\"submit\">{}</button></form>",
+        t(l, "Вход для приложения", "Signing in for the application"),
+        esc(&client.name),
+        error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default(),
+        hidden(csrf, request, None, "login", l),
+        t(l, "Имя пользователя", "User name"),
+        t(l, "Пароль", "Password"),
+        t(
+            l,
+            "Одноразовый код из приложения-аутентификатора (или код восстановления)",
+            "One-time code from your authenticator app (or a recovery code)"
+        ),
+        t(
+            l,
+            "При первом входе код не нужен: вы настроите приложение на следующем шаге.",
+            "At your first sign-in no code is needed: you will set up the app next."
+        ),
+        t(l, "Войти", "Sign in"),
+    );
+    page(l, t(l, "Вход в Медкарту", "Sign in to Medkarta"), &body, cookie)
+}
+
+fn login_error(l: Lang, e: &LoginError) -> String {
+    match e {
+        LoginError::BadCredentials => {
+            t(l, "Неверное имя пользователя или пароль.", "Wrong user name or password.").into()
+        }
+        LoginError::Locked(secs) => match l {
+            Lang::Ru => format!("Слишком много неудачных попыток: вход заблокирован ещё на {} мин.", secs.div_ceil(60)),
+            Lang::En => {
+                format!("Too many failed attempts: signing in is blocked for {} more minutes.", secs.div_ceil(60))
+            }
+        },
+        LoginError::Disabled => t(l, "Учётная запись отключена.", "The account is disabled.").into(),
+        LoginError::BadCode => t(l, "Неверный или уже использованный код.", "Wrong or already used code.").into(),
+        LoginError::Unavailable => {
+            t(l, "Сервис временно недоступен, попробуйте ещё раз.", "The service is unavailable, try again.").into()
+        }
+    }
+}
+
+fn enrol_page(l: Lang, csrf: &str, request: &str, ticket: &str, uri: &str, error: Option<&str>) -> Response {
+    let secret = uri.split("secret=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default();
+    let qr = auth::totp::qr_svg(uri).unwrap_or_default();
+    let body = format!(
+        "<p>{}</p>{qr}<p class=\"note\">{} <code>{}</code></p>{}<form method=\"post\" action=\"authorize\">{}\
+         <label for=\"o\">{}</label><input type=\"text\" id=\"o\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus>\
+         <button type=\"submit\">{}</button></form>",
+        t(
+            l,
+            "Для входа нужен второй фактор. Отсканируйте код приложением-аутентификатором (например, Яндекс Ключ, Google Authenticator или FreeOTP) и введите показанный им код.",
+            "Signing in needs a second factor. Scan the code with an authenticator app (for example Google Authenticator or FreeOTP) and enter the code it shows."
+        ),
+        t(l, "Или введите ключ вручную:", "Or enter the key by hand:"),
+        esc(secret),
+        error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default(),
+        hidden(csrf, request, Some(ticket), "enrol", l),
+        t(l, "Код из приложения", "Code from the app"),
+        t(l, "Подтвердить", "Confirm"),
+    );
+    page(l, t(l, "Настройка второго фактора", "Set up your second factor"), &body, None)
+}
+
+/// In words: what a scope lets the application do.
+fn describe(l: Lang, scopes: &Scopes) -> Vec<String> {
+    let mut out: Vec<String> = scopes
+        .resources
+        .iter()
+        .map(|r| {
+            let whose = match (r.context, l) {
+                (Context::Patient, Lang::Ru) => "данные пациента",
+                (Context::Patient, Lang::En) => "the patient's data",
+                (Context::User, Lang::Ru) => "данные, доступные вам",
+                (Context::User, Lang::En) => "data you can access",
+                (Context::System, Lang::Ru) => "все данные системы",
+                (Context::System, Lang::En) => "all data of the system",
+            };
+            let p = &r.perms;
+            let verbs: Vec<&str> = [
+                (p.read || p.search, t(l, "читать", "read")),
+                (p.create, t(l, "создавать", "create")),
+                (p.update, t(l, "изменять", "change")),
+                (p.delete, t(l, "удалять", "delete")),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, v)| *v)
+            .collect();
+            let what = r.resource_type.map_or_else(|| t(l, "все типы", "all types").to_string(), |t| t.to_string());
+            format!("{} {whose} ({what})", verbs.join(", "))
+        })
+        .collect();
+    if scopes.has("offline_access") || scopes.has("online_access") {
+        out.push(t(l, "оставаться на связи без повторного входа", "stay connected without signing in again").into());
+    }
+    if scopes.has("openid") || scopes.has("fhirUser") {
+        out.push(t(l, "знать, кто вы", "know who you are").into());
+    }
+    out
+}
+
+struct ConsentPage<'a> {
+    csrf: &'a str,
+    request: &'a str,
+    ticket: &'a str,
+    account: &'a Account,
+    req: &'a AuthRequest,
+    notices: &'a [String],
+    recovery: &'a [String],
+}
+
+fn consent_page(l: Lang, c: &ConsentPage<'_>) -> Response {
+    let roles: String = c
+        .account
+        .grants
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            format!(
+                "<label><input type=\"radio\" name=\"role\" value=\"{i}\"{}> {}</label>",
+                if i == 0 { " checked" } else { "" },
+                esc(&g.label())
+            )
+        })
+        .collect();
+    let items: String = describe(l, &c.req.scope).iter().map(|d| format!("<li>{}</li>", esc(d))).collect();
+    let notices: String =
+        c.notices.iter().map(|n| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(n))).collect();
+    let recovery = if c.recovery.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p><b>{}</b></p><ul>{}</ul>",
+            t(
+                l,
+                "Коды восстановления: сохраните их — каждый заменяет код из приложения один раз.",
+                "Recovery codes: keep them — each replaces an app code once."
+            ),
+            c.recovery.iter().map(|r| format!("<li><code>{}</code></li>", esc(r))).collect::<String>()
+        )
+    };
+    let body = format!(
+        "{notices}{recovery}<p>{} <b>{}</b> {}</p><ul>{items}</ul><form method=\"post\" action=\"authorize\">{}\
+         <fieldset><legend>{}</legend>{roles}</fieldset>\
+         <button type=\"submit\" name=\"decision\" value=\"allow\">{}</button>\
+         <button type=\"submit\" name=\"decision\" value=\"deny\">{}</button></form>",
+        t(l, "Приложение", "The application"),
+        esc(&c.req.client.name),
+        t(l, "просит разрешения:", "asks for permission to:"),
+        hidden(c.csrf, c.request, Some(c.ticket), "consent", l),
+        t(l, "Роль в этом сеансе", "Role for this session"),
+        t(l, "Разрешить", "Allow"),
+        t(l, "Отказать", "Deny"),
+    );
+    page(l, t(l, "Разрешение доступа", "Allow access"), &body, None)
+}
+
+/// `GET /oauth/authorize`: check the request, then the sign-in page.
+pub async fn authorize_get(State(dir): State<Arc<Directory>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let l = lang(&headers, None);
+    let query = q.unwrap_or_default();
+    let result = tokio::task::spawn_blocking(move || {
+        let req = match check_request(&dir, &query) {
+            Ok(r) => r,
+            Err(r) => return refuse(l, r),
+        };
+        let csrf = auth::random::token(24).unwrap_or_default();
+        let secure = if dir.issuer.starts_with("https://") { "; Secure" } else { "" };
+        let cookie = format!("mk_csrf={csrf}; Path=/oauth; HttpOnly; SameSite=Strict{secure}");
+        login_page(l, &csrf, &query, &req.client, None, Some(cookie))
+    })
+    .await;
+    result.unwrap_or_else(|_| error_page(l, "internal error"))
+}
+
+/// `POST /oauth/authorize`: the forms of the flow.
+pub async fn authorize_post(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
+    let f: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let l = lang(&headers, Some(&get("lang")));
+    let csrf = get("csrf");
+    if csrf.is_empty() || cookie_value(&headers, "mk_csrf").as_deref() != Some(csrf.as_str()) {
+        return error_page(
+            l,
+            t(l, "Форма устарела: начните вход заново.", "The form has expired: start signing in again."),
+        );
+    }
+    let step_name = get("step");
+    let result = tokio::task::spawn_blocking(move || step(&dir, l, &step_name, &csrf, &f)).await;
+    result.unwrap_or_else(|_| error_page(l, "internal error"))
+}
+
+fn step(dir: &Directory, l: Lang, step: &str, csrf: &str, f: &[(String, String)]) -> Response {
+    let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let request = get("request");
+    let req = match check_request(dir, &request) {
+        Ok(r) => r,
+        Err(r) => return refuse(l, r),
+    };
+    let expired =
+        || error_page(l, t(l, "Время входа истекло: начните заново.", "Signing in took too long: start again."));
+    let at = now();
+    match step {
+        "login" => {
+            let username = get("username").trim().to_lowercase();
+            let account = match dir.check_password(&username, &get("password"), at) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(username, "failed sign-in: {e}");
+                    return login_page(l, csrf, &request, &req.client, Some(&login_error(l, &e)), None);
+                }
+            };
+            let enrolled = account.totp.as_ref().is_some_and(|t| t.confirmed);
+            let notices = if enrolled {
+                match dir.check_second_factor(&username, get("otp").trim(), at) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(username, "failed sign-in (second factor): {e}");
+                        return login_page(l, csrf, &request, &req.client, Some(&login_error(l, &e)), None);
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let ticket = Ticket {
+                username: username.clone(),
+                authenticated: enrolled,
+                request: request.clone(),
+                expires: at + TICKET_TTL,
+            };
+            let Ok(id) = dir.new_ticket(&ticket) else { return expired() };
+            if !enrolled {
+                return match dir.begin_totp(&username) {
+                    Ok(uri) => enrol_page(l, csrf, &request, &id, &uri, None),
+                    Err(_) => expired(),
+                };
+            }
+            consent_page(
+                l,
+                &ConsentPage {
+                    csrf,
+                    request: &request,
+                    ticket: &id,
+                    account: &account,
+                    req: &req,
+                    notices: &notices,
+                    recovery: &[],
+                },
+            )
+        }
+        "enrol" => {
+            let id = get("ticket");
+            let Some((version, mut ticket)) = dir.ticket(&id).ok().flatten().filter(|(_, t)| t.request == request)
+            else {
+                return expired();
+            };
+            match dir.confirm_totp(&ticket.username, get("otp").trim(), at) {
+                Ok(codes) => {
+                    ticket.authenticated = true;
+                    let Ok(Some(account)) = dir.account(&ticket.username) else { return expired() };
+                    if dir.advance_ticket(&id, version, &ticket).is_err() {
+                        return expired();
+                    }
+                    let p = ConsentPage {
+                        csrf,
+                        request: &request,
+                        ticket: &id,
+                        account: &account,
+                        req: &req,
+                        notices: &[],
+                        recovery: &codes,
+                    };
+                    consent_page(l, &p)
+                }
+                Err(e) => {
+                    let uri = dir.begin_totp(&ticket.username).unwrap_or_default();
+                    enrol_page(l, csrf, &request, &id, &uri, Some(&e.to_string()))
+                }
+            }
+        }
+        "consent" => {
+            let id = get("ticket");
+            let Some((_, ticket)) =
+                dir.ticket(&id).ok().flatten().filter(|(_, t)| t.request == request && t.authenticated)
+            else {
+                return expired();
+            };
+            let _ = dir.drop_ticket(&id);
+            let with_state = |mut p: Vec<(&'static str, String)>| {
+                if let Some(s) = &req.state {
+                    p.push(("state", s.clone()));
+                }
+                let pairs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                redirect(&req.redirect_uri, &pairs)
+            };
+            if get("decision") != "allow" {
+                tracing::info!(
+                    username = ticket.username,
+                    client_id = req.client.client_id,
+                    "access refused by the user"
+                );
+                return found(&with_state(vec![
+                    ("error", "access_denied".into()),
+                    ("error_description", "the user refused".into()),
+                ]));
+            }
+            let Ok(Some(account)) = dir.account(&ticket.username) else { return expired() };
+            let grant: Option<RoleGrant> =
+                get("role").parse::<usize>().ok().and_then(|i| account.grants.get(i).cloned());
+            let Some(grant) = grant else { return expired() };
+            // a patient's apps get the patient's own record as context
+            let patient = (grant.role == Role::Patient)
+                .then(|| grant.patient.as_deref().map(|p| p.trim_start_matches("Patient/").to_string()))
+                .flatten();
+            let code = CodeGrant {
+                client_id: req.client.client_id.clone(),
+                redirect_uri: req.redirect_uri.clone(),
+                code_challenge: req.code_challenge.clone(),
+                scope: req.scope.to_string(),
+                username: ticket.username.clone(),
+                grant: Some(grant),
+                patient,
+                nonce: req.nonce.clone(),
+                expires: at + auth::directory::CODE_TTL,
+            };
+            match dir.new_code(&code) {
+                Ok(c) => {
+                    tracing::info!(
+                        username = ticket.username,
+                        client_id = req.client.client_id,
+                        "access granted by the user"
+                    );
+                    found(&with_state(vec![("code", c)]))
+                }
+                Err(_) => expired(),
+            }
+        }
+        _ => error_page(l, "unknown step"),
+    }
+}
