@@ -57,6 +57,17 @@ pub fn capability_statement(engine: &Engine) -> Response {
             })
         })
         .collect();
+    let base = engine.config.base_url.trim_end_matches('/');
+    let root = base.strip_suffix("/fhir").unwrap_or(base);
+    let oauth = |name: &str, path: &str| json!({"url": name, "valueUri": format!("{root}/oauth/{path}")});
+    let security = json!({
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR"}], "text": "OAuth 2.0 / SMART App Launch 2.0: bearer tokens on every request"}],
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", "extension": [
+            oauth("authorize", "authorize"), oauth("token", "token"), oauth("revoke", "revoke"), oauth("introspect", "introspect")
+        ]}],
+        "description": "Every request needs an access token; see .well-known/smart-configuration"
+    });
     let cs = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -70,8 +81,9 @@ pub fn capability_statement(engine: &Engine) -> Response {
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Not supported yet: XML, system-level search, composite parameters, _total=estimate (answered accurately), \
-    token modifiers other than :not, invariants using matches()/htmlChecks(), authentication and authorisation (next issue).",
+            "documentation": "Not supported yet: XML, _total=estimate (answered accurately), token :in/:not-in/:above/:below, \
+    _filter, _list, _contained, invariants using htmlChecks().",
+            "security": security,
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"]
