@@ -1,10 +1,16 @@
 //! Evaluation of parsed FHIRPath over `serde_json::Value`, with element types taken from
 //! the R4 definitions so that choice elements and type tests work as in the spec.
 
+use std::cell::{Cell, RefCell};
+use std::cmp::Ordering;
+
 use fhir_spec::{TypeDef, TypeKind, spec};
 use serde_json::Value;
 
-use crate::{Error, Expr};
+use crate::quantity::{self, Dec};
+use crate::regex::Regex;
+use crate::temporal::{self, Kind, Temporal};
+use crate::{Error, Expr, text};
 
 /// What we know of an item's FHIR type.
 #[derive(Debug, Clone)]
@@ -20,17 +26,40 @@ enum TypeRef {
 #[derive(Debug, Clone)]
 pub enum Item<'a> {
     /// A node of the resource, with its FHIR type where known.
-    Node(&'a Value, ItemType),
+    Node(&'a Value, ItemType<'a>),
     Str(String),
     Bool(bool),
     Num(String),
     /// A date/time literal (`@2020-01-01`), without the `@`.
     Date(String),
+    /// A System.Quantity: value text and unit (UCUM code or calendar keyword).
+    Quantity(String, String),
+    /// The result of `type()`: namespace and name.
+    TypeInfo(String, String),
 }
 
-/// The FHIR type of a node (opaque; ask with [`Item::type_name`]).
+/// The FHIR type of a node (opaque; ask with [`Item::type_name`]), with the extensions
+/// and id of a primitive (its `_name` sibling in JSON).
 #[derive(Debug, Clone)]
-pub struct ItemType(TypeRef);
+pub struct ItemType<'a>(TypeRef, Option<&'a Value>);
+
+/// The value of a primitive that only has extensions (`"given": [null]`).
+static NULL: Value = Value::Null;
+
+impl std::fmt::Display for Item<'_> {
+    /// The FHIRPath string form (`toString()`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::Node(Value::String(s), _) => f.write_str(s),
+            Item::Node(v, _) => write!(f, "{v}"),
+            Item::Str(s) | Item::Num(s) | Item::Date(s) => f.write_str(s),
+            Item::Bool(b) => write!(f, "{b}"),
+            Item::Quantity(v, u) if quantity::is_calendar_word(u) => write!(f, "{v} {u}"),
+            Item::Quantity(v, u) => write!(f, "{v} '{u}'"),
+            Item::TypeInfo(ns, n) => write!(f, "{ns}.{n}"),
+        }
+    }
+}
 
 impl<'a> Item<'a> {
     /// The JSON node, for items that are part of the resource.
@@ -44,9 +73,9 @@ impl<'a> Item<'a> {
     /// The FHIR type name (`Coding`, `string`, `Patient`) where known.
     pub fn type_name(&self) -> Option<&str> {
         match self {
-            Item::Node(_, ItemType(TypeRef::Named(n))) => Some(n),
-            Item::Node(_, ItemType(TypeRef::Backbone(..))) => Some("BackboneElement"),
-            Item::Node(_, ItemType(TypeRef::Unknown)) => None,
+            Item::Node(_, ItemType(TypeRef::Named(n), _)) => Some(n),
+            Item::Node(_, ItemType(TypeRef::Backbone(..), _)) => Some("BackboneElement"),
+            Item::Node(_, ItemType(TypeRef::Unknown, _)) => None,
             Item::Str(_) => Some("string"),
             Item::Bool(_) => Some("boolean"),
             Item::Num(n) if n.contains('.') => Some("decimal"),
@@ -54,12 +83,14 @@ impl<'a> Item<'a> {
             Item::Date(d) if d.starts_with('T') => Some("time"),
             Item::Date(d) if d.contains('T') => Some("dateTime"),
             Item::Date(_) => Some("date"),
+            Item::Quantity(..) => Some("Quantity"),
+            Item::TypeInfo(..) => Some("TypeInfo"),
         }
     }
 
     /// Whether child element `name` of this node repeats, per the definitions.
     pub fn child_repeats(&self, name: &str) -> Option<bool> {
-        let Item::Node(v, ItemType(ty)) = self else {
+        let Item::Node(v, ItemType(ty, _)) = self else {
             return None;
         };
         let (td, path) = match ty {
@@ -89,33 +120,90 @@ impl<'a> Item<'a> {
         }
     }
 
-    fn equals(&self, other: &Item<'_>) -> bool {
-        if let (Some(a), Some(b)) = (self.as_str(), other.as_str()) {
-            return a == b;
-        }
-        if let (Some(a), Some(b)) = (self.as_bool(), other.as_bool()) {
-            return a == b;
-        }
-        let num = |i: &Item<'_>| match i {
-            Item::Num(n) => n.parse::<f64>().ok(),
-            Item::Node(Value::Number(n), _) => n.to_string().parse::<f64>().ok(),
-            _ => None,
-        };
-        if let (Some(a), Some(b)) = (num(self), num(other)) {
-            return a == b;
-        }
-        match (self, other) {
-            (Item::Node(a, _), Item::Node(b, _)) => a == b,
-            _ => false,
-        }
+    /// The FHIRPath type: namespace and name.
+    fn fhirpath_type(&self) -> Option<(&'static str, String)> {
+        Some(match self {
+            Item::Node(v, ItemType(TypeRef::Named(n), _)) => {
+                let n = if n == "Resource" { v.get("resourceType").and_then(Value::as_str).unwrap_or(n) } else { n };
+                ("FHIR", n.to_string())
+            }
+            Item::Node(_, ItemType(TypeRef::Backbone(..), _)) => ("FHIR", "BackboneElement".into()),
+            Item::Node(..) => return None,
+            Item::Str(_) => ("System", "String".into()),
+            Item::Bool(_) => ("System", "Boolean".into()),
+            Item::Num(n) if n.contains('.') => ("System", "Decimal".into()),
+            Item::Num(_) => ("System", "Integer".into()),
+            Item::Date(d) if d.starts_with('T') => ("System", "Time".into()),
+            Item::Date(d) if d.contains('T') => ("System", "DateTime".into()),
+            Item::Date(_) => ("System", "Date".into()),
+            Item::Quantity(..) => ("System", "Quantity".into()),
+            Item::TypeInfo(..) => ("System", "TypeInfo".into()),
+        })
     }
 }
 
-/// The environment of an evaluation: `%resource`, `%rootResource` and `%context`.
+/// What kind of value an item is, for operators.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Bool(bool),
+    Num(String),
+    Str(String),
+    Time(Temporal),
+    Qty(f64, String, Option<Dec>),
+    /// A complex node (compared structurally).
+    Other,
+}
+
+fn val(item: &Item<'_>) -> Val {
+    match item {
+        Item::Bool(b) => Val::Bool(*b),
+        Item::Num(n) => Val::Num(n.clone()),
+        Item::Str(s) => Val::Str(s.clone()),
+        Item::Date(d) => Temporal::parse(d, false).map_or_else(|| Val::Str(d.clone()), Val::Time),
+        Item::Quantity(v, u) => Val::Qty(v.parse().unwrap_or(f64::NAN), u.clone(), Dec::parse(v)),
+        Item::TypeInfo(..) => Val::Other,
+        Item::Node(v, _) => match v {
+            Value::Bool(b) => Val::Bool(*b),
+            Value::Number(n) => Val::Num(n.to_string()),
+            Value::String(s) => match item.type_name() {
+                Some("date") => Temporal::parse(s, false).map_or_else(|| Val::Str(s.clone()), Val::Time),
+                Some("dateTime" | "instant") => Temporal::parse(s, false).map_or_else(
+                    || Val::Str(s.clone()),
+                    |mut t| {
+                        t.kind = Kind::DateTime;
+                        Val::Time(t)
+                    },
+                ),
+                Some("time") => Temporal::parse(s, true).map_or_else(|| Val::Str(s.clone()), Val::Time),
+                _ => Val::Str(s.clone()),
+            },
+            Value::Object(_) if is_type(item, "Quantity") => match v.get("value") {
+                Some(Value::Number(n)) => {
+                    let unit = v.get("code").or_else(|| v.get("unit")).and_then(Value::as_str).unwrap_or("1");
+                    let text = n.to_string();
+                    Val::Qty(text.parse().unwrap_or(f64::NAN), unit.to_string(), Dec::parse(&text))
+                }
+                _ => Val::Other,
+            },
+            _ => Val::Other,
+        },
+    }
+}
+
+/// The environment of an evaluation: `%resource`, `%rootResource` and `%context`, and
+/// the iteration variables `$index` and `$total`.
 struct Env<'a> {
     resource: Item<'a>,
     root_resource: Item<'a>,
     context: Item<'a>,
+    index: Cell<usize>,
+    total: RefCell<Vec<Item<'a>>>,
+}
+
+impl<'a> Env<'a> {
+    fn new(resource: Item<'a>, root_resource: Item<'a>, context: Item<'a>) -> Env<'a> {
+        Env { resource, root_resource, context, index: Cell::new(0), total: RefCell::new(Vec::new()) }
+    }
 }
 
 fn resource_item(resource: &Value) -> Item<'_> {
@@ -123,13 +211,13 @@ fn resource_item(resource: &Value) -> Item<'_> {
         Some(rt) => TypeRef::Named(rt.to_string()),
         None => TypeRef::Unknown,
     };
-    Item::Node(resource, ItemType(ty))
+    Item::Node(resource, ItemType(ty, None))
 }
 
 /// Evaluate `expr` with `resource` as the context.
 pub fn evaluate<'a>(expr: &Expr, resource: &'a Value) -> Result<Vec<Item<'a>>, Error> {
     let root = resource_item(resource);
-    let env = Env { resource: root.clone(), root_resource: root.clone(), context: root.clone() };
+    let env = Env::new(root.clone(), root.clone(), root.clone());
     eval(expr, &[root], true, &env)
 }
 
@@ -152,26 +240,41 @@ pub fn evaluate_on<'a>(
         },
         None => TypeRef::Unknown,
     };
-    let context = Item::Node(node, ItemType(ty));
-    let env = Env {
-        resource: resource_item(resource),
-        root_resource: resource_item(root_resource),
-        context: context.clone(),
-    };
+    let context = Item::Node(node, ItemType(ty, None));
+    let env = Env::new(resource_item(resource), resource_item(root_resource), context.clone());
     eval(expr, &[context], true, &env)
 }
 
 /// Evaluate `expr` with an item of an earlier evaluation on `resource` as the context
 /// (components of composite search parameters).
 pub fn evaluate_item<'a>(expr: &Expr, item: &Item<'a>, resource: &'a Value) -> Result<Vec<Item<'a>>, Error> {
-    let env = Env { resource: resource_item(resource), root_resource: resource_item(resource), context: item.clone() };
+    let env = Env::new(resource_item(resource), resource_item(resource), item.clone());
     eval(expr, std::slice::from_ref(item), true, &env)
+}
+
+fn semantic(msg: impl Into<String>) -> Error {
+    Error::Semantic(msg.into())
+}
+
+/// The single item of an operand, `None` when empty, an error when several.
+fn single<'b, 'a>(items: &'b [Item<'a>], what: &str) -> Result<Option<&'b Item<'a>>, Error> {
+    match items {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        _ => Err(semantic(format!("{what} expects a single item, got {}", items.len()))),
+    }
 }
 
 fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool, env: &Env<'a>) -> Result<Vec<Item<'a>>, Error> {
     Ok(match expr {
         Expr::This => input.to_vec(),
-        Expr::Date(d) => vec![Item::Date(d.clone())],
+        Expr::Date(d) => {
+            if Temporal::parse(d, false).is_none() {
+                return Err(semantic(format!("invalid date/time literal @{d}")));
+            }
+            vec![Item::Date(d.clone())]
+        }
+        Expr::Quantity(v, u) => vec![Item::Quantity(v.clone(), u.clone())],
         Expr::Empty => vec![],
         Expr::Var(v) => match v.as_str() {
             "resource" => vec![env.resource.clone()],
@@ -180,14 +283,28 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool, env: &Env<'a>) -> Re
             "ucum" => vec![Item::Str("http://unitsofmeasure.org".into())],
             "sct" => vec![Item::Str("http://snomed.info/sct".into())],
             "loinc" => vec![Item::Str("http://loinc.org".into())],
-            other => return Err(Error::Unsupported(format!("%{other}"))),
+            "$index" => vec![Item::Num(env.index.get().to_string())],
+            "$total" => env.total.borrow().clone(),
+            other => {
+                if let Some(name) = other.strip_prefix("vs-") {
+                    vec![Item::Str(format!("http://hl7.org/fhir/ValueSet/{name}"))]
+                } else if let Some(name) = other.strip_prefix("ext-") {
+                    vec![Item::Str(format!("http://hl7.org/fhir/StructureDefinition/{name}"))]
+                } else {
+                    return Err(Error::Unsupported(format!("%{other}")));
+                }
+            }
         },
         Expr::Neg(e) => eval(e, input, at_root, env)?
             .into_iter()
-            .map(|i| {
-                num_of(&i)
-                    .map(|n| Item::Num(fmt_num(-n)))
-                    .ok_or_else(|| Error::Unsupported("unary minus on a non-number".into()))
+            .map(|i| match val(&i) {
+                Val::Num(n) => Ok(Item::Num(match n.strip_prefix('-') {
+                    Some(pos) => pos.to_string(),
+                    None if n.bytes().all(|b| b == b'0' || b == b'.') => n,
+                    None => format!("-{n}"),
+                })),
+                Val::Qty(_, u, Some(d)) => Ok(Item::Quantity(d.neg().render(), u)),
+                _ => Err(semantic("unary minus on a non-number")),
             })
             .collect::<Result<_, _>>()?,
         Expr::Str(s) => vec![Item::Str(s.clone())],
@@ -200,12 +317,22 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool, env: &Env<'a>) -> Re
             {
                 input.iter().filter(|i| is_type(i, name)).cloned().collect()
             } else {
-                input.iter().flat_map(|i| member(i, name)).collect()
+                members(input, name, at_root)?
             }
         }
         Expr::Member(base, name) => {
+            // `(x as T).name`: the static type T must have the element
+            if let Expr::Type(op, _, ty) = base.as_ref()
+                && op == "as"
+                && let Some(td) = spec().type_def(split_type(ty).1)
+                && td.kind != TypeKind::Primitive
+                && !td.is_abstract
+                && td.element(name).is_none()
+            {
+                return Err(semantic(format!("{UNKNOWN_ELEMENT} '{name}' of {}", td.name)));
+            }
             let items = eval(base, input, at_root, env)?;
-            items.iter().flat_map(|i| member(i, name)).collect()
+            members(&items, name, typed_path(base, at_root))?
         }
         Expr::Index(base, idx) => {
             let items = eval(base, input, at_root, env)?;
@@ -217,141 +344,313 @@ fn eval<'a>(expr: &Expr, input: &[Item<'a>], at_root: bool, env: &Env<'a>) -> Re
             n.and_then(|n| items.get(n).cloned()).into_iter().collect()
         }
         Expr::Type(op, base, ty) => {
+            check_type_name(ty)?;
             let items = eval(base, input, at_root, env)?;
             if op == "as" {
                 items.into_iter().filter(|i| is_type(i, ty)).collect()
             } else {
-                match items.as_slice() {
-                    [] => vec![],
-                    [one] => vec![Item::Bool(is_type(one, ty))],
-                    _ => {
-                        return Err(Error::Unsupported("'is' on a collection of several items".into()));
-                    }
+                match single(&items, "'is'")? {
+                    None => vec![],
+                    Some(one) => vec![Item::Bool(is_type(one, ty))],
                 }
             }
         }
         Expr::Binary(op, a, b) => {
             let l = eval(a, input, at_root, env)?;
             // `implies`, `and`, `or` short-circuit on the left operand
-            if op == "implies" && singleton_bool(&l) == Some(false) {
+            if op == "implies" && singleton_bool(&l)? == Some(false) {
                 return Ok(vec![Item::Bool(true)]);
             }
             let r = eval(b, input, at_root, env)?;
-            match op.as_str() {
-                "|" => {
-                    let mut out = l;
-                    for item in r {
-                        if !out.iter().any(|o| same(o, &item)) {
-                            out.push(item);
-                        }
-                    }
-                    out
-                }
-                "=" | "!=" => match (l.as_slice(), r.as_slice()) {
-                    ([], _) | (_, []) => vec![],
-                    ([a], [b]) if date_like(a) && date_like(b) => match compare(a, b) {
-                        Some(ord) => vec![Item::Bool(ord.is_eq() == (op == "="))],
-                        None => vec![],
-                    },
-                    _ => {
-                        let eq = l.len() == r.len() && l.iter().zip(&r).all(|(x, y)| x.equals(y));
-                        vec![Item::Bool(if op == "=" { eq } else { !eq })]
-                    }
-                },
-                "and" | "or" => {
-                    let lb = singleton_bool(&l);
-                    let rb = singleton_bool(&r);
-                    let v = if op == "and" {
-                        match (lb, rb) {
-                            (Some(false), _) | (_, Some(false)) => Some(false),
-                            (Some(true), Some(true)) => Some(true),
-                            _ => None,
-                        }
-                    } else {
-                        match (lb, rb) {
-                            (Some(true), _) | (_, Some(true)) => Some(true),
-                            (Some(false), Some(false)) => Some(false),
-                            _ => None,
-                        }
-                    };
-                    v.map(Item::Bool).into_iter().collect()
-                }
-                "xor" => match (singleton_bool(&l), singleton_bool(&r)) {
-                    (Some(a), Some(b)) => vec![Item::Bool(a != b)],
-                    _ => vec![],
-                },
-                "implies" => match (singleton_bool(&l), singleton_bool(&r)) {
-                    (Some(true), Some(b)) => vec![Item::Bool(b)],
-                    (None, Some(true)) => vec![Item::Bool(true)],
-                    _ => vec![],
-                },
-                "in" | "contains" => {
-                    let (needle, hay) = if op == "in" { (&l, &r) } else { (&r, &l) };
-                    match needle.as_slice() {
-                        [] => vec![],
-                        [one] => vec![Item::Bool(hay.iter().any(|h| h.equals(one)))],
-                        _ => return Err(Error::Unsupported(format!("'{op}' with several items"))),
-                    }
-                }
-                "~" | "!~" => match (l.as_slice(), r.as_slice()) {
-                    ([], []) => vec![Item::Bool(op == "~")],
-                    ([a], [b]) => {
-                        let eq = match (a.as_str(), b.as_str()) {
-                            (Some(x), Some(y)) => x.trim().eq_ignore_ascii_case(y.trim()),
-                            _ => a.equals(b),
-                        };
-                        vec![Item::Bool(eq == (op == "~"))]
-                    }
-                    _ => vec![Item::Bool(op != "~")],
-                },
-                "<" | ">" | "<=" | ">=" => match (l.as_slice(), r.as_slice()) {
-                    ([a], [b]) => match compare(a, b) {
-                        Some(ord) => vec![Item::Bool(match op.as_str() {
-                            "<" => ord.is_lt(),
-                            ">" => ord.is_gt(),
-                            "<=" => ord.is_le(),
-                            _ => ord.is_ge(),
-                        })],
-                        None => vec![],
-                    },
-                    _ => vec![],
-                },
-                "&" => {
-                    let s = |v: &[Item<'_>]| v.first().and_then(|i| i.as_str().map(str::to_string)).unwrap_or_default();
-                    vec![Item::Str(s(&l) + &s(&r))]
-                }
-                "+" | "-" | "*" | "/" | "div" | "mod" => match (l.as_slice(), r.as_slice()) {
-                    ([a], [b]) => {
-                        if let (Some(x), Some(y), "+") = (a.as_str(), b.as_str(), op.as_str()) {
-                            vec![Item::Str(format!("{x}{y}"))]
-                        } else {
-                            let (Some(x), Some(y)) = (num_of(a), num_of(b)) else {
-                                return Err(Error::Unsupported(format!("'{op}' on non-numbers")));
-                            };
-                            let v = match op.as_str() {
-                                "+" => x + y,
-                                "-" => x - y,
-                                "*" => x * y,
-                                "/" => x / y,
-                                "div" => (x / y).trunc(),
-                                _ => x % y,
-                            };
-                            if v.is_finite() { vec![Item::Num(fmt_num(v))] } else { vec![] }
-                        }
-                    }
-                    _ => vec![],
-                },
-                other => return Err(Error::Unsupported(other.to_string())),
-            }
+            binary(op, l, r)?
         }
         Expr::Call(base, func, args) => {
             let items = eval(base, input, at_root, env)?;
-            call(func, items, args, env)?
+            call(func, items, args, input, at_root, env)?
         }
     })
 }
 
-fn singleton_bool(items: &[Item<'_>]) -> Option<bool> {
+fn binary<'a>(op: &str, l: Vec<Item<'a>>, r: Vec<Item<'a>>) -> Result<Vec<Item<'a>>, Error> {
+    Ok(match op {
+        "|" => {
+            let mut out: Vec<Item<'a>> = Vec::with_capacity(l.len() + r.len());
+            for item in l.into_iter().chain(r) {
+                if !out.iter().any(|o| same(o, &item)) {
+                    out.push(item);
+                }
+            }
+            out
+        }
+        "=" | "!=" => match (l.as_slice(), r.as_slice()) {
+            ([], _) | (_, []) => vec![],
+            _ => {
+                let eq = if l.len() != r.len() {
+                    Some(false)
+                } else {
+                    let mut acc = Some(true);
+                    for (x, y) in l.iter().zip(&r) {
+                        match equal(x, y) {
+                            Some(true) => {}
+                            Some(false) => {
+                                acc = Some(false);
+                                break;
+                            }
+                            None => acc = None,
+                        }
+                    }
+                    acc
+                };
+                eq.map(|e| Item::Bool(e == (op == "="))).into_iter().collect()
+            }
+        },
+        "~" | "!~" => {
+            let eq = l.len() == r.len() && {
+                let mut used = vec![false; r.len()];
+                l.iter().all(|x| {
+                    let found = r.iter().enumerate().find(|(i, y)| !used[*i] && equivalent(x, y));
+                    found.map(|(i, _)| used[i] = true).is_some()
+                })
+            };
+            vec![Item::Bool(eq == (op == "~"))]
+        }
+        "and" | "or" | "xor" | "implies" => {
+            let (lb, rb) = (singleton_bool(&l)?, singleton_bool(&r)?);
+            let v = match op {
+                "and" => match (lb, rb) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                },
+                "or" => match (lb, rb) {
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                },
+                "xor" => lb.zip(rb).map(|(a, b)| a != b),
+                _ => match (lb, rb) {
+                    (Some(true), Some(b)) => Some(b),
+                    (Some(false), _) => Some(true),
+                    (None, Some(true)) => Some(true),
+                    _ => None,
+                },
+            };
+            v.map(Item::Bool).into_iter().collect()
+        }
+        "in" | "contains" => {
+            let (needle, hay) = if op == "in" { (&l, &r) } else { (&r, &l) };
+            match single(needle, op)? {
+                None => vec![],
+                Some(one) => vec![Item::Bool(hay.iter().any(|h| equal(h, one) == Some(true)))],
+            }
+        }
+        "<" | ">" | "<=" | ">=" => match (single(&l, op)?, single(&r, op)?) {
+            (Some(a), Some(b)) => match compare(a, b)? {
+                Some(ord) => vec![Item::Bool(match op {
+                    "<" => ord.is_lt(),
+                    ">" => ord.is_gt(),
+                    "<=" => ord.is_le(),
+                    _ => ord.is_ge(),
+                })],
+                None => vec![],
+            },
+            _ => vec![],
+        },
+        "&" => {
+            let s = |v: &[Item<'_>]| -> Result<String, Error> {
+                Ok(single(v, "'&'")?.map(|i| i.to_string()).unwrap_or_default())
+            };
+            vec![Item::Str(s(&l)? + &s(&r)?)]
+        }
+        "+" | "-" | "*" | "/" | "div" | "mod" => match (single(&l, op)?, single(&r, op)?) {
+            (Some(a), Some(b)) => arithmetic(op, a, b)?.into_iter().collect(),
+            _ => vec![],
+        },
+        other => return Err(Error::Unsupported(other.to_string())),
+    })
+}
+
+/// `+ - * / div mod` on two single items.
+fn arithmetic<'a>(op: &str, a: &Item<'a>, b: &Item<'a>) -> Result<Option<Item<'a>>, Error> {
+    let bad = || semantic(format!("'{op}' cannot combine {} and {}", describe(a), describe(b)));
+    Ok(match (val(a), val(b)) {
+        (Val::Str(x), Val::Str(y)) if op == "+" => Some(Item::Str(x + &y)),
+        (Val::Num(x), Val::Num(y)) => {
+            let decimal = x.contains('.') || y.contains('.');
+            let (dx, dy) = (Dec::parse(&x), Dec::parse(&y));
+            let (fx, fy) = (x.parse::<f64>().unwrap_or(f64::NAN), y.parse::<f64>().unwrap_or(f64::NAN));
+            match op {
+                "+" | "-" | "*" => {
+                    let exact = dx.zip(dy).and_then(|(p, q)| match op {
+                        "+" => p.add(q),
+                        "-" => p.add(q.neg()),
+                        _ => p.mul(q),
+                    });
+                    match exact {
+                        Some(d) => Some(Item::Num(d.render())),
+                        None => {
+                            let v = match op {
+                                "+" => fx + fy,
+                                "-" => fx - fy,
+                                _ => fx * fy,
+                            };
+                            v.is_finite().then(|| Item::Num(fmt_num(v, decimal)))
+                        }
+                    }
+                }
+                "/" => {
+                    let v = fx / fy;
+                    v.is_finite().then(|| Item::Num(fmt_num(v, true)))
+                }
+                "div" => {
+                    let v = (fx / fy).trunc();
+                    v.is_finite().then(|| Item::Num(fmt_num(v, false)))
+                }
+                _ => match dx.zip(dy) {
+                    Some((p, q)) => p.rem(q).map(|d| Item::Num(d.render())),
+                    None => {
+                        let v = fx % fy;
+                        v.is_finite().then(|| Item::Num(fmt_num(v, decimal)))
+                    }
+                },
+            }
+        }
+        (Val::Time(t), Val::Qty(v, u, _)) if op == "+" || op == "-" => {
+            let unit = temporal::Unit::of(&u).ok_or_else(bad)?;
+            let amount = v.trunc() as i64;
+            let amount = if op == "-" { -amount } else { amount };
+            t.add(amount, unit).map(|t| Item::Date(t.render()))
+        }
+        (Val::Qty(x, ux, dx), Val::Qty(y, uy, _)) => match op {
+            "+" | "-" => {
+                let y = quantity::convert(y, &uy, &ux).ok_or_else(bad)?;
+                let v = if op == "+" { x + y } else { x - y };
+                let scale = dx.map_or(0, Dec::scale).max(if v.fract() == 0.0 { 0 } else { 6 });
+                Some(Item::Quantity(quantity::round_to(v, scale), ux))
+            }
+            "*" | "/" => {
+                let (cx, cy) = (quantity::canonical(&ux).ok_or_else(bad)?, quantity::canonical(&uy).ok_or_else(bad)?);
+                let mut dims = cx.dims;
+                for (d, e) in dims.iter_mut().zip(cy.dims) {
+                    if op == "*" {
+                        *d += e;
+                    } else {
+                        *d -= e;
+                    }
+                }
+                let v = if op == "*" { x * cx.factor * y * cy.factor } else { x * cx.factor / (y * cy.factor) };
+                v.is_finite().then(|| Item::Quantity(fmt_num(v, true), quantity::dims_unit(&dims)))
+            }
+            _ => return Err(bad()),
+        },
+        (Val::Qty(x, u, _), Val::Num(n)) if op == "*" || op == "/" => {
+            let n: f64 = n.parse().unwrap_or(f64::NAN);
+            let v = if op == "*" { x * n } else { x / n };
+            v.is_finite().then(|| Item::Quantity(fmt_num(v, true), u))
+        }
+        (Val::Num(n), Val::Qty(x, u, _)) if op == "*" => {
+            let v = n.parse::<f64>().unwrap_or(f64::NAN) * x;
+            v.is_finite().then(|| Item::Quantity(fmt_num(v, true), u))
+        }
+        _ => return Err(bad()),
+    })
+}
+
+fn describe(i: &Item<'_>) -> String {
+    i.fhirpath_type().map_or_else(|| "an untyped node".into(), |(ns, n)| format!("{ns}.{n}"))
+}
+
+/// `=`: `None` when the result is unknown (dates at different precisions).
+fn equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
+    Some(match (val(a), val(b)) {
+        (Val::Bool(x), Val::Bool(y)) => x == y,
+        (Val::Num(x), Val::Num(y)) => match (Dec::parse(&x), Dec::parse(&y)) {
+            (Some(p), Some(q)) => {
+                p.add(q.neg()).is_some_and(|d| d.render().bytes().all(|c| matches!(c, b'0' | b'.' | b'-')))
+            }
+            _ => x.parse::<f64>().ok() == y.parse::<f64>().ok(),
+        },
+        (Val::Str(x), Val::Str(y)) => x == y,
+        (Val::Time(x), Val::Time(y)) => {
+            if (x.kind == Kind::Time) != (y.kind == Kind::Time) {
+                return Some(false);
+            }
+            x.compare(&y)?.is_eq()
+        }
+        (Val::Time(x), Val::Str(s)) | (Val::Str(s), Val::Time(x)) => match Temporal::parse(&s, x.kind == Kind::Time) {
+            Some(y) => x.compare(&y)?.is_eq(),
+            None => false,
+        },
+        (Val::Qty(x, ux, _), Val::Qty(y, uy, _)) => quantity::compare((x, &ux), (y, &uy))?.is_eq(),
+        (Val::Other, Val::Other) => match (a, b) {
+            (Item::Node(x, _), Item::Node(y, _)) => x == y,
+            (Item::TypeInfo(p, q), Item::TypeInfo(r, s)) => p == r && q == s,
+            _ => false,
+        },
+        _ => false,
+    })
+}
+
+/// Round a decimal's text half-up to `scale` digits.
+fn round_dec(d: Dec, scale: u32) -> String {
+    quantity::round_to(d.to_f64(), scale)
+}
+
+/// `~`: equality ignoring case, white space and extra precision.
+fn equivalent(a: &Item<'_>, b: &Item<'_>) -> bool {
+    match (val(a), val(b)) {
+        (Val::Str(x), Val::Str(y)) => {
+            let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+            norm(&x) == norm(&y)
+        }
+        (Val::Num(x), Val::Num(y)) => match (Dec::parse(&x), Dec::parse(&y)) {
+            (Some(p), Some(q)) => {
+                let s = p.scale().min(q.scale());
+                round_dec(p, s) == round_dec(q, s)
+            }
+            _ => false,
+        },
+        (Val::Time(x), Val::Time(y)) => x.equivalent(&y),
+        (Val::Qty(x, ux, dx), Val::Qty(y, uy, dy)) => match quantity::convert(y, &uy, &ux) {
+            Some(y) => {
+                let s = dx.map_or(0, Dec::scale).min(dy.map_or(0, Dec::scale));
+                quantity::round_to(x, s) == quantity::round_to(y, s)
+            }
+            None => false,
+        },
+        _ => equal(a, b) == Some(true),
+    }
+}
+
+/// Order two singletons: numbers numerically, dates and times at equal precision,
+/// strings lexically, quantities in comparable units. `Ok(None)` when FHIRPath says the
+/// result is empty; an error for values of different types.
+fn compare(a: &Item<'_>, b: &Item<'_>) -> Result<Option<Ordering>, Error> {
+    Ok(match (val(a), val(b)) {
+        (Val::Num(x), Val::Num(y)) => {
+            x.parse::<f64>().ok().zip(y.parse::<f64>().ok()).and_then(|(p, q)| p.partial_cmp(&q))
+        }
+        (Val::Str(x), Val::Str(y)) => Some(x.cmp(&y)),
+        (Val::Time(x), Val::Time(y)) => x.compare(&y),
+        (Val::Time(x), Val::Str(s)) => Temporal::parse(&s, x.kind == Kind::Time).and_then(|y| x.compare(&y)),
+        (Val::Str(s), Val::Time(y)) => Temporal::parse(&s, y.kind == Kind::Time).and_then(|x| x.compare(&y)),
+        (Val::Qty(x, ux, _), Val::Qty(y, uy, _)) => quantity::compare((x, &ux), (y, &uy)),
+        _ => return Err(semantic(format!("cannot compare {} with {}", describe(a), describe(b)))),
+    })
+}
+
+/// A collection as a boolean: empty is unknown, a single boolean is itself, any other
+/// single item is true; several items are an error.
+fn singleton_bool(items: &[Item<'_>]) -> Result<Option<bool>, Error> {
+    match items {
+        [] => Ok(None),
+        [one] => Ok(Some(one.as_bool().unwrap_or(true))),
+        _ => Err(semantic(format!("expected a single boolean, got {} items", items.len()))),
+    }
+}
+
+/// Lenient form for criteria (`where`, `exists`, `all`): several items count as true.
+fn criteria_bool(items: &[Item<'_>]) -> Option<bool> {
     match items {
         [] => None,
         [one] => Some(one.as_bool().unwrap_or(true)),
@@ -361,40 +660,93 @@ fn singleton_bool(items: &[Item<'_>]) -> Option<bool> {
 
 fn same(a: &Item<'_>, b: &Item<'_>) -> bool {
     match (a, b) {
-        (Item::Node(x, _), Item::Node(y, _)) => std::ptr::eq(*x, *y),
-        _ => a.equals(b),
+        (Item::Node(x, ItemType(_, ex)), Item::Node(y, ItemType(_, ey))) => {
+            std::ptr::eq(*x, *y)
+                && match (ex, ey) {
+                    (Some(p), Some(q)) => std::ptr::eq(*p, *q),
+                    (None, None) => true,
+                    _ => false,
+                }
+        }
+        _ => equal(a, b) == Some(true),
     }
 }
 
-fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> Result<Vec<Item<'a>>, Error> {
-    // a plain argument is evaluated once, against the expression's context (%context)
+/// Is `name` a type FHIRPath knows (System or FHIR)?
+fn check_type_name(name: &str) -> Result<(), Error> {
+    let (ns, n) = split_type(name);
+    let system = matches!(n, "Boolean" | "String" | "Integer" | "Decimal" | "Date" | "DateTime" | "Time" | "Quantity");
+    let fhir = spec().type_def(n).is_some() || spec().resource_type(n).is_some();
+    let ok = match ns {
+        // an unknown System type is simply never matched
+        Some("System") => true,
+        Some("FHIR") => fhir,
+        _ => system || fhir,
+    };
+    if ok { Ok(()) } else { Err(semantic(format!("unknown type {name}"))) }
+}
+
+fn split_type(ty: &str) -> (Option<&str>, &str) {
+    match ty.split_once('.') {
+        Some((ns @ ("System" | "FHIR"), n)) => (Some(ns), n),
+        _ => (None, ty),
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+fn call<'a>(
+    func: &str,
+    items: Vec<Item<'a>>,
+    args: &[Expr],
+    focus: &[Item<'a>],
+    at_root: bool,
+    env: &Env<'a>,
+) -> Result<Vec<Item<'a>>, Error> {
+    // a plain argument is evaluated once, against the focus of the calling expression
     let arg = |i: usize| -> Result<Vec<Item<'a>>, Error> {
         match args.get(i) {
-            Some(a) => eval(a, std::slice::from_ref(&env.context), true, env),
-            None => Err(Error::Unsupported(format!("{func}() needs an argument"))),
+            Some(a) => eval(a, focus, at_root, env),
+            None => Err(semantic(format!("{func}() needs an argument"))),
         }
     };
     let arg_str = |i: usize| -> Result<Option<String>, Error> {
-        Ok(arg(i)?.first().and_then(|x| x.as_str().map(str::to_string)))
+        Ok(single(&arg(i)?, func)?.and_then(|x| x.as_str().map(str::to_string)))
     };
-    let arg_num = |i: usize| -> Result<Option<f64>, Error> { Ok(arg(i)?.first().and_then(num_of)) };
-    let each_str = |f: &dyn Fn(&str) -> Item<'a>| -> Vec<Item<'a>> {
-        match items.as_slice() {
-            [one] => one.as_str().map(f).into_iter().collect(),
-            _ => vec![],
+    let arg_int = |i: usize| -> Result<Option<i64>, Error> {
+        match single(&arg(i)?, func)?.map(val) {
+            None => Ok(None),
+            Some(Val::Num(n)) => Ok(n.parse::<f64>().ok().map(|f| f as i64)),
+            Some(_) => Err(semantic(format!("{func}() expects an integer argument"))),
+        }
+    };
+    // the single string input of a string function (empty input: empty result)
+    let input_str = || -> Result<Option<String>, Error> {
+        match single(&items, func)? {
+            None => Ok(None),
+            Some(one) => match (one.as_str(), one) {
+                (Some(s), _) => Ok(Some(s.to_string())),
+                (None, Item::Node(Value::Null, _)) => Ok(None),
+                _ => Err(semantic(format!("{func}() expects a string, got {}", describe(one)))),
+            },
         }
     };
     let type_arg = || match args.first() {
-        Some(Expr::Ident(t)) => Ok(t.clone()),
-        _ => Err(Error::Unsupported(format!("{func}() without a type argument"))),
+        Some(Expr::Ident(t)) => check_type_name(t).map(|()| t.clone()),
+        _ => Err(semantic(format!("{func}() without a type argument"))),
+    };
+    // evaluate `e` once per item with `$this` and `$index` set
+    let per_item = |e: &Expr, item: &Item<'a>, i: usize| -> Result<Vec<Item<'a>>, Error> {
+        let saved = env.index.replace(i);
+        let r = eval(e, std::slice::from_ref(item), false, env);
+        env.index.set(saved);
+        r
     };
     Ok(match func {
         "where" => {
-            let pred = args.first().ok_or_else(|| Error::Unsupported("where() without criteria".into()))?;
+            let pred = args.first().ok_or_else(|| semantic("where() without criteria"))?;
             let mut out = Vec::new();
-            for item in items {
-                let r = eval(pred, std::slice::from_ref(&item), false, env)?;
-                if singleton_bool(&r) == Some(true) {
+            for (i, item) in items.into_iter().enumerate() {
+                if criteria_bool(&per_item(pred, &item, i)?) == Some(true) {
                     out.push(item);
                 }
             }
@@ -402,41 +754,51 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> R
         }
         "exists" => {
             let n = match args.first() {
-                Some(_) => call("where", items, args, env)?.len(),
+                Some(_) => call("where", items, args, focus, at_root, env)?.len(),
                 None => items.len(),
             };
             vec![Item::Bool(n > 0)]
         }
         "empty" => vec![Item::Bool(items.is_empty())],
-        "not" => singleton_bool(&items).map(|b| Item::Bool(!b)).into_iter().collect(),
+        "not" => singleton_bool(&items)?.map(|b| Item::Bool(!b)).into_iter().collect(),
         "first" => items.into_iter().take(1).collect(),
         "last" => items.into_iter().last().into_iter().collect(),
+        // `as()` filters like `ofType()`, as the base invariants (dom-3) need
         "ofType" | "as" => {
             let t = type_arg()?;
             items.into_iter().filter(|i| is_type(i, &t)).collect()
         }
         "is" => {
             let t = type_arg()?;
-            items.iter().take(1).map(|i| Item::Bool(is_type(i, &t))).collect()
+            single(&items, func)?.map(|i| Item::Bool(is_type(i, &t))).into_iter().collect()
+        }
+        "type" => {
+            items.iter().filter_map(|i| i.fhirpath_type().map(|(ns, n)| Item::TypeInfo(ns.to_string(), n))).collect()
+        }
+        "conformsTo" => {
+            let url = arg_str(0)?.unwrap_or_default();
+            let Some(ty) = url.strip_prefix("http://hl7.org/fhir/StructureDefinition/") else {
+                return Err(Error::Unsupported(format!("conformsTo('{url}')")));
+            };
+            items.iter().map(|i| Item::Bool(is_type(i, &format!("FHIR.{ty}")))).collect()
         }
         "resolve" => items.iter().filter_map(resolve).collect(),
         "extension" => {
-            let url = match args.first() {
-                Some(Expr::Str(u)) => u.clone(),
-                _ => return Err(Error::Unsupported("extension() needs a string url".into())),
-            };
-            items
-                .iter()
-                .flat_map(|i| member(i, "extension"))
-                .filter(|e| e.node().and_then(|n| n.get("url")).and_then(Value::as_str) == Some(url.as_str()))
-                .collect()
+            let url = arg_str(0)?.unwrap_or_default();
+            let mut out = Vec::new();
+            for e in members(&items, "extension", false)? {
+                if e.node().and_then(|n| n.get("url")).and_then(Value::as_str) == Some(url.as_str()) {
+                    out.push(e);
+                }
+            }
+            out
         }
         "count" => vec![Item::Num(items.len().to_string())],
         "all" => {
-            let pred = args.first().ok_or_else(|| Error::Unsupported("all() without criteria".into()))?;
+            let pred = args.first().ok_or_else(|| semantic("all() without criteria"))?;
             let mut ok = true;
-            for item in &items {
-                if singleton_bool(&eval(pred, std::slice::from_ref(item), false, env)?) != Some(true) {
+            for (i, item) in items.iter().enumerate() {
+                if criteria_bool(&per_item(pred, item, i)?) != Some(true) {
                     ok = false;
                     break;
                 }
@@ -444,42 +806,122 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> R
             vec![Item::Bool(ok)]
         }
         "select" => {
-            let proj = args.first().ok_or_else(|| Error::Unsupported("select() without projection".into()))?;
+            let proj = args.first().ok_or_else(|| semantic("select() without projection"))?;
             let mut out = Vec::new();
-            for item in &items {
-                out.extend(eval(proj, std::slice::from_ref(item), false, env)?);
+            for (i, item) in items.iter().enumerate() {
+                out.extend(per_item(proj, item, i)?);
             }
             out
         }
-        "isDistinct" => {
-            let distinct = items.iter().enumerate().all(|(i, a)| items.iter().skip(i + 1).all(|b| !a.equals(b)));
-            vec![Item::Bool(distinct)]
-        }
-        "distinct" => {
+        "repeat" => {
+            let proj = args.first().ok_or_else(|| semantic("repeat() without projection"))?;
             let mut out: Vec<Item<'a>> = Vec::new();
-            for i in items {
-                if !out.iter().any(|o| o.equals(&i)) {
-                    out.push(i);
+            let mut frontier = items;
+            while !frontier.is_empty() {
+                let mut next = Vec::new();
+                for (i, item) in frontier.iter().enumerate() {
+                    for r in per_item(proj, item, i)? {
+                        if !out.iter().any(|o| same(o, &r)) {
+                            out.push(r.clone());
+                            next.push(r);
+                        }
+                    }
+                }
+                frontier = next;
+            }
+            out
+        }
+        "aggregate" => {
+            let agg = args.first().ok_or_else(|| semantic("aggregate() without an aggregator"))?;
+            let init = if args.len() > 1 { arg(1)? } else { vec![] };
+            let saved = env.total.replace(init);
+            let mut result = Ok(());
+            for (i, item) in items.iter().enumerate() {
+                match per_item(agg, item, i) {
+                    Ok(t) => {
+                        env.total.replace(t);
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
                 }
             }
-            out
+            let total = env.total.replace(saved);
+            result?;
+            total
         }
+        "sort" => {
+            let mut keyed: Vec<(Vec<Option<Item<'a>>>, Item<'a>)> = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                let mut keys = Vec::new();
+                if args.is_empty() {
+                    keys.push(Some(item.clone()));
+                }
+                for a in args {
+                    let e = match a {
+                        Expr::Neg(inner) => inner,
+                        other => other,
+                    };
+                    keys.push(single(&per_item(e, &item, i)?, "sort key")?.cloned());
+                }
+                keyed.push((keys, item));
+            }
+            let mut failed = None;
+            keyed.sort_by(|(ka, _), (kb, _)| {
+                for (n, (x, y)) in ka.iter().zip(kb).enumerate() {
+                    let desc = matches!(args.get(n), Some(Expr::Neg(_)));
+                    // empty keys sort first in either direction
+                    let ord = match (x, y) {
+                        (None, None) => Ordering::Equal,
+                        (None, Some(_)) => Ordering::Less,
+                        (Some(_), None) => Ordering::Greater,
+                        (Some(p), Some(q)) => {
+                            let o = match compare(p, q) {
+                                Ok(o) => o.unwrap_or(Ordering::Equal),
+                                Err(e) => {
+                                    failed = Some(e);
+                                    Ordering::Equal
+                                }
+                            };
+                            if desc { o.reverse() } else { o }
+                        }
+                    };
+                    if ord != Ordering::Equal {
+                        return ord;
+                    }
+                }
+                Ordering::Equal
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            keyed.into_iter().map(|(_, i)| i).collect()
+        }
+        "isDistinct" => {
+            let distinct =
+                items.iter().enumerate().all(|(i, a)| items.iter().skip(i + 1).all(|b| equal(a, b) != Some(true)));
+            vec![Item::Bool(distinct)]
+        }
+        "distinct" => distinct(items),
         "hasValue" => vec![Item::Bool(
-            matches!(items.as_slice(), [Item::Node(v, _)] if !v.is_object() && !v.is_array())
-                || matches!(items.as_slice(), [Item::Str(_) | Item::Num(_) | Item::Bool(_) | Item::Date(_)]),
+            matches!(
+                items.as_slice(),
+                [Item::Node(v, _)] if !v.is_object() && !v.is_array() && !v.is_null()
+            ) || matches!(items.as_slice(), [Item::Str(_) | Item::Num(_) | Item::Bool(_) | Item::Date(_)]),
         )],
         "trace" => items,
         "single" => match items.len() {
             0 | 1 => items,
-            _ => return Err(Error::Unsupported("single() on several items".into())),
+            _ => return Err(semantic("single() on several items")),
         },
         "tail" => items.into_iter().skip(1).collect(),
         "skip" => {
-            let n = arg_num(0)?.unwrap_or(0.0) as usize;
+            let n = arg_int(0)?.unwrap_or(0).max(0) as usize;
             items.into_iter().skip(n).collect()
         }
         "take" => {
-            let n = arg_num(0)?.unwrap_or(0.0) as usize;
+            let n = arg_int(0)?.unwrap_or(0).max(0) as usize;
             items.into_iter().take(n).collect()
         }
         "children" => items.iter().flat_map(children).collect(),
@@ -493,20 +935,21 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> R
             }
             out
         }
-        "combine" | "union" => {
+        "combine" => {
             let mut out = items;
-            for item in arg(0)? {
-                if func == "combine" || !out.iter().any(|o| o.equals(&item)) {
-                    out.push(item);
-                }
-            }
+            out.extend(arg(0)?);
             out
+        }
+        "union" => {
+            let mut all = items;
+            all.extend(arg(0)?);
+            distinct(all)
         }
         "intersect" => {
             let other = arg(0)?;
             let mut out: Vec<Item<'a>> = Vec::new();
             for i in items {
-                if other.iter().any(|o| o.equals(&i)) && !out.iter().any(|o| o.equals(&i)) {
+                if other.iter().any(|o| equal(o, &i) == Some(true)) && !out.iter().any(|o| equal(o, &i) == Some(true)) {
                     out.push(i);
                 }
             }
@@ -514,163 +957,297 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> R
         }
         "exclude" => {
             let other = arg(0)?;
-            items.into_iter().filter(|i| !other.iter().any(|o| o.equals(i))).collect()
+            items.into_iter().filter(|i| !other.iter().any(|o| equal(o, i) == Some(true))).collect()
+        }
+        "subsetOf" | "supersetOf" => {
+            let other = arg(0)?;
+            let (small, big) = if func == "subsetOf" { (&items, &other) } else { (&other, &items) };
+            vec![Item::Bool(small.iter().all(|i| big.iter().any(|o| equal(o, i) == Some(true))))]
         }
         "iif" => {
-            let cond = args.first().ok_or_else(|| Error::Unsupported("iif() without condition".into()))?;
+            single(&items, func)?;
+            let cond = args.first().ok_or_else(|| semantic("iif() without condition"))?;
             let c = eval(cond, &items, false, env)?;
-            if singleton_bool(&c) == Some(true) {
-                arg(1)?
-            } else if args.len() > 2 {
-                arg(2)?
-            } else {
-                vec![]
+            let truth = match single(&c, "iif() criterion")? {
+                None => false,
+                Some(one) => one.as_bool().ok_or_else(|| semantic("iif() criterion is not a boolean"))?,
+            };
+            let branch = if truth { args.get(1) } else { args.get(2) };
+            match branch {
+                Some(e) => eval(e, &items, false, env)?,
+                None if truth => return Err(semantic("iif() needs a true result")),
+                None => vec![],
             }
         }
-        "allTrue" => vec![Item::Bool(items.iter().all(|i| i.as_bool() == Some(true)))],
-        "anyTrue" => vec![Item::Bool(items.iter().any(|i| i.as_bool() == Some(true)))],
-        "allFalse" => vec![Item::Bool(items.iter().all(|i| i.as_bool() == Some(false)))],
-        "anyFalse" => vec![Item::Bool(items.iter().any(|i| i.as_bool() == Some(false)))],
+        "allTrue" | "anyTrue" | "allFalse" | "anyFalse" => {
+            let mut bools = Vec::with_capacity(items.len());
+            for i in &items {
+                bools.push(i.as_bool().ok_or_else(|| semantic(format!("{func}() on a non-boolean")))?);
+            }
+            vec![Item::Bool(match func {
+                "allTrue" => bools.iter().all(|b| *b),
+                "anyTrue" => bools.iter().any(|b| *b),
+                "allFalse" => bools.iter().all(|b| !*b),
+                _ => bools.iter().any(|b| !*b),
+            })]
+        }
         "startsWith" | "endsWith" | "contains" => {
-            let Some(x) = arg_str(0)? else {
-                return Ok(vec![]);
-            };
-            each_str(&|s: &str| {
-                Item::Bool(match func {
-                    "startsWith" => s.starts_with(x.as_str()),
-                    "endsWith" => s.ends_with(x.as_str()),
-                    _ => s.contains(x.as_str()),
-                })
-            })
-        }
-        "length" => each_str(&|s: &str| Item::Num(s.chars().count().to_string())),
-        "upper" => each_str(&|s: &str| Item::Str(s.to_uppercase())),
-        "lower" => each_str(&|s: &str| Item::Str(s.to_lowercase())),
-        "substring" => {
-            let start = arg_num(0)?.unwrap_or(0.0) as usize;
-            let len = if args.len() > 1 { arg_num(1)?.map(|n| n as usize) } else { None };
-            each_str(&|s: &str| {
-                let tail = s.chars().skip(start);
-                Item::Str(match len {
-                    Some(n) => tail.take(n).collect(),
-                    None => tail.collect(),
-                })
-            })
-        }
-        "toString" => match items.as_slice() {
-            [one] => one
-                .as_str()
-                .map(|s| Item::Str(s.to_string()))
-                .or_else(|| num_of(one).map(|n| Item::Str(fmt_num(n))))
-                .into_iter()
-                .collect(),
-            _ => vec![],
-        },
-        "toInteger" => match items.as_slice() {
-            [one] => num_of(one)
-                .or_else(|| one.as_str().and_then(|s| s.parse().ok()))
-                .filter(|n| n.fract() == 0.0)
-                .map(|n| Item::Num(fmt_num(n)))
-                .into_iter()
-                .collect(),
-            _ => vec![],
-        },
-        "indexOf" => {
+            let Some(s) = input_str()? else { return Ok(vec![]) };
             let Some(x) = arg_str(0)? else { return Ok(vec![]) };
-            each_str(&|s: &str| Item::Num(s.find(x.as_str()).map_or(-1, |b| s[..b].chars().count() as i64).to_string()))
+            vec![Item::Bool(match func {
+                "startsWith" => s.starts_with(x.as_str()),
+                "endsWith" => s.ends_with(x.as_str()),
+                _ => s.contains(x.as_str()),
+            })]
         }
-        "trim" => each_str(&|s: &str| Item::Str(s.trim().to_string())),
-        "toChars" => match items.as_slice() {
-            [one] => one.as_str().map(|s| s.chars().map(|c| Item::Str(c.to_string())).collect()).unwrap_or_default(),
-            _ => vec![],
-        },
+        "matches" | "matchesFull" => {
+            let Some(s) = input_str()? else { return Ok(vec![]) };
+            let Some(p) = arg_str(0)? else { return Ok(vec![]) };
+            vec![Item::Bool(Regex::new(&p)?.is_match(&s, func == "matchesFull")?)]
+        }
+        "replaceMatches" => {
+            let Some(s) = input_str()? else { return Ok(vec![]) };
+            let (Some(p), Some(with)) = (arg_str(0)?, arg_str(1)?) else { return Ok(vec![]) };
+            if p.is_empty() {
+                return Ok(vec![Item::Str(s)]);
+            }
+            vec![Item::Str(Regex::new(&p)?.replace_all(&s, &with)?)]
+        }
+        "encode" | "decode" | "escape" | "unescape" => {
+            let Some(s) = input_str()? else { return Ok(vec![]) };
+            let Some(f) = arg_str(0)? else { return Ok(vec![]) };
+            let r = match func {
+                "encode" => text::encode(&s, &f),
+                "decode" => text::decode(&s, &f),
+                "escape" => text::escape(&s, &f),
+                _ => text::unescape(&s, &f),
+            };
+            r.map(Item::Str).into_iter().collect()
+        }
+        "length" => input_str()?.map(|s| Item::Num(s.chars().count().to_string())).into_iter().collect(),
+        "upper" => input_str()?.map(|s| Item::Str(s.to_uppercase())).into_iter().collect(),
+        "lower" => input_str()?.map(|s| Item::Str(s.to_lowercase())).into_iter().collect(),
+        "trim" => input_str()?.map(|s| Item::Str(s.trim().to_string())).into_iter().collect(),
+        "toChars" => input_str()?.map(|s| s.chars().map(|c| Item::Str(c.to_string())).collect()).unwrap_or_default(),
+        "substring" => {
+            let Some(s) = input_str()? else { return Ok(vec![]) };
+            let Some(start) = arg_int(0)? else { return Ok(vec![]) };
+            let len = if args.len() > 1 { arg_int(1)? } else { None };
+            let n = s.chars().count() as i64;
+            // a start past the end is empty; at the end it is the empty string (as the
+            // reference validator reads `'#'.substring(1)` in ref-1)
+            if start < 0 || start > n {
+                return Ok(vec![]);
+            }
+            let tail = s.chars().skip(start as usize);
+            vec![Item::Str(match len {
+                Some(l) => tail.take(l.max(0) as usize).collect(),
+                None => tail.collect(),
+            })]
+        }
+        "indexOf" => {
+            let Some(s) = input_str()? else { return Ok(vec![]) };
+            let Some(x) = arg_str(0)? else { return Ok(vec![]) };
+            vec![Item::Num(s.find(x.as_str()).map_or(-1, |b| s[..b].chars().count() as i64).to_string())]
+        }
         "replace" => {
+            let Some(s) = input_str()? else { return Ok(vec![]) };
             let (Some(a), Some(b)) = (arg_str(0)?, arg_str(1)?) else { return Ok(vec![]) };
-            each_str(&|s: &str| {
-                Item::Str(if a.is_empty() {
-                    s.chars().map(|c| format!("{b}{c}")).collect::<String>() + &b
-                } else {
-                    s.replace(a.as_str(), &b)
-                })
-            })
+            vec![Item::Str(if a.is_empty() {
+                s.chars().map(|c| format!("{b}{c}")).collect::<String>() + &b
+            } else {
+                s.replace(a.as_str(), &b)
+            })]
         }
         "split" => {
+            let Some(s) = input_str()? else { return Ok(vec![]) };
             let Some(sep) = arg_str(0)? else { return Ok(vec![]) };
-            match items.as_slice() {
-                [one] => one
-                    .as_str()
-                    .map(|s| s.split(sep.as_str()).map(|p| Item::Str(p.to_string())).collect())
-                    .unwrap_or_default(),
-                _ => vec![],
-            }
+            s.split(sep.as_str()).map(|p| Item::Str(p.to_string())).collect()
         }
         "join" => {
             let sep = if args.is_empty() { String::new() } else { arg_str(0)?.unwrap_or_default() };
             vec![Item::Str(items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect::<Vec<_>>().join(&sep))]
         }
-        "abs" | "ceiling" | "floor" | "round" | "sqrt" | "exp" | "ln" | "truncate" => match items.as_slice() {
-            [one] => {
-                let Some(x) = num_of(one) else { return Ok(vec![]) };
-                let v = match func {
-                    "abs" => x.abs(),
-                    "ceiling" => x.ceil(),
-                    "floor" => x.floor(),
-                    "round" => {
-                        let p = if args.is_empty() { 0.0 } else { arg_num(0)?.unwrap_or(0.0) };
-                        let m = 10f64.powf(p);
-                        (x * m).round() / m
-                    }
-                    "sqrt" => x.sqrt(),
-                    "exp" => x.exp(),
-                    "ln" => x.ln(),
-                    _ => x.trunc(),
-                };
-                if v.is_finite() { vec![Item::Num(fmt_num(v))] } else { vec![] }
+        "today" => vec![Item::Date(temporal::now()[..10].to_string())],
+        "now" => vec![Item::Date(temporal::now())],
+        "timeOfDay" => vec![Item::Date(format!("T{}", &temporal::now()[11..23]))],
+        "abs" | "ceiling" | "floor" | "round" | "sqrt" | "exp" | "ln" | "truncate" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            match val(one) {
+                Val::Qty(_, u, Some(d)) if func == "abs" => {
+                    vec![Item::Quantity(d.render().trim_start_matches('-').to_string(), u)]
+                }
+                Val::Num(n) => {
+                    let x: f64 = n.parse().unwrap_or(f64::NAN);
+                    let (v, dec_out) = match func {
+                        "abs" => return Ok(vec![Item::Num(n.trim_start_matches('-').to_string())]),
+                        "ceiling" => (x.ceil(), false),
+                        "floor" => (x.floor(), false),
+                        "round" => {
+                            let p = if args.is_empty() { 0 } else { arg_int(0)?.unwrap_or(0) };
+                            if p < 0 {
+                                return Err(semantic("round() precision must not be negative"));
+                            }
+                            let p = u32::try_from(p).unwrap_or(0);
+                            return Ok(vec![Item::Num(quantity::round_to(x, p))]);
+                        }
+                        "sqrt" => (x.sqrt(), true),
+                        "exp" => (x.exp(), true),
+                        "ln" => (x.ln(), true),
+                        _ => (x.trunc(), false),
+                    };
+                    if v.is_finite() { vec![Item::Num(fmt_num(v, dec_out))] } else { vec![] }
+                }
+                _ => return Err(semantic(format!("{func}() expects a number"))),
             }
-            _ => vec![],
-        },
-        "log" | "power" => match items.as_slice() {
-            [one] => {
-                let (Some(x), Some(y)) = (num_of(one), arg_num(0)?) else { return Ok(vec![]) };
-                let v = if func == "log" { x.ln() / y.ln() } else { x.powf(y) };
-                if v.is_finite() { vec![Item::Num(fmt_num(v))] } else { vec![] }
+        }
+        "log" | "power" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            let Val::Num(n) = val(one) else { return Err(semantic(format!("{func}() expects a number"))) };
+            let Some(y) = single(&arg(0)?, func)?.and_then(|i| match val(i) {
+                Val::Num(m) => m.parse::<f64>().ok(),
+                _ => None,
+            }) else {
+                return Ok(vec![]);
+            };
+            let x: f64 = n.parse().unwrap_or(f64::NAN);
+            let v = if func == "log" { x.ln() / y.ln() } else { x.powf(y) };
+            let int = func == "power" && !n.contains('.') && y.fract() == 0.0 && y >= 0.0;
+            if v.is_finite() { vec![Item::Num(fmt_num(v, !int))] } else { vec![] }
+        }
+        "precision" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            match val(one) {
+                Val::Num(n) => vec![Item::Num(Dec::parse(&n).map_or(0, Dec::scale).to_string())],
+                Val::Time(t) => vec![Item::Num(t.precision().to_string())],
+                _ => return Err(semantic("precision() expects a number, date or time")),
             }
-            _ => vec![],
-        },
-        "toDecimal" | "toBoolean" | "convertsToInteger" | "convertsToDecimal" | "convertsToBoolean"
-        | "convertsToString" => {
-            let [one] = items.as_slice() else { return Ok(vec![]) };
-            let text = one
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| num_of(one).map(fmt_num))
-                .or_else(|| one.as_bool().map(|b| b.to_string()));
-            let boolean = |t: &str| match t.to_ascii_lowercase().as_str() {
-                "true" | "t" | "yes" | "y" | "1" | "1.0" => Some(true),
-                "false" | "f" | "no" | "n" | "0" | "0.0" => Some(false),
+        }
+        "lowBoundary" | "highBoundary" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            let high = func == "highBoundary";
+            let p = if args.is_empty() { None } else { arg_int(0)? };
+            match val(one) {
+                Val::Num(n) => {
+                    Dec::parse(&n).and_then(|d| d.boundary(p.unwrap_or(8), high)).map(Item::Num).into_iter().collect()
+                }
+                Val::Qty(_, u, Some(d)) => {
+                    d.boundary(p.unwrap_or(8), high).map(|v| Item::Quantity(v, u)).into_iter().collect()
+                }
+                Val::Time(t) => {
+                    let p = match p {
+                        Some(p) if p < 0 => return Ok(vec![]),
+                        Some(p) => Some(p as usize),
+                        None => None,
+                    };
+                    t.boundary(p, high).map(|t| Item::Date(t.render())).into_iter().collect()
+                }
+                _ => return Err(semantic(format!("{func}() expects a number, quantity, date or time"))),
+            }
+        }
+        "comparable" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            let other = arg(0)?;
+            let Some(two) = single(&other, func)? else { return Ok(vec![]) };
+            match (val(one), val(two)) {
+                (Val::Qty(x, ux, _), Val::Qty(_, uy, _)) => vec![Item::Bool(quantity::convert(x, &ux, &uy).is_some())],
+                _ => return Err(semantic("comparable() expects quantities")),
+            }
+        }
+        "toQuantity" | "convertsToQuantity" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            let q = match val(one) {
+                Val::Qty(_, u, Some(d)) => Some((d.render(), u)),
+                Val::Qty(v, u, None) => Some((fmt_num(v, true), u)),
+                Val::Num(n) => Some((n, "1".to_string())),
+                Val::Bool(b) => Some((if b { "1.0" } else { "0.0" }.to_string(), "1".to_string())),
+                Val::Str(s) => parse_quantity(&s),
                 _ => None,
             };
-            let num = text
-                .as_deref()
-                .and_then(|t| t.parse::<f64>().ok())
-                .or_else(|| one.as_bool().map(|b| if b { 1.0 } else { 0.0 }));
-            match func {
-                "toDecimal" => num
-                    .map(|n| Item::Num(if n.fract() == 0.0 { format!("{}.0", n as i64) } else { n.to_string() }))
-                    .into_iter()
-                    .collect(),
-                "toBoolean" => text.as_deref().and_then(boolean).map(Item::Bool).into_iter().collect(),
-                "convertsToInteger" => vec![Item::Bool(
-                    num.is_some_and(|n| n.fract() == 0.0)
-                        && text.as_deref().is_some_and(|t| !t.contains('.') || one.as_bool().is_some()),
-                )],
-                "convertsToDecimal" => vec![Item::Bool(num.is_some())],
-                "convertsToBoolean" => vec![Item::Bool(text.as_deref().and_then(boolean).is_some())],
-                _ => vec![Item::Bool(text.is_some())],
+            if func == "convertsToQuantity" {
+                vec![Item::Bool(q.is_some())]
+            } else {
+                q.map(|(v, u)| Item::Quantity(v, u)).into_iter().collect()
+            }
+        }
+        "toString" | "convertsToString" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            let s = match one {
+                Item::Node(v, _) if v.is_object() || v.is_array() || v.is_null() => None,
+                Item::TypeInfo(..) => None,
+                other => Some(other.to_string()),
+            };
+            if func == "convertsToString" {
+                vec![Item::Bool(s.is_some())]
+            } else {
+                s.map(Item::Str).into_iter().collect()
+            }
+        }
+        "toInteger" | "convertsToInteger" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            let n = match val(one) {
+                Val::Num(n) if !n.contains('.') => Some(n),
+                Val::Str(s) => {
+                    let t = s.strip_prefix('+').unwrap_or(&s);
+                    let digits = t.strip_prefix('-').unwrap_or(t);
+                    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && t.parse::<i64>().is_ok())
+                        .then(|| t.to_string())
+                }
+                Val::Bool(b) => Some(if b { "1" } else { "0" }.to_string()),
+                _ => None,
+            };
+            if func == "convertsToInteger" {
+                vec![Item::Bool(n.is_some())]
+            } else {
+                n.map(Item::Num).into_iter().collect()
+            }
+        }
+        "toDecimal" | "convertsToDecimal" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            let n = match val(one) {
+                Val::Num(n) => Some(if n.contains('.') { n } else { format!("{n}.0") }),
+                Val::Str(s) => Dec::parse(&s).map(|d| {
+                    let r = d.render();
+                    if r.contains('.') { r } else { format!("{r}.0") }
+                }),
+                Val::Bool(b) => Some(if b { "1.0" } else { "0.0" }.to_string()),
+                _ => None,
+            };
+            if func == "convertsToDecimal" {
+                vec![Item::Bool(n.is_some())]
+            } else {
+                n.map(Item::Num).into_iter().collect()
+            }
+        }
+        "toBoolean" | "convertsToBoolean" => {
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
+            let b = match val(one) {
+                Val::Bool(b) => Some(b),
+                Val::Num(n) => {
+                    let x = Dec::parse(&n).map(Dec::to_f64);
+                    if x == Some(1.0) {
+                        Some(true)
+                    } else if x == Some(0.0) {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                }
+                Val::Str(s) => match s.to_ascii_lowercase().as_str() {
+                    "true" | "t" | "yes" | "y" | "1" | "1.0" => Some(true),
+                    "false" | "f" | "no" | "n" | "0" | "0.0" => Some(false),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if func == "convertsToBoolean" {
+                vec![Item::Bool(b.is_some())]
+            } else {
+                b.map(Item::Bool).into_iter().collect()
             }
         }
         "convertsToDate" | "convertsToDateTime" | "convertsToTime" | "toDate" | "toDateTime" | "toTime" => {
-            let [one] = items.as_slice() else { return Ok(vec![]) };
+            let Some(one) = single(&items, func)? else { return Ok(vec![]) };
             let Some(text) = one.as_str().map(|t| t.trim_start_matches('@').to_string()) else {
                 return Ok(if func.starts_with("converts") { vec![Item::Bool(false)] } else { vec![] });
             };
@@ -687,7 +1264,7 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> R
             } else if fits {
                 let value = match func {
                     "toDate" => text.split('T').next().unwrap_or(&text).to_string(),
-                    "toTime" => format!("T{text}"),
+                    "toTime" => format!("T{}", text.trim_start_matches('T')),
                     _ => text,
                 };
                 vec![Item::Date(value)]
@@ -695,39 +1272,63 @@ fn call<'a>(func: &str, items: Vec<Item<'a>>, args: &[Expr], env: &Env<'a>) -> R
                 vec![]
             }
         }
-        "subsetOf" | "supersetOf" => {
-            let other = arg(0)?;
-            let (small, big) = if func == "subsetOf" { (&items, &other) } else { (&other, &items) };
-            vec![Item::Bool(small.iter().all(|i| big.iter().any(|o| o.equals(i))))]
-        }
         other => return Err(Error::Unsupported(format!("{other}()"))),
     })
 }
 
+fn distinct(items: Vec<Item<'_>>) -> Vec<Item<'_>> {
+    let mut out: Vec<Item<'_>> = Vec::with_capacity(items.len());
+    for i in items {
+        if !out.iter().any(|o| equal(o, &i) == Some(true)) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// `'1 \'wk\''`, `'4 days'`, `'1.5'`: the value and unit of a quantity in text.
+fn parse_quantity(s: &str) -> Option<(String, String)> {
+    let s = s.trim();
+    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+')).unwrap_or(s.len());
+    let (num, rest) = s.split_at(end);
+    let d = Dec::parse(num)?;
+    let rest = rest.trim();
+    let unit = if rest.is_empty() {
+        "1".to_string()
+    } else if let Some(u) = rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+        u.to_string()
+    } else if quantity::is_calendar_word(rest) {
+        rest.to_string()
+    } else {
+        return None;
+    };
+    Some((d.render(), unit))
+}
+
 /// The child nodes of an item (every property, arrays flattened), typed where known.
 fn children<'a>(item: &Item<'a>) -> Vec<Item<'a>> {
-    let Item::Node(Value::Object(obj), _) = item else {
-        return vec![];
+    let obj = match item {
+        Item::Node(Value::Object(obj), _) => obj,
+        Item::Node(_, ItemType(_, Some(Value::Object(ext)))) => ext,
+        _ => return vec![],
+    };
+    let owner = match item {
+        Item::Node(Value::Object(_), _) => item.clone(),
+        Item::Node(_, ItemType(_, Some(ext))) => Item::Node(ext, ItemType(TypeRef::Named("Element".into()), None)),
+        _ => return vec![],
     };
     let mut out = Vec::new();
-    for (key, value) in obj {
+    for key in obj.keys() {
         if key == "resourceType" {
             continue;
         }
-        if key.starts_with('_') {
-            // a primitive's id and extensions: part of the primitive in FHIRPath
-            let element = || TypeRef::Named("Element".into());
-            match value {
-                Value::Array(a) => {
-                    out.extend(a.iter().filter(|v| v.is_object()).map(|v| Item::Node(v, ItemType(element()))))
-                }
-                Value::Object(_) => out.push(Item::Node(value, ItemType(element()))),
-                _ => {}
-            }
-            continue;
-        }
-        let name = choice_base(item, key).unwrap_or_else(|| key.clone());
-        for child in member(item, &name) {
+        let key = match key.strip_prefix('_') {
+            Some(k) if obj.contains_key(k) => continue,
+            Some(k) => k,
+            None => key.as_str(),
+        };
+        let name = choice_base(&owner, key).unwrap_or_else(|| key.to_string());
+        for child in member(&owner, &name).unwrap_or_default() {
             if !out.iter().any(|o| same(o, &child)) {
                 out.push(child);
             }
@@ -738,7 +1339,7 @@ fn children<'a>(item: &Item<'a>) -> Vec<Item<'a>> {
 
 /// For `valueQuantity` on an element with `value[x]`, the base name `value`.
 fn choice_base(item: &Item<'_>, key: &str) -> Option<String> {
-    let Item::Node(_, ItemType(ty)) = item else {
+    let Item::Node(_, ItemType(ty, _)) = item else {
         return None;
     };
     let (td, prefix) = match ty {
@@ -752,77 +1353,25 @@ fn choice_base(item: &Item<'_>, key: &str) -> Option<String> {
         .map(|e| e.name.clone())
 }
 
-fn num_of(i: &Item<'_>) -> Option<f64> {
-    match i {
-        Item::Num(n) => n.parse().ok(),
-        Item::Node(Value::Number(n), _) => n.to_string().parse().ok(),
-        _ => None,
+/// Render an f64 result; `decimal` keeps a fraction (`2.0`).
+fn fmt_num(n: f64, decimal: bool) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        if decimal { format!("{}.0", n as i64) } else { format!("{}", n as i64) }
+    } else {
+        let s = n.to_string();
+        if s.contains('e') { format!("{n:.8}") } else { s }
     }
-}
-
-fn fmt_num(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { n.to_string() }
-}
-
-/// Is the item a date, dateTime, instant or time?
-fn date_like(i: &Item<'_>) -> bool {
-    matches!(i, Item::Date(_)) || matches!(i.type_name(), Some("date" | "dateTime" | "instant" | "time"))
 }
 
 /// The FHIRPath grammar of date, dateTime and time text (partial precisions allowed).
 fn temporal_kind(s: &str) -> Option<&'static str> {
-    let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
-    let time = |t: &str| {
-        let t = t.trim_end_matches('Z');
-        let t = match t.rfind(['+', '-']) {
-            Some(i) if i > 0 => &t[..i],
-            _ => t,
-        };
-        let (hms, frac) = t.split_once('.').unwrap_or((t, "0"));
-        let parts: Vec<&str> = hms.split(':').collect();
-        !parts.is_empty()
-            && parts.len() <= 3
-            && parts.iter().all(|p| digits(p, 2))
-            && frac.bytes().all(|b| b.is_ascii_digit())
-    };
-    let date = |d: &str| {
-        let parts: Vec<&str> = d.split('-').collect();
-        matches!(parts.as_slice(), [y] | [y, _] | [y, _, _] if digits(y, 4))
-            && parts.iter().skip(1).all(|p| digits(p, 2))
-    };
     if let Some(t) = s.strip_prefix('T') {
-        return time(t).then_some("time");
+        return Temporal::parse(t, true).map(|_| "time");
     }
-    match s.split_once('T') {
-        Some((d, "")) if date(d) => Some("dateTime"),
-        Some((d, t)) if date(d) && time(t) => Some("dateTime"),
-        None if date(s) => Some("date"),
-        None if time(s) && s.contains(':') || (s.len() == 2 && digits(s, 2)) => Some("time"),
-        _ => None,
+    if let Some(t) = Temporal::parse(s, false) {
+        return Some(if t.kind == Kind::Date { "date" } else { "dateTime" });
     }
-}
-
-/// Order two singletons: numbers numerically, dates and times at equal precision,
-/// strings lexically. `None` when FHIRPath says the result is empty.
-fn compare(a: &Item<'_>, b: &Item<'_>) -> Option<std::cmp::Ordering> {
-    if let (Some(x), Some(y)) = (num_of(a), num_of(b)) {
-        return x.partial_cmp(&y);
-    }
-    let date_like = |i: &Item<'_>| {
-        matches!(i, Item::Date(_)) || matches!(i.type_name(), Some("date" | "dateTime" | "instant" | "time"))
-    };
-    let (x, y) = (a.as_str()?, b.as_str()?);
-    if date_like(a) || date_like(b) {
-        let (x, y) = (x.trim_start_matches('@'), y.trim_start_matches('@'));
-        if let (Ok(tx), Ok(ty)) = (x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()) {
-            return Some(tx.cmp(&ty));
-        }
-        let precision = |s: &str| s.split(['Z', '+']).next().map_or(0, str::len);
-        if precision(x) != precision(y) {
-            return None;
-        }
-    }
-    Some(x.cmp(y))
+    Temporal::parse(s, true).map(|_| "time")
 }
 
 /// `resolve()` without a database: a Reference (or canonical string) stands for its
@@ -839,23 +1388,45 @@ fn resolve<'a>(item: &Item<'a>) -> Option<Item<'a>> {
     let n = segments.len();
     let ty_idx = if n >= 4 && segments.get(n - 2) == Some(&"_history") { n.checked_sub(4)? } else { n.checked_sub(2)? };
     let ty = segments.get(ty_idx)?;
-    spec().resource_type(ty).map(|t| Item::Node(v, ItemType(TypeRef::Named(t.to_string()))))
+    spec().resource_type(ty).map(|t| Item::Node(v, ItemType(TypeRef::Named(t.to_string()), None)))
 }
 
-/// Does the item's type equal or derive from `ty`?
+/// The System type a FHIR primitive converts to implicitly.
+fn system_of(fhir_primitive: &str) -> Option<&'static str> {
+    Some(match fhir_primitive {
+        "boolean" => "Boolean",
+        "integer" | "positiveInt" | "unsignedInt" => "Integer",
+        "decimal" => "Decimal",
+        "date" => "Date",
+        "dateTime" | "instant" => "DateTime",
+        "time" => "Time",
+        "string" | "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "oid" | "uuid" | "base64Binary" => {
+            "String"
+        }
+        _ => return None,
+    })
+}
+
+/// Does the item's type equal or derive from `ty` (`Patient`, `FHIR.string`,
+/// `System.Boolean`)? FHIR primitives are not System types, except that an unqualified
+/// System name matches the primitives that convert to it (R4 invariants rely on it:
+/// `que-7` says `answer is Boolean` of an `answerBoolean`).
 fn is_type(item: &Item<'_>, ty: &str) -> bool {
-    let ty = ty.strip_prefix("FHIR.").unwrap_or(ty);
-    let Some(mut name) = item.type_name().map(str::to_string) else {
+    let (ns, ty) = split_type(ty);
+    let Some((ins, mut name)) = item.fhirpath_type() else {
         return false;
     };
-    if let Item::Node(v, _) = item
-        && let Some(rt) = v.get("resourceType").and_then(Value::as_str)
-        && name == "Resource"
-    {
-        name = rt.to_string();
+    if ins == "System" {
+        return ns != Some("FHIR") && name == ty;
+    }
+    if ns == Some("System") {
+        return false;
+    }
+    if ns.is_none() && system_of(&name) == Some(ty) {
+        return true;
     }
     for _ in 0..8 {
-        if name == ty || is_system_alias(ty, &name) {
+        if name == ty {
             return true;
         }
         match spec().type_def(&name).and_then(|t| t.base.clone()) {
@@ -866,25 +1437,67 @@ fn is_type(item: &Item<'_>, ty: &str) -> bool {
     false
 }
 
-/// `System.String` etc. against FHIR primitive names.
-fn is_system_alias(ty: &str, name: &str) -> bool {
-    matches!(
-        (ty, name),
-        ("String", "string" | "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "oid" | "uuid")
-            | ("Boolean", "boolean")
-            | ("Integer", "integer" | "positiveInt" | "unsignedInt")
-            | ("Decimal", "decimal")
-            | ("Date", "date")
-            | ("DateTime", "dateTime" | "instant")
-            | ("Time", "time")
-            | ("Decimal", "integer")
-    )
+/// `member()` over a collection. A name that is no element of any item's type is an
+/// error (`name.given1`); one known to some of them (after `descendants()`) is not.
+fn members<'a>(items: &[Item<'a>], name: &str, strict: bool) -> Result<Vec<Item<'a>>, Error> {
+    let mut out = Vec::new();
+    let mut unknown = None;
+    let mut known = false;
+    for i in items {
+        match member(i, name) {
+            Ok(found) => {
+                known = true;
+                out.extend(found);
+            }
+            Err(Error::Semantic(e)) if e.starts_with(UNKNOWN_ELEMENT) => unknown = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    match unknown {
+        Some(e) if !known && strict => Err(Error::Semantic(e)),
+        _ => Ok(out),
+    }
 }
 
+/// Does `e` have a static type, so that naming an element its type lacks is an error?
+/// Paths from the context do; results of `descendants()`, `children()`, `resolve()`,
+/// iteration variables and the like are of any type and may simply lack it.
+fn typed_path(e: &Expr, at_root: bool) -> bool {
+    match e {
+        Expr::Ident(_) | Expr::This => at_root,
+        Expr::Var(v) => matches!(v.as_str(), "resource" | "rootResource" | "context"),
+        Expr::Member(b, _) | Expr::Index(b, _) => typed_path(b, at_root),
+        Expr::Call(b, f, _) => {
+            matches!(
+                f.as_str(),
+                "where" | "first" | "last" | "tail" | "skip" | "take" | "single" | "distinct" | "trace"
+            ) && typed_path(b, at_root)
+        }
+        _ => false,
+    }
+}
+
+/// Prefix of the error for a name that is not an element of a type.
+const UNKNOWN_ELEMENT: &str = "unknown element";
+
 /// Navigate to child `name` of an item, with the child's type from the definitions.
-fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
-    let Item::Node(Value::Object(obj), ItemType(ty)) = item else {
-        return vec![];
+/// Naming a choice element by its typed JSON name (`valueQuantity`) is an error, as
+/// is a name the item's type does not have.
+fn member<'a>(item: &Item<'a>, name: &str) -> Result<Vec<Item<'a>>, Error> {
+    let (obj, ty) = match item {
+        Item::Node(Value::Object(obj), ItemType(ty, _)) => (obj, ty),
+        // the extensions and id of a primitive
+        Item::Node(_, ItemType(_, Some(ext))) => {
+            return member(&Item::Node(ext, ItemType(TypeRef::Named("Element".into()), None)), name);
+        }
+        Item::TypeInfo(ns, n) => {
+            return Ok(match name {
+                "namespace" => vec![Item::Str(ns.clone())],
+                "name" => vec![Item::Str(n.clone())],
+                _ => vec![],
+            });
+        }
+        _ => return Ok(vec![]),
     };
     let owner: Option<(&'static TypeDef, String)> = match ty {
         TypeRef::Named(n) => {
@@ -895,18 +1508,27 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
         TypeRef::Unknown => None,
     };
     let mut out = Vec::new();
-    let mut push = |v: &'a Value, t: TypeRef| match v {
-        Value::Array(a) => {
-            out.extend(a.iter().filter(|x| !x.is_null()).map(|x| Item::Node(x, ItemType(child_type(&t, x)))))
+    let mut push = |v: Option<&'a Value>, ext: Option<&'a Value>, t: TypeRef| match (v, ext) {
+        (Some(Value::Array(a)), _) => {
+            let exts = ext.and_then(Value::as_array);
+            for (i, x) in a.iter().enumerate() {
+                let e = exts.and_then(|e| e.get(i)).filter(|e| !e.is_null());
+                if !x.is_null() || e.is_some() {
+                    out.push(Item::Node(x, ItemType(child_type(&t, x), e)));
+                }
+            }
         }
-        Value::Null => {}
-        _ => out.push(Item::Node(v, ItemType(child_type(&t, v)))),
+        (None | Some(Value::Null), Some(Value::Array(exts))) => {
+            out.extend(exts.iter().filter(|e| !e.is_null()).map(|e| Item::Node(&NULL, ItemType(t.clone(), Some(e)))));
+        }
+        (None | Some(Value::Null), Some(e)) => out.push(Item::Node(&NULL, ItemType(t, Some(e)))),
+        (None | Some(Value::Null), None) => {}
+        (Some(v), e) => out.push(Item::Node(v, ItemType(child_type(&t, v), e))),
     };
+    let ext_of = |key: &str| obj.get(&format!("_{key}"));
     let Some((td, prefix)) = owner else {
-        if let Some(v) = obj.get(name) {
-            push(v, TypeRef::Unknown);
-        }
-        return out;
+        push(obj.get(name), ext_of(name), TypeRef::Unknown);
+        return Ok(out);
     };
     let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
     match td.element(&path) {
@@ -915,29 +1537,40 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Vec<Item<'a>> {
                 if let Some(suffix) = k.strip_prefix(name)
                     && let Some(t) = el.types.iter().find(|t| upper_first(t) == suffix)
                 {
-                    push(v, TypeRef::Named(t.clone()));
+                    push(Some(v), ext_of(k), TypeRef::Named(t.clone()));
+                }
+            }
+            for (k, e) in obj {
+                if let Some(suffix) = k.strip_prefix('_').and_then(|k| k.strip_prefix(name))
+                    && !obj.contains_key(&k[1..])
+                    && let Some(t) = el.types.iter().find(|t| upper_first(t) == suffix)
+                {
+                    push(None, Some(e), TypeRef::Named(t.clone()));
                 }
             }
         }
         Some(el) => {
-            if let Some(v) = obj.get(name) {
-                let t = if let Some(cref) = &el.content_reference {
-                    TypeRef::Backbone(td, cref.clone())
-                } else if td.has_children(&path) && td.kind != TypeKind::Primitive {
-                    TypeRef::Backbone(td, path.clone())
-                } else {
-                    el.types.first().map(|t| TypeRef::Named(t.clone())).unwrap_or(TypeRef::Unknown)
-                };
-                push(v, t);
-            }
+            let t = if let Some(cref) = &el.content_reference {
+                TypeRef::Backbone(td, cref.clone())
+            } else if td.has_children(&path) && td.kind != TypeKind::Primitive {
+                TypeRef::Backbone(td, path.clone())
+            } else {
+                el.types.first().map(|t| TypeRef::Named(t.clone())).unwrap_or(TypeRef::Unknown)
+            };
+            push(obj.get(name), ext_of(name), t);
         }
         None => {
-            if let Some(v) = obj.get(name) {
-                push(v, TypeRef::Unknown);
+            if let Some(base) = choice_base(item, name) {
+                return Err(semantic(format!("'{name}' names a choice element by type: use '{base}'")));
+            }
+            if obj.contains_key(name) || ext_of(name).is_some() {
+                push(obj.get(name), ext_of(name), TypeRef::Unknown);
+            } else if !td.is_abstract {
+                return Err(semantic(format!("{UNKNOWN_ELEMENT} '{name}' of {}", td.name)));
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// `Resource`-typed children take the type named by their `resourceType`.
@@ -972,9 +1605,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Item::Node(v, _) => v.to_string(),
-                Item::Str(s) => s.clone(),
-                Item::Bool(b) => b.to_string(),
-                Item::Num(n) | Item::Date(n) => n.clone(),
+                other => other.to_string(),
             })
             .collect()
     }

@@ -1,13 +1,19 @@
 //! FHIRPath: parsing and evaluation over JSON resources, type-aware through the embedded
 //! R4 definitions (so `Observation.value as Quantity` finds `valueQuantity`).
 //!
-//! This is the subset that the base search parameters and the validator need today:
-//! paths, `|`, indexers, `where()`, `exists()`, `empty()`, `first()`, `resolve()`,
-//! `ofType()`/`as()`, the `is`/`as` operators, `=`, `!=`, `and`, `or`, `not()` and literals.
-//! Anything else fails to parse with [`Error::Unsupported`], never silently.
+//! Covers the FHIRPath N1 functions and operators listed in [`FUNCTIONS`], with
+//! System types (Boolean, String, Integer, Decimal, Date, DateTime, Time, Quantity with
+//! UCUM units and calendar durations) alongside the FHIR model. A function outside the
+//! list fails to parse with [`Error::Unsupported`], never silently; misuse the spec calls
+//! an error (several items where one is required, operands of the wrong type, unknown
+//! types or elements) fails evaluation with [`Error::Semantic`].
 
 mod eval;
 mod parse;
+mod quantity;
+mod regex;
+mod temporal;
+mod text;
 
 pub use eval::{Item, evaluate, evaluate_item, evaluate_on};
 pub use parse::{Expr, parse};
@@ -86,6 +92,27 @@ pub const FUNCTIONS: &[&str] = &[
     "toDate",
     "toDateTime",
     "toTime",
+    "type",
+    "conformsTo",
+    "repeat",
+    "aggregate",
+    "sort",
+    "matches",
+    "matchesFull",
+    "replaceMatches",
+    "encode",
+    "decode",
+    "escape",
+    "unescape",
+    "today",
+    "now",
+    "timeOfDay",
+    "precision",
+    "lowBoundary",
+    "highBoundary",
+    "comparable",
+    "toQuantity",
+    "convertsToQuantity",
 ];
 
 /// Parse and check that every function used is implemented, so that an expression is
@@ -118,4 +145,8 @@ pub enum Error {
     Syntax { pos: usize, msg: String },
     #[error("FHIRPath function or operator not supported yet: {0}")]
     Unsupported(String),
+    /// The expression is well-formed but invalid for its input: the wrong number or
+    /// type of operands, an unknown type or element.
+    #[error("FHIRPath semantic error: {0}")]
+    Semantic(String),
 }

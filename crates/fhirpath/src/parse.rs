@@ -30,6 +30,9 @@ pub enum Expr {
     Binary(String, Box<Expr>, Box<Expr>),
     /// `expr is Type` / `expr as Type`
     Type(String, Box<Expr>, String),
+    /// A quantity literal: value text and unit (a UCUM code, or a calendar keyword
+    /// such as `days`).
+    Quantity(String, String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,20 +69,31 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
         if c == b'@' {
             // @YYYY[-MM[-DD]][T[hh[:mm[:ss[.fff]]]][Z|(+|-)hh:mm]] or @Thh[:mm...]
             i += 1;
+            // a time literal has no time zone
+            let time = b.get(i) == Some(&b'T');
             while i < b.len() {
                 let ch = b[i];
                 let digit_follows = b.get(i + 1).is_some_and(u8::is_ascii_digit);
                 let ok = ch.is_ascii_digit()
                     || ch == b'T'
-                    || ch == b'Z'
+                    || (ch == b'Z' && !time)
                     || ch == b':'
-                    || (matches!(ch, b'-' | b'+' | b'.') && digit_follows);
+                    || (ch == b'.' && digit_follows)
+                    || (matches!(ch, b'-' | b'+') && digit_follows && !time);
                 if !ok {
                     break;
                 }
                 i += 1;
             }
             out.push((start, Tok::Date(s[start + 1..i].to_string())));
+        } else if c == b'%' && b.get(i + 1) == Some(&b'`') {
+            // %`vs-name`: a delimited environment variable name
+            i += 2;
+            while i < b.len() && b[i] != b'`' {
+                i += 1;
+            }
+            out.push((start, Tok::Ident(format!("%{}", &s[start + 2..i.min(b.len())]))));
+            i += 1;
         } else if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c == b'%' {
             i += 1;
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$') {
@@ -253,11 +267,11 @@ impl Parser {
         match self.toks.get(self.pos).map(|(_, t)| t.clone()) {
             Some(Tok::Ident(mut n)) => {
                 self.pos += 1;
-                // qualified names: FHIR.Patient, System.String
+                // qualified names: FHIR.Patient, System.String (kept qualified)
                 while self.peek() == Some(&Tok::Sym(".")) {
                     if let Some(Tok::Ident(next)) = self.toks.get(self.pos + 1).map(|(_, t)| t.clone()) {
                         self.pos += 2;
-                        n = next;
+                        n = format!("{n}.{next}");
                     } else {
                         break;
                     }
@@ -337,7 +351,19 @@ impl Parser {
                 Ok(e)
             }
             Tok::Str(s) => Ok(Expr::Str(s)),
-            Tok::Num(n) => Ok(Expr::Num(n)),
+            Tok::Num(n) => match self.peek() {
+                Some(Tok::Str(u)) => {
+                    let u = u.clone();
+                    self.pos += 1;
+                    Ok(Expr::Quantity(n, u))
+                }
+                Some(Tok::Ident(w)) if crate::quantity::is_calendar_word(w) => {
+                    let w = w.clone();
+                    self.pos += 1;
+                    Ok(Expr::Quantity(n, w))
+                }
+                _ => Ok(Expr::Num(n)),
+            },
             Tok::Date(d) => Ok(Expr::Date(d)),
             Tok::Sym("{}") => Ok(Expr::Empty),
             Tok::Sym("-") => Ok(Expr::Neg(Box::new(self.postfix()?))),
@@ -345,7 +371,7 @@ impl Parser {
             Tok::Ident(w) if w.starts_with('%') => Ok(Expr::Var(w[1..].to_string())),
             Tok::Ident(w) if w == "true" || w == "false" => Ok(Expr::Bool(w == "true")),
             Tok::Ident(w) if w == "$this" => Ok(Expr::This),
-            Tok::Ident(w) if w == "$index" || w == "$total" => Err(Error::Unsupported(w)),
+            Tok::Ident(w) if w == "$index" || w == "$total" => Ok(Expr::Var(w)),
             Tok::Ident(w) => {
                 if self.peek() == Some(&Tok::Sym("(")) {
                     let args = self.args(&w)?;

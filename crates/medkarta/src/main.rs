@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod demo;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -184,7 +185,9 @@ fn serve(s: Settings) -> Result<(), String> {
         // The first line on stdout says where we listen (tests read it when using port 0).
         println!("Medkarta listening on http://{addr}/fhir ({})", s.store_description());
         for (user, password) in demo_accounts {
-            println!(
+            // to the console, never to the logs; ignored if nobody reads our output
+            let _ = writeln!(
+                std::io::stdout(),
                 "Demo account {user}, password {password} (shown once; a token: medkarta admin token --user {user})"
             );
         }
