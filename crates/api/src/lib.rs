@@ -257,7 +257,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         };
         let directory = s.directory.clone();
         match tokio::task::spawn_blocking(move || directory.verify(&token)).await {
-            Ok(Ok(caller)) => Principal::Token(caller),
+            Ok(Ok(caller)) => Principal::Token(Box::new(caller)),
             Ok(Err(e)) => {
                 tracing::warn!(path, "request with an invalid access token refused: {e}");
                 return unauthorized("invalid_token", &format!("The access token is not valid: {e}"));

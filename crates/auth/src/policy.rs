@@ -37,7 +37,7 @@ pub enum Principal {
     /// The server itself (demo data, operator commands, tests in process).
     Internal,
     /// An authenticated caller with a verified token.
-    Token(Caller),
+    Token(Box<Caller>),
 }
 
 /// Resources that describe the health system rather than a patient, readable by anyone
@@ -171,7 +171,7 @@ mod tests {
     use crate::scope::Scopes;
 
     fn caller(role: Option<Role>, scope: &str, patient: Option<&str>) -> Principal {
-        Principal::Token(Caller {
+        Principal::Token(Box::new(Caller {
             sid: "s".into(),
             username: role.map(|_| "u".into()),
             client_id: "c".into(),
@@ -184,7 +184,7 @@ mod tests {
                 limited: false,
             }),
             patient: patient.map(str::to_string),
-        })
+        }))
     }
 
     fn rt(s: &str) -> ResourceType {

@@ -237,7 +237,7 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
                     }
                     .cloned()
                     .ok_or_else(|| format!("{user} does not hold the role {}", t.role.unwrap_or_default()))?;
-                    let scopes = Scopes::parse(t.scope.as_deref().unwrap_or("user/*.cruds")).map_err(|m| m)?;
+                    let scopes = Scopes::parse(t.scope.as_deref().unwrap_or("user/*.cruds"))?;
                     let session =
                         dir.new_session(Some(&user), "medkarta-admin", &scopes, Some(grant), None).map_err(e)?;
                     tracing::info!(username = user, "operator: support token issued");
@@ -246,9 +246,9 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
                 (None, Some(client_id)) => {
                     let client =
                         dir.client(&client_id).map_err(e)?.ok_or_else(|| format!("no client '{client_id}'"))?;
-                    let allowed = Scopes::parse(&client.scope).map_err(|m| m)?;
+                    let allowed = Scopes::parse(&client.scope)?;
                     let scopes = match &t.scope {
-                        Some(s) => Scopes::parse(s).map_err(|m| m)?.intersect(&allowed),
+                        Some(s) => Scopes::parse(s)?.intersect(&allowed),
                         None => allowed,
                     };
                     let session = dir.new_session(None, &client_id, &scopes, None, None).map_err(e)?;
