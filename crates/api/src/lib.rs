@@ -13,6 +13,7 @@
 
 pub mod login;
 pub mod oauth;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -368,6 +369,8 @@ fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
     if body.is_some() {
         builder = builder.header(header::CONTENT_TYPE, FHIR_JSON);
     }
+    // patient data: never kept by browsers or shared caches
+    builder = builder.header(header::CACHE_CONTROL, "no-store");
     let body = match body {
         Some(b) if !head => Body::from(b),
         _ => Body::empty(),
@@ -377,11 +380,31 @@ fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
         .unwrap_or_else(|_| outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error"))
 }
 
-/// Serve `router` on `listener` until `shutdown` completes.
+/// Serve `router` on `listener` until `shutdown` completes: HTTPS with `tls` (and HSTS),
+/// else plain HTTP (behind a TLS-terminating proxy, or on loopback for development).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let https = tls.is_some();
+    let router = router.layer(axum::middleware::map_response(move |mut r: HttpResponse| async move {
+        let h = r.headers_mut();
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if https {
+            h.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            );
+        }
+        r
+    }));
+    match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
+    }
 }

@@ -40,6 +40,9 @@ fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
     f.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// `client_assertion_type` of `private_key_jwt` (RFC 7523).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// The client's credentials: HTTP Basic (`client_secret_basic`) or form fields
 /// (`client_secret_post`).
 fn client_credentials(headers: &HeaderMap, f: &[(String, String)]) -> Option<(String, Option<String>)> {
@@ -70,8 +73,10 @@ fn server_error(e: &DirectoryError) -> Response {
 /// `POST /oauth/token`.
 pub async fn token(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
-    let Some((client_id, secret)) = client_credentials(&headers, &f) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");
+    let (client_id, secret) = match client_credentials(&headers, &f) {
+        Some(c) => c,
+        None if field(&f, "client_assertion").is_some() => (String::new(), None),
+        None => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required"),
     };
     let grant_type = field(&f, "grant_type").unwrap_or_default().to_string();
     let requested = field(&f, "scope").map(str::to_string);
@@ -79,14 +84,27 @@ pub async fn token(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: 
     let code = field(&f, "code").map(str::to_string);
     let redirect_uri = field(&f, "redirect_uri").map(str::to_string);
     let verifier = field(&f, "code_verifier").map(str::to_string);
+    let assertion = (field(&f, "client_assertion_type") == Some(JWT_BEARER))
+        .then(|| field(&f, "client_assertion").unwrap_or_default().to_string());
     let result = blocking(move || -> Result<Response, DirectoryError> {
-        let client = match secret.as_deref() {
-            Some(s) => dir.authenticate_client(&client_id, s),
-            // public clients (no secret, no keys) prove themselves with PKCE instead
-            None if grant_type != "client_credentials" => {
-                dir.client(&client_id)?.filter(|c| c.secret_hash.is_none() && c.jwks.is_none() && !c.disabled)
-            }
-            None => None,
+        let token_url = format!("{}/oauth/token", dir.issuer.trim_end_matches('/'));
+        let client = match (assertion.as_deref(), secret.as_deref()) {
+            (Some(a), _) => match dir.authenticate_assertion(a, &token_url) {
+                Ok(c) => Some(c),
+                Err(DirectoryError::Invalid(m)) => {
+                    tracing::warn!("token request with a bad client assertion: {m}");
+                    return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", m));
+                }
+                Err(e) => return Err(e),
+            },
+            (None, s) => match s {
+                Some(s) => dir.authenticate_client(&client_id, s),
+                // public clients (no secret, no keys) prove themselves with PKCE instead
+                None if grant_type != "client_credentials" => {
+                    dir.client(&client_id)?.filter(|c| c.secret_hash.is_none() && c.jwks.is_none() && !c.disabled)
+                }
+                None => None,
+            },
         };
         let Some(client) = client else {
             tracing::warn!(client_id, "token request with wrong client credentials");
@@ -223,13 +241,15 @@ pub async fn smart_configuration(State(dir): State<Arc<Directory>>) -> Response 
         "jwks_uri": format!("{base}/oauth/jwks"),
         "authorization_endpoint": format!("{base}/oauth/authorize"),
         "token_endpoint": format!("{base}/oauth/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256"],
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "revocation_endpoint": format!("{base}/oauth/revoke"),
         "introspection_endpoint": format!("{base}/oauth/introspect"),
         "scopes_supported": ["system/*.cruds", "user/*.cruds", "patient/*.cruds", "offline_access", "openid", "fhirUser"],
         "response_types_supported": ["code"],
-        "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric", "context-standalone-patient",
+        "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
+            "context-standalone-patient",
             "permission-offline", "permission-online", "permission-patient", "permission-user", "permission-v1", "permission-v2",
             "sso-openid-connect"],
         "code_challenge_methods_supported": ["S256"],

@@ -503,6 +503,27 @@ impl Directory {
         (ok && !client.disabled).then_some(client)
     }
 
+    /// A client proving itself with a signed assertion (`private_key_jwt`, SMART Backend
+    /// Services); each assertion works once.
+    pub fn authenticate_assertion(&self, assertion: &str, token_url: &str) -> Result<Client> {
+        let invalid = |m: String| DirectoryError::Invalid(m);
+        let client_id =
+            crate::token::assertion_issuer(assertion).ok_or_else(|| invalid("unreadable client assertion".into()))?;
+        let client = self
+            .client(&client_id)?
+            .filter(|c| !c.disabled)
+            .ok_or_else(|| invalid(format!("unknown client '{client_id}'")))?;
+        let jwks = client.jwks.as_ref().ok_or_else(|| invalid("the client has no registered keys".into()))?;
+        let (jti, exp) = crate::token::verify_assertion(jwks, assertion, &client_id, token_url, now())
+            .map_err(|e| invalid(e.to_string()))?;
+        let seen = serde_json::json!({"exp": exp});
+        match self.put("jti", &format!("{client_id} {jti}"), &seen, Expect::Absent) {
+            Ok(()) => Ok(client),
+            Err(DirectoryError::Invalid(_)) => Err(invalid("the client assertion was already used (jti)".into())),
+            Err(e) => Err(e),
+        }
+    }
+
     // ---- sessions and tokens -----------------------------------------------------------
 
     /// Start a session and issue its tokens. `refresh`: also a refresh token.

@@ -103,6 +103,64 @@ impl Signer {
     }
 }
 
+/// Claims of a client assertion (RFC 7523, SMART Backend Services).
+#[derive(serde::Deserialize)]
+struct AssertionClaims {
+    jti: String,
+    exp: u64,
+}
+
+/// Algorithms a client may sign its assertions with (SMART requires RS384 and ES384).
+const ASSERTION_ALGORITHMS: [Algorithm; 4] = [Algorithm::RS384, Algorithm::ES384, Algorithm::RS256, Algorithm::ES256];
+
+/// The issuer (`iss` = `sub`) a client assertion claims, read before it is verified, to
+/// find the client's keys.
+pub fn assertion_issuer(assertion: &str) -> Option<String> {
+    let payload = assertion.split('.').nth(1)?;
+    let v: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    v.get("iss").and_then(Value::as_str).map(str::to_string)
+}
+
+/// Verify a client assertion signed with one of the client's registered public keys:
+/// signature, `iss` = `sub` = the client, `aud` = our token endpoint, expiry at most five
+/// minutes ahead. Returns its `jti` and `exp` (the caller refuses a `jti` seen before).
+pub fn verify_assertion(
+    jwks: &Value,
+    assertion: &str,
+    client_id: &str,
+    token_url: &str,
+    now: u64,
+) -> Result<(String, u64), AuthError> {
+    let bad = |m: &str| AuthError::InvalidToken(format!("client assertion: {m}"));
+    let header = jsonwebtoken::decode_header(assertion).map_err(|e| bad(&e.to_string()))?;
+    if !ASSERTION_ALGORITHMS.contains(&header.alg) {
+        return Err(bad(&format!("algorithm {:?} is not accepted (RS384, ES384)", header.alg)));
+    }
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(jwks.clone()).map_err(|_| bad("the client's registered key set is unreadable"))?;
+    let jwk = match &header.kid {
+        Some(kid) => set.find(kid),
+        None if set.keys.len() == 1 => set.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| bad("signed with a key the client has not registered"))?;
+    if matches!(jwk.algorithm, jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)) {
+        return Err(bad("shared-secret keys are not accepted"));
+    }
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(&e.to_string()))?;
+    let mut v = Validation::new(header.alg);
+    v.leeway = 30;
+    v.set_issuer(&[client_id]);
+    v.sub = Some(client_id.to_string());
+    v.set_audience(&[token_url]);
+    v.set_required_spec_claims(&["exp", "iss", "sub", "aud", "jti"]);
+    let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v).map_err(|e| bad(&e.to_string()))?.claims;
+    if claims.exp > now + 300 + 30 {
+        return Err(bad("exp is more than five minutes ahead"));
+    }
+    Ok((claims.jti, claims.exp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

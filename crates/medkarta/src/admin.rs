@@ -95,6 +95,10 @@ pub struct ClientAddArgs {
     /// A public client (a browser or mobile app without a secret; PKCE protects it)
     #[arg(long)]
     public: bool,
+    /// A JSON Web Key Set file with the client's public keys: it authenticates with signed
+    /// assertions (private_key_jwt, SMART Backend Services) instead of a secret
+    #[arg(long, value_name = "FILE", conflicts_with = "public")]
+    jwks: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -215,7 +219,20 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
             println!("{username} will enrol a new one-time code app at the next login");
         }
         AdminCommand::Client(ClientCommand::Add(a)) => {
-            let (client, secret) = dir.add_client(&a.name, &a.scope, a.redirect_uris, None, a.public).map_err(e)?;
+            let jwks = match &a.jwks {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+                    let v: serde_json::Value =
+                        serde_json::from_str(&text).map_err(|err| format!("{} is not JSON: {err}", path.display()))?;
+                    if !v["keys"].is_array() {
+                        return Err(format!("{} is not a JWK Set ({{\"keys\": [...]}})", path.display()));
+                    }
+                    Some(v)
+                }
+                None => None,
+            };
+            let (client, secret) = dir.add_client(&a.name, &a.scope, a.redirect_uris, jwks, a.public).map_err(e)?;
             tracing::info!(client_id = client.client_id, scope = client.scope, "operator: client registered");
             println!("{}", json!({"client_id": client.client_id, "client_secret": secret}));
         }

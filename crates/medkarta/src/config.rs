@@ -38,6 +38,12 @@ pub struct ServeArgs {
     /// Load the demo data set before serving
     #[arg(long, env = "MEDKARTA_DEMO")]
     pub demo: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, env = "MEDKARTA_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "MEDKARTA_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -49,6 +55,8 @@ struct FileConfig {
     base_url: Option<String>,
     max_body_bytes: Option<usize>,
     demo: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Effective settings.
@@ -61,6 +69,8 @@ pub struct Settings {
     pub base_url: Option<String>,
     pub max_body_bytes: usize,
     pub demo: bool,
+    /// HTTPS: certificate chain and key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -87,6 +97,11 @@ impl Settings {
             base_url,
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(16 * 1024 * 1024),
             demo: args.demo || file.demo.unwrap_or(false),
+            tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err("--tls-cert and --tls-key go together".into()),
+            },
         })
     }
 
@@ -97,6 +112,8 @@ impl Settings {
             base_url: None,
             max_body_bytes: None,
             demo: false,
+            tls_cert: None,
+            tls_key: None,
         })
     }
 

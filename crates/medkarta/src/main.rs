@@ -166,7 +166,12 @@ fn serve(s: Settings) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let base_url = s.base_url.clone().unwrap_or_else(|| format!("http://{addr}/fhir"));
+        let tls = match &s.tls {
+            Some((cert, key)) => Some(api::tls::server_config(cert, key)?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = s.base_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
         let settings = s.clone();
         let (engine, directory, demo_accounts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let engine = engine(&settings, base_url)?;
@@ -183,7 +188,7 @@ fn serve(s: Settings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())??;
         // The first line on stdout says where we listen (tests read it when using port 0).
-        println!("Medkarta listening on http://{addr}/fhir ({})", s.store_description());
+        println!("Medkarta listening on {scheme}://{addr}/fhir ({})", s.store_description());
         for (user, password) in demo_accounts {
             // to the console, never to the logs; ignored if nobody reads our output
             let _ = writeln!(
@@ -192,6 +197,6 @@ fn serve(s: Settings) -> Result<(), String> {
             );
         }
         let app = api::router(engine, directory, api::HttpConfig { max_body_bytes: s.max_body_bytes });
-        api::serve(listener, app, shutdown_signal()).await.map_err(|e| e.to_string())
+        api::serve(listener, app, shutdown_signal(), tls).await.map_err(|e| e.to_string())
     })
 }

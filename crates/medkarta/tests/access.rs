@@ -406,3 +406,125 @@ fn authorization_code_flow_with_pkce_and_totp() {
     let (_, page, _) = login(password, &auth::totp::code(&secret, now / 30 + 1));
     assert!(page.contains("blocked"), "{page}");
 }
+
+/// SMART Backend Services: a system registered with its public key (JWKS) gets tokens
+/// with signed assertions (`private_key_jwt`, ES384), each usable once.
+#[test]
+fn backend_services_with_signed_assertions() {
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let s = Server::sqlite();
+    let pair = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+    let pkcs8 = pair.to_pkcs8v1().unwrap().as_ref().to_vec();
+    let point = pair.public_key().as_ref().to_vec();
+    let (x, y) = point[1..].split_at(48);
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": "lab-key-1", "alg": "ES384", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}]});
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    std::fs::write(&file, jwks.to_string()).unwrap();
+    let (ok, out, err) = s.admin(
+        &["client", "add", "Лабораторная система", "--scope", "system/*.rs", "--jwks", file.to_str().unwrap()],
+        None,
+    );
+    assert!(ok, "{err}");
+    let client: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(client["client_secret"].is_null(), "keys instead of a secret");
+    let client_id = client["client_id"].as_str().unwrap().to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token_url = format!("{}/oauth/token", s.root());
+    let assertion = |jti: &str, aud: &str, exp: u64| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+        header.kid = Some("lab-key-1".into());
+        let claims = json!({"iss": client_id, "sub": client_id, "aud": aud, "exp": exp, "jti": jti});
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_der(&pkcs8)).unwrap()
+    };
+    let request = |a: &str| {
+        s.form(
+            "oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Observation.rs"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", a),
+            ],
+            &[],
+        )
+    };
+    let a1 = assertion("jti-1", &token_url, now + 240);
+    let r = request(&a1);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(s.req_as(Some(&token), "GET", "Observation", &[], None).status, 200);
+    assert_eq!(request(&a1).json()["error"], "invalid_client", "an assertion works once");
+    assert_eq!(request(&assertion("jti-2", "https://elsewhere/token", now + 240)).status, 401, "audience");
+    assert_eq!(request(&assertion("jti-3", &token_url, now - 120)).status, 401, "expired");
+    assert_eq!(request(&assertion("jti-4", &token_url, now + 3600)).status, 401, "too long-lived");
+    // signed with another key
+    let stranger = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap().to_pkcs8v1().unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some("lab-key-1".into());
+    let forged = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 240, "jti": "jti-5"}),
+        &jsonwebtoken::EncodingKey::from_ec_der(stranger.as_ref()),
+    )
+    .unwrap();
+    assert_eq!(request(&forged).status, 401, "forged");
+}
+
+/// `--tls-cert`/`--tls-key`: HTTPS with TLS 1.3, HSTS, and the API still closed; checked
+/// with Python's own TLS stack trusting only our test certificate.
+#[test]
+fn https_with_tls_1_3() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medkarta"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&cert_pem)
+        .arg("--tls-key")
+        .arg(&key_pem)
+        .env("MEDKARTA_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base =
+        line.split_whitespace().find(|w| w.starts_with("https://")).unwrap_or_else(|| panic!("{line}")).to_string();
+    let base = base.replace("127.0.0.1", "localhost");
+    let script = r#"
+import ssl, sys, urllib.request, urllib.error
+base, cafile = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+r = urllib.request.urlopen(base + "/metadata", context=ctx)
+print("metadata", r.status, r.headers.get("Strict-Transport-Security"), r.headers.get("Cache-Control"))
+try:
+    urllib.request.urlopen(base + "/Patient", context=ctx)
+except urllib.error.HTTPError as e:
+    print("patient", e.code, e.headers.get("WWW-Authenticate", "").split(",")[0])
+try:
+    urllib.request.urlopen(base + "/metadata", context=ssl.create_default_context())
+except urllib.error.URLError as e:
+    print("untrusted refused")
+"#;
+    let out = Command::new("python3").args(["-c", script, &base, cert_pem.to_str().unwrap()]).output().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("metadata 200 max-age=31536000; includeSubDomains no-store"), "{stdout}");
+    assert!(stdout.contains("patient 401 Bearer realm=\"medkarta\""), "{stdout}");
+    assert!(stdout.contains("untrusted refused"), "{stdout}");
+}

@@ -66,7 +66,7 @@ fn spawn(backend: &Backend, extra: &[String]) -> (Child, String) {
     BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
     let base = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .unwrap_or_else(|| panic!("server did not start: {line}"))
         .to_string();
     (child, base)
