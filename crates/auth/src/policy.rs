@@ -7,7 +7,9 @@
 //! The rules, role by role (a token's scopes can only narrow them):
 //! - patient: their own compartment (read, search; no writes yet), and the shared
 //!   directory resources (organisations, practitioners, locations, medications) to read;
-//! - doctor, nurse: clinical and demographic data (read and write);
+//! - doctor, nurse: the records of patients in the care of their organisation (managed by
+//!   it, or with an encounter or episode of care it provides), read and write; writing
+//!   an encounter or registering a patient there brings a patient into its care;
 //! - registrar: demographics, appointments and the directory, no clinical records;
 //! - administrator: the directory only (accounts are managed by operator commands);
 //! - security officer, analyst: no patient data through the FHIR API (audit and
@@ -29,6 +31,9 @@ pub enum Access {
     All,
     /// Only resources in the compartment of this patient (an id).
     Compartment(String),
+    /// Only patients in the care of this organisation (an id), or of this practitioner,
+    /// and the resources in their compartments.
+    Care { organization: String, practitioner: Option<String> },
 }
 
 /// Who calls, as the engine sees it.
@@ -139,7 +144,18 @@ pub fn authorize(principal: &Principal, interaction: Interaction, rt: ResourceTy
             if !user_scope {
                 return context(None);
             }
-            Ok(Access::All)
+            if directory {
+                return Ok(Access::All);
+            }
+            let id = |r: &Option<String>, ty: &str| {
+                r.as_deref().map(|r| r.strip_prefix(&format!("{ty}/")).unwrap_or(r).to_string())
+            };
+            match id(&grant.organization, "Organization") {
+                Some(organization) => {
+                    Ok(Access::Care { organization, practitioner: id(&grant.practitioner, "Practitioner") })
+                }
+                None => denied("the role is not held in an organisation"),
+            }
         }
         Role::Registrar => {
             if !(REGISTRAR_TYPES.contains(&t) || (directory && reads(interaction))) {
@@ -201,7 +217,8 @@ mod tests {
         assert!(authorize(&p, Create, obs).is_err());
         assert_eq!(authorize(&p, Read, rt("Organization")), Ok(Access::All));
         let dr = caller(Some(Role::Doctor), all, None);
-        assert_eq!(authorize(&dr, Update, obs), Ok(Access::All));
+        assert_eq!(authorize(&dr, Update, obs), Ok(Access::Care { organization: "o".into(), practitioner: None }));
+        assert_eq!(authorize(&dr, Read, rt("Organization")), Ok(Access::All));
         let reg = caller(Some(Role::Registrar), all, None);
         assert!(authorize(&reg, Read, obs).unwrap_err().0.contains("registrars"));
         assert_eq!(authorize(&reg, Create, rt("Appointment")), Ok(Access::All));

@@ -34,32 +34,88 @@ pub fn require_all(principal: &Principal, interaction: Interaction, types: &[Res
     Ok(())
 }
 
-/// Is this resource within `access`? For a compartment: the Patient itself, or a
-/// resource that one of its compartment parameters links to that patient.
-pub fn visible(access: &Access, resource: &Value) -> bool {
-    let patient = match access {
-        Access::All => return true,
-        Access::Compartment(p) => p,
-    };
+/// The patients a resource belongs to: itself if a Patient, else those its compartment
+/// parameters reference. `None` for resources outside the patient compartment.
+fn patients_of(resource: &Value) -> Option<Vec<String>> {
     let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
     if rt == "Patient" {
-        return resource.get("id").and_then(Value::as_str) == Some(patient.as_str());
-    }
-    if auth::policy::DIRECTORY_TYPES.contains(&rt) {
-        return true;
+        return Some(resource.get("id").and_then(Value::as_str).map(str::to_string).into_iter().collect());
     }
     let params = fhir_spec::spec().patient_compartment_params(rt);
-    search::extract(resource).iter().any(|e| {
-        params.iter().any(|p| p == e.param)
-            && matches!(&e.value, IndexValue::Reference { resource_type: Some(t), id: Some(id), .. }
-                if t == "Patient" && id == patient)
-    })
+    if params.is_empty() || auth::policy::DIRECTORY_TYPES.contains(&rt) {
+        return None;
+    }
+    Some(
+        search::extract(resource)
+            .into_iter()
+            .filter(|e| params.iter().any(|p| p == e.param))
+            .filter_map(|e| match e.value {
+                IndexValue::Reference { resource_type: Some(t), id: Some(id), .. } if t == "Patient" => Some(id),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The care restriction of an access decision, for a query on `params`.
+fn care_of(access: &Access, params: Vec<&'static str>) -> Option<search::Care> {
+    match access {
+        Access::Care { organization, practitioner } => {
+            Some(search::Care { organization: organization.clone(), practitioner: practitioner.clone(), params })
+        }
+        _ => None,
+    }
+}
+
+/// Is the patient `id` in the care `access` describes?
+fn in_care(engine: &Engine, access: &Access, id: &str) -> bool {
+    let Some(patient) = ResourceType::parse("Patient") else { return false };
+    let Ok(mut q) = search::parse_query(patient, &format!("_id={id}")) else { return false };
+    q.care = care_of(access, Vec::new());
+    engine.store.search(&q, 0).ok().and_then(|p| p.total) == Some(1)
+}
+
+/// Is this resource within `access`? For a compartment: the Patient itself, or a
+/// resource that one of its compartment parameters links to that patient; for care: the
+/// same for any patient in the organisation's care.
+pub fn visible(engine: &Engine, access: &Access, resource: &Value) -> bool {
+    match (access, patients_of(resource)) {
+        (Access::All, _) | (_, None) => true,
+        (Access::Compartment(p), Some(ps)) => ps.contains(p),
+        (Access::Care { .. }, Some(ps)) => ps.iter().any(|p| in_care(engine, access, p)),
+    }
+}
+
+/// Does writing this resource bring its patient into the caller's care (an encounter or
+/// episode of care the organisation provides, a patient it manages)?
+fn establishes_care(access: &Access, resource: &Value) -> bool {
+    let Access::Care { organization, .. } = access else { return false };
+    let target = format!("Organization/{organization}");
+    let field = match resource.get("resourceType").and_then(Value::as_str) {
+        Some("Encounter") => "serviceProvider",
+        Some("EpisodeOfCare" | "Patient") => "managingOrganization",
+        _ => return false,
+    };
+    resource.get(field).and_then(|r| r.get("reference")).and_then(Value::as_str) == Some(target.as_str())
 }
 
 /// Restrict a search to what `access` allows.
 pub fn restrict(q: &mut Query, access: &Access) -> FhirResult<()> {
-    let Access::Compartment(patient) = access else { return Ok(()) };
     let rt = q.resource_type;
+    if let Access::Care { .. } = access {
+        let params: Vec<&'static str> = fhir_spec::spec()
+            .patient_compartment_params(rt.as_str())
+            .iter()
+            .filter_map(|p| search::index::indexed_param(rt.as_str(), p))
+            .filter(|p| p.kind == fhir_spec::SearchParamType::Reference)
+            .map(|p| p.code)
+            .collect();
+        if rt.as_str() == "Patient" || !params.is_empty() {
+            q.care = care_of(access, if rt.as_str() == "Patient" { Vec::new() } else { params });
+        }
+        return Ok(());
+    }
+    let Access::Compartment(patient) = access else { return Ok(()) };
     if rt.as_str() == "Patient" {
         q.clauses.push(Clause {
             param: "_id",
@@ -83,12 +139,12 @@ pub fn restrict(q: &mut Query, access: &Access) -> FhirResult<()> {
 
 /// A stored resource outside the caller's reach reads as not found (its existence is not
 /// revealed).
-pub fn check_visible(access: &Access, rt: ResourceType, id: &str, body: &[u8]) -> FhirResult<()> {
+pub fn check_visible(engine: &Engine, access: &Access, rt: ResourceType, id: &str, body: &[u8]) -> FhirResult<()> {
     if matches!(access, Access::All) {
         return Ok(());
     }
     let v: Value = serde_json::from_slice(body).map_err(|_| FhirError::internal())?;
-    if visible(access, &v) { Ok(()) } else { Err(FhirError::not_found(format!("{rt}/{id} does not exist"))) }
+    if visible(engine, access, &v) { Ok(()) } else { Err(FhirError::not_found(format!("{rt}/{id} does not exist"))) }
 }
 
 /// May `principal` perform this write? Checks the type and interaction, and under a
@@ -118,15 +174,19 @@ pub fn check_write(engine: &Engine, principal: &Principal, op: &WriteOp) -> Fhir
         return Err(forbidden("Conditional writes need access to every patient's records".into()));
     }
     if let Some(b) = body
-        && !visible(&access, b)
+        && !visible(engine, &access, b)
+        && !establishes_care(&access, b)
     {
-        return Err(forbidden(format!("The {rt} would not belong to the patient you may write for")));
+        return Err(forbidden(match access {
+            Access::Care { .. } => format!("The {rt} would not belong to a patient in your organisation's care"),
+            _ => format!("The {rt} would not belong to the patient you may write for"),
+        }));
     }
     if let Some(id) = id
         && let Some(cur) = engine.store.read(rt.as_str(), id)?
         && let Some(b) = &cur.body
     {
-        check_visible(&access, rt, id, b)?;
+        check_visible(engine, &access, rt, id, b)?;
     }
     Ok(())
 }

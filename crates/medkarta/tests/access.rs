@@ -101,68 +101,26 @@ fn observation(id: &str, patient: &str) -> Value {
 
 /// What each role gets, in the order of the requests in [`access_matrix`]: a status,
 /// or for searches `Ok(number of matches)`.
+#[rustfmt::skip]
 fn expected(role: &str) -> Vec<Result<u64, u16>> {
-    let all = |n: u64| Ok(n);
+    let n = |n: u64| Ok(n);
+    // own pat, other pat, own obs, other obs, search obs, other by _id, history, type history, write obs, org, appointment
     match role {
-        "patient" => vec![
-            Err(200),
-            Err(404),
-            Err(200),
-            Err(404),
-            all(1),
-            all(0),
-            Err(200),
-            Err(403),
-            Err(403),
-            Err(200),
-            Err(403),
-        ],
-        "doctor" | "nurse" => vec![
-            Err(200),
-            Err(200),
-            Err(200),
-            Err(200),
-            all(2),
-            all(1),
-            Err(200),
-            Err(200),
-            Err(201),
-            Err(200),
-            Err(201),
-        ],
-        "registrar" => vec![
-            Err(200),
-            Err(200),
-            Err(403),
-            Err(403),
-            Err(403),
-            all(1),
-            Err(403),
-            Err(403),
-            Err(403),
-            Err(200),
-            Err(201),
-        ],
-        _ => vec![
-            Err(403),
-            Err(403),
-            Err(403),
-            Err(403),
-            Err(403),
-            Err(403),
-            Err(403),
-            Err(403),
-            Err(403),
-            Err(200),
-            Err(403),
-        ],
+        "patient" =>        vec![Err(200), Err(404), Err(200), Err(404), n(1), n(0), Err(200), Err(403), Err(403), Err(200), Err(403)],
+        // clinicians: the patients in their organisation's care
+        "doctor" | "nurse" => vec![Err(200), Err(404), Err(200), Err(404), n(1), n(0), Err(200), Err(403), Err(201), Err(200), Err(201)],
+        "registrar" =>      vec![Err(200), Err(200), Err(403), Err(403), Err(403), n(1), Err(403), Err(403), Err(403), Err(200), Err(201)],
+        _ =>                vec![Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(200), Err(403)],
     }
 }
 
 fn access_matrix(s: &mut Server) {
-    for p in ["p-own", "p-other"] {
-        s.put(&format!("Patient/{p}"), &json!({"resourceType": "Patient", "id": p, "name": [{"family": p}]}));
-    }
+    s.put(
+        "Patient/p-own",
+        &json!({"resourceType": "Patient", "id": "p-own", "name": [{"family": "Своя"}],
+            "managingOrganization": {"reference": "Organization/org-1"}}),
+    );
+    s.put("Patient/p-other", &json!({"resourceType": "Patient", "id": "p-other", "name": [{"family": "Чужая"}]}));
     s.put("Observation/obs-own", &observation("obs-own", "p-own"));
     s.put("Observation/obs-other", &observation("obs-other", "p-other"));
     s.put("Organization/org-1", &json!({"resourceType": "Organization", "id": "org-1", "name": "Поликлиника 1"}));
@@ -220,8 +178,24 @@ fn access_matrix(s: &mut Server) {
         let outcomes: Vec<Result<u64, u16>> = got.iter().map(|(_, o)| *o).collect();
         assert_eq!(outcomes, expected(role), "{got:#?}");
     }
-    // a disabled account's tokens stop working at once
+    // a doctor brings a patient into the clinic's care by seeing them (an encounter it
+    // provides); an encounter of another clinic is refused
     let (_, token, _) = s.admin(&["token", "--user", "user-doctor", "--base-url", &s.base], None);
+    let doctor = |m: &str, path: &str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string());
+        s.req_as(Some(token.trim()), m, path, &[("Content-Type", fhir)], body.as_deref())
+    };
+    let encounter = |org: &str| {
+        json!({"resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "Patient/p-other"}, "serviceProvider": {"reference": format!("Organization/{org}")}})
+    };
+    assert_eq!(doctor("POST", "Encounter", Some(encounter("org-2"))).status, 403);
+    assert_eq!(doctor("GET", "Patient/p-other", None).status, 404);
+    assert_eq!(doctor("POST", "Encounter", Some(encounter("org-1"))).status, 201);
+    assert_eq!(doctor("GET", "Patient/p-other", None).status, 200);
+    assert_eq!(doctor("GET", "Observation?_id=obs-own,obs-other", None).json()["total"], 2);
+    // a disabled account's tokens stop working at once
     assert_eq!(s.req_as(Some(token.trim()), "GET", "Patient/p-own", &[], None).status, 200);
     assert!(s.admin(&["user", "disable", "user-doctor"], None).0);
     assert_eq!(s.req_as(Some(token.trim()), "GET", "Patient/p-own", &[], None).status, 401);

@@ -39,6 +39,21 @@ pub struct Query {
     /// Compartment search (`Patient/123/Observation`): only resources that one of these
     /// reference parameters links to the compartment's owner.
     pub compartment: Option<Compartment>,
+    /// Access restriction: only resources of patients in an organisation's care.
+    pub care: Option<Care>,
+}
+
+/// Patients in the care of an organisation (or of a practitioner): managed by it or with
+/// it as general practitioner, or with an encounter or episode of care it provides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Care {
+    /// Organization id.
+    pub organization: String,
+    /// Practitioner id.
+    pub practitioner: Option<String>,
+    /// The reference parameters linking the searched type to a patient (empty when
+    /// searching Patient itself).
+    pub params: Vec<&'static str>,
 }
 
 /// The compartment a search is restricted to.
@@ -298,6 +313,7 @@ fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Resul
         total: Total::Accurate,
         includes: Vec::new(),
         compartment: None,
+        care: None,
     };
     let mut page_token = None;
     for (name, raw) in pairs {

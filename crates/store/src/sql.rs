@@ -309,11 +309,49 @@ pub fn search_where(sql: &mut Sql, query: &Query, driver: Option<usize>) {
         sql.push(") AND c.target_type = ").text_arg(c.owner.as_str()).push(" AND c.target_id = ").text_arg(&c.id);
         sql.push(")");
     }
+    if let Some(care) = &query.care {
+        if care.params.is_empty() {
+            sql.push(" AND r.id IN (");
+            care_set(sql, care);
+            sql.push(")");
+        } else {
+            sql.push(" AND r.rkey IN (SELECT c.rkey FROM idx_reference c WHERE c.rtype");
+            one_of(sql, rt);
+            sql.push(" AND c.param IN (");
+            for (i, p) in care.params.iter().enumerate() {
+                sql.push(if i == 0 { "" } else { ", " }).text_arg(p);
+            }
+            sql.push(") AND c.target_type = 'Patient' AND c.target_id IN (");
+            care_set(sql, care);
+            sql.push("))");
+        }
+    }
     for (i, clause) in query.clauses.iter().enumerate() {
         sql.push(" AND ");
         let form = if driver == Some(i) { Form::In } else { Form::Exists };
         clause_sql(sql, clause, &clause.path, "r", rt, 1, form);
     }
+}
+
+/// The ids of the patients in `care`: managed by the organisation or with it (or the
+/// practitioner) as general practitioner, or with an encounter or episode of care the
+/// organisation provides.
+fn care_set(sql: &mut Sql, care: &search::Care) {
+    sql.push(
+        "SELECT p.id FROM resources p WHERE p.rtype = 'Patient' AND p.deleted = 0 AND p.rkey IN \
+         (SELECT x.rkey FROM idx_reference x WHERE x.rtype = 'Patient' \
+         AND x.param IN ('organization', 'general-practitioner') AND ((x.target_type = 'Organization' AND x.target_id = ",
+    );
+    sql.text_arg(&care.organization).push(")");
+    if let Some(pr) = &care.practitioner {
+        sql.push(" OR (x.target_type = 'Practitioner' AND x.target_id = ").text_arg(pr).push(")");
+    }
+    sql.push(
+        ")) UNION SELECT y.target_id FROM idx_reference e JOIN idx_reference y ON y.rkey = e.rkey \
+         WHERE e.rtype IN ('Encounter', 'EpisodeOfCare') AND e.param IN ('service-provider', 'organization') \
+         AND e.target_type = 'Organization' AND e.target_id = ",
+    );
+    sql.text_arg(&care.organization).push(" AND y.param = 'patient' AND y.target_type = 'Patient'");
 }
 
 fn negated(p: &Predicate) -> bool {

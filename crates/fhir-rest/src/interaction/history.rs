@@ -51,7 +51,7 @@ pub fn history(engine: &Engine, req: &Request, rt: Option<ResourceType>, id: Opt
             if access != Access::All {
                 match engine.store.read(t.as_str(), i)? {
                     Some(cur) if cur.body.is_some() => {
-                        check_visible(&access, t, i, cur.body.as_deref().unwrap_or_default())?
+                        check_visible(engine, &access, t, i, cur.body.as_deref().unwrap_or_default())?
                     }
                     _ => return Err(FhirError::not_found(format!("{t}/{i} does not exist"))),
                 }

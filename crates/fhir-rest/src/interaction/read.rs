@@ -37,7 +37,7 @@ pub fn read(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirR
         return Err(FhirError::not_found(format!("{rt}/{id} does not exist")));
     };
     if let Some(b) = &s.body {
-        check_visible(&access, rt, id, b)?;
+        check_visible(engine, &access, rt, id, b)?;
     } else if access != Access::All {
         return Err(FhirError::not_found(format!("{rt}/{id} does not exist")));
     }
@@ -70,7 +70,7 @@ pub fn vread(engine: &Engine, req: &Request, rt: ResourceType, id: &str, version
             Err(FhirError::gone(format!("Version {v} of {rt}/{id} is its deletion")))
         }
         Some(s) => {
-            check_visible(&access, rt, id, s.body.as_deref().unwrap_or_default())?;
+            check_visible(engine, &access, rt, id, s.body.as_deref().unwrap_or_default())?;
             Ok(stored_response(engine, s, 200))
         }
     }

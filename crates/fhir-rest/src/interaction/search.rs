@@ -121,7 +121,7 @@ fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str
             .and_then(Value::as_str)
             .and_then(ResourceType::parse)
             .and_then(|t| require(&req.principal, Interaction::Read, t).ok())
-            .is_some_and(|access| visible(&access, res))
+            .is_some_and(|access| visible(engine, &access, res))
     });
     let entry = |url: String, res: Value, mode: &str| {
         json!({
