@@ -91,6 +91,7 @@ pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Ro
         .route("/oauth/jwks", get(oauth::jwks))
         .route("/fhir/.well-known/smart-configuration", get(oauth::smart_configuration))
         .route("/.well-known/smart-configuration", get(oauth::smart_configuration))
+        .route("/.well-known/openid-configuration", get(oauth::openid_configuration))
         .with_state(directory);
     Router::new()
         .merge(oauth)

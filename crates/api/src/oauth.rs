@@ -233,6 +233,28 @@ pub async fn jwks(State(dir): State<Arc<Directory>>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], dir.jwks().to_string()).into_response()
 }
 
+/// `GET /.well-known/openid-configuration` (OpenID Connect discovery).
+pub async fn openid_configuration(State(dir): State<Arc<Directory>>) -> Response {
+    let base = dir.issuer.trim_end_matches('/');
+    let body = json!({
+        "issuer": base,
+        "authorization_endpoint": format!("{base}/oauth/authorize"),
+        "token_endpoint": format!("{base}/oauth/token"),
+        "jwks_uri": format!("{base}/oauth/jwks"),
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "introspection_endpoint": format!("{base}/oauth/introspect"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "fhirUser", "offline_access", "online_access", "launch/patient"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
 /// `GET /fhir/.well-known/smart-configuration` (SMART App Launch 2.0 discovery).
 pub async fn smart_configuration(State(dir): State<Arc<Directory>>) -> Response {
     let base = dir.issuer.trim_end_matches('/');

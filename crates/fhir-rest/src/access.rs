@@ -22,6 +22,24 @@ pub fn require(principal: &Principal, interaction: Interaction, rt: ResourceType
     authorize(principal, interaction, rt).map_err(|d| forbidden(d.0))
 }
 
+/// Limited rights (summaries only, no downloads)?
+pub fn limited(principal: &Principal) -> bool {
+    matches!(principal, Principal::Token(c) if c.grant.as_ref().is_some_and(|g| g.limited))
+}
+
+/// Under limited rights, what a read returns: the summary of the resource; documents
+/// (Binary) are not handed out at all.
+pub fn limit_read(principal: &Principal, rt: ResourceType, body: Vec<u8>) -> FhirResult<crate::ResponseBody> {
+    if !limited(principal) {
+        return Ok(crate::ResponseBody::Raw(body));
+    }
+    if rt.as_str() == "Binary" {
+        return Err(forbidden("Limited rights: documents cannot be downloaded".into()));
+    }
+    let v: Value = serde_json::from_slice(&body).map_err(|_| FhirError::internal())?;
+    Ok(crate::ResponseBody::Json(crate::shape::subset(v, search::Summary::True, None)))
+}
+
 /// Full access to every type is needed (system-wide history and search).
 pub fn require_all(principal: &Principal, interaction: Interaction, types: &[ResourceType]) -> FhirResult<()> {
     for t in types {

@@ -502,3 +502,44 @@ except urllib.error.URLError as e:
     assert!(stdout.contains("patient 401 Bearer realm=\"medkarta\""), "{stdout}");
     assert!(stdout.contains("untrusted refused"), "{stdout}");
 }
+
+/// Limited rights: summaries only, no documents.
+#[test]
+fn limited_rights_get_summaries_and_no_documents() {
+    let s = Server::sqlite();
+    s.put(
+        "Patient/p-lim",
+        &json!({"resourceType": "Patient", "id": "p-lim", "name": [{"family": "Краткая"}],
+            "managingOrganization": {"reference": "Organization/org-1"},
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Краткая</div>"}}),
+    );
+    s.put(
+        "Binary/doc-1",
+        &json!({"resourceType": "Binary", "id": "doc-1", "contentType": "text/plain", "data": "0J/RgNC40LLQtdGC"}),
+    );
+    let (ok, _, err) = s.admin(
+        &[
+            "user",
+            "add",
+            "--username",
+            "nurse.lim",
+            "--role",
+            "nurse",
+            "--organization",
+            "Organization/org-1",
+            "--limited",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (_, token, _) = s.admin(&["token", "--user", "nurse.lim", "--base-url", &s.base], None);
+    let t = Some(token.trim());
+    let r = s.req_as(t, "GET", "Patient/p-lim", &[], None).json();
+    assert!(r.get("text").is_none(), "no narrative in a summary: {r}");
+    assert_eq!(r["name"][0]["family"], "Краткая");
+    assert_eq!(r["meta"]["tag"][0]["code"], "SUBSETTED");
+    let b = s.req_as(t, "GET", "Patient?_id=p-lim", &[], None).json();
+    assert_eq!(b["entry"][0]["resource"]["meta"]["tag"][0]["code"], "SUBSETTED", "{b}");
+    assert_eq!(s.req_as(t, "GET", "Binary/doc-1", &[], None).status, 403);
+    assert_eq!(s.get("Binary/doc-1").status, 200, "full rights download it");
+}

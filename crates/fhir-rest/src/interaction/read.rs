@@ -6,7 +6,7 @@ use store::StoredResource;
 use auth::policy::Access;
 use auth::scope::Interaction;
 
-use crate::access::{check_visible, require};
+use crate::access::{check_visible, limit_read, require};
 use crate::meta::{etag, http_date, parse_etag, parse_http_date};
 use crate::{Engine, FhirError, FhirResult, Request, Response, ResponseBody};
 
@@ -57,7 +57,11 @@ pub fn read(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirR
         r.body = ResponseBody::None;
         return Ok(r);
     }
-    Ok(stored_response(engine, s, 200))
+    let mut r = stored_response(engine, s, 200);
+    if let ResponseBody::Raw(b) = std::mem::replace(&mut r.body, ResponseBody::None) {
+        r.body = limit_read(&req.principal, rt, b)?;
+    }
+    Ok(r)
 }
 
 pub fn vread(engine: &Engine, req: &Request, rt: ResourceType, id: &str, version: &str) -> FhirResult<Response> {
@@ -71,7 +75,11 @@ pub fn vread(engine: &Engine, req: &Request, rt: ResourceType, id: &str, version
         }
         Some(s) => {
             check_visible(engine, &access, rt, id, s.body.as_deref().unwrap_or_default())?;
-            Ok(stored_response(engine, s, 200))
+            let mut r = stored_response(engine, s, 200);
+            if let ResponseBody::Raw(b) = std::mem::replace(&mut r.body, ResponseBody::None) {
+                r.body = limit_read(&req.principal, rt, b)?;
+            }
+            Ok(r)
         }
     }
 }

@@ -42,7 +42,18 @@ pub fn compartment(
 }
 
 /// Run a parsed search; `path` and `query` make the paging links.
-fn run(engine: &Engine, req: &Request, q: search::Query, path: &str, query: &str) -> FhirResult<Response> {
+fn run(engine: &Engine, req: &Request, mut q: search::Query, path: &str, query: &str) -> FhirResult<Response> {
+    // limited rights: summaries only
+    if crate::access::limited(&req.principal) && matches!(q.summary, search::Summary::False | search::Summary::Data) {
+        q.summary = search::Summary::True;
+        q.elements = None;
+        if q.types.iter().any(|t| t.as_str() == "Binary") {
+            return Err(FhirError::new(
+                403,
+                Issue::error(IssueType::Forbidden, "Limited rights: documents cannot be downloaded"),
+            ));
+        }
+    }
     let rt = q.types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",");
     // unknown parameters, or custom ones whose reindex has not finished
     let ignored: Vec<Issue> = q
