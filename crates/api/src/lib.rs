@@ -93,6 +93,7 @@ pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Ro
         .route("/.well-known/smart-configuration", get(oauth::smart_configuration))
         .route("/.well-known/openid-configuration", get(oauth::openid_configuration))
         .with_state(directory);
+    let cors_dir = state.directory.clone();
     Router::new()
         .merge(oauth)
         .route("/healthz", get(|| async { "ok" }))
@@ -104,7 +105,55 @@ pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Ro
             outcome(StatusCode::NOT_FOUND, IssueType::NotFound, "No such endpoint; the FHIR API is under /fhir")
         })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(cors_dir, cors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// CORS for the browser origins registered with clients, and only those: preflights are
+/// answered here; other requests get the allow headers added. Any other origin gets no
+/// CORS headers, so browsers keep its pages out.
+async fn cors(State(dir): State<Arc<Directory>>, req: HttpRequest, next: axum::middleware::Next) -> HttpResponse {
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let allowed = match origin {
+        Some(o) => {
+            let d = dir.clone();
+            let check = o.clone();
+            tokio::task::spawn_blocking(move || d.origin_allowed(&check)).await.unwrap_or(false).then_some(o)
+        }
+        None => None,
+    };
+    let preflight =
+        req.method() == HttpMethod::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut r = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        if allowed.is_some() {
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(
+                    "authorization, content-type, prefer, if-match, if-none-match, if-none-exist, if-modified-since",
+                ),
+            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+        r
+    } else {
+        next.run(req).await
+    };
+    let h = r.headers_mut();
+    h.append(header::VARY, HeaderValue::from_static("origin"));
+    if let Some(o) = allowed.and_then(|o| HeaderValue::from_str(&o).ok()) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("location, etag, content-location, last-modified, www-authenticate"),
+        );
+    }
+    r
 }
 
 async fn readyz(State(s): State<AppState>) -> HttpResponse {

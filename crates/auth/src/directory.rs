@@ -27,6 +27,8 @@ pub const ACCESS_TTL: u64 = 300;
 pub const REFRESH_TTL: u64 = 30 * 24 * 3600;
 /// Authorization codes live one minute.
 pub const CODE_TTL: u64 = 60;
+/// How long the list of allowed browser origins is cached.
+const ORIGINS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Failed logins before the account is locked.
 pub const LOCK_AFTER: u32 = 5;
 /// How long a lock lasts (seconds); it doubles with each further failure.
@@ -178,6 +180,8 @@ pub struct Ticket {
 pub struct Directory {
     store: Arc<dyn Store>,
     signer: Signer,
+    /// Browser origins of the registered clients, reloaded every few seconds.
+    origins: std::sync::RwLock<(std::time::Instant, Vec<String>)>,
     /// Token issuer (the server's base URL).
     pub issuer: String,
     /// Token audience (the FHIR base URL).
@@ -205,7 +209,13 @@ impl Directory {
             // another process may have created one at the same time: use what is stored
             keys = Self::load_keys(&*store)?;
         }
-        Ok(Directory { signer: Signer::new(keys)?, store, issuer: issuer.to_string(), audience: audience.to_string() })
+        Ok(Directory {
+            signer: Signer::new(keys)?,
+            store,
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            origins: std::sync::RwLock::new((std::time::Instant::now() - ORIGINS_TTL * 2, Vec::new())),
+        })
     }
 
     /// Keys newest first.
@@ -486,6 +496,38 @@ impl Directory {
         };
         self.put("client", &client.client_id, &client, Expect::Absent)?;
         Ok((client, secret))
+    }
+
+    /// Is `origin` (`https://portal.example`) one a registered client may call from?
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let fresh =
+            self.origins.read().ok().filter(|o| o.0.elapsed() < ORIGINS_TTL).map(|o| o.1.contains(&origin.to_string()));
+        if let Some(known) = fresh {
+            return known;
+        }
+        let all: Vec<String> =
+            self.clients().unwrap_or_default().into_iter().filter(|c| !c.disabled).flat_map(|c| c.origins).collect();
+        let allowed = all.iter().any(|o| o == origin);
+        if let Ok(mut o) = self.origins.write() {
+            *o = (std::time::Instant::now(), all);
+        }
+        allowed
+    }
+
+    /// Set the browser origins of a client.
+    pub fn set_origins(&self, client_id: &str, origins: Vec<String>) -> Result<()> {
+        for o in &origins {
+            let ok = (o.starts_with("https://") || o.starts_with("http://"))
+                && o.matches('/').count() == 2
+                && !o.ends_with('/');
+            if !ok {
+                return Err(DirectoryError::Invalid(format!("'{o}' is not an origin (scheme://host[:port])")));
+            }
+        }
+        self.update("client", client_id, |c: &mut Client| {
+            c.origins = origins.clone();
+            Ok(())
+        })
     }
 
     pub fn client(&self, client_id: &str) -> Result<Option<Client>> {

@@ -95,6 +95,9 @@ pub struct ClientAddArgs {
     /// A public client (a browser or mobile app without a secret; PKCE protects it)
     #[arg(long)]
     public: bool,
+    /// A browser origin the client's web app calls the API from (CORS; repeatable)
+    #[arg(long = "origin", value_name = "https://HOST")]
+    origins: Vec<String>,
     /// A JSON Web Key Set file with the client's public keys: it authenticates with signed
     /// assertions (private_key_jwt, SMART Backend Services) instead of a secret
     #[arg(long, value_name = "FILE", conflicts_with = "public")]
@@ -233,6 +236,9 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
                 None => None,
             };
             let (client, secret) = dir.add_client(&a.name, &a.scope, a.redirect_uris, jwks, a.public).map_err(e)?;
+            if !a.origins.is_empty() {
+                dir.set_origins(&client.client_id, a.origins).map_err(e)?;
+            }
             tracing::info!(client_id = client.client_id, scope = client.scope, "operator: client registered");
             println!("{}", json!({"client_id": client.client_id, "client_secret": secret}));
         }

@@ -543,3 +543,51 @@ fn limited_rights_get_summaries_and_no_documents() {
     assert_eq!(s.req_as(t, "GET", "Binary/doc-1", &[], None).status, 403);
     assert_eq!(s.get("Binary/doc-1").status, 200, "full rights download it");
 }
+
+/// CORS: browsers may call the API from the origins registered with clients, no others.
+#[test]
+fn cors_only_for_registered_origins() {
+    let s = Server::sqlite();
+    let (ok, _, err) = s.admin(
+        &[
+            "client",
+            "add",
+            "Портал пациента",
+            "--scope",
+            "patient/*.rs",
+            "--public",
+            "--redirect-uri",
+            "https://portal.example/cb",
+            "--origin",
+            "https://portal.example",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let preflight = |origin: &str| {
+        s.req_as(
+            None,
+            "OPTIONS",
+            "Patient",
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "GET"),
+                ("Access-Control-Request-Headers", "authorization"),
+            ],
+            None,
+        )
+    };
+    let ok = preflight("https://portal.example");
+    assert_eq!(ok.status, 204);
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://portal.example"));
+    assert!(ok.header("access-control-allow-headers").unwrap().contains("authorization"));
+    let evil = preflight("https://evil.example");
+    assert_eq!(evil.header("access-control-allow-origin"), None);
+    let r = s.req("GET", "Patient", &[("Origin", "https://portal.example")], None);
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("https://portal.example")));
+    let r = s.req("GET", "Patient", &[("Origin", "https://evil.example")], None);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let (ok, _, err) =
+        s.admin(&["client", "add", "bad", "--scope", "patient/*.rs", "--public", "--origin", "portal.example"], None);
+    assert!(!ok && err.contains("not an origin"), "{err}");
+}

@@ -217,6 +217,7 @@ impl Server {
             ("GET", _) => add(self.agent.get(&url), headers).call(),
             ("HEAD", _) => add(self.agent.head(&url), headers).call(),
             ("DELETE", _) => add(self.agent.delete(&url), headers).call(),
+            ("OPTIONS", _) => add(self.agent.options(&url), headers).call(),
             ("POST", b) => add(self.agent.post(&url), headers).send(b.unwrap_or("")),
             ("PUT", b) => add(self.agent.put(&url), headers).send(b.unwrap_or("")),
             ("PATCH", b) => add(self.agent.patch(&url), headers).send(b.unwrap_or("")),
