@@ -104,13 +104,14 @@ fn observation(id: &str, patient: &str) -> Value {
 #[rustfmt::skip]
 fn expected(role: &str) -> Vec<Result<u64, u16>> {
     let n = |n: u64| Ok(n);
-    // own pat, other pat, own obs, other obs, search obs, other by _id, history, type history, write obs, org, appointment
+    // own pat, other pat, own obs, other obs, search obs, other by _id, history, type history, write obs, org,
+    // appointment, $validate (an operation)
     match role {
-        "patient" =>        vec![Err(200), Err(404), Err(200), Err(404), n(1), n(0), Err(200), Err(403), Err(403), Err(200), Err(403)],
+        "patient" =>        vec![Err(200), Err(404), Err(200), Err(404), n(1), n(0), Err(200), Err(403), Err(403), Err(200), Err(403), Err(200)],
         // clinicians: the patients in their organisation's care
-        "doctor" | "nurse" => vec![Err(200), Err(404), Err(200), Err(404), n(1), n(0), Err(200), Err(403), Err(201), Err(200), Err(201)],
-        "registrar" =>      vec![Err(200), Err(200), Err(403), Err(403), Err(403), n(1), Err(403), Err(403), Err(403), Err(200), Err(201)],
-        _ =>                vec![Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(200), Err(403)],
+        "doctor" | "nurse" => vec![Err(200), Err(404), Err(200), Err(404), n(1), n(0), Err(200), Err(403), Err(201), Err(200), Err(201), Err(200)],
+        "registrar" =>      vec![Err(200), Err(200), Err(403), Err(403), Err(403), n(1), Err(403), Err(403), Err(403), Err(200), Err(201), Err(403)],
+        _ =>                vec![Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(200), Err(403), Err(403)],
     }
 }
 
@@ -163,6 +164,7 @@ fn access_matrix(s: &mut Server) {
                 "participant": [{"actor": {"reference": "Patient/p-own"}, "status": "accepted"}]})),
                 ),
             ),
+            ("validate an observation", as_role("POST", "Observation/$validate", new_obs("v"))),
         ]
         .into_iter()
         .map(|(what, r)| {
