@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}; conns=${2:-16}
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
 cargo build --release -q
-bin=target/release/medkarta
+bin=${CARGO_TARGET_DIR:-target}/release/medkarta
 pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 . bench/lib.sh
 

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 patients=${1:-2000}; reps=${2:-30}
 cargo build --release -q
-bin=target/release/medkarta
+bin=${CARGO_TARGET_DIR:-target}/release/medkarta
 pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 . bench/lib.sh
 gen="${MEDKARTA_CACHE:-$HOME/.cache/medkarta}/synth-$patients"
