@@ -27,6 +27,9 @@ pub const ACCESS_TTL: u64 = 300;
 pub const REFRESH_TTL: u64 = 30 * 24 * 3600;
 /// Authorization codes live one minute.
 pub const CODE_TTL: u64 = 60;
+/// How long a verified token is trusted without reading its session again: revocation
+/// by another process (an operator command) takes effect within this time.
+pub const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long the list of allowed browser origins is cached.
 const ORIGINS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Failed logins before the account is locked.
@@ -182,6 +185,8 @@ pub struct Directory {
     signer: Signer,
     /// Browser origins of the registered clients, reloaded every few seconds.
     origins: std::sync::RwLock<(std::time::Instant, Vec<String>)>,
+    /// Tokens verified lately: (caller, expiry, when the session was last read).
+    verified: std::sync::Mutex<std::collections::HashMap<String, (Caller, u64, std::time::Instant)>>,
     /// Token issuer (the server's base URL).
     pub issuer: String,
     /// Token audience (the FHIR base URL).
@@ -215,6 +220,7 @@ impl Directory {
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             origins: std::sync::RwLock::new((std::time::Instant::now() - ORIGINS_TTL * 2, Vec::new())),
+            verified: std::sync::Mutex::default(),
         })
     }
 
@@ -658,7 +664,7 @@ impl Directory {
         let (_, session) = self.get::<Session>("session", &sid)?.ok_or_else(invalid)?;
         if !link.current {
             // a rotated token came back: someone kept a copy; end the session
-            self.revoke_sessions(|s| s.sid == sid)?;
+            self.revoke_session(&sid)?;
             return Err(invalid());
         }
         if session.revoked || session.refresh_expires < now() || session.client_id != client_id {
@@ -688,15 +694,18 @@ impl Directory {
     /// not an error).
     pub fn revoke(&self, token: &str) -> Result<()> {
         if let Ok(claims) = self.signer.verify::<AccessClaims>(token, &self.issuer, &self.audience) {
-            return self.revoke_sessions(|s| s.sid == claims.sid);
+            return self.revoke_session(&claims.sid);
         }
         match self.get::<RefreshRecord>("refresh", &sha256(token))? {
-            Some((_, link)) => self.revoke_sessions(|s| s.sid == link.sid),
+            Some((_, link)) => self.revoke_session(&link.sid),
             None => Ok(()),
         }
     }
 
     fn revoke_sessions(&self, mut which: impl FnMut(&Session) -> bool) -> Result<()> {
+        // revocations by this process take effect at once; other processes' within
+        // SESSION_RECHECK
+        self.forget_verified();
         for (sid, r) in self.store.records("session")? {
             let s: Session = parse(&r.data)?;
             if !s.revoked && which(&s) {
@@ -710,9 +719,47 @@ impl Directory {
         Ok(())
     }
 
+    fn forget_verified(&self) {
+        if let Ok(mut v) = self.verified.lock() {
+            v.clear();
+        }
+    }
+
+    /// Revoke one session (by its id).
+    fn revoke_session(&self, sid: &str) -> Result<()> {
+        self.forget_verified();
+        match self.update("session", sid, |s: &mut Session| {
+            s.revoked = true;
+            s.refresh_hash = None;
+            Ok(())
+        }) {
+            Err(DirectoryError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
     /// Verify an access token: signature, issuer, audience, expiry, and that its session
-    /// is still live (not revoked, account not disabled).
+    /// is still live (not revoked, account not disabled). A token verified in the last
+    /// [`SESSION_RECHECK`] is not verified again (the signature check and the session
+    /// read are most of the cost of a small request).
     pub fn verify(&self, token: &str) -> std::result::Result<Caller, AuthError> {
+        if let Some((caller, exp, checked)) = self.verified.lock().ok().and_then(|v| v.get(token).cloned())
+            && exp > now()
+            && checked.elapsed() < SESSION_RECHECK
+        {
+            return Ok(caller);
+        }
+        let caller = self.verify_fully(token)?;
+        if let Ok(mut v) = self.verified.lock() {
+            if v.len() >= 10_000 {
+                v.clear(); // bounded: a burst of distinct tokens only costs re-verification
+            }
+            v.insert(token.to_string(), (caller.0.clone(), caller.1, std::time::Instant::now()));
+        }
+        Ok(caller.0)
+    }
+
+    fn verify_fully(&self, token: &str) -> std::result::Result<(Caller, u64), AuthError> {
         let claims: AccessClaims = self.signer.verify(token, &self.issuer, &self.audience)?;
         let session = self
             .get::<Session>("session", &claims.sid)
@@ -724,14 +771,15 @@ impl Directory {
             return Err(AuthError::InvalidToken("the token belongs to another client".into()));
         }
         let scopes = Scopes::parse(&claims.scope).map_err(AuthError::InvalidToken)?;
-        Ok(Caller {
+        let caller = Caller {
             sid: claims.sid,
             username: session.username,
             client_id: claims.client_id,
             scopes,
             grant: session.grant,
             patient: session.patient,
-        })
+        };
+        Ok((caller, claims.exp))
     }
 
     /// Remember a login in progress (the password checked, perhaps the second factor

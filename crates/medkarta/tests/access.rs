@@ -197,9 +197,11 @@ fn access_matrix(s: &mut Server) {
     assert_eq!(doctor("POST", "Encounter", Some(encounter("org-1"))).status, 201);
     assert_eq!(doctor("GET", "Patient/p-other", None).status, 200);
     assert_eq!(doctor("GET", "Observation?_id=obs-own,obs-other", None).json()["total"], 2);
-    // a disabled account's tokens stop working at once
+    // a disabled account's tokens stop working (an operator command in another process:
+    // within the server's session re-check interval)
     assert_eq!(s.req_as(Some(token.trim()), "GET", "Patient/p-own", &[], None).status, 200);
     assert!(s.admin(&["user", "disable", "user-doctor"], None).0);
+    std::thread::sleep(auth::directory::SESSION_RECHECK + std::time::Duration::from_millis(100));
     assert_eq!(s.req_as(Some(token.trim()), "GET", "Patient/p-own", &[], None).status, 401);
     assert!(!s.admin(&["token", "--user", "user-doctor", "--base-url", &s.base], None).0);
 }
