@@ -299,24 +299,12 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
     let public = method == Method::Get && path == "metadata";
     let bearer = header_str(&parts.headers, header::AUTHORIZATION)
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(|t| t.trim().to_string()));
-    let principal = if public {
-        Principal::Internal
-    } else {
-        let Some(token) = bearer else {
-            tracing::warn!(path, "request without an access token refused");
-            return unauthorized("invalid_request", "An access token is required (Authorization: Bearer ...)");
-        };
-        let directory = s.directory.clone();
-        match tokio::task::spawn_blocking(move || directory.verify(&token)).await {
-            Ok(Ok(caller)) => Principal::Token(Box::new(caller)),
-            Ok(Err(e)) => {
-                tracing::warn!(path, "request with an invalid access token refused: {e}");
-                return unauthorized("invalid_token", &format!("The access token is not valid: {e}"));
-            }
-            Err(_) => return outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error"),
-        }
-    };
-    let request = Request {
+    let bearer = bearer.filter(|_| !public);
+    if !public && bearer.is_none() {
+        tracing::warn!(path, "request without an access token refused");
+        return unauthorized("invalid_request", "An access token is required (Authorization: Bearer ...)");
+    }
+    let mut request = Request {
         method,
         path,
         query,
@@ -328,11 +316,27 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         prefer_return,
         strict,
         json_patch,
-        principal,
+        principal: Principal::Internal,
     };
-    let engine = s.engine.clone();
-    let response = match tokio::task::spawn_blocking(move || engine.handle(&request)).await {
-        Ok(r) => r,
+    let (engine, directory) = (s.engine.clone(), s.directory.clone());
+    // the token is verified on the same blocking thread as the request (one hand-off)
+    let response = match tokio::task::spawn_blocking(move || match bearer {
+        Some(token) => match directory.verify(&token) {
+            Ok(caller) => {
+                request.principal = Principal::Token(Box::new(caller));
+                Ok(engine.handle(&request))
+            }
+            Err(e) => Err(e),
+        },
+        None => Ok(engine.handle(&request)),
+    })
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!("request with an invalid access token refused: {e}");
+            return unauthorized("invalid_token", &format!("The access token is not valid: {e}"));
+        }
         Err(e) => {
             tracing::error!("request handler failed: {e}");
             return outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error");
