@@ -6,6 +6,7 @@
 //! [`write`], whether it comes alone or inside a transaction bundle.
 
 pub mod access;
+pub mod bulk;
 pub mod error;
 pub mod fhirpath_patch;
 pub mod interaction;

@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod demo;
+mod import;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ enum Command {
     Serve(config::ServeArgs),
     /// Load the demo data set (clinics, practitioners, patients, encounters, observations).
     Demo(StoreArgs),
+    /// Load NDJSON files, bundles and resources (files or directories, .gz too), fully
+    /// validated and indexed, with progress; re-running it changes nothing.
+    Import(import::ImportArgs),
     /// Operator commands: accounts, clients, support tokens.
     Admin(admin::AdminArgs),
     /// Write a deterministic synthetic population (patients with their whole records) as
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => Settings::load(&args).and_then(serve),
         Command::Generate(args) => generate(&args),
         Command::Admin(args) => admin::run(args),
+        Command::Import(args) => import::run(args),
         Command::Demo(args) => Settings::load_store(&args).and_then(|s| {
             let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
             let n = demo::load(&engine)?;
@@ -154,7 +159,7 @@ pub(crate) fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
     }
 }
 
-fn engine(s: &Settings, base_url: String) -> Result<fhir_rest::Engine, String> {
+pub(crate) fn engine(s: &Settings, base_url: String) -> Result<fhir_rest::Engine, String> {
     let store = open_store(s)?;
     Ok(fhir_rest::Engine::new(store, fhir_rest::Config { base_url, ..fhir_rest::Config::default() }))
 }

@@ -73,7 +73,7 @@ fn spawn(backend: &Backend, extra: &[String]) -> (Child, String) {
 }
 
 /// `--data DIR` or `--database URL`.
-fn store_args(backend: &Backend) -> Vec<String> {
+pub fn store_args(backend: &Backend) -> Vec<String> {
     match backend {
         Backend::Sqlite(dir) => vec!["--data".into(), dir.path().display().to_string()],
         Backend::Postgres(db) => vec!["--database".into(), db.url.clone()],
@@ -149,6 +149,11 @@ impl Server {
             return Err(r);
         }
         Ok(r.json()["access_token"].as_str().expect("access_token").to_string())
+    }
+
+    /// `--data DIR` or `--database URL` of this server.
+    pub fn store_args(&self) -> Vec<String> {
+        store_args(&self.backend)
     }
 
     /// Run `medkarta admin ARGS` on this server's database.

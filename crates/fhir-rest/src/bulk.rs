@@ -1,0 +1,141 @@
+//! Bulk loading: many resources written with the full checks of a normal write
+//! (validation, index extraction, versioning) but in few transactions. Each resource is
+//! written at its id (a resource without one gets an id derived from its content), and
+//! a resource identical to the stored version is not written again, so loading the same
+//! data twice changes nothing. A resource that fails is reported alone; the rest of its
+//! chunk is written.
+
+use fhir_model::{Issue, IssueType, ResourceType};
+use serde_json::Value;
+
+use crate::write::{Prepared, WriteOp, apply, prepare};
+use crate::{Engine, FhirError, FhirResult};
+
+/// What happened to one resource of a chunk.
+#[derive(Debug)]
+pub enum Loaded {
+    /// Written (new, or a new version).
+    Written,
+    /// Identical to what is stored: nothing written.
+    Unchanged,
+    /// Refused, with why.
+    Rejected(FhirError),
+}
+
+/// An id for a resource that has none: the same content always gets the same id.
+fn content_id(resource: &Value) -> String {
+    use aws_lc_rs::digest;
+    let d = digest::digest(&digest::SHA256, resource.to_string().as_bytes());
+    d.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The resource without its `meta.versionId`/`meta.lastUpdated` (what the server sets).
+fn comparable(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(meta) = v.get_mut("meta").and_then(Value::as_object_mut) {
+        meta.remove("versionId");
+        meta.remove("lastUpdated");
+        if meta.is_empty()
+            && let Some(o) = v.as_object_mut()
+        {
+            o.remove("meta");
+        }
+    }
+    v
+}
+
+/// Type, id and prepared write of a resource, and the resource as it will be written
+/// (with its id).
+fn prepare_one(mut resource: Value) -> FhirResult<(ResourceType, String, Value, Prepared)> {
+    let rt_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+    let rt = ResourceType::parse(&rt_name).ok_or_else(|| {
+        FhirError::new(
+            400,
+            Issue::error(IssueType::Invalid, format!("'{rt_name}' is not a FHIR R4 resource type")).at("resourceType"),
+        )
+    })?;
+    let id = match resource.get("id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => {
+            let id = content_id(&resource);
+            if let Some(o) = resource.as_object_mut() {
+                o.insert("id".into(), Value::String(id.clone()));
+            }
+            id
+        }
+    };
+    let body = resource.clone();
+    let prepared = prepare(WriteOp::Update { resource_type: rt, id: id.clone(), resource, if_match: None })?;
+    Ok((rt, id, body, prepared))
+}
+
+/// Is the stored current version the same resource (apart from the server's meta)?
+fn unchanged(tx: &mut dyn store::Tx, rt: ResourceType, id: &str, new: &Value) -> FhirResult<bool> {
+    let Some(cur) = tx.read(rt.as_str(), id)? else { return Ok(false) };
+    let Some(body) = cur.body else { return Ok(false) };
+    let stored: Value = serde_json::from_slice(&body).map_err(|_| FhirError::internal())?;
+    Ok(comparable(&stored) == comparable(new))
+}
+
+/// Write a chunk of resources: prepared (validated, indexed) one by one, then written in
+/// one transaction; if that transaction fails, each resource again in its own, so that
+/// only the failing ones are rejected. Results are in input order.
+pub fn load(engine: &Engine, resources: Vec<Value>) -> Vec<Loaded> {
+    let mut out: Vec<Option<Loaded>> = Vec::with_capacity(resources.len());
+    let mut ready: Vec<(usize, ResourceType, String, Value, Prepared)> = Vec::new();
+    for (i, r) in resources.into_iter().enumerate() {
+        match prepare_one(r) {
+            Ok((rt, id, body, p)) => {
+                out.push(None);
+                ready.push((i, rt, id, body, p));
+            }
+            Err(e) => out.push(Some(Loaded::Rejected(e))),
+        }
+    }
+    let bodies: Vec<(usize, Value)> = ready.iter().map(|(i, _, _, b, _)| (*i, b.clone())).collect();
+    match write_all(engine, ready) {
+        Ok(results) => {
+            for (i, l) in results {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(l);
+                }
+            }
+        }
+        Err(_) => {
+            // one by one: the failures are reported, the others written
+            for (i, body) in bodies {
+                let l = match prepare_one(body)
+                    .and_then(|(rt, id, body, p)| write_all(engine, vec![(i, rt, id, body, p)]))
+                {
+                    Ok(mut r) => r.pop().map_or(Loaded::Unchanged, |(_, l)| l),
+                    Err(e) => Loaded::Rejected(e),
+                };
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(l);
+                }
+            }
+        }
+    }
+    out.into_iter().map(|l| l.unwrap_or(Loaded::Unchanged)).collect()
+}
+
+type Ready = (usize, ResourceType, String, Value, Prepared);
+
+fn write_all(engine: &Engine, ready: Vec<Ready>) -> FhirResult<Vec<(usize, Loaded)>> {
+    let gate = search::registry::write_gate();
+    let mut tx = engine.store.begin()?;
+    let mut results = Vec::with_capacity(ready.len());
+    let mut written = Vec::new();
+    for (i, rt, id, body, p) in ready {
+        if unchanged(tx.as_mut(), rt, &id, &body)? {
+            results.push((i, Loaded::Unchanged));
+            continue;
+        }
+        written.push(apply(tx.as_mut(), p)?);
+        results.push((i, Loaded::Written));
+    }
+    tx.commit()?;
+    drop(gate);
+    crate::search_parameters::after_commit(engine, &written.iter().collect::<Vec<_>>());
+    Ok(results)
+}

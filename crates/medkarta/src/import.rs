@@ -1,0 +1,293 @@
+//! `medkarta import PATH...`: load NDJSON files (one resource per line), Bundle JSON
+//! files (transaction and batch bundles with their own semantics, collections resource
+//! by resource) and single resources, from files or directories, gzip-compressed or not,
+//! into the database of `--data`/`--database`. Every resource gets the full validation
+//! and indexing of a normal write; chunks are written by one worker per core. Progress
+//! (resources, rate, share of the input read, ETA) goes to stderr; each rejected resource
+//! is printed to stdout with its file and line or entry number and the OperationOutcome;
+//! a summary ends the run. Running the same import again changes nothing (resources are
+//! written at their ids, and an unchanged resource is not written again).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use fhir_rest::bulk::Loaded;
+use fhir_rest::{Body, Engine, Method, Request};
+use serde_json::Value;
+
+use crate::config::{Settings, StoreArgs};
+
+/// Options of `medkarta import`.
+#[derive(Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Files or directories (searched recursively) of .ndjson, .json, .ndjson.gz, .json.gz
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Resources written per transaction
+    #[arg(long, default_value_t = 200)]
+    chunk: usize,
+    /// Parallel workers [default: the number of cores]
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// Where a resource came from, for reports.
+#[derive(Clone)]
+struct Origin {
+    file: Arc<str>,
+    /// `line 12` or `entry 3`.
+    at: String,
+}
+
+/// Work for the writers.
+enum Work {
+    Resources(Vec<(Origin, Value)>),
+    /// A transaction or batch bundle, processed as one request.
+    Bundle(Origin, Value),
+}
+
+#[derive(Default)]
+struct Counters {
+    written: AtomicU64,
+    unchanged: AtomicU64,
+    rejected: AtomicU64,
+    /// Compressed bytes read so far (for the share and the ETA).
+    bytes: AtomicU64,
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    counters: Arc<Counters>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            for e in entries {
+                let name = e.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let wanted = [".ndjson", ".json", ".ndjson.gz", ".json.gz"].iter().any(|s| name.ends_with(s));
+                if e.is_dir() || wanted {
+                    walk(&e, out)?;
+                }
+            }
+        } else {
+            out.push(p.to_path_buf());
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        walk(p, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn reject(origin: &Origin, outcome: &Value) {
+    println!("{}: {}: {outcome}", origin.file, origin.at);
+}
+
+fn outcome_of(msg: &str) -> Value {
+    fhir_model::OperationOutcome::from(fhir_model::Issue::error(fhir_model::IssueType::Structure, msg)).to_json()
+}
+
+/// Read one file into work items.
+fn read_file(path: &Path, chunk: usize, counters: &Arc<Counters>, tx: &mpsc::SyncSender<Work>) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let counting = Counting { inner: file, counters: counters.clone() };
+    let name = path.display().to_string();
+    let reader: Box<dyn Read> =
+        if name.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(counting)) } else { Box::new(counting) };
+    let file_name: Arc<str> = Arc::from(name.as_str());
+    let plain = name.trim_end_matches(".gz");
+    let send = |w: Work| tx.send(w).map_err(|_| "the writers stopped".to_string());
+    if plain.ends_with(".ndjson") {
+        let mut batch = Vec::new();
+        for (n, line) in BufReader::new(reader).lines().enumerate() {
+            let line = line.map_err(|e| format!("{name}: {e}"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let origin = Origin { file: file_name.clone(), at: format!("line {}", n + 1) };
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) => batch.push((origin, v)),
+                Err(e) => {
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    reject(&origin, &outcome_of(&format!("not JSON: {e}")));
+                }
+            }
+            if batch.len() >= chunk {
+                send(Work::Resources(std::mem::take(&mut batch)))?;
+            }
+        }
+        if !batch.is_empty() {
+            send(Work::Resources(batch))?;
+        }
+        return Ok(());
+    }
+    let mut text = String::new();
+    BufReader::new(reader).read_to_string(&mut text).map_err(|e| format!("{name}: {e}"))?;
+    let whole = Origin { file: file_name.clone(), at: "the file".into() };
+    let v: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            counters.rejected.fetch_add(1, Ordering::Relaxed);
+            reject(&whole, &outcome_of(&format!("not JSON: {e}")));
+            return Ok(());
+        }
+    };
+    let is_bundle = v.get("resourceType").and_then(Value::as_str) == Some("Bundle");
+    match v.get("type").and_then(Value::as_str) {
+        Some("transaction" | "batch") if is_bundle => send(Work::Bundle(whole, v)),
+        _ if is_bundle => {
+            let entries = v.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+            let items: Vec<(Origin, Value)> = entries
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, e)| {
+                    let r = e.get("resource").cloned()?;
+                    Some((Origin { file: file_name.clone(), at: format!("entry {i}") }, r))
+                })
+                .collect();
+            for c in items.chunks(chunk) {
+                send(Work::Resources(c.to_vec()))?;
+            }
+            Ok(())
+        }
+        _ => send(Work::Resources(vec![(whole, v)])),
+    }
+}
+
+/// Write one work item, counting and reporting.
+fn write(engine: &Engine, work: Work, counters: &Counters) {
+    match work {
+        Work::Resources(items) => {
+            let (origins, resources): (Vec<Origin>, Vec<Value>) = items.into_iter().unzip();
+            for (origin, result) in origins.iter().zip(fhir_rest::bulk::load(engine, resources)) {
+                match result {
+                    Loaded::Written => counters.written.fetch_add(1, Ordering::Relaxed),
+                    Loaded::Unchanged => counters.unchanged.fetch_add(1, Ordering::Relaxed),
+                    Loaded::Rejected(e) => {
+                        reject(origin, &e.outcome.to_json());
+                        counters.rejected.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }
+        Work::Bundle(origin, bundle) => {
+            let n = bundle.get("entry").and_then(Value::as_array).map_or(0, Vec::len) as u64;
+            let mut req = Request::new(Method::Post, "", "");
+            req.body = Body::Json(bundle);
+            req.prefer_return = fhir_rest::Return::Minimal;
+            let r = engine.handle(&req);
+            if r.status == 200 {
+                counters.written.fetch_add(n, Ordering::Relaxed);
+            } else {
+                counters.rejected.fetch_add(n, Ordering::Relaxed);
+                reject(&origin, &r.body_json().unwrap_or_default());
+            }
+        }
+    }
+}
+
+fn progress_line(c: &Counters, total_bytes: u64, started: Instant) -> String {
+    let done =
+        c.written.load(Ordering::Relaxed) + c.unchanged.load(Ordering::Relaxed) + c.rejected.load(Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    let read = c.bytes.load(Ordering::Relaxed).min(total_bytes);
+    let share = if total_bytes > 0 { read as f64 / total_bytes as f64 } else { 1.0 };
+    let eta = if share > 0.0 { secs / share - secs } else { 0.0 };
+    format!(
+        "importing: {done} resources, {:.0}/s, {:.0}% of {:.1} MB read, ETA {:.0} s ",
+        done as f64 / secs,
+        share * 100.0,
+        total_bytes as f64 / 1e6,
+        eta.max(0.0)
+    )
+}
+
+pub fn run(args: ImportArgs) -> Result<(), String> {
+    let settings = Settings::load_store(&args.store)?;
+    let engine =
+        crate::engine(&settings, settings.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
+    let inputs = files(&args.paths)?;
+    let total_bytes: u64 = inputs.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let counters = Arc::new(Counters::default());
+    let started = Instant::now();
+    let (tx, rx) = mpsc::sync_channel::<Work>(jobs * 2);
+    let rx = Arc::new(Mutex::new(rx));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|s| -> Result<(), String> {
+        let mut writers = Vec::new();
+        for _ in 0..jobs {
+            let (rx, engine, counters) = (rx.clone(), engine.clone(), counters.clone());
+            writers.push(s.spawn(move || {
+                loop {
+                    let next = rx.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
+                    match next {
+                        Ok(work) => write(&engine, work, &counters),
+                        Err(()) => break,
+                    }
+                }
+            }));
+        }
+        let (c, d) = (counters.clone(), done.clone());
+        s.spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                eprint!("\r{}", progress_line(&c, total_bytes, started));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        let mut failure = None;
+        for f in &inputs {
+            if let Err(e) = read_file(f, args.chunk.max(1), &counters, &tx) {
+                failure = Some(e);
+                break;
+            }
+        }
+        drop(tx);
+        for w in writers {
+            let _ = w.join();
+        }
+        done.store(true, Ordering::Relaxed);
+        failure.map_or(Ok(()), Err)
+    })?;
+    eprintln!("\r{}", progress_line(&counters, total_bytes, started));
+    let (w, u, r) = (
+        counters.written.load(Ordering::Relaxed),
+        counters.unchanged.load(Ordering::Relaxed),
+        counters.rejected.load(Ordering::Relaxed),
+    );
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "Imported {} files in {secs:.1} s: {w} written, {u} unchanged, {r} rejected ({:.0} resources/s) into {}.",
+        inputs.len(),
+        (w + u + r) as f64 / secs.max(0.001),
+        settings.store_description()
+    );
+    if r > 0 {
+        return Err(format!("{r} resources were rejected (listed above with their OperationOutcome)"));
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! `medkarta import` into a running server's database: NDJSON (plain and gzip), a
+//! collection bundle, a transaction bundle, a malformed line and an invalid resource
+//! reported with their place, nothing duplicated when run again; both backends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::io::Write as _;
+use std::process::Command;
+
+use common::Server;
+use serde_json::json;
+
+fn import(s: &Server, paths: &[&std::path::Path]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_medkarta"))
+        .arg("import")
+        .args(s.store_args())
+        .args(paths)
+        .env("MEDKARTA_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn total(s: &Server, q: &str) -> u64 {
+    s.get(q).json()["total"].as_u64().unwrap()
+}
+
+fn import_files(s: &mut Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let patient = |i: u32| json!({"resourceType": "Patient", "id": format!("imp-{i}"), "name": [{"family": format!("Загрузкина{i}")}]});
+    let mut nd = std::fs::File::create(d.join("patients.ndjson")).unwrap();
+    for i in 0..30 {
+        writeln!(nd, "{}", patient(i)).unwrap();
+    }
+    writeln!(nd, "{{not json").unwrap();
+    writeln!(nd, "{}", json!({"resourceType": "Patient", "id": "imp-bad", "gender": "woman"})).unwrap();
+    drop(nd);
+    let gz = std::fs::File::create(d.join("observations.ndjson.gz")).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::default());
+    for i in 0..30 {
+        let obs = json!({"resourceType": "Observation", "status": "final", "subject": {"reference": format!("Patient/imp-{i}")},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "valueQuantity": {"value": 60 + i}});
+        writeln!(enc, "{obs}").unwrap();
+    }
+    enc.finish().unwrap();
+    let sub = d.join("bundles");
+    std::fs::create_dir(&sub).unwrap();
+    let collection = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Organization", "id": "imp-org", "name": "Загрузочная больница"}}]});
+    std::fs::write(sub.join("collection.json"), collection.to_string()).unwrap();
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0c3a7d1e-4b8f-4d1a-9a53-0b9a1f0e2c11",
+         "resource": {"resourceType": "Practitioner", "name": [{"family": "Транзакционный"}]},
+         "request": {"method": "POST", "url": "Practitioner"}}]});
+    std::fs::write(sub.join("transaction.json"), transaction.to_string()).unwrap();
+    std::fs::write(sub.join("notes.txt"), "not FHIR").unwrap();
+
+    let (ok, stdout, stderr) = import(s, &[d]);
+    assert!(!ok, "rejections make a failing exit status");
+    assert!(stderr.contains("62 written, 0 unchanged, 2 rejected"), "{stderr}\n{stdout}");
+    assert!(stdout.contains("patients.ndjson: line 31:") && stdout.contains("not JSON"), "{stdout}");
+    assert!(stdout.contains("patients.ndjson: line 32:") && stdout.contains("Patient.gender"), "{stdout}");
+    assert_eq!(total(s, "Patient?family=загрузкина"), 30);
+    assert_eq!(total(s, "Observation?code=8867-4&subject=imp-7"), 1);
+    assert_eq!(total(s, "Organization?_id=imp-org"), 1);
+    assert_eq!(total(s, "Practitioner?family=транзакционный"), 1);
+    // again: the same resources are found unchanged (a transaction bundle re-runs its POST)
+    let (_, _, stderr) = import(s, &[d]);
+    assert!(stderr.contains("1 written, 61 unchanged, 2 rejected"), "{stderr}");
+    assert_eq!(total(s, "Observation?code=8867-4"), 30, "ids derived from content: no duplicates");
+    assert_eq!(s.get("Patient/imp-3").json()["meta"]["versionId"], "1");
+}
+
+on_both_backends!(import_files);
