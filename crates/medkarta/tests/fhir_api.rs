@@ -859,6 +859,79 @@ fn stable_paging(s: &mut Server) {
     assert_eq!((r.status, r.issue().0.as_str()), (400, "_page"), "{}", r.text);
 }
 
+fn patient_everything(s: &mut Server) {
+    let entries: Vec<Value> = clinic_records()
+        .into_iter()
+        .map(|r| {
+            let url = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+            json!({"resource": r, "request": {"method": "PUT", "url": url}})
+        })
+        .collect();
+    assert_eq!(s.post("", &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})).status, 200);
+    let ids =
+        |path: &str| -> (Vec<String>, Option<String>) {
+            let r = s.get(path);
+            assert_eq!(r.status, 200, "{path}: {}", r.text);
+            let b = r.json();
+            let ids = b["entry"]
+                .as_array()
+                .map(|es| {
+                    es.iter()
+                        .map(|e| {
+                            format!(
+                                "{}/{}",
+                                e["resource"]["resourceType"].as_str().unwrap(),
+                                e["resource"]["id"].as_str().unwrap()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let next =
+                b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").map(|l| {
+                    l["url"].as_str().unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string()
+                });
+            (ids, next)
+        };
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // the patient first, then their resources type by type; nobody else's
+    let (all, next) = ids("Patient/p-ivanov/$everything");
+    assert_eq!(next, None);
+    assert_eq!(
+        all,
+        strs(&[
+            "Patient/p-ivanov",
+            "Condition/c-e11",
+            "Condition/c-i10-ivanov",
+            "Encounter/enc-1",
+            "Encounter/enc-2",
+            "Observation/glu-1",
+            "Observation/glu-2",
+            "Observation/glu-3",
+            "Observation/bp-1"
+        ])
+    );
+    // pages of three, following the links, give the same
+    let mut paged = Vec::new();
+    let mut path = Some("Patient/p-ivanov/$everything?_count=3".to_string());
+    while let Some(p) = path {
+        let (page, next) = ids(&p);
+        assert!(page.len() <= 3);
+        paged.extend(page);
+        path = next;
+    }
+    assert_eq!(paged, all);
+    // _type and _since
+    assert_eq!(
+        ids("Patient/p-ivanov/$everything?_type=Condition").0,
+        strs(&["Condition/c-e11", "Condition/c-i10-ivanov"])
+    );
+    let later = "2999-01-01T00:00:00Z";
+    assert!(ids(&format!("Patient/p-ivanov/$everything?_since={later}")).0.is_empty());
+    assert_eq!(s.get("Patient/nobody/$everything").status, 404);
+    assert_eq!(s.get("Patient/p-ivanov/$everything?_type=Nonsense").status, 400);
+}
+
 fn concurrent_writers_never_overwrite_each_other(s: &mut Server) {
     let created = s.post("Patient", &patient("Гонкина")).json();
     let id = created["id"].as_str().unwrap().to_string();
@@ -932,6 +1005,7 @@ on_both_backends!(
     custom_search_parameters,
     clinician_query_set,
     stable_paging,
+    patient_everything,
     concurrent_writers_never_overwrite_each_other,
     acknowledged_writes_survive_kill_9,
 );

@@ -2,6 +2,7 @@
 
 pub mod bundle;
 pub mod capabilities;
+pub mod everything;
 pub mod history;
 pub mod include;
 pub mod read;
@@ -77,6 +78,7 @@ pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
         (Patch, [t, id]) => write::patch(engine, req, resource_type(t)?, id),
         (Delete, [t, id]) => write::delete(engine, req, resource_type(t)?, id),
         (Get | Head, [t, id, "_history"]) => history::history(engine, req, Some(resource_type(t)?), Some(id)),
+        (Get | Head, ["Patient", id, "$everything"]) => everything::everything(engine, req, id),
         (Get | Head, [t, id, c]) if !c.starts_with('_') && !c.starts_with('$') => {
             search::compartment(engine, req, resource_type(t)?, id, resource_type(c)?)
         }
