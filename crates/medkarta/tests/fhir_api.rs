@@ -1041,7 +1041,7 @@ fn demo_data_loads_once() {
     let r = s.get("Patient?_count=100").json();
     assert_eq!(r["total"], 20);
     let snils = r["entry"][0]["resource"]["identifier"][0]["value"].as_str().unwrap();
-    assert_eq!(snils.len(), "123-456-789 00".len());
+    assert_eq!(snils.len(), "123-456-789 00".len(), "{snils}");
     let family = r["entry"][0]["resource"]["name"][0]["family"].as_str().unwrap();
     assert!(family.chars().all(|c| ('А'..='я').contains(&c) || c == 'ё'), "{family}");
     assert!(s.get("Observation?code=http://loinc.org|8867-4").json()["total"].as_u64().unwrap() >= 20);
