@@ -233,9 +233,10 @@ fn acceptable(format: Option<&str>, accept: Option<&str>) -> bool {
     }
 }
 
-fn parse_prefer(headers: &HeaderMap) -> (Return, bool) {
+fn parse_prefer(headers: &HeaderMap) -> (Return, bool, bool) {
     let mut ret = Return::Representation;
     let mut strict = false;
+    let mut respond_async = false;
     for v in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
         for part in v.split([',', ';']).map(str::trim) {
             match part {
@@ -243,11 +244,12 @@ fn parse_prefer(headers: &HeaderMap) -> (Return, bool) {
                 "return=representation" => ret = Return::Representation,
                 "return=OperationOutcome" => ret = Return::OperationOutcome,
                 "handling=strict" => strict = true,
+                "respond-async" => respond_async = true,
                 _ => {}
             }
         }
     }
-    (ret, strict)
+    (ret, strict, respond_async)
 }
 
 async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
@@ -294,7 +296,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         Ok(decoded) => decoded,
         Err(refused) => return *refused,
     };
-    let (prefer_return, strict) = parse_prefer(&parts.headers);
+    let (prefer_return, strict, prefer_async) = parse_prefer(&parts.headers);
     // public by specification: the CapabilityStatement; everything else needs a token
     let public = method == Method::Get && path == "metadata";
     let bearer = header_str(&parts.headers, header::AUTHORIZATION)
@@ -315,6 +317,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         if_none_exist: header_str(&parts.headers, "if-none-exist"),
         prefer_return,
         strict,
+        prefer_async,
         json_patch,
         principal: Principal::Internal,
     };
@@ -342,7 +345,29 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
             return outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error");
         }
     };
+    if let ResponseBody::File(path) = &response.body {
+        return stream_file(path, &response.headers).await;
+    }
     to_http(response, parts.method == HttpMethod::HEAD, fp.pretty)
+}
+
+/// A bulk export file, streamed (memory stays flat whatever its size).
+async fn stream_file(path: &std::path::Path, headers: &[(&'static str, String)]) -> HttpResponse {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("{}: {e}", path.display());
+            return outcome(StatusCode::NOT_FOUND, IssueType::NotFound, "The export file is gone");
+        }
+    };
+    let mut r = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            r.headers_mut().insert(*name, v);
+        }
+    }
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// A 400/415 with an OperationOutcome, or the decoded body and whether it is a JSON
@@ -402,7 +427,7 @@ fn decode_body(
 fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body: Option<Vec<u8>> = match r.body {
-        ResponseBody::None => None,
+        ResponseBody::None | ResponseBody::File(_) => None,
         ResponseBody::Raw(b) if !pretty => Some(b),
         ResponseBody::Raw(b) => {
             serde_json::from_slice::<Value>(&b).ok().and_then(|v| serde_json::to_vec_pretty(&v).ok())
@@ -422,6 +447,11 @@ fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
     builder = set(builder, header::CONTENT_LOCATION, r.content_location);
     if body.is_some() {
         builder = builder.header(header::CONTENT_TYPE, FHIR_JSON);
+    }
+    for (name, value) in r.headers {
+        if let (Ok(v), Some(h)) = (HeaderValue::from_str(&value), builder.headers_mut()) {
+            h.insert(name, v);
+        }
     }
     // patient data: never kept by browsers or shared caches
     builder = builder.header(header::CACHE_CONTROL, "no-store");

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod bulk;
 pub mod error;
+pub mod export;
 pub mod fhirpath_patch;
 pub mod interaction;
 pub mod meta;
@@ -82,6 +83,8 @@ pub struct Request {
     pub prefer_return: Return,
     /// `Prefer: handling=strict`.
     pub strict: bool,
+    /// `Prefer: respond-async`.
+    pub prefer_async: bool,
     /// The body is a JSON Patch document (`application/json-patch+json`).
     pub json_patch: bool,
     /// Who asks: the HTTP layer sets the verified token's caller; requests made inside
@@ -103,6 +106,7 @@ impl Request {
             if_none_exist: None,
             prefer_return: Return::default(),
             strict: false,
+            prefer_async: false,
             json_patch: false,
             principal: Principal::Internal,
         }
@@ -115,6 +119,8 @@ pub enum ResponseBody {
     None,
     Json(Value),
     Raw(Vec<u8>),
+    /// A file to stream (bulk export output).
+    File(std::path::PathBuf),
 }
 
 /// A FHIR response.
@@ -127,6 +133,8 @@ pub struct Response {
     pub location: Option<String>,
     /// `Content-Location` (e.g. the versioned URL of a read).
     pub content_location: Option<String>,
+    /// Other headers (`X-Progress`, `Retry-After`, a content type other than FHIR JSON).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Response {
@@ -138,6 +146,7 @@ impl Response {
             last_modified: None,
             location: None,
             content_location: None,
+            headers: Vec::new(),
         }
     }
 
@@ -149,13 +158,14 @@ impl Response {
             last_modified: None,
             location: None,
             content_location: None,
+            headers: Vec::new(),
         }
     }
 
     /// The body as JSON (parsing stored bytes if needed).
     pub fn body_json(&self) -> Option<Value> {
         match &self.body {
-            ResponseBody::None => None,
+            ResponseBody::None | ResponseBody::File(_) => None,
             ResponseBody::Json(v) => Some(v.clone()),
             ResponseBody::Raw(b) => serde_json::from_slice(b).ok(),
         }
@@ -179,6 +189,8 @@ pub struct Config {
     pub max_count: usize,
     /// Most entries accepted in one batch or transaction.
     pub max_bundle_entries: usize,
+    /// Where `$export` writes its files.
+    pub export_dir: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -188,6 +200,7 @@ impl Default for Config {
             default_count: 50,
             max_count: 1000,
             max_bundle_entries: 10_000,
+            export_dir: std::env::temp_dir().join("medkarta-exports"),
         }
     }
 }

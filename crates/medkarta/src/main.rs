@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod demo;
+mod export;
 mod import;
 
 use std::io::Write as _;
@@ -30,6 +31,9 @@ enum Command {
     /// Load NDJSON files, bundles and resources (files or directories, .gz too), fully
     /// validated and indexed, with progress; re-running it changes nothing.
     Import(import::ImportArgs),
+    /// Write every resource (or a patient-level or group export) as NDJSON files, one per
+    /// type, with progress: the command-line form of $export.
+    Export(export::ExportArgs),
     /// Operator commands: accounts, clients, support tokens.
     Admin(admin::AdminArgs),
     /// Write a deterministic synthetic population (patients with their whole records) as
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(&args),
         Command::Admin(args) => admin::run(args),
         Command::Import(args) => import::run(args),
+        Command::Export(args) => export::run(args),
         Command::Demo(args) => Settings::load_store(&args).and_then(|s| {
             let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
             let n = demo::load(&engine)?;
@@ -161,7 +166,9 @@ pub(crate) fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
 
 pub(crate) fn engine(s: &Settings, base_url: String) -> Result<fhir_rest::Engine, String> {
     let store = open_store(s)?;
-    Ok(fhir_rest::Engine::new(store, fhir_rest::Config { base_url, ..fhir_rest::Config::default() }))
+    // bulk export files live beside the data (for PostgreSQL too: the --data directory)
+    let export_dir = s.data.join("exports");
+    Ok(fhir_rest::Engine::new(store, fhir_rest::Config { base_url, export_dir, ..fhir_rest::Config::default() }))
 }
 
 fn serve(s: Settings) -> Result<(), String> {
@@ -182,6 +189,7 @@ fn serve(s: Settings) -> Result<(), String> {
             let engine = engine(&settings, base_url)?;
             let directory = Arc::new(admin::directory(engine.store.clone(), &engine.config.base_url)?);
             let demo_accounts = if settings.demo { demo::accounts(&directory)? } else { Vec::new() };
+            fhir_rest::interaction::bulk_export::recover(&engine).map_err(|e| e.to_string())?;
             fhir_rest::search_parameters::start(&engine)
                 .map_err(|e| format!("cannot load the custom search parameters: {e}"))?;
             if settings.demo {

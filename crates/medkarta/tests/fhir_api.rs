@@ -668,6 +668,19 @@ fn clinic_records() -> Vec<Value> {
     ]
 }
 
+/// Load [`clinic_records`] in one transaction.
+fn load_clinic(s: &Server) {
+    let entries: Vec<Value> = clinic_records()
+        .into_iter()
+        .map(|r| {
+            let url = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+            json!({"resource": r, "request": {"method": "PUT", "url": url}})
+        })
+        .collect();
+    let r = s.post("", &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}));
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
 /// Matches (in the server's order) and included resources of a search.
 fn found(s: &Server, q: &str) -> (Vec<String>, Vec<String>, u64) {
     let r = s.get(q);
@@ -696,15 +709,7 @@ fn found(s: &Server, q: &str) -> (Vec<String>, Vec<String>, u64) {
 }
 
 fn clinician_query_set(s: &mut Server) {
-    let entries: Vec<Value> = clinic_records()
-        .into_iter()
-        .map(|r| {
-            let url = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
-            json!({"resource": r, "request": {"method": "PUT", "url": url}})
-        })
-        .collect();
-    let r = s.post("", &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    load_clinic(s);
     let sorted = |mut v: Vec<String>| {
         v.sort();
         v
@@ -860,14 +865,7 @@ fn stable_paging(s: &mut Server) {
 }
 
 fn patient_everything(s: &mut Server) {
-    let entries: Vec<Value> = clinic_records()
-        .into_iter()
-        .map(|r| {
-            let url = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
-            json!({"resource": r, "request": {"method": "PUT", "url": url}})
-        })
-        .collect();
-    assert_eq!(s.post("", &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})).status, 200);
+    load_clinic(s);
     let ids =
         |path: &str| -> (Vec<String>, Option<String>) {
             let r = s.get(path);
@@ -930,6 +928,107 @@ fn patient_everything(s: &mut Server) {
     assert!(ids(&format!("Patient/p-ivanov/$everything?_since={later}")).0.is_empty());
     assert_eq!(s.get("Patient/nobody/$everything").status, 404);
     assert_eq!(s.get("Patient/p-ivanov/$everything?_type=Nonsense").status, 400);
+}
+
+/// Run an export to the end: the manifest.
+fn export_manifest(s: &Server, kickoff: &str) -> Value {
+    let r = s.req("GET", kickoff, &[("Prefer", "respond-async"), ("Accept", "application/fhir+json")], None);
+    assert_eq!(r.status, 202, "{kickoff}: {}", r.text);
+    let status =
+        r.header("content-location").unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string();
+    for _ in 0..200 {
+        let r = s.get(&status);
+        match r.status {
+            202 => std::thread::sleep(std::time::Duration::from_millis(50)),
+            200 => return r.json(),
+            other => panic!("{status}: {other} {}", r.text),
+        }
+    }
+    panic!("{status} did not finish");
+}
+
+/// The ids in an exported NDJSON file (downloaded with the token, as the manifest says).
+fn exported_ids(s: &Server, manifest: &Value, ty: &str) -> Vec<String> {
+    let Some(out) = manifest["output"].as_array().unwrap().iter().find(|o| o["type"] == ty) else { return Vec::new() };
+    let url = out["url"].as_str().unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string();
+    assert_eq!(s.req_as(None, "GET", &url, &[], None).status, 401, "requiresAccessToken");
+    let r = s.get(&url);
+    assert_eq!((r.status, r.header("content-type")), (200, Some("application/fhir+ndjson")));
+    let mut ids: Vec<String> =
+        r.text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len() as u64, out["count"].as_u64().unwrap());
+    ids.sort();
+    ids
+}
+
+fn bulk_export(s: &mut Server) {
+    load_clinic(s);
+    s.put(
+        "Group/g1",
+        &json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": true,
+        "member": [{"entity": {"reference": "Patient/p-petrov"}}]}),
+    );
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(s.get("$export").status, 400, "asynchronous only");
+    assert_eq!(s.req("GET", "$export?_type=Nonsense", &[("Prefer", "respond-async")], None).status, 400);
+
+    let m = export_manifest(s, "$export?_type=Patient,Organization");
+    assert_eq!(m["requiresAccessToken"], true);
+    assert_eq!(exported_ids(s, &m, "Patient"), strs(&["p-ivanov", "p-ivanova", "p-petrov", "p-semenova"]));
+    assert_eq!(exported_ids(s, &m, "Organization"), strs(&["org-gp", "org-hosp"]));
+    assert!(exported_ids(s, &m, "Observation").is_empty(), "only the types asked for");
+
+    let m = export_manifest(s, "Patient/$export?_type=Observation&_typeFilter=Observation%3Fcode%3D2345-7");
+    assert_eq!(exported_ids(s, &m, "Observation"), strs(&["glu-1", "glu-2", "glu-3", "glu-4"]));
+
+    let m = export_manifest(s, "Group/g1/$export");
+    assert_eq!(exported_ids(s, &m, "Patient"), strs(&["p-petrov"]));
+    assert_eq!(exported_ids(s, &m, "Condition"), strs(&["c-i10-petrov"]));
+    assert_eq!(exported_ids(s, &m, "Encounter"), strs(&["enc-3"]));
+    assert!(exported_ids(s, &m, "Organization").is_empty(), "not in a patient's compartment");
+
+    let later = export_manifest(s, "$export?_type=Patient&_since=2999-01-01T00:00:00Z");
+    assert!(later["output"].as_array().unwrap().is_empty());
+
+    // another client sees nothing of it; the owner cancels it
+    let r = s.req("GET", "$export?_type=Patient", &[("Prefer", "respond-async")], None);
+    let status =
+        r.header("content-location").unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string();
+    let (ok, out, _) = s.admin(&["client", "add", "other", "--scope", "system/*.rs"], None);
+    assert!(ok);
+    let other: Value = serde_json::from_str(out.trim()).unwrap();
+    let t = s
+        .form(
+            "oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", other["client_id"].as_str().unwrap()),
+                ("client_secret", other["client_secret"].as_str().unwrap()),
+            ],
+            &[],
+        )
+        .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(s.req_as(Some(&t), "GET", &status, &[], None).status, 404);
+    assert_eq!(s.delete(&status).status, 202);
+    assert_eq!(s.get(&status).status, 404);
+
+    // the command-line export writes the same files
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let mut args = vec!["export".to_string()];
+    args.extend(s.store_args());
+    args.extend(["--out".into(), out_dir.display().to_string(), "--type".into(), "Patient".into()]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medkarta"))
+        .args(&args)
+        .env("MEDKARTA_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = std::fs::read_to_string(out_dir.join("Patient.ndjson")).unwrap();
+    assert_eq!(lines.lines().count(), 4);
 }
 
 fn concurrent_writers_never_overwrite_each_other(s: &mut Server) {
@@ -1009,6 +1108,11 @@ on_both_backends!(
     concurrent_writers_never_overwrite_each_other,
     acknowledged_writes_survive_kill_9,
 );
+
+#[test]
+fn bulk_export_sqlite() {
+    bulk_export(&mut Server::sqlite());
+}
 
 #[test]
 fn capability_statement_and_health() {

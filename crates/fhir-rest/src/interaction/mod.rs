@@ -1,5 +1,6 @@
 //! Routing of a [`Request`] to its interaction, one module per interaction.
 
+pub mod bulk_export;
 pub mod bundle;
 pub mod capabilities;
 pub mod everything;
@@ -45,6 +46,12 @@ pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
         (Get | Head, ["_history"]) => history::history(engine, req, None, None),
         (Get | Head, []) => search::system(engine, req),
         (Post, ["_search"]) => search::search_post(engine, req, None),
+        (Get | Post, ["$export"]) => bulk_export::kickoff(engine, req, None, false),
+        (Get | Post, ["Patient", "$export"]) => bulk_export::kickoff(engine, req, None, true),
+        (Get | Post, ["Group", id, "$export"]) => bulk_export::kickoff(engine, req, Some(id), false),
+        (Get, ["$export-status", id]) => bulk_export::status(engine, req, id),
+        (Delete, ["$export-status", id]) => bulk_export::cancel(engine, req, id),
+        (Get, ["$export-file", id, name]) => bulk_export::file(engine, req, id, name),
         (Get | Head, ["$reindex"]) => {
             let t = resource_type("SearchParameter")?;
             crate::access::require_all(&req.principal, auth::scope::Interaction::Read, &[t])?;

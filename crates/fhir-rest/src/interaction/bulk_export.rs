@@ -1,0 +1,262 @@
+//! The asynchronous `$export` operation (FHIR Bulk Data Access 2.0): kick-off at
+//! `[base]/$export`, `Patient/$export` and `Group/[id]/$export` (with `Prefer:
+//! respond-async`; `_type`, `_since`, `_typeFilter`, `_outputFormat`) answers 202 with
+//! the status URL; the export runs on its own thread ([`crate::export::run`]) and keeps
+//! its state in an `export` record; `GET $export-status/[id]` answers 202 with
+//! `X-Progress` while it runs and the manifest when done; `DELETE` cancels it; the files
+//! are served (streamed) from `$export-file/[id]/[Type].ndjson`. Only the client that
+//! started an export may see it, and it sees only what that client may read.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use auth::policy::Principal;
+use auth::scope::Interaction;
+use fhir_model::{Issue, IssueType, ResourceType};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use store::Expect;
+
+use crate::access::require;
+use crate::export::{Plan, Scope, group_members, parse_params, run};
+use crate::meta::{instant, now_micros, parse_instant};
+use crate::{Engine, FhirError, FhirResult, Request, Response, ResponseBody};
+
+const KIND: &str = "export";
+
+/// An export as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    id: String,
+    /// The client that started it (only it may poll and download).
+    owner: String,
+    request: String,
+    transaction_time: String,
+    /// `running`, `done`, `failed`, `cancelled`.
+    state: String,
+    #[serde(default)]
+    progress: String,
+    #[serde(default)]
+    outputs: Vec<(String, u64)>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Cancellation flags of the exports running in this process.
+static RUNNING: LazyLock<Mutex<HashMap<String, Arc<AtomicBool>>>> = LazyLock::new(Mutex::default);
+
+fn owner(principal: &Principal) -> String {
+    match principal {
+        Principal::Internal => "internal".into(),
+        Principal::Token(c) => c.client_id.clone(),
+    }
+}
+
+fn save(engine: &Engine, job: &Job) -> FhirResult<()> {
+    let data = serde_json::to_string(job).map_err(|_| FhirError::internal())?;
+    let mut tx = engine.store.begin()?;
+    tx.put_record(KIND, &job.id, &data, Expect::Any)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn load(engine: &Engine, id: &str, principal: &Principal) -> FhirResult<Job> {
+    let job: Option<Job> = engine
+        .store
+        .record(KIND, id)?
+        .and_then(|r| serde_json::from_str(&r.data).ok())
+        .filter(|j: &Job| j.owner == owner(principal));
+    job.ok_or_else(|| FhirError::not_found(format!("no export '{id}'")))
+}
+
+fn dir(engine: &Engine, id: &str) -> std::path::PathBuf {
+    engine.config.export_dir.join(id)
+}
+
+/// After a restart, exports that were running are marked failed.
+pub fn recover(engine: &Engine) -> store::Result<()> {
+    for (_, r) in engine.store.records(KIND)? {
+        if let Ok(mut job) = serde_json::from_str::<Job>(&r.data)
+            && job.state == "running"
+        {
+            job.state = "failed".into();
+            job.error = Some("the server restarted during the export; start it again".into());
+            if let Ok(data) = serde_json::to_string(&job) {
+                let mut tx = engine.store.begin()?;
+                tx.put_record(KIND, &job.id, &data, Expect::Any)?;
+                tx.commit()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kick-off: `scope` is `System`, `Patients`, or a Group id's members.
+pub fn kickoff(engine: &Engine, req: &Request, group: Option<&str>, patients: bool) -> FhirResult<Response> {
+    if !req.prefer_async {
+        return Err(FhirError::bad_request("$export runs asynchronously: send the header Prefer: respond-async"));
+    }
+    let mut type_param = None;
+    let mut since = None;
+    let mut filters = Vec::new();
+    for (k, v) in form_urlencoded::parse(req.query.as_bytes()).into_owned() {
+        match k.as_str() {
+            "_outputFormat" => {
+                if !matches!(v.as_str(), "application/fhir+ndjson" | "application/ndjson" | "ndjson") {
+                    return Err(FhirError::from(
+                        Issue::error(
+                            IssueType::NotSupported,
+                            format!("_outputFormat '{v}' is not supported (application/fhir+ndjson)"),
+                        )
+                        .at("_outputFormat"),
+                    ));
+                }
+            }
+            "_type" => type_param = Some(v),
+            "_since" => {
+                parse_instant(&v).ok_or_else(|| {
+                    FhirError::from(
+                        Issue::error(IssueType::Invalid, format!("_since '{v}' is not an instant")).at("_since"),
+                    )
+                })?;
+                since = Some(v);
+            }
+            "_typeFilter" => filters.extend(v.split(',').map(str::to_string)),
+            other => {
+                return Err(FhirError::from(
+                    Issue::error(IssueType::NotSupported, format!("$export does not take '{other}'"))
+                        .at(other.to_string()),
+                ));
+            }
+        }
+    }
+    let scope = match (group, patients) {
+        (Some(g), _) => {
+            let group_rt = crate::resource_type("Group")?;
+            require(&req.principal, Interaction::Read, group_rt)?;
+            Scope::Members(group_members(engine, g)?)
+        }
+        (None, true) => Scope::Patients,
+        (None, false) => Scope::System,
+    };
+    let (types, filters) = parse_params(&scope, type_param.as_deref(), &filters)?;
+    // explicit types must all be allowed; otherwise what the caller may read is exported
+    let mut planned = Vec::new();
+    for t in types {
+        match require(&req.principal, Interaction::Search, t) {
+            Ok(access) => planned.push((t, access)),
+            Err(e) if type_param.is_some() => return Err(e),
+            Err(_) => {}
+        }
+    }
+    let plan = Plan { scope, types: planned, since, filters };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let job = Job {
+        id: id.clone(),
+        owner: owner(&req.principal),
+        request: engine.url(&format!("{}{}{}", req.path, if req.query.is_empty() { "" } else { "?" }, req.query)),
+        transaction_time: instant(now_micros()),
+        state: "running".into(),
+        progress: String::new(),
+        outputs: Vec::new(),
+        error: None,
+    };
+    save(engine, &job)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    RUNNING.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), cancel.clone());
+    let engine2 = engine.clone();
+    std::thread::Builder::new()
+        .name(format!("export-{id}"))
+        .spawn(move || work(&engine2, job, &plan, &cancel))
+        .map_err(|_| FhirError::internal())?;
+    let mut r = Response::empty(202);
+    r.content_location = Some(engine.url(&format!("$export-status/{id}")));
+    Ok(r)
+}
+
+fn work(engine: &Engine, mut job: Job, plan: &Plan, cancel: &AtomicBool) {
+    let mut last_saved = std::time::Instant::now();
+    let result = run(engine, plan, &dir(engine, &job.id), cancel, |rt: ResourceType, n| {
+        if last_saved.elapsed().as_millis() > 500 {
+            last_saved = std::time::Instant::now();
+            job.progress = format!("{rt}: {n} resources");
+            let _ = save(engine, &job);
+        }
+    });
+    RUNNING.lock().unwrap_or_else(PoisonError::into_inner).remove(&job.id);
+    if job.state == "cancelled" || cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return; // the canceller removed the record and the files
+    }
+    match result {
+        Ok(outputs) => {
+            job.state = "done".into();
+            job.outputs = outputs.iter().map(|o| (o.resource_type.to_string(), o.count)).collect();
+            tracing::info!(job = job.id, files = outputs.len(), "export done");
+        }
+        Err(e) => {
+            job.state = "failed".into();
+            job.error = e.outcome.issues.first().map(|i| i.diagnostics.clone());
+        }
+    }
+    if let Err(e) = save(engine, &job) {
+        tracing::error!("export {}: cannot record the result: {e:?}", job.id);
+    }
+}
+
+/// `GET $export-status/[id]`.
+pub fn status(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> {
+    let job = load(engine, id, &req.principal)?;
+    match job.state.as_str() {
+        "running" => {
+            let mut r = Response::empty(202);
+            r.headers.push(("x-progress", if job.progress.is_empty() { "starting".into() } else { job.progress }));
+            r.headers.push(("retry-after", "2".into()));
+            Ok(r)
+        }
+        "done" => {
+            let output: Vec<serde_json::Value> = job
+                .outputs
+                .iter()
+                .map(|(t, n)| json!({"type": t, "url": engine.url(&format!("$export-file/{id}/{t}.ndjson")), "count": n}))
+                .collect();
+            let mut r = Response::json(
+                200,
+                json!({"transactionTime": job.transaction_time, "request": job.request, "requiresAccessToken": true,
+                    "output": output, "error": []}),
+            );
+            r.headers.push(("content-type", "application/json".into()));
+            Ok(r)
+        }
+        _ => Err(FhirError::new(
+            500,
+            Issue::error(IssueType::Exception, job.error.unwrap_or_else(|| format!("the export {}", job.state))),
+        )),
+    }
+}
+
+/// `DELETE $export-status/[id]`: stop it and remove its files.
+pub fn cancel(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> {
+    let job = load(engine, id, &req.principal)?;
+    if let Some(flag) = RUNNING.lock().unwrap_or_else(PoisonError::into_inner).get(&job.id) {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut tx = engine.store.begin()?;
+    tx.delete_record(KIND, &job.id)?;
+    tx.commit()?;
+    let _ = std::fs::remove_dir_all(dir(engine, &job.id));
+    Ok(Response::empty(202))
+}
+
+/// `GET $export-file/[id]/[Type].ndjson`: streamed by the HTTP layer.
+pub fn file(engine: &Engine, req: &Request, id: &str, name: &str) -> FhirResult<Response> {
+    let job = load(engine, id, &req.principal)?;
+    let ty = name.strip_suffix(".ndjson").unwrap_or_default();
+    if job.state != "done" || !job.outputs.iter().any(|(t, _)| t == ty) {
+        return Err(FhirError::not_found(format!("export {id} has no file {name}")));
+    }
+    let mut r = Response::empty(200);
+    r.body = ResponseBody::File(dir(engine, &job.id).join(name));
+    r.headers.push(("content-type", "application/fhir+ndjson".into()));
+    Ok(r)
+}
