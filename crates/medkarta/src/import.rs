@@ -254,9 +254,14 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
         }
         let (c, d) = (counters.clone(), done.clone());
         s.spawn(move || {
+            let mut tick = 0u32;
             while !d.load(Ordering::Relaxed) {
-                eprint!("\r{}", progress_line(&c, total_bytes, started));
-                std::thread::sleep(Duration::from_millis(500));
+                if tick.is_multiple_of(10) {
+                    eprint!("\r{}", progress_line(&c, total_bytes, started));
+                }
+                tick += 1;
+                // short naps, so the end is not held up by the progress line
+                std::thread::sleep(Duration::from_millis(50));
             }
         });
         let mut failure = None;

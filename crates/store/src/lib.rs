@@ -131,7 +131,9 @@ pub struct SearchPage {
     pub total: Option<u64>,
     /// More rows lie beyond this page, in the direction it was read.
     pub more: bool,
-    /// Positions of the first and last rows, for the links to the pages around it.
+    /// Positions of the first and last rows, for the links to the pages around it (only
+    /// when such a page exists: `first` when this page was reached by position or offset,
+    /// `last` when there is more).
     pub first: Option<Position>,
     pub last: Option<Position>,
 }

@@ -139,13 +139,15 @@ pub fn search(c: &mut dyn SqlConn, q: &Query, count: usize) -> Result<SearchPage
     if backward {
         resources.reverse();
     }
+    // positions only where a link needs them (each is a query)
+    let paged = q.page.is_some() || q.offset > 0;
     let first = match resources.first() {
-        Some(r) => position(c, q, r)?,
-        None => None,
+        Some(r) if paged || (backward && more) => position(c, q, r)?,
+        _ => None,
     };
     let last = match resources.last() {
-        Some(r) => position(c, q, r)?,
-        None => None,
+        Some(r) if more || backward => position(c, q, r)?,
+        _ => None,
     };
     Ok(SearchPage { resources, total, more, first, last })
 }
