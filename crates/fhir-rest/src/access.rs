@@ -1,8 +1,9 @@
 //! Enforcement of the access policy ([`auth::policy`]) inside the engine: every
 //! interaction asks [`require`] before touching data, and applies what it gets back —
-//! searches are restricted to the patient's compartment in the query itself (so counts,
-//! paging, chains and `_has` see only that), single resources and included ones are
-//! checked with [`visible`], writes with [`check_write`].
+//! searches are restricted (to one patient's compartment, or to the patients in an
+//! organisation's care) in the query itself, so counts, paging, chains and `_has` see
+//! only that; single resources and included ones are checked with [`visible`], writes
+//! with [`check_write`].
 
 use auth::policy::{Access, Principal, authorize};
 use auth::scope::Interaction;
@@ -45,7 +46,7 @@ pub fn require_all(principal: &Principal, interaction: Interaction, types: &[Res
     for t in types {
         if require(principal, interaction, *t)? != Access::All {
             return Err(forbidden(format!(
-                "Search or history across {t} resources is limited to one patient's record: ask by type (e.g. {t}?...)"
+                "Search or history across all {t} resources needs access to every patient's records: search by type (e.g. {t}?...)"
             )));
         }
     }
