@@ -595,3 +595,28 @@ fn cors_only_for_registered_origins() {
         s.admin(&["client", "add", "bad", "--scope", "patient/*.rs", "--public", "--origin", "portal.example"], None);
     assert!(!ok && err.contains("not an origin"), "{err}");
 }
+
+/// A resource moved from one patient's record to another's: its earlier versions are not
+/// shown to the new patient.
+#[test]
+fn history_leaves_out_versions_of_other_records() {
+    let s = Server::sqlite();
+    for p in ["p-a", "p-b"] {
+        s.put(&format!("Patient/{p}"), &json!({"resourceType": "Patient", "id": p}));
+    }
+    s.put("Observation/moved", &observation("moved", "p-a"));
+    assert_eq!(s.put("Observation/moved", &observation("moved", "p-b")).status, 200);
+    let (ok, _, err) =
+        s.admin(&["user", "add", "--username", "patient.b", "--role", "patient", "--patient", "Patient/p-b"], None);
+    assert!(ok, "{err}");
+    let (_, token, _) = s.admin(&["token", "--user", "patient.b", "--base-url", &s.base], None);
+    let h = s.req_as(Some(token.trim()), "GET", "Observation/moved/_history", &[], None).json();
+    let versions: Vec<&str> =
+        h["entry"].as_array().unwrap().iter().map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap()).collect();
+    assert_eq!(versions, vec!["2"], "version 1 was Patient/p-a's");
+    assert_eq!(
+        s.get("Observation/moved/_history").json()["entry"].as_array().unwrap().len(),
+        2,
+        "full access sees both"
+    );
+}

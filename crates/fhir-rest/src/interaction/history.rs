@@ -45,10 +45,12 @@ pub fn history(engine: &Engine, req: &Request, rt: Option<ResourceType>, id: Opt
         }
     }
     let count = count.min(engine.config.max_count);
+    let mut restricted = None;
     match (rt, id) {
         (Some(t), Some(i)) => {
             let access = require(&req.principal, Interaction::Read, t)?;
             if access != Access::All {
+                restricted = Some(access.clone());
                 match engine.store.read(t.as_str(), i)? {
                     Some(cur) if cur.body.is_some() => {
                         check_visible(engine, &access, t, i, cur.body.as_deref().unwrap_or_default())?
@@ -69,7 +71,15 @@ pub fn history(engine: &Engine, req: &Request, rt: Option<ResourceType>, id: Opt
         (Some(t), None) => HistoryScope::Type(t.to_string()),
         _ => HistoryScope::System,
     };
-    let (versions, total) = engine.store.history(&HistoryQuery { scope: scope.clone(), since, count, offset })?;
+    let (mut versions, total) = engine.store.history(&HistoryQuery { scope: scope.clone(), since, count, offset })?;
+    if let Some(access) = &restricted {
+        // an earlier version may have belonged to someone else's record: left out
+        versions.retain(|v| {
+            v.body.as_deref().is_none_or(|b| {
+                serde_json::from_slice::<Value>(b).is_ok_and(|res| crate::access::visible(engine, access, &res))
+            })
+        });
+    }
     if let (HistoryScope::Instance(t, i), 0) = (&scope, total) {
         return Err(FhirError::not_found(format!("{t}/{i} does not exist")));
     }
