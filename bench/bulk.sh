@@ -6,9 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 patients=${1:-500}; reps=${2:-20}
-cargo build --release -q
-bin=${CARGO_TARGET_DIR:-target}/release/medkarta
-pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 . bench/lib.sh
 gen="${MEDKARTA_CACHE:-$HOME/.cache/medkarta}/synth-ndjson-$patients"
 [ -f "$gen/Patient.ndjson" ] || "$bin" generate --patients "$patients" --format ndjson --out "$gen" >/dev/null 2>&1
@@ -23,12 +20,4 @@ run_backend() {
   stop_server
 }
 
-data=$(mktemp -d)
-run_backend "SQLite" --data "$data"
-echo "== SQLite database size: $(du -sh "$data" | cut -f1)"
-rm -rf "$data"
-db="medkarta_bulk_$$"
-data=$(mktemp -d)
-run_backend "PostgreSQL" --database "$pg/$db" --data "$data"
-rm -rf "$data"
-psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
+run_both

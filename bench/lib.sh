@@ -1,7 +1,14 @@
-# Shared by the bench scripts: start the release server on a fresh port with an OAuth
-# client registered for the benchmark, and get access tokens for it.
+# Shared by the bench scripts: builds the release binary (`bin`), names the PostgreSQL
+# server (`pg`), and starts the server on a fresh port with an OAuth client registered
+# for the benchmark.
 # start_server NAME STORE-ARGS...  sets: base (FHIR base URL), pid, client_id, client_secret
 # bench_token                      prints a fresh access token (system/*.cruds, 5 minutes)
+# run_both                         the caller's run_backend on a fresh SQLite directory, then
+#                                  on a fresh PostgreSQL database (with its own --data)
+
+cargo build --release -q
+bin=${CARGO_TARGET_DIR:-target}/release/medkarta
+pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 
 start_server() {
   local name=$1; shift
@@ -24,4 +31,16 @@ bench_token() {
 stop_server() {
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -f "$server_log"
+}
+
+run_both() {
+  local data db="medkarta_bench_$$"
+  data=$(mktemp -d)
+  run_backend "SQLite" --data "$data"
+  echo "== SQLite database size: $(du -sh "$data" | cut -f1)"
+  rm -rf "$data"
+  data=$(mktemp -d)
+  run_backend "PostgreSQL" --database "$pg/$db" --data "$data"
+  rm -rf "$data"
+  psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
 }

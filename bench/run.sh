@@ -7,9 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; conns=${2:-16}
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
-cargo build --release -q
-bin=${CARGO_TARGET_DIR:-target}/release/medkarta
-pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 . bench/lib.sh
 
 run_backend() {
@@ -25,9 +22,4 @@ run_backend() {
   stop_server
 }
 
-data=$(mktemp -d)
-run_backend "SQLite" --data "$data"
-rm -rf "$data"
-db="medkarta_bench_$$"
-run_backend "PostgreSQL" --database "$pg/$db"
-psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
+run_both

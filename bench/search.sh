@@ -6,9 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 patients=${1:-2000}; reps=${2:-30}
-cargo build --release -q
-bin=${CARGO_TARGET_DIR:-target}/release/medkarta
-pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 . bench/lib.sh
 gen="${MEDKARTA_CACHE:-$HOME/.cache/medkarta}/synth-$patients"
 [ -f "$gen/bundle-00001.json" ] || "$bin" generate --patients "$patients" --out "$gen"
@@ -31,10 +28,4 @@ run_backend() {
   stop_server
 }
 
-data=$(mktemp -d)
-run_backend "SQLite" --data "$data"
-echo "== SQLite database size: $(du -sh "$data" | cut -f1)"
-rm -rf "$data"
-db="medkarta_bench_$$"
-run_backend "PostgreSQL" --database "$pg/$db"
-psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
+run_both

@@ -233,10 +233,11 @@ pub async fn jwks(State(dir): State<Arc<Directory>>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], dir.jwks().to_string()).into_response()
 }
 
-/// `GET /.well-known/openid-configuration` (OpenID Connect discovery).
-pub async fn openid_configuration(State(dir): State<Arc<Directory>>) -> Response {
+/// What the OpenID Connect and SMART discovery documents both say: the endpoints and
+/// the ways in.
+fn discovery(dir: &Directory) -> serde_json::Map<String, Value> {
     let base = dir.issuer.trim_end_matches('/');
-    let body = json!({
+    let doc = json!({
         "issuer": base,
         "authorization_endpoint": format!("{base}/oauth/authorize"),
         "token_endpoint": format!("{base}/oauth/token"),
@@ -245,36 +246,45 @@ pub async fn openid_configuration(State(dir): State<Arc<Directory>>) -> Response
         "introspection_endpoint": format!("{base}/oauth/introspect"),
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "fhirUser", "offline_access", "online_access", "launch/patient"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    match doc {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn json_document(mut doc: serde_json::Map<String, Value>, extra: Value) -> Response {
+    if let Value::Object(e) = extra {
+        doc.extend(e);
+    }
+    ([(header::CONTENT_TYPE, "application/json")], Value::Object(doc).to_string()).into_response()
+}
+
+/// `GET /.well-known/openid-configuration` (OpenID Connect discovery).
+pub async fn openid_configuration(State(dir): State<Arc<Directory>>) -> Response {
+    json_document(
+        discovery(&dir),
+        json!({
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "scopes_supported": ["openid", "fhirUser", "offline_access", "online_access", "launch/patient"],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
+        }),
+    )
 }
 
 /// `GET /fhir/.well-known/smart-configuration` (SMART App Launch 2.0 discovery).
 pub async fn smart_configuration(State(dir): State<Arc<Directory>>) -> Response {
-    let base = dir.issuer.trim_end_matches('/');
-    let body = json!({
-        "issuer": base,
-        "jwks_uri": format!("{base}/oauth/jwks"),
-        "authorization_endpoint": format!("{base}/oauth/authorize"),
-        "token_endpoint": format!("{base}/oauth/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256"],
-        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
-        "revocation_endpoint": format!("{base}/oauth/revoke"),
-        "introspection_endpoint": format!("{base}/oauth/introspect"),
-        "scopes_supported": ["system/*.cruds", "user/*.cruds", "patient/*.cruds", "offline_access", "openid", "fhirUser"],
-        "response_types_supported": ["code"],
-        "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
-            "context-standalone-patient",
-            "permission-offline", "permission-online", "permission-patient", "permission-user", "permission-v1", "permission-v2",
-            "sso-openid-connect"],
-        "code_challenge_methods_supported": ["S256"],
-    });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    json_document(
+        discovery(&dir),
+        json!({
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256"],
+            "scopes_supported": ["system/*.cruds", "user/*.cruds", "patient/*.cruds", "offline_access", "openid", "fhirUser"],
+            "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric",
+                "client-confidential-asymmetric", "context-standalone-patient", "permission-offline", "permission-online",
+                "permission-patient", "permission-user", "permission-v1", "permission-v2", "sso-openid-connect"],
+        }),
+    )
 }

@@ -1164,11 +1164,7 @@ fn call<'a>(
                 Val::Str(s) => parse_quantity(&s),
                 _ => None,
             };
-            if func == "convertsToQuantity" {
-                vec![Item::Bool(q.is_some())]
-            } else {
-                q.map(|(v, u)| Item::Quantity(v, u)).into_iter().collect()
-            }
+            conversion(func, q.map(|(v, u)| Item::Quantity(v, u)))
         }
         "toString" | "convertsToString" => {
             let Some(one) = single(&items, func)? else { return Ok(vec![]) };
@@ -1177,11 +1173,7 @@ fn call<'a>(
                 Item::TypeInfo(..) => None,
                 other => Some(other.to_string()),
             };
-            if func == "convertsToString" {
-                vec![Item::Bool(s.is_some())]
-            } else {
-                s.map(Item::Str).into_iter().collect()
-            }
+            conversion(func, s.map(Item::Str))
         }
         "toInteger" | "convertsToInteger" => {
             let Some(one) = single(&items, func)? else { return Ok(vec![]) };
@@ -1196,11 +1188,7 @@ fn call<'a>(
                 Val::Bool(b) => Some(if b { "1" } else { "0" }.to_string()),
                 _ => None,
             };
-            if func == "convertsToInteger" {
-                vec![Item::Bool(n.is_some())]
-            } else {
-                n.map(Item::Num).into_iter().collect()
-            }
+            conversion(func, n.map(Item::Num))
         }
         "toDecimal" | "convertsToDecimal" => {
             let Some(one) = single(&items, func)? else { return Ok(vec![]) };
@@ -1213,11 +1201,7 @@ fn call<'a>(
                 Val::Bool(b) => Some(if b { "1.0" } else { "0.0" }.to_string()),
                 _ => None,
             };
-            if func == "convertsToDecimal" {
-                vec![Item::Bool(n.is_some())]
-            } else {
-                n.map(Item::Num).into_iter().collect()
-            }
+            conversion(func, n.map(Item::Num))
         }
         "toBoolean" | "convertsToBoolean" => {
             let Some(one) = single(&items, func)? else { return Ok(vec![]) };
@@ -1240,16 +1224,12 @@ fn call<'a>(
                 },
                 _ => None,
             };
-            if func == "convertsToBoolean" {
-                vec![Item::Bool(b.is_some())]
-            } else {
-                b.map(Item::Bool).into_iter().collect()
-            }
+            conversion(func, b.map(Item::Bool))
         }
         "convertsToDate" | "convertsToDateTime" | "convertsToTime" | "toDate" | "toDateTime" | "toTime" => {
             let Some(one) = single(&items, func)? else { return Ok(vec![]) };
             let Some(text) = one.as_str().map(|t| t.trim_start_matches('@').to_string()) else {
-                return Ok(if func.starts_with("converts") { vec![Item::Bool(false)] } else { vec![] });
+                return Ok(conversion(func, None));
             };
             let kind = temporal_kind(&text);
             let fits = match func {
@@ -1259,18 +1239,12 @@ fn call<'a>(
                 "convertsToDateTime" | "toDateTime" => matches!(kind, Some("date" | "dateTime")),
                 _ => kind == Some("time"),
             };
-            if func.starts_with("converts") {
-                vec![Item::Bool(fits)]
-            } else if fits {
-                let value = match func {
-                    "toDate" => text.split('T').next().unwrap_or(&text).to_string(),
-                    "toTime" => format!("T{}", text.trim_start_matches('T')),
-                    _ => text,
-                };
-                vec![Item::Date(value)]
-            } else {
-                vec![]
-            }
+            let value = fits.then(|| match func {
+                "toDate" | "convertsToDate" => text.split('T').next().unwrap_or(&text).to_string(),
+                "toTime" | "convertsToTime" => format!("T{}", text.trim_start_matches('T')),
+                _ => text,
+            });
+            conversion(func, value.map(Item::Date))
         }
         other => return Err(Error::Unsupported(format!("{other}()"))),
     })
@@ -1389,6 +1363,11 @@ fn resolve<'a>(item: &Item<'a>) -> Option<Item<'a>> {
     let ty_idx = if n >= 4 && segments.get(n - 2) == Some(&"_history") { n.checked_sub(4)? } else { n.checked_sub(2)? };
     let ty = segments.get(ty_idx)?;
     spec().resource_type(ty).map(|t| Item::Node(v, ItemType(TypeRef::Named(t.to_string()), None)))
+}
+
+/// `toX()` gives the converted value (or nothing); `convertsToX()` whether there is one.
+fn conversion<'a>(func: &str, converted: Option<Item<'a>>) -> Vec<Item<'a>> {
+    if func.starts_with("convertsTo") { vec![Item::Bool(converted.is_some())] } else { converted.into_iter().collect() }
 }
 
 /// The System type a FHIR primitive converts to implicitly.

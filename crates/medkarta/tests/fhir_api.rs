@@ -551,15 +551,8 @@ fn custom_search_parameters(s: &mut Server) {
     let ids = |s: &Server, q: &str| -> Vec<String> {
         let r = s.get(q);
         assert_eq!(r.status, 200, "{q}: {}", r.text);
-        let mut v: Vec<String> = r.json()["entry"]
-            .as_array()
-            .map(|es| {
-                es.iter()
-                    .filter(|e| e["search"]["mode"] == "match")
-                    .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut v: Vec<String> =
+            entry_refs(&r.json(), Some("match")).iter().map(|r| r.split_once('/').unwrap().1.to_string()).collect();
         v.sort();
         v
     };
@@ -681,31 +674,37 @@ fn load_clinic(s: &Server) {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
+/// `Type/id` of a bundle's entries, in order (of one search mode, or all).
+fn entry_refs(b: &Value, mode: Option<&str>) -> Vec<String> {
+    b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| mode.is_none_or(|m| e["search"]["mode"] == m))
+        .map(|e| {
+            format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap())
+        })
+        .collect()
+}
+
+/// A link of a bundle (`next`, `previous`), relative to the base.
+fn link_of(s: &Server, b: &Value, rel: &str) -> Option<String> {
+    b["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["relation"] == rel)
+        .map(|l| s.path_of(l["url"].as_str().unwrap()))
+}
+
 /// Matches (in the server's order) and included resources of a search.
 fn found(s: &Server, q: &str) -> (Vec<String>, Vec<String>, u64) {
     let r = s.get(q);
     assert_eq!(r.status, 200, "{q}: {}", r.text);
     let b = r.json();
-    let pick = |mode: &str| -> Vec<String> {
-        b["entry"]
-            .as_array()
-            .map(|es| {
-                es.iter()
-                    .filter(|e| e["search"]["mode"] == mode)
-                    .map(|e| {
-                        format!(
-                            "{}/{}",
-                            e["resource"]["resourceType"].as_str().unwrap(),
-                            e["resource"]["id"].as_str().unwrap()
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut included = pick("include");
+    let mut included = entry_refs(&b, Some("include"));
     included.sort();
-    (pick("match"), included, b["total"].as_u64().unwrap_or(u64::MAX))
+    (entry_refs(&b, Some("match")), included, b["total"].as_u64().unwrap_or(u64::MAX))
 }
 
 fn clinician_query_set(s: &mut Server) {
@@ -797,19 +796,8 @@ fn page_of(s: &Server, path: &str) -> (Vec<String>, Option<String>, Option<Strin
     let r = s.get(path);
     assert_eq!(r.status, 200, "{path}: {}", r.text);
     let b = r.json();
-    let ids = b["entry"]
-        .as_array()
-        .map(|es| es.iter().map(|e| e["resource"]["id"].as_str().unwrap().to_string()).collect())
-        .unwrap_or_default();
-    let link = |rel: &str| {
-        b["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == rel)
-            .map(|l| l["url"].as_str().unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string())
-    };
-    (ids, link("next"), link("previous"))
+    let ids = entry_refs(&b, None).iter().map(|r| r.split_once('/').unwrap().1.to_string()).collect();
+    (ids, link_of(s, &b, "next"), link_of(s, &b, "previous"))
 }
 
 fn stable_paging(s: &mut Server) {
@@ -866,31 +854,12 @@ fn stable_paging(s: &mut Server) {
 
 fn patient_everything(s: &mut Server) {
     load_clinic(s);
-    let ids =
-        |path: &str| -> (Vec<String>, Option<String>) {
-            let r = s.get(path);
-            assert_eq!(r.status, 200, "{path}: {}", r.text);
-            let b = r.json();
-            let ids = b["entry"]
-                .as_array()
-                .map(|es| {
-                    es.iter()
-                        .map(|e| {
-                            format!(
-                                "{}/{}",
-                                e["resource"]["resourceType"].as_str().unwrap(),
-                                e["resource"]["id"].as_str().unwrap()
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let next =
-                b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").map(|l| {
-                    l["url"].as_str().unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string()
-                });
-            (ids, next)
-        };
+    let ids = |path: &str| -> (Vec<String>, Option<String>) {
+        let r = s.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        let b = r.json();
+        (entry_refs(&b, None), link_of(s, &b, "next"))
+    };
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     // the patient first, then their resources type by type; nobody else's
     let (all, next) = ids("Patient/p-ivanov/$everything");
@@ -928,14 +897,17 @@ fn patient_everything(s: &mut Server) {
     assert!(ids(&format!("Patient/p-ivanov/$everything?_since={later}")).0.is_empty());
     assert_eq!(s.get("Patient/nobody/$everything").status, 404);
     assert_eq!(s.get("Patient/p-ivanov/$everything?_type=Nonsense").status, 400);
+    let r = s.get("Patient/p-ivanov/$everything?_page=zz");
+    assert_eq!((r.status, r.issue().0.as_str()), (400, "_page"), "{}", r.text);
+    let r = s.get("Patient/p-ivanov/$everything?_since=soon");
+    assert_eq!((r.status, r.issue().0.as_str()), (400, "_since"), "{}", r.text);
 }
 
 /// Run an export to the end: the manifest.
 fn export_manifest(s: &Server, kickoff: &str) -> Value {
     let r = s.req("GET", kickoff, &[("Prefer", "respond-async"), ("Accept", "application/fhir+json")], None);
     assert_eq!(r.status, 202, "{kickoff}: {}", r.text);
-    let status =
-        r.header("content-location").unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string();
+    let status = s.path_of(r.header("content-location").unwrap());
     for _ in 0..200 {
         let r = s.get(&status);
         match r.status {
@@ -950,7 +922,7 @@ fn export_manifest(s: &Server, kickoff: &str) -> Value {
 /// The ids in an exported NDJSON file (downloaded with the token, as the manifest says).
 fn exported_ids(s: &Server, manifest: &Value, ty: &str) -> Vec<String> {
     let Some(out) = manifest["output"].as_array().unwrap().iter().find(|o| o["type"] == ty) else { return Vec::new() };
-    let url = out["url"].as_str().unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string();
+    let url = s.path_of(out["url"].as_str().unwrap());
     assert_eq!(s.req_as(None, "GET", &url, &[], None).status, 401, "requiresAccessToken");
     let r = s.get(&url);
     assert_eq!((r.status, r.header("content-type")), (200, Some("application/fhir+ndjson")));
@@ -970,7 +942,18 @@ fn bulk_export(s: &mut Server) {
     );
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(s.get("$export").status, 400, "asynchronous only");
-    assert_eq!(s.req("GET", "$export?_type=Nonsense", &[("Prefer", "respond-async")], None).status, 400);
+    // bad parameters are refused, naming them, and start nothing
+    for (q, param) in [
+        ("_type=Nonsense", "_type"),
+        ("_outputFormat=text/csv", "_outputFormat"),
+        ("_since=yesterday", "_since"),
+        ("_typeFilter=Observation", "_typeFilter"),
+        ("_elements=id", "_elements"),
+    ] {
+        let r = s.req("GET", &format!("$export?{q}"), &[("Prefer", "respond-async")], None);
+        assert_eq!((r.status, r.issue().0), (400, param.to_string()), "{q}: {}", r.text);
+    }
+    assert_eq!(s.req("GET", "Group/nobody/$export", &[("Prefer", "respond-async")], None).status, 404);
 
     let m = export_manifest(s, "$export?_type=Patient,Organization");
     assert_eq!(m["requiresAccessToken"], true);
@@ -992,8 +975,7 @@ fn bulk_export(s: &mut Server) {
 
     // another client sees nothing of it; the owner cancels it
     let r = s.req("GET", "$export?_type=Patient", &[("Prefer", "respond-async")], None);
-    let status =
-        r.header("content-location").unwrap().strip_prefix(&s.base).unwrap().trim_start_matches('/').to_string();
+    let status = s.path_of(r.header("content-location").unwrap());
     let (ok, out, _) = s.admin(&["client", "add", "other", "--scope", "system/*.rs"], None);
     assert!(ok);
     let other: Value = serde_json::from_str(out.trim()).unwrap();

@@ -120,6 +120,11 @@ impl Server {
         s
     }
 
+    /// A URL the server gave, as a path below the FHIR base.
+    pub fn path_of(&self, url: &str) -> String {
+        url.strip_prefix(&self.base).unwrap_or(url).trim_start_matches('/').to_string()
+    }
+
     /// The server's root (without `/fhir`).
     pub fn root(&self) -> String {
         self.base.trim_end_matches("/fhir").to_string()
