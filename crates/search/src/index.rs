@@ -53,6 +53,9 @@ pub enum IndexValue {
         code: Option<String>,
     },
     Uri(String),
+    /// A full-text term (`_text`, `_content`, a token's `:text`): a stemmed, folded word
+    /// (see [`crate::text`]). A resource's terms are stored together, as one document.
+    Term(String),
 }
 
 /// A search parameter compiled for one resource type.
@@ -249,11 +252,7 @@ fn extract_into(p: &CompiledParam, resource: &Value, out: &mut Vec<IndexEntry>, 
 
 /// `_text` (the narrative's words) and `_content` (the words of every string value).
 fn full_text(resource: &Value, out: &mut Vec<IndexEntry>) {
-    let term = |param: &'static str, code: String| IndexEntry {
-        param,
-        value: IndexValue::Token { system: None, code },
-        group: None,
-    };
+    let term = |param: &'static str, code: String| IndexEntry { param, value: IndexValue::Term(code), group: None };
     if let Some(div) = resource.get("text").and_then(|t| t.get("div")).and_then(Value::as_str) {
         out.extend(text::terms(&text::narrative_text(div)).into_iter().map(|t| term("_text", t)));
     }
@@ -311,7 +310,7 @@ fn values(kind: SearchParamType, item: &Item<'_>, emit: &mut dyn FnMut(Facet, In
     let ty = item.type_name().unwrap_or("");
     let words = |t: Option<&str>, emit: &mut dyn FnMut(Facet, IndexValue)| {
         for code in t.map(text::terms).unwrap_or_default() {
-            emit(Facet::Text, IndexValue::Token { system: None, code });
+            emit(Facet::Text, IndexValue::Term(code));
         }
     };
     match kind {

@@ -18,7 +18,7 @@ use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, NoTls};
 use search::{IndexEntry, Query};
 use store::ops::{self, SqlConn};
-use store::sql::{Arg, Dialect, MIGRATIONS, SCHEMA_VERSION, Sql};
+use store::sql::{Arg, Dialect, SCHEMA_VERSION, Sql, migrations};
 use store::stats::StatsTracker;
 use store::{
     CurrentVersion, Expect, HistoryQuery, NewVersion, Record, Result, SearchPage, Store, StoreError, StoredResource, Tx,
@@ -111,12 +111,12 @@ fn migrate(client: &mut Client) -> Result<()> {
             "the database has schema version {version}, newer than this build understands ({SCHEMA_VERSION})"
         )));
     } else {
-        for (to, statements) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+        for (to, statements) in migrations(Dialect::Postgres, version) {
             tx.batch_execute(statements).map_err(err)?;
-            if *to == 3 {
+            if to == 3 {
                 tx.batch_execute(COLLATE_C).map_err(err)?;
             }
-            tx.execute("UPDATE medkarta_schema SET version = $1", &[to]).map_err(err)?;
+            tx.execute("UPDATE medkarta_schema SET version = $1", &[&to]).map_err(err)?;
         }
     }
     tx.commit().map_err(err)

@@ -1,4 +1,4 @@
--- Medkarta schema for PostgreSQL (schema version 4). See crates/store/src/lib.rs for the shape.
+-- Medkarta schema for PostgreSQL (schema version 5). See crates/store/src/lib.rs for the shape.
 CREATE TABLE resources (
     rkey         BIGSERIAL PRIMARY KEY,
     rtype        TEXT    NOT NULL,
@@ -40,4 +40,7 @@ CREATE INDEX idx_quantity_rkey ON idx_quantity (rkey, param);
 CREATE TABLE idx_uri (rkey BIGINT NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, grp BIGINT, value TEXT COLLATE "C" NOT NULL);
 CREATE INDEX idx_uri_value ON idx_uri (rtype, param, value, rkey);
 CREATE INDEX idx_uri_rkey ON idx_uri (rkey, param);
+-- full text: one array of `param.term` tokens per resource
+CREATE TABLE idx_text (rkey BIGINT PRIMARY KEY, terms TEXT[] NOT NULL);
+CREATE INDEX idx_text_terms ON idx_text USING gin (terms);
 CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id));

@@ -17,7 +17,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
 use search::{IndexEntry, Query};
 use store::ops::{self, SqlConn};
-use store::sql::{Arg, Dialect, MIGRATIONS, SCHEMA_VERSION, Sql};
+use store::sql::{Arg, Dialect, SCHEMA_VERSION, Sql, migrations};
 use store::stats::StatsTracker;
 use store::{
     CurrentVersion, Expect, HistoryQuery, NewVersion, Record, Result, SearchPage, Store, StoreError, StoredResource, Tx,
@@ -75,7 +75,7 @@ impl SqliteStore {
                 path.display()
             )));
         } else {
-            for (to, statements) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+            for (to, statements) in migrations(Dialect::Sqlite, version) {
                 writer
                     .execute_batch(&format!("BEGIN; {statements} PRAGMA user_version = {to}; COMMIT;"))
                     .map_err(err)?;

@@ -1,4 +1,4 @@
--- Medkarta schema for SQLite (schema version 4). See crates/store/src/lib.rs for the shape.
+-- Medkarta schema for SQLite (schema version 5). See crates/store/src/lib.rs for the shape.
 CREATE TABLE resources (
     rkey         INTEGER PRIMARY KEY,
     rtype        TEXT    NOT NULL,
@@ -40,4 +40,6 @@ CREATE INDEX idx_quantity_rkey ON idx_quantity (rkey, param);
 CREATE TABLE idx_uri (rkey INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL, grp INTEGER, value TEXT NOT NULL);
 CREATE INDEX idx_uri_value ON idx_uri (rtype, param, value, rkey);
 CREATE INDEX idx_uri_rkey ON idx_uri (rkey, param);
+-- full text: one document of `param.term` tokens per resource, rowid = rkey
+CREATE VIRTUAL TABLE idx_text USING fts5(terms, tokenize = "ascii tokenchars '._:-#'", detail = none);
 CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id));

@@ -152,15 +152,22 @@ fn postgres_unrelated_writes_do_not_wait_for_each_other() {
 }
 
 /// Statements that turn a fresh database back into schema version 1 (index rows without
-/// composite groups, per-resource index on `rkey` alone, no jobs table).
+/// composite groups, per-resource index on `rkey` alone, no jobs table, full-text terms
+/// as token rows: one is left for the migration to move).
 fn downgrade_to_v1() -> String {
     let mut sql: String = store::sql::INDEX_TABLES
         .iter()
         .map(|t| format!("DROP INDEX {t}_rkey; CREATE INDEX {t}_rkey ON {t} (rkey); ALTER TABLE {t} DROP COLUMN grp;"))
         .collect();
-    sql.push_str("DROP TABLE records;");
+    sql.push_str("DROP TABLE records; DROP TABLE idx_text;");
+    sql.push_str(
+        "INSERT INTO idx_token (rkey, rtype, param, system, code) VALUES (999, 'Patient', '_content', NULL, 'migrat');",
+    );
     sql
 }
+
+/// Where the migration put the full-text term left by [`downgrade_to_v1`].
+const MOVED_TERM: &str = "_content.migrat";
 
 #[test]
 fn sqlite_schema_1_is_migrated_on_open() {
@@ -173,6 +180,10 @@ fn sqlite_schema_1_is_migrated_on_open() {
     search_composites_and_text(&store);
     let c = rusqlite::Connection::open(dir.path().join("medkarta.sqlite")).unwrap();
     assert_eq!(c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), store::sql::SCHEMA_VERSION);
+    let doc: String = c.query_row("SELECT terms FROM idx_text WHERE rowid = 999", [], |r| r.get(0)).unwrap();
+    assert_eq!(doc, MOVED_TERM);
+    let left: i64 = c.query_row("SELECT count(*) FROM idx_token WHERE param = '_content'", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "term rows moved out of the token index");
 }
 
 #[test]
@@ -195,4 +206,8 @@ fn postgres_schema_1_is_migrated_on_open() {
     assert_eq!(collation.as_deref(), Some("C"), "index values sort by code point");
     let v: i64 = c.query_one("SELECT version FROM medkarta_schema", &[]).unwrap().get(0);
     assert_eq!(v, store::sql::SCHEMA_VERSION);
+    let doc: Vec<String> = c.query_one("SELECT terms FROM idx_text WHERE rkey = 999", &[]).unwrap().get(0);
+    assert_eq!(doc, vec![MOVED_TERM.to_string()]);
+    let left: i64 = c.query_one("SELECT count(*) FROM idx_token WHERE param = '_content'", &[]).unwrap().get(0);
+    assert_eq!(left, 0, "term rows moved out of the token index");
 }

@@ -7,7 +7,8 @@
 //! - `history`: every version's body, once (the current one included), with a global
 //!   sequence number for system and type history;
 //! - `idx_*`: search index rows of the current version, typed by parameter type,
-//!   rewritten in the same transaction as the resource.
+//!   rewritten in the same transaction as the resource; full-text terms go to one
+//!   document per resource (`idx_text`: FTS5 on SQLite, `text[]` + GIN on PostgreSQL).
 //!
 //! The store does not interpret resources: the engine sets `meta`, validates and extracts
 //! index entries; the store persists exactly what it is given, atomically.

@@ -6,8 +6,8 @@ use search::page::{Position, SortValue};
 use search::{Query, Total};
 
 use crate::sql::{
-    Arg, Dialect, INDEX_TABLES, Sql, choose_driver, index_inserts, keyset, probes, search_order, search_where,
-    sort_value,
+    Arg, Dialect, INDEX_TABLES, Sql, TEXT_TABLE, choose_driver, index_inserts, keyset, probes, row_inserts,
+    search_order, search_where, sort_value, text_delete, text_insert, text_select, text_token, text_tokens,
 };
 use crate::{
     CurrentVersion, Expect, HistoryQuery, HistoryScope, Method, NewVersion, Record, Result, SearchPage, StoreError,
@@ -231,9 +231,22 @@ pub fn reindex(
         sql.push(")");
         c.execute(&sql)?;
     }
+    // the parameters' full-text terms are replaced within each resource's document
+    let tags: Vec<String> = params.iter().map(|p| text_token(p, "")).collect();
     for (rkey, entries) in rows {
-        for sql in index_inserts(d, *rkey, rtype, entries) {
+        let mut tokens: Vec<String> = Vec::new();
+        for doc in c.query_texts(&text_select(d, *rkey))? {
+            tokens.extend(
+                doc.split(' ').filter(|t| !tags.iter().any(|tag| t.starts_with(tag.as_str()))).map(String::from),
+            );
+        }
+        c.execute(&text_delete(d, *rkey))?;
+        for sql in row_inserts(d, *rkey, rtype, entries) {
             c.execute(&sql)?;
+        }
+        tokens.extend(text_tokens(entries));
+        if !tokens.is_empty() {
+            c.execute(&text_insert(d, *rkey, &tokens))?;
         }
     }
     Ok(())
@@ -351,6 +364,7 @@ pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
             for (i, table) in rest.iter().enumerate() {
                 sql.push(&format!(", d{i} AS (DELETE FROM {table} WHERE rkey = (SELECT rkey FROM k))"));
             }
+            sql.push(&format!(", dt AS (DELETE FROM {TEXT_TABLE} WHERE rkey = (SELECT rkey FROM k))"));
             sql.push(&format!(" DELETE FROM {last} WHERE rkey = (SELECT rkey FROM k)"));
             c.execute(&sql)?;
         } else {
@@ -359,6 +373,7 @@ pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
                 sql.push("DELETE FROM ").push(table).push(" WHERE rkey = ").bind(Arg::Int(rkey));
                 c.execute(&sql)?;
             }
+            c.execute(&text_delete(d, rkey))?;
         }
     }
     if v.body.is_some() {

@@ -65,9 +65,23 @@ impl Sql {
     }
 }
 
-/// Schema changes after version 1, in order: `(version reached, statements)`, in SQL
-/// both backends accept. A backend's `schema.sql` creates the latest version directly.
-pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2), (3, MIGRATION_3), (4, MIGRATION_4)];
+/// Schema changes after version 1, in order: `(version reached, SQLite statements,
+/// PostgreSQL statements)`. A backend's `schema.sql` creates the latest version directly.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (2, MIGRATION_2, MIGRATION_2),
+    (3, MIGRATION_3, MIGRATION_3),
+    (4, MIGRATION_4, MIGRATION_4),
+    (5, MIGRATION_5_SQLITE, MIGRATION_5_POSTGRES),
+];
+
+/// The migrations of `dialect` that take a database at schema `version` to the latest:
+/// `(version reached, statements)`.
+pub fn migrations(dialect: Dialect, version: i64) -> impl Iterator<Item = (i64, &'static str)> {
+    MIGRATIONS.iter().filter(move |m| m.0 > version).map(move |&(to, sqlite, postgres)| match dialect {
+        Dialect::Sqlite => (to, sqlite),
+        Dialect::Postgres => (to, postgres),
+    })
+}
 
 /// Version 2: composite groups (`grp`), and the per-resource index keyed by parameter
 /// too, for the `EXISTS` checks of search.
@@ -104,18 +118,102 @@ const MIGRATION_4: &str = "CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT
      INSERT INTO records (kind, id, version, data) SELECT kind, id, 1, state FROM jobs;\
      DROP TABLE jobs;";
 
+/// Which token rows were full-text terms before version 5.
+macro_rules! text_rows {
+    () => {
+        "param IN ('_text', '_content') OR param LIKE '%:text'"
+    };
+}
+
+/// Version 5: full-text terms move from token rows (one per word) to one document per
+/// resource (see [`TEXT_TABLE`]).
+const MIGRATION_5_SQLITE: &str = concat!(
+    "CREATE VIRTUAL TABLE idx_text USING fts5(terms, tokenize = \"ascii tokenchars '._:-#'\", detail = none);",
+    "INSERT INTO idx_text (rowid, terms) SELECT rkey, group_concat(param || '.' || code, ' ') FROM idx_token WHERE ",
+    text_rows!(),
+    " GROUP BY rkey; DELETE FROM idx_token WHERE ",
+    text_rows!(),
+    ";"
+);
+const MIGRATION_5_POSTGRES: &str = concat!(
+    "CREATE TABLE idx_text (rkey BIGINT PRIMARY KEY, terms TEXT[] NOT NULL);",
+    "CREATE INDEX idx_text_terms ON idx_text USING gin (terms);",
+    "INSERT INTO idx_text (rkey, terms) SELECT rkey, array_agg(param || '.' || code) FROM idx_token WHERE ",
+    text_rows!(),
+    " GROUP BY rkey; DELETE FROM idx_token WHERE ",
+    text_rows!(),
+    ";"
+);
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The index table of each parameter type, and its value columns.
 pub const INDEX_TABLES: &[&str] =
     &["idx_token", "idx_string", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
 
+/// The full-text index: one document per resource holding all its terms as
+/// `param.term` tokens (see [`text_token`]), so that a resource costs one row however many
+/// words it has. SQLite: an FTS5 table whose `rowid` is the resource's `rkey` (the `ascii`
+/// tokenizer keeps our already folded, stemmed tokens whole); PostgreSQL: a `text[]`
+/// column under a GIN index, matched by containment (`@>`).
+pub const TEXT_TABLE: &str = "idx_text";
+
+/// The token of full-text `term` under index code `param` (`_content`, `code:text`...).
+pub fn text_token(param: &str, term: &str) -> String {
+    let tag: String = param
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '#') { c } else { '-' })
+        .collect();
+    format!("{tag}.{term}")
+}
+
+/// The column of [`TEXT_TABLE`] holding the resource key.
+fn text_key(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "rowid",
+        Dialect::Postgres => "rkey",
+    }
+}
+
+/// Bind a full-text document (space-separated tokens) as the backend stores it.
+fn bind_document(sql: &mut Sql, tokens: &str) {
+    match sql.dialect() {
+        Dialect::Sqlite => sql.text_arg(tokens),
+        Dialect::Postgres => sql.push("string_to_array(").text_arg(tokens).push(", ' ')"),
+    };
+}
+
+/// `INSERT` of resource `rkey`'s full-text document made of `tokens`.
+pub fn text_insert(dialect: Dialect, rkey: i64, tokens: &[String]) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(&format!("INSERT INTO {TEXT_TABLE} ({}, terms) VALUES (", text_key(dialect)));
+    sql.bind(Arg::Int(rkey)).push(", ");
+    bind_document(&mut sql, &tokens.join(" "));
+    sql.push(")");
+    sql
+}
+
+/// `DELETE` of resource `rkey`'s full-text document.
+pub fn text_delete(dialect: Dialect, rkey: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(&format!("DELETE FROM {TEXT_TABLE} WHERE {} = ", text_key(dialect))).bind(Arg::Int(rkey));
+    sql
+}
+
+/// The tokens of resource `rkey`'s full-text document, one text row (or none).
+pub fn text_select(dialect: Dialect, rkey: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    let terms = if dialect == Dialect::Postgres { "array_to_string(terms, ' ')" } else { "terms" };
+    sql.push(&format!("SELECT {terms} FROM {TEXT_TABLE} WHERE {} = ", text_key(dialect))).bind(Arg::Int(rkey));
+    sql
+}
+
 /// Table and value columns of an index entry, with their arguments (after `rkey`, `rtype`,
-/// `param`, `grp`).
-pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
+/// `param`, `grp`); `None` for a full-text term, which goes to the document.
+pub fn index_row(entry: &IndexEntry) -> Option<(&'static str, &'static str, Vec<Arg>)> {
     let text = |s: &Option<String>| s.as_ref().map_or(Arg::Null, |s| Arg::Text(s.clone()));
-    match &entry.value {
+    Some(match &entry.value {
         IndexValue::Token { system, code } => {
             ("idx_token", "system, code", vec![text(system), Arg::Text(code.clone())])
         }
@@ -131,20 +229,42 @@ pub fn index_row(entry: &IndexEntry) -> (&'static str, &'static str, Vec<Arg>) {
             ("idx_quantity", "value, system, code", vec![Arg::Real(*value), text(system), text(code)])
         }
         IndexValue::Uri(v) => ("idx_uri", "value", vec![Arg::Text(v.clone())]),
-    }
+        IndexValue::Term(_) => return None,
+    })
 }
 
-/// `INSERT` statements for a resource's index rows. SQLite gets one cached single-row
-/// statement per row (cheap in-process); PostgreSQL one multi-row statement per table,
-/// so that a write costs a few round trips, not one per index value.
+/// `INSERT` statements for a resource's index rows and full-text document. SQLite gets
+/// one cached single-row statement per row (cheap in-process); PostgreSQL one multi-row
+/// statement per table, so that a write costs a few round trips, not one per index value.
 pub fn index_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexEntry]) -> Vec<Sql> {
+    let mut out = row_inserts(dialect, rkey, rtype, entries);
+    let tokens = text_tokens(entries);
+    if !tokens.is_empty() {
+        out.push(text_insert(dialect, rkey, &tokens));
+    }
+    out
+}
+
+/// The full-text tokens of index entries.
+pub fn text_tokens(entries: &[IndexEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.value {
+            IndexValue::Term(t) => Some(text_token(e.param, t)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `INSERT` statements of [`index_inserts`] for index rows only (no full text).
+pub fn row_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexEntry]) -> Vec<Sql> {
     const ROWS_PER_STATEMENT: usize = 500;
     let mut out = Vec::new();
     // (table, value columns, rows of (param, group, values))
     type TableRows = (&'static str, &'static str, Vec<(&'static str, Option<u32>, Vec<Arg>)>);
     let mut by_table: Vec<TableRows> = Vec::new();
     for e in entries {
-        let (table, cols, args) = index_row(e);
+        let Some((table, cols, args)) = index_row(e) else { continue };
         match by_table.iter_mut().find(|(t, _, _)| *t == table) {
             Some((_, _, rows)) => rows.push((e.param, e.group, args)),
             None => by_table.push((table, cols, vec![(e.param, e.group, args)])),
@@ -409,29 +529,35 @@ fn index_subquery(sql: &mut Sql, alias: &str, form: Form, clause: &Clause, rt: &
     sql.push(" AND x.param = ").text_arg(clause.param);
 }
 
-/// All of several full-text terms: the rows of the resource holding any of them, counted
-/// by distinct term.
+/// Full-text terms, all of which the resource's document must hold (under `param`). The
+/// table is not aliased: FTS5's `MATCH` names the table itself.
 fn terms_sql(sql: &mut Sql, alias: &str, form: Form, rt: &[&str], param: &str, terms: &[String]) {
-    let list = |sql: &mut Sql| {
-        sql.push(" AND x.param = ").text_arg(param).push(" AND x.code IN (");
-        for (i, t) in terms.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.text_arg(t);
+    let d = sql.dialect();
+    let key = text_key(d);
+    match form {
+        Form::In => {
+            sql.push(&format!("({alias}.rtype"));
+            one_of(sql, rt);
+            sql.push(&format!(" AND {alias}.rkey IN (SELECT {key} FROM {TEXT_TABLE} WHERE "));
         }
-        sql.push(")");
-    };
-    let n = Arg::Int(terms.len() as i64);
-    if form == Form::In {
-        tie(sql, form, alias, "idx_token x", "x", rt);
-        list(sql);
-        sql.push(" GROUP BY x.rkey HAVING count(DISTINCT x.code) = ").bind(n).push(")");
-    } else {
-        sql.push(&format!("(SELECT count(DISTINCT x.code) FROM idx_token x WHERE x.rkey = {alias}.rkey"));
-        list(sql);
-        sql.push(") = ").bind(n);
+        Form::Exists | Form::NotExists => {
+            let not = if form == Form::NotExists { "NOT " } else { "" };
+            sql.push(&format!("{not}EXISTS (SELECT 1 FROM {TEXT_TABLE} WHERE {TEXT_TABLE}.{key} = {alias}.rkey AND "));
+        }
     }
+    let tokens = terms.iter().map(|t| text_token(param, t));
+    match d {
+        Dialect::Sqlite => {
+            // FTS5 query: quoted strings, all of which must occur
+            let query: Vec<String> = tokens.map(|t| format!("\"{t}\"")).collect();
+            sql.push(&format!("{TEXT_TABLE} MATCH ")).text_arg(&query.join(" "));
+        }
+        Dialect::Postgres => {
+            sql.push(&format!("{TEXT_TABLE}.terms @> "));
+            bind_document(sql, &tokens.collect::<Vec<_>>().join(" "));
+        }
+    }
+    sql.push(if form == Form::In { "))" } else { ")" });
 }
 
 /// A composite value: the component rows of one element (same resource, same group),
@@ -460,11 +586,7 @@ fn composite_sql(sql: &mut Sql, alias: &str, form: Form, rt: &[&str], parts: &[C
 /// resources on this side.
 fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&str], depth: usize, form: Form) {
     let Some((hop, rest)) = hops.split_first() else {
-        let single_row = |p: &Predicate| match p {
-            Predicate::Composite(_) => false,
-            Predicate::Terms(t) => t.len() < 2,
-            _ => true,
-        };
+        let single_row = |p: &Predicate| !matches!(p, Predicate::Composite(_) | Predicate::Terms(_));
         if all_positive(clause) && clause.any_of.iter().all(single_row) {
             // one index lookup for all the values of the clause
             index_subquery(sql, alias, form, clause, rt);
@@ -491,7 +613,7 @@ fn clause_sql(sql: &mut Sql, clause: &Clause, hops: &[Hop], alias: &str, rt: &[&
                 };
                 match p {
                     Predicate::Composite(parts) => composite_sql(sql, alias, form, rt, parts),
-                    Predicate::Terms(terms) if terms.len() > 1 => terms_sql(sql, alias, form, rt, clause.param, terms),
+                    Predicate::Terms(terms) => terms_sql(sql, alias, form, rt, clause.param, terms),
                     _ => {
                         index_subquery(sql, alias, form, clause, rt);
                         sql.push(" AND ");
@@ -690,13 +812,8 @@ fn like_escape(value: &str) -> String {
 fn condition(sql: &mut Sql, a: &str, p: &Predicate) {
     sql.push("1 = 1");
     match p {
-        Predicate::Missing(_) | Predicate::Composite(_) => {}
-        Predicate::Terms(terms) => {
-            // several terms are matched by terms_sql; a single one is a token code
-            if let Some(t) = terms.first() {
-                sql.push(&format!(" AND {a}.code = ")).text_arg(t);
-            }
-        }
+        // composites and full text are matched by composite_sql and terms_sql
+        Predicate::Missing(_) | Predicate::Composite(_) | Predicate::Terms(_) => {}
         Predicate::Token { system, code, .. } => {
             if let Some(c) = code {
                 sql.push(&format!(" AND {a}.code = ")).text_arg(c);
