@@ -43,4 +43,5 @@ CREATE INDEX idx_uri_rkey ON idx_uri (rkey, param);
 -- full text: one array of `param.term` tokens per resource
 CREATE TABLE idx_text (rkey BIGINT PRIMARY KEY, terms TEXT[] NOT NULL);
 CREATE INDEX idx_text_terms ON idx_text USING gin (terms);
+CREATE TABLE counts (rtype TEXT NOT NULL, shard INTEGER NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (rtype, shard));
 CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id));

@@ -42,4 +42,5 @@ CREATE INDEX idx_uri_value ON idx_uri (rtype, param, value, rkey);
 CREATE INDEX idx_uri_rkey ON idx_uri (rkey, param);
 -- full text: one document of `param.term` tokens per resource, rowid = rkey
 CREATE VIRTUAL TABLE idx_text USING fts5(terms, tokenize = "ascii tokenchars '._:-#'", detail = none);
+CREATE TABLE counts (rtype TEXT NOT NULL, shard INTEGER NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (rtype, shard));
 CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id));

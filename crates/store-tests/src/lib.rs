@@ -142,6 +142,7 @@ pub fn rollback_leaves_no_trace(store: &dyn Store) {
     }
     assert!(store.read("Patient", "p3").unwrap().is_none());
     assert_eq!(store.search(&query("Patient", "family=Сидоров"), 10).unwrap().total, Some(0));
+    assert_eq!(store.search(&query("Patient", ""), 0).unwrap().total, Some(0), "the count rolled back too");
 }
 
 /// Index rows follow the current version: old values stop matching, deleted resources vanish.
@@ -181,6 +182,14 @@ pub fn search_follows_current_version(store: &dyn Store) {
     assert_eq!(ids("Patient", "family=elkin"), Vec::<String>::new());
     let page = store.search(&query("Patient", "birthdate=1980"), 0).unwrap();
     assert_eq!((page.total, page.resources.len()), (Some(1), 0));
+    // unfiltered totals come from the per-type counts: deletes and re-creations count
+    let all = |rt: &str| store.search(&query(rt, ""), 0).unwrap().total;
+    assert_eq!((all("Patient"), all("Observation")), (Some(1), Some(1)));
+    write(store, &patient("s2", "Elkin"), 3, Method::Update).unwrap();
+    write(store, &patient("s1", "Волков"), 3, Method::Update).unwrap();
+    assert_eq!(all("Patient"), Some(2));
+    write(store, &patient("s1", ""), 4, Method::Delete).unwrap();
+    assert_eq!(all("Patient"), Some(1));
 }
 
 /// Number, quantity and the meta parameters (`_lastUpdated`, `_tag`, `_profile`).
@@ -460,4 +469,6 @@ pub fn concurrent_commits_and_rollbacks(store: &(dyn Store + Sync)) {
     }
     let page = store.search(&query("Patient", "family=группова"), 0).unwrap();
     assert_eq!(page.total, Some(8 * 16));
+    let all = store.search(&query("Patient", ""), 0).unwrap();
+    assert_eq!(all.total, Some(8 * 16), "the per-type count holds under concurrent writers");
 }

@@ -159,7 +159,7 @@ fn downgrade_to_v1() -> String {
         .iter()
         .map(|t| format!("DROP INDEX {t}_rkey; CREATE INDEX {t}_rkey ON {t} (rkey); ALTER TABLE {t} DROP COLUMN grp;"))
         .collect();
-    sql.push_str("DROP TABLE records; DROP TABLE idx_text;");
+    sql.push_str("DROP TABLE records; DROP TABLE idx_text; DROP TABLE counts;");
     sql.push_str(
         "INSERT INTO idx_token (rkey, rtype, param, system, code) VALUES (999, 'Patient', '_content', NULL, 'migrat');",
     );

@@ -6,8 +6,9 @@ use search::page::{Position, SortValue};
 use search::{Query, Total};
 
 use crate::sql::{
-    Arg, Dialect, INDEX_TABLES, Sql, TEXT_TABLE, choose_driver, index_inserts, keyset, probes, row_inserts,
-    search_order, search_where, sort_value, text_delete, text_insert, text_select, text_token, text_tokens,
+    Arg, Dialect, INDEX_TABLES, Sql, TEXT_TABLE, choose_driver, count_add, count_of, index_inserts, keyset, probes,
+    row_inserts, search_order, search_where, sort_value, text_delete, text_insert, text_select, text_token,
+    text_tokens,
 };
 use crate::{
     CurrentVersion, Expect, HistoryQuery, HistoryScope, Method, NewVersion, Record, Result, SearchPage, StoreError,
@@ -109,9 +110,16 @@ fn driver(c: &mut dyn SqlConn, q: &Query) -> Result<Option<usize>> {
 pub fn search(c: &mut dyn SqlConn, q: &Query, count: usize) -> Result<SearchPage> {
     let driver = driver(c, q)?;
     let total = if q.total != Total::None || count == 0 {
-        let mut total = Sql::new(c.dialect());
-        total.push("SELECT count(*) FROM resources r WHERE ");
-        search_where(&mut total, q, driver);
+        let total = if q.clauses.is_empty() && q.compartment.is_none() && q.care.is_none() {
+            // every live resource of the types: kept by the writes themselves
+            let types: Vec<&str> = q.types.iter().map(|t| t.as_str()).collect();
+            count_of(c.dialect(), &types)
+        } else {
+            let mut total = Sql::new(c.dialect());
+            total.push("SELECT count(*) FROM resources r WHERE ");
+            search_where(&mut total, q, driver);
+            total
+        };
         Some(first_int(c.query_ints(&total)?) as u64)
     } else {
         None
@@ -323,7 +331,13 @@ pub fn current(c: &mut dyn SqlConn, rtype: &str, id: &str) -> Result<Option<Curr
 pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
     let d = c.dialect();
     let deleted = Arg::Int(i64::from(v.body.is_none()));
-    let rkey = match current_row(c, v.resource_type, v.id)? {
+    let current = current_row(c, v.resource_type, v.id)?;
+    let was_live = current.as_ref().is_some_and(|(_, cur)| !cur.deleted);
+    let delta = i64::from(v.body.is_some()) - i64::from(was_live);
+    if delta != 0 {
+        c.execute(&count_add(d, v.resource_type, delta))?;
+    }
+    let rkey = match current {
         Some((rkey, cur)) => {
             if cur.version + 1 != v.version {
                 return Err(StoreError::Conflict(format!(

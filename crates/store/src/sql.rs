@@ -118,6 +118,43 @@ const MIGRATION_4: &str = "CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT
      INSERT INTO records (kind, id, version, data) SELECT kind, id, 1, state FROM jobs;\
      DROP TABLE jobs;";
 
+/// The per-type counts of live resources, and their first value.
+macro_rules! counts_sql {
+    () => {
+        "CREATE TABLE counts (rtype TEXT NOT NULL, shard INTEGER NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (rtype, shard));\
+         INSERT INTO counts (rtype, shard, n) SELECT rtype, 0, count(*) FROM resources WHERE deleted = 0 GROUP BY rtype;"
+    };
+}
+
+/// Counts of live (not deleted) resources per type, kept by every write in its own
+/// transaction, so that an unfiltered `_total` is a sum of a few rows, not a count of
+/// millions. PostgreSQL spreads each type over [`COUNT_SHARDS`] rows by connection, so
+/// that concurrent writers of one type do not queue on one row lock.
+pub const COUNTS: &str = "counts";
+
+/// Rows per type in [`COUNTS`] on PostgreSQL.
+pub const COUNT_SHARDS: i64 = 16;
+
+/// Add `delta` to the live count of `rtype`.
+pub fn count_add(dialect: Dialect, rtype: &str, delta: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(&format!("INSERT INTO {COUNTS} (rtype, shard, n) VALUES (")).text_arg(rtype);
+    match dialect {
+        Dialect::Sqlite => sql.push(", 0, "),
+        Dialect::Postgres => sql.push(&format!(", pg_backend_pid() % {COUNT_SHARDS}, ")),
+    };
+    sql.bind(Arg::Int(delta)).push(") ON CONFLICT (rtype, shard) DO UPDATE SET n = counts.n + excluded.n");
+    sql
+}
+
+/// The live count of each of `types`, summed.
+pub fn count_of(dialect: Dialect, types: &[&str]) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(&format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM {COUNTS} WHERE rtype"));
+    one_of(&mut sql, types);
+    sql
+}
+
 /// Which token rows were full-text terms before version 5.
 macro_rules! text_rows {
     () => {
@@ -126,8 +163,9 @@ macro_rules! text_rows {
 }
 
 /// Version 5: full-text terms move from token rows (one per word) to one document per
-/// resource (see [`TEXT_TABLE`]).
+/// resource (see [`TEXT_TABLE`]); live resources are counted per type (see [`COUNTS`]).
 const MIGRATION_5_SQLITE: &str = concat!(
+    counts_sql!(),
     "CREATE VIRTUAL TABLE idx_text USING fts5(terms, tokenize = \"ascii tokenchars '._:-#'\", detail = none);",
     "INSERT INTO idx_text (rowid, terms) SELECT rkey, group_concat(param || '.' || code, ' ') FROM idx_token WHERE ",
     text_rows!(),
@@ -136,6 +174,7 @@ const MIGRATION_5_SQLITE: &str = concat!(
     ";"
 );
 const MIGRATION_5_POSTGRES: &str = concat!(
+    counts_sql!(),
     "CREATE TABLE idx_text (rkey BIGINT PRIMARY KEY, terms TEXT[] NOT NULL);",
     "CREATE INDEX idx_text_terms ON idx_text USING gin (terms);",
     "INSERT INTO idx_text (rkey, terms) SELECT rkey, array_agg(param || '.' || code) FROM idx_token WHERE ",
