@@ -340,6 +340,15 @@ impl Store for PostgresStore {
         self.with_conn(|c| ops::search(c, query, count))
     }
 
+    fn referring_types(
+        &self,
+        target_type: &str,
+        target_id: &str,
+        candidates: &[(&str, Vec<&str>)],
+    ) -> Result<Vec<String>> {
+        self.with_conn(|c| ops::referring_types(c, target_type, target_id, candidates))
+    }
+
     fn check(&self) -> Result<()> {
         self.with_conn(|c| c.0.batch_execute("SELECT 1").map_err(err))
     }

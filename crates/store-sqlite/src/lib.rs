@@ -275,6 +275,15 @@ impl Store for SqliteStore {
         self.with_reader(|c| ops::search(c, query, count))
     }
 
+    fn referring_types(
+        &self,
+        target_type: &str,
+        target_id: &str,
+        candidates: &[(&str, Vec<&str>)],
+    ) -> Result<Vec<String>> {
+        self.with_reader(|c| ops::referring_types(c, target_type, target_id, candidates))
+    }
+
     fn check(&self) -> Result<()> {
         self.with_reader(|c| {
             c.query_ints(&{

@@ -107,6 +107,29 @@ fn driver(c: &mut dyn SqlConn, q: &Query) -> Result<Option<usize>> {
     Ok(choose_driver(q, &probed))
 }
 
+pub fn referring_types(
+    c: &mut dyn SqlConn,
+    target_type: &str,
+    target_id: &str,
+    candidates: &[(&str, Vec<&str>)],
+) -> Result<Vec<String>> {
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(c.dialect());
+    for (i, (rtype, params)) in candidates.iter().enumerate() {
+        sql.push(if i == 0 { "" } else { " UNION ALL " });
+        sql.push("SELECT CAST(").text_arg(rtype).push(" AS TEXT) WHERE EXISTS (SELECT 1 FROM idx_reference x WHERE x.rtype = ");
+        sql.text_arg(rtype).push(" AND x.param IN (");
+        for (j, p) in params.iter().enumerate() {
+            sql.push(if j == 0 { "" } else { ", " }).text_arg(p);
+        }
+        sql.push(") AND x.target_id = ").text_arg(target_id).push(" AND x.target_type = ").text_arg(target_type);
+        sql.push(")");
+    }
+    c.query_texts(&sql)
+}
+
 pub fn search(c: &mut dyn SqlConn, q: &Query, count: usize) -> Result<SearchPage> {
     let driver = driver(c, q)?;
     let total = if q.total != Total::None || count == 0 {

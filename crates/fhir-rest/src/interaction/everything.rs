@@ -1,5 +1,6 @@
 //! `Patient/[id]/$everything`: the patient, then every resource in their compartment,
-//! type by type (in name order), with `_since`, `_type` and `_count`. Pages are by
+//! type by type (in name order), with `_since`, `_type` and `_count`. One statement first
+//! finds which types the record has at all, so that only those are searched. Pages are by
 //! position (type and surrogate key, in the `_page` token), so they stay stable while
 //! the record grows; each page is a few index range scans, never the whole record in
 //! memory. What the caller may not see is left out (types they may not search, and
@@ -76,6 +77,13 @@ pub fn everything(engine: &Engine, req: &Request, id: &str) -> FhirResult<Respon
     let wanted = |t: ResourceType| only.as_ref().is_none_or(|o| o.contains(&t));
     let mut types = vec![patient_rt];
     types.extend(compartment_types());
+    let params: Vec<(&str, Vec<&str>)> = types[1..]
+        .iter()
+        .filter(|t| wanted(**t))
+        .map(|t| (t.as_str(), fhir_spec::spec().patient_compartment_params(t.as_str()).iter().map(String::as_str).collect()))
+        .collect();
+    let present = engine.store.referring_types("Patient", id, &params)?;
+    let in_record = |t: ResourceType| t == patient_rt || present.iter().any(|p| p == t.as_str());
     let mut entries: Vec<Value> = Vec::new();
     let mut next = None;
     let (mut ti, mut after) = cursor;
@@ -88,7 +96,7 @@ pub fn everything(engine: &Engine, req: &Request, id: &str) -> FhirResult<Respon
             (ti, after) = (ti + 1, 0);
             continue;
         };
-        if !wanted(t) {
+        if !wanted(t) || !in_record(t) {
             (ti, after) = (ti + 1, 0);
             continue;
         }
