@@ -3,7 +3,7 @@
 //! Latin ones) and folded like strings, so that `кашель`, `кашля` and `Кашлем` — or
 //! `cough`, `coughing` — are the same term. Index and query go through the same function.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use rust_stemmers::{Algorithm, Stemmer};
@@ -19,24 +19,48 @@ const MAX_WORD: usize = 40;
 /// The distinct terms of `text`, in order of first appearance.
 pub fn terms(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        let lower: String = word.chars().take(MAX_WORD).flat_map(char::to_lowercase).collect();
-        let lower = lower.replace('ё', "е");
-        let cyrillic = lower.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c));
-        let stem = if cyrillic {
-            drop_fleeting_vowel(&RUSSIAN.stem(&lower)).into()
-        } else if lower.chars().all(|c| c.is_ascii_alphabetic()) {
-            ENGLISH.stem(&lower)
-        } else {
-            lower.as_str().into()
-        };
-        let term = fold(&stem);
-        if !term.is_empty() && seen.insert(term.clone()) {
-            out.push(term);
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut found: HashSet<String> = HashSet::new();
+    let words = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty());
+    STEMS.with_borrow_mut(|cache| {
+        if cache.len() > STEM_CACHE {
+            cache.clear();
         }
-    }
+        for word in words {
+            if !seen.insert(word) {
+                continue;
+            }
+            let term = cache.entry(word.to_string()).or_insert_with(|| term(word));
+            if !term.is_empty() && found.insert(term.clone()) {
+                out.push(term.clone());
+            }
+        }
+    });
     out
+}
+
+thread_local! {
+    /// Words already reduced to their term, per thread: the same words recur from resource
+    /// to resource (displays of codes, units, names), and stemming is most of the text work.
+    static STEMS: std::cell::RefCell<HashMap<String, String>> = std::cell::RefCell::new(HashMap::new());
+}
+
+/// Most words a thread's [`STEMS`] cache holds before it starts again.
+const STEM_CACHE: usize = 100_000;
+
+/// The term of one word.
+fn term(word: &str) -> String {
+    let lower: String = word.chars().take(MAX_WORD).flat_map(char::to_lowercase).collect();
+    let lower = lower.replace('ё', "е");
+    let cyrillic = lower.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c));
+    let stem = if cyrillic {
+        drop_fleeting_vowel(&RUSSIAN.stem(&lower)).into()
+    } else if lower.chars().all(|c| c.is_ascii_alphabetic()) {
+        ENGLISH.stem(&lower)
+    } else {
+        lower.as_str().into()
+    };
+    fold(&stem)
 }
 
 /// Russian nouns lose the vowel of their last syllable in most forms (`кашель`/`кашля`,

@@ -46,9 +46,11 @@ fn open_conn(path: &Path) -> Result<Connection> {
     let c = Connection::open_with_flags(path, flags).map_err(err)?;
     c.execute_batch(
         // case_sensitive_like: index values and search patterns are already folded, and it
-        // lets `LIKE 'prefix%'` use the index range
+        // lets `LIKE 'prefix%'` use the index range; temp_store: the sub-journal of each
+        // write's savepoint stays in memory instead of a temporary file
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA case_sensitive_like = ON;",
+         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA case_sensitive_like = ON; \
+         PRAGMA temp_store = MEMORY;",
     )
     .map_err(err)?;
     Ok(c)

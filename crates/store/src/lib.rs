@@ -178,8 +178,12 @@ pub trait Store: Send + Sync + 'static {
     /// Which of `candidates` (a type, with its reference parameters) have a live resource
     /// referring to `target_type/target_id` by one of those parameters: one statement,
     /// one index probe per type (e.g. the types of a patient's record, for `$everything`).
-    fn referring_types(&self, target_type: &str, target_id: &str, candidates: &[(&str, Vec<&str>)])
-    -> Result<Vec<String>>;
+    fn referring_types(
+        &self,
+        target_type: &str,
+        target_id: &str,
+        candidates: &[(&str, Vec<&str>)],
+    ) -> Result<Vec<String>>;
 
     /// Is the database reachable and writable?
     fn check(&self) -> Result<()>;

@@ -119,7 +119,9 @@ pub fn referring_types(
     let mut sql = Sql::new(c.dialect());
     for (i, (rtype, params)) in candidates.iter().enumerate() {
         sql.push(if i == 0 { "" } else { " UNION ALL " });
-        sql.push("SELECT CAST(").text_arg(rtype).push(" AS TEXT) WHERE EXISTS (SELECT 1 FROM idx_reference x WHERE x.rtype = ");
+        sql.push("SELECT CAST(")
+            .text_arg(rtype)
+            .push(" AS TEXT) WHERE EXISTS (SELECT 1 FROM idx_reference x WHERE x.rtype = ");
         sql.text_arg(rtype).push(" AND x.param IN (");
         for (j, p) in params.iter().enumerate() {
             sql.push(if j == 0 { "" } else { ", " }).text_arg(p);

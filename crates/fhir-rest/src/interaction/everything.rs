@@ -80,7 +80,9 @@ pub fn everything(engine: &Engine, req: &Request, id: &str) -> FhirResult<Respon
     let params: Vec<(&str, Vec<&str>)> = types[1..]
         .iter()
         .filter(|t| wanted(**t))
-        .map(|t| (t.as_str(), fhir_spec::spec().patient_compartment_params(t.as_str()).iter().map(String::as_str).collect()))
+        .map(|t| {
+            (t.as_str(), fhir_spec::spec().patient_compartment_params(t.as_str()).iter().map(String::as_str).collect())
+        })
         .collect();
     let present = engine.store.referring_types("Patient", id, &params)?;
     let in_record = |t: ResourceType| t == patient_rt || present.iter().any(|p| p == t.as_str());
