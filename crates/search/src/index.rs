@@ -224,16 +224,25 @@ fn extract_into(p: &CompiledParam, resource: &Value, out: &mut Vec<IndexEntry>, 
     if p.kind == SearchParamType::Composite {
         for item in &items {
             *group += 1;
+            let mut rows = Vec::new();
             for c in &p.components {
-                let Ok(parts) = fhirpath::evaluate_item(&c.expr, item, resource) else { continue };
-                for part in &parts {
-                    values(c.kind, part, &mut |facet, value| {
-                        if let Facet::Value = facet {
-                            push(IndexEntry { param: c.code, value, group: Some(*group) }, out);
-                        }
-                    });
+                let before = rows.len();
+                if let Ok(parts) = fhirpath::evaluate_item(&c.expr, item, resource) {
+                    for part in &parts {
+                        values(c.kind, part, &mut |facet, value| {
+                            if let Facet::Value = facet {
+                                rows.push(IndexEntry { param: c.code, value, group: Some(*group) });
+                            }
+                        });
+                    }
+                }
+                if rows.len() == before {
+                    // a component without a value: no composite search can match this element
+                    rows.clear();
+                    break;
                 }
             }
+            out.extend(rows);
         }
         return;
     }

@@ -24,7 +24,7 @@ use store::{
     CurrentVersion, Expect, HistoryQuery, NewVersion, Record, Result, SearchPage, Store, StoreError, StoredResource, Tx,
 };
 
-use pool::{Pool, Pooled};
+use pool::{Pool, Pooled, Session};
 
 /// Connections opened at most (PostgreSQL's default `max_connections` is 100).
 const MAX_CONNECTIONS: usize = 32;
@@ -169,13 +169,14 @@ fn args(sql: &Sql) -> Vec<Box<dyn ToSql + Sync>> {
 }
 
 /// A borrowed client implementing the shared SQL operations.
-struct Conn<'a>(&'a mut Client);
+struct Conn<'a>(&'a mut Session);
 
 impl Conn<'_> {
     fn rows(&mut self, sql: &Sql) -> Result<Vec<postgres::Row>> {
         let boxed = args(sql);
         let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
-        self.0.query(sql.text.as_str(), &refs).map_err(err)
+        let statement = self.0.statement(&sql.text).map_err(err)?;
+        self.0.client.query(&statement, &refs).map_err(err)
     }
 }
 
@@ -187,7 +188,8 @@ impl SqlConn for Conn<'_> {
     fn execute(&mut self, sql: &Sql) -> Result<u64> {
         let boxed = args(sql);
         let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
-        self.0.execute(sql.text.as_str(), &refs).map_err(err)
+        let statement = self.0.statement(&sql.text).map_err(err)?;
+        self.0.client.execute(&statement, &refs).map_err(err)
     }
 
     fn query_ints(&mut self, sql: &Sql) -> Result<Vec<Vec<i64>>> {
@@ -248,7 +250,7 @@ impl PgTx<'_> {
 impl Drop for PgTx<'_> {
     fn drop(&mut self) {
         if let Some(mut pooled) = self.client.take() {
-            let rolled_back = pooled.client().map(|c| c.batch_execute("ROLLBACK"));
+            let rolled_back = pooled.client().map(|c| c.client.batch_execute("ROLLBACK"));
             if !matches!(rolled_back, Ok(Ok(()))) {
                 tracing::warn!("rollback failed, closing the connection");
                 pooled.discard();
@@ -301,7 +303,7 @@ impl Tx for PgTx<'_> {
     fn commit(mut self: Box<Self>) -> Result<()> {
         let mut pooled =
             self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
-        if let Err(e) = pooled.client()?.batch_execute("COMMIT") {
+        if let Err(e) = pooled.client()?.client.batch_execute("COMMIT") {
             pooled.discard();
             return Err(err(e));
         }
@@ -320,7 +322,7 @@ impl Store for PostgresStore {
 
     fn begin(&self) -> Result<Box<dyn Tx + '_>> {
         let mut pooled = self.pool.get()?;
-        pooled.client()?.batch_execute("BEGIN").map_err(err)?;
+        pooled.client()?.client.batch_execute("BEGIN").map_err(err)?;
         Ok(Box::new(PgTx { store: self, client: Some(pooled), writes: 0 }))
     }
 
@@ -350,7 +352,7 @@ impl Store for PostgresStore {
     }
 
     fn check(&self) -> Result<()> {
-        self.with_conn(|c| c.0.batch_execute("SELECT 1").map_err(err))
+        self.with_conn(|c| c.0.client.batch_execute("SELECT 1").map_err(err))
     }
 
     fn records(&self, kind: &str) -> Result<Vec<(String, Record)>> {

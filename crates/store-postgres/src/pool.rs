@@ -2,16 +2,46 @@
 //! that finds none free waits (up to a timeout) instead of opening more, so a burst of
 //! requests cannot exhaust the server's `max_connections`.
 
+use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
 use store::{Result, StoreError};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Most statements kept prepared on one connection (then it starts again).
+const MAX_STATEMENTS: usize = 512;
+
+/// A connection with the statements prepared on it: each SQL text is parsed once per
+/// connection, so running it again costs one round trip instead of two.
+pub(crate) struct Session {
+    pub client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Session {
+    pub fn new(client: Client) -> Session {
+        Session { client, statements: HashMap::new() }
+    }
+
+    /// The prepared statement for `sql`.
+    pub fn statement(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
 struct State {
-    idle: Vec<Client>,
+    idle: Vec<Session>,
     open: usize,
 }
 
@@ -25,7 +55,7 @@ pub(crate) struct Pool {
 /// A connection on loan; it goes back to the pool when dropped.
 pub(crate) struct Pooled<'a> {
     pool: &'a Pool,
-    client: Option<Client>,
+    client: Option<Session>,
 }
 
 /// Lock, recovering from a panic in another thread (the pool's state stays consistent).
@@ -35,14 +65,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pool {
     pub fn new(config: Config, max: usize, first: Client) -> Pool {
-        Pool { config, max: max.max(1), state: Mutex::new(State { idle: vec![first], open: 1 }), freed: Condvar::new() }
+        let idle = vec![Session::new(first)];
+        Pool { config, max: max.max(1), state: Mutex::new(State { idle, open: 1 }), freed: Condvar::new() }
     }
 
     pub fn get(&self) -> Result<Pooled<'_>> {
         let mut state = lock(&self.state);
         loop {
             if let Some(c) = state.idle.pop() {
-                if c.is_closed() {
+                if c.client.is_closed() {
                     state.open -= 1;
                     continue;
                 }
@@ -52,7 +83,7 @@ impl Pool {
                 state.open += 1;
                 drop(state);
                 return match self.config.connect(NoTls) {
-                    Ok(c) => Ok(Pooled { pool: self, client: Some(c) }),
+                    Ok(c) => Ok(Pooled { pool: self, client: Some(Session::new(c)) }),
                     Err(e) => {
                         self.release(None);
                         Err(StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))
@@ -68,10 +99,10 @@ impl Pool {
     }
 
     /// Take a connection back (`None`: it was lost).
-    fn release(&self, client: Option<Client>) {
+    fn release(&self, client: Option<Session>) {
         let mut state = lock(&self.state);
         match client {
-            Some(c) if !c.is_closed() => state.idle.push(c),
+            Some(c) if !c.client.is_closed() => state.idle.push(c),
             _ => state.open = state.open.saturating_sub(1),
         }
         drop(state);
@@ -80,7 +111,7 @@ impl Pool {
 }
 
 impl Pooled<'_> {
-    pub fn client(&mut self) -> Result<&mut Client> {
+    pub fn client(&mut self) -> Result<&mut Session> {
         self.client.as_mut().ok_or_else(|| StoreError::Backend("the connection was already returned".into()))
     }
 
