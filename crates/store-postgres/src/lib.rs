@@ -236,6 +236,8 @@ struct PgTx<'a> {
     store: &'a PostgresStore,
     client: Option<Pooled<'a>>,
     writes: u64,
+    /// Index rows and counts of this transaction's writes not yet sent.
+    pending: ops::Pending,
 }
 
 impl PgTx<'_> {
@@ -244,6 +246,14 @@ impl PgTx<'_> {
             Some(p) => Ok(Conn(p.client()?)),
             None => Err(StoreError::Backend("transaction already finished".into())),
         }
+    }
+
+    /// The connection, with this transaction's pending index rows sent: for anything
+    /// that reads the index.
+    fn flushed(&mut self) -> Result<Conn<'_>> {
+        let mut pending = std::mem::take(&mut self.pending);
+        ops::flush(&mut self.conn()?, &mut pending)?;
+        self.conn()
     }
 }
 
@@ -269,7 +279,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn search_ids(&mut self, query: &Query, limit: usize) -> Result<Vec<String>> {
-        ops::search_ids(&mut self.conn()?, query, limit)
+        ops::search_ids(&mut self.flushed()?, query, limit)
     }
 
     fn lock_key(&mut self, key: &str) -> Result<()> {
@@ -280,16 +290,19 @@ impl Tx for PgTx<'_> {
 
     fn write(&mut self, version: &NewVersion<'_>) -> Result<()> {
         self.writes += 1;
-        ops::write(&mut self.conn()?, version)
+        let mut pending = std::mem::take(&mut self.pending);
+        let written = ops::write(&mut self.conn()?, version, Some(&mut pending));
+        self.pending = pending;
+        written
     }
 
     fn scan(&mut self, resource_type: &str, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
-        ops::scan(&mut self.conn()?, resource_type, after, limit)
+        ops::scan(&mut self.flushed()?, resource_type, after, limit)
     }
 
     fn reindex(&mut self, resource_type: &str, params: &[&str], rows: &[(i64, Vec<IndexEntry>)]) -> Result<()> {
         self.writes += rows.len() as u64;
-        ops::reindex(&mut self.conn()?, resource_type, params, rows)
+        ops::reindex(&mut self.flushed()?, resource_type, params, rows)
     }
 
     fn put_record(&mut self, kind: &str, id: &str, data: &str, expect: Expect) -> Result<bool> {
@@ -301,6 +314,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
+        drop(self.flushed()?);
         let mut pooled =
             self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
         if let Err(e) = pooled.client()?.client.batch_execute("COMMIT") {
@@ -323,7 +337,7 @@ impl Store for PostgresStore {
     fn begin(&self) -> Result<Box<dyn Tx + '_>> {
         let mut pooled = self.pool.get()?;
         pooled.client()?.client.batch_execute("BEGIN").map_err(err)?;
-        Ok(Box::new(PgTx { store: self, client: Some(pooled), writes: 0 }))
+        Ok(Box::new(PgTx { store: self, client: Some(pooled), writes: 0, pending: ops::Pending::default() }))
     }
 
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>> {

@@ -219,7 +219,7 @@ impl Tx for SqliteTx<'_> {
 
     fn write(&mut self, version: &NewVersion<'_>) -> Result<()> {
         self.writes += 1;
-        ops::write(&mut self.conn()?, version)
+        ops::write(&mut self.conn()?, version, None)
     }
 
     fn scan(&mut self, resource_type: &str, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {

@@ -6,9 +6,9 @@ use search::page::{Position, SortValue};
 use search::{Query, Total};
 
 use crate::sql::{
-    Arg, Dialect, INDEX_TABLES, Sql, TEXT_TABLE, choose_driver, count_add, count_of, index_inserts, keyset, probes,
-    row_inserts, search_order, search_where, sort_value, text_delete, text_insert, text_select, text_token,
-    text_tokens,
+    Arg, Dialect, INDEX_TABLES, Sql, TEXT_TABLE, choose_driver, count_add, count_of, index_inserts, index_inserts_many,
+    keyset, probes, row_inserts, search_order, search_where, sort_value, text_delete, text_insert, text_select,
+    text_token, text_tokens,
 };
 use crate::{
     CurrentVersion, Expect, HistoryQuery, HistoryScope, Method, NewVersion, Record, Result, SearchPage, StoreError,
@@ -352,26 +352,13 @@ pub fn current(c: &mut dyn SqlConn, rtype: &str, id: &str) -> Result<Option<Curr
     Ok(current_row(c, rtype, id)?.map(|(_, v)| v))
 }
 
-/// Write one version: the history row, the resource row, and the index rows.
-pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
+/// The history row and the resource row of a version (`rkey`: of the resource, if it
+/// exists); returns the resource's key. Three statements.
+fn version_rows(c: &mut dyn SqlConn, v: &NewVersion<'_>, rkey: Option<i64>) -> Result<i64> {
     let d = c.dialect();
     let deleted = Arg::Int(i64::from(v.body.is_none()));
-    let current = current_row(c, v.resource_type, v.id)?;
-    let was_live = current.as_ref().is_some_and(|(_, cur)| !cur.deleted);
-    let delta = i64::from(v.body.is_some()) - i64::from(was_live);
-    if delta != 0 {
-        c.execute(&count_add(d, v.resource_type, delta))?;
-    }
-    let rkey = match current {
-        Some((rkey, cur)) => {
-            if cur.version + 1 != v.version {
-                return Err(StoreError::Conflict(format!(
-                    "{}/{} is at version {}, cannot write version {}",
-                    v.resource_type, v.id, cur.version, v.version
-                )));
-            }
-            rkey
-        }
+    let rkey = match rkey {
+        Some(rkey) => rkey,
         None => {
             let mut sql = Sql::new(d);
             sql.push("INSERT INTO resources (rtype, id, version, deleted, last_updated, cur_seq) VALUES (");
@@ -392,8 +379,114 @@ pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
     sql.push(", deleted = ").bind(deleted).push(", last_updated = ").bind(Arg::Int(v.last_updated));
     sql.push(", cur_seq = ").bind(Arg::Int(seq)).push(" WHERE rkey = ").bind(Arg::Int(rkey));
     c.execute(&sql)?;
+    Ok(rkey)
+}
+
+/// [`version_rows`] on PostgreSQL in one statement (one round trip): the history
+/// sequence number is drawn first, so both rows are written knowing it.
+fn version_rows_postgres(c: &mut dyn SqlConn, v: &NewVersion<'_>, rkey: Option<i64>) -> Result<i64> {
+    let mut sql = Sql::new(Dialect::Postgres);
+    sql.push("WITH s AS (SELECT nextval(pg_get_serial_sequence('history', 'seq')) AS seq)");
+    let (version, deleted) = (Arg::Int(v.version as i64), Arg::Int(i64::from(v.body.is_none())));
+    match rkey {
+        None => {
+            sql.push(", r AS (INSERT INTO resources (rtype, id, version, deleted, last_updated, cur_seq) SELECT CAST(");
+            sql.text_arg(v.resource_type).push(" AS TEXT), CAST(").text_arg(v.id).push(" AS TEXT), CAST(");
+            sql.bind(version.clone()).push(" AS BIGINT), CAST(").bind(deleted).push(" AS BIGINT), CAST(");
+            sql.bind(Arg::Int(v.last_updated)).push(" AS BIGINT), seq FROM s RETURNING rkey, cur_seq)");
+            sql.push(
+                " INSERT INTO history (seq, rkey, version, last_updated, method, body) SELECT cur_seq, rkey, CAST(",
+            );
+        }
+        Some(rkey) => {
+            sql.push(", u AS (UPDATE resources SET version = ")
+                .bind(version.clone())
+                .push(", deleted = ")
+                .bind(deleted);
+            sql.push(", last_updated = ").bind(Arg::Int(v.last_updated)).push(", cur_seq = s.seq FROM s WHERE rkey = ");
+            sql.bind(Arg::Int(rkey)).push(" RETURNING rkey, cur_seq)");
+            sql.push(
+                " INSERT INTO history (seq, rkey, version, last_updated, method, body) SELECT cur_seq, rkey, CAST(",
+            );
+        }
+    }
+    sql.bind(version).push(" AS BIGINT), CAST(").bind(Arg::Int(v.last_updated)).push(" AS BIGINT), CAST(");
+    sql.text_arg(v.method.as_str()).push(" AS TEXT), CAST(");
+    sql.bind(v.body.map_or(Arg::Null, |b| Arg::Blob(b.to_vec()))).push(" AS BYTEA) FROM ");
+    sql.push(if rkey.is_some() { "u" } else { "r" }).push(" RETURNING rkey");
+    Ok(first_int(c.query_ints(&sql)?))
+}
+
+/// Index rows and count changes of versions written in a transaction but not yet sent
+/// to the database: on PostgreSQL they go together, as a few multi-row statements, when
+/// the transaction first reads the index again ([`flush`]) or commits, instead of a
+/// round trip per table per resource.
+#[derive(Default)]
+pub struct Pending {
+    rows: Vec<(i64, String, Vec<search::IndexEntry>)>,
+    counts: Vec<(String, i64)>,
+}
+
+impl Pending {
+    fn count(&mut self, rtype: &str, delta: i64) {
+        match self.counts.iter_mut().find(|(t, _)| t == rtype) {
+            Some((_, n)) => *n += delta,
+            None => self.counts.push((rtype.to_string(), delta)),
+        }
+    }
+}
+
+/// Send what `pending` holds.
+pub fn flush(c: &mut dyn SqlConn, pending: &mut Pending) -> Result<()> {
+    let d = c.dialect();
+    let rows = std::mem::take(&mut pending.rows);
+    let resources: Vec<(i64, &str, &[search::IndexEntry])> =
+        rows.iter().map(|(rkey, rtype, entries)| (*rkey, rtype.as_str(), entries.as_slice())).collect();
+    for sql in index_inserts_many(d, &resources) {
+        c.execute(&sql)?;
+    }
+    let counts: Vec<(&str, i64)> =
+        pending.counts.iter().filter(|(_, n)| *n != 0).map(|(t, n)| (t.as_str(), *n)).collect();
+    if !counts.is_empty() {
+        c.execute(&count_add(d, &counts))?;
+    }
+    pending.counts.clear();
+    Ok(())
+}
+
+/// Write one version: the history row, the resource row, and the index rows (sent at
+/// once, or kept in `pending` until [`flush`]).
+pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>, mut pending: Option<&mut Pending>) -> Result<()> {
+    let d = c.dialect();
+    let current = current_row(c, v.resource_type, v.id)?;
+    let was_live = current.as_ref().is_some_and(|(_, cur)| !cur.deleted);
+    let delta = i64::from(v.body.is_some()) - i64::from(was_live);
+    if delta != 0 {
+        match pending.as_deref_mut() {
+            Some(p) => p.count(v.resource_type, delta),
+            None => {
+                c.execute(&count_add(d, &[(v.resource_type, delta)]))?;
+            }
+        }
+    }
+    let rkey = match current {
+        Some((rkey, cur)) => {
+            if cur.version + 1 != v.version {
+                return Err(StoreError::Conflict(format!(
+                    "{}/{} is at version {}, cannot write version {}",
+                    v.resource_type, v.id, cur.version, v.version
+                )));
+            }
+            Some(rkey)
+        }
+        None => None,
+    };
+    let rkey = if d == Dialect::Postgres { version_rows_postgres(c, v, rkey)? } else { version_rows(c, v, rkey)? };
 
     if v.version > 1 {
+        if let Some(p) = pending.as_deref_mut() {
+            p.rows.retain(|(k, _, _)| *k != rkey);
+        }
         // the previous version's index rows: one statement on PostgreSQL (data-modifying
         // CTEs), one per table on SQLite
         if d == Dialect::Postgres {
@@ -416,8 +509,13 @@ pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>) -> Result<()> {
         }
     }
     if v.body.is_some() {
-        for sql in index_inserts(d, rkey, v.resource_type, v.index) {
-            c.execute(&sql)?;
+        match pending {
+            Some(p) => p.rows.push((rkey, v.resource_type.to_string(), v.index.to_vec())),
+            None => {
+                for sql in index_inserts(d, rkey, v.resource_type, v.index) {
+                    c.execute(&sql)?;
+                }
+            }
         }
     }
     Ok(())

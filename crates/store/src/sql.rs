@@ -135,15 +135,19 @@ pub const COUNTS: &str = "counts";
 /// Rows per type in [`COUNTS`] on PostgreSQL.
 pub const COUNT_SHARDS: i64 = 16;
 
-/// Add `delta` to the live count of `rtype`.
-pub fn count_add(dialect: Dialect, rtype: &str, delta: i64) -> Sql {
+/// Add each `(type, delta)` to the live count of the type (the types distinct).
+pub fn count_add(dialect: Dialect, deltas: &[(&str, i64)]) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push(&format!("INSERT INTO {COUNTS} (rtype, shard, n) VALUES (")).text_arg(rtype);
-    match dialect {
-        Dialect::Sqlite => sql.push(", 0, "),
-        Dialect::Postgres => sql.push(&format!(", pg_backend_pid() % {COUNT_SHARDS}, ")),
-    };
-    sql.bind(Arg::Int(delta)).push(") ON CONFLICT (rtype, shard) DO UPDATE SET n = counts.n + excluded.n");
+    sql.push(&format!("INSERT INTO {COUNTS} (rtype, shard, n) VALUES "));
+    for (i, (rtype, delta)) in deltas.iter().enumerate() {
+        sql.push(if i == 0 { "(" } else { ", (" }).text_arg(rtype);
+        match dialect {
+            Dialect::Sqlite => sql.push(", 0, "),
+            Dialect::Postgres => sql.push(&format!(", pg_backend_pid() % {COUNT_SHARDS}, ")),
+        };
+        sql.bind(Arg::Int(*delta)).push(")");
+    }
+    sql.push(" ON CONFLICT (rtype, shard) DO UPDATE SET n = counts.n + excluded.n");
     sql
 }
 
@@ -276,13 +280,34 @@ pub fn index_row(entry: &IndexEntry) -> Option<(&'static str, &'static str, Vec<
 /// one cached single-row statement per row (cheap in-process); PostgreSQL one multi-row
 /// statement per table, so that a write costs a few round trips, not one per index value.
 pub fn index_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexEntry]) -> Vec<Sql> {
-    let mut out = row_inserts(dialect, rkey, rtype, entries);
-    let tokens = text_tokens(entries);
-    if !tokens.is_empty() {
-        out.push(text_insert(dialect, rkey, &tokens));
+    index_inserts_many(dialect, &[(rkey, rtype, entries)])
+}
+
+/// [`index_inserts`] for several resources `(rkey, type, entries)` at once: on
+/// PostgreSQL, multi-row statements across all of them.
+pub fn index_inserts_many(dialect: Dialect, resources: &[(i64, &str, &[IndexEntry])]) -> Vec<Sql> {
+    let mut out = rows_inserts(dialect, resources);
+    let docs: Vec<(i64, Vec<String>)> = resources
+        .iter()
+        .map(|(rkey, _, entries)| (*rkey, text_tokens(entries)))
+        .filter(|(_, tokens)| !tokens.is_empty())
+        .collect();
+    let per_statement = if dialect == Dialect::Sqlite { 1 } else { ROWS_PER_STATEMENT };
+    for chunk in docs.chunks(per_statement) {
+        let mut sql = Sql::new(dialect);
+        sql.push(&format!("INSERT INTO {TEXT_TABLE} ({}, terms) VALUES ", text_key(dialect)));
+        for (i, (rkey, tokens)) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" }).bind(Arg::Int(*rkey)).push(", ");
+            bind_document(&mut sql, &tokens.join(" "));
+            sql.push(")");
+        }
+        out.push(sql);
     }
     out
 }
+
+/// Rows per multi-row `INSERT` on PostgreSQL.
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// The full-text tokens of index entries.
 pub fn text_tokens(entries: &[IndexEntry]) -> Vec<String> {
@@ -297,16 +322,23 @@ pub fn text_tokens(entries: &[IndexEntry]) -> Vec<String> {
 
 /// The `INSERT` statements of [`index_inserts`] for index rows only (no full text).
 pub fn row_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexEntry]) -> Vec<Sql> {
-    const ROWS_PER_STATEMENT: usize = 500;
+    rows_inserts(dialect, &[(rkey, rtype, entries)])
+}
+
+fn rows_inserts(dialect: Dialect, resources: &[(i64, &str, &[IndexEntry])]) -> Vec<Sql> {
     let mut out = Vec::new();
-    // (table, value columns, rows of (param, group, values))
-    type TableRows = (&'static str, &'static str, Vec<(&'static str, Option<u32>, Vec<Arg>)>);
+    // (table, value columns, rows of (rkey, type, param, group, values))
+    type Row<'a> = (i64, &'a str, &'static str, Option<u32>, Vec<Arg>);
+    type TableRows<'a> = (&'static str, &'static str, Vec<Row<'a>>);
     let mut by_table: Vec<TableRows> = Vec::new();
-    for e in entries {
-        let Some((table, cols, args)) = index_row(e) else { continue };
-        match by_table.iter_mut().find(|(t, _, _)| *t == table) {
-            Some((_, _, rows)) => rows.push((e.param, e.group, args)),
-            None => by_table.push((table, cols, vec![(e.param, e.group, args)])),
+    for (rkey, rtype, entries) in resources {
+        for e in entries.iter() {
+            let Some((table, cols, args)) = index_row(e) else { continue };
+            let row = (*rkey, *rtype, e.param, e.group, args);
+            match by_table.iter_mut().find(|(t, _, _)| *t == table) {
+                Some((_, _, rows)) => rows.push(row),
+                None => by_table.push((table, cols, vec![row])),
+            }
         }
     }
     let per_statement = if dialect == Dialect::Sqlite { 1 } else { ROWS_PER_STATEMENT };
@@ -314,9 +346,9 @@ pub fn row_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexEnt
         for chunk in rows.chunks(per_statement) {
             let mut sql = Sql::new(dialect);
             sql.push("INSERT INTO ").push(table).push(" (rkey, rtype, param, grp, ").push(cols).push(") VALUES ");
-            for (i, (param, group, args)) in chunk.iter().enumerate() {
+            for (i, (rkey, rtype, param, group, args)) in chunk.iter().enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(Arg::Int(rkey)).push(", ").text_arg(rtype).push(", ").text_arg(param).push(", ");
+                sql.bind(Arg::Int(*rkey)).push(", ").text_arg(rtype).push(", ").text_arg(param).push(", ");
                 sql.bind(group.map_or(Arg::Null, |g| Arg::Int(i64::from(g))));
                 for a in args {
                     sql.push(", ").bind(a.clone());
