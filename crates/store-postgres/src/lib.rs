@@ -314,7 +314,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        drop(self.flushed()?);
+        self.flushed()?;
         let mut pooled =
             self.client.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
         if let Err(e) = pooled.client()?.client.batch_execute("COMMIT") {
