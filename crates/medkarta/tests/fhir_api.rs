@@ -1089,12 +1089,8 @@ on_both_backends!(
     patient_everything,
     concurrent_writers_never_overwrite_each_other,
     acknowledged_writes_survive_kill_9,
+    bulk_export,
 );
-
-#[test]
-fn bulk_export_sqlite() {
-    bulk_export(&mut Server::sqlite());
-}
 
 #[test]
 fn capability_statement_and_health() {
