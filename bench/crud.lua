@@ -33,9 +33,9 @@ end
 function request()
   n = n + 1
   local k = n % 20
-  if k < 10 or made == 0 then
+  if k < 10 then
     return wrk.format("GET", prefix .. "/Patient/pat-" .. math.random(0, patients - 1), nil, nil)
-  elseif k < 15 then
+  elseif k < 15 or made == 0 then
     made = made + 1
     local id = "crud-" .. tid .. "-" .. made
     return wrk.format("PUT", prefix .. "/Observation/" .. id, headers(), observation(id))
