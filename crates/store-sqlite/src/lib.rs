@@ -9,6 +9,7 @@
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use writer::{Writer, WriterState};
@@ -31,6 +32,36 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     stats: Arc<StatsTracker>,
+}
+
+/// WAL pages after which a checkpoint starts (SQLite's own default threshold).
+const CHECKPOINT_PAGES: std::ffi::c_int = 1000;
+
+/// Copies the write-ahead log into the database file on a thread of its own: SQLite's
+/// automatic checkpoint would run inside the commit of whichever write crossed the
+/// threshold, holding the one writer (and that request) meanwhile.
+struct Checkpointer {
+    path: PathBuf,
+    running: AtomicBool,
+}
+
+impl Checkpointer {
+    /// After a commit left `pages` pages in the log.
+    fn wal_grew(self: &Arc<Self>, pages: std::ffi::c_int) {
+        if pages < CHECKPOINT_PAGES || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        std::thread::spawn(move || {
+            // PASSIVE: copies what it can without waiting for readers or the writer
+            let done = open_conn(&me.path)
+                .and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(err));
+            if let Err(e) = done {
+                tracing::warn!("WAL checkpoint failed: {e}");
+            }
+            me.running.store(false, Ordering::Release);
+        });
+    }
 }
 
 pub(crate) fn err(e: rusqlite::Error) -> StoreError {
@@ -62,7 +93,14 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("medkarta.sqlite");
-        let writer = open_conn(&path)?;
+        let mut writer = open_conn(&path)?;
+        let checkpoints = Arc::new(Checkpointer { path: path.clone(), running: AtomicBool::new(false) });
+        writer
+            .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+                checkpoints.wal_grew(pages);
+                Ok(())
+            }))
+            .map_err(err)?;
         let version: i64 = writer.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
         if version == 0 {
             writer
