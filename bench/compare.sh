@@ -22,10 +22,13 @@ if [ "${MEDKARTA_BENCH_PEER:-helios}" != none ]; then
     CARGO_TARGET_DIR="$cache/peers/target" cargo install -q --locked helios-hfs@0.2.7 \
       --no-default-features --features R4,sqlite --root "$cache/peers"
   fi
-  # hfs reads the R4 search parameters from a data directory: the same definitions we embed
+  # hfs reads the R4 search parameters and the patient compartment from a data directory:
+  # the same definitions we embed
   hfs_data="$cache/peers/hfs-data"
   mkdir -p "$hfs_data"
   cp ../shared/fhir/r4/search-parameters.json "$hfs_data/search-parameters-r4.json"
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); json.dump({"resourceType":"Bundle","type":"collection","entry":[{"resource":d}]},open(sys.argv[2],"w"))' \
+    ../shared/fhir/r4/compartmentdefinition-patient.json "$hfs_data/compartment-definitions-r4.json"
 fi
 
 bundles="$cache/synth-bundles-$patients"; ndjson="$cache/synth-ndjson-$patients"

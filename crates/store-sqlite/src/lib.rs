@@ -24,13 +24,27 @@ use store::{
     CurrentVersion, Expect, HistoryQuery, NewVersion, Record, Result, SearchPage, Store, StoreError, StoredResource, Tx,
 };
 
-const MAX_IDLE_READERS: usize = 16;
+/// Reader connections open at most: reads are CPU work on a few cores, so more would only
+/// add page caches (and memory), not throughput; a request beyond waits for one.
+const MAX_READERS: usize = 8;
+
+/// Page cache of a reader connection (KiB; the writer keeps SQLite's 64 MiB of ours).
+const READER_CACHE_KIB: i64 = 4 * 1024;
+
+/// The reader connections: idle ones, and how many exist.
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Connection>,
+    open: usize,
+}
 
 /// A SQLite database file with its connections.
 pub struct SqliteStore {
     path: PathBuf,
     writer: Writer,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Readers>,
+    /// Signalled when a reader connection is returned.
+    reader_free: std::sync::Condvar,
     stats: Arc<StatsTracker>,
 }
 
@@ -121,20 +135,46 @@ impl SqliteStore {
                     .map_err(err)?;
             }
         }
-        Ok(SqliteStore { path, writer: Writer::new(writer), readers: Mutex::new(Vec::new()), stats: Arc::default() })
+        Ok(SqliteStore {
+            path,
+            writer: Writer::new(writer),
+            readers: Mutex::default(),
+            reader_free: std::sync::Condvar::new(),
+            stats: Arc::default(),
+        })
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
-        let pooled = writer::lock(&self.readers).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => open_conn(&self.path)?,
+        let mut readers = writer::lock(&self.readers);
+        let pooled = loop {
+            if let Some(c) = readers.idle.pop() {
+                break Some(c);
+            }
+            if readers.open < MAX_READERS {
+                readers.open += 1;
+                break None;
+            }
+            readers = self.reader_free.wait(readers).unwrap_or_else(std::sync::PoisonError::into_inner);
+        };
+        drop(readers);
+        let opened = match pooled {
+            Some(c) => Ok(c),
+            None => open_conn(&self.path).and_then(|c| {
+                c.execute_batch(&format!("PRAGMA cache_size = -{READER_CACHE_KIB};")).map_err(err)?;
+                Ok(c)
+            }),
+        };
+        let mut conn = match opened {
+            Ok(c) => c,
+            Err(e) => {
+                writer::lock(&self.readers).open -= 1;
+                self.reader_free.notify_one();
+                return Err(e);
+            }
         };
         let out = f(&mut Conn(&mut conn));
-        let mut readers = writer::lock(&self.readers);
-        if readers.len() < MAX_IDLE_READERS {
-            readers.push(conn);
-        }
+        writer::lock(&self.readers).idle.push(conn);
+        self.reader_free.notify_one();
         out
     }
 }
