@@ -21,7 +21,8 @@ use auth::directory::Directory;
 use auth::policy::Principal;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request as HttpRequest, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{any, get, post};
@@ -82,7 +83,8 @@ struct AppState {
 
 /// All routes: `/fhir/...`, `/oauth/...`, `/.well-known/...`, `/healthz`, `/readyz`.
 pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Router {
-    let state = AppState { engine, directory: directory.clone(), http: Arc::new(http) };
+    let oauth_state = OAuthState { dir: directory.clone(), audit: engine.audit.clone() };
+    let state = AppState { engine, directory, http: Arc::new(http) };
     let oauth = Router::new()
         .route("/oauth/authorize", get(login::authorize_get).post(login::authorize_post))
         .route("/oauth/token", post(oauth::token))
@@ -92,7 +94,7 @@ pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Ro
         .route("/fhir/.well-known/smart-configuration", get(oauth::smart_configuration))
         .route("/.well-known/smart-configuration", get(oauth::smart_configuration))
         .route("/.well-known/openid-configuration", get(oauth::openid_configuration))
-        .with_state(directory);
+        .with_state(oauth_state);
     let cors_dir = state.directory.clone();
     Router::new()
         .merge(oauth)
@@ -320,6 +322,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         prefer_async,
         json_patch,
         principal: Principal::Internal,
+        address: parts.extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip().to_string()),
     };
     let (engine, directory) = (s.engine.clone(), s.directory.clone());
     // the token is verified on the same blocking thread as the request (one hand-off)
@@ -329,7 +332,14 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
                 request.principal = Principal::Token(Box::new(caller));
                 Ok(engine.handle(&request))
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                let detail =
+                    format!("{:?} /fhir/{} refused: the access token is not valid: {e}", request.method, request.path);
+                if let Err(a) = record_login(&engine.audit, None, None, request.address.clone(), false, detail) {
+                    tracing::error!("a refused request could not be audited: {a}");
+                }
+                Err(e)
+            }
         },
         None => Ok(engine.handle(&request)),
     })
@@ -464,6 +474,73 @@ fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
         .unwrap_or_else(|_| outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error"))
 }
 
+/// What the OAuth endpoints and sign-in pages work with.
+#[derive(Clone)]
+struct OAuthState {
+    dir: Arc<Directory>,
+    audit: Arc<audit::AuditLog>,
+}
+
+impl FromRef<OAuthState> for Arc<Directory> {
+    fn from_ref(s: &OAuthState) -> Self {
+        s.dir.clone()
+    }
+}
+
+impl FromRef<OAuthState> for Arc<audit::AuditLog> {
+    fn from_ref(s: &OAuthState) -> Self {
+        s.audit.clone()
+    }
+}
+
+/// The network address of the caller, when the server records it (see [`ClientAddr`]).
+pub struct Peer(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(parts.extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip().to_string())))
+    }
+}
+
+/// Record a sign-in or token request (`user` when a person signed in) in the audit log.
+pub(crate) fn record_login(
+    log: &audit::AuditLog,
+    user: Option<&str>,
+    client: Option<&str>,
+    address: Option<String>,
+    ok: bool,
+    detail: String,
+) -> Result<(), audit::AuditError> {
+    let agent = audit::Agent {
+        user: user.map(str::to_string),
+        client: client.filter(|c| !c.is_empty()).map(str::to_string),
+        address,
+        ..audit::Agent::default()
+    };
+    let outcome = if ok { audit::Outcome::Success } else { audit::Outcome::MinorFailure };
+    let mut e = audit::Event::new(audit::Kind::Login, audit::Action::Execute, outcome, agent);
+    e.detail = Some(detail);
+    log.record(e.to_new())
+}
+
+/// The address a connection comes from (recorded in the audit log).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
 /// Serve `router` on `listener` until `shutdown` completes: HTTPS with `tls` (and HSTS),
 /// else plain HTTP (behind a TLS-terminating proxy, or on loopback for development).
 pub async fn serve(
@@ -487,8 +564,14 @@ pub async fn serve(
     match tls {
         Some(config) => {
             let listener = tls::TlsListener::new(listener, config)?;
-            axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+            axum::serve(listener, router.into_make_service_with_connect_info::<ClientAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
         }
-        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
+        None => {
+            axum::serve(listener, router.into_make_service_with_connect_info::<ClientAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use audit::AuditLog;
 use auth::account::{Account, Client, Role, RoleGrant};
 use auth::directory::{CodeGrant, Directory, LoginError, Ticket, now};
 use auth::scope::{Context, Scopes};
@@ -14,6 +15,8 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::Peer;
 
 /// How long a sign-in may take, from the password to the consent (seconds).
 const TICKET_TTL: u64 = 600;
@@ -369,7 +372,13 @@ pub async fn authorize_get(State(dir): State<Arc<Directory>>, headers: HeaderMap
 }
 
 /// `POST /oauth/authorize`: the forms of the flow.
-pub async fn authorize_post(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn authorize_post(
+    State(dir): State<Arc<Directory>>,
+    State(audit): State<Arc<AuditLog>>,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let f: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
     let l = lang(&headers, Some(&get("lang")));
@@ -381,11 +390,34 @@ pub async fn authorize_post(State(dir): State<Arc<Directory>>, headers: HeaderMa
         );
     }
     let step_name = get("step");
-    let result = tokio::task::spawn_blocking(move || step(&dir, l, &step_name, &csrf, &f)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        let login = Login { audit: &audit, address };
+        step(&dir, &login, l, &step_name, &csrf, &f)
+    })
+    .await;
     result.unwrap_or_else(|_| error_page(l, "internal error"))
 }
 
-fn step(dir: &Directory, l: Lang, step: &str, csrf: &str, f: &[(String, String)]) -> Response {
+/// Where sign-ins are recorded, and from which address this one comes.
+struct Login<'a> {
+    audit: &'a AuditLog,
+    address: Option<String>,
+}
+
+impl Login<'_> {
+    /// Record the attempt; `false` if it could not be recorded (the sign-in must fail).
+    fn record(&self, username: &str, client: &str, ok: bool, detail: String) -> bool {
+        match crate::record_login(self.audit, Some(username), Some(client), self.address.clone(), ok, detail) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("a sign-in could not be audited: {e}");
+                false
+            }
+        }
+    }
+}
+
+fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: &[(String, String)]) -> Response {
     let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
     let request = get("request");
     let req = match check_request(dir, &request) {
@@ -402,6 +434,7 @@ fn step(dir: &Directory, l: Lang, step: &str, csrf: &str, f: &[(String, String)]
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(username, "failed sign-in: {e}");
+                    login.record(&username, &req.client.client_id, false, format!("sign-in failed: {e}"));
                     return login_page(l, csrf, &request, &req.client, Some(&login_error(l, &e)), None);
                 }
             };
@@ -411,12 +444,17 @@ fn step(dir: &Directory, l: Lang, step: &str, csrf: &str, f: &[(String, String)]
                     Ok(n) => n,
                     Err(e) => {
                         tracing::warn!(username, "failed sign-in (second factor): {e}");
+                        login.record(&username, &req.client.client_id, false, format!("second factor failed: {e}"));
                         return login_page(l, csrf, &request, &req.client, Some(&login_error(l, &e)), None);
                     }
                 }
             } else {
                 Vec::new()
             };
+            let what = if enrolled { "signed in with password and second factor" } else { "password accepted" };
+            if !login.record(&username, &req.client.client_id, true, what.into()) {
+                return expired();
+            }
             let ticket = Ticket {
                 username: username.clone(),
                 authenticated: enrolled,

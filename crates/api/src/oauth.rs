@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use audit::AuditLog;
 use auth::directory::{Directory, DirectoryError};
 use auth::scope::Scopes;
 use axum::body::Bytes;
@@ -16,6 +17,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
+
+use crate::Peer;
 
 /// An OAuth error response (RFC 6749 §5.2), never cached.
 fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
@@ -71,7 +74,13 @@ fn server_error(e: &DirectoryError) -> Response {
 }
 
 /// `POST /oauth/token`.
-pub async fn token(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(
+    State(dir): State<Arc<Directory>>,
+    State(audit): State<Arc<AuditLog>>,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let f = form(&body);
     let (client_id, secret) = match client_credentials(&headers, &f) {
         Some(c) => c,
@@ -86,7 +95,9 @@ pub async fn token(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: 
     let verifier = field(&f, "code_verifier").map(str::to_string);
     let assertion = (field(&f, "client_assertion_type") == Some(JWT_BEARER))
         .then(|| field(&f, "client_assertion").unwrap_or_default().to_string());
-    let result = blocking(move || -> Result<Response, DirectoryError> {
+    let audited_client = client_id.clone();
+    let audited_grant = grant_type.clone();
+    let issue = move || -> Result<Response, DirectoryError> {
         let token_url = format!("{}/oauth/token", dir.issuer.trim_end_matches('/'));
         let client = match (assertion.as_deref(), secret.as_deref()) {
             (Some(a), _) => match dir.authenticate_assertion(a, &token_url) {
@@ -173,6 +184,19 @@ pub async fn token(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: 
                     "grant_type '{other}' is not supported (authorization_code, client_credentials, refresh_token)"
                 ),
             )),
+        }
+    };
+    let result = blocking(move || -> Result<Response, DirectoryError> {
+        let response = issue()?;
+        // every token request is recorded; a token is handed out only once that is durable
+        let ok = response.status().is_success();
+        let detail = format!("token request ({audited_grant}): HTTP {}", response.status().as_u16());
+        match crate::record_login(&audit, None, Some(&audited_client), address, ok, detail) {
+            Ok(()) => Ok(response),
+            Err(e) => {
+                tracing::error!("a token request could not be audited: {e}");
+                Ok(oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again"))
+            }
         }
     })
     .await;

@@ -6,6 +6,7 @@
 //! [`write`], whether it comes alone or inside a transaction bundle.
 
 pub mod access;
+pub mod audit;
 pub mod bulk;
 pub mod error;
 pub mod export;
@@ -90,6 +91,8 @@ pub struct Request {
     /// Who asks: the HTTP layer sets the verified token's caller; requests made inside
     /// the server (demo data, operator commands) are [`Principal::Internal`].
     pub principal: Principal,
+    /// The network address the request came from (for the audit log).
+    pub address: Option<String>,
 }
 
 impl Request {
@@ -109,6 +112,7 @@ impl Request {
             prefer_async: false,
             json_patch: false,
             principal: Principal::Internal,
+            address: None,
         }
     }
 }
@@ -205,23 +209,37 @@ impl Default for Config {
     }
 }
 
-/// The FHIR server core: configuration plus a store.
+/// The FHIR server core: configuration, a store and its audit log.
 #[derive(Clone)]
 pub struct Engine {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
+    pub audit: Arc<::audit::AuditLog>,
 }
 
 impl Engine {
+    /// An engine whose audit log has no checkpoint signer (see [`Engine::with_audit`]).
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
-        Engine { store, config: Arc::new(config) }
+        let audit = Arc::new(::audit::AuditLog::new(store.clone(), None));
+        Engine { store, config: Arc::new(config), audit }
     }
 
-    /// Handle one request. Blocking: call it from a blocking thread.
+    /// Use this audit log (of the same store).
+    pub fn with_audit(mut self, audit: Arc<::audit::AuditLog>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Handle one request; a caller's request is recorded in the audit log (see
+    /// [`crate::audit`]). Blocking: call it from a blocking thread.
     pub fn handle(&self, req: &Request) -> Response {
-        match interaction::dispatch(self, req) {
+        let run = || match interaction::dispatch(self, req) {
             Ok(r) => r,
             Err(e) => e.into(),
+        };
+        match crate::audit::agent(&req.principal, req.address.as_deref()) {
+            Some(agent) => crate::audit::audited(self, req, agent, run),
+            None => run(),
         }
     }
 

@@ -298,6 +298,7 @@ pub fn commit_one(engine: &crate::Engine, prepared: Prepared) -> FhirResult<Writ
     let gate = search::registry::write_gate();
     let mut tx = engine.store.begin()?;
     let w = apply(tx.as_mut(), prepared)?;
+    crate::audit::in_tx(engine, tx.as_mut(), &[&w])?;
     tx.commit()?;
     drop(gate);
     crate::search_parameters::after_commit(engine, &[&w]);

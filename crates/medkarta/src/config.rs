@@ -16,7 +16,12 @@ pub struct StoreArgs {
     /// (the database and schema are created if missing)
     #[arg(long, env = "MEDKARTA_DATABASE", value_name = "URL")]
     pub database: Option<String>,
-    /// TOML file with any of: data, database, listen, base_url, max_body_bytes, demo
+    /// Directory of the keys kept outside the database (the audit log's checkpoint
+    /// signing key and its witness file) [default: <data>/keys]; on another disk or a
+    /// mounted secret in production
+    #[arg(long, env = "MEDKARTA_KEYS", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// TOML file with any of: data, database, keys, listen, base_url, max_body_bytes, demo
     #[arg(long, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -51,6 +56,7 @@ pub struct ServeArgs {
 struct FileConfig {
     data: Option<PathBuf>,
     database: Option<String>,
+    keys: Option<PathBuf>,
     listen: Option<String>,
     base_url: Option<String>,
     max_body_bytes: Option<usize>,
@@ -64,6 +70,8 @@ struct FileConfig {
 pub struct Settings {
     pub data: PathBuf,
     pub database: Option<String>,
+    /// Keys kept outside the database.
+    pub keys: PathBuf,
     pub listen: String,
     /// `None`: derived from the address actually bound.
     pub base_url: Option<String>,
@@ -90,8 +98,10 @@ impl Settings {
         let file = read_file(args.store.config.as_deref())?;
         let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
         let base_url = args.base_url.clone().or(file.base_url);
+        let data = args.store.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from("medkarta-data"));
         Ok(Settings {
-            data: args.store.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from("medkarta-data")),
+            keys: args.store.keys.clone().or(file.keys).unwrap_or_else(|| data.join("keys")),
+            data,
             database: args.store.database.clone().or(file.database),
             listen,
             base_url,

@@ -2,6 +2,7 @@
 //! that names the concrete storage backends.
 
 mod admin;
+mod audit_cmd;
 mod config;
 mod demo;
 mod export;
@@ -42,6 +43,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Operator commands: accounts, clients, support tokens.
     Admin(admin::AdminArgs),
+    /// The audit log: verify its hash chain and signed checkpoints, list entries.
+    Audit(audit_cmd::AuditArgs),
     /// Write a deterministic synthetic population (patients with their whole records) as
     /// FHIR transaction bundles or NDJSON files.
     Generate(GenerateArgs),
@@ -113,9 +116,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => Settings::load(&args).and_then(serve),
         Command::Generate(args) => generate(&args),
-        Command::Admin(args) => admin::run(args),
-        Command::Import(args) => import::run(args),
-        Command::Export(args) => export::run(args),
+        Command::Admin(args) => {
+            let store = args.store.clone();
+            audit_cmd::operator_command(&store, "admin", admin::run(args))
+        }
+        Command::Audit(args) => audit_cmd::run(args),
+        Command::Import(args) => {
+            let store = args.store.clone();
+            audit_cmd::operator_command(&store, "import", import::run(args))
+        }
+        Command::Export(args) => {
+            let store = args.store.clone();
+            audit_cmd::operator_command(&store, "export", export::run(args))
+        }
         Command::Demo(args) => Settings::load_store(&args).and_then(|s| {
             let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
             let n = demo::load(&engine)?;
@@ -174,7 +187,9 @@ pub(crate) fn engine(s: &Settings, base_url: String) -> Result<fhir_rest::Engine
     let store = open_store(s)?;
     // bulk export files live beside the data (for PostgreSQL too: the --data directory)
     let export_dir = s.data.join("exports");
-    Ok(fhir_rest::Engine::new(store, fhir_rest::Config { base_url, export_dir, ..fhir_rest::Config::default() }))
+    let log = Arc::new(audit::AuditLog::new(store.clone(), Some(audit_cmd::signer(s)?)));
+    Ok(fhir_rest::Engine::new(store, fhir_rest::Config { base_url, export_dir, ..fhir_rest::Config::default() })
+        .with_audit(log))
 }
 
 fn serve(s: Settings) -> Result<(), String> {
@@ -203,6 +218,7 @@ fn serve(s: Settings) -> Result<(), String> {
             let directory = Arc::new(admin::directory(engine.store.clone(), &engine.config.base_url)?);
             let demo_accounts = if settings.demo { demo::accounts(&directory)? } else { Vec::new() };
             fhir_rest::interaction::bulk_export::recover(&engine).map_err(|e| e.to_string())?;
+            engine.audit.start(std::time::Duration::from_secs(60));
             fhir_rest::search_parameters::start(&engine)
                 .map_err(|e| format!("cannot load the custom search parameters: {e}"))?;
             if settings.demo {

@@ -17,6 +17,7 @@ use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, NoTls};
 use search::{IndexEntry, Query};
+use store::audit::{AuditCounts, AuditQuery, AuditRow, NewAudit};
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, SCHEMA_VERSION, Sql, migrations};
 use store::stats::StatsTracker;
@@ -313,6 +314,15 @@ impl Tx for PgTx<'_> {
         ops::delete_record(&mut self.conn()?, kind, id)
     }
 
+    fn audit(&mut self, rows: &[NewAudit]) -> Result<()> {
+        // concurrent appenders: queued, chained by `audit_seal` in sequence order
+        store::audit::append(&mut self.conn()?, rows, false).map(|_| ())
+    }
+
+    fn audit_seal(&mut self, limit: usize) -> Result<usize> {
+        store::audit::seal(&mut self.conn()?, limit)
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.flushed()?;
         let mut pooled =
@@ -371,6 +381,14 @@ impl Store for PostgresStore {
 
     fn records(&self, kind: &str) -> Result<Vec<(String, Record)>> {
         self.with_conn(|c| ops::records(c, kind, None))
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+        self.with_conn(|c| store::audit::query(c, query))
+    }
+
+    fn audit_counts(&self, upto: i64) -> Result<AuditCounts> {
+        self.with_conn(|c| store::audit::counts(c, upto))
     }
 
     fn record(&self, kind: &str, id: &str) -> Result<Option<Record>> {

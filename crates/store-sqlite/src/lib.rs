@@ -17,6 +17,7 @@ use writer::{Writer, WriterState};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params_from_iter};
 use search::{IndexEntry, Query};
+use store::audit::{AuditCounts, AuditQuery, AuditRow, NewAudit};
 use store::ops::{self, SqlConn};
 use store::sql::{Arg, Dialect, SCHEMA_VERSION, Sql, migrations};
 use store::stats::StatsTracker;
@@ -317,6 +318,15 @@ impl Tx for SqliteTx<'_> {
         ops::delete_record(&mut self.conn()?, kind, id)
     }
 
+    fn audit(&mut self, rows: &[NewAudit]) -> Result<()> {
+        // one writer: chained as appended
+        store::audit::append(&mut self.conn()?, rows, true).map(|_| ())
+    }
+
+    fn audit_seal(&mut self, _limit: usize) -> Result<usize> {
+        Ok(0)
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         let w = self.w.take().ok_or_else(|| StoreError::Backend("transaction already finished".into()))?;
         self.store.writer.commit(w)?;
@@ -377,6 +387,14 @@ impl Store for SqliteStore {
 
     fn records(&self, kind: &str) -> Result<Vec<(String, Record)>> {
         self.with_reader(|c| ops::records(c, kind, None))
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+        self.with_reader(|c| store::audit::query(c, query))
+    }
+
+    fn audit_counts(&self, upto: i64) -> Result<AuditCounts> {
+        self.with_reader(|c| store::audit::counts(c, upto))
     }
 
     fn record(&self, kind: &str, id: &str) -> Result<Option<Record>> {

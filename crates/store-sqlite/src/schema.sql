@@ -44,3 +44,8 @@ CREATE INDEX idx_uri_rkey ON idx_uri (rkey, param);
 CREATE VIRTUAL TABLE idx_text USING fts5(terms, tokenize = "ascii tokenchars '._:-#'", detail = none);
 CREATE TABLE counts (rtype TEXT NOT NULL, shard INTEGER NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (rtype, shard));
 CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id));
+-- the audit log: append-only entries, their hash chain, each patient's entries
+CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL, patients TEXT NOT NULL, entry TEXT NOT NULL);
+CREATE TABLE audit_chain (pos BIGINT PRIMARY KEY, seq BIGINT NOT NULL UNIQUE, hash TEXT NOT NULL);
+CREATE TABLE audit_pending (seq BIGINT PRIMARY KEY);
+CREATE TABLE audit_patient (patient TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (patient, seq));

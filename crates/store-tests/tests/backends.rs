@@ -38,7 +38,8 @@ both!(
     search_chains,
     records_compare_and_set,
     concurrent_writers,
-    concurrent_commits_and_rollbacks
+    concurrent_commits_and_rollbacks,
+    audit_log_chains_concurrent_appends
 );
 
 #[test]
@@ -153,13 +154,14 @@ fn postgres_unrelated_writes_do_not_wait_for_each_other() {
 
 /// Statements that turn a fresh database back into schema version 1 (index rows without
 /// composite groups, per-resource index on `rkey` alone, no jobs table, full-text terms
-/// as token rows: one is left for the migration to move).
+/// as token rows: one is left for the migration to move; no audit log).
 fn downgrade_to_v1() -> String {
     let mut sql: String = store::sql::INDEX_TABLES
         .iter()
         .map(|t| format!("DROP INDEX {t}_rkey; CREATE INDEX {t}_rkey ON {t} (rkey); ALTER TABLE {t} DROP COLUMN grp;"))
         .collect();
     sql.push_str("DROP TABLE records; DROP TABLE idx_text; DROP TABLE counts;");
+    sql.push_str("DROP TABLE audit; DROP TABLE audit_chain; DROP TABLE audit_pending; DROP TABLE audit_patient;");
     sql.push_str(
         "INSERT INTO idx_token (rkey, rtype, param, system, code) VALUES (999, 'Patient', '_content', NULL, 'migrat');",
     );

@@ -13,6 +13,7 @@
 //! The store does not interpret resources: the engine sets `meta`, validates and extracts
 //! index entries; the store persists exactly what it is given, atomically.
 
+pub mod audit;
 pub mod ops;
 pub mod sql;
 pub mod stats;
@@ -188,6 +189,34 @@ pub trait Store: Send + Sync + 'static {
     /// Is the database reachable and writable?
     fn check(&self) -> Result<()>;
 
+    /// Entries of the audit log (see [`audit`]).
+    fn audit(&self, query: &audit::AuditQuery) -> Result<Vec<audit::AuditRow>>;
+
+    /// Row counts of the audit log, for verification.
+    fn audit_counts(&self, upto: i64) -> Result<audit::AuditCounts>;
+
+    /// Append audit entries in a transaction of their own (durable on return).
+    fn audit_append(&self, rows: &[audit::NewAudit]) -> Result<()> {
+        let mut tx = self.begin()?;
+        tx.audit(rows)?;
+        tx.commit()
+    }
+
+    /// Chain the audit entries appended by concurrent transactions (PostgreSQL; SQLite
+    /// chains them as they are appended). Returns how many were chained.
+    fn audit_seal(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin()?;
+            let n = tx.audit_seal(5000)?;
+            tx.commit()?;
+            total += n;
+            if n < 5000 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Records of a kind, in id order (see [`Tx::put_record`]).
     fn records(&self, kind: &str) -> Result<Vec<(String, Record)>>;
 
@@ -227,6 +256,12 @@ pub trait Tx {
 
     /// Remove a record; `false` if there was none.
     fn delete_record(&mut self, kind: &str, id: &str) -> Result<bool>;
+
+    /// Append audit entries, committed with the rest of the transaction.
+    fn audit(&mut self, rows: &[audit::NewAudit]) -> Result<()>;
+
+    /// Chain up to `limit` appended entries not chained yet; how many.
+    fn audit_seal(&mut self, limit: usize) -> Result<usize>;
 
     /// Make every write of the transaction durable, or none.
     fn commit(self: Box<Self>) -> Result<()>;

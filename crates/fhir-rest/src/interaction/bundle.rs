@@ -192,6 +192,7 @@ fn write_op(e: &Entry) -> FhirResult<WriteOp> {
 fn get_request(e: &Entry, req: &Request) -> Request {
     let mut r = Request::new(e.method, e.path.clone(), e.query.clone());
     r.principal = req.principal.clone();
+    r.address = req.address.clone();
     r.if_none_match = e.if_none_match.clone();
     r.if_modified_since = e.if_modified_since.clone();
     r.prefer_return = req.prefer_return;
@@ -334,6 +335,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
         let w = apply(tx.as_mut(), op).map_err(|err| at_entry(err, e.index, &rt))?;
         results[i] = Some(w);
     }
+    crate::audit::in_tx(engine, tx.as_mut(), &results.iter().flatten().collect::<Vec<_>>())?;
     tx.commit()?;
     drop(gate);
     crate::search_parameters::after_commit(engine, &results.iter().flatten().collect::<Vec<_>>());

@@ -1,5 +1,6 @@
 //! Routing of a [`Request`] to its interaction, one module per interaction.
 
+pub mod audit_events;
 pub mod bulk_export;
 pub mod bundle;
 pub mod capabilities;
@@ -35,6 +36,11 @@ pub fn bundle_of(kind: &str, total: Option<u64>, links: Vec<Value>, entries: Vec
     Value::Object(b)
 }
 
+/// A caller's request (AuditEvent is then the audit log, not stored resources).
+fn audited(req: &Request) -> bool {
+    matches!(req.principal, auth::policy::Principal::Token(_))
+}
+
 /// Find the interaction for a request and run it.
 pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
     let path = req.path.trim_matches('/');
@@ -57,6 +63,13 @@ pub fn dispatch(engine: &Engine, req: &Request) -> FhirResult<Response> {
             crate::access::require_all(&req.principal, auth::scope::Interaction::Read, &[t])?;
             crate::search_parameters::status(engine)
         }
+        // the audit log, for callers (the server itself may still store AuditEvents)
+        (Get | Head, ["AuditEvent"]) if audited(req) => audit_events::search(engine, req),
+        (Get | Head, ["AuditEvent", id]) if audited(req) => audit_events::read(engine, req, id),
+        (Post, ["AuditEvent", id, "$flag"]) if audited(req) => audit_events::flag(engine, req, id),
+        (_, ["AuditEvent", ..]) if audited(req) => Err(FhirError::method_not_allowed(
+            "The audit log is written by the server only: AuditEvent supports search, read and $flag",
+        )),
         (_, [op]) if op.starts_with('$') => {
             Err(FhirError::not_supported(format!("The operation '{op}' is not supported")))
         }

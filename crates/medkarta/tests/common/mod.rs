@@ -57,7 +57,7 @@ fn spawn(backend: &Backend, extra: &[String]) -> (Child, String) {
     cmd.args(["serve", "--listen", "127.0.0.1:0"]);
     match backend {
         Backend::Sqlite(dir) => cmd.arg("--data").arg(dir.path()),
-        Backend::Postgres(db) => cmd.args(["--database", &db.url]),
+        Backend::Postgres(db) => cmd.args(["--database", &db.url]).arg("--data").arg(pg_data(db)),
     };
     cmd.args(extra).env("MEDKARTA_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("start medkarta");
@@ -76,15 +76,28 @@ fn spawn(backend: &Backend, extra: &[String]) -> (Child, String) {
 pub fn store_args(backend: &Backend) -> Vec<String> {
     match backend {
         Backend::Sqlite(dir) => vec!["--data".into(), dir.path().display().to_string()],
-        Backend::Postgres(db) => vec!["--database".into(), db.url.clone()],
+        Backend::Postgres(db) => {
+            vec!["--database".into(), db.url.clone(), "--data".into(), pg_data(db).display().to_string()]
+        }
     }
+}
+
+/// The files of a test database on PostgreSQL (exports, the audit log's keys and witness
+/// file: one per database).
+fn pg_data(db: &PgDatabase) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("medkarta-{}", db.url.rsplit('/').next().unwrap_or("db")))
 }
 
 /// Run `medkarta admin ARGS` on a backend's database: (success, stdout, stderr).
 pub fn admin_on(backend: &Backend, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    command_on(backend, "admin", args, stdin)
+}
+
+/// Run `medkarta SUBCOMMAND ARGS` on a backend's database: (success, stdout, stderr).
+pub fn command_on(backend: &Backend, sub: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     use std::io::Write as _;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_medkarta"));
-    cmd.arg("admin").args(store_args(backend)).args(args).env("MEDKARTA_LOG", "warn");
+    cmd.arg(sub).args(store_args(backend)).args(args).env("MEDKARTA_LOG", "warn");
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("run medkarta admin");
     if let Some(mut input) = child.stdin.take() {
@@ -162,6 +175,40 @@ impl Server {
     }
 
     /// Run `medkarta admin ARGS` on this server's database.
+    /// `medkarta SUB ARGS` on this server's database.
+    pub fn command(&self, sub: &str, args: &[&str]) -> (bool, String, String) {
+        command_on(&self.backend, sub, args, None)
+    }
+
+    /// Run SQL on the database directly, behind the server's back (tampering tests).
+    pub fn sql(&self, statement: &str) {
+        match &self.backend {
+            Backend::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(dir.path().join("medkarta.sqlite")).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                c.execute_batch(statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+            Backend::Postgres(db) => {
+                let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+                c.batch_execute(statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+        }
+    }
+
+    /// The first column of the first row of a query (as text), run directly.
+    pub fn sql_text(&self, query: &str) -> String {
+        match &self.backend {
+            Backend::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(dir.path().join("medkarta.sqlite")).unwrap();
+                c.query_row(query, [], |r| r.get::<_, String>(0)).unwrap_or_else(|e| panic!("{query}: {e}"))
+            }
+            Backend::Postgres(db) => {
+                let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+                c.query_one(query, &[]).unwrap_or_else(|e| panic!("{query}: {e}")).get::<_, String>(0)
+            }
+        }
+    }
+
     pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         admin_on(&self.backend, args, stdin)
     }

@@ -1,0 +1,252 @@
+//! Auditing of FHIR requests (S4). [`crate::Engine::handle`] runs every request of an
+//! authenticated caller inside [`audited`]: after the interaction, one AuditEvent
+//! describes it — who, from where, what, on which patients (those of the resources
+//! returned, or named in the path), the outcome — and the response is released only
+//! once that entry is durable in the log; if it cannot be written, the caller gets a 503
+//! instead of the data ("no audit, no access").
+//!
+//! Writes are different: their entries must commit with them, so every write path calls
+//! [`in_tx`] just before committing its store transaction. It finds who is writing in a
+//! thread-local set by [`audited`] (requests are handled synchronously on one thread), so
+//! the write paths need not carry the caller around; a write made without a caller
+//! (demo data, background jobs) is not audited here — operator commands audit themselves.
+
+use std::cell::RefCell;
+
+use audit::{Action, Agent, Event, Kind, Outcome};
+use auth::policy::Principal;
+use fhir_model::{Issue, IssueType};
+use search::IndexValue;
+use serde_json::Value;
+use store::Tx;
+
+use crate::write::Written;
+use crate::{Engine, FhirError, FhirResult, Method, Request, Response, ResponseBody};
+
+struct Current {
+    agent: Agent,
+    /// A write of this request recorded its entries in its transaction.
+    in_tx: bool,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Who calls, as the audit log names them; `None` for the server itself.
+pub fn agent(principal: &Principal, address: Option<&str>) -> Option<Agent> {
+    let Principal::Token(c) = principal else { return None };
+    let g = c.grant.as_ref();
+    Some(Agent {
+        user: c.username.clone(),
+        role: g.map(|g| g.role.as_str().to_string()),
+        person: g.and_then(|g| g.practitioner.clone().or_else(|| g.patient.clone())),
+        organization: g.and_then(|g| g.organization.clone()),
+        client: Some(c.client_id.clone()),
+        session: Some(c.sid.clone()),
+        address: address.map(str::to_string),
+    })
+}
+
+/// Run a request and record it; the response only if the record is durable.
+pub fn audited(engine: &Engine, req: &Request, agent: Agent, run: impl FnOnce() -> Response) -> Response {
+    // a bundle's GET entries are requests of their own, inside the bundle's
+    let outer = CURRENT.with(|c| c.borrow_mut().replace(Current { agent: agent.clone(), in_tx: false }));
+    let response = run();
+    let in_tx = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer)).is_some_and(|c| c.in_tx);
+    let bundle = req.method == Method::Post && req.path.trim_matches('/').is_empty();
+    if in_tx && response.status < 400 && !bundle {
+        return response;
+    }
+    let Some(event) = of_request(req, agent, &response) else { return response };
+    match engine.audit.record(event.to_new()) {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!("request refused, its audit entry could not be written: {e}");
+            FhirError::new(
+                503,
+                Issue::error(
+                    IssueType::Transient,
+                    "The access could not be recorded in the audit log, so it was not performed; try again later",
+                ),
+            )
+            .into()
+        }
+    }
+}
+
+/// Record the writes of a transaction in it (call just before committing).
+pub fn in_tx(engine: &Engine, tx: &mut dyn Tx, written: &[&Written]) -> FhirResult<()> {
+    let Some(agent) = CURRENT.with(|c| c.borrow().as_ref().map(|c| c.agent.clone())) else { return Ok(()) };
+    let mut rows = Vec::with_capacity(written.len());
+    for w in written {
+        let (kind, action) = match (w.status, &w.resource) {
+            (201, _) => ("create", Action::Create),
+            (_, None) => ("delete", Action::Delete),
+            _ => ("update", Action::Update),
+        };
+        let mut e = Event::new(Kind::Rest(kind), action, Outcome::Success, agent.clone());
+        if w.version > 0 {
+            e.objects.push(format!("{}/{}/_history/{}", w.resource_type, w.id, w.version));
+        }
+        match &w.resource {
+            Some(r) => patients(r, &mut e),
+            // a deletion: whose the deleted version was
+            None if w.version > 1 => {
+                let before = engine.store.read_version(w.resource_type.as_str(), &w.id, w.version - 1)?;
+                if let Some(v) = before.and_then(|s| s.body).and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+                    patients(&v, &mut e);
+                }
+            }
+            None => {}
+        }
+        rows.push(e.to_new());
+    }
+    tx.audit(&rows)?;
+    CURRENT.with(|c| {
+        if let Some(c) = c.borrow_mut().as_mut() {
+            c.in_tx = true;
+        }
+    });
+    Ok(())
+}
+
+/// The patients a resource concerns, into `e`: the Patient itself, its `subject` or
+/// `patient` when that is a patient, else every patient its compartment parameters name.
+pub fn patients(resource: &Value, e: &mut Event) {
+    let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    if rt == "Patient" {
+        if let Some(id) = resource.get("id").and_then(Value::as_str) {
+            e.patient(id);
+        }
+        return;
+    }
+    let mut found = false;
+    for field in ["subject", "patient"] {
+        if let Some(id) = resource
+            .get(field)
+            .and_then(|r| r.get("reference"))
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("Patient/"))
+        {
+            e.patient(id);
+            found = true;
+        }
+    }
+    if found {
+        return;
+    }
+    let params = fhir_spec::spec().patient_compartment_params(rt);
+    if params.is_empty() || auth::policy::DIRECTORY_TYPES.contains(&rt) {
+        return;
+    }
+    for entry in params
+        .iter()
+        .filter_map(|p| search::index::indexed_param(rt, p))
+        .flat_map(|p| search::index::extract_param(p, resource))
+    {
+        if let IndexValue::Reference { resource_type: Some(t), id: Some(id), .. } = entry.value
+            && t == "Patient"
+        {
+            e.patient(&id);
+        }
+    }
+}
+
+/// The AuditEvent of a request, from what it asked and what it got.
+fn of_request(req: &Request, agent: Agent, response: &Response) -> Option<Event> {
+    let path = req.path.trim_matches('/');
+    let segs: Vec<&str> = if path.is_empty() { Vec::new() } else { path.split('/').collect() };
+    use Method::*;
+    let (kind, action, search) = match (req.method, segs.as_slice()) {
+        (Get | Head, ["metadata"]) => return None,
+        (Post, []) => {
+            let t = match &req.body {
+                crate::Body::Json(b) if b.get("type").and_then(Value::as_str) == Some("transaction") => "transaction",
+                _ => "batch",
+            };
+            (Kind::Rest(t), Action::Execute, false)
+        }
+        (_, [op, ..]) if op.starts_with("$export") => (Kind::Export, Action::Execute, false),
+        (_, [.., "$export"]) => (Kind::Export, Action::Execute, false),
+        (Get | Head, [] | ["_search"]) | (Post, ["_search"]) => (Kind::Rest("search-system"), Action::Execute, true),
+        (Get | Head, ["_history"]) => (Kind::Rest("history-system"), Action::Read, false),
+        (Get | Head, [_, "_history"]) => (Kind::Rest("history-type"), Action::Read, false),
+        (Get | Head, [_, _, "_history"]) => (Kind::Rest("history-instance"), Action::Read, false),
+        (Get | Head, [_, _, "_history", _]) => (Kind::Rest("vread"), Action::Read, false),
+        (Get | Head, [_]) | (Post, [_, "_search"]) => (Kind::Rest("search-type"), Action::Execute, true),
+        (Get | Head, [_, _]) => (Kind::Rest("read"), Action::Read, false),
+        (Get | Head, [_, _, op]) if op.starts_with('$') => (Kind::Rest("operation"), Action::Execute, false),
+        (Get | Head, [_, _, _]) => (Kind::Rest("search-type"), Action::Execute, true),
+        (Post, [_]) => (Kind::Rest("create"), Action::Create, false),
+        (Put, _) => (Kind::Rest("update"), Action::Update, false),
+        (Patch, _) => (Kind::Rest("patch"), Action::Update, false),
+        (Delete, _) => (Kind::Rest("delete"), Action::Delete, false),
+        _ => (Kind::Rest("operation"), Action::Execute, false),
+    };
+    let mut e = Event::new(kind, action, Outcome::of_status(response.status), agent);
+    if search {
+        e.query = Some(if req.query.is_empty() { path.to_string() } else { format!("{path}?{}", req.query) });
+    }
+    if let ["Patient", id, ..] = segs.as_slice() {
+        e.patient(id);
+    }
+    if segs.first() == Some(&"AuditEvent") {
+        // the log's own view: the patient asked about, not every patient in the entries
+        for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
+            if k == "patient" {
+                e.patient(&v);
+            }
+        }
+        // a patient looking at their own log
+        if e.patients.is_empty()
+            && let Some(own) = e.agent.person.as_deref().and_then(|p| p.strip_prefix("Patient/")).map(str::to_string)
+        {
+            e.patient(&own);
+        }
+        return Some(e);
+    }
+    let parsed;
+    let body = match &response.body {
+        ResponseBody::Json(v) => Some(v),
+        ResponseBody::Raw(b) => {
+            parsed = serde_json::from_slice::<Value>(b).ok();
+            parsed.as_ref()
+        }
+        _ => None,
+    };
+    if response.status >= 400 {
+        e.detail = body
+            .and_then(|b| b.pointer("/issue/0/diagnostics"))
+            .and_then(Value::as_str)
+            .map(|d| format!("HTTP {}: {d}", response.status));
+        // whose record the refused request was about
+        if let crate::Body::Json(b) = &req.body
+            && b.get("resourceType").and_then(Value::as_str) != Some("Bundle")
+        {
+            patients(b, &mut e);
+        }
+        return Some(e);
+    }
+    match body {
+        Some(b) if b.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
+            for r in b.get("entry").and_then(Value::as_array).into_iter().flatten().filter_map(|x| x.get("resource")) {
+                patients(r, &mut e);
+            }
+        }
+        Some(b) => {
+            patients(b, &mut e);
+            if matches!(e.action, Action::Read)
+                && let (Some(t), Some(id), Some(v)) = (
+                    b.get("resourceType").and_then(Value::as_str),
+                    b.get("id").and_then(Value::as_str),
+                    b.pointer("/meta/versionId").and_then(Value::as_str),
+                )
+            {
+                e.objects.push(format!("{t}/{id}/_history/{v}"));
+            }
+        }
+        None => {}
+    }
+    Some(e)
+}

@@ -1,0 +1,280 @@
+//! The audit log seen through FHIR. `GET AuditEvent?patient=...` lists every access to a
+//! patient's record, newest first — who (name, role, organisation), when, what, why, the
+//! outcome — with a readable summary in each entry's narrative; a patient sees their
+//! own, a security officer (or a system with `system/AuditEvent.rs`) anyone's.
+//! `GET AuditEvent/{id}` reads one entry; `POST AuditEvent/{id}/$flag` lets the patient
+//! mark an entry as unexpected, which raises an alert for the security officers.
+//!
+//! The entries are not stored resources: they come from the log ([`store::audit`]), their
+//! id is the log's sequence number, and nobody writes them through the API.
+
+use std::collections::HashMap;
+
+use audit::{Action, Event, Kind, Outcome};
+use auth::account::Role;
+use auth::policy::{Access, Principal, authorize};
+use auth::scope::{Context, Interaction};
+use fhir_model::{Issue, IssueType, ResourceType};
+use serde_json::{Value, json};
+use store::Expect;
+use store::audit::{AuditQuery, AuditRow};
+
+use crate::meta::instant;
+use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
+
+/// Record kind of security alerts (for the security officers: `medkarta audit alerts`).
+pub const ALERTS: &str = "security-alert";
+
+/// Whose entries the caller may see.
+enum Scope {
+    Patient(String),
+    Anyone,
+}
+
+fn forbidden(msg: &str) -> FhirError {
+    FhirError::new(403, Issue::error(IssueType::Forbidden, msg))
+}
+
+fn audit_type() -> FhirResult<ResourceType> {
+    ResourceType::parse("AuditEvent").ok_or_else(FhirError::internal)
+}
+
+fn scope(principal: &Principal) -> FhirResult<Scope> {
+    let Principal::Token(c) = principal else { return Ok(Scope::Anyone) };
+    let rt = audit_type()?;
+    let role = c.grant.as_ref().map(|g| g.role);
+    if role == Some(Role::SecurityOfficer) {
+        return if c.scopes.allows(Context::User, rt, Interaction::Read) {
+            Ok(Scope::Anyone)
+        } else {
+            Err(forbidden("The token's scopes do not include reading AuditEvent"))
+        };
+    }
+    match (role, authorize(principal, Interaction::Search, rt)) {
+        (None, Ok(Access::All)) => Ok(Scope::Anyone),
+        (Some(Role::Patient), Ok(Access::Compartment(p))) => Ok(Scope::Patient(p)),
+        _ => Err(forbidden("The audit log of a record is shown to its patient and to security officers")),
+    }
+}
+
+/// `GET AuditEvent?patient=...&_count=...`.
+pub fn search(engine: &Engine, req: &Request) -> FhirResult<Response> {
+    let scope = scope(&req.principal)?;
+    let (mut patient, mut count, mut before) = (None, engine.config.default_count, None);
+    for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
+        match &*k {
+            "patient" => patient = Some(v.trim_start_matches("Patient/").to_string()),
+            "_count" => {
+                count = v.parse().map_err(|_| FhirError::bad_request(format!("_count '{v}' is not a number")))?
+            }
+            "_before" => {
+                before = Some(v.parse().map_err(|_| FhirError::bad_request(format!("_before '{v}' is not a number")))?)
+            }
+            "_format" | "_pretty" => {}
+            other if req.strict => {
+                return Err(FhirError::bad_request(format!(
+                    "AuditEvent is searched by patient, _count and _before; '{other}' is not supported"
+                )));
+            }
+            _ => {}
+        }
+    }
+    let count = count.clamp(1, engine.config.max_count);
+    let patient = match (scope, patient) {
+        (Scope::Patient(own), None) => Some(own),
+        (Scope::Patient(own), Some(p)) if p == own => Some(own),
+        (Scope::Patient(_), Some(_)) => return Err(forbidden("A patient sees the audit log of their own record only")),
+        (Scope::Anyone, p) => p,
+    };
+    let q = match &patient {
+        Some(p) => AuditQuery::Patient { patient: p.clone(), before, limit: count },
+        None => AuditQuery::Newest { before, limit: count },
+    };
+    let rows = engine.store.audit(&q)?;
+    let mut names = Names::new(engine);
+    let mut links = vec![json!({"relation": "self", "url": engine.url(&format!("AuditEvent?{}", req.query))})];
+    if rows.len() == count
+        && let Some(last) = rows.last()
+    {
+        let mut next = format!("AuditEvent?_count={count}&_before={}", last.seq);
+        if let Some(p) = &patient {
+            next.push_str(&format!("&patient={p}"));
+        }
+        links.push(json!({"relation": "next", "url": engine.url(&next)}));
+    }
+    let entries = rows
+        .iter()
+        .map(|r| {
+            json!({"fullUrl": engine.url(&format!("AuditEvent/{}", r.seq)), "resource": render(r, &mut names),
+                   "search": {"mode": "match"}})
+        })
+        .collect();
+    Ok(Response::json(200, super::bundle_of("searchset", None, links, entries)))
+}
+
+/// The entry `id`, if the caller may see it.
+fn visible_row(engine: &Engine, req: &Request, id: &str) -> FhirResult<AuditRow> {
+    let scope = scope(&req.principal)?;
+    let not_found = || FhirError::not_found(format!("AuditEvent/{id} does not exist"));
+    let seq: i64 = id.parse().map_err(|_| not_found())?;
+    let row = engine.store.audit(&AuditQuery::Seq(seq))?.into_iter().next().ok_or_else(not_found)?;
+    match scope {
+        Scope::Patient(p) if !row.patients.split(' ').any(|x| x == p) => Err(not_found()),
+        _ => Ok(row),
+    }
+}
+
+/// `GET AuditEvent/{id}`.
+pub fn read(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> {
+    let row = visible_row(engine, req, id)?;
+    Ok(Response::json(200, render(&row, &mut Names::new(engine))))
+}
+
+/// `POST AuditEvent/{id}/$flag`: the patient did not expect this access. Raises a security
+/// alert (a record the security officers work through) and records the flag in the log.
+pub fn flag(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> {
+    let row = visible_row(engine, req, id)?;
+    let Principal::Token(c) = &req.principal else {
+        return Err(FhirError::bad_request("Entries are flagged by their patient"));
+    };
+    let patient = match scope(&req.principal)? {
+        Scope::Patient(p) => p,
+        Scope::Anyone => return Err(forbidden("Entries are flagged by the patient they concern")),
+    };
+    let reason = match &req.body {
+        Body::Json(p) => p
+            .get("parameter")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|x| x.get("name").and_then(Value::as_str) == Some("reason"))
+            .and_then(|x| x.get("valueString"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        Body::None => None,
+    };
+    let at = crate::meta::now_micros();
+    let alert = json!({"kind": "flagged-by-patient", "at": at, "status": "open", "entry": row.seq,
+        "patient": patient, "by": c.username, "reason": reason});
+    let alert_id = uuid::Uuid::now_v7().to_string();
+    let mut tx = engine.store.begin()?;
+    tx.put_record(ALERTS, &alert_id, &alert.to_string(), Expect::Absent)?;
+    let agent = crate::audit::agent(&req.principal, req.address.as_deref()).unwrap_or_default();
+    let mut e =
+        Event::new(Kind::Alert("access flagged by the patient".into()), Action::Create, Outcome::Success, agent);
+    e.patient(&patient);
+    e.objects.push(format!("AuditEvent/{}", row.seq));
+    e.detail = reason.clone();
+    tx.audit(&[e.to_new()])?;
+    tx.commit()?;
+    tracing::warn!(alert = %alert_id, entry = row.seq, "security alert: a patient flagged an access as unexpected");
+    Ok(Response::json(
+        200,
+        fhir_model::OperationOutcome::new(vec![Issue::information(format!(
+            "Thank you: entry {} was reported to the security officers (alert {alert_id})",
+            row.seq
+        ))])
+        .to_json(),
+    ))
+}
+
+/// Names of practitioners and organisations, looked up once per response.
+struct Names<'a> {
+    engine: &'a Engine,
+    cache: HashMap<String, Option<String>>,
+}
+
+impl<'a> Names<'a> {
+    fn new(engine: &'a Engine) -> Self {
+        Names { engine, cache: HashMap::new() }
+    }
+
+    fn of(&mut self, reference: &str) -> Option<String> {
+        if let Some(n) = self.cache.get(reference) {
+            return n.clone();
+        }
+        let name = reference.split_once('/').and_then(|(t, id)| {
+            let body = self.engine.store.read(t, id).ok()??.body?;
+            let v: Value = serde_json::from_slice(&body).ok()?;
+            match v.get("name")? {
+                Value::String(s) => Some(s.clone()),
+                Value::Array(names) => {
+                    let n = names.first()?;
+                    n.get("text").and_then(Value::as_str).map(str::to_string).or_else(|| {
+                        let given: Vec<&str> = n
+                            .get("given")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect();
+                        let family = n.get("family").and_then(Value::as_str).unwrap_or_default();
+                        Some(format!("{} {family}", given.join(" ")).trim().to_string())
+                    })
+                }
+                _ => None,
+            }
+        });
+        self.cache.insert(reference.to_string(), name.clone());
+        name
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// An entry as an AuditEvent: its id, the names of the people and organisations it
+/// refers to, and a one-line summary as narrative.
+fn render(row: &AuditRow, names: &mut Names<'_>) -> Value {
+    let mut v: Value = serde_json::from_str(&row.entry).unwrap_or_else(|_| json!({"resourceType": "AuditEvent"}));
+    v["id"] = json!(row.seq.to_string());
+    v["meta"] = json!({"lastUpdated": instant(row.at)});
+    let mut who = String::new();
+    let mut org = None;
+    if let Some(agents) = v.get_mut("agent").and_then(Value::as_array_mut) {
+        for a in agents.iter_mut() {
+            let Some(r) = a.pointer("/who/reference").and_then(Value::as_str).map(str::to_string) else { continue };
+            if let Some(name) = names.of(&r) {
+                let user = a.pointer("/who/display").and_then(Value::as_str).unwrap_or_default().to_string();
+                let display = if user.is_empty() || r.starts_with("Organization/") {
+                    name.clone()
+                } else {
+                    format!("{name} ({user})")
+                };
+                a["who"]["display"] = json!(display);
+                if r.starts_with("Organization/") {
+                    org = Some(name);
+                } else if a.get("requestor") == Some(&json!(true)) {
+                    who = display;
+                }
+            }
+        }
+    }
+    if who.is_empty() {
+        who = v.pointer("/agent/0/who/display").and_then(Value::as_str).unwrap_or("someone").to_string();
+    }
+    let role = v.pointer("/agent/0/role/0/coding/0/code").and_then(Value::as_str).unwrap_or_default();
+    let what = v
+        .pointer("/subtype/0/code")
+        .or_else(|| v.pointer("/subtype/0/display"))
+        .or_else(|| v.pointer("/type/display"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let why = v.pointer("/purposeOfEvent/0/text").and_then(Value::as_str);
+    let outcome = if v.get("outcome").and_then(Value::as_str) == Some("0") { "" } else { " (refused or failed)" };
+    let mut line = format!("{}: {who}", instant(row.at));
+    if !role.is_empty() {
+        line.push_str(&format!(", {role}"));
+    }
+    if let Some(o) = org {
+        line.push_str(&format!(", {o}"));
+    }
+    line.push_str(&format!(" — {what}{outcome}"));
+    if let Some(w) = why {
+        line.push_str(&format!("; reason: {w}"));
+    }
+    v["text"] = json!({"status": "generated",
+        "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", esc(&line))});
+    v
+}
