@@ -323,6 +323,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         json_patch,
         principal: Principal::Internal,
         address: parts.extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip().to_string()),
+        break_glass: header_str(&parts.headers, "x-break-glass-reason").map(|r| r.chars().take(1000).collect()),
     };
     let (engine, directory) = (s.engine.clone(), s.directory.clone());
     // the token is verified on the same blocking thread as the request (one hand-off)

@@ -115,6 +115,8 @@ pub struct Caller {
     pub scopes: Scopes,
     pub grant: Option<RoleGrant>,
     pub patient: Option<String>,
+    /// What patients' consents say about this caller (filled by the engine per request).
+    pub consents: crate::policy::Consents,
 }
 
 /// Claims of our access tokens.
@@ -778,6 +780,7 @@ impl Directory {
             scopes,
             grant: session.grant,
             patient: session.patient,
+            consents: crate::policy::Consents::default(),
         };
         Ok((caller, claims.exp))
     }

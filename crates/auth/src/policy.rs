@@ -16,7 +16,8 @@
 //!   de-identified analytics come with their own interfaces);
 //! - a system (client credentials): what its `system/` scopes say.
 //!
-//! Consent (issue S3) plugs in here: [`authorize`] is the one place to refine.
+//! Consent (S3) comes in with the caller ([`Consents`], loaded by the engine per request)
+//! and shapes the care restriction; patients write their own Consent resources.
 
 use fhir_model::ResourceType;
 
@@ -32,8 +33,44 @@ pub enum Access {
     /// Only resources in the compartment of this patient (an id).
     Compartment(String),
     /// Only patients in the care of this organisation (an id), or of this practitioner,
-    /// and the resources in their compartments.
-    Care { organization: String, practitioner: Option<String> },
+    /// and the resources in their compartments — as the patients' consents widen or
+    /// narrow it.
+    Care { organization: String, practitioner: Option<String>, consents: Consents },
+}
+
+/// What patients' consents say about one caller (loaded by the engine for each of their
+/// requests, so that a change takes effect on the next one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Consents {
+    /// Patients outside the organisation's care who opened their record to the caller
+    /// (a permit, or break-the-glass).
+    pub granted: Vec<String>,
+    /// Patients who closed their record to the caller (wins over care and permits).
+    pub denied: Vec<String>,
+    /// Security labels of the sensitive sections (mental health, HIV...): hidden from
+    /// clinicians unless the patient opened them.
+    pub sensitive: Vec<String>,
+    /// Sensitive sections opened: (label, patient ids).
+    pub unlocked: Vec<(String, Vec<String>)>,
+}
+
+impl Consents {
+    /// `patient` opened the section `label`.
+    pub fn unlock(&mut self, label: &str, patient: &str) {
+        match self.unlocked.iter_mut().find(|(l, _)| l == label) {
+            Some((_, ps)) if ps.iter().any(|p| p == patient) => {}
+            Some((_, ps)) => ps.push(patient.to_string()),
+            None => self.unlocked.push((label.to_string(), vec![patient.to_string()])),
+        }
+    }
+
+    /// May the caller see a resource of `patient` labelled `labels`?
+    pub fn section_open(&self, patient: &str, labels: &[&str]) -> bool {
+        labels
+            .iter()
+            .filter(|l| self.sensitive.iter().any(|s| s == *l))
+            .all(|l| self.unlocked.iter().any(|(u, ps)| u == l && ps.iter().any(|p| p == patient)))
+    }
 }
 
 /// Who calls, as the engine sees it.
@@ -132,8 +169,8 @@ pub fn authorize(principal: &Principal, interaction: Interaction, rt: ResourceTy
             if directory && reads(interaction) {
                 return Ok(Access::All);
             }
-            if !reads(interaction) {
-                return denied("patients cannot change their record here yet");
+            if !reads(interaction) && t != "Consent" {
+                return denied("patients change only their consents here");
             }
             match own {
                 Some(own) => Ok(Access::Compartment(own.to_string())),
@@ -151,9 +188,11 @@ pub fn authorize(principal: &Principal, interaction: Interaction, rt: ResourceTy
                 r.as_deref().map(|r| r.strip_prefix(&format!("{ty}/")).unwrap_or(r).to_string())
             };
             match id(&grant.organization, "Organization") {
-                Some(organization) => {
-                    Ok(Access::Care { organization, practitioner: id(&grant.practitioner, "Practitioner") })
-                }
+                Some(organization) => Ok(Access::Care {
+                    organization,
+                    practitioner: id(&grant.practitioner, "Practitioner"),
+                    consents: caller.consents.clone(),
+                }),
                 None => denied("the role is not held in an organisation"),
             }
         }
@@ -200,6 +239,7 @@ mod tests {
                 limited: false,
             }),
             patient: patient.map(str::to_string),
+            consents: Consents::default(),
         }))
     }
 
@@ -217,7 +257,11 @@ mod tests {
         assert!(authorize(&p, Create, obs).is_err());
         assert_eq!(authorize(&p, Read, rt("Organization")), Ok(Access::All));
         let dr = caller(Some(Role::Doctor), all, None);
-        assert_eq!(authorize(&dr, Update, obs), Ok(Access::Care { organization: "o".into(), practitioner: None }));
+        assert_eq!(
+            authorize(&dr, Update, obs),
+            Ok(Access::Care { organization: "o".into(), practitioner: None, consents: Consents::default() })
+        );
+        assert_eq!(authorize(&p, Update, rt("Consent")), Ok(Access::Compartment("p1".into())));
         assert_eq!(authorize(&dr, Read, rt("Organization")), Ok(Access::All));
         let reg = caller(Some(Role::Registrar), all, None);
         assert!(authorize(&reg, Read, obs).unwrap_err().0.contains("registrars"));

@@ -81,9 +81,15 @@ fn patients_of(resource: &Value) -> Option<Vec<String>> {
 /// The care restriction of an access decision, for a query on `params`.
 fn care_of(access: &Access, params: Vec<&'static str>) -> Option<search::Care> {
     match access {
-        Access::Care { organization, practitioner } => {
-            Some(search::Care { organization: organization.clone(), practitioner: practitioner.clone(), params })
-        }
+        Access::Care { organization, practitioner, consents } => Some(search::Care {
+            organization: organization.clone(),
+            practitioner: practitioner.clone(),
+            params,
+            granted: consents.granted.clone(),
+            denied: consents.denied.clone(),
+            sensitive: consents.sensitive.clone(),
+            unlocked: consents.unlocked.clone(),
+        }),
         _ => None,
     }
 }
@@ -106,8 +112,40 @@ pub fn visible(engine: &Engine, access: &Access, resource: &Value) -> bool {
     match (access, patients_of(resource)) {
         (Access::All, _) | (_, None) => true,
         (Access::Compartment(p), Some(ps)) => ps.contains(p),
-        (Access::Care { .. }, Some(ps)) => ps.iter().any(|p| in_care(engine, access, p)),
+        (Access::Care { consents, .. }, Some(ps)) => {
+            let labels = security_labels(resource);
+            ps.iter().any(|p| consents.section_open(p, &labels) && in_care(engine, access, p))
+        }
     }
+}
+
+/// The `meta.security` codes of a resource.
+fn security_labels(resource: &Value) -> Vec<&str> {
+    resource
+        .pointer("/meta/security")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("code").and_then(Value::as_str))
+        .collect()
+}
+
+/// A clinician's request for access (a `proposed` Consent naming only the clinician or
+/// their organisation as actor), which the patient answers.
+fn access_request(principal: &Principal, op: &WriteOp) -> bool {
+    let (Principal::Token(c), WriteOp::Create { resource, .. }) = (principal, op) else { return false };
+    let mine = crate::consent::actors(c);
+    resource.get("resourceType").and_then(Value::as_str) == Some("Consent")
+        && resource.get("status").and_then(Value::as_str) == Some("proposed")
+        && !mine.is_empty()
+        && resource.pointer("/provision/actor").and_then(Value::as_array).is_some_and(|a| {
+            !a.is_empty()
+                && a.iter().all(|x| {
+                    x.pointer("/reference/reference")
+                        .and_then(Value::as_str)
+                        .is_some_and(|r| mine.iter().any(|m| m == r))
+                })
+        })
 }
 
 /// Does writing this resource bring its patient into the caller's care (an encounter or
@@ -163,12 +201,24 @@ pub fn restrict(q: &mut Query, access: &Access) -> FhirResult<()> {
 
 /// A stored resource outside the caller's reach reads as not found (its existence is not
 /// revealed).
+/// To a clinician, a record outside their reach says that the patient's consent is
+/// needed, and how to ask for it or open it in an emergency.
 pub fn check_visible(engine: &Engine, access: &Access, rt: ResourceType, id: &str, body: &[u8]) -> FhirResult<()> {
     if matches!(access, Access::All) {
         return Ok(());
     }
     let v: Value = serde_json::from_slice(body).map_err(|_| FhirError::internal())?;
-    if visible(engine, access, &v) { Ok(()) } else { Err(FhirError::not_found(format!("{rt}/{id} does not exist"))) }
+    if visible(engine, access, &v) {
+        return Ok(());
+    }
+    match access {
+        Access::Care { .. } => Err(forbidden(format!(
+            "Consent required: {rt}/{id} belongs to a record that is not open to you. Ask the patient (create a \
+             Consent with status 'proposed' naming you as actor; they answer it in their portal), or in an \
+             emergency repeat the request with the header X-Break-Glass-Reason: <reason> (the patient is told)"
+        ))),
+        _ => Err(FhirError::not_found(format!("{rt}/{id} does not exist"))),
+    }
 }
 
 /// May `principal` perform this write? Checks the type and interaction, and under a
@@ -192,6 +242,9 @@ pub fn check_write(engine: &Engine, principal: &Principal, op: &WriteOp) -> Fhir
     };
     let access = require(principal, interaction, rt)?;
     if access == Access::All {
+        return Ok(());
+    }
+    if matches!(access, Access::Care { .. }) && access_request(principal, op) {
         return Ok(());
     }
     if matches!(op, WriteOp::ConditionalUpdate { .. } | WriteOp::ConditionalDelete { .. }) {

@@ -25,6 +25,8 @@ use crate::{Engine, FhirError, FhirResult, Method, Request, Response, ResponseBo
 
 struct Current {
     agent: Agent,
+    /// Purpose of use and the stated reason (break-the-glass).
+    purpose: Option<(String, Option<String>)>,
     /// A write of this request recorded its entries in its transaction.
     in_tx: bool,
 }
@@ -49,16 +51,27 @@ pub fn agent(principal: &Principal, address: Option<&str>) -> Option<Agent> {
 }
 
 /// Run a request and record it; the response only if the record is durable.
-pub fn audited(engine: &Engine, req: &Request, agent: Agent, run: impl FnOnce() -> Response) -> Response {
+pub fn audited(
+    engine: &Engine,
+    req: &Request,
+    agent: Agent,
+    purpose: Option<(String, Option<String>)>,
+    run: impl FnOnce(&Request) -> Response,
+) -> Response {
     // a bundle's GET entries are requests of their own, inside the bundle's
-    let outer = CURRENT.with(|c| c.borrow_mut().replace(Current { agent: agent.clone(), in_tx: false }));
-    let response = run();
+    let current = Current { agent: agent.clone(), purpose: purpose.clone(), in_tx: false };
+    let outer = CURRENT.with(|c| c.borrow_mut().replace(current));
+    let response = run(req);
     let in_tx = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer)).is_some_and(|c| c.in_tx);
+    // a write recorded itself in its transaction (a read that opened a record by
+    // break-the-glass wrote too, but is still a read to record)
     let bundle = req.method == Method::Post && req.path.trim_matches('/').is_empty();
-    if in_tx && response.status < 400 && !bundle {
+    let write = matches!(req.method, Method::Post | Method::Put | Method::Patch | Method::Delete);
+    if in_tx && write && response.status < 400 && !bundle {
         return response;
     }
-    let Some(event) = of_request(req, agent, &response) else { return response };
+    let Some(mut event) = of_request(req, agent, &response) else { return response };
+    event.purpose = purpose;
     match engine.audit.record(event.to_new()) {
         Ok(()) => response,
         Err(e) => {
@@ -77,7 +90,10 @@ pub fn audited(engine: &Engine, req: &Request, agent: Agent, run: impl FnOnce() 
 
 /// Record the writes of a transaction in it (call just before committing).
 pub fn in_tx(engine: &Engine, tx: &mut dyn Tx, written: &[&Written]) -> FhirResult<()> {
-    let Some(agent) = CURRENT.with(|c| c.borrow().as_ref().map(|c| c.agent.clone())) else { return Ok(()) };
+    let Some((agent, purpose)) = CURRENT.with(|c| c.borrow().as_ref().map(|c| (c.agent.clone(), c.purpose.clone())))
+    else {
+        return Ok(());
+    };
     let mut rows = Vec::with_capacity(written.len());
     for w in written {
         let (kind, action) = match (w.status, &w.resource) {
@@ -86,6 +102,7 @@ pub fn in_tx(engine: &Engine, tx: &mut dyn Tx, written: &[&Written]) -> FhirResu
             _ => ("update", Action::Update),
         };
         let mut e = Event::new(Kind::Rest(kind), action, Outcome::Success, agent.clone());
+        e.purpose = purpose.clone();
         if w.version > 0 {
             e.objects.push(format!("{}/{}/_history/{}", w.resource_type, w.id, w.version));
         }

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 pub mod bulk;
+pub mod consent;
 pub mod error;
 pub mod export;
 pub mod fhirpath_patch;
@@ -93,6 +94,8 @@ pub struct Request {
     pub principal: Principal,
     /// The network address the request came from (for the audit log).
     pub address: Option<String>,
+    /// `X-Break-Glass-Reason`: emergency access to the patient the request is about.
+    pub break_glass: Option<String>,
 }
 
 impl Request {
@@ -113,6 +116,7 @@ impl Request {
             json_patch: false,
             principal: Principal::Internal,
             address: None,
+            break_glass: None,
         }
     }
 }
@@ -195,6 +199,9 @@ pub struct Config {
     pub max_bundle_entries: usize,
     /// Where `$export` writes its files.
     pub export_dir: std::path::PathBuf,
+    /// Security labels (`meta.security` codes) of sensitive sections, hidden from
+    /// clinicians unless the patient opens them by consent.
+    pub sensitive_labels: Vec<String>,
 }
 
 impl Default for Config {
@@ -205,6 +212,9 @@ impl Default for Config {
             max_count: 1000,
             max_bundle_entries: 10_000,
             export_dir: std::env::temp_dir().join("medkarta-exports"),
+            // v3 ActCode: psychiatry, HIV, sexuality and reproductive health, sexually
+            // transmitted disease, substance abuse, sexual and domestic violence
+            sensitive_labels: ["PSY", "HIV", "SEX", "STD", "ETH", "SDV"].map(String::from).to_vec(),
         }
     }
 }
@@ -233,14 +243,19 @@ impl Engine {
     /// Handle one request; a caller's request is recorded in the audit log (see
     /// [`crate::audit`]). Blocking: call it from a blocking thread.
     pub fn handle(&self, req: &Request) -> Response {
-        let run = || match interaction::dispatch(self, req) {
+        let run = |req: &Request| match interaction::dispatch(self, req) {
             Ok(r) => r,
             Err(e) => e.into(),
         };
-        match crate::audit::agent(&req.principal, req.address.as_deref()) {
-            Some(agent) => crate::audit::audited(self, req, agent, run),
-            None => run(),
-        }
+        let Some(agent) = crate::audit::agent(&req.principal, req.address.as_deref()) else { return run(req) };
+        let purpose = req.break_glass.as_ref().map(|r| (crate::consent::BTG.to_string(), Some(r.clone())));
+        // a clinician's request carries what patients' consents say about them now (and
+        // break-the-glass writes its grant, audited with the request)
+        crate::audit::audited(self, req, agent, purpose, |req| match crate::consent::admit(self, req) {
+            Ok(Some(admitted)) => run(&admitted),
+            Ok(None) => run(req),
+            Err(e) => e.into(),
+        })
     }
 
     /// Absolute URL of a path below the base.

@@ -295,14 +295,20 @@ pub fn validate(resource: &Value) -> FhirResult<()> {
 
 /// Run one prepared write in its own transaction and commit it.
 pub fn commit_one(engine: &crate::Engine, prepared: Prepared) -> FhirResult<Written> {
+    commit_all(engine, vec![prepared])?.pop().ok_or_else(FhirError::internal)
+}
+
+/// Run prepared writes in one transaction (all or none) and commit it.
+pub fn commit_all(engine: &crate::Engine, prepared: Vec<Prepared>) -> FhirResult<Vec<Written>> {
     let gate = search::registry::write_gate();
     let mut tx = engine.store.begin()?;
-    let w = apply(tx.as_mut(), prepared)?;
-    crate::audit::in_tx(engine, tx.as_mut(), &[&w])?;
+    let written = prepared.into_iter().map(|p| apply(tx.as_mut(), p)).collect::<FhirResult<Vec<_>>>()?;
+    let refs: Vec<&Written> = written.iter().collect();
+    crate::audit::in_tx(engine, tx.as_mut(), &refs)?;
     tx.commit()?;
     drop(gate);
-    crate::search_parameters::after_commit(engine, &[&w]);
-    Ok(w)
+    crate::search_parameters::after_commit(engine, &refs);
+    Ok(written)
 }
 
 fn check_if_match(if_match: Option<&str>, current: Option<u64>, rt: ResourceType, id: &str) -> FhirResult<()> {

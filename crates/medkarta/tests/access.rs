@@ -109,7 +109,8 @@ fn expected(role: &str) -> Vec<Result<u64, u16>> {
     match role {
         "patient" =>        vec![Err(200), Err(404), Err(200), Err(404), n(1), n(0), Err(200), Err(403), Err(403), Err(200), Err(403), Err(200)],
         // clinicians: the patients in their organisation's care
-        "doctor" | "nurse" => vec![Err(200), Err(404), Err(200), Err(404), n(1), n(0), Err(200), Err(403), Err(201), Err(200), Err(201), Err(200)],
+        // (outside it: 403 saying that the patient's consent is required)
+        "doctor" | "nurse" => vec![Err(200), Err(403), Err(200), Err(403), n(1), n(0), Err(200), Err(403), Err(201), Err(200), Err(201), Err(200)],
         "registrar" =>      vec![Err(200), Err(200), Err(403), Err(403), Err(403), n(1), Err(403), Err(403), Err(403), Err(200), Err(201), Err(403)],
         _ =>                vec![Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(403), Err(200), Err(403), Err(403)],
     }
@@ -193,7 +194,7 @@ fn access_matrix(s: &mut Server) {
             "subject": {"reference": "Patient/p-other"}, "serviceProvider": {"reference": format!("Organization/{org}")}})
     };
     assert_eq!(doctor("POST", "Encounter", Some(encounter("org-2"))).status, 403);
-    assert_eq!(doctor("GET", "Patient/p-other", None).status, 404);
+    assert_eq!(doctor("GET", "Patient/p-other", None).status, 403);
     assert_eq!(doctor("POST", "Encounter", Some(encounter("org-1"))).status, 201);
     assert_eq!(doctor("GET", "Patient/p-other", None).status, 200);
     assert_eq!(doctor("GET", "Observation?_id=obs-own,obs-other", None).json()["total"], 2);

@@ -80,7 +80,7 @@ fn audit_trail(s: &mut Server) {
     assert_eq!(as_(&doctor, "PUT", "Observation/obs-2", Some(observation("obs-2", "p-own"))).status, 201);
     assert!(matches!(as_(&doctor, "DELETE", "Observation/obs-2", None).status, 200 | 204));
     assert_eq!(as_(&doctor, "GET", "Observation/obs-1/_history", None).status, 200);
-    assert_eq!(as_(&doctor, "GET", "Patient/p-other", None).status, 404);
+    assert_eq!(as_(&doctor, "GET", "Patient/p-other", None).status, 403);
     assert_eq!(as_(&patient, "GET", "Observation", None).status, 200);
     assert_eq!(as_(&patient, "POST", "Observation", Some(observation("x", "p-own"))).status, 403);
     assert_eq!(as_(&doctor, "GET", "Patient/p-own/$everything", None).status, 200);

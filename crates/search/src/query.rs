@@ -54,6 +54,15 @@ pub struct Care {
     /// The reference parameters linking the searched type to a patient (empty when
     /// searching Patient itself).
     pub params: Vec<&'static str>,
+    /// Patients outside the organisation's care who opened their record (consent,
+    /// break-the-glass).
+    pub granted: Vec<String>,
+    /// Patients who closed their record to the caller (a refusal wins).
+    pub denied: Vec<String>,
+    /// Security labels of sensitive sections: resources carrying one are left out...
+    pub sensitive: Vec<String>,
+    /// ...unless the patient opened that section: (label, patient ids).
+    pub unlocked: Vec<(String, Vec<String>)>,
 }
 
 /// The compartment a search is restricted to.

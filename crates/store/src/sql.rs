@@ -522,6 +522,7 @@ pub fn search_where(sql: &mut Sql, query: &Query, driver: Option<usize>) {
         sql.push(")");
     }
     if let Some(care) = &query.care {
+        sensitive_sections(sql, care, rt);
         if care.params.is_empty() {
             sql.push(" AND r.id IN (");
             care_set(sql, care);
@@ -549,6 +550,7 @@ pub fn search_where(sql: &mut Sql, query: &Query, driver: Option<usize>) {
 /// practitioner) as general practitioner, or with an encounter or episode of care the
 /// organisation provides.
 fn care_set(sql: &mut Sql, care: &search::Care) {
+    sql.push("SELECT cs.id FROM (");
     sql.push(
         "SELECT p.id FROM resources p WHERE p.rtype = 'Patient' AND p.deleted = 0 AND p.rkey IN \
          (SELECT x.rkey FROM idx_reference x WHERE x.rtype = 'Patient' \
@@ -564,6 +566,51 @@ fn care_set(sql: &mut Sql, care: &search::Care) {
          AND e.target_type = 'Organization' AND e.target_id = ",
     );
     sql.text_arg(&care.organization).push(" AND y.param = 'patient' AND y.target_type = 'Patient'");
+    if !care.granted.is_empty() {
+        sql.push(" UNION SELECT g.id FROM resources g WHERE g.rtype = 'Patient' AND g.id");
+        text_list(sql, &care.granted);
+    }
+    sql.push(") cs");
+    if !care.denied.is_empty() {
+        sql.push(" WHERE cs.id NOT");
+        text_list(sql, &care.denied);
+    }
+}
+
+/// ` IN (?, ?, ...)` over `values` (not empty).
+fn text_list(sql: &mut Sql, values: &[String]) {
+    sql.push(" IN (");
+    for (i, v) in values.iter().enumerate() {
+        sql.push(if i == 0 { "" } else { ", " }).text_arg(v);
+    }
+    sql.push(")");
+}
+
+/// Leave out resources labelled with a sensitive section (`_security`) that their
+/// patient has not opened to the caller.
+fn sensitive_sections(sql: &mut Sql, care: &search::Care, rt: &[&str]) {
+    if care.sensitive.is_empty() {
+        return;
+    }
+    sql.push(" AND NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rkey = r.rkey AND s.param = '_security' AND s.code");
+    text_list(sql, &care.sensitive);
+    for (label, patients) in &care.unlocked {
+        sql.push(" AND NOT (s.code = ").text_arg(label).push(" AND (r.id");
+        text_list(sql, patients);
+        if !care.params.is_empty() {
+            sql.push(" OR EXISTS (SELECT 1 FROM idx_reference u WHERE u.rkey = r.rkey AND u.rtype");
+            one_of(sql, rt);
+            sql.push(" AND u.param IN (");
+            for (i, p) in care.params.iter().enumerate() {
+                sql.push(if i == 0 { "" } else { ", " }).text_arg(p);
+            }
+            sql.push(") AND u.target_type = 'Patient' AND u.target_id");
+            text_list(sql, patients);
+            sql.push(")");
+        }
+        sql.push("))");
+    }
+    sql.push(")");
 }
 
 fn negated(p: &Predicate) -> bool {

@@ -1,0 +1,277 @@
+//! Consent over HTTP, on both backends: the consent matrix. A doctor of one clinic and
+//! the records of a patient outside its care (and one in it): grant, section grant,
+//! revocation (with the token already issued), expiry, refusal, a request the patient
+//! approves, and break-the-glass — each checked for read, search, include, count,
+//! history and export (`$everything` and bulk `$export`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use common::Server;
+use serde_json::{Value, json};
+
+const FHIR: &str = "application/fhir+json";
+
+fn observation(id: &str, patient: &str, label: Option<&str>) -> Value {
+    let mut o = json!({"resourceType": "Observation", "id": id, "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}});
+    if let Some(l) = label {
+        o["meta"] = json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": l}]});
+    }
+    o
+}
+
+fn consent(patient: &str, kind: &str, actor: &str, extra: Value) -> Value {
+    let mut provision = json!({"type": kind, "actor": [{"role": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+        "reference": {"reference": actor}}]});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            provision[k] = v;
+        }
+    }
+    json!({"resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{patient}")},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": provision})
+}
+
+fn user(s: &Server, name: &str, role: &str, extra: &[&str]) -> String {
+    let mut cmd = vec!["user", "add", "--username", name, "--role", role];
+    cmd.extend_from_slice(extra);
+    let (ok, out, err) = s.admin(&cmd, None);
+    assert!(ok, "{out} {err}");
+    let (ok, token, err) = s.admin(&["token", "--user", name, "--base-url", &s.base], None);
+    assert!(ok, "{err}");
+    token.trim().to_string()
+}
+
+/// What the doctor reaches of patient `p`'s record, by every path.
+#[derive(Debug, PartialEq)]
+struct Reach {
+    read: u16,
+    search: u64,
+    count: u64,
+    include: bool,
+    history: u16,
+    everything: usize,
+    export: usize,
+}
+
+fn reach(s: &Server, token: &str, p: &str) -> Reach {
+    let get = |path: &str| s.req_as(Some(token), "GET", path, &[], None);
+    let total = |path: &str| {
+        let r = get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        r.json()["total"].as_u64().unwrap()
+    };
+    let included = get(&format!("Observation?subject=Patient/{p}&_include=Observation:subject")).json();
+    let include = included["entry"]
+        .as_array()
+        .is_some_and(|es| es.iter().any(|e| e["search"]["mode"] == "include" && e["resource"]["id"] == p));
+    let everything = get(&format!("Patient/{p}/$everything"));
+    let everything = if everything.status == 200 {
+        everything.json()["entry"]
+            .as_array()
+            .map_or(0, |e| e.iter().filter(|x| x["resource"]["resourceType"] == "Observation").count())
+    } else {
+        0
+    };
+    // bulk export of the patients the doctor may see: this patient's observations
+    let r = s.req_as(Some(token), "GET", "Patient/$export?_type=Observation", &[("Prefer", "respond-async")], None);
+    assert_eq!(r.status, 202, "{}", r.text);
+    let status = s.path_of(r.header("content-location").unwrap());
+    let mut manifest = Value::Null;
+    for _ in 0..200 {
+        let r = s.req_as(Some(token), "GET", &status, &[], None);
+        if r.status == 200 {
+            manifest = r.json();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let export = manifest["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["type"] == "Observation")
+        .map(|o| {
+            let r = s.req_as(Some(token), "GET", &s.path_of(o["url"].as_str().unwrap()), &[], None);
+            r.text.lines().filter(|l| l.contains(&format!("Patient/{p}\""))).count()
+        })
+        .sum();
+    Reach {
+        read: get(&format!("Observation/obs-{p}")).status,
+        search: total(&format!("Observation?subject=Patient/{p}")),
+        count: total(&format!("Observation?subject=Patient/{p}&_summary=count")),
+        include,
+        history: get(&format!("Observation/obs-{p}/_history")).status,
+        everything,
+        export,
+    }
+}
+
+const CLOSED: Reach = Reach { read: 403, search: 0, count: 0, include: false, history: 403, everything: 0, export: 0 };
+/// Open, the sensitive section (one of two observations) still closed.
+const OPEN: Reach = Reach { read: 200, search: 1, count: 1, include: true, history: 200, everything: 1, export: 1 };
+/// Open with the sensitive section.
+const WHOLE: Reach = Reach { read: 200, search: 2, count: 2, include: true, history: 200, everything: 2, export: 2 };
+
+fn consent_matrix(s: &mut Server) {
+    s.put("Organization/org-1", &json!({"resourceType": "Organization", "id": "org-1", "name": "Поликлиника 1"}));
+    s.put("Practitioner/pr-1", &json!({"resourceType": "Practitioner", "id": "pr-1", "name": [{"family": "Иванова"}]}));
+    for p in ["p-out", "p-care", "p-btg"] {
+        let mut patient = json!({"resourceType": "Patient", "id": p});
+        if p == "p-care" {
+            patient["managingOrganization"] = json!({"reference": "Organization/org-1"});
+        }
+        s.put(&format!("Patient/{p}"), &patient);
+        s.put(&format!("Observation/obs-{p}"), &observation(&format!("obs-{p}"), p, None));
+        s.put(&format!("Observation/hiv-{p}"), &observation(&format!("hiv-{p}"), p, Some("HIV")));
+    }
+    let dr = user(
+        s,
+        "dr-ivanova",
+        "doctor",
+        &["--organization", "Organization/org-1", "--practitioner", "Practitioner/pr-1"],
+    );
+    let pat = user(s, "pat-out", "patient", &["--patient", "Patient/p-out"]);
+    let pat_care = user(s, "pat-care", "patient", &["--patient", "Patient/p-care"]);
+    let as_ = |t: &str, m: &str, path: &str, body: Option<&Value>| {
+        let body = body.map(Value::to_string);
+        s.req_as(Some(t), m, path, &[("Content-Type", FHIR)], body.as_deref())
+    };
+
+    // the default: the clinic's own patient (without the sensitive section), nobody else
+    assert_eq!(reach(s, &dr, "p-care"), OPEN);
+    assert_eq!(reach(s, &dr, "p-out"), CLOSED);
+    let refused = as_(&dr, "GET", "Observation/obs-p-out", None);
+    assert!(refused.text.contains("Consent required"), "{}", refused.text);
+    assert_eq!(as_(&dr, "GET", "Observation/hiv-p-care", None).status, 403, "sensitive section");
+
+    // grant: the patient opens the record to the doctor, with their own token
+    let c = as_(&pat, "POST", "Consent", Some(&consent("p-out", "permit", "Practitioner/pr-1", json!({}))));
+    assert_eq!(c.status, 201, "{}", c.text);
+    let grant = c.json();
+    assert_eq!(reach(s, &dr, "p-out"), OPEN);
+    // section grant: HIV too
+    let section = consent(
+        "p-out",
+        "permit",
+        "Practitioner/pr-1",
+        json!({"securityLabel": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HIV"}]}),
+    );
+    let c = as_(&pat, "POST", "Consent", Some(&section));
+    assert_eq!(c.status, 201, "{}", c.text);
+    let section = c.json();
+    assert_eq!(reach(s, &dr, "p-out"), WHOLE);
+    // a patient consents only for themselves
+    assert_eq!(
+        as_(&pat, "POST", "Consent", Some(&consent("p-care", "permit", "Practitioner/pr-1", json!({})))).status,
+        403
+    );
+    // revocation: inactive, and deleted; the doctor's token is the same one
+    let mut g = grant.clone();
+    g["status"] = json!("inactive");
+    assert_eq!(as_(&pat, "PUT", &format!("Consent/{}", g["id"].as_str().unwrap()), Some(&g)).status, 200);
+    assert_eq!(as_(&pat, "DELETE", &format!("Consent/{}", section["id"].as_str().unwrap()), None).status / 100, 2);
+    assert_eq!(reach(s, &dr, "p-out"), CLOSED);
+    // expiry: a grant that ended yesterday gives nothing; one until next year does
+    let ended = consent(
+        "p-out",
+        "permit",
+        "Organization/org-1",
+        json!({"period": {"start": "2020-01-01", "end": "2021-01-01"}}),
+    );
+    assert_eq!(as_(&pat, "POST", "Consent", Some(&ended)).status, 201);
+    assert_eq!(reach(s, &dr, "p-out"), CLOSED);
+    let until = consent(
+        "p-out",
+        "permit",
+        "Organization/org-1",
+        json!({"period": {"start": "2020-01-01", "end": "2999-01-01"}}),
+    );
+    let c = as_(&pat, "POST", "Consent", Some(&until)).json();
+    assert_eq!(reach(s, &dr, "p-out"), OPEN, "a grant to the organisation");
+    assert_eq!(as_(&pat, "DELETE", &format!("Consent/{}", c["id"].as_str().unwrap()), None).status / 100, 2);
+    // refusal: the clinic's own patient closes the record to it
+    let c = as_(&pat_care, "POST", "Consent", Some(&consent("p-care", "deny", "Organization/org-1", json!({}))));
+    assert_eq!(c.status, 201, "{}", c.text);
+    assert_eq!(reach(s, &dr, "p-care"), CLOSED);
+    assert_eq!(
+        as_(&pat_care, "DELETE", &format!("Consent/{}", c.json()["id"].as_str().unwrap()), None).status / 100,
+        2
+    );
+    assert_eq!(reach(s, &dr, "p-care"), OPEN);
+
+    // request and approval: the doctor asks, the patient sees the request and approves it
+    let mut ask = consent("p-out", "permit", "Practitioner/pr-1", json!({}));
+    ask["status"] = json!("proposed");
+    let r = as_(&dr, "POST", "Consent", Some(&ask));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut active = ask.clone();
+    active["status"] = json!("active");
+    assert_eq!(as_(&dr, "POST", "Consent", Some(&active)).status, 403, "a doctor cannot grant themselves access");
+    assert_eq!(reach(s, &dr, "p-out"), CLOSED, "asked, not yet answered");
+    let pending = as_(&pat, "GET", "Consent?status=proposed", None).json();
+    assert_eq!(pending["total"], 1, "{pending}");
+    let mut answer = pending["entry"][0]["resource"].clone();
+    answer["status"] = json!("active");
+    assert_eq!(as_(&pat, "PUT", &format!("Consent/{}", answer["id"].as_str().unwrap()), Some(&answer)).status, 200);
+    assert_eq!(reach(s, &dr, "p-out"), OPEN);
+
+    // break-the-glass: a reason is required; then the record opens (sections too) for a
+    // few hours, the patient is told at once, and the audit log says why
+    assert_eq!(reach(s, &dr, "p-btg"), CLOSED);
+    let no_reason = s.req_as(Some(&dr), "GET", "Patient/p-btg", &[("X-Break-Glass-Reason", "")], None);
+    assert_eq!(no_reason.status, 400, "{}", no_reason.text);
+    let btg = s.req_as(
+        Some(&dr),
+        "GET",
+        "Patient/p-btg",
+        &[("X-Break-Glass-Reason", "unconscious in the emergency room")],
+        None,
+    );
+    assert_eq!(btg.status, 200, "{}", btg.text);
+    assert_eq!(reach(s, &dr, "p-btg"), WHOLE);
+    let pat_btg = user(s, "pat-btg", "patient", &["--patient", "Patient/p-btg"]);
+    let told = as_(&pat_btg, "GET", "Communication", None).json();
+    assert_eq!(told["total"], 1, "{told}");
+    assert!(told["entry"][0]["resource"]["payload"][0]["contentString"].as_str().unwrap().contains("unconscious"));
+    let log = as_(&pat_btg, "GET", "AuditEvent", None).json();
+    let btg: Vec<(String, String)> = log["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["purposeOfEvent"][0]["coding"][0]["code"] == "BTG" && r["outcome"] == "0")
+        .map(|r| {
+            (
+                r["subtype"][0]["code"].as_str().unwrap().to_string(),
+                r["purposeOfEvent"][0]["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let why = "unconscious in the emergency room".to_string();
+    // newest first: the read, the grant and the notification written for it
+    assert_eq!(
+        btg,
+        vec![("read".into(), why.clone()), ("create".into(), why.clone()), ("create".into(), why)],
+        "{log}"
+    );
+    // the emergency grant is a Consent the patient sees (and may end)
+    let grants = as_(&pat_btg, "GET", "Consent", None).json();
+    assert_eq!(grants["entry"][0]["resource"]["provision"]["purpose"][0]["code"], "BTG", "{grants}");
+    // a patient cannot break the glass
+    assert_eq!(
+        s.req_as(Some(&pat), "GET", "Patient/p-out", &[("X-Break-Glass-Reason", "curious about it")], None).status,
+        403
+    );
+}
+
+on_both_backends!(consent_matrix);
