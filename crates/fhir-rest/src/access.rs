@@ -55,7 +55,7 @@ pub fn require_all(principal: &Principal, interaction: Interaction, types: &[Res
 
 /// The patients a resource belongs to: itself if a Patient, else those its compartment
 /// parameters reference. `None` for resources outside the patient compartment.
-fn patients_of(resource: &Value) -> Option<Vec<String>> {
+pub(crate) fn patients_of(resource: &Value) -> Option<Vec<String>> {
     let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
     if rt == "Patient" {
         return Some(resource.get("id").and_then(Value::as_str).map(str::to_string).into_iter().collect());

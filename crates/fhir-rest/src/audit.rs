@@ -16,7 +16,6 @@ use std::cell::RefCell;
 use audit::{Action, Agent, Event, Kind, Outcome};
 use auth::policy::Principal;
 use fhir_model::{Issue, IssueType};
-use search::IndexValue;
 use serde_json::Value;
 use store::Tx;
 
@@ -128,16 +127,10 @@ pub fn in_tx(engine: &Engine, tx: &mut dyn Tx, written: &[&Written]) -> FhirResu
     Ok(())
 }
 
-/// The patients a resource concerns, into `e`: the Patient itself, its `subject` or
-/// `patient` when that is a patient, else every patient its compartment parameters name.
+/// The patients a resource concerns, into `e`: its `subject` or `patient` when that is a
+/// patient (the common case, without evaluating anything), else those of its patient
+/// compartment ([`crate::access::patients_of`]).
 pub fn patients(resource: &Value, e: &mut Event) {
-    let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-    if rt == "Patient" {
-        if let Some(id) = resource.get("id").and_then(Value::as_str) {
-            e.patient(id);
-        }
-        return;
-    }
     let mut found = false;
     for field in ["subject", "patient"] {
         if let Some(id) = resource
@@ -150,22 +143,9 @@ pub fn patients(resource: &Value, e: &mut Event) {
             found = true;
         }
     }
-    if found {
-        return;
-    }
-    let params = fhir_spec::spec().patient_compartment_params(rt);
-    if params.is_empty() || auth::policy::DIRECTORY_TYPES.contains(&rt) {
-        return;
-    }
-    for entry in params
-        .iter()
-        .filter_map(|p| search::index::indexed_param(rt, p))
-        .flat_map(|p| search::index::extract_param(p, resource))
-    {
-        if let IndexValue::Reference { resource_type: Some(t), id: Some(id), .. } = entry.value
-            && t == "Patient"
-        {
-            e.patient(&id);
+    if !found {
+        for p in crate::access::patients_of(resource).unwrap_or_default() {
+            e.patient(&p);
         }
     }
 }

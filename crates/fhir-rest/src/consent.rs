@@ -194,14 +194,7 @@ pub fn patient_of_request(engine: &Engine, path: &str, query: &str) -> Option<St
         [t, id, ..] if !id.starts_with('$') && !id.starts_with('_') => {
             let body = engine.store.read(t, id).ok()??.body?;
             let v: Value = serde_json::from_slice(&body).ok()?;
-            let mut e = audit::Event::new(
-                audit::Kind::Rest("read"),
-                audit::Action::Read,
-                audit::Outcome::Success,
-                audit::Agent::default(),
-            );
-            crate::audit::patients(&v, &mut e);
-            return e.patients.into_iter().next();
+            return crate::access::patients_of(&v)?.into_iter().next();
         }
         _ => {}
     }

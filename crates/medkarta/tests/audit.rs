@@ -40,16 +40,6 @@ fn summary(bundle: &Value) -> Vec<(String, String, String)> {
     out
 }
 
-fn user(s: &Server, name: &str, role: &str, extra: &[&str]) -> String {
-    let mut cmd = vec!["user", "add", "--username", name, "--role", role];
-    cmd.extend_from_slice(extra);
-    let (ok, out, err) = s.admin(&cmd, None);
-    assert!(ok, "{out} {err}");
-    let (ok, token, err) = s.admin(&["token", "--user", name, "--base-url", &s.base], None);
-    assert!(ok, "{err}");
-    token.trim().to_string()
-}
-
 fn audit_trail(s: &mut Server) {
     s.put("Organization/org-1", &json!({"resourceType": "Organization", "id": "org-1", "name": "Поликлиника 1"}));
     s.put(
@@ -62,14 +52,13 @@ fn audit_trail(s: &mut Server) {
     );
     s.put("Patient/p-other", &json!({"resourceType": "Patient", "id": "p-other"}));
     s.put("Observation/obs-1", &observation("obs-1", "p-own"));
-    let doctor = user(
-        s,
+    let doctor = s.user_token(
         "dr-ivanova",
         "doctor",
         &["--organization", "Organization/org-1", "--practitioner", "Practitioner/pr-1"],
     );
-    let patient = user(s, "pat-own", "patient", &["--patient", "Patient/p-own"]);
-    let other = user(s, "pat-other", "patient", &["--patient", "Patient/p-other"]);
+    let patient = s.user_token("pat-own", "patient", &["--patient", "Patient/p-own"]);
+    let other = s.user_token("pat-other", "patient", &["--patient", "Patient/p-other"]);
     let as_ = |t: &str, m: &str, path: &str, body: Option<Value>| {
         let body = body.map(|b| b.to_string());
         s.req_as(Some(t), m, path, &[("Content-Type", FHIR)], body.as_deref())
@@ -125,6 +114,10 @@ fn audit_trail(s: &mut Server) {
     // refused attempts name the reason
     let refused = v["entry"].as_array().unwrap().iter().find(|x| x["resource"]["outcome"] == "4").unwrap();
     assert!(refused["resource"]["outcomeDesc"].as_str().unwrap().contains("HTTP 403"), "{refused}");
+    // bad parameters are refused, clearly
+    let bad = as_(&patient, "GET", "AuditEvent?_count=many", None);
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    assert!(bad.text.contains("_count 'many' is not a number"), "{}", bad.text);
     // nobody else's view: another patient's record, a doctor
     assert_eq!(as_(&patient, "GET", "AuditEvent?patient=p-other", None).status, 403);
     assert_eq!(as_(&doctor, "GET", "AuditEvent?patient=p-own", None).status, 403);
@@ -146,6 +139,7 @@ fn audit_trail(s: &mut Server) {
         ),
     );
     assert_eq!(flag.status, 200, "{}", flag.text);
+    assert_eq!(as_(&doctor, "POST", &format!("AuditEvent/{id}/$flag"), None).status, 403, "only the patient flags");
     let (ok, alerts, err) = s.command("audit", &["alerts"]);
     assert!(ok, "{err}");
     assert!(alerts.contains("I was not at the clinic") && alerts.contains(&format!("entry {id}")), "{alerts}");

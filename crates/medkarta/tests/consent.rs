@@ -41,16 +41,6 @@ fn consent(patient: &str, kind: &str, actor: &str, extra: Value) -> Value {
         "provision": provision})
 }
 
-fn user(s: &Server, name: &str, role: &str, extra: &[&str]) -> String {
-    let mut cmd = vec!["user", "add", "--username", name, "--role", role];
-    cmd.extend_from_slice(extra);
-    let (ok, out, err) = s.admin(&cmd, None);
-    assert!(ok, "{out} {err}");
-    let (ok, token, err) = s.admin(&["token", "--user", name, "--base-url", &s.base], None);
-    assert!(ok, "{err}");
-    token.trim().to_string()
-}
-
 /// What the doctor reaches of patient `p`'s record, by every path.
 #[derive(Debug, PartialEq)]
 struct Reach {
@@ -134,14 +124,13 @@ fn consent_matrix(s: &mut Server) {
         s.put(&format!("Observation/obs-{p}"), &observation(&format!("obs-{p}"), p, None));
         s.put(&format!("Observation/hiv-{p}"), &observation(&format!("hiv-{p}"), p, Some("HIV")));
     }
-    let dr = user(
-        s,
+    let dr = s.user_token(
         "dr-ivanova",
         "doctor",
         &["--organization", "Organization/org-1", "--practitioner", "Practitioner/pr-1"],
     );
-    let pat = user(s, "pat-out", "patient", &["--patient", "Patient/p-out"]);
-    let pat_care = user(s, "pat-care", "patient", &["--patient", "Patient/p-care"]);
+    let pat = s.user_token("pat-out", "patient", &["--patient", "Patient/p-out"]);
+    let pat_care = s.user_token("pat-care", "patient", &["--patient", "Patient/p-care"]);
     let as_ = |t: &str, m: &str, path: &str, body: Option<&Value>| {
         let body = body.map(Value::to_string);
         s.req_as(Some(t), m, path, &[("Content-Type", FHIR)], body.as_deref())
@@ -217,6 +206,9 @@ fn consent_matrix(s: &mut Server) {
     let mut active = ask.clone();
     active["status"] = json!("active");
     assert_eq!(as_(&dr, "POST", "Consent", Some(&active)).status, 403, "a doctor cannot grant themselves access");
+    let mut for_others = consent("p-out", "permit", "Practitioner/pr-2", json!({}));
+    for_others["status"] = json!("proposed");
+    assert_eq!(as_(&dr, "POST", "Consent", Some(&for_others)).status, 403, "a request names the asker only");
     assert_eq!(reach(s, &dr, "p-out"), CLOSED, "asked, not yet answered");
     let pending = as_(&pat, "GET", "Consent?status=proposed", None).json();
     assert_eq!(pending["total"], 1, "{pending}");
@@ -239,7 +231,7 @@ fn consent_matrix(s: &mut Server) {
     );
     assert_eq!(btg.status, 200, "{}", btg.text);
     assert_eq!(reach(s, &dr, "p-btg"), WHOLE);
-    let pat_btg = user(s, "pat-btg", "patient", &["--patient", "Patient/p-btg"]);
+    let pat_btg = s.user_token("pat-btg", "patient", &["--patient", "Patient/p-btg"]);
     let told = as_(&pat_btg, "GET", "Communication", None).json();
     assert_eq!(told["total"], 1, "{told}");
     assert!(told["entry"][0]["resource"]["payload"][0]["contentString"].as_str().unwrap().contains("unconscious"));

@@ -528,13 +528,9 @@ pub fn search_where(sql: &mut Sql, query: &Query, driver: Option<usize>) {
             care_set(sql, care);
             sql.push(")");
         } else {
-            sql.push(" AND r.rkey IN (SELECT c.rkey FROM idx_reference c WHERE c.rtype");
-            one_of(sql, rt);
-            sql.push(" AND c.param IN (");
-            for (i, p) in care.params.iter().enumerate() {
-                sql.push(if i == 0 { "" } else { ", " }).text_arg(p);
-            }
-            sql.push(") AND c.target_type = 'Patient' AND c.target_id IN (");
+            sql.push(" AND r.rkey IN (");
+            patient_links(sql, "c", rt, &care.params);
+            sql.push(" IN (");
             care_set(sql, care);
             sql.push("))");
         }
@@ -578,12 +574,22 @@ fn care_set(sql: &mut Sql, care: &search::Care) {
 }
 
 /// ` IN (?, ?, ...)` over `values` (not empty).
-fn text_list(sql: &mut Sql, values: &[String]) {
+fn text_list(sql: &mut Sql, values: &[impl AsRef<str>]) {
     sql.push(" IN (");
     for (i, v) in values.iter().enumerate() {
-        sql.push(if i == 0 { "" } else { ", " }).text_arg(v);
+        sql.push(if i == 0 { "" } else { ", " }).text_arg(v.as_ref());
     }
     sql.push(")");
+}
+
+/// `SELECT a.rkey FROM idx_reference a WHERE ... a.target_id`: the resources of types
+/// `rt` that link to a patient by one of `params`; the caller says which patients.
+fn patient_links(sql: &mut Sql, a: &str, rt: &[&str], params: &[&str]) {
+    sql.push(&format!("SELECT {a}.rkey FROM idx_reference {a} WHERE {a}.rtype"));
+    one_of(sql, rt);
+    sql.push(&format!(" AND {a}.param"));
+    text_list(sql, params);
+    sql.push(&format!(" AND {a}.target_type = 'Patient' AND {a}.target_id"));
 }
 
 /// Leave out resources labelled with a sensitive section (`_security`) that their
@@ -598,13 +604,8 @@ fn sensitive_sections(sql: &mut Sql, care: &search::Care, rt: &[&str]) {
         sql.push(" AND NOT (s.code = ").text_arg(label).push(" AND (r.id");
         text_list(sql, patients);
         if !care.params.is_empty() {
-            sql.push(" OR EXISTS (SELECT 1 FROM idx_reference u WHERE u.rkey = r.rkey AND u.rtype");
-            one_of(sql, rt);
-            sql.push(" AND u.param IN (");
-            for (i, p) in care.params.iter().enumerate() {
-                sql.push(if i == 0 { "" } else { ", " }).text_arg(p);
-            }
-            sql.push(") AND u.target_type = 'Patient' AND u.target_id");
+            sql.push(" OR r.rkey IN (");
+            patient_links(sql, "u", rt, &care.params);
             text_list(sql, patients);
             sql.push(")");
         }

@@ -209,6 +209,17 @@ impl Server {
         }
     }
 
+    /// Create an account (`medkarta admin user add`) and return an access token of it.
+    pub fn user_token(&self, name: &str, role: &str, extra: &[&str]) -> String {
+        let mut cmd = vec!["user", "add", "--username", name, "--role", role];
+        cmd.extend_from_slice(extra);
+        let (ok, out, err) = self.admin(&cmd, None);
+        assert!(ok, "{out} {err}");
+        let (ok, token, err) = self.admin(&["token", "--user", name, "--base-url", &self.base], None);
+        assert!(ok, "{err}");
+        token.trim().to_string()
+    }
+
     pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         admin_on(&self.backend, args, stdin)
     }
