@@ -189,9 +189,17 @@ fn audit_trail(s: &mut Server) {
     s.sql("DELETE FROM audit WHERE seq = 999999");
     s.sql("DELETE FROM audit_patient WHERE seq = 999999");
     // 5. the tail cut off (entries and their links): the signed checkpoint remembers
-    s.sql("DELETE FROM audit WHERE seq IN (SELECT seq FROM audit_chain WHERE pos > 3)");
-    s.sql("DELETE FROM audit_patient WHERE seq NOT IN (SELECT seq FROM audit)");
-    s.sql("DELETE FROM audit_chain WHERE pos > 3");
+    // in one transaction that holds the chain's lock on PostgreSQL, so the server's sealer
+    // cannot link a waiting entry to the old head in the middle of the cut
+    let lock = match s.is_postgres() {
+        true => format!("SELECT pg_advisory_xact_lock({});", store::audit::CHAIN_LOCK),
+        false => String::new(),
+    };
+    s.sql(&format!(
+        "{lock} DELETE FROM audit WHERE seq IN (SELECT seq FROM audit_chain WHERE pos > 3); \
+         DELETE FROM audit_patient WHERE seq NOT IN (SELECT seq FROM audit); \
+         DELETE FROM audit_chain WHERE pos > 3;"
+    ));
     let (ok, out) = verify(s);
     // (on PostgreSQL an entry still waiting may have been chained after the cut)
     assert!(!ok && out.contains("the log was cut: a signed checkpoint covers position"), "{out}");

@@ -67,7 +67,7 @@ pub struct AuditCounts {
 }
 
 /// Lock id of the chain on PostgreSQL (`pg_advisory_xact_lock`).
-const CHAIN_LOCK: i64 = 0x6d65_646b_6175_6474;
+pub const CHAIN_LOCK: i64 = 0x6d65_646b_6175_6474;
 
 /// The link of an entry: SHA-256 over the previous link's hash, the position and every
 /// stored field, hex encoded. The first link's previous hash is empty.

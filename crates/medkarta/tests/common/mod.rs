@@ -180,7 +180,12 @@ impl Server {
         command_on(&self.backend, sub, args, None)
     }
 
-    /// Run SQL on the database directly, behind the server's back (tampering tests).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Run SQL on the database directly, behind the server's back (tampering tests); on
+    /// PostgreSQL the statements are one transaction.
     pub fn sql(&self, statement: &str) {
         match &self.backend {
             Backend::Sqlite(dir) => {
