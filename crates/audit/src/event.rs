@@ -3,6 +3,10 @@
 //! export, an operator command, a security alert); agents say who (the user with their
 //! role, the organisation they act for, the client application, the network address);
 //! entities say on what (each patient, each resource, the query); `purposeOfEvent` why.
+//!
+//! The log stores an event in a compact form of its own ([`Event::to_new`], about a fifth
+//! of the resource's size: every read writes one) and turns it into the AuditEvent when it
+//! is read ([`resource`]).
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
@@ -153,9 +157,96 @@ impl Event {
         }
     }
 
-    /// The entry to store.
+    /// The entry to store (the compact form; `at` and the patients are columns).
     pub fn to_new(&self) -> store::audit::NewAudit {
-        store::audit::NewAudit { at: self.at, patients: self.patients.clone(), entry: self.to_json().to_string() }
+        let mut c = Map::new();
+        let mut put = |k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                c.insert(k.into(), json!(v));
+            }
+        };
+        let kind = match &self.kind {
+            Kind::Rest(i) => format!("rest:{i}"),
+            Kind::Login => "login".into(),
+            Kind::Logout => "logout".into(),
+            Kind::Export => "export".into(),
+            Kind::Operator(cmd) => format!("op:{cmd}"),
+            Kind::Alert(what) => format!("alert:{what}"),
+        };
+        put("k", Some(&kind));
+        put("a", Some(self.action.code()));
+        put("o", Some(self.outcome.code()));
+        put("d", self.detail.as_deref());
+        let a = &self.agent;
+        put("u", a.user.as_deref());
+        put("r", a.role.as_deref());
+        put("pe", a.person.as_deref());
+        put("org", a.organization.as_deref());
+        put("c", a.client.as_deref());
+        put("s", a.session.as_deref());
+        put("ip", a.address.as_deref());
+        put("pu", self.purpose.as_ref().map(|p| p.0.as_str()));
+        put("why", self.purpose.as_ref().and_then(|p| p.1.as_deref()));
+        put("q", self.query.as_deref());
+        if !self.objects.is_empty() {
+            c.insert("ob".into(), json!(self.objects));
+        }
+        store::audit::NewAudit { at: self.at, patients: self.patients.clone(), entry: Value::Object(c).to_string() }
+    }
+
+    /// The event of a stored compact entry.
+    pub fn from_stored(at: i64, patients: &str, entry: &str) -> Option<Event> {
+        let v: Value = serde_json::from_str(entry).ok()?;
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let kind = s("k")?;
+        let kind = match kind.split_once(':') {
+            Some(("rest", i)) => Kind::Rest(INTERACTIONS.iter().find(|k| **k == i).copied().unwrap_or("operation")),
+            Some(("op", cmd)) => Kind::Operator(cmd.into()),
+            Some(("alert", what)) => Kind::Alert(what.into()),
+            _ => match kind.as_str() {
+                "login" => Kind::Login,
+                "logout" => Kind::Logout,
+                "export" => Kind::Export,
+                _ => return None,
+            },
+        };
+        let action = match s("a")?.as_str() {
+            "C" => Action::Create,
+            "R" => Action::Read,
+            "U" => Action::Update,
+            "D" => Action::Delete,
+            _ => Action::Execute,
+        };
+        let outcome = match s("o")?.as_str() {
+            "0" => Outcome::Success,
+            "4" => Outcome::MinorFailure,
+            _ => Outcome::SeriousFailure,
+        };
+        let agent = Agent {
+            user: s("u"),
+            role: s("r"),
+            person: s("pe"),
+            organization: s("org"),
+            client: s("c"),
+            session: s("s"),
+            address: s("ip"),
+        };
+        Some(Event {
+            at,
+            kind,
+            action,
+            outcome,
+            detail: s("d"),
+            agent,
+            purpose: s("pu").map(|code| (code, s("why"))),
+            patients: patients.split(' ').filter(|p| !p.is_empty()).map(str::to_string).collect(),
+            objects: v
+                .get("ob")
+                .and_then(Value::as_array)
+                .map(|o| o.iter().filter_map(|r| r.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            query: s("q"),
+        })
     }
 
     /// The AuditEvent resource (without `id`, which is the log's sequence number).
@@ -263,6 +354,34 @@ impl Event {
     }
 }
 
+/// The RESTful interactions (and pseudo-interactions) an event names.
+const INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "history-system",
+    "create",
+    "search-type",
+    "search-system",
+    "capabilities",
+    "batch",
+    "transaction",
+    "operation",
+];
+
+/// The AuditEvent of a stored entry (without `id`): compact entries are expanded; an
+/// entry already in resource form is returned as it is.
+pub fn resource(at: i64, patients: &str, entry: &str) -> Value {
+    match Event::from_stored(at, patients, entry) {
+        Some(e) => e.to_json(),
+        None => serde_json::from_str(entry).unwrap_or_else(|_| json!({"resourceType": "AuditEvent"})),
+    }
+}
+
 /// An instant in FHIR form (UTC, microseconds).
 pub fn instant(micros: i64) -> String {
     jiff::Timestamp::from_microsecond(micros).map(|t| t.to_string()).unwrap_or_default()
@@ -302,5 +421,21 @@ mod tests {
         assert_eq!(agents[1]["who"]["reference"], "Organization/o1");
         assert_eq!(agents[2]["who"]["identifier"]["value"], "portal");
         assert!(v["recorded"].as_str().unwrap().ends_with('Z'));
+        // stored compact, read back as the same resource
+        e.purpose = Some(("BTG".into(), Some("unconscious".into())));
+        e.detail = Some("ok".into());
+        let stored = e.to_new();
+        assert!(stored.entry.len() * 3 < e.to_json().to_string().len(), "{}", stored.entry);
+        assert_eq!(resource(stored.at, &stored.patients.join(" "), &stored.entry), e.to_json());
+        for kind in
+            [Kind::Login, Kind::Logout, Kind::Export, Kind::Operator("admin x".into()), Kind::Alert("flag".into())]
+                .into_iter()
+                .chain(INTERACTIONS.iter().map(|i| Kind::Rest(i)))
+        {
+            let mut e = e.clone();
+            e.kind = kind;
+            let s = e.to_new();
+            assert_eq!(Event::from_stored(s.at, &s.patients.join(" "), &s.entry), Some(e));
+        }
     }
 }

@@ -8,6 +8,11 @@
 //! ([`store::Tx::audit`]), so that a write and its audit entry commit together or not at
 //! all. On PostgreSQL, [`AuditLog::seal`] chains what concurrent transactions appended
 //! (run by [`AuditLog::start`] in the background); it also writes the signed checkpoints.
+//!
+//! A server gives the log a [`Journal`]: then an entry is durable for this purpose once it
+//! is in the journal file, and the sealer moves the journal into the database (see
+//! [`crate::journal`]); without one (commands, `--audit-sync`), each group of entries is a
+//! synchronous database commit before the requests are answered.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,6 +22,7 @@ use store::audit::NewAudit;
 
 use crate::AuditError;
 use crate::checkpoint::Signer;
+use crate::journal::Journal;
 
 #[derive(Default)]
 struct Queue {
@@ -37,11 +43,19 @@ pub struct AuditLog {
     written: Condvar,
     /// Signs checkpoints of the chain; none: no checkpoints.
     signer: Option<Signer>,
+    journal: Option<Journal>,
 }
 
 impl AuditLog {
     pub fn new(store: Arc<dyn Store>, signer: Option<Signer>) -> Self {
-        AuditLog { store, queue: Mutex::new(Queue { next: 1, ..Queue::default() }), written: Condvar::new(), signer }
+        let queue = Mutex::new(Queue { next: 1, ..Queue::default() });
+        AuditLog { store, queue, written: Condvar::new(), signer, journal: None }
+    }
+
+    /// Append entries to `journal` instead of committing each group to the database.
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -52,8 +66,11 @@ impl AuditLog {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Append an entry and wait until it is durable.
+    /// Append an entry and wait until it is durable (in the journal, or committed).
     pub fn record(&self, entry: NewAudit) -> Result<(), AuditError> {
+        if let Some(j) = &self.journal {
+            return j.append(&entry);
+        }
         let mut q = self.lock();
         q.waiting.push(entry);
         let mine = q.next;
@@ -89,11 +106,32 @@ impl AuditLog {
         }
     }
 
-    /// Chain what was appended but not yet chained (PostgreSQL), and write a checkpoint
-    /// when due. Returns the number of entries chained.
+    /// Sync the journal and move it into the database, then chain what was appended but
+    /// not yet chained (PostgreSQL). Returns the number of entries chained.
     pub fn seal(&self) -> Result<usize, AuditError> {
+        self.catch_up()?;
         let n = self.store.audit_seal()?;
         Ok(n)
+    }
+
+    /// Move what the journal holds into the database now (before a write records its
+    /// entry, so that the log keeps the order of requests); nothing to do without a
+    /// journal or when it is empty.
+    pub fn ingest_journal(&self) -> Result<(), AuditError> {
+        match &self.journal {
+            Some(j) if j.backlog() > 0 => j.ingest(self.store.as_ref()).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Move every entry recorded so far into the database (e.g. before showing a
+    /// patient their log).
+    pub fn catch_up(&self) -> Result<(), AuditError> {
+        if let Some(j) = &self.journal {
+            j.sync()?;
+            j.ingest(self.store.as_ref())?;
+        }
+        Ok(())
     }
 
     /// Sign the chain's head as a checkpoint (see [`crate::checkpoint`]) if it moved since
@@ -103,16 +141,35 @@ impl AuditLog {
         crate::checkpoint::write(self.store.as_ref(), signer)
     }
 
-    /// Run the sealer (PostgreSQL; every 50 ms) and the checkpoints (every `every`) on a
-    /// thread of their own, for as long as the process lives.
+    /// Run the sealer on a thread of its own, for as long as the process lives: the journal
+    /// (synced every 10 ms, moved into the database every 100 ms), the chain on PostgreSQL every 50 ms (SQLite chains on append), the
+    /// checkpoints every `every`.
     pub fn start(self: &Arc<Self>, every: Duration) {
+        // what a previous run left in the journal, before any new request
+        if let Err(e) = self.catch_up() {
+            tracing::error!("audit journal: {e}");
+        }
         let log = Arc::clone(self);
-        let chained_on_append = log.store.backend() == "sqlite";
+        let chain = log.store.backend() != "sqlite";
         let spawned = std::thread::Builder::new().name("audit-sealer".into()).spawn(move || {
             let mut last = Instant::now();
-            loop {
-                std::thread::sleep(Duration::from_millis(50));
-                if !chained_on_append && let Err(e) = log.seal() {
+            for tick in 1u64.. {
+                std::thread::sleep(Duration::from_millis(10));
+                if let Some(j) = &log.journal {
+                    // to the disk every 10 ms; into the database every 100 ms, in batches
+                    // (each a commit: fewer, larger ones cost less)
+                    let moved = j.sync().and_then(|()| match tick % 10 == 0 || j.backlog() > (1 << 20) {
+                        true => j.ingest(log.store.as_ref()).map(|_| ()),
+                        false => Ok(()),
+                    });
+                    if let Err(e) = moved {
+                        tracing::error!("audit journal: {e}");
+                    }
+                }
+                if chain
+                    && tick % 5 == 0
+                    && let Err(e) = log.store.audit_seal()
+                {
                     tracing::error!("audit chain: {e}");
                 }
                 if last.elapsed() >= every {

@@ -57,6 +57,12 @@ pub fn audited(
     purpose: Option<(String, Option<String>)>,
     run: impl FnOnce(&Request) -> Response,
 ) -> Response {
+    let write = matches!(req.method, Method::Post | Method::Put | Method::Patch | Method::Delete);
+    // a write records its entry in its own transaction: the entries of the requests
+    // answered before it started go into the log first, so the log keeps their order
+    if write && let Err(e) = engine.audit.ingest_journal() {
+        tracing::warn!("the audit journal could not be moved into the log: {e}");
+    }
     // a bundle's GET entries are requests of their own, inside the bundle's
     let current = Current { agent: agent.clone(), purpose: purpose.clone(), in_tx: false };
     let outer = CURRENT.with(|c| c.borrow_mut().replace(current));
@@ -65,7 +71,6 @@ pub fn audited(
     // a write recorded itself in its transaction (a read that opened a record by
     // break-the-glass wrote too, but is still a read to record)
     let bundle = req.method == Method::Post && req.path.trim_matches('/').is_empty();
-    let write = matches!(req.method, Method::Post | Method::Put | Method::Patch | Method::Delete);
     if in_tx && write && response.status < 400 && !bundle {
         return response;
     }
@@ -150,6 +155,33 @@ pub fn patients(resource: &Value, e: &mut Event) {
     }
 }
 
+/// What an audit entry needs of a stored resource or a Bundle of them (as sent): type, id,
+/// `meta` and the elements that refer to a patient; everything else is skipped unparsed,
+/// which costs a fraction of parsing it (every read is audited). `None`: not an object.
+fn skim(raw: &[u8]) -> Option<Value> {
+    use serde_json::value::RawValue;
+    let top: std::collections::HashMap<&str, &RawValue> = serde_json::from_slice(raw).ok()?;
+    let mut out = serde_json::Map::new();
+    for (k, v) in top {
+        let text = v.get();
+        let value = match k {
+            "entry" => Value::Array(
+                serde_json::from_str::<Vec<std::collections::HashMap<&str, &RawValue>>>(text)
+                    .ok()?
+                    .into_iter()
+                    .filter_map(|e| e.get("resource").and_then(|r| skim(r.get().as_bytes())))
+                    .map(|r| serde_json::json!({"resource": r}))
+                    .collect(),
+            ),
+            "resourceType" | "id" | "meta" => serde_json::from_str(text).ok()?,
+            _ if text.contains("Patient/") => serde_json::from_str(text).ok()?,
+            _ => continue,
+        };
+        out.insert(k.to_string(), value);
+    }
+    Some(Value::Object(out))
+}
+
 /// The AuditEvent of a request, from what it asked and what it got.
 fn of_request(req: &Request, agent: Agent, response: &Response) -> Option<Event> {
     let path = req.path.trim_matches('/');
@@ -207,7 +239,7 @@ fn of_request(req: &Request, agent: Agent, response: &Response) -> Option<Event>
     let body = match &response.body {
         ResponseBody::Json(v) => Some(v),
         ResponseBody::Raw(b) => {
-            parsed = serde_json::from_slice::<Value>(b).ok();
+            parsed = skim(b).or_else(|| serde_json::from_slice::<Value>(b).ok());
             parsed.as_ref()
         }
         _ => None,

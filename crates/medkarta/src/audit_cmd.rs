@@ -167,7 +167,7 @@ pub fn run(args: AuditArgs) -> Result<(), String> {
 
 /// One entry as a line: number, time, who, what, outcome, patients.
 fn line(r: &store::audit::AuditRow) -> String {
-    let v: serde_json::Value = serde_json::from_str(&r.entry).unwrap_or_default();
+    let v = audit::event::resource(r.at, &r.patients, &r.entry);
     let s = |p: &str| v.pointer(p).and_then(serde_json::Value::as_str).unwrap_or("-").to_string();
     let what = v
         .pointer("/subtype/0/code")

@@ -40,8 +40,11 @@ pub struct ExportArgs {
 
 pub fn run(args: ExportArgs) -> Result<(), String> {
     let settings = Settings::load_store(&args.store)?;
-    let engine =
-        crate::engine(&settings, settings.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
+    let engine = crate::engine(
+        &settings,
+        settings.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()),
+        false,
+    )?;
     let scope = match (&args.group, args.patients) {
         (Some(g), _) => {
             Scope::Members(fhir_rest::export::group_members(&engine, g).map_err(|e| e.outcome.to_json().to_string())?)

@@ -228,8 +228,11 @@ fn progress_line(c: &Counters, total_bytes: u64, started: Instant) -> String {
 
 pub fn run(args: ImportArgs) -> Result<(), String> {
     let settings = Settings::load_store(&args.store)?;
-    let engine =
-        crate::engine(&settings, settings.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
+    let engine = crate::engine(
+        &settings,
+        settings.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()),
+        false,
+    )?;
     let inputs = files(&args.paths)?;
     let total_bytes: u64 = inputs.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);

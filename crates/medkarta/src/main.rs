@@ -130,7 +130,7 @@ fn main() -> ExitCode {
             audit_cmd::operator_command(&store, "export", export::run(args))
         }
         Command::Demo(args) => Settings::load_store(&args).and_then(|s| {
-            let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()))?;
+            let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()), false)?;
             let n = demo::load(&engine)?;
             println!("Demo data: {n} resources written ({}).", s.store_description());
             let directory = admin::directory(engine.store.clone(), &engine.config.base_url)?;
@@ -183,11 +183,18 @@ pub(crate) fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
     }
 }
 
-pub(crate) fn engine(s: &Settings, base_url: String) -> Result<fhir_rest::Engine, String> {
+/// The engine over the configured store. `journal`: audit entries go through the audit
+/// journal in `<data>/audit-journal` (the server only: one process per journal).
+pub(crate) fn engine(s: &Settings, base_url: String, journal: bool) -> Result<fhir_rest::Engine, String> {
     let store = open_store(s)?;
     // bulk export files live beside the data (for PostgreSQL too: the --data directory)
     let export_dir = s.data.join("exports");
-    let log = Arc::new(audit::AuditLog::new(store.clone(), Some(audit_cmd::signer(s)?)));
+    let mut log = audit::AuditLog::new(store.clone(), Some(audit_cmd::signer(s)?));
+    if journal {
+        let journal = audit::journal::Journal::open(&s.data.join("audit-journal")).map_err(|e| e.to_string())?;
+        log = log.with_journal(journal);
+    }
+    let log = Arc::new(log);
     Ok(fhir_rest::Engine::new(store, fhir_rest::Config { base_url, export_dir, ..fhir_rest::Config::default() })
         .with_audit(log))
 }
@@ -214,7 +221,7 @@ fn serve(s: Settings) -> Result<(), String> {
         let base_url = s.base_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
         let settings = s.clone();
         let (engine, directory, demo_accounts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let engine = engine(&settings, base_url)?;
+            let engine = engine(&settings, base_url, !settings.audit_sync)?;
             let directory = Arc::new(admin::directory(engine.store.clone(), &engine.config.base_url)?);
             let demo_accounts = if settings.demo { demo::accounts(&directory)? } else { Vec::new() };
             fhir_rest::interaction::bulk_export::recover(&engine).map_err(|e| e.to_string())?;
@@ -238,7 +245,14 @@ fn serve(s: Settings) -> Result<(), String> {
                 "Demo account {user}, password {password} (shown once; a token: medkarta admin token --user {user})"
             );
         }
+        let audit = engine.audit.clone();
         let app = api::router(engine, directory, api::HttpConfig { max_body_bytes: s.max_body_bytes });
-        api::serve(listener, app, shutdown_signal(), tls).await.map_err(|e| e.to_string())
+        api::serve(listener, app, shutdown_signal(), tls).await.map_err(|e| e.to_string())?;
+        // leave nothing in the audit journal (it would be taken at the next start anyway)
+        match tokio::task::spawn_blocking(move || audit.catch_up()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     })
 }

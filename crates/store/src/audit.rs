@@ -73,12 +73,18 @@ pub const CHAIN_LOCK: i64 = 0x6d65_646b_6175_6474;
 /// stored field, hex encoded. The first link's previous hash is empty.
 pub fn chain_hash(prev: &str, pos: i64, seq: i64, at: i64, patients: &str, entry: &str) -> String {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for part in [prev, &pos.to_string(), &seq.to_string(), &at.to_string(), patients] {
-        ctx.update(part.as_bytes());
-        ctx.update(b"\n");
-    }
+    ctx.update(prev.as_bytes());
+    ctx.update(format!("\n{pos}\n{seq}\n{at}\n").as_bytes());
+    ctx.update(patients.as_bytes());
+    ctx.update(b"\n");
     ctx.update(entry.as_bytes());
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in ctx.finish().as_ref() {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 /// Rows per insert statement.

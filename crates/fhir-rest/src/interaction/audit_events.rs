@@ -90,6 +90,10 @@ pub fn search(engine: &Engine, req: &Request) -> FhirResult<Response> {
         Some(p) => AuditQuery::Patient { patient: p.clone(), before, limit: count },
         None => AuditQuery::Newest { before, limit: count },
     };
+    // everything recorded before this request, including what the journal still holds
+    if let Err(e) = engine.audit.catch_up() {
+        tracing::warn!("the audit journal could not be moved into the log: {e}");
+    }
     let rows = engine.store.audit(&q)?;
     let mut names = Names::new(engine);
     let mut links = vec![json!({"relation": "self", "url": engine.url(&format!("AuditEvent?{}", req.query))})];
@@ -227,7 +231,7 @@ fn esc(s: &str) -> String {
 /// An entry as an AuditEvent: its id, the names of the people and organisations it
 /// refers to, and a one-line summary as narrative.
 fn render(row: &AuditRow, names: &mut Names<'_>) -> Value {
-    let mut v: Value = serde_json::from_str(&row.entry).unwrap_or_else(|_| json!({"resourceType": "AuditEvent"}));
+    let mut v = ::audit::event::resource(row.at, &row.patients, &row.entry);
     v["id"] = json!(row.seq.to_string());
     v["meta"] = json!({"lastUpdated": instant(row.at)});
     let mut who = String::new();
