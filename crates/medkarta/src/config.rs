@@ -16,13 +16,18 @@ pub struct StoreArgs {
     /// (the database and schema are created if missing)
     #[arg(long, env = "MEDKARTA_DATABASE", value_name = "URL")]
     pub database: Option<String>,
-    /// Directory of the keys kept outside the database (the audit log's checkpoint
-    /// signing key and its witness file) [default: <data>/keys]; on another disk or a
-    /// mounted secret in production
+    /// Directory of the keys kept outside the database (the master keys that wrap the
+    /// data keys, master.keys; the audit log's checkpoint signing key and its witness
+    /// file) [default: <data>/keys]; on another disk or a mounted secret in production.
+    /// MEDKARTA_MASTER_KEYS (id:base64,...) supplies the master keys instead of the file
     #[arg(long, env = "MEDKARTA_KEYS", value_name = "DIR")]
     pub keys: Option<PathBuf>,
-    /// TOML file with any of: data, database, keys, listen, base_url, max_body_bytes, demo,
-    /// audit_sync, tls_cert, tls_key
+    /// Store new resource versions unencrypted (encrypted ones are still read); for
+    /// deployments that encrypt the whole disk and measure the difference
+    #[arg(long, env = "MEDKARTA_NO_ENCRYPTION")]
+    pub no_encryption: bool,
+    /// TOML file with any of: data, database, keys, no_encryption, listen, base_url,
+    /// max_body_bytes, demo, audit_sync, tls_cert, tls_key
     #[arg(long, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -65,6 +70,7 @@ struct FileConfig {
     data: Option<PathBuf>,
     database: Option<String>,
     keys: Option<PathBuf>,
+    no_encryption: Option<bool>,
     listen: Option<String>,
     base_url: Option<String>,
     max_body_bytes: Option<usize>,
@@ -81,6 +87,8 @@ pub struct Settings {
     pub database: Option<String>,
     /// Keys kept outside the database.
     pub keys: PathBuf,
+    /// Encrypt new resource versions.
+    pub encrypt: bool,
     pub listen: String,
     /// `None`: derived from the address actually bound.
     pub base_url: Option<String>,
@@ -114,6 +122,7 @@ impl Settings {
             keys: args.store.keys.clone().or(file.keys).unwrap_or_else(|| data.join("keys")),
             data,
             database: args.store.database.clone().or(file.database),
+            encrypt: !(args.store.no_encryption || file.no_encryption.unwrap_or(false)),
             listen,
             base_url,
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(16 * 1024 * 1024),

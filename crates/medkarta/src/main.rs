@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod export;
 mod import;
+mod keys_cmd;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// The audit log: verify its hash chain and signed checkpoints, list entries.
     Audit(audit_cmd::AuditArgs),
+    /// The master keys of encryption at rest: rotate them, see what they wrap.
+    Keys(keys_cmd::KeysArgs),
     /// Write a deterministic synthetic population (patients with their whole records) as
     /// FHIR transaction bundles or NDJSON files.
     Generate(GenerateArgs),
@@ -121,6 +124,10 @@ fn main() -> ExitCode {
             audit_cmd::operator_command(&store, "admin", admin::run(args))
         }
         Command::Audit(args) => audit_cmd::run(args),
+        Command::Keys(args) => {
+            let store = args.store.clone();
+            audit_cmd::operator_command(&store, "keys", keys_cmd::run(args))
+        }
         Command::Import(args) => {
             let store = args.store.clone();
             audit_cmd::operator_command(&store, "import", import::run(args))
@@ -172,7 +179,22 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// The master keys: `MEDKARTA_MASTER_KEYS`, else `<keys>/master.keys` (created on first use).
+pub(crate) fn keyring(s: &Settings) -> Result<Arc<vault::Keyring>, String> {
+    let keyring = match std::env::var(vault::master::ENV) {
+        Ok(text) => vault::Keyring::from_env(&text),
+        Err(_) => vault::Keyring::open_file(&s.keys.join("master.keys")),
+    };
+    keyring.map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// The configured database, its resources encrypted at rest.
 pub(crate) fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
+    let vault = Arc::new(vault::Vault::new(keyring(s)?, s.encrypt));
+    Ok(Arc::new(vault::SealedStore::new(open_database(s)?, vault)))
+}
+
+fn open_database(s: &Settings) -> Result<Arc<dyn Store>, String> {
     match &s.database {
         Some(url) => {
             store_postgres::PostgresStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>).map_err(|e| e.to_string())

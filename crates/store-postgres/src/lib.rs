@@ -314,6 +314,10 @@ impl Tx for PgTx<'_> {
         ops::delete_record(&mut self.conn()?, kind, id)
     }
 
+    fn record(&mut self, kind: &str, id: &str) -> Result<Option<Record>> {
+        Ok(ops::records(&mut self.conn()?, kind, Some(id))?.into_iter().next().map(|(_, r)| r))
+    }
+
     fn audit(&mut self, rows: &[NewAudit]) -> Result<()> {
         // concurrent appenders: queued, chained by `audit_seal` in sequence order
         store::audit::append(&mut self.conn()?, rows, false).map(|_| ())

@@ -318,6 +318,10 @@ impl Tx for SqliteTx<'_> {
         ops::delete_record(&mut self.conn()?, kind, id)
     }
 
+    fn record(&mut self, kind: &str, id: &str) -> Result<Option<Record>> {
+        Ok(ops::records(&mut self.conn()?, kind, Some(id))?.into_iter().next().map(|(_, r)| r))
+    }
+
     fn audit(&mut self, rows: &[NewAudit]) -> Result<()> {
         // one writer: chained as appended
         store::audit::append(&mut self.conn()?, rows, true).map(|_| ())

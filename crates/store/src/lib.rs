@@ -257,6 +257,9 @@ pub trait Tx {
     /// Remove a record; `false` if there was none.
     fn delete_record(&mut self, kind: &str, id: &str) -> Result<bool>;
 
+    /// One record, as the transaction sees it.
+    fn record(&mut self, kind: &str, id: &str) -> Result<Option<Record>>;
+
     /// Append audit entries, committed with the rest of the transaction.
     fn audit(&mut self, rows: &[audit::NewAudit]) -> Result<()>;
 

@@ -1,0 +1,66 @@
+//! `medkarta keys`: the master keys that wrap the data keys of encryption at rest
+//! (`vault`): rotate them while the server runs, and see which key wraps how many.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+
+use crate::config::{Settings, StoreArgs};
+
+#[derive(Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new master key to <keys>/master.keys and rewrap every data key under it, with
+    /// the server running (it reads the new key when it first needs it; the resources are
+    /// not rewritten). The old keys stay in the file until you remove them: `keys status`
+    /// shows when none is used any more.
+    Rotate,
+    /// The master keys held, and how many data keys each one wraps.
+    Status,
+}
+
+pub fn run(args: KeysArgs) -> Result<(), String> {
+    let settings = Settings::load_store(&args.store)?;
+    let keyring = crate::keyring(&settings)?;
+    let store = crate::open_store(&settings)?;
+    match args.command {
+        KeysCommand::Rotate => {
+            let id = keyring.rotate().map_err(|e| e.to_string())?;
+            println!("New master key {id} added to {}.", settings.keys.join("master.keys").display());
+            let vault = vault::Vault::new(keyring, true);
+            let n = vault::sealed::rotate(store.as_ref(), &vault, &mut |done, total| {
+                eprint!("\rrewrapping data keys: {done}/{total}");
+                let _ = std::io::stderr().flush();
+            })
+            .map_err(|e| e.to_string())?;
+            eprintln!();
+            println!("{n} data keys now wrapped by master key {id}.");
+            Ok(())
+        }
+        KeysCommand::Status => {
+            let mut used: BTreeMap<String, usize> = BTreeMap::new();
+            for (_, r) in store.records(vault::sealed::KIND).map_err(|e| e.to_string())? {
+                let v: serde_json::Value = serde_json::from_str(&r.data).unwrap_or_default();
+                *used.entry(v["master"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+            }
+            let ids = keyring.ids();
+            for id in &ids {
+                let n = used.remove(id).unwrap_or(0);
+                let current = if Some(id) == ids.last() { " (current: wraps new data keys)" } else { "" };
+                println!("master key {id}: {n} data keys{current}");
+            }
+            for (id, n) in used {
+                println!("master key {id}: {n} data keys, NOT IN THE KEYRING: their patients' records cannot be read");
+            }
+            Ok(())
+        }
+    }
+}
