@@ -203,6 +203,26 @@ fn json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| DirectoryError::Invalid(e.to_string()))
 }
 
+/// Revoke a session by its id, directly in the store (for the engine, which blocks a
+/// session after suspicious activity): no token or refresh token of it works after
+/// [`SESSION_RECHECK`].
+pub fn revoke_session_record(store: &dyn Store, sid: &str) -> Result<()> {
+    for _ in 0..10 {
+        let Some(r) = store.record("session", sid)? else { return Ok(()) };
+        let mut s: Session = parse(&r.data)?;
+        if s.revoked {
+            return Ok(());
+        }
+        s.revoked = true;
+        s.refresh_hash = None;
+        let mut tx = store.begin()?;
+        if tx.put_record("session", sid, &json(&s)?, Expect::Version(r.version))? {
+            return Ok(tx.commit()?);
+        }
+    }
+    Err(DirectoryError::Conflict)
+}
+
 impl Directory {
     /// Open the directory, creating the first signing key if there is none.
     pub fn open(store: Arc<dyn Store>, issuer: &str, audience: &str) -> Result<Directory> {

@@ -77,7 +77,10 @@ pub fn audited(
     let Some(mut event) = of_request(req, agent, &response) else { return response };
     event.purpose = purpose;
     match engine.audit.record(event.to_new()) {
-        Ok(()) => response,
+        Ok(()) => {
+            engine.watch.observe(engine, &event);
+            response
+        }
         Err(e) => {
             tracing::error!("request refused, its audit entry could not be written: {e}");
             FhirError::new(
@@ -217,7 +220,9 @@ fn of_request(req: &Request, agent: Agent, response: &Response) -> Option<Event>
     if search {
         e.query = Some(if req.query.is_empty() { path.to_string() } else { format!("{path}?{}", req.query) });
     }
-    if let ["Patient", id, ..] = segs.as_slice() {
+    if let ["Patient", id, ..] = segs.as_slice()
+        && !id.starts_with(['$', '_'])
+    {
         e.patient(id);
     }
     if segs.first() == Some(&"AuditEvent") {

@@ -16,6 +16,7 @@ pub mod interaction;
 pub mod meta;
 pub mod search_parameters;
 pub mod shape;
+pub mod watch;
 pub mod write;
 
 use std::sync::Arc;
@@ -202,6 +203,8 @@ pub struct Config {
     /// Security labels (`meta.security` codes) of sensitive sections, hidden from
     /// clinicians unless the patient opens them by consent.
     pub sensitive_labels: Vec<String>,
+    /// The suspicious-activity rules.
+    pub watch: watch::Rules,
 }
 
 impl Default for Config {
@@ -215,6 +218,7 @@ impl Default for Config {
             // v3 ActCode: psychiatry, HIV, sexuality and reproductive health, sexually
             // transmitted disease, substance abuse, sexual and domestic violence
             sensitive_labels: ["PSY", "HIV", "SEX", "STD", "ETH", "SDV"].map(String::from).to_vec(),
+            watch: watch::Rules::default(),
         }
     }
 }
@@ -225,13 +229,15 @@ pub struct Engine {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub audit: Arc<::audit::AuditLog>,
+    /// Notifications and suspicious-activity rules over the accesses.
+    pub watch: Arc<watch::Watch>,
 }
 
 impl Engine {
     /// An engine whose audit log has no checkpoint signer (see [`Engine::with_audit`]).
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         let audit = Arc::new(::audit::AuditLog::new(store.clone(), None));
-        Engine { store, config: Arc::new(config), audit }
+        Engine { store, config: Arc::new(config), audit, watch: Arc::default() }
     }
 
     /// Use this audit log (of the same store).
@@ -251,10 +257,21 @@ impl Engine {
         let purpose = req.break_glass.as_ref().map(|r| (crate::consent::BTG.to_string(), Some(r.clone())));
         // a clinician's request carries what patients' consents say about them now (and
         // break-the-glass writes its grant, audited with the request)
-        crate::audit::audited(self, req, agent, purpose, |req| match crate::consent::admit(self, req) {
+        let blocked = agent.session.as_deref().is_some_and(|s| self.watch.blocked(s));
+        crate::audit::audited(self, req, agent, purpose, |req| {
+            match crate::consent::admit(self, req) {
+            _ if blocked => FhirError::new(
+                403,
+                fhir_model::Issue::error(
+                    fhir_model::IssueType::Security,
+                    "This session was blocked after unusual activity and the security officer was alerted; sign in again or contact them",
+                ),
+            )
+            .into(),
             Ok(Some(admitted)) => run(&admitted),
             Ok(None) => run(req),
             Err(e) => e.into(),
+        }
         })
     }
 

@@ -300,9 +300,20 @@ pub fn commit_one(engine: &crate::Engine, prepared: Prepared) -> FhirResult<Writ
 
 /// Run prepared writes in one transaction (all or none) and commit it.
 pub fn commit_all(engine: &crate::Engine, prepared: Vec<Prepared>) -> FhirResult<Vec<Written>> {
+    commit_all_with(engine, prepared, |_| Ok(()))
+}
+
+/// [`commit_all`], with more work of the caller's in the same transaction (records,
+/// audit entries).
+pub fn commit_all_with(
+    engine: &crate::Engine,
+    prepared: Vec<Prepared>,
+    extra: impl FnOnce(&mut dyn store::Tx) -> store::Result<()>,
+) -> FhirResult<Vec<Written>> {
     let gate = search::registry::write_gate();
     let mut tx = engine.store.begin()?;
     let written = prepared.into_iter().map(|p| apply(tx.as_mut(), p)).collect::<FhirResult<Vec<_>>>()?;
+    extra(tx.as_mut())?;
     let refs: Vec<&Written> = written.iter().collect();
     crate::audit::in_tx(engine, tx.as_mut(), &refs)?;
     tx.commit()?;

@@ -29,7 +29,8 @@ enum AuditCommand {
     Verify,
     /// Sign the head of the chain now (the server does so every minute).
     Checkpoint,
-    /// The security alerts (accesses flagged by patients), newest first.
+    /// The security alerts (accesses flagged by patients, suspicious activity), newest
+    /// first.
     Alerts,
     /// List entries, newest first.
     List {
@@ -140,12 +141,16 @@ pub fn run(args: AuditArgs) -> Result<(), String> {
             for (id, r) in alerts {
                 let v: serde_json::Value = serde_json::from_str(&r.data).unwrap_or_default();
                 let s = |k: &str| v.get(k).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string));
+                let about = match (s("patient"), s("entry"), v.get("patients").and_then(|p| p.as_array())) {
+                    (Some(p), Some(e), _) => format!("patient {p}, entry {e}"),
+                    (_, _, Some(ps)) => format!("{} patients", ps.len()),
+                    _ => String::new(),
+                };
                 println!(
-                    "{id}  {}  {}  patient {}  entry {}  by {}: {}",
+                    "{id}  {}  {}  {}  {about}  by {}: {}",
                     v.get("at").and_then(serde_json::Value::as_i64).map(audit::event::instant).unwrap_or_default(),
                     s("status").unwrap_or_default(),
-                    s("patient").unwrap_or_default(),
-                    s("entry").unwrap_or_default(),
+                    s("kind").unwrap_or_default(),
                     s("by").unwrap_or_default(),
                     s("reason").unwrap_or_else(|| "(no reason given)".into()),
                 );

@@ -27,7 +27,8 @@ pub struct StoreArgs {
     #[arg(long, env = "MEDKARTA_NO_ENCRYPTION")]
     pub no_encryption: bool,
     /// TOML file with any of: data, database, keys, no_encryption, listen, base_url,
-    /// max_body_bytes, demo, audit_sync, tls_cert, tls_key
+    /// max_body_bytes, demo, audit_sync, tls_cert, tls_key, suspicious_patients,
+    /// suspicious_window, night_hours
     #[arg(long, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -62,6 +63,18 @@ pub struct ServeArgs {
     /// loss in those 10 ms may lose entries of reads). Costs most of the read throughput
     #[arg(long, env = "MEDKARTA_AUDIT_SYNC")]
     pub audit_sync: bool,
+    /// Suspicious activity: a user who opens more patients' records than this within
+    /// --suspicious-window is blocked, the security officer alerted, the patients told
+    /// (0: off) [default: 50]
+    #[arg(long, env = "MEDKARTA_SUSPICIOUS_PATIENTS", value_name = "N")]
+    pub suspicious_patients: Option<usize>,
+    /// The window of --suspicious-patients, in seconds [default: 600]
+    #[arg(long, env = "MEDKARTA_SUSPICIOUS_WINDOW", value_name = "SECONDS")]
+    pub suspicious_window: Option<i64>,
+    /// Night hours (server's local time) in which opening records from an address the
+    /// user never came from is suspicious, FROM-TO, or "off" [default: 22-6]
+    #[arg(long, env = "MEDKARTA_NIGHT_HOURS", value_name = "FROM-TO")]
+    pub night_hours: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -78,6 +91,9 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     audit_sync: Option<bool>,
+    suspicious_patients: Option<usize>,
+    suspicious_window: Option<i64>,
+    night_hours: Option<String>,
 }
 
 /// Effective settings.
@@ -98,6 +114,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Every audit batch waits for the disk.
     pub audit_sync: bool,
+    /// The suspicious-activity rules.
+    pub watch: fhir_rest::watch::Rules,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -128,6 +146,26 @@ impl Settings {
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(16 * 1024 * 1024),
             demo: args.demo || file.demo.unwrap_or(false),
             audit_sync: args.audit_sync || file.audit_sync.unwrap_or(false),
+            watch: {
+                let d = fhir_rest::watch::Rules::default();
+                let night = match args.night_hours.clone().or(file.night_hours) {
+                    None => d.night,
+                    Some(s) if s == "off" => None,
+                    Some(s) => Some(
+                        s.split_once('-')
+                            .and_then(|(a, b)| Some((a.trim().parse::<u8>().ok()?, b.trim().parse::<u8>().ok()?)))
+                            .filter(|(a, b)| *a <= 24 && *b <= 24)
+                            .ok_or_else(|| {
+                                format!("--night-hours '{s}': expected FROM-TO in hours (e.g. 22-6) or off")
+                            })?,
+                    ),
+                };
+                fhir_rest::watch::Rules {
+                    max_patients: args.suspicious_patients.or(file.suspicious_patients).unwrap_or(d.max_patients),
+                    window_secs: args.suspicious_window.or(file.suspicious_window).unwrap_or(d.window_secs),
+                    night,
+                }
+            },
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
@@ -146,6 +184,9 @@ impl Settings {
             tls_cert: None,
             tls_key: None,
             audit_sync: false,
+            suspicious_patients: None,
+            suspicious_window: None,
+            night_hours: None,
         })
     }
 

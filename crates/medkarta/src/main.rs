@@ -217,8 +217,8 @@ pub(crate) fn engine(s: &Settings, base_url: String, journal: bool) -> Result<fh
         log = log.with_journal(journal);
     }
     let log = Arc::new(log);
-    Ok(fhir_rest::Engine::new(store, fhir_rest::Config { base_url, export_dir, ..fhir_rest::Config::default() })
-        .with_audit(log))
+    let config = fhir_rest::Config { base_url, export_dir, watch: s.watch.clone(), ..fhir_rest::Config::default() };
+    Ok(fhir_rest::Engine::new(store, config).with_audit(log))
 }
 
 fn serve(s: Settings) -> Result<(), String> {

@@ -232,9 +232,12 @@ fn consent_matrix(s: &mut Server) {
     assert_eq!(btg.status, 200, "{}", btg.text);
     assert_eq!(reach(s, &dr, "p-btg"), WHOLE);
     let pat_btg = s.user_token("pat-btg", "patient", &["--patient", "Patient/p-btg"]);
-    let told = as_(&pat_btg, "GET", "Communication", None).json();
+    // told at once of the break-the-glass (with the reason), and of the clinic's first access
+    let told = as_(&pat_btg, "GET", "Communication?category=alert", None).json();
     assert_eq!(told["total"], 1, "{told}");
     assert!(told["entry"][0]["resource"]["payload"][0]["contentString"].as_str().unwrap().contains("unconscious"));
+    let first = as_(&pat_btg, "GET", "Communication?category=notification", None).json();
+    assert_eq!(first["total"], 1, "{first}");
     let log = as_(&pat_btg, "GET", "AuditEvent", None).json();
     let btg: Vec<(String, String)> = log["entry"]
         .as_array()

@@ -175,6 +175,41 @@ pub fn kickoff(engine: &Engine, req: &Request, group: Option<&str>, patients: bo
     Ok(r)
 }
 
+/// Patients told of one export at most; beyond (a whole-population extract), the audit
+/// log alone records it.
+const MAX_NOTIFIED: usize = 10_000;
+
+/// Tell every patient whose record was exported (the group's members, or the Patient
+/// resources in the files), with a Communication each.
+fn notify_patients(engine: &Engine, job: &Job, plan: &Plan, outputs: &[crate::export::Output]) -> FhirResult<()> {
+    let mut patients: Vec<String> = match &plan.scope {
+        Scope::Members(ids) => ids.clone(),
+        _ => Vec::new(),
+    };
+    if let Some(o) = outputs.iter().find(|o| o.resource_type.as_str() == "Patient") {
+        let text = std::fs::read_to_string(&o.file).map_err(|_| FhirError::internal())?;
+        patients.extend(text.lines().filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).ok()?.get("id")?.as_str().map(str::to_string)
+        }));
+    }
+    patients.sort_unstable();
+    patients.dedup();
+    if patients.len() > MAX_NOTIFIED {
+        tracing::warn!(job = job.id, patients = patients.len(), "export of many records: patients not told one by one");
+        return Ok(());
+    }
+    let text = format!(
+        "Your health record was exported by {} on {} ({}). If you did not expect it, flag the entry in your access log. \
+         Ваша медкарта выгружена: {}, {} ({}). Если вы этого не ожидали, отметьте запись в журнале доступа.",
+        job.owner, job.transaction_time, job.request, job.owner, job.transaction_time, job.request
+    );
+    for chunk in patients.chunks(500) {
+        let writes = chunk.iter().map(|p| crate::watch::notice(p, &text, "routine")).collect::<FhirResult<Vec<_>>>()?;
+        crate::write::commit_all(engine, writes)?;
+    }
+    Ok(())
+}
+
 fn work(engine: &Engine, mut job: Job, plan: &Plan, cancel: &AtomicBool) {
     let mut last_saved = std::time::Instant::now();
     let result = run(engine, plan, &dir(engine, &job.id), cancel, |rt: ResourceType, n| {
@@ -193,6 +228,9 @@ fn work(engine: &Engine, mut job: Job, plan: &Plan, cancel: &AtomicBool) {
             job.state = "done".into();
             job.outputs = outputs.iter().map(|o| (o.resource_type.to_string(), o.count)).collect();
             tracing::info!(job = job.id, files = outputs.len(), "export done");
+            if let Err(e) = notify_patients(engine, &job, plan, &outputs) {
+                tracing::error!("export {}: the patients could not be told: {e:?}", job.id);
+            }
         }
         Err(e) => {
             job.state = "failed".into();

@@ -1,0 +1,297 @@
+//! Watching accesses as they happen (after each audited read or search of a user):
+//!
+//! - **a first access by an organisation**: the first time anyone of an organisation
+//!   opens a patient's record, the patient gets a Communication saying who (remembered as
+//!   a `org-access` record, so once per organisation and patient);
+//! - **suspicious activity**, by configurable rules ([`Rules`]): one user opening more
+//!   than `max_patients` patients' records within `window_secs` (a request about one
+//!   patient opens their record: a read, a search in their record, `$everything`; a list
+//!   of many patients does not count), or opening records in the night hours from an
+//!   address not among those the user came from before (a user's first address is not
+//!   "new"). Then the user's session is
+//!   blocked (its requests refused at once, the session revoked so no token of it works
+//!   again), the security officer alerted (a `security-alert` record and an audit entry,
+//!   `medkarta audit alerts`), and every patient whose record that user opened in the
+//!   window is told (a Communication).
+//!
+//! The counters live in memory (one process); what must outlast it — sessions, alerts,
+//! addresses seen, organisations seen — is stored.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use audit::{Action, Event, Kind, Outcome};
+use serde_json::json;
+use store::Expect;
+
+use crate::Engine;
+use crate::meta::{instant, now_micros};
+
+/// The suspicious-activity rules of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// More distinct patients than this by one user within `window_secs`: suspicious
+    /// (0: the rule is off).
+    pub max_patients: usize,
+    pub window_secs: i64,
+    /// Night hours `[from, to)`, local time of the server: a record opened then from an
+    /// address not seen before for the user is suspicious (none: the rule is off).
+    pub night: Option<(u8, u8)>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { max_patients: 50, window_secs: 600, night: Some((22, 6)) }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Per user: (time, patient) of recent accesses, oldest first.
+    recent: HashMap<String, VecDeque<(i64, String)>>,
+    /// Sessions blocked.
+    blocked: HashSet<String>,
+    /// (user, address) and (patient, organisation) pairs known to be stored.
+    addresses: HashSet<(String, String)>,
+    organisations: HashSet<(String, String)>,
+}
+
+/// The watcher of one engine.
+#[derive(Default)]
+pub struct Watch {
+    state: Mutex<State>,
+}
+
+const ADDRESSES: &str = "seen-address";
+const ORGANISATIONS: &str = "org-access";
+
+fn in_night(hour: u8, (from, to): (u8, u8)) -> bool {
+    if from <= to { (from..to).contains(&hour) } else { hour >= from || hour < to }
+}
+
+impl Watch {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Is this session blocked?
+    pub fn blocked(&self, session: &str) -> bool {
+        self.lock().blocked.contains(session)
+    }
+
+    /// Look at an access that was answered (and recorded).
+    pub fn observe(&self, engine: &Engine, e: &Event) {
+        let (Some(user), Some(session)) = (&e.agent.user, &e.agent.session) else { return };
+        if e.agent.role.as_deref() == Some("patient") || e.patients.is_empty() || e.outcome != Outcome::Success {
+            return;
+        }
+        if !matches!(e.action, Action::Read | Action::Execute) {
+            return;
+        }
+        if let Err(err) = self.first_access(engine, e) {
+            tracing::error!("first-access notification: {err:?}");
+        }
+        let rules = &engine.config.watch;
+        let mut why = None;
+        let opened: Vec<String>;
+        {
+            let mut s = self.lock();
+            let recent = s.recent.entry(user.clone()).or_default();
+            if let [p] = e.patients.as_slice() {
+                recent.push_back((e.at, p.clone()));
+            }
+            while recent.front().is_some_and(|(at, _)| *at < e.at - rules.window_secs * 1_000_000) {
+                recent.pop_front();
+            }
+            opened = {
+                let mut seen = HashSet::new();
+                recent.iter().filter(|(_, p)| seen.insert(p.clone())).map(|(_, p)| p.clone()).collect()
+            };
+            if rules.max_patients > 0 && opened.len() > rules.max_patients {
+                why = Some(format!(
+                    "{user} opened the records of {} patients within {} minutes (the limit is {})",
+                    opened.len(),
+                    rules.window_secs / 60,
+                    rules.max_patients
+                ));
+            }
+        }
+        if why.is_none()
+            && let (Some(night), Some(address)) = (rules.night, &e.agent.address)
+        {
+            match self.night_from_new_address(engine, user, address, night, e.at) {
+                Ok(Some(w)) => why = Some(w),
+                Ok(None) => {}
+                Err(err) => tracing::error!("address check: {err}"),
+            }
+        }
+        if let Some(why) = why
+            && !self.blocked(session)
+            && let Err(err) = self.raise(engine, e, session, &why, &opened)
+        {
+            tracing::error!("suspicious activity could not be handled: {err:?}");
+        }
+    }
+
+    /// In the night hours from an address the user has not come from before: why that is
+    /// suspicious. A user's addresses are remembered (stored, the last 50).
+    fn night_from_new_address(
+        &self,
+        engine: &Engine,
+        user: &str,
+        address: &str,
+        night: (u8, u8),
+        at: i64,
+    ) -> store::Result<Option<String>> {
+        let key = (user.to_string(), address.to_string());
+        if self.lock().addresses.contains(&key) {
+            return Ok(None);
+        }
+        let stored = engine.store.record(ADDRESSES, user)?;
+        let mut list: Vec<String> = stored
+            .as_ref()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.data).ok())
+            .and_then(|v| serde_json::from_value(v["addresses"].clone()).ok())
+            .unwrap_or_default();
+        // the first address of a user is theirs, not a new one
+        let known = list.is_empty() || list.iter().any(|a| a == address);
+        if !list.iter().any(|a| a == address) {
+            list.push(address.to_string());
+            if list.len() > 50 {
+                list.remove(0);
+            }
+            let expect = stored.map_or(Expect::Absent, |r| Expect::Version(r.version));
+            let mut tx = engine.store.begin()?;
+            // lost to a concurrent request of the same user: it is remembered next time
+            if tx.put_record(ADDRESSES, user, &json!({"addresses": list}).to_string(), expect)? {
+                tx.commit()?;
+            }
+        }
+        self.lock().addresses.insert(key);
+        let local = jiff::Timestamp::from_microsecond(at)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .to_zoned_datetime(jiff::tz::TimeZone::system());
+        let hour = u8::try_from(local.hour()).unwrap_or(0);
+        Ok((!known && in_night(hour, night)).then(|| {
+            format!(
+                "{user} opened records at {:02}:{:02} (night hours) from an address not seen before: {address}",
+                local.hour(),
+                local.minute()
+            )
+        }))
+    }
+
+    /// Tell each patient the first time someone of an organisation opens their record.
+    fn first_access(&self, engine: &Engine, e: &Event) -> crate::FhirResult<()> {
+        let Some(org) = &e.agent.organization else { return Ok(()) };
+        let fresh: Vec<&String> = {
+            let s = self.lock();
+            e.patients.iter().filter(|p| !s.organisations.contains(&((*p).clone(), org.clone()))).collect()
+        };
+        let who = e.agent.user.clone().unwrap_or_default();
+        let org_name = name_of(engine, org).unwrap_or_else(|| org.clone());
+        for p in fresh {
+            let id = format!("{p}|{org}");
+            if engine.store.record(ORGANISATIONS, &id)?.is_none() {
+                let when = instant(e.at);
+                let text = format!(
+                    "{org_name} opened your record for the first time ({who}, {when}). If you did not expect it, \
+                     flag the entry in your access log. {org_name} впервые открыл(а) вашу медкарту ({who}, {when}). \
+                     Если вы этого не ожидали, отметьте запись в журнале доступа."
+                );
+                let record = json!({"first": e.at, "by": who}).to_string();
+                let done = crate::write::commit_all_with(engine, vec![notice(p, &text, "routine")?], |tx| {
+                    match tx.put_record(ORGANISATIONS, &id, &record, Expect::Absent)? {
+                        true => Ok(()),
+                        // told by a concurrent request: this one rolls back
+                        false => Err(store::StoreError::Conflict(format!("{id} notified already"))),
+                    }
+                });
+                if let Err(err) = done
+                    && err.status != 409
+                {
+                    return Err(err);
+                }
+            }
+            self.lock().organisations.insert((p.clone(), org.clone()));
+        }
+        Ok(())
+    }
+
+    /// Block the session, alert the security officer, tell the patients.
+    fn raise(
+        &self,
+        engine: &Engine,
+        e: &Event,
+        session: &str,
+        why: &str,
+        patients: &[String],
+    ) -> crate::FhirResult<()> {
+        self.lock().blocked.insert(session.to_string());
+        tracing::warn!(session, "suspicious activity: {why}; session blocked");
+        if let Err(err) = auth::directory::revoke_session_record(engine.store.as_ref(), session) {
+            tracing::error!(session, "the blocked session could not be revoked in the store: {err}");
+        }
+        let alert = json!({"kind": "suspicious-activity", "at": e.at, "status": "open", "by": e.agent.user,
+            "session": session, "address": e.agent.address, "reason": why, "patients": patients});
+        let alert_id = uuid::Uuid::now_v7().to_string();
+        let text = format!(
+            "Unusual activity was detected on your record and stopped: {why}. The security officer is looking into it. \
+             Необычная активность с вашей медкартой обнаружена и остановлена: {why}. Служба безопасности проверяет её."
+        );
+        let writes = patients.iter().map(|p| notice(p, &text, "urgent")).collect::<crate::FhirResult<Vec<_>>>()?;
+        let mut alert_event =
+            Event::new(Kind::Alert("suspicious activity".into()), Action::Execute, Outcome::Success, e.agent.clone());
+        for p in patients {
+            alert_event.patient(p);
+        }
+        alert_event.detail = Some(why.to_string());
+        let entry = alert_event.to_new();
+        crate::write::commit_all_with(engine, writes, |tx| {
+            tx.put_record(crate::interaction::audit_events::ALERTS, &alert_id, &alert.to_string(), Expect::Absent)?;
+            tx.audit(std::slice::from_ref(&entry))
+        })?;
+        Ok(())
+    }
+}
+
+/// The name of an Organization (or Practitioner), for a message.
+fn name_of(engine: &Engine, reference: &str) -> Option<String> {
+    let (rt, id) = reference.split_once('/')?;
+    let body = engine.store.read(rt, id).ok()??.body?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    match &v["name"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        n => n[0]["text"].as_str().map(str::to_string).or_else(|| n[0]["family"].as_str().map(str::to_string)),
+    }
+}
+
+/// A Communication to a patient (prepared for a write).
+pub(crate) fn notice(patient: &str, text: &str, priority: &str) -> crate::FhirResult<crate::write::Prepared> {
+    crate::write::prepare(crate::write::WriteOp::Create {
+        resource: json!({
+            "resourceType": "Communication",
+            "status": "completed",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category", "code": "notification"}]}],
+            "priority": priority,
+            "subject": {"reference": format!("Patient/{patient}")},
+            "recipient": [{"reference": format!("Patient/{patient}")}],
+            "sent": instant(now_micros()),
+            "payload": [{"contentString": text}]
+        }),
+        if_none_exist: None,
+        id: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_night;
+
+    #[test]
+    fn night_hours_wrap_around_midnight() {
+        assert!(in_night(23, (22, 6)) && in_night(2, (22, 6)) && !in_night(6, (22, 6)) && !in_night(12, (22, 6)));
+        assert!(in_night(3, (1, 5)) && !in_night(5, (1, 5)));
+        assert!(in_night(0, (0, 24)) && in_night(23, (0, 24)));
+    }
+}
