@@ -79,9 +79,10 @@ pub(crate) fn patients_of(resource: &Value) -> Option<Vec<String>> {
 }
 
 /// The care restriction of an access decision, for a query on `params`.
-fn care_of(access: &Access, params: Vec<&'static str>) -> Option<search::Care> {
+fn care_of(engine: &Engine, access: &Access, params: Vec<&'static str>) -> Option<search::Care> {
     match access {
         Access::Care { organization, practitioner, consents } => Some(search::Care {
+            relations: engine.config.care,
             organization: organization.clone(),
             practitioner: practitioner.clone(),
             params,
@@ -98,7 +99,7 @@ fn care_of(access: &Access, params: Vec<&'static str>) -> Option<search::Care> {
 fn in_care(engine: &Engine, access: &Access, id: &str) -> bool {
     let Some(patient) = ResourceType::parse("Patient") else { return false };
     let Ok(mut q) = search::parse_query(patient, &format!("_id={id}")) else { return false };
-    q.care = care_of(access, Vec::new());
+    q.care = care_of(engine, access, Vec::new());
     engine.store.search(&q, 0).ok().and_then(|p| p.total) == Some(1)
 }
 
@@ -162,7 +163,7 @@ fn establishes_care(access: &Access, resource: &Value) -> bool {
 }
 
 /// Restrict a search to what `access` allows.
-pub fn restrict(q: &mut Query, access: &Access) -> FhirResult<()> {
+pub fn restrict(engine: &Engine, q: &mut Query, access: &Access) -> FhirResult<()> {
     let rt = q.resource_type;
     if let Access::Care { .. } = access {
         let params: Vec<&'static str> = fhir_spec::spec()
@@ -173,7 +174,7 @@ pub fn restrict(q: &mut Query, access: &Access) -> FhirResult<()> {
             .map(|p| p.code)
             .collect();
         if rt.as_str() == "Patient" || !params.is_empty() {
-            q.care = care_of(access, if rt.as_str() == "Patient" { Vec::new() } else { params });
+            q.care = care_of(engine, access, if rt.as_str() == "Patient" { Vec::new() } else { params });
         }
         return Ok(());
     }

@@ -109,7 +109,13 @@ pub fn parse_params(
 }
 
 /// The queries to run for one type (its filters, or everything), for one patient or all.
-fn queries(plan: &Plan, rt: ResourceType, access: &Access, patient: Option<&str>) -> FhirResult<Vec<Query>> {
+fn queries(
+    engine: &Engine,
+    plan: &Plan,
+    rt: ResourceType,
+    access: &Access,
+    patient: Option<&str>,
+) -> FhirResult<Vec<Query>> {
     let filters: Vec<&str> = plan.filters.iter().filter(|(t, _)| *t == rt).map(|(_, q)| q.as_str()).collect();
     let filters = if filters.is_empty() { vec![""] } else { filters };
     let mut out = Vec::new();
@@ -124,7 +130,7 @@ fn queries(plan: &Plan, rt: ResourceType, access: &Access, patient: Option<&str>
             Some(p) => q.in_compartment(crate::resource_type("Patient")?, p)?,
             None => {}
         }
-        restrict(&mut q, access)?;
+        restrict(engine, &mut q, access)?;
         q.total = Total::None;
         // pages go by surrogate key
         q.sort.clear();
@@ -163,7 +169,7 @@ pub fn run(
         // with several filters or several members, a resource may match twice
         let mut seen: Option<HashSet<String>> = None;
         for patient in &patients {
-            let qs = queries(plan, *rt, access, patient.as_deref())?;
+            let qs = queries(engine, plan, *rt, access, patient.as_deref())?;
             if qs.len() > 1 || patients.len() > 1 {
                 seen.get_or_insert_with(HashSet::new);
             }

@@ -205,6 +205,9 @@ pub struct Config {
     pub sensitive_labels: Vec<String>,
     /// The suspicious-activity rules.
     pub watch: watch::Rules,
+    /// Which relationships put a patient in a clinician's care (the default policy,
+    /// before consents).
+    pub care: search::CareRelations,
 }
 
 impl Default for Config {
@@ -219,6 +222,7 @@ impl Default for Config {
             // transmitted disease, substance abuse, sexual and domestic violence
             sensitive_labels: ["PSY", "HIV", "SEX", "STD", "ETH", "SDV"].map(String::from).to_vec(),
             watch: watch::Rules::default(),
+            care: search::CareRelations::default(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub struct StoreArgs {
     pub no_encryption: bool,
     /// TOML file with any of: data, database, keys, no_encryption, listen, base_url,
     /// max_body_bytes, demo, audit_sync, tls_cert, tls_key, suspicious_patients,
-    /// suspicious_window, night_hours
+    /// suspicious_window, night_hours, care_relations
     #[arg(long, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -75,6 +75,12 @@ pub struct ServeArgs {
     /// user never came from is suspicious, FROM-TO, or "off" [default: 22-6]
     #[arg(long, env = "MEDKARTA_NIGHT_HOURS", value_name = "FROM-TO")]
     pub night_hours: Option<String>,
+    /// The default access policy: which relationships put a patient in a clinician's care,
+    /// comma-separated from registration (managing organisation, general practitioner),
+    /// encounter, appointment, referral; or none (only the patients' consents open records)
+    /// [default: registration,encounter,appointment,referral]
+    #[arg(long, env = "MEDKARTA_CARE_RELATIONS", value_name = "LIST")]
+    pub care_relations: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -94,6 +100,7 @@ struct FileConfig {
     suspicious_patients: Option<usize>,
     suspicious_window: Option<i64>,
     night_hours: Option<String>,
+    care_relations: Option<String>,
 }
 
 /// Effective settings.
@@ -116,6 +123,8 @@ pub struct Settings {
     pub audit_sync: bool,
     /// The suspicious-activity rules.
     pub watch: fhir_rest::watch::Rules,
+    /// The default access policy.
+    pub care: search::CareRelations,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -146,6 +155,10 @@ impl Settings {
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(16 * 1024 * 1024),
             demo: args.demo || file.demo.unwrap_or(false),
             audit_sync: args.audit_sync || file.audit_sync.unwrap_or(false),
+            care: match args.care_relations.clone().or(file.care_relations) {
+                Some(list) => search::CareRelations::parse(&list).map_err(|e| format!("--care-relations: {e}"))?,
+                None => search::CareRelations::default(),
+            },
             watch: {
                 let d = fhir_rest::watch::Rules::default();
                 let night = match args.night_hours.clone().or(file.night_hours) {
@@ -187,6 +200,7 @@ impl Settings {
             suspicious_patients: None,
             suspicious_window: None,
             night_hours: None,
+            care_relations: None,
         })
     }
 

@@ -217,7 +217,13 @@ pub(crate) fn engine(s: &Settings, base_url: String, journal: bool) -> Result<fh
         log = log.with_journal(journal);
     }
     let log = Arc::new(log);
-    let config = fhir_rest::Config { base_url, export_dir, watch: s.watch.clone(), ..fhir_rest::Config::default() };
+    let config = fhir_rest::Config {
+        base_url,
+        export_dir,
+        watch: s.watch.clone(),
+        care: s.care,
+        ..fhir_rest::Config::default()
+    };
     Ok(fhir_rest::Engine::new(store, config).with_audit(log))
 }
 

@@ -269,4 +269,93 @@ fn consent_matrix(s: &mut Server) {
     );
 }
 
-on_both_backends!(consent_matrix);
+/// A PUT that must succeed.
+fn put_ok(s: &Server, path: &str, body: &Value) {
+    let r = s.put(path, body);
+    assert!(r.status < 300, "{path}: {}", r.text);
+}
+
+/// The patients of the default policy's relations, and one outside all of them.
+fn policy_data(s: &Server) -> String {
+    put_ok(s, "Organization/org-c", &json!({"resourceType": "Organization", "id": "org-c", "name": "Clinic C"}));
+    put_ok(s, "Practitioner/pr-c", &json!({"resourceType": "Practitioner", "id": "pr-c"}));
+    for p in ["c-reg", "c-enc", "c-app", "c-app-x", "c-ref", "c-none"] {
+        let mut patient = json!({"resourceType": "Patient", "id": p});
+        if p == "c-reg" {
+            patient["managingOrganization"] = json!({"reference": "Organization/org-c"});
+        }
+        put_ok(s, &format!("Patient/{p}"), &patient);
+    }
+    put_ok(
+        s,
+        "Encounter/c-e1",
+        &json!({"resourceType": "Encounter", "id": "c-e1", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "Patient/c-enc"}, "serviceProvider": {"reference": "Organization/org-c"}}),
+    );
+    for (id, patient, status) in [("c-a1", "c-app", "booked"), ("c-a2", "c-app-x", "cancelled")] {
+        put_ok(
+            s,
+            &format!("Appointment/{id}"),
+            &json!({"resourceType": "Appointment", "id": id, "status": status,
+                "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:20:00Z", "participant": [
+                {"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"},
+                {"actor": {"reference": "Practitioner/pr-c"}, "status": "accepted"}]}),
+        );
+    }
+    put_ok(
+        s,
+        "ServiceRequest/c-r1",
+        &json!({"resourceType": "ServiceRequest", "id": "c-r1", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/c-ref"}, "performer": [{"reference": "Organization/org-c"}]}),
+    );
+    s.user_token("dr-c", "doctor", &["--organization", "Organization/org-c", "--practitioner", "Practitioner/pr-c"])
+}
+
+fn reads(s: &Server, token: &str) -> Vec<(String, u16)> {
+    ["c-reg", "c-enc", "c-app", "c-app-x", "c-ref", "c-none"]
+        .iter()
+        .map(|p| (p.to_string(), s.req_as(Some(token), "GET", &format!("Patient/{p}"), &[], None).status))
+        .collect()
+}
+
+fn default_policy(s: &mut Server) {
+    let dr = policy_data(s);
+    let expect = [("c-reg", 200), ("c-enc", 200), ("c-app", 200), ("c-app-x", 403), ("c-ref", 200), ("c-none", 403)];
+    assert_eq!(reads(s, &dr), expect.map(|(p, c)| (p.to_string(), c)).to_vec());
+    // a search sees the same patients
+    let found = s.req_as(Some(&dr), "GET", "Patient?_count=100", &[], None).json();
+    let mut ids: Vec<&str> =
+        found["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["id"].as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["c-app", "c-enc", "c-ref", "c-reg"]);
+}
+
+/// `--care-relations none`: records open only by the patients' consent; a single
+/// relation counts alone.
+fn configured_policy(backend: fn() -> common::Backend) {
+    let s = Server::start(backend(), &["--care-relations", "none"]);
+    let dr = policy_data(&s);
+    assert!(reads(&s, &dr).iter().all(|(_, c)| *c == 403), "{:?}", reads(&s, &dr));
+    let pat = s.user_token("pat-c", "patient", &["--patient", "Patient/c-reg"]);
+    let grant = consent("c-reg", "permit", "Organization/org-c", json!({}));
+    let r = s.req_as(Some(&pat), "POST", "Consent", &[("Content-Type", FHIR)], Some(&grant.to_string()));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(s.req_as(Some(&dr), "GET", "Patient/c-reg", &[], None).status, 200);
+    let s = Server::start(backend(), &["--care-relations", "referral"]);
+    let dr = policy_data(&s);
+    let open: Vec<String> = reads(&s, &dr).into_iter().filter(|(_, c)| *c == 200).map(|(p, _)| p).collect();
+    assert_eq!(open, ["c-ref"]);
+}
+
+#[test]
+fn sqlite_configured_policy() {
+    configured_policy(|| common::Backend::Sqlite(tempfile::tempdir().unwrap()));
+}
+
+#[test]
+fn postgres_configured_policy() {
+    configured_policy(|| common::Backend::Postgres(store_tests::PgDatabase::create()));
+}
+
+on_both_backends!(consent_matrix, default_policy);

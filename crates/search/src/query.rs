@@ -43,10 +43,60 @@ pub struct Query {
     pub care: Option<Care>,
 }
 
-/// Patients in the care of an organisation (or of a practitioner): managed by it or with
-/// it as general practitioner, or with an encounter or episode of care it provides.
+/// Which relationships put a patient in the care of an organisation or practitioner: the
+/// deployment's default policy, before consents (all of them unless configured; none:
+/// only patients' consents open records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CareRelations {
+    /// Registered: the organisation manages the patient's record, or the practitioner
+    /// or organisation is their general practitioner.
+    pub registration: bool,
+    /// An encounter or episode of care the organisation provides (or provided).
+    pub encounter: bool,
+    /// An appointment with the practitioner (not cancelled, missed or entered in error).
+    pub appointment: bool,
+    /// A referral (ServiceRequest) to the organisation or the practitioner as performer
+    /// (not revoked, a draft or entered in error).
+    pub referral: bool,
+}
+
+impl Default for CareRelations {
+    fn default() -> Self {
+        CareRelations { registration: true, encounter: true, appointment: true, referral: true }
+    }
+}
+
+impl CareRelations {
+    pub const NAMES: [&'static str; 4] = ["registration", "encounter", "appointment", "referral"];
+
+    /// From a list of names (see [`CareRelations::NAMES`]); `none` or empty: no relation.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut r = CareRelations { registration: false, encounter: false, appointment: false, referral: false };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty() && *n != "none") {
+            match name {
+                "registration" => r.registration = true,
+                "encounter" => r.encounter = true,
+                "appointment" => r.appointment = true,
+                "referral" => r.referral = true,
+                other => {
+                    return Err(format!(
+                        "unknown care relation '{other}' (known: {}, or none)",
+                        Self::NAMES.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Patients in the care of an organisation (or of a practitioner), by the relations the
+/// deployment counts ([`CareRelations`]), plus those who opened their record by consent,
+/// less those who closed it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Care {
+    /// The relations that count.
+    pub relations: CareRelations,
     /// Organization id.
     pub organization: String,
     /// Practitioner id.

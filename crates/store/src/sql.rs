@@ -542,26 +542,53 @@ pub fn search_where(sql: &mut Sql, query: &Query, driver: Option<usize>) {
     }
 }
 
-/// The ids of the patients in `care`: managed by the organisation or with it (or the
-/// practitioner) as general practitioner, or with an encounter or episode of care the
-/// organisation provides.
+/// The ids of the patients in `care`, by the relations the deployment counts
+/// ([`search::CareRelations`]) and the patients' consents.
 fn care_set(sql: &mut Sql, care: &search::Care) {
-    sql.push("SELECT cs.id FROM (");
-    sql.push(
-        "SELECT p.id FROM resources p WHERE p.rtype = 'Patient' AND p.deleted = 0 AND p.rkey IN \
-         (SELECT x.rkey FROM idx_reference x WHERE x.rtype = 'Patient' \
-         AND x.param IN ('organization', 'general-practitioner') AND ((x.target_type = 'Organization' AND x.target_id = ",
-    );
-    sql.text_arg(&care.organization).push(")");
-    if let Some(pr) = &care.practitioner {
-        sql.push(" OR (x.target_type = 'Practitioner' AND x.target_id = ").text_arg(pr).push(")");
+    let r = care.relations;
+    sql.push("SELECT cs.id FROM (SELECT p.id FROM resources p WHERE 1 = 0");
+    // the organisation, or the practitioner too, as `target` of reference `x`
+    let us = |sql: &mut Sql, x: &str| {
+        sql.push(&format!(" AND (({x}.target_type = 'Organization' AND {x}.target_id = ")).text_arg(&care.organization);
+        sql.push(")");
+        if let Some(pr) = &care.practitioner {
+            sql.push(&format!(" OR ({x}.target_type = 'Practitioner' AND {x}.target_id = ")).text_arg(pr).push(")");
+        }
+        sql.push(")");
+    };
+    if r.registration {
+        sql.push(
+            " UNION SELECT p.id FROM resources p WHERE p.rtype = 'Patient' AND p.deleted = 0 AND p.rkey IN \
+             (SELECT x.rkey FROM idx_reference x WHERE x.rtype = 'Patient' \
+             AND x.param IN ('organization', 'general-practitioner')",
+        );
+        us(sql, "x");
+        sql.push(")");
     }
-    sql.push(
-        ")) UNION SELECT y.target_id FROM idx_reference e JOIN idx_reference y ON y.rkey = e.rkey \
-         WHERE e.rtype IN ('Encounter', 'EpisodeOfCare') AND e.param IN ('service-provider', 'organization') \
-         AND e.target_type = 'Organization' AND e.target_id = ",
-    );
-    sql.text_arg(&care.organization).push(" AND y.param = 'patient' AND y.target_type = 'Patient'");
+    // resources of `types` that name us by `params` and the patient by `patient`, unless
+    // their status is one of `void`
+    let linked = |sql: &mut Sql, types: &str, params: &str, patient: &str, void: &str| {
+        sql.push(&format!(
+            " UNION SELECT y.target_id FROM idx_reference e JOIN idx_reference y ON y.rkey = e.rkey \
+             WHERE e.rtype IN ({types}) AND e.param IN ({params})"
+        ));
+        us(sql, "e");
+        sql.push(&format!(" AND y.param = '{patient}' AND y.target_type = 'Patient'"));
+        if !void.is_empty() {
+            sql.push(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rkey = e.rkey AND s.param = 'status' AND s.code IN ({void}))"
+            ));
+        }
+    };
+    if r.encounter {
+        linked(sql, "'Encounter', 'EpisodeOfCare'", "'service-provider', 'organization'", "patient", "");
+    }
+    if r.appointment {
+        linked(sql, "'Appointment'", "'practitioner'", "patient", "'cancelled', 'noshow', 'entered-in-error'");
+    }
+    if r.referral {
+        linked(sql, "'ServiceRequest'", "'performer'", "patient", "'revoked', 'draft', 'entered-in-error'");
+    }
     if !care.granted.is_empty() {
         sql.push(" UNION SELECT g.id FROM resources g WHERE g.rtype = 'Patient' AND g.id");
         text_list(sql, &care.granted);

@@ -111,7 +111,7 @@ pub fn everything(engine: &Engine, req: &Request, id: &str) -> FhirResult<Respon
         if ti > 0 {
             q.in_compartment(patient_rt, id)?;
         }
-        restrict(&mut q, &type_access)?;
+        restrict(engine, &mut q, &type_access)?;
         q.total = Total::None;
         if after > 0 {
             q.page = Some(PageRequest { forward: true, from: Position { key: after, values: Vec::new() } });

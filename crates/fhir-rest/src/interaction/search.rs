@@ -15,7 +15,7 @@ use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
 
 pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> FhirResult<Response> {
     let mut q = parse_query(rt, query)?;
-    restrict(&mut q, &require(&req.principal, Interaction::Search, rt)?)?;
+    restrict(engine, &mut q, &require(&req.principal, Interaction::Search, rt)?)?;
     run(engine, req, q, rt.as_str(), query)
 }
 
@@ -37,7 +37,7 @@ pub fn compartment(
 ) -> FhirResult<Response> {
     let mut q = parse_query(rt, &req.query)?;
     q.in_compartment(owner, id)?;
-    restrict(&mut q, &require(&req.principal, Interaction::Search, rt)?)?;
+    restrict(engine, &mut q, &require(&req.principal, Interaction::Search, rt)?)?;
     run(engine, req, q, &format!("{owner}/{id}/{rt}"), &req.query)
 }
 
