@@ -66,13 +66,28 @@ fn in_period(period: Option<&Value>, now: i64) -> bool {
         }
 }
 
+/// The PractitionerRoles the caller acts in: active ones of their practitioner (at their
+/// organisation, if the account names one).
+fn roles(engine: &Engine, caller: &Caller) -> FhirResult<Vec<String>> {
+    let Some(pr) = caller.grant.as_ref().and_then(|g| g.practitioner.as_deref()) else { return Ok(Vec::new()) };
+    let rt = ResourceType::parse("PractitionerRole").ok_or_else(FhirError::internal)?;
+    let mut criteria = format!("practitioner={pr}&active:not=false&_count=100");
+    if let Some(org) = caller.grant.as_ref().and_then(|g| g.organization.as_deref()) {
+        criteria.push_str(&format!("&organization={org}"));
+    }
+    let q = search::parse_query(rt, &criteria).map_err(FhirError::from)?;
+    Ok(engine.store.search(&q, 100)?.resources.into_iter().map(|r| format!("PractitionerRole/{}", r.id)).collect())
+}
+
 /// The consent facts for `caller` now.
 pub fn load(engine: &Engine, caller: &Caller) -> FhirResult<Consents> {
     let mut c = Consents { sensitive: engine.config.sensitive_labels.clone(), ..Consents::default() };
-    let actors = actors(caller);
+    let mut actors = actors(caller);
     if actors.is_empty() {
         return Ok(c);
     }
+    // a consent may name the practitioner in one of their roles
+    actors.extend(roles(engine, caller)?);
     let rt = ResourceType::parse("Consent").ok_or_else(FhirError::internal)?;
     let q = search::parse_query(rt, &format!("actor={}&status=active&_count=1000", actors.join(",")))
         .map_err(FhirError::from)?;

@@ -188,32 +188,50 @@ impl Watch {
             let s = self.lock();
             e.patients.iter().filter(|p| !s.organisations.contains(&((*p).clone(), org.clone()))).collect()
         };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut untold = Vec::new();
+        for p in fresh {
+            match engine.store.record(ORGANISATIONS, &format!("{p}|{org}"))? {
+                Some(_) => drop(self.lock().organisations.insert((p.clone(), org.clone()))),
+                None => untold.push(p),
+            }
+        }
         let who = e.agent.user.clone().unwrap_or_default();
         let org_name = name_of(engine, org).unwrap_or_else(|| org.clone());
-        for p in fresh {
-            let id = format!("{p}|{org}");
-            if engine.store.record(ORGANISATIONS, &id)?.is_none() {
-                let when = instant(e.at);
-                let text = format!(
-                    "{org_name} opened your record for the first time ({who}, {when}). If you did not expect it, \
-                     flag the entry in your access log. {org_name} впервые открыл(а) вашу медкарту ({who}, {when}). \
-                     Если вы этого не ожидали, отметьте запись в журнале доступа."
-                );
-                let record = json!({"first": e.at, "by": who}).to_string();
-                let done = crate::write::commit_all_with(engine, vec![notice(p, &text, "routine")?], |tx| {
-                    match tx.put_record(ORGANISATIONS, &id, &record, Expect::Absent)? {
-                        true => Ok(()),
-                        // told by a concurrent request: this one rolls back
-                        false => Err(store::StoreError::Conflict(format!("{id} notified already"))),
+        let when = instant(e.at);
+        let text = format!(
+            "{org_name} opened your record for the first time ({who}, {when}). If you did not expect it, \
+             flag the entry in your access log. {org_name} впервые открыл(а) вашу медкарту ({who}, {when}). \
+             Если вы этого не ожидали, отметьте запись в журнале доступа."
+        );
+        let record = json!({"first": e.at, "by": who}).to_string();
+        // all in one transaction (a list of patients is one access); one told meanwhile by
+        // a concurrent request rolls it back, and then each is told on its own
+        let tell = |patients: &[&String]| {
+            let notes = patients.iter().map(|p| notice(p, &text, "routine")).collect::<crate::FhirResult<Vec<_>>>()?;
+            crate::write::commit_all_with(engine, notes, |tx| {
+                for p in patients {
+                    let id = format!("{p}|{org}");
+                    if !tx.put_record(ORGANISATIONS, &id, &record, Expect::Absent)? {
+                        return Err(store::StoreError::Conflict(format!("{id} told already")));
                     }
-                });
-                if let Err(err) = done
-                    && err.status != 409
-                {
-                    return Err(err);
                 }
+                Ok(())
+            })
+        };
+        let done = match tell(&untold) {
+            Err(err) if err.status == 409 && untold.len() > 1 => {
+                untold.iter().map(|p| tell(&[p])).find_map(|r| r.err().filter(|e| e.status != 409)).map_or(Ok(()), Err)
             }
-            self.lock().organisations.insert((p.clone(), org.clone()));
+            Err(err) if err.status == 409 => Ok(()),
+            other => other.map(|_| ()),
+        };
+        done?;
+        let mut s = self.lock();
+        for p in untold {
+            s.organisations.insert((p.clone(), org.clone()));
         }
         Ok(())
     }

@@ -342,6 +342,19 @@ fn configured_policy(backend: fn() -> common::Backend) {
     let r = s.req_as(Some(&pat), "POST", "Consent", &[("Content-Type", FHIR)], Some(&grant.to_string()));
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(s.req_as(Some(&dr), "GET", "Patient/c-reg", &[], None).status, 200);
+    // a consent naming the doctor's PractitionerRole (active, at their clinic)
+    put_ok(
+        &s,
+        "PractitionerRole/c-role",
+        &json!({"resourceType": "PractitionerRole", "id": "c-role", "active": true,
+            "practitioner": {"reference": "Practitioner/pr-c"}, "organization": {"reference": "Organization/org-c"}}),
+    );
+    let pat = s.user_token("pat-c2", "patient", &["--patient", "Patient/c-enc"]);
+    let grant = consent("c-enc", "permit", "PractitionerRole/c-role", json!({}));
+    let r = s.req_as(Some(&pat), "POST", "Consent", &[("Content-Type", FHIR)], Some(&grant.to_string()));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(s.req_as(Some(&dr), "GET", "Patient/c-enc", &[], None).status, 200);
+    assert_eq!(s.req_as(Some(&dr), "GET", "Patient/c-none", &[], None).status, 403);
     let s = Server::start(backend(), &["--care-relations", "referral"]);
     let dr = policy_data(&s);
     let open: Vec<String> = reads(&s, &dr).into_iter().filter(|(_, c)| *c == 200).map(|(p, _)| p).collect();
