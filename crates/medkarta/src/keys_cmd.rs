@@ -25,6 +25,9 @@ enum KeysCommand {
     Rotate,
     /// The master keys held, and how many data keys each one wraps.
     Status,
+    /// Encrypt the resource versions still stored in plaintext (written before encryption
+    /// was on, or with --no-encryption), in short transactions, with the server running.
+    Encrypt,
 }
 
 pub fn run(args: KeysArgs) -> Result<(), String> {
@@ -43,6 +46,18 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
             eprintln!();
             println!("{n} data keys now wrapped by master key {id}.");
+            Ok(())
+        }
+        KeysCommand::Encrypt => {
+            let vault = std::sync::Arc::new(vault::Vault::new(keyring, true));
+            let sealed = vault::SealedStore::new(crate::open_database(&settings)?, vault);
+            let n = vault::sealed::encrypt_existing(&sealed, &mut |done, at| {
+                eprint!("\rencrypting: {done} versions encrypted, history position {at}");
+                let _ = std::io::stderr().flush();
+            })
+            .map_err(|e| e.to_string())?;
+            eprintln!();
+            println!("{n} resource versions encrypted; none is stored in plaintext any more.");
             Ok(())
         }
         KeysCommand::Status => {

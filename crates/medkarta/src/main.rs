@@ -194,7 +194,7 @@ pub(crate) fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
     Ok(Arc::new(vault::SealedStore::new(open_database(s)?, vault)))
 }
 
-fn open_database(s: &Settings) -> Result<Arc<dyn Store>, String> {
+pub(crate) fn open_database(s: &Settings) -> Result<Arc<dyn Store>, String> {
     match &s.database {
         Some(url) => {
             store_postgres::PostgresStore::open(url).map(|s| Arc::new(s) as Arc<dyn Store>).map_err(|e| e.to_string())

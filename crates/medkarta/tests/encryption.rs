@@ -46,4 +46,35 @@ fn at_rest(s: &mut Server) {
     assert_eq!(s.get("Observation/enc-o1").status, 200);
 }
 
+/// A database written without encryption (`--no-encryption`), encrypted in place by
+/// `medkarta keys encrypt` with the server running.
+fn switched_on_later(s: &mut Server) {
+    s.put("Patient/late-1", &json!({"resourceType": "Patient", "id": "late-1", "name": [{"family": "Zolotareva"}]}));
+    s.put(
+        "Patient/late-1",
+        &json!({"resourceType": "Patient", "id": "late-1", "name": [{"family": "Zolotareva"}], "gender": "female"}),
+    );
+    let plain = match s.is_postgres() {
+        true => "SELECT CAST(count(*) AS TEXT) FROM history WHERE position(CAST('Zolotareva' AS BYTEA) IN body) > 0",
+        false => "SELECT CAST(count(*) AS TEXT) FROM history WHERE instr(body, CAST('Zolotareva' AS BLOB)) > 0",
+    };
+    assert_eq!(s.sql_text(plain), "2", "both versions in plaintext");
+    let (ok, out, err) = s.command("keys", &["encrypt"]);
+    assert!(ok && out.contains("2 resource versions encrypted"), "{out}{err}");
+    assert_eq!(s.sql_text(plain), "0");
+    assert_eq!(s.get("Patient/late-1/_history/1").json()["name"][0]["family"], "Zolotareva");
+    assert_eq!(s.get("Patient/late-1").json()["gender"], "female");
+}
+
+#[test]
+fn sqlite_switched_on_later() {
+    switched_on_later(&mut Server::start(common::Backend::Sqlite(tempfile::tempdir().unwrap()), &["--no-encryption"]));
+}
+
+#[test]
+fn postgres_switched_on_later() {
+    let db = store_tests::PgDatabase::create();
+    switched_on_later(&mut Server::start(common::Backend::Postgres(db), &["--no-encryption"]));
+}
+
 on_both_backends!(at_rest);

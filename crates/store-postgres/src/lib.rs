@@ -207,6 +207,10 @@ impl SqlConn for Conn<'_> {
             let ty = r.columns().get(i).map(|c| c.type_().clone());
             Ok(match ty {
                 Some(Type::INT8) => r.try_get::<_, Option<i64>>(i).map_err(err)?.map_or(Arg::Null, Arg::Int),
+                Some(Type::INT4) => {
+                    r.try_get::<_, Option<i32>>(i).map_err(err)?.map_or(Arg::Null, |v| Arg::Int(i64::from(v)))
+                }
+                Some(Type::BYTEA) => r.try_get::<_, Option<Vec<u8>>>(i).map_err(err)?.map_or(Arg::Null, Arg::Blob),
                 Some(Type::FLOAT8) => r.try_get::<_, Option<f64>>(i).map_err(err)?.map_or(Arg::Null, Arg::Real),
                 Some(Type::TEXT) => r.try_get::<_, Option<String>>(i).map_err(err)?.map_or(Arg::Null, Arg::Text),
                 other => return Err(StoreError::Backend(format!("unexpected column type {other:?}"))),
@@ -316,6 +320,14 @@ impl Tx for PgTx<'_> {
 
     fn record(&mut self, kind: &str, id: &str) -> Result<Option<Record>> {
         Ok(ops::records(&mut self.conn()?, kind, Some(id))?.into_iter().next().map(|(_, r)| r))
+    }
+
+    fn versions(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
+        ops::versions(&mut self.conn()?, after, limit)
+    }
+
+    fn replace_body(&mut self, seq: i64, body: &[u8]) -> Result<()> {
+        ops::replace_body(&mut self.conn()?, seq, body)
     }
 
     fn audit(&mut self, rows: &[NewAudit]) -> Result<()> {

@@ -322,6 +322,14 @@ impl Tx for SqliteTx<'_> {
         Ok(ops::records(&mut self.conn()?, kind, Some(id))?.into_iter().next().map(|(_, r)| r))
     }
 
+    fn versions(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
+        ops::versions(&mut self.conn()?, after, limit)
+    }
+
+    fn replace_body(&mut self, seq: i64, body: &[u8]) -> Result<()> {
+        ops::replace_body(&mut self.conn()?, seq, body)
+    }
+
     fn audit(&mut self, rows: &[NewAudit]) -> Result<()> {
         // one writer: chained as appended
         store::audit::append(&mut self.conn()?, rows, true).map(|_| ())

@@ -260,6 +260,13 @@ pub trait Tx {
     /// One record, as the transaction sees it.
     fn record(&mut self, kind: &str, id: &str) -> Result<Option<Record>>;
 
+    /// Up to `limit` stored versions (with a body) after history sequence `after`, in
+    /// order, with their sequence: for re-encrypting the stored bodies.
+    fn versions(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>>;
+
+    /// Replace the stored bytes of the body of the version at sequence `seq`.
+    fn replace_body(&mut self, seq: i64, body: &[u8]) -> Result<()>;
+
     /// Append audit entries, committed with the rest of the transaction.
     fn audit(&mut self, rows: &[audit::NewAudit]) -> Result<()>;
 

@@ -241,6 +241,33 @@ pub fn scan(c: &mut dyn SqlConn, rtype: &str, after: i64, limit: usize) -> Resul
     Ok(keys.into_iter().zip(resources).collect())
 }
 
+/// Up to `limit` stored versions with a body, of any resource, whose history sequence is
+/// above `after`, in sequence order, with their sequence.
+pub fn versions(c: &mut dyn SqlConn, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push(COLUMNS).push(", h.seq FROM history h JOIN resources r ON r.rkey = h.rkey WHERE h.seq > ");
+    sql.bind(Arg::Int(after)).push(" AND h.body IS NOT NULL ORDER BY h.seq LIMIT ").bind(Arg::Int(limit as i64));
+    c.query_values(&sql)?
+        .into_iter()
+        .map(|row| match <[Arg; 7]>::try_from(row) {
+            Ok([Arg::Text(t), Arg::Text(id), Arg::Int(v), Arg::Int(lu), Arg::Text(m), Arg::Blob(b), Arg::Int(seq)]) => {
+                Ok((seq, stored(t, id, v, lu, &m, Some(b))?))
+            }
+            _ => Err(StoreError::Backend("unreadable history row".into())),
+        })
+        .collect()
+}
+
+/// Replace the stored bytes of one version's body (re-encryption; nothing else changes).
+pub fn replace_body(c: &mut dyn SqlConn, seq: i64, body: &[u8]) -> Result<()> {
+    let mut sql = Sql::new(c.dialect());
+    sql.push("UPDATE history SET body = ").bind(Arg::Blob(body.to_vec())).push(" WHERE seq = ").bind(Arg::Int(seq));
+    match c.execute(&sql)? {
+        1 => Ok(()),
+        _ => Err(StoreError::Conflict(format!("history row {seq} is gone"))),
+    }
+}
+
 pub fn reindex(
     c: &mut dyn SqlConn,
     rtype: &str,

@@ -6,7 +6,8 @@
 //! [`sealed::SealedStore`] does it as a decorator of any [`store::Store`], so the backends
 //! and everything above them stay as they are; index rows hold only what search needs and
 //! are not encrypted. Rotating the master key rewraps the data keys, not the data
-//! ([`sealed::rotate`]), while the server runs.
+//! ([`sealed::rotate`]), while the server runs; [`sealed::encrypt_existing`] seals what
+//! was stored in plaintext.
 
 pub mod master;
 pub mod sealed;

@@ -123,20 +123,32 @@ impl Vault {
 }
 
 /// The patient whose data key encrypts a version: a Patient itself, else the first
-/// patient its compartment references name, else none ([`SHARED`]).
-fn key_name(v: &NewVersion<'_>) -> String {
-    if v.resource_type == "Patient" {
-        return v.id.to_string();
+/// patient its compartment references (in `index`) name, else none ([`SHARED`]).
+fn key_name<'a>(resource_type: &str, id: &str, index: impl IntoIterator<Item = &'a IndexEntry>) -> String {
+    if resource_type == "Patient" {
+        return id.to_string();
     }
-    let params = fhir_spec::spec().patient_compartment_params(v.resource_type);
-    v.index
-        .iter()
-        .filter(|e: &&IndexEntry| params.iter().any(|p| p == e.param))
+    let params = fhir_spec::spec().patient_compartment_params(resource_type);
+    index
+        .into_iter()
+        .filter(|e| params.iter().any(|p| p == e.param))
         .find_map(|e| match &e.value {
             IndexValue::Reference { resource_type: Some(t), id: Some(id), .. } if t == "Patient" => Some(id.clone()),
             _ => None,
         })
         .unwrap_or_else(|| SHARED.to_string())
+}
+
+/// [`key_name`] of a stored body (its compartment references extracted from the JSON).
+fn key_name_of_body(resource_type: &str, id: &str, body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return SHARED.to_string() };
+    let entries: Vec<IndexEntry> = fhir_spec::spec()
+        .patient_compartment_params(resource_type)
+        .iter()
+        .filter_map(|p| search::index::indexed_param(resource_type, p))
+        .flat_map(|p| search::index::extract_param(p, &v))
+        .collect();
+    key_name(resource_type, id, &entries)
 }
 
 /// A store whose bodies are encrypted at rest.
@@ -191,6 +203,19 @@ impl SealedTx<'_> {
     }
 }
 
+impl SealedTx<'_> {
+    /// The stored form of a version's body under the data key `name`.
+    fn seal(&mut self, name: &str, resource_type: &str, id: &str, version: u64, body: &[u8]) -> Result<Vec<u8>> {
+        let key = self.key_for_write(name)?;
+        let mut sealed = Vec::with_capacity(body.len() + name.len() + 40);
+        sealed.extend_from_slice(MAGIC);
+        sealed.push(u8::try_from(name.len()).map_err(|_| StoreError::Backend(format!("patient id too long: {name}")))?);
+        sealed.extend_from_slice(name.as_bytes());
+        seal_with(&key, format!("{resource_type}/{id}/{version}").as_bytes(), body, &mut sealed)?;
+        Ok(sealed)
+    }
+}
+
 impl Tx for SealedTx<'_> {
     fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentVersion>> {
         self.inner.current(resource_type, id)
@@ -214,14 +239,8 @@ impl Tx for SealedTx<'_> {
 
     fn write(&mut self, v: &NewVersion<'_>) -> Result<()> {
         let Some(body) = v.body.filter(|_| self.vault.encrypt) else { return self.inner.write(v) };
-        let name = key_name(v);
-        let key = self.key_for_write(&name)?;
-        let mut sealed = Vec::with_capacity(body.len() + name.len() + 40);
-        sealed.extend_from_slice(MAGIC);
-        sealed.push(u8::try_from(name.len()).map_err(|_| StoreError::Backend(format!("patient id too long: {name}")))?);
-        sealed.extend_from_slice(name.as_bytes());
-        let aad = format!("{}/{}/{}", v.resource_type, v.id, v.version);
-        seal_with(&key, aad.as_bytes(), body, &mut sealed)?;
+        let name = key_name(v.resource_type, v.id, v.index);
+        let sealed = self.seal(&name, v.resource_type, v.id, v.version, body)?;
         self.inner.write(&NewVersion { body: Some(&sealed), ..*v })
     }
 
@@ -247,6 +266,19 @@ impl Tx for SealedTx<'_> {
 
     fn record(&mut self, kind: &str, id: &str) -> Result<Option<Record>> {
         self.inner.record(kind, id)
+    }
+
+    fn versions(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
+        let mut rows = self.inner.versions(after, limit)?;
+        for (_, r) in rows.iter_mut() {
+            self.open(r)?;
+        }
+        Ok(rows)
+    }
+
+    /// The bytes as given (see [`encrypt_existing`]).
+    fn replace_body(&mut self, seq: i64, body: &[u8]) -> Result<()> {
+        self.inner.replace_body(seq, body)
     }
 
     fn audit(&mut self, rows: &[NewAudit]) -> Result<()> {
@@ -336,6 +368,30 @@ impl Store for SealedStore {
     fn record(&self, kind: &str, id: &str) -> Result<Option<Record>> {
         self.inner.record(kind, id)
     }
+}
+
+/// Encrypt the bodies still stored in plaintext (written before encryption was on, or with
+/// it off): every version of every resource, in short transactions of 500, while the
+/// server runs. `progress` is told (encrypted so far, history position reached). Returns
+/// the number encrypted.
+pub fn encrypt_existing(store: &SealedStore, progress: &mut dyn FnMut(usize, i64)) -> Result<usize> {
+    let (mut after, mut done) = (0i64, 0usize);
+    loop {
+        let mut tx = SealedTx { inner: store.inner.begin()?, vault: &store.vault, learned: Vec::new() };
+        let rows = tx.inner.versions(after, 500)?;
+        let Some((last, _)) = rows.last() else { break };
+        after = *last;
+        for (seq, r) in &rows {
+            let Some(body) = r.body.as_deref().filter(|b| !b.starts_with(MAGIC)) else { continue };
+            let name = key_name_of_body(&r.resource_type, &r.id, body);
+            let sealed = tx.seal(&name, &r.resource_type, &r.id, r.version, body)?;
+            tx.inner.replace_body(*seq, &sealed)?;
+            done += 1;
+        }
+        Box::new(tx).commit()?;
+        progress(done, after);
+    }
+    Ok(done)
 }
 
 /// Rewrap every data key under the current master key (after [`crate::Keyring::rotate`]),
@@ -466,5 +522,16 @@ mod tests {
         // the wrong master key reads nothing
         let wrong = Keyring::from_env(&format!("2:{}", B64.encode([7u8; 32]))).unwrap();
         assert!(reopened(Arc::new(wrong)).read("Patient", "p1").is_err());
+        // written in plaintext (encryption off), then encrypted in place, under the right key
+        let plain = SealedStore::new(raw.clone(), Arc::new(Vault::new(keyring.clone(), false)));
+        let obs2 = br#"{"resourceType":"Observation","id":"o2","subject":{"reference":"Patient/p9"}}"#;
+        let mut tx = plain.begin().unwrap();
+        tx.write(&version("Observation", "o2", 1, obs2, &[])).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(raw.read("Observation", "o2").unwrap().unwrap().body.as_deref(), Some(&obs2[..]));
+        assert_eq!(encrypt_existing(&store, &mut |_, _| {}).unwrap(), 1);
+        assert!(raw.read("Observation", "o2").unwrap().unwrap().body.unwrap().starts_with(b"\0MK1\x02p9"));
+        assert_eq!(store.read("Observation", "o2").unwrap().unwrap().body.as_deref(), Some(&obs2[..]));
+        assert_eq!(encrypt_existing(&store, &mut |_, _| {}).unwrap(), 0, "nothing twice");
     }
 }
