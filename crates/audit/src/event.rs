@@ -149,10 +149,13 @@ impl Event {
         }
     }
 
-    /// A patient whose data this concerns (duplicates ignored).
+    /// A patient whose data this concerns (duplicates, and what is not a FHIR id — e.g.
+    /// from a refused request's body — ignored).
     pub fn patient(&mut self, id: &str) {
         let id = id.strip_prefix("Patient/").unwrap_or(id);
-        if !id.is_empty() && !self.patients.iter().any(|p| p == id) {
+        let valid =
+            (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if valid && !self.patients.iter().any(|p| p == id) {
             self.patients.push(id.to_string());
         }
     }

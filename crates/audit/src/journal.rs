@@ -30,6 +30,8 @@ const ROTATE_BYTES: u64 = 16 << 20;
 const MAX_BACKLOG: u64 = 256 << 20;
 /// Read per ingestion round (whole lines only).
 const READ_BYTES: usize = 4 << 20;
+/// The longest entry line accepted (far below [`READ_BYTES`]).
+const MAX_LINE: usize = 1 << 20;
 /// Record kind of the ingestion position.
 const POSITION: &str = "audit-journal";
 
@@ -67,22 +69,25 @@ impl Journal {
         let id_file = dir.join("journal-id");
         let id = match std::fs::read_to_string(&id_file) {
             Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
-            _ => {
+            Ok(_) => return Err(AuditError::Unavailable(format!("{} is empty", id_file.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 12];
                 aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AuditError::Unavailable("no randomness".into()))?;
                 let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                std::fs::write(&id_file, &id).map_err(|e| io("write", &id_file, e))?;
+                // whole or not at all: a new id would take the journal in again
+                let tmp = dir.join("journal-id.tmp");
+                let written =
+                    File::create(&tmp).and_then(|mut f| f.write_all(id.as_bytes()).and_then(|()| f.sync_all()));
+                written.and_then(|()| std::fs::rename(&tmp, &id_file)).map_err(|e| io("write", &id_file, e))?;
                 id
             }
+            Err(e) => return Err(io("read", &id_file, e)),
         };
-        let generation = generations(dir)?.last().copied().unwrap_or(1);
-        let (file, mut len) = open_generation(dir, generation)?;
-        // a line torn by a crash stays a line of its own (skipped when read), so that the
-        // next entry is not glued to it
-        if len > 0 && !ends_with_newline(&file_name(dir, generation))? {
-            (&file).write_all(b"\n").map_err(|e| io("append to", dir, e))?;
-            len += 1;
-        }
+        // appends always go to a new file: after a power loss an older file may be shorter
+        // than the position the database holds, and must not be written again (a torn last
+        // line, without its newline, is never read)
+        let generation = generations(dir)?.last().copied().unwrap_or(0) + 1;
+        let (file, len) = open_generation(dir, generation)?;
         let journal = Journal {
             dir: dir.to_path_buf(),
             id,
@@ -97,7 +102,15 @@ impl Journal {
 
     /// Append an entry: when this returns `Ok` the entry is in the file.
     pub fn append(&self, entry: &NewAudit) -> Result<(), AuditError> {
+        // a tab or newline would let an entry forge the lines after it
+        let bad = |s: &str| s.contains(['\t', '\n', '\r']);
+        if bad(&entry.entry) || entry.patients.iter().any(|p| bad(p) || p.contains(' ')) {
+            return Err(AuditError::Unavailable("an audit entry with a tab or line break was refused".into()));
+        }
         let line = format!("{}\t{}\t{}\n", entry.at, entry.patients.join(" "), entry.entry);
+        if line.len() > MAX_LINE {
+            return Err(AuditError::Unavailable(format!("an audit entry of {} bytes was refused", line.len())));
+        }
         if self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG {
             return Err(AuditError::Unavailable(
                 "the audit journal's backlog is full: the database is not taking it".into(),
@@ -113,7 +126,11 @@ impl Journal {
             *c = Current { file: Arc::new(file), generation, len };
         }
         let mut file: &File = &c.file;
-        file.write_all(line.as_bytes()).map_err(|e| io("append to", &self.dir, e))?;
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            // no partial line may stay to be glued to the next entry
+            drop(file.set_len(c.len));
+            return Err(io("append to", &self.dir, e));
+        }
         c.len += line.len() as u64;
         drop(c);
         self.backlog.fetch_add(line.len() as u64, Ordering::Relaxed);
@@ -156,7 +173,10 @@ impl Journal {
                 match generations(&self.dir)?.into_iter().find(|g| *g > generation) {
                     // appends go to a newer file: this one is done
                     Some(next) if complete => {
-                        self.save(store, &[], next, 0)?;
+                        if let Err(e) = self.save(store, &[], next, 0) {
+                            *position = None;
+                            return Err(e);
+                        }
                         drop(std::fs::remove_file(&path));
                         (generation, offset) = (next, 0);
                         *position = Some((generation, offset));
@@ -176,7 +196,11 @@ impl Journal {
                 })
                 .collect();
             offset += consumed;
-            self.save(store, &entries, generation, offset)?;
+            if let Err(e) = self.save(store, &entries, generation, offset) {
+                // the commit may have happened after all: read the position again next time
+                *position = None;
+                return Err(e);
+            }
             *position = Some((generation, offset));
             self.backlog.fetch_sub(consumed.min(self.backlog.load(Ordering::Relaxed)), Ordering::Relaxed);
             moved += entries.len();
@@ -201,8 +225,15 @@ impl Journal {
         Ok(match store.record(POSITION, &self.id)? {
             Some(r) => {
                 let v: Value = serde_json::from_str(&r.data).unwrap_or_default();
-                let g = v["generation"].as_u64().unwrap_or(first);
-                (g, v["offset"].as_u64().unwrap_or(0))
+                match (v["generation"].as_u64(), v["offset"].as_u64()) {
+                    (Some(g), Some(o)) => (g, o),
+                    _ => {
+                        return Err(AuditError::Unavailable(format!(
+                            "the audit journal position is unreadable: {}",
+                            r.data
+                        )));
+                    }
+                }
             }
             None => (first, 0),
         })
@@ -242,13 +273,6 @@ fn open_generation(dir: &Path, generation: u64) -> Result<(File, u64), AuditErro
     let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io("open", &path, e))?;
     let len = file.metadata().map_err(|e| io("read", &path, e))?.len();
     Ok((file, len))
-}
-
-fn ends_with_newline(path: &Path) -> Result<bool, AuditError> {
-    let mut f = File::open(path).map_err(|e| io("open", path, e))?;
-    let mut last = [0u8; 1];
-    f.seek(SeekFrom::End(-1)).and_then(|_| f.read_exact(&mut last)).map_err(|e| io("read", path, e))?;
-    Ok(last[0] == b'\n')
 }
 
 fn sync_dir(dir: &Path) -> Result<(), AuditError> {
@@ -300,10 +324,16 @@ mod tests {
             f.write_all(b"99\tp1\t{\"k\":").unwrap();
         }
         drop(j);
-        // restart: replays from the stored position; the torn line is skipped, and the
-        // next entry is not glued to it
+        // restart: replays from the stored position (the torn line, never finished, is not
+        // read) and appends to a new file
         let j = Journal::open(&jdir).unwrap();
+        assert_eq!(generations(&jdir).unwrap(), [1, 2]);
         assert_eq!(j.ingest(&store).unwrap(), 5);
+        assert_eq!(generations(&jdir).unwrap(), [2], "the old file is done");
+        // lines that could forge others are refused
+        let mut forged = entry(20);
+        forged.patients = vec!["x\n1\tp\t{}".into()];
+        assert!(j.append(&forged).is_err());
         // rotation: the complete file is deleted once ingested
         {
             let mut c = lock(&j.current);

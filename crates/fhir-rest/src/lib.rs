@@ -263,19 +263,17 @@ impl Engine {
         // break-the-glass writes its grant, audited with the request)
         let blocked = agent.session.as_deref().is_some_and(|s| self.watch.blocked(s));
         crate::audit::audited(self, req, agent, purpose, |req| {
+            // refused before anything, break-the-glass included
+            if blocked {
+                let why = "This session was blocked after unusual activity and the security officer was alerted; \
+                           sign in again or contact them";
+                return FhirError::new(403, fhir_model::Issue::error(fhir_model::IssueType::Security, why)).into();
+            }
             match crate::consent::admit(self, req) {
-            _ if blocked => FhirError::new(
-                403,
-                fhir_model::Issue::error(
-                    fhir_model::IssueType::Security,
-                    "This session was blocked after unusual activity and the security officer was alerted; sign in again or contact them",
-                ),
-            )
-            .into(),
-            Ok(Some(admitted)) => run(&admitted),
-            Ok(None) => run(req),
-            Err(e) => e.into(),
-        }
+                Ok(Some(admitted)) => run(&admitted),
+                Ok(None) => run(req),
+                Err(e) => e.into(),
+            }
         })
     }
 

@@ -17,7 +17,7 @@
 //! The counters live in memory (one process); what must outlast it — sessions, alerts,
 //! addresses seen, organisations seen — is stored.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use audit::{Action, Event, Kind, Outcome};
@@ -47,8 +47,8 @@ impl Default for Rules {
 
 #[derive(Default)]
 struct State {
-    /// Per user: (time, patient) of recent accesses, oldest first.
-    recent: HashMap<String, VecDeque<(i64, String)>>,
+    /// Per user: the patients whose records they opened, with the last time.
+    recent: HashMap<String, HashMap<String, i64>>,
     /// Sessions blocked.
     blocked: HashSet<String>,
     /// (user, address) and (patient, organisation) pairs known to be stored.
@@ -93,24 +93,18 @@ impl Watch {
         }
         let rules = &engine.config.watch;
         let mut why = None;
-        let opened: Vec<String>;
         {
             let mut s = self.lock();
             let recent = s.recent.entry(user.clone()).or_default();
             if let [p] = e.patients.as_slice() {
-                recent.push_back((e.at, p.clone()));
+                recent.insert(p.clone(), e.at);
             }
-            while recent.front().is_some_and(|(at, _)| *at < e.at - rules.window_secs * 1_000_000) {
-                recent.pop_front();
-            }
-            opened = {
-                let mut seen = HashSet::new();
-                recent.iter().filter(|(_, p)| seen.insert(p.clone())).map(|(_, p)| p.clone()).collect()
-            };
-            if rules.max_patients > 0 && opened.len() > rules.max_patients {
+            let since = e.at - rules.window_secs * 1_000_000;
+            recent.retain(|_, at| *at >= since);
+            if rules.max_patients > 0 && recent.len() > rules.max_patients {
                 why = Some(format!(
                     "{user} opened the records of {} patients within {} minutes (the limit is {})",
-                    opened.len(),
+                    recent.len(),
                     rules.window_secs / 60,
                     rules.max_patients
                 ));
@@ -125,11 +119,15 @@ impl Watch {
                 Err(err) => tracing::error!("address check: {err}"),
             }
         }
+        // the first request to find it blocks the session and raises the alert, once
         if let Some(why) = why
-            && !self.blocked(session)
-            && let Err(err) = self.raise(engine, e, session, &why, &opened)
+            && self.lock().blocked.insert(session.clone())
         {
-            tracing::error!("suspicious activity could not be handled: {err:?}");
+            let opened: Vec<String> =
+                self.lock().recent.get(user).map(|r| r.keys().cloned().collect()).unwrap_or_default();
+            if let Err(err) = self.raise(engine, e, session, &why, &opened) {
+                tracing::error!("suspicious activity could not be handled: {err:?}");
+            }
         }
     }
 
@@ -236,7 +234,7 @@ impl Watch {
         Ok(())
     }
 
-    /// Block the session, alert the security officer, tell the patients.
+    /// A blocked session: revoke it, alert the security officer, tell the patients.
     fn raise(
         &self,
         engine: &Engine,
@@ -245,7 +243,6 @@ impl Watch {
         why: &str,
         patients: &[String],
     ) -> crate::FhirResult<()> {
-        self.lock().blocked.insert(session.to_string());
         tracing::warn!(session, "suspicious activity: {why}; session blocked");
         if let Err(err) = auth::directory::revoke_session_record(engine.store.as_ref(), session) {
             tracing::error!(session, "the blocked session could not be revoked in the store: {err}");

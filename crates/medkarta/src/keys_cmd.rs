@@ -21,7 +21,8 @@ enum KeysCommand {
     /// Add a new master key to <keys>/master.keys and rewrap every data key under it, with
     /// the server running (it reads the new key when it first needs it; the resources are
     /// not rewritten). The old keys stay in the file until you remove them: `keys status`
-    /// shows when none is used any more.
+    /// shows when none is used any more. With MEDKARTA_MASTER_KEYS, add the new key there
+    /// (last) and restart the servers first; this then rewraps under it.
     Rotate,
     /// The master keys held, and how many data keys each one wraps.
     Status,
@@ -36,8 +37,16 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
     let store = crate::open_store(&settings)?;
     match args.command {
         KeysCommand::Rotate => {
-            let id = keyring.rotate().map_err(|e| e.to_string())?;
-            println!("New master key {id} added to {}.", settings.keys.join("master.keys").display());
+            let id = if keyring.is_file() {
+                let id = keyring.rotate().map_err(|e| e.to_string())?;
+                println!("New master key {id} added to {}.", settings.keys.join("master.keys").display());
+                id
+            } else {
+                // MEDKARTA_MASTER_KEYS: the operator added the new key there (last)
+                let id = vault::Kms::current(keyring.as_ref()).map_err(|e| e.to_string())?;
+                println!("Master keys from {}: rewrapping under its last key, {id}.", vault::master::ENV);
+                id
+            };
             let vault = vault::Vault::new(keyring, true);
             let n = vault::sealed::rotate(store.as_ref(), &vault, &mut |done, total| {
                 eprint!("\rrewrapping data keys: {done}/{total}");

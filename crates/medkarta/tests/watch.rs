@@ -63,6 +63,10 @@ fn many_records(s: &mut Server) {
     let refused = s.req_as(Some(&doctor), "GET", "Patient/w-1", &[], None);
     assert_eq!(refused.status, 403, "{}", refused.text);
     assert!(refused.text.contains("blocked after unusual activity"), "{}", refused.text);
+    // not even by break-the-glass: nothing is opened
+    let btg = s.req_as(Some(&doctor), "GET", "Patient/w-5", &[("X-Break-Glass-Reason", "emergency, really")], None);
+    assert_eq!(btg.status, 403, "{}", btg.text);
+    assert_eq!(s.get("Consent?patient=Patient/w-5").json()["total"], 0);
     let out = alerts(s);
     assert!(out.contains("suspicious-activity") && out.contains("opened the records of 4 patients"), "{out}");
     for p in ["w-1", "w-2", "w-3", "w-4"] {

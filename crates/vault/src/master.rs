@@ -91,6 +91,8 @@ fn write_file(path: &Path, keys: &[(String, [u8; 32])]) -> Result<(), VaultError
         text.push_str(&format!("{id}:{}\n", B64.encode(k)));
     }
     let tmp = path.with_extension("tmp");
+    // a leftover would keep its own permissions
+    drop(std::fs::remove_file(&tmp));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -154,11 +156,17 @@ impl Keyring {
         Err(VaultError::Key(format!("master key {} is not in the keyring", id.unwrap_or("?"))))
     }
 
-    /// Add a new master key, which wraps new data keys from now on; its id.
+    /// Is this keyring a file (which [`Keyring::rotate`] can add to)?
+    pub fn is_file(&self) -> bool {
+        matches!(self.source, Source::File(_))
+    }
+
+    /// Add a new master key, which wraps new data keys from now on; its id. (Two rotations
+    /// at once are not guarded against: run one at a time.)
     pub fn rotate(&self) -> Result<String, VaultError> {
         let Source::File(path) = &self.source else {
             return Err(VaultError::Key(format!(
-                "the master keys come from {ENV}: add a key there (id:base64 of 32 random bytes, last), restart, then run `medkarta keys rotate` again to rewrap"
+                "the master keys come from {ENV}: add a key there (id:base64 of 32 random bytes, last), restart the servers, then `medkarta keys rotate` rewraps under it"
             )));
         };
         self.refresh()?;
