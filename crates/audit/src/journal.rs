@@ -9,7 +9,9 @@
 //!
 //! Files are `journal-<generation>.log`, one entry per line: `at`, the patients (space
 //! separated), the entry (JSON, which has no raw tab or newline), separated by tabs; a file
-//! is closed at 16 MiB and deleted once the database holds all of it. If the database
+//! is closed at 16 MiB, and at every start appends begin a new one (after a power loss an
+//! older file may be shorter than the position the database holds); a file is deleted once
+//! the database holds all of it. One process per directory. If the database
 //! stays unreachable and the backlog passes 256 MiB, appends fail: no audit, no access.
 
 use std::fs::{File, OpenOptions};
