@@ -194,6 +194,7 @@ pub(crate) fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
     Ok(Arc::new(vault::SealedStore::new(open_database(s)?, vault)))
 }
 
+/// The configured database as it is (no encryption layer).
 pub(crate) fn open_database(s: &Settings) -> Result<Arc<dyn Store>, String> {
     match &s.database {
         Some(url) => {
