@@ -92,6 +92,8 @@ struct AuthRequest {
     state: Option<String>,
     code_challenge: String,
     nonce: Option<String>,
+    /// Purpose of use break-the-glass (`purpose_of_use=BTG`), with `btg_reason`.
+    break_glass: Option<String>,
 }
 
 /// Either a page saying why (when the client or redirect URI cannot be trusted) or a
@@ -145,7 +147,18 @@ fn check_request(dir: &Directory, query: &str) -> Result<AuthRequest, Refusal> {
     if scope.resources.is_empty() {
         return Err(fail("invalid_scope", "none of the requested scopes is allowed for this client"));
     }
-    Ok(AuthRequest { client, redirect_uri, scope, state, code_challenge, nonce: get("nonce") })
+    // purpose of use (v3 ActReason): treatment is the default; BTG asks for emergency access
+    let break_glass = match get("purpose_of_use").as_deref().map(|p| p.rsplit(['|', '#']).next().unwrap_or(p)) {
+        None | Some("TREAT") => None,
+        Some("BTG") => match get("btg_reason").map(|r| r.trim().chars().take(1000).collect::<String>()) {
+            Some(r) if r.len() >= 5 => Some(r),
+            _ => return Err(fail("invalid_request", "purpose_of_use=BTG needs btg_reason: why (a few words)")),
+        },
+        Some(other) => {
+            return Err(fail("invalid_request", &format!("purpose_of_use '{other}' is not supported (TREAT or BTG)")));
+        }
+    };
+    Ok(AuthRequest { client, redirect_uri, scope, state, code_challenge, nonce: get("nonce"), break_glass })
 }
 
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -321,7 +334,19 @@ fn consent_page(l: Lang, c: &ConsentPage<'_>) -> Response {
             )
         })
         .collect();
-    let items: String = describe(l, &c.req.scope).iter().map(|d| format!("<li>{}</li>", esc(d))).collect();
+    let mut items: String = describe(l, &c.req.scope).iter().map(|d| format!("<li>{}</li>", esc(d))).collect();
+    if let Some(reason) = &c.req.break_glass {
+        items.push_str(&format!(
+            "<li class=\"error\"><b>{}</b> {}: {}</li>",
+            t(l, "Экстренный доступ (break-the-glass):", "Emergency access (break-the-glass):"),
+            t(
+                l,
+                "каждая медкарта, которую вы откроете, будет открыта на 4 часа, пациент узнает об этом сразу, доступ записывается. Причина",
+                "each record you open is opened for 4 hours, the patient is told at once, and it is audited. Reason"
+            ),
+            esc(reason)
+        ));
+    }
     let notices: String =
         c.notices.iter().map(|n| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(n))).collect();
     let recovery = if c.recovery.is_empty() {
@@ -555,6 +580,7 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
                 patient,
                 nonce: req.nonce.clone(),
                 expires: at + auth::directory::CODE_TTL,
+                break_glass: req.break_glass.clone(),
             };
             match dir.new_code(&code) {
                 Ok(c) => {

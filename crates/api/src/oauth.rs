@@ -157,13 +157,14 @@ pub async fn token(
                 }
                 let scopes = Scopes::parse(&grant.scope).map_err(DirectoryError::Invalid)?;
                 let refresh = scopes.has("offline_access") || scopes.has("online_access");
-                let session = dir.new_session(
+                let mut session = dir.new_session(
                     Some(&grant.username),
                     &client.client_id,
                     &scopes,
                     grant.grant.clone(),
                     grant.patient.clone(),
                 )?;
+                session.break_glass = grant.break_glass.clone();
                 let tokens = dir.issue(session, refresh, grant.nonce.as_deref())?;
                 Ok(no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default()))
             }

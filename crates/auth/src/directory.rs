@@ -104,6 +104,10 @@ pub struct Session {
     #[serde(default)]
     pub revoked: bool,
     pub created: u64,
+    /// Purpose of use break-the-glass (v3 ActReason `BTG`) granted to the session, with
+    /// the reason the user gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
 }
 
 /// Who is calling, from a verified access token.
@@ -117,6 +121,8 @@ pub struct Caller {
     pub patient: Option<String>,
     /// What patients' consents say about this caller (filled by the engine per request).
     pub consents: crate::policy::Consents,
+    /// The session's purpose of use is break-the-glass, for this reason.
+    pub break_glass: Option<String>,
 }
 
 /// Claims of our access tokens.
@@ -137,6 +143,9 @@ struct AccessClaims {
     patient: Option<String>,
     #[serde(default, rename = "fhirUser", skip_serializing_if = "Option::is_none")]
     fhir_user: Option<String>,
+    /// v3 ActReason purpose of use other than treatment (`BTG`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    purpose_of_use: Option<String>,
 }
 
 /// What the token endpoint returns.
@@ -168,6 +177,9 @@ pub struct CodeGrant {
     #[serde(default)]
     pub nonce: Option<String>,
     pub expires: u64,
+    /// Break-the-glass asked for, with the reason.
+    #[serde(default)]
+    pub break_glass: Option<String>,
 }
 
 /// A login in progress in the authorization code flow.
@@ -628,6 +640,7 @@ impl Directory {
             refresh_expires: 0,
             revoked: false,
             created: now(),
+            break_glass: None,
         })
     }
 
@@ -648,6 +661,7 @@ impl Directory {
             role: s.grant.as_ref().map(RoleGrant::label),
             patient: s.patient.clone(),
             fhir_user: fhir_user.clone(),
+            purpose_of_use: s.break_glass.as_ref().map(|_| "BTG".to_string()),
         };
         let id_token = if scopes.has("openid") && s.username.is_some() {
             let mut id = serde_json::json!({
@@ -801,6 +815,7 @@ impl Directory {
             grant: session.grant,
             patient: session.patient,
             consents: crate::policy::Consents::default(),
+            break_glass: session.break_glass,
         };
         Ok((caller, claims.exp))
     }

@@ -240,6 +240,7 @@ mod tests {
             }),
             patient: patient.map(str::to_string),
             consents: Consents::default(),
+            break_glass: None,
         }))
     }
 

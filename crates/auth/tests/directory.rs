@@ -125,6 +125,7 @@ fn authorization_codes_work_once() {
         patient: Some("p1".into()),
         nonce: None,
         expires: now() + 60,
+        break_glass: None,
     };
     let code = d.new_code(&grant).unwrap();
     assert_eq!(d.take_code(&code).unwrap().unwrap().patient.as_deref(), Some("p1"));

@@ -12,7 +12,8 @@
 //!   record even to the organisation caring for the patient;
 //! - `proposed`: a clinician's request for access, which the patient answers by setting
 //!   the status to `active` (or `rejected`);
-//! - break-the-glass (`X-Break-Glass-Reason`): the server writes an active permit with
+//! - break-the-glass (`X-Break-Glass-Reason`, or a session whose purpose of use is BTG:
+//!   then each request that names a patient): the server writes an active permit with
 //!   purpose `BTG`, the reason and a short period, and a Communication telling the patient
 //!   at once; the request's audit entry carries the purpose and the reason.
 
@@ -177,21 +178,29 @@ pub fn admit(engine: &Engine, req: &Request) -> FhirResult<Option<Request>> {
         };
     }
     let mut consents = load(engine, caller)?;
-    if let Some(reason) = &req.break_glass {
-        let reason = reason.trim();
-        if reason.len() < 5 {
-            return Err(FhirError::bad_request("X-Break-Glass-Reason must say why (at least a few words)"));
+    // asked in the header: the request must name its patient; a session whose purpose of
+    // use is break-the-glass opens the record of each request that names one
+    let asked = match (&req.break_glass, &caller.break_glass) {
+        (Some(reason), _) => {
+            if reason.trim().len() < 5 {
+                return Err(FhirError::bad_request("X-Break-Glass-Reason must say why (at least a few words)"));
+            }
+            let patient = patient_of_request(engine, &req.path, &req.query).ok_or_else(|| {
+                FhirError::bad_request(
+                    "Break-the-glass opens one patient's record: name the patient in the path (Patient/{id}/...) or \
+                     with the patient or subject parameter",
+                )
+            })?;
+            Some((patient, reason.trim()))
         }
-        let patient = patient_of_request(engine, &req.path, &req.query).ok_or_else(|| {
-            FhirError::bad_request(
-                "Break-the-glass opens one patient's record: name the patient in the path (Patient/{id}/...) or \
-                 with the patient or subject parameter",
-            )
-        })?;
-        if !consents.granted.contains(&patient) || consents.denied.contains(&patient) {
-            break_glass(engine, caller, &patient, reason)?;
-            consents = load(engine, caller)?;
-        }
+        (None, Some(reason)) => patient_of_request(engine, &req.path, &req.query).map(|p| (p, reason.trim())),
+        (None, None) => None,
+    };
+    if let Some((patient, reason)) = asked
+        && (!consents.granted.contains(&patient) || consents.denied.contains(&patient))
+    {
+        break_glass(engine, caller, &patient, reason)?;
+        consents = load(engine, caller)?;
     }
     let mut admitted = req.clone();
     if let Principal::Token(c) = &mut admitted.principal {

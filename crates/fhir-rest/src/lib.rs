@@ -258,7 +258,12 @@ impl Engine {
             Err(e) => e.into(),
         };
         let Some(agent) = crate::audit::agent(&req.principal, req.address.as_deref()) else { return run(req) };
-        let purpose = req.break_glass.as_ref().map(|r| (crate::consent::BTG.to_string(), Some(r.clone())));
+        // break-the-glass: asked in the request's header, or the session's purpose of use
+        let btg = req.break_glass.clone().or_else(|| match &req.principal {
+            auth::policy::Principal::Token(c) => c.break_glass.clone(),
+            _ => None,
+        });
+        let purpose = btg.map(|r| (crate::consent::BTG.to_string(), Some(r)));
         // a clinician's request carries what patients' consents say about them now (and
         // break-the-glass writes its grant, audited with the request)
         let blocked = agent.session.as_deref().is_some_and(|s| self.watch.blocked(s));

@@ -21,6 +21,7 @@ fn caller() -> Principal {
         grant: None,
         patient: None,
         consents: Default::default(),
+        break_glass: None,
     }))
 }
 

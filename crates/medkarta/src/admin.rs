@@ -121,6 +121,10 @@ pub struct TokenArgs {
     /// The server's public FHIR base URL, which the token is for [default: as `serve`]
     #[arg(long, env = "MEDKARTA_BASE_URL")]
     base_url: Option<String>,
+    /// Purpose of use break-the-glass, for this reason: each patient's record the user
+    /// opens with the token is opened for 4 hours and the patient told (users only)
+    #[arg(long, value_name = "REASON", requires = "user")]
+    break_glass: Option<String>,
 }
 
 /// The identity service of a server with these settings.
@@ -261,8 +265,9 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
                     .cloned()
                     .ok_or_else(|| format!("{user} does not hold the role {}", t.role.unwrap_or_default()))?;
                     let scopes = Scopes::parse(t.scope.as_deref().unwrap_or("user/*.cruds"))?;
-                    let session =
+                    let mut session =
                         dir.new_session(Some(&user), "medkarta-admin", &scopes, Some(grant), None).map_err(e)?;
+                    session.break_glass = t.break_glass.filter(|r| !r.trim().is_empty());
                     tracing::info!(username = user, "operator: support token issued");
                     dir.issue(session, false, None).map_err(e)?
                 }

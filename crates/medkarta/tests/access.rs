@@ -384,6 +384,26 @@ fn authorization_code_flow_with_pkce_and_totp() {
     }
     let (_, page, _) = login(password, &auth::totp::code(&secret, now / 30 + 1));
     assert!(page.contains("blocked"), "{page}");
+    // purpose of use: break-the-glass needs a reason; anything but TREAT or BTG is refused
+    let with = |extra: &[(&str, &str)]| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.extend_pairs([
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", "https://app.example/cb"),
+            ("scope", scope),
+            ("code_challenge", &auth::directory::pkce_challenge(verifier)),
+            ("code_challenge_method", "S256"),
+        ]);
+        q.extend_pairs(extra);
+        let r = agent.get(&format!("{root}/oauth/authorize?{}", q.finish())).call().unwrap();
+        (r.status().as_u16(), r.headers().get("location").map(|v| v.to_str().unwrap().to_string()))
+    };
+    let (status, location) = with(&[("purpose_of_use", "BTG")]);
+    assert!(status == 302 && location.as_deref().unwrap_or_default().contains("error=invalid_request"), "{location:?}");
+    let (status, location) = with(&[("purpose_of_use", "HMARKT")]);
+    assert!(status == 302 && location.as_deref().unwrap_or_default().contains("error=invalid_request"), "{location:?}");
+    assert_eq!(with(&[("purpose_of_use", "BTG"), ("btg_reason", "unconscious in the ER")]).0, 200);
 }
 
 /// SMART Backend Services: a system registered with its public key (JWKS) gets tokens

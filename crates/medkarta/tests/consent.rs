@@ -329,6 +329,20 @@ fn default_policy(s: &mut Server) {
         found["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["id"].as_str()).collect();
     ids.sort_unstable();
     assert_eq!(ids, ["c-app", "c-enc", "c-ref", "c-reg"]);
+    // a token whose purpose of use is break-the-glass (as SMART `purpose_of_use=BTG` gives)
+    let (ok, token, err) = s
+        .admin(&["token", "--user", "dr-c", "--break-glass", "unconscious, no documents", "--base-url", &s.base], None);
+    assert!(ok, "{err}");
+    let btg = token.trim();
+    // a request naming no patient is an ordinary one
+    assert_eq!(s.req_as(Some(btg), "GET", "Practitioner/pr-c", &[], None).status, 200);
+    // one naming a patient outside the clinic's care opens that record, and tells them
+    assert_eq!(s.req_as(Some(btg), "GET", "Patient/c-none", &[], None).status, 200);
+    let told = s.get("Communication?subject=Patient/c-none&category=alert").json();
+    assert_eq!(told["total"], 1, "{told}");
+    assert!(told.to_string().contains("unconscious, no documents"), "{told}");
+    // the ordinary token of the same doctor is not opened to anything else by it
+    assert_eq!(s.req_as(Some(&dr), "GET", "Patient/c-app-x", &[], None).status, 403);
 }
 
 /// `--care-relations none`: records open only by the patients' consent; a single
