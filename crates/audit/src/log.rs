@@ -142,8 +142,8 @@ impl AuditLog {
     }
 
     /// Run the sealer on a thread of its own, for as long as the process lives: the journal
-    /// (synced every 10 ms, moved into the database every 100 ms), the chain on PostgreSQL every 50 ms (SQLite chains on append), the
-    /// checkpoints every `every`.
+    /// (synced every 10 ms, moved into the database every 100 ms), the chain on PostgreSQL
+    /// every 50 ms (SQLite chains on append), the checkpoints every `every`.
     pub fn start(self: &Arc<Self>, every: Duration) {
         // what a previous run left in the journal, before any new request
         if let Err(e) = self.catch_up() {

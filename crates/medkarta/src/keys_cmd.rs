@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use clap::{Args, Subcommand};
+use store::Store as _;
 
 use crate::config::{Settings, StoreArgs};
 
@@ -34,7 +35,11 @@ enum KeysCommand {
 pub fn run(args: KeysArgs) -> Result<(), String> {
     let settings = Settings::load_store(&args.store)?;
     let keyring = crate::keyring(&settings)?;
-    let store = crate::open_store(&settings)?;
+    // what these commands write (rewrapped keys, sealed bodies) is always encrypted
+    let store = vault::SealedStore::new(
+        crate::open_database(&settings)?,
+        std::sync::Arc::new(vault::Vault::new(keyring.clone(), true)),
+    );
     match args.command {
         KeysCommand::Rotate => {
             let id = if keyring.is_file() {
@@ -47,10 +52,8 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
                 println!("Master keys from {}: rewrapping under its last key, {id}.", vault::master::ENV);
                 id
             };
-            let vault = vault::Vault::new(keyring, true);
-            let n = vault::sealed::rotate(store.as_ref(), &vault, &mut |done, total| {
-                eprint!("\rrewrapping data keys: {done}/{total}");
-                let _ = std::io::stderr().flush();
+            let n = vault::sealed::rotate(&store, &mut |done, total| {
+                progress(format!("rewrapping data keys: {done}/{total}"));
             })
             .map_err(|e| e.to_string())?;
             eprintln!();
@@ -58,11 +61,8 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
             Ok(())
         }
         KeysCommand::Encrypt => {
-            let vault = std::sync::Arc::new(vault::Vault::new(keyring, true));
-            let sealed = vault::SealedStore::new(crate::open_database(&settings)?, vault);
-            let n = vault::sealed::encrypt_existing(&sealed, &mut |done, at| {
-                eprint!("\rencrypting: {done} versions encrypted, history position {at}");
-                let _ = std::io::stderr().flush();
+            let n = vault::sealed::encrypt_existing(&store, &mut |done, at| {
+                progress(format!("encrypting: {done} versions encrypted, history position {at}"));
             })
             .map_err(|e| e.to_string())?;
             eprintln!();
@@ -87,4 +87,10 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// A progress line on stderr, rewritten in place.
+fn progress(line: String) {
+    eprint!("\r{line}");
+    let _ = std::io::stderr().flush();
 }

@@ -1153,4 +1153,16 @@ fn settings_come_from_the_config_file_and_bad_ones_are_reported() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listen_adress"), "the unknown key is named: {err}");
+    // bad values of the access and watch settings are refused, naming them
+    for (flag, value, said) in [
+        ("--care-relations", "registration,friendship", "unknown care relation 'friendship'"),
+        ("--night-hours", "25-3", "--night-hours '25-3'"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_medkarta"))
+            .args(["serve", "--data", dir.path().to_str().unwrap(), flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(said), "{flag} {value}: {err}");
+    }
 }

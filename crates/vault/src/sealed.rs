@@ -62,14 +62,17 @@ impl Vault {
         }
     }
 
+    /// The bytes of a stored data key, unwrapped.
+    fn unwrap_bytes(&self, name: &str, r: &Record) -> std::result::Result<Vec<u8>, VaultError> {
+        let corrupt = || VaultError::Corrupt(format!("data key {name}"));
+        let v: serde_json::Value = serde_json::from_str(&r.data).map_err(|_| corrupt())?;
+        let (Some(master), Some(wrapped)) = (v["master"].as_str(), v["key"].as_str()) else { return Err(corrupt()) };
+        let wrapped = B64.decode(wrapped).map_err(|_| corrupt())?;
+        self.kms.unwrap(master, name, &wrapped)
+    }
+
     fn unwrap_record(&self, name: &str, r: &Record) -> std::result::Result<Arc<LessSafeKey>, VaultError> {
-        let v: serde_json::Value =
-            serde_json::from_str(&r.data).map_err(|_| VaultError::Corrupt(format!("data key {name}")))?;
-        let (Some(master), Some(wrapped)) = (v["master"].as_str(), v["key"].as_str()) else {
-            return Err(VaultError::Corrupt(format!("data key {name}")));
-        };
-        let wrapped = B64.decode(wrapped).map_err(|_| VaultError::Corrupt(format!("data key {name}")))?;
-        Ok(Arc::new(data_key(&self.kms.unwrap(master, name, &wrapped)?)?))
+        Ok(Arc::new(data_key(&self.unwrap_bytes(name, r)?)?))
     }
 
     fn wrapped(&self, name: &str, key: &[u8]) -> std::result::Result<String, VaultError> {
@@ -397,7 +400,8 @@ pub fn encrypt_existing(store: &SealedStore, progress: &mut dyn FnMut(usize, i64
 /// Rewrap every data key under the current master key (after [`crate::Keyring::rotate`]),
 /// in short transactions, while the server runs; `progress` is told (done, total).
 /// Returns the number rewrapped.
-pub fn rotate(store: &dyn Store, vault: &Vault, progress: &mut dyn FnMut(usize, usize)) -> Result<usize> {
+pub fn rotate(sealed: &SealedStore, progress: &mut dyn FnMut(usize, usize)) -> Result<usize> {
+    let (store, vault) = (sealed.inner.as_ref(), sealed.vault.as_ref());
     let current = vault.kms.current()?;
     let mut done = 0;
     // keys made meanwhile by a server that had not seen the new master key yet are
@@ -420,15 +424,7 @@ pub fn rotate(store: &dyn Store, vault: &Vault, progress: &mut dyn FnMut(usize, 
         for chunk in stale.chunks(500) {
             let mut tx = store.begin()?;
             for (name, r) in chunk {
-                let v: serde_json::Value = serde_json::from_str(&r.data).unwrap_or_default();
-                let (Some(master), Some(wrapped)) = (v["master"].as_str(), v["key"].as_str()) else {
-                    return Err(VaultError::Corrupt(format!("data key {name}")).into());
-                };
-                let wrapped = B64
-                    .decode(wrapped)
-                    .map_err(|_| StoreError::from(VaultError::Corrupt(format!("data key {name}"))))?;
-                let key = vault.kms.unwrap(master, name, &wrapped)?;
-                let data = vault.wrapped(name, &key)?;
+                let data = vault.wrapped(name, &vault.unwrap_bytes(name, r)?)?;
                 // a concurrent change (none is expected: keys are never rewritten but here)
                 if !tx.put_record(KIND, name, &data, Expect::Version(r.version))? {
                     return Err(StoreError::Conflict(format!("data key {name} changed during the rotation")));
@@ -498,7 +494,7 @@ mod tests {
             Some(&patient[..])
         );
         assert_eq!(keyring.rotate().unwrap(), "2");
-        assert_eq!(rotate(raw.as_ref(), &vault, &mut |_, _| {}).unwrap(), 2);
+        assert_eq!(rotate(&store, &mut |_, _| {}).unwrap(), 2);
         assert!(raw.records(KIND).unwrap().iter().all(|(_, r)| r.data.contains("\"master\":\"2\"")));
         let only_new = Keyring::from_env(&format!(
             "2:{}",

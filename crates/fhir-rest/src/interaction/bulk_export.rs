@@ -187,10 +187,21 @@ fn notify_patients(engine: &Engine, job: &Job, plan: &Plan, outputs: &[crate::ex
         _ => Vec::new(),
     };
     if let Some(o) = outputs.iter().find(|o| o.resource_type.as_str() == "Patient") {
-        let text = std::fs::read_to_string(&o.file).map_err(|_| FhirError::internal())?;
-        patients.extend(text.lines().filter_map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).ok()?.get("id")?.as_str().map(str::to_string)
-        }));
+        use std::io::BufRead as _;
+        let file = std::fs::File::open(&o.file).map_err(|_| FhirError::internal())?;
+        // line by line, and no further than the limit (the file may be very large)
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            if patients.len() > MAX_NOTIFIED {
+                break;
+            }
+            #[derive(serde::Deserialize)]
+            struct Id {
+                id: String,
+            }
+            if let Ok(r) = serde_json::from_str::<Id>(&line) {
+                patients.push(r.id);
+            }
+        }
     }
     patients.sort_unstable();
     patients.dedup();
