@@ -18,7 +18,6 @@ pub mod tls;
 use std::sync::Arc;
 
 use auth::directory::Directory;
-use auth::policy::Principal;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::Connected;
@@ -83,7 +82,7 @@ struct AppState {
 
 /// All routes: `/fhir/...`, `/oauth/...`, `/.well-known/...`, `/healthz`, `/readyz`.
 pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Router {
-    let oauth_state = OAuthState { dir: directory.clone(), audit: engine.audit.clone() };
+    let oauth_state = OAuthState { dir: directory.clone(), audit: engine.guard().audit().clone() };
     let state = AppState { engine, directory, http: Arc::new(http) };
     let oauth = Router::new()
         .route("/oauth/authorize", get(login::authorize_get).post(login::authorize_post))
@@ -159,8 +158,8 @@ async fn cors(State(dir): State<Arc<Directory>>, req: HttpRequest, next: axum::m
 }
 
 async fn readyz(State(s): State<AppState>) -> HttpResponse {
-    let store = s.engine.store.clone();
-    match tokio::task::spawn_blocking(move || store.check()).await {
+    let guard = s.engine.guard().clone();
+    match tokio::task::spawn_blocking(move || guard.check()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(e)) => {
             tracing::warn!("not ready: {e}");
@@ -321,7 +320,8 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         strict,
         prefer_async,
         json_patch,
-        principal: Principal::Internal,
+        // the verified token's caller below (only the public capability statement goes without)
+        principal: fhir_rest::Principal::Anonymous,
         address: parts.extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip().to_string()),
         break_glass: header_str(&parts.headers, "x-break-glass-reason").map(|r| r.chars().take(1000).collect()),
     };
@@ -330,13 +330,14 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
     let response = match tokio::task::spawn_blocking(move || match bearer {
         Some(token) => match directory.verify(&token) {
             Ok(caller) => {
-                request.principal = Principal::Token(Box::new(caller));
+                request.principal = fhir_rest::Principal::Token(Box::new(caller));
                 Ok(engine.handle(&request))
             }
             Err(e) => {
                 let detail =
                     format!("{:?} /fhir/{} refused: the access token is not valid: {e}", request.method, request.path);
-                if let Err(a) = record_login(&engine.audit, None, None, request.address.clone(), false, detail) {
+                if let Err(a) = record_login(engine.guard().audit(), None, None, request.address.clone(), false, detail)
+                {
                     tracing::error!("a refused request could not be audited: {a}");
                 }
                 Err(e)

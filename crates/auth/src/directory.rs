@@ -119,8 +119,6 @@ pub struct Caller {
     pub scopes: Scopes,
     pub grant: Option<RoleGrant>,
     pub patient: Option<String>,
-    /// What patients' consents say about this caller (filled by the engine per request).
-    pub consents: crate::policy::Consents,
     /// The session's purpose of use is break-the-glass, for this reason.
     pub break_glass: Option<String>,
 }
@@ -814,7 +812,6 @@ impl Directory {
             scopes,
             grant: session.grant,
             patient: session.patient,
-            consents: crate::policy::Consents::default(),
             break_glass: session.break_glass,
         };
         Ok((caller, claims.exp))

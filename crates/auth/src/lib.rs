@@ -6,7 +6,6 @@
 //! - [`scope`]: SMART App Launch 2.0 scopes (`patient/Observation.rs`, `user/*.cruds`, v1
 //!   `.read`/`.write`);
 //! - [`token`]: signed access tokens (ES256 JWT) and the key set published as JWKS;
-//! - [`policy`]: the policy decision point (role x scope x patient compartment);
 //! - [`random`]: secrets from the operating system's generator.
 //!
 //! - [`account`], [`directory`]: accounts, clients, sessions and keys, kept as records in
@@ -15,7 +14,6 @@
 pub mod account;
 pub mod directory;
 pub mod password;
-pub mod policy;
 pub mod random;
 pub mod scope;
 pub mod token;

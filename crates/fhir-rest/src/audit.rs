@@ -5,49 +5,15 @@
 //! once that entry is durable in the log; if it cannot be written, the caller gets a 503
 //! instead of the data ("no audit, no access").
 //!
-//! Writes are different: their entries must commit with them, so every write path calls
-//! [`in_tx`] just before committing its store transaction. It finds who is writing in a
-//! thread-local set by [`audited`] (requests are handled synchronously on one thread), so
-//! the write paths need not carry the caller around; a write made without a caller
-//! (demo data, background jobs) is not audited here — operator commands audit themselves.
-
-use std::cell::RefCell;
+//! Writes are different: their entries commit with them, appended by the guard's write
+//! transaction ([`guard::WriteTx::commit`]) from the handle's caller context; a request
+//! whose write committed is not recorded a second time here.
 
 use audit::{Action, Agent, Event, Kind, Outcome};
-use auth::policy::Principal;
 use fhir_model::{Issue, IssueType};
 use serde_json::Value;
-use store::Tx;
 
-use crate::write::Written;
-use crate::{Engine, FhirError, FhirResult, Method, Request, Response, ResponseBody};
-
-struct Current {
-    agent: Agent,
-    /// Purpose of use and the stated reason (break-the-glass).
-    purpose: Option<(String, Option<String>)>,
-    /// A write of this request recorded its entries in its transaction.
-    in_tx: bool,
-}
-
-thread_local! {
-    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
-}
-
-/// Who calls, as the audit log names them; `None` for the server itself.
-pub fn agent(principal: &Principal, address: Option<&str>) -> Option<Agent> {
-    let Principal::Token(c) = principal else { return None };
-    let g = c.grant.as_ref();
-    Some(Agent {
-        user: c.username.clone(),
-        role: g.map(|g| g.role.as_str().to_string()),
-        person: g.and_then(|g| g.practitioner.clone().or_else(|| g.patient.clone())),
-        organization: g.and_then(|g| g.organization.clone()),
-        client: Some(c.client_id.clone()),
-        session: Some(c.sid.clone()),
-        address: address.map(str::to_string),
-    })
-}
+use crate::{Engine, FhirError, Method, Request, Response, ResponseBody};
 
 /// Run a request and record it; the response only if the record is durable.
 pub fn audited(
@@ -55,19 +21,10 @@ pub fn audited(
     req: &Request,
     agent: Agent,
     purpose: Option<(String, Option<String>)>,
-    run: impl FnOnce(&Request) -> Response,
+    run: impl FnOnce(&Request) -> (Response, bool),
 ) -> Response {
     let write = matches!(req.method, Method::Post | Method::Put | Method::Patch | Method::Delete);
-    // a write records its entry in its own transaction: the entries of the requests
-    // answered before it started go into the log first, so the log keeps their order
-    if write && let Err(e) = engine.audit.ingest_journal() {
-        tracing::warn!("the audit journal could not be moved into the log: {e}");
-    }
-    // a bundle's GET entries are requests of their own, inside the bundle's
-    let current = Current { agent: agent.clone(), purpose: purpose.clone(), in_tx: false };
-    let outer = CURRENT.with(|c| c.borrow_mut().replace(current));
-    let response = run(req);
-    let in_tx = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer)).is_some_and(|c| c.in_tx);
+    let (response, in_tx) = run(req);
     // a write recorded itself in its transaction (a read that opened a record by
     // break-the-glass wrote too, but is still a read to record)
     let bundle = req.method == Method::Post && req.path.trim_matches('/').is_empty();
@@ -76,7 +33,7 @@ pub fn audited(
     }
     let Some(mut event) = of_request(req, agent, &response) else { return response };
     event.purpose = purpose;
-    match engine.audit.record(event.to_new()) {
+    match engine.guard().audit().record(event.to_new()) {
         Ok(()) => {
             engine.watch.observe(engine, &event);
             response
@@ -95,66 +52,12 @@ pub fn audited(
     }
 }
 
-/// Record the writes of a transaction in it (call just before committing).
-pub fn in_tx(engine: &Engine, tx: &mut dyn Tx, written: &[&Written]) -> FhirResult<()> {
-    let Some((agent, purpose)) = CURRENT.with(|c| c.borrow().as_ref().map(|c| (c.agent.clone(), c.purpose.clone())))
-    else {
-        return Ok(());
-    };
-    let mut rows = Vec::with_capacity(written.len());
-    for w in written {
-        let (kind, action) = match (w.status, &w.resource) {
-            (201, _) => ("create", Action::Create),
-            (_, None) => ("delete", Action::Delete),
-            _ => ("update", Action::Update),
-        };
-        let mut e = Event::new(Kind::Rest(kind), action, Outcome::Success, agent.clone());
-        e.purpose = purpose.clone();
-        if w.version > 0 {
-            e.objects.push(format!("{}/{}/_history/{}", w.resource_type, w.id, w.version));
-        }
-        match &w.resource {
-            Some(r) => patients(r, &mut e),
-            // a deletion: whose the deleted version was
-            None if w.version > 1 => {
-                let before = engine.store.read_version(w.resource_type.as_str(), &w.id, w.version - 1)?;
-                if let Some(v) = before.and_then(|s| s.body).and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
-                    patients(&v, &mut e);
-                }
-            }
-            None => {}
-        }
-        rows.push(e.to_new());
-    }
-    tx.audit(&rows)?;
-    CURRENT.with(|c| {
-        if let Some(c) = c.borrow_mut().as_mut() {
-            c.in_tx = true;
-        }
-    });
-    Ok(())
-}
-
-/// The patients a resource concerns, into `e`: its `subject` or `patient` when that is a
-/// patient (the common case, without evaluating anything), else those of its patient
-/// compartment ([`crate::access::patients_of`]).
+/// The patients a resource concerns, into `e` (see [`guard::patients_into`]).
 pub fn patients(resource: &Value, e: &mut Event) {
-    let mut found = false;
-    for field in ["subject", "patient"] {
-        if let Some(id) = resource
-            .get(field)
-            .and_then(|r| r.get("reference"))
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("Patient/"))
-        {
-            e.patient(id);
-            found = true;
-        }
-    }
-    if !found {
-        for p in crate::access::patients_of(resource).unwrap_or_default() {
-            e.patient(&p);
-        }
+    let mut found = Vec::new();
+    guard::patients_into(resource, &mut found);
+    for p in found {
+        e.patient(&p);
     }
 }
 

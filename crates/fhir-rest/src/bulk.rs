@@ -8,8 +8,9 @@
 use fhir_model::{Issue, IssueType, ResourceType};
 use serde_json::Value;
 
-use crate::write::{Prepared, WriteOp, apply, prepare};
-use crate::{Engine, FhirError, FhirResult};
+use crate::write::{Prepared, WriteOp, prepare};
+use crate::{Engine, FhirError, FhirResult, Handle};
+use guard::WriteTx;
 
 /// What happened to one resource of a chunk.
 #[derive(Debug)]
@@ -70,8 +71,8 @@ fn prepare_one(mut resource: Value) -> FhirResult<(ResourceType, String, Value, 
 }
 
 /// Is the stored current version the same resource (apart from the server's meta)?
-fn unchanged(tx: &mut dyn store::Tx, rt: ResourceType, id: &str, new: &Value) -> FhirResult<bool> {
-    let Some(cur) = tx.read(rt.as_str(), id)? else { return Ok(false) };
+fn unchanged(tx: &mut WriteTx<'_>, rt: ResourceType, id: &str, new: &Value) -> FhirResult<bool> {
+    let Some(cur) = tx.read(rt, id)? else { return Ok(false) };
     let Some(body) = cur.body else { return Ok(false) };
     let stored: Value = serde_json::from_slice(&body).map_err(|_| FhirError::internal())?;
     Ok(comparable(&stored) == comparable(new))
@@ -80,7 +81,7 @@ fn unchanged(tx: &mut dyn store::Tx, rt: ResourceType, id: &str, new: &Value) ->
 /// Write a chunk of resources: prepared (validated, indexed) one by one, then written in
 /// one transaction; if that transaction fails, each resource again in its own, so that
 /// only the failing ones are rejected. Results are in input order.
-pub fn load(engine: &Engine, resources: Vec<Value>) -> Vec<Loaded> {
+pub fn load(engine: &Engine, h: &Handle, resources: Vec<Value>) -> Vec<Loaded> {
     let mut out: Vec<Option<Loaded>> = Vec::with_capacity(resources.len());
     let mut ready: Vec<(usize, ResourceType, String, Value, Prepared)> = Vec::new();
     for (i, r) in resources.into_iter().enumerate() {
@@ -93,7 +94,7 @@ pub fn load(engine: &Engine, resources: Vec<Value>) -> Vec<Loaded> {
         }
     }
     let bodies: Vec<(usize, Value)> = ready.iter().map(|(i, _, _, b, _)| (*i, b.clone())).collect();
-    match write_all(engine, ready) {
+    match write_all(engine, h, ready) {
         Ok(results) => {
             for (i, l) in results {
                 if let Some(slot) = out.get_mut(i) {
@@ -105,7 +106,7 @@ pub fn load(engine: &Engine, resources: Vec<Value>) -> Vec<Loaded> {
             // one by one: the failures are reported, the others written
             for (i, body) in bodies {
                 let l = match prepare_one(body)
-                    .and_then(|(rt, id, body, p)| write_all(engine, vec![(i, rt, id, body, p)]))
+                    .and_then(|(rt, id, body, p)| write_all(engine, h, vec![(i, rt, id, body, p)]))
                 {
                     Ok(mut r) => r.pop().map_or(Loaded::Unchanged, |(_, l)| l),
                     Err(e) => Loaded::Rejected(e),
@@ -121,21 +122,19 @@ pub fn load(engine: &Engine, resources: Vec<Value>) -> Vec<Loaded> {
 
 type Ready = (usize, ResourceType, String, Value, Prepared);
 
-fn write_all(engine: &Engine, ready: Vec<Ready>) -> FhirResult<Vec<(usize, Loaded)>> {
-    let gate = search::registry::write_gate();
-    let mut tx = engine.store.begin()?;
+fn write_all(engine: &Engine, h: &Handle, ready: Vec<Ready>) -> FhirResult<Vec<(usize, Loaded)>> {
+    let mut tx = h.begin()?;
     let mut results = Vec::with_capacity(ready.len());
     let mut written = Vec::new();
     for (i, rt, id, body, p) in ready {
-        if unchanged(tx.as_mut(), rt, &id, &body)? {
+        if unchanged(&mut tx, rt, &id, &body)? {
             results.push((i, Loaded::Unchanged));
             continue;
         }
-        written.push(apply(tx.as_mut(), p)?);
+        written.push(tx.apply(p)?);
         results.push((i, Loaded::Written));
     }
     tx.commit()?;
-    drop(gate);
     crate::search_parameters::after_commit(engine, &written.iter().collect::<Vec<_>>());
     Ok(results)
 }

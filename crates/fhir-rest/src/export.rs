@@ -10,13 +10,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use auth::policy::Access;
 use fhir_model::{Issue, IssueType, ResourceType};
 use search::page::{PageRequest, Position};
 use search::{Query, Total, parse_query};
 
-use crate::access::restrict;
-use crate::{Engine, FhirError, FhirResult};
+use crate::{FhirError, FhirResult, Handle};
 
 /// Resources read per page.
 const PAGE: usize = 1000;
@@ -36,8 +34,8 @@ pub enum Scope {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub scope: Scope,
-    /// Types in order; each with the access the requester has to it.
-    pub types: Vec<(ResourceType, Access)>,
+    /// Types in order (each searched through the requester's handle, within their reach).
+    pub types: Vec<ResourceType>,
     /// `_lastUpdated` at or after this instant (`_since`).
     pub since: Option<String>,
     /// `_typeFilter`: per type, search queries (any may match).
@@ -109,13 +107,7 @@ pub fn parse_params(
 }
 
 /// The queries to run for one type (its filters, or everything), for one patient or all.
-fn queries(
-    engine: &Engine,
-    plan: &Plan,
-    rt: ResourceType,
-    access: &Access,
-    patient: Option<&str>,
-) -> FhirResult<Vec<Query>> {
+fn queries(plan: &Plan, rt: ResourceType, patient: Option<&str>) -> FhirResult<Vec<Query>> {
     let filters: Vec<&str> = plan.filters.iter().filter(|(t, _)| *t == rt).map(|(_, q)| q.as_str()).collect();
     let filters = if filters.is_empty() { vec![""] } else { filters };
     let mut out = Vec::new();
@@ -130,7 +122,6 @@ fn queries(
             Some(p) => q.in_compartment(crate::resource_type("Patient")?, p)?,
             None => {}
         }
-        restrict(engine, &mut q, access)?;
         q.total = Total::None;
         // pages go by surrogate key
         q.sort.clear();
@@ -142,9 +133,10 @@ fn queries(
 
 /// Run an export into `dir` (created), one `Type.ndjson` per type with resources; types
 /// without any are left out. `progress` hears of each page (type, resources so far);
-/// `cancel` stops it between pages.
+/// `cancel` stops it between pages. Every page is read through `h`, the requester's
+/// handle: only what they may search is exported.
 pub fn run(
-    engine: &Engine,
+    h: &Handle,
     plan: &Plan,
     dir: &Path,
     cancel: &AtomicBool,
@@ -162,14 +154,14 @@ pub fn run(
         Scope::Members(ids) => ids.iter().cloned().map(Some).collect(),
         _ => vec![None],
     };
-    for (rt, access) in &plan.types {
+    for rt in &plan.types {
         let path = dir.join(format!("{rt}.ndjson"));
         let mut file: Option<std::io::BufWriter<std::fs::File>> = None;
         let mut count = 0u64;
         // with several filters or several members, a resource may match twice
         let mut seen: Option<HashSet<String>> = None;
         for patient in &patients {
-            let qs = queries(engine, plan, *rt, access, patient.as_deref())?;
+            let qs = queries(plan, *rt, patient.as_deref())?;
             if qs.len() > 1 || patients.len() > 1 {
                 seen.get_or_insert_with(HashSet::new);
             }
@@ -181,7 +173,7 @@ pub fn run(
                             Issue::error(IssueType::Processing, "the export was cancelled"),
                         ));
                     }
-                    let page = engine.store.search(&q, PAGE)?;
+                    let page = h.search(q.clone(), PAGE)?;
                     for s in &page.resources {
                         let Some(body) = &s.body else { continue };
                         if let Some(seen) = seen.as_mut()
@@ -220,8 +212,8 @@ pub fn run(
 }
 
 /// The patient ids a Group's members are (`Group.member.entity` references to Patient).
-pub fn group_members(engine: &Engine, id: &str) -> FhirResult<Vec<String>> {
-    let g = match engine.store.read("Group", id)? {
+pub fn group_members(h: &Handle, id: &str) -> FhirResult<Vec<String>> {
+    let g = match h.read(crate::resource_type("Group")?, id)? {
         Some(s) if !s.deleted() => s,
         _ => return Err(FhirError::not_found(format!("Group/{id} does not exist"))),
     };

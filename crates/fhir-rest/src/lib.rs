@@ -1,32 +1,30 @@
 //! FHIR R4 REST behaviour without a web framework or a database: a [`Request`] goes in,
 //! a [`Response`] comes out. The HTTP layer (crate `api`) only translates HTTP to and
-//! from these types; storage is reached only through the [`store::Store`] trait.
+//! from these types; data is reached only through the [`guard`]: each request gets a
+//! [`guard::Handle`] bound to its caller, which checks and audits every access.
 //!
 //! One module per interaction under [`interaction`]; every write goes through
-//! [`write`], whether it comes alone or inside a transaction bundle.
+//! [`write`] (the guard's write path), whether it comes alone or inside a transaction
+//! bundle. Operations (`$everything`, `$export`, ...) are registered at wiring time
+//! ([`operations`]), so this crate names no domain service.
 
-pub mod access;
 pub mod audit;
 pub mod bulk;
-pub mod consent;
-pub mod error;
 pub mod export;
-pub mod fhirpath_patch;
 pub mod interaction;
-pub mod meta;
+pub mod operations;
 pub mod search_parameters;
 pub mod shape;
 pub mod watch;
-pub mod write;
 
 use std::sync::Arc;
 
-use auth::policy::Principal;
 use fhir_model::ResourceType;
 use serde_json::Value;
-use store::Store;
 
-pub use error::{FhirError, FhirResult};
+pub use guard::{
+    FhirError, FhirResult, Guard, Handle, Principal, SystemActor, consent, error, fhirpath_patch, meta, write,
+};
 
 /// HTTP methods the FHIR API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +89,7 @@ pub struct Request {
     /// The body is a JSON Patch document (`application/json-patch+json`).
     pub json_patch: bool,
     /// Who asks: the HTTP layer sets the verified token's caller; requests made inside
-    /// the server (demo data, operator commands) are [`Principal::Internal`].
+    /// the server (demo data, tests) name their system actor. There is no default.
     pub principal: Principal,
     /// The network address the request came from (for the audit log).
     pub address: Option<String>,
@@ -100,8 +98,8 @@ pub struct Request {
 }
 
 impl Request {
-    /// A request with no body and no conditional headers.
-    pub fn new(method: Method, path: impl Into<String>, query: impl Into<String>) -> Self {
+    /// A request of `principal` with no body and no conditional headers.
+    pub fn new(principal: Principal, method: Method, path: impl Into<String>, query: impl Into<String>) -> Self {
         Request {
             method,
             path: path.into(),
@@ -115,7 +113,7 @@ impl Request {
             strict: false,
             prefer_async: false,
             json_patch: false,
-            principal: Principal::Internal,
+            principal,
             address: None,
             break_glass: None,
         }
@@ -200,14 +198,8 @@ pub struct Config {
     pub max_bundle_entries: usize,
     /// Where `$export` writes its files.
     pub export_dir: std::path::PathBuf,
-    /// Security labels (`meta.security` codes) of sensitive sections, hidden from
-    /// clinicians unless the patient opens them by consent.
-    pub sensitive_labels: Vec<String>,
     /// The suspicious-activity rules.
     pub watch: watch::Rules,
-    /// Which relationships put a patient in a clinician's care (the default policy,
-    /// before consents).
-    pub care: search::CareRelations,
 }
 
 impl Default for Config {
@@ -218,66 +210,76 @@ impl Default for Config {
             max_count: 1000,
             max_bundle_entries: 10_000,
             export_dir: std::env::temp_dir().join("medkarta-exports"),
-            // v3 ActCode: psychiatry, HIV, sexuality and reproductive health, sexually
-            // transmitted disease, substance abuse, sexual and domestic violence
-            sensitive_labels: ["PSY", "HIV", "SEX", "STD", "ETH", "SDV"].map(String::from).to_vec(),
             watch: watch::Rules::default(),
-            care: search::CareRelations::default(),
         }
     }
 }
 
-/// The FHIR server core: configuration, a store and its audit log.
+/// The FHIR server core: configuration, the guard, the operations registered.
 #[derive(Clone)]
 pub struct Engine {
-    pub store: Arc<dyn Store>,
+    guard: Guard,
     pub config: Arc<Config>,
-    pub audit: Arc<::audit::AuditLog>,
     /// Notifications and suspicious-activity rules over the accesses.
     pub watch: Arc<watch::Watch>,
+    operations: Arc<operations::Operations>,
 }
 
 impl Engine {
-    /// An engine whose audit log has no checkpoint signer (see [`Engine::with_audit`]).
-    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
-        let audit = Arc::new(::audit::AuditLog::new(store.clone(), None));
-        Engine { store, config: Arc::new(config), audit, watch: Arc::default() }
+    /// An engine over `guard` with the operations in `operations`.
+    pub fn new(guard: Guard, config: Config, operations: operations::Operations) -> Self {
+        Engine { guard, config: Arc::new(config), watch: Arc::default(), operations: Arc::new(operations) }
     }
 
-    /// Use this audit log (of the same store).
-    pub fn with_audit(mut self, audit: Arc<::audit::AuditLog>) -> Self {
-        self.audit = audit;
-        self
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    pub fn operations(&self) -> &operations::Operations {
+        &self.operations
     }
 
     /// Handle one request; a caller's request is recorded in the audit log (see
     /// [`crate::audit`]). Blocking: call it from a blocking thread.
     pub fn handle(&self, req: &Request) -> Response {
-        let run = |req: &Request| match interaction::dispatch(self, req) {
+        let admit = |req: &Request| {
+            self.guard.admit(
+                req.principal.clone(),
+                req.address.clone(),
+                req.break_glass.as_deref(),
+                &req.path,
+                &req.query,
+            )
+        };
+        let run = |h: &Handle, req: &Request| match interaction::dispatch(self, h, req) {
             Ok(r) => r,
             Err(e) => e.into(),
         };
-        let Some(agent) = crate::audit::agent(&req.principal, req.address.as_deref()) else { return run(req) };
+        let Principal::Token(caller) = &req.principal else {
+            // a system actor: its writes are audited in their transactions
+            return match admit(req) {
+                Ok(h) => run(&h, req),
+                Err(e) => e.into(),
+            };
+        };
+        let agent = guard::agent(&req.principal, req.address.as_deref());
         // break-the-glass: asked in the request's header, or the session's purpose of use
-        let btg = req.break_glass.clone().or_else(|| match &req.principal {
-            auth::policy::Principal::Token(c) => c.break_glass.clone(),
-            _ => None,
-        });
+        let btg = req.break_glass.clone().or_else(|| caller.break_glass.clone());
         let purpose = btg.map(|r| (crate::consent::BTG.to_string(), Some(r)));
-        // a clinician's request carries what patients' consents say about them now (and
-        // break-the-glass writes its grant, audited with the request)
-        let blocked = agent.session.as_deref().is_some_and(|s| self.watch.blocked(s));
+        let blocked = self.watch.blocked(&caller.sid);
         crate::audit::audited(self, req, agent, purpose, |req| {
             // refused before anything, break-the-glass included
             if blocked {
                 let why = "This session was blocked after unusual activity and the security officer was alerted; \
                            sign in again or contact them";
-                return FhirError::new(403, fhir_model::Issue::error(fhir_model::IssueType::Security, why)).into();
+                let r = FhirError::new(403, fhir_model::Issue::error(fhir_model::IssueType::Security, why)).into();
+                return (r, false);
             }
-            match crate::consent::admit(self, req) {
-                Ok(Some(admitted)) => run(&admitted),
-                Ok(None) => run(req),
-                Err(e) => e.into(),
+            // a clinician's request carries what patients' consents say about them now
+            // (and break-the-glass writes its grant, audited with the request)
+            match admit(req) {
+                Ok(h) => (run(&h, req), h.wrote()),
+                Err(e) => (e.into(), false),
             }
         })
     }

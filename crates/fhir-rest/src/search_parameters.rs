@@ -18,7 +18,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::write::Written;
-use crate::{Engine, FhirError, FhirResult, Response};
+use crate::{Engine, FhirError, FhirResult, Handle, Response, SystemActor};
+
+fn reindexer(engine: &Engine) -> Handle {
+    engine.guard().system(SystemActor::REINDEX)
+}
+
+fn failed(msg: String) -> FhirError {
+    tracing::error!("{msg}");
+    FhirError::internal()
+}
 
 /// Record kind of reindex jobs in the store.
 const JOB_KIND: &str = "reindex";
@@ -56,16 +65,6 @@ fn wake() {
     cv.notify_all();
 }
 
-/// Check a SearchParameter about to be written (422 naming the element if it cannot be
-/// used). Other resources pass.
-pub fn check(resource: &Value) -> FhirResult<()> {
-    if resource.get("resourceType").and_then(Value::as_str) != Some("SearchParameter") {
-        return Ok(());
-    }
-    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
-    registry::definition(resource, id).map(drop).map_err(|issue| FhirError::new(422, issue))
-}
-
 /// After a commit: register, replace or drop the custom parameters the writes defined.
 pub fn after_commit(engine: &Engine, written: &[&Written]) {
     for w in written.iter().filter(|w| w.resource_type.as_str() == "SearchParameter" && !w.id.is_empty()) {
@@ -97,27 +96,28 @@ pub fn after_commit(engine: &Engine, written: &[&Written]) {
     }
 }
 
-fn forget_job(engine: &Engine, id: &str) -> store::Result<()> {
-    let mut tx = engine.store.begin()?;
+fn forget_job(engine: &Engine, id: &str) -> FhirResult<()> {
+    let h = reindexer(engine);
+    let mut tx = h.begin()?;
     tx.delete_record(JOB_KIND, id)?;
     tx.commit()
 }
 
-fn saved_jobs(engine: &Engine) -> store::Result<Vec<Job>> {
-    Ok(engine.store.records(JOB_KIND)?.iter().filter_map(|(_, r)| serde_json::from_str(&r.data).ok()).collect())
+fn saved_jobs(engine: &Engine) -> FhirResult<Vec<Job>> {
+    Ok(engine.guard().records(JOB_KIND)?.iter().filter_map(|(_, r)| serde_json::from_str(&r.data).ok()).collect())
 }
 
 /// At start-up: register every active SearchParameter in the database, with the state
 /// its saved reindex job reached, and start the reindex worker.
-pub fn start(engine: &Engine) -> store::Result<()> {
+pub fn start(engine: &Engine) -> FhirResult<()> {
     let jobs = saved_jobs(engine)?;
-    let rt = ResourceType::parse("SearchParameter").ok_or_else(|| store::StoreError::Backend("no type".into()))?;
+    let rt = ResourceType::parse("SearchParameter").ok_or_else(FhirError::internal)?;
+    let h = reindexer(engine);
     let mut offset = 0;
     loop {
-        let mut q =
-            search::parse_query(rt, "status=active").map_err(|e| store::StoreError::Backend(e.diagnostics.clone()))?;
+        let mut q = search::parse_query(rt, "status=active")?;
         q.offset = offset;
-        let page = engine.store.search(&q, 500)?;
+        let page = h.search(q, 500)?;
         for s in &page.resources {
             let Some(res) = s.body.as_deref().and_then(|b| serde_json::from_slice::<Value>(b).ok()) else { continue };
             match registry::definition(&res, &s.id) {
@@ -144,7 +144,7 @@ pub fn start(engine: &Engine) -> store::Result<()> {
     std::thread::Builder::new()
         .name("reindex".into())
         .spawn(move || worker(&engine))
-        .map_err(|e| store::StoreError::Backend(format!("cannot start the reindex worker: {e}")))?;
+        .map_err(|e| failed(format!("cannot start the reindex worker: {e}")))?;
     Ok(())
 }
 
@@ -174,20 +174,21 @@ fn current(c: &Custom) -> bool {
     registry::all().iter().any(|r| r.id == c.id && r.key == c.key)
 }
 
-fn count(engine: &Engine, rt: &str) -> store::Result<u64> {
+fn count(h: &Handle, rt: &str) -> FhirResult<u64> {
     let q = ResourceType::parse(rt)
         .and_then(|t| search::parse_query(t, "").ok())
-        .ok_or_else(|| store::StoreError::Backend(format!("'{rt}' is not a resource type")))?;
-    Ok(engine.store.search(&q, 0)?.total.unwrap_or(0))
+        .ok_or_else(|| failed(format!("'{rt}' is not a resource type")))?;
+    Ok(h.search(q, 0)?.total.unwrap_or(0))
 }
 
 /// Run (or resume) the reindex of one custom parameter to the end.
-fn reindex(engine: &Engine, c: &Custom) -> store::Result<()> {
+fn reindex(engine: &Engine, c: &Custom) -> FhirResult<()> {
+    let h = reindexer(engine);
     let mut job =
         saved_jobs(engine)?.into_iter().find(|j| j.id == c.id && j.key == c.key).unwrap_or_else(|| Job::new(c));
     let mut total = 0;
     for t in &c.types {
-        total += count(engine, t)?;
+        total += count(&h, t)?;
     }
     job.total = total.max(job.done);
     let codes = c.param.index_codes();
@@ -197,7 +198,7 @@ fn reindex(engine: &Engine, c: &Custom) -> store::Result<()> {
         if !current(c) {
             return Ok(()); // replaced or dropped meanwhile
         }
-        let mut tx = engine.store.begin()?;
+        let mut tx = h.begin()?;
         let batch = tx.scan(rt, job.after, BATCH)?;
         let rows: Vec<(i64, Vec<search::IndexEntry>)> = batch
             .iter()
@@ -222,8 +223,8 @@ fn reindex(engine: &Engine, c: &Custom) -> store::Result<()> {
         job.done += batch.len() as u64;
         job.total = job.total.max(job.done);
         job.finished = job.type_index >= c.types.len();
-        let state = serde_json::to_string(&job).map_err(|e| store::StoreError::Backend(e.to_string()))?;
-        tx.put_record(JOB_KIND, &job.id, &state, store::Expect::Any)?;
+        let state = serde_json::to_string(&job).map_err(|e| failed(e.to_string()))?;
+        tx.put_record(JOB_KIND, &job.id, &state, guard::Expect::Any)?;
         tx.commit()?;
         registry::set_state(&c.id, &c.key, State::Indexing { done: job.done, total: job.total });
         if last_log.elapsed() > Duration::from_secs(5) {

@@ -21,8 +21,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use audit::{Action, Event, Kind, Outcome};
+use guard::{Expect, SystemActor};
 use serde_json::json;
-use store::Expect;
 
 use crate::Engine;
 use crate::meta::{instant, now_micros};
@@ -140,12 +140,12 @@ impl Watch {
         address: &str,
         night: (u8, u8),
         at: i64,
-    ) -> store::Result<Option<String>> {
+    ) -> crate::FhirResult<Option<String>> {
         let key = (user.to_string(), address.to_string());
         if self.lock().addresses.contains(&key) {
             return Ok(None);
         }
-        let stored = engine.store.record(ADDRESSES, user)?;
+        let stored = engine.guard().record(ADDRESSES, user)?;
         let mut list: Vec<String> = stored
             .as_ref()
             .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.data).ok())
@@ -159,7 +159,8 @@ impl Watch {
                 list.remove(0);
             }
             let expect = stored.map_or(Expect::Absent, |r| Expect::Version(r.version));
-            let mut tx = engine.store.begin()?;
+            let h = engine.guard().system(SystemActor::WATCH);
+            let mut tx = h.begin()?;
             // lost to a concurrent request of the same user: it is remembered next time
             if tx.put_record(ADDRESSES, user, &json!({"addresses": list}).to_string(), expect)? {
                 tx.commit()?;
@@ -191,7 +192,7 @@ impl Watch {
         }
         let mut untold = Vec::new();
         for p in fresh {
-            match engine.store.record(ORGANISATIONS, &format!("{p}|{org}"))? {
+            match engine.guard().record(ORGANISATIONS, &format!("{p}|{org}"))? {
                 Some(_) => drop(self.lock().organisations.insert((p.clone(), org.clone()))),
                 None => untold.push(p),
             }
@@ -209,15 +210,18 @@ impl Watch {
         // a concurrent request rolls it back, and then each is told on its own
         let tell = |patients: &[&String]| {
             let notes = patients.iter().map(|p| notice(p, &text, "routine")).collect::<crate::FhirResult<Vec<_>>>()?;
-            crate::write::commit_all_with(engine, notes, |tx| {
-                for p in patients {
-                    let id = format!("{p}|{org}");
-                    if !tx.put_record(ORGANISATIONS, &id, &record, Expect::Absent)? {
-                        return Err(store::StoreError::Conflict(format!("{id} told already")));
-                    }
+            let h = engine.guard().system(SystemActor::WATCH);
+            let mut tx = h.begin()?;
+            for n in notes {
+                tx.apply(n)?;
+            }
+            for p in patients {
+                let id = format!("{p}|{org}");
+                if !tx.put_record(ORGANISATIONS, &id, &record, Expect::Absent)? {
+                    return Err(crate::FhirError::conflict(format!("{id} told already")));
                 }
-                Ok(())
-            })
+            }
+            tx.commit()
         };
         let done = match tell(&untold) {
             Err(err) if err.status == 409 && untold.len() > 1 => {
@@ -244,7 +248,7 @@ impl Watch {
         patients: &[String],
     ) -> crate::FhirResult<()> {
         tracing::warn!(session, "suspicious activity: {why}; session blocked");
-        if let Err(err) = auth::directory::revoke_session_record(engine.store.as_ref(), session) {
+        if let Err(err) = engine.guard().revoke_session(session) {
             tracing::error!(session, "the blocked session could not be revoked in the store: {err}");
         }
         let alert = json!({"kind": "suspicious-activity", "at": e.at, "status": "open", "by": e.agent.user,
@@ -261,19 +265,21 @@ impl Watch {
             alert_event.patient(p);
         }
         alert_event.detail = Some(why.to_string());
-        let entry = alert_event.to_new();
-        crate::write::commit_all_with(engine, writes, |tx| {
-            tx.put_record(crate::interaction::audit_events::ALERTS, &alert_id, &alert.to_string(), Expect::Absent)?;
-            tx.audit(std::slice::from_ref(&entry))
-        })?;
-        Ok(())
+        let h = engine.guard().system(SystemActor::WATCH);
+        let mut tx = h.begin()?;
+        for w in writes {
+            tx.apply(w)?;
+        }
+        tx.put_record(crate::interaction::audit_events::ALERTS, &alert_id, &alert.to_string(), Expect::Absent)?;
+        tx.record_event(&alert_event);
+        tx.commit()
     }
 }
 
 /// The name of an Organization (or Practitioner), for a message.
 fn name_of(engine: &Engine, reference: &str) -> Option<String> {
     let (rt, id) = reference.split_once('/')?;
-    let body = engine.store.read(rt, id).ok()??.body?;
+    let body = engine.guard().system(SystemActor::WATCH).fetch(rt, id).ok()??.body?;
     let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
     match &v["name"] {
         serde_json::Value::String(s) => Some(s.clone()),

@@ -8,8 +8,7 @@
 use std::sync::Arc;
 
 use auth::directory::Caller;
-use auth::policy::Principal;
-use fhir_rest::{Body, Config, Engine, Method, Request};
+use fhir_rest::{Body, Config, Engine, Method, Principal, Request};
 use serde_json::json;
 
 fn caller() -> Principal {
@@ -20,14 +19,12 @@ fn caller() -> Principal {
         scopes: auth::scope::Scopes::parse("system/*.cruds").unwrap(),
         grant: None,
         patient: None,
-        consents: Default::default(),
         break_glass: None,
     }))
 }
 
 fn as_caller(method: Method, path: &str, body: Option<serde_json::Value>) -> Request {
-    let mut r = Request::new(method, path, "");
-    r.principal = caller();
+    let mut r = Request::new(caller(), method, path, "");
     if let Some(b) = body {
         r.body = Body::Json(b);
     }
@@ -41,14 +38,15 @@ fn scenario(journal: bool) {
     if journal {
         log = log.with_journal(audit::journal::Journal::open(&dir.path().join("journal")).unwrap());
     }
-    let engine = Engine::new(store.clone(), Config::default()).with_audit(Arc::new(log));
-    let mut put = Request::new(Method::Put, "Patient/p1", "");
+    let guard = fhir_rest::Guard::new(store.clone(), Arc::new(log), Default::default(), Default::default());
+    let engine = Engine::new(guard, Config::default(), fhir_rest::operations::Operations::standard());
+    let mut put = Request::new(test_actor(), Method::Put, "Patient/p1", "");
     put.body = Body::Json(json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Secret"}]}));
     assert_eq!(engine.handle(&put).status, 201);
     // audited and answered while the log can be written
     let ok = engine.handle(&as_caller(Method::Get, "Patient/p1", None));
     assert_eq!(ok.status, 200);
-    engine.audit.catch_up().unwrap();
+    engine.guard().audit().catch_up().unwrap();
     // the log breaks (its chain table gone)
     let raw = rusqlite::Connection::open(dir.path().join("medkarta.sqlite")).unwrap();
     raw.execute_batch("DROP TABLE audit_chain").unwrap();
@@ -57,7 +55,7 @@ fn scenario(journal: bool) {
         // the journal takes the entry (it is the durable record), so the read is answered;
         // the database refuses it, so it stays in the journal until the log is repaired
         assert_eq!(read.status, 200);
-        assert!(engine.audit.catch_up().is_err());
+        assert!(engine.guard().audit().catch_up().is_err());
     } else {
         assert_eq!(read.status, 503);
         let body = read.body_json().unwrap().to_string();
@@ -70,7 +68,7 @@ fn scenario(journal: bool) {
         Some(json!({"resourceType": "Patient", "id": "p2", "name": [{"family": "Never"}]})),
     ));
     assert!(w.status >= 500, "{}", w.status);
-    assert_eq!(engine.handle(&Request::new(Method::Get, "Patient/p2", "")).status, 404);
+    assert_eq!(engine.handle(&Request::new(test_actor(), Method::Get, "Patient/p2", "")).status, 404);
 }
 
 #[test]
@@ -81,4 +79,8 @@ fn synchronous_log() {
 #[test]
 fn journal() {
     scenario(true);
+}
+
+fn test_actor() -> fhir_rest::Principal {
+    fhir_rest::Principal::System(fhir_rest::SystemActor::new("system:test"))
 }

@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 const EXT: &str = "http://example.org/fhir/StructureDefinition/blood-group";
 
 fn put(engine: &Engine, path: &str, body: Value) {
-    let mut req = Request::new(Method::Put, path, "");
+    let mut req = Request::new(test_actor(), Method::Put, path, "");
     req.body = Body::Json(body);
     let r = engine.handle(&req);
     assert!(r.status == 200 || r.status == 201, "{path}: {:?}", r.body_json());
 }
 
 fn total(engine: &Engine, query: &str) -> (u16, Value) {
-    let r = engine.handle(&Request::new(Method::Get, "Patient", query));
+    let r = engine.handle(&Request::new(test_actor(), Method::Get, "Patient", query));
     (r.status, r.body_json().unwrap())
 }
 
@@ -27,7 +27,11 @@ fn total(engine: &Engine, query: &str) -> (u16, Value) {
 fn reindex_resumes_from_its_saved_position() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store_sqlite::SqliteStore::open(dir.path()).unwrap());
-    let engine = Engine::new(store.clone(), Config::default());
+    let engine = Engine::new(
+        fhir_rest::Guard::open(store.clone()),
+        Config::default(),
+        fhir_rest::operations::Operations::standard(),
+    );
     // 500 patients (surrogate keys 1..=500), written before the parameter exists
     for i in 0..500 {
         put(
@@ -56,7 +60,7 @@ fn reindex_resumes_from_its_saved_position() {
 
     fhir_rest::search_parameters::start(&engine).unwrap();
     for _ in 0..300 {
-        let status = engine.handle(&Request::new(Method::Get, "$reindex", "")).body_json().unwrap();
+        let status = engine.handle(&Request::new(test_actor(), Method::Get, "$reindex", "")).body_json().unwrap();
         if status.to_string().contains("\"ready\"") {
             break;
         }
@@ -68,4 +72,8 @@ fn reindex_resumes_from_its_saved_position() {
     assert_eq!(bundle["total"], 200, "{bundle}");
     let job: Value = serde_json::from_str(&store::Store::records(&*store, "reindex").unwrap()[0].1.data).unwrap();
     assert_eq!((job["done"].as_u64(), job["finished"].as_bool()), (Some(500), Some(true)), "{job}");
+}
+
+fn test_actor() -> fhir_rest::Principal {
+    fhir_rest::Principal::System(fhir_rest::SystemActor::new("system:test"))
 }

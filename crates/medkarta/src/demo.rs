@@ -3,7 +3,7 @@
 //! and doctors they use), loaded once (a second run finds it and writes nothing), and two
 //! accounts to try it with.
 
-use fhir_rest::{Body, Engine, Method, Request};
+use fhir_rest::{Body, Engine, Method, Principal, Request, SystemActor};
 use serde_json::Value;
 
 /// Patients in the demo set.
@@ -12,7 +12,8 @@ const SEED: u64 = 1;
 
 /// Load the demo set unless it is already there; returns the number of resources written.
 pub fn load(engine: &Engine) -> Result<usize, String> {
-    let probe = engine.handle(&Request::new(Method::Get, "Patient/pat-0", ""));
+    let demo = Principal::System(SystemActor::DEMO);
+    let probe = engine.handle(&Request::new(demo.clone(), Method::Get, "Patient/pat-0", ""));
     if probe.status == 200 {
         return Ok(0);
     }
@@ -21,7 +22,7 @@ pub fn load(engine: &Engine) -> Result<usize, String> {
         resources.extend(synth::patient_record(SEED, i));
     }
     let n = resources.len();
-    let mut req = Request::new(Method::Post, "", "");
+    let mut req = Request::new(demo, Method::Post, "", "");
     req.body = Body::Json(synth::transaction(resources));
     req.prefer_return = fhir_rest::Return::Minimal;
     let r = engine.handle(&req);

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use auth::policy::Access;
 use clap::Args;
 use fhir_rest::export::{Plan, Scope, parse_params, run as run_export};
 
@@ -40,14 +39,16 @@ pub struct ExportArgs {
 
 pub fn run(args: ExportArgs) -> Result<(), String> {
     let settings = Settings::load_store(&args.store)?;
-    let engine = crate::engine(
+    let (engine, _) = crate::engine(
         &settings,
         settings.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()),
         false,
     )?;
+    // an operator's export (audited as the command it is)
+    let h = engine.guard().system(fhir_rest::SystemActor::new("system:export-command"));
     let scope = match (&args.group, args.patients) {
         (Some(g), _) => {
-            Scope::Members(fhir_rest::export::group_members(&engine, g).map_err(|e| e.outcome.to_json().to_string())?)
+            Scope::Members(fhir_rest::export::group_members(&h, g).map_err(|e| e.outcome.to_json().to_string())?)
         }
         (None, true) => Scope::Patients,
         (None, false) => Scope::System,
@@ -58,10 +59,10 @@ pub fn run(args: ExportArgs) -> Result<(), String> {
     }
     let (types, filters) =
         parse_params(&scope, args.types.as_deref(), &args.type_filters).map_err(|e| e.outcome.to_json().to_string())?;
-    let plan = Plan { scope, types: types.into_iter().map(|t| (t, Access::All)).collect(), since: args.since, filters };
+    let plan = Plan { scope, types, since: args.since, filters };
     let started = Instant::now();
     let mut total = 0u64;
-    let outputs = run_export(&engine, &plan, &args.out, &AtomicBool::new(false), |rt, n| {
+    let outputs = run_export(&h, &plan, &args.out, &AtomicBool::new(false), |rt, n| {
         eprint!("\rexporting {rt}: {n} resources, {:.1} s          ", started.elapsed().as_secs_f64());
     })
     .map_err(|e| e.outcome.to_json().to_string())?;

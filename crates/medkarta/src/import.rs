@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use fhir_rest::bulk::Loaded;
-use fhir_rest::{Body, Engine, Method, Request};
+use fhir_rest::{Body, Engine, Method, Principal, Request, SystemActor};
 use serde_json::Value;
 
 use crate::config::{Settings, StoreArgs};
@@ -183,7 +183,8 @@ fn write(engine: &Engine, work: Work, counters: &Counters) {
     match work {
         Work::Resources(items) => {
             let (origins, resources): (Vec<Origin>, Vec<Value>) = items.into_iter().unzip();
-            for (origin, result) in origins.iter().zip(fhir_rest::bulk::load(engine, resources)) {
+            let h = engine.guard().system(SystemActor::IMPORT);
+            for (origin, result) in origins.iter().zip(fhir_rest::bulk::load(engine, &h, resources)) {
                 match result {
                     Loaded::Written => counters.written.fetch_add(1, Ordering::Relaxed),
                     Loaded::Unchanged => counters.unchanged.fetch_add(1, Ordering::Relaxed),
@@ -196,7 +197,7 @@ fn write(engine: &Engine, work: Work, counters: &Counters) {
         }
         Work::Bundle(origin, bundle) => {
             let n = bundle.get("entry").and_then(Value::as_array).map_or(0, Vec::len) as u64;
-            let mut req = Request::new(Method::Post, "", "");
+            let mut req = Request::new(Principal::System(SystemActor::IMPORT), Method::Post, "", "");
             req.body = Body::Json(bundle);
             req.prefer_return = fhir_rest::Return::Minimal;
             let r = engine.handle(&req);
@@ -228,7 +229,7 @@ fn progress_line(c: &Counters, total_bytes: u64, started: Instant) -> String {
 
 pub fn run(args: ImportArgs) -> Result<(), String> {
     let settings = Settings::load_store(&args.store)?;
-    let engine = crate::engine(
+    let (engine, _) = crate::engine(
         &settings,
         settings.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()),
         false,

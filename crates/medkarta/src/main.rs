@@ -137,10 +137,11 @@ fn main() -> ExitCode {
             audit_cmd::operator_command(&store, "export", export::run(args))
         }
         Command::Demo(args) => Settings::load_store(&args).and_then(|s| {
-            let engine = engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()), false)?;
+            let (engine, store) =
+                engine(&s, s.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()), false)?;
             let n = demo::load(&engine)?;
             println!("Demo data: {n} resources written ({}).", s.store_description());
-            let directory = admin::directory(engine.store.clone(), &engine.config.base_url)?;
+            let directory = admin::directory(store, &engine.config.base_url)?;
             for (user, password) in demo::accounts(&directory)? {
                 println!("Demo account {user}, password {password} (shown once)");
             }
@@ -206,9 +207,14 @@ pub(crate) fn open_database(s: &Settings) -> Result<Arc<dyn Store>, String> {
     }
 }
 
-/// The engine over the configured store. `journal`: audit entries go through the audit
-/// journal in `<data>/audit-journal` (the server only: one process per journal).
-pub(crate) fn engine(s: &Settings, base_url: String, journal: bool) -> Result<fhir_rest::Engine, String> {
+/// The engine over the configured store, and the store (for the directory of accounts,
+/// which the binary wires beside the guard). `journal`: audit entries go through the
+/// audit journal in `<data>/audit-journal` (the server only: one process per journal).
+pub(crate) fn engine(
+    s: &Settings,
+    base_url: String,
+    journal: bool,
+) -> Result<(fhir_rest::Engine, Arc<dyn Store>), String> {
     let store = open_store(s)?;
     // bulk export files live beside the data (for PostgreSQL too: the --data directory)
     let export_dir = s.data.join("exports");
@@ -218,14 +224,12 @@ pub(crate) fn engine(s: &Settings, base_url: String, journal: bool) -> Result<fh
         log = log.with_journal(journal);
     }
     let log = Arc::new(log);
-    let config = fhir_rest::Config {
-        base_url,
-        export_dir,
-        watch: s.watch.clone(),
-        care: s.care,
-        ..fhir_rest::Config::default()
-    };
-    Ok(fhir_rest::Engine::new(store, config).with_audit(log))
+    let config = fhir_rest::Config { base_url, export_dir, watch: s.watch.clone(), ..fhir_rest::Config::default() };
+    let policy = guard::Settings { care: s.care, ..guard::Settings::default() };
+    // domain services register their write rules and operations here
+    let guard = guard::Guard::new(store.clone(), log, policy, guard::rules::Rules::default());
+    let engine = fhir_rest::Engine::new(guard, config, fhir_rest::operations::Operations::standard());
+    Ok((engine, store))
 }
 
 fn serve(s: Settings) -> Result<(), String> {
@@ -250,11 +254,11 @@ fn serve(s: Settings) -> Result<(), String> {
         let base_url = s.base_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
         let settings = s.clone();
         let (engine, directory, demo_accounts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let engine = engine(&settings, base_url, !settings.audit_sync)?;
-            let directory = Arc::new(admin::directory(engine.store.clone(), &engine.config.base_url)?);
+            let (engine, store) = engine(&settings, base_url, !settings.audit_sync)?;
+            let directory = Arc::new(admin::directory(store, &engine.config.base_url)?);
             let demo_accounts = if settings.demo { demo::accounts(&directory)? } else { Vec::new() };
             fhir_rest::interaction::bulk_export::recover(&engine).map_err(|e| e.to_string())?;
-            engine.audit.start(std::time::Duration::from_secs(60));
+            engine.guard().audit().start(std::time::Duration::from_secs(60));
             fhir_rest::search_parameters::start(&engine)
                 .map_err(|e| format!("cannot load the custom search parameters: {e}"))?;
             if settings.demo {
@@ -274,7 +278,7 @@ fn serve(s: Settings) -> Result<(), String> {
                 "Demo account {user}, password {password} (shown once; a token: medkarta admin token --user {user})"
             );
         }
-        let audit = engine.audit.clone();
+        let audit = engine.guard().audit().clone();
         let app = api::router(engine, directory, api::HttpConfig { max_body_bytes: s.max_body_bytes });
         api::serve(listener, app, shutdown_signal(), tls).await.map_err(|e| e.to_string())?;
         // leave nothing in the audit journal (it would be taken at the next start anyway)

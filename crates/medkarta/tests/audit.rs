@@ -85,6 +85,8 @@ fn audit_trail(s: &mut Server) {
         mine,
         vec![
             e("read", "dr-ivanova", "0"),
+            // the patient told of the organisation's first access: a write to their record
+            e("create", "system:watch", "0"),
             e("search-type", "dr-ivanova", "0"),
             e("create", "dr-ivanova", "0"),
             e("delete", "dr-ivanova", "0"),

@@ -5,22 +5,20 @@
 //! `GET AuditEvent/{id}` reads one entry; `POST AuditEvent/{id}/$flag` lets the patient
 //! mark an entry as unexpected, which raises an alert for the security officers.
 //!
-//! The entries are not stored resources: they come from the log ([`store::audit`]), their
+//! The entries are not stored resources: they come from the log (`store::audit`), their
 //! id is the log's sequence number, and nobody writes them through the API.
 
 use std::collections::HashMap;
 
 use audit::{Action, Event, Kind, Outcome};
 use auth::account::Role;
-use auth::policy::{Access, Principal, authorize};
 use auth::scope::{Context, Interaction};
 use fhir_model::{Issue, IssueType, ResourceType};
+use guard::{Access, AuditQuery, AuditRow, Expect, SystemActor};
 use serde_json::{Value, json};
-use store::Expect;
-use store::audit::{AuditQuery, AuditRow};
 
 use crate::meta::instant;
-use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
+use crate::{Body, Engine, FhirError, FhirResult, Handle, Principal, Request, Response};
 
 /// Record kind of security alerts (for the security officers: `medkarta audit alerts`).
 pub const ALERTS: &str = "security-alert";
@@ -39,8 +37,8 @@ fn audit_type() -> FhirResult<ResourceType> {
     ResourceType::parse("AuditEvent").ok_or_else(FhirError::internal)
 }
 
-fn scope(principal: &Principal) -> FhirResult<Scope> {
-    let Principal::Token(c) = principal else { return Ok(Scope::Anyone) };
+fn scope(h: &Handle) -> FhirResult<Scope> {
+    let Principal::Token(c) = h.principal() else { return Ok(Scope::Anyone) };
     let rt = audit_type()?;
     let role = c.grant.as_ref().map(|g| g.role);
     if role == Some(Role::SecurityOfficer) {
@@ -50,7 +48,7 @@ fn scope(principal: &Principal) -> FhirResult<Scope> {
             Err(forbidden("The token's scopes do not include reading AuditEvent"))
         };
     }
-    match (role, authorize(principal, Interaction::Search, rt)) {
+    match (role, h.authorize(Interaction::Search, rt)) {
         (None, Ok(Access::All)) => Ok(Scope::Anyone),
         (Some(Role::Patient), Ok(Access::Compartment(p))) => Ok(Scope::Patient(p)),
         _ => Err(forbidden("The audit log of a record is shown to its patient and to security officers")),
@@ -58,8 +56,8 @@ fn scope(principal: &Principal) -> FhirResult<Scope> {
 }
 
 /// `GET AuditEvent?patient=...&_count=...`.
-pub fn search(engine: &Engine, req: &Request) -> FhirResult<Response> {
-    let scope = scope(&req.principal)?;
+pub fn search(engine: &Engine, h: &Handle, req: &Request) -> FhirResult<Response> {
+    let scope = scope(h)?;
     let (mut patient, mut count, mut before) = (None, engine.config.default_count, None);
     for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
         match &*k {
@@ -91,10 +89,10 @@ pub fn search(engine: &Engine, req: &Request) -> FhirResult<Response> {
         None => AuditQuery::Newest { before, limit: count },
     };
     // everything recorded before this request, including what the journal still holds
-    if let Err(e) = engine.audit.catch_up() {
+    if let Err(e) = engine.guard().audit().catch_up() {
         tracing::warn!("the audit journal could not be moved into the log: {e}");
     }
-    let rows = engine.store.audit(&q)?;
+    let rows = h.audit_rows(&q)?;
     let mut names = Names::new(engine);
     let mut links = vec![json!({"relation": "self", "url": engine.url(&format!("AuditEvent?{}", req.query))})];
     if rows.len() == count
@@ -117,11 +115,11 @@ pub fn search(engine: &Engine, req: &Request) -> FhirResult<Response> {
 }
 
 /// The entry `id`, if the caller may see it.
-fn visible_row(engine: &Engine, req: &Request, id: &str) -> FhirResult<AuditRow> {
-    let scope = scope(&req.principal)?;
+fn visible_row(h: &Handle, id: &str) -> FhirResult<AuditRow> {
+    let scope = scope(h)?;
     let not_found = || FhirError::not_found(format!("AuditEvent/{id} does not exist"));
     let seq: i64 = id.parse().map_err(|_| not_found())?;
-    let row = engine.store.audit(&AuditQuery::Seq(seq))?.into_iter().next().ok_or_else(not_found)?;
+    let row = h.audit_rows(&AuditQuery::Seq(seq))?.into_iter().next().ok_or_else(not_found)?;
     match scope {
         Scope::Patient(p) if !row.patients.split(' ').any(|x| x == p) => Err(not_found()),
         _ => Ok(row),
@@ -129,19 +127,19 @@ fn visible_row(engine: &Engine, req: &Request, id: &str) -> FhirResult<AuditRow>
 }
 
 /// `GET AuditEvent/{id}`.
-pub fn read(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> {
-    let row = visible_row(engine, req, id)?;
+pub fn read(engine: &Engine, h: &Handle, _req: &Request, id: &str) -> FhirResult<Response> {
+    let row = visible_row(h, id)?;
     Ok(Response::json(200, render(&row, &mut Names::new(engine))))
 }
 
 /// `POST AuditEvent/{id}/$flag`: the patient did not expect this access. Raises a security
 /// alert (a record the security officers work through) and records the flag in the log.
-pub fn flag(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> {
-    let row = visible_row(engine, req, id)?;
+pub fn flag(_engine: &Engine, h: &Handle, req: &Request, id: &str) -> FhirResult<Response> {
+    let row = visible_row(h, id)?;
     let Principal::Token(c) = &req.principal else {
         return Err(FhirError::bad_request("Entries are flagged by their patient"));
     };
-    let patient = match scope(&req.principal)? {
+    let patient = match scope(h)? {
         Scope::Patient(p) => p,
         Scope::Anyone => return Err(forbidden("Entries are flagged by the patient they concern")),
     };
@@ -161,15 +159,15 @@ pub fn flag(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> {
     let alert = json!({"kind": "flagged-by-patient", "at": at, "status": "open", "entry": row.seq,
         "patient": patient, "by": c.username, "reason": reason});
     let alert_id = uuid::Uuid::now_v7().to_string();
-    let mut tx = engine.store.begin()?;
+    let mut tx = h.begin()?;
     tx.put_record(ALERTS, &alert_id, &alert.to_string(), Expect::Absent)?;
-    let agent = crate::audit::agent(&req.principal, req.address.as_deref()).unwrap_or_default();
+    let agent = guard::agent(&req.principal, req.address.as_deref());
     let mut e =
         Event::new(Kind::Alert("access flagged by the patient".into()), Action::Create, Outcome::Success, agent);
     e.patient(&patient);
     e.objects.push(format!("AuditEvent/{}", row.seq));
     e.detail = reason.clone();
-    tx.audit(&[e.to_new()])?;
+    tx.record_event(&e);
     tx.commit()?;
     tracing::warn!(alert = %alert_id, entry = row.seq, "security alert: a patient flagged an access as unexpected");
     Ok(Response::json(
@@ -183,14 +181,15 @@ pub fn flag(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> {
 }
 
 /// Names of practitioners and organisations, looked up once per response.
-struct Names<'a> {
-    engine: &'a Engine,
+struct Names {
+    /// Practitioners and organisations are the directory, readable by the server.
+    directory: Handle,
     cache: HashMap<String, Option<String>>,
 }
 
-impl<'a> Names<'a> {
-    fn new(engine: &'a Engine) -> Self {
-        Names { engine, cache: HashMap::new() }
+impl Names {
+    fn new(engine: &Engine) -> Self {
+        Names { directory: engine.guard().system(SystemActor::new("system:audit-view")), cache: HashMap::new() }
     }
 
     fn of(&mut self, reference: &str) -> Option<String> {
@@ -198,7 +197,7 @@ impl<'a> Names<'a> {
             return n.clone();
         }
         let name = reference.split_once('/').and_then(|(t, id)| {
-            let body = self.engine.store.read(t, id).ok()??.body?;
+            let body = self.directory.fetch(t, id).ok()??.body?;
             let v: Value = serde_json::from_slice(&body).ok()?;
             match v.get("name")? {
                 Value::String(s) => Some(s.clone()),
@@ -230,7 +229,7 @@ fn esc(s: &str) -> String {
 
 /// An entry as an AuditEvent: its id, the names of the people and organisations it
 /// refers to, and a one-line summary as narrative.
-fn render(row: &AuditRow, names: &mut Names<'_>) -> Value {
+fn render(row: &AuditRow, names: &mut Names) -> Value {
     let mut v = ::audit::event::resource(row.at, &row.patients, &row.entry);
     v["id"] = json!(row.seq.to_string());
     v["meta"] = json!({"lastUpdated": instant(row.at)});

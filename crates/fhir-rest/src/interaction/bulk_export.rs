@@ -11,17 +11,15 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
-use auth::policy::Principal;
 use auth::scope::Interaction;
 use fhir_model::{Issue, IssueType, ResourceType};
+use guard::Expect;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use store::Expect;
 
-use crate::access::require;
 use crate::export::{Plan, Scope, group_members, parse_params, run};
 use crate::meta::{instant, now_micros, parse_instant};
-use crate::{Engine, FhirError, FhirResult, Request, Response, ResponseBody};
+use crate::{Engine, FhirError, FhirResult, Handle, Principal, Request, Response, ResponseBody, SystemActor};
 
 const KIND: &str = "export";
 
@@ -48,14 +46,21 @@ static RUNNING: LazyLock<Mutex<HashMap<String, Arc<AtomicBool>>>> = LazyLock::ne
 
 fn owner(principal: &Principal) -> String {
     match principal {
-        Principal::Internal => "internal".into(),
+        Principal::System(a) => a.name().into(),
+        Principal::Anonymous => "anonymous".into(),
         Principal::Token(c) => c.client_id.clone(),
     }
 }
 
+/// The export jobs' bookkeeping is the server's own.
+fn jobs(engine: &Engine) -> Handle {
+    engine.guard().system(SystemActor::new("system:export"))
+}
+
 fn save(engine: &Engine, job: &Job) -> FhirResult<()> {
     let data = serde_json::to_string(job).map_err(|_| FhirError::internal())?;
-    let mut tx = engine.store.begin()?;
+    let h = jobs(engine);
+    let mut tx = h.begin()?;
     tx.put_record(KIND, &job.id, &data, Expect::Any)?;
     tx.commit()?;
     Ok(())
@@ -63,7 +68,7 @@ fn save(engine: &Engine, job: &Job) -> FhirResult<()> {
 
 fn load(engine: &Engine, id: &str, principal: &Principal) -> FhirResult<Job> {
     let job: Option<Job> = engine
-        .store
+        .guard()
         .record(KIND, id)?
         .and_then(|r| serde_json::from_str(&r.data).ok())
         .filter(|j: &Job| j.owner == owner(principal));
@@ -75,15 +80,16 @@ fn dir(engine: &Engine, id: &str) -> std::path::PathBuf {
 }
 
 /// After a restart, exports that were running are marked failed.
-pub fn recover(engine: &Engine) -> store::Result<()> {
-    for (_, r) in engine.store.records(KIND)? {
+pub fn recover(engine: &Engine) -> FhirResult<()> {
+    let h = jobs(engine);
+    for (_, r) in engine.guard().records(KIND)? {
         if let Ok(mut job) = serde_json::from_str::<Job>(&r.data)
             && job.state == "running"
         {
             job.state = "failed".into();
             job.error = Some("the server restarted during the export; start it again".into());
             if let Ok(data) = serde_json::to_string(&job) {
-                let mut tx = engine.store.begin()?;
+                let mut tx = h.begin()?;
                 tx.put_record(KIND, &job.id, &data, Expect::Any)?;
                 tx.commit()?;
             }
@@ -93,7 +99,13 @@ pub fn recover(engine: &Engine) -> store::Result<()> {
 }
 
 /// Kick-off: `scope` is `System`, `Patients`, or a Group id's members.
-pub fn kickoff(engine: &Engine, req: &Request, group: Option<&str>, patients: bool) -> FhirResult<Response> {
+pub fn kickoff(
+    engine: &Engine,
+    h: &Handle,
+    req: &Request,
+    group: Option<&str>,
+    patients: bool,
+) -> FhirResult<Response> {
     if !req.prefer_async {
         return Err(FhirError::bad_request("$export runs asynchronously: send the header Prefer: respond-async"));
     }
@@ -132,11 +144,7 @@ pub fn kickoff(engine: &Engine, req: &Request, group: Option<&str>, patients: bo
         }
     }
     let scope = match (group, patients) {
-        (Some(g), _) => {
-            let group_rt = crate::resource_type("Group")?;
-            require(&req.principal, Interaction::Read, group_rt)?;
-            Scope::Members(group_members(engine, g)?)
-        }
+        (Some(g), _) => Scope::Members(group_members(h, g)?),
         (None, true) => Scope::Patients,
         (None, false) => Scope::System,
     };
@@ -144,8 +152,8 @@ pub fn kickoff(engine: &Engine, req: &Request, group: Option<&str>, patients: bo
     // explicit types must all be allowed; otherwise what the caller may read is exported
     let mut planned = Vec::new();
     for t in types {
-        match require(&req.principal, Interaction::Search, t) {
-            Ok(access) => planned.push((t, access)),
+        match h.authorize(Interaction::Search, t) {
+            Ok(_) => planned.push(t),
             Err(e) if type_param.is_some() => return Err(e),
             Err(_) => {}
         }
@@ -166,9 +174,10 @@ pub fn kickoff(engine: &Engine, req: &Request, group: Option<&str>, patients: bo
     let cancel = Arc::new(AtomicBool::new(false));
     RUNNING.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), cancel.clone());
     let engine2 = engine.clone();
+    let h2 = h.clone();
     std::thread::Builder::new()
         .name(format!("export-{id}"))
-        .spawn(move || work(&engine2, job, &plan, &cancel))
+        .spawn(move || work(&engine2, &h2, job, &plan, &cancel))
         .map_err(|_| FhirError::internal())?;
     let mut r = Response::empty(202);
     r.content_location = Some(engine.url(&format!("$export-status/{id}")));
@@ -182,6 +191,7 @@ const MAX_NOTIFIED: usize = 10_000;
 /// Tell every patient whose record was exported (the group's members, or the Patient
 /// resources in the files), with a Communication each.
 fn notify_patients(engine: &Engine, job: &Job, plan: &Plan, outputs: &[crate::export::Output]) -> FhirResult<()> {
+    let h = engine.guard().system(SystemActor::WATCH);
     let mut patients: Vec<String> = match &plan.scope {
         Scope::Members(ids) => ids.clone(),
         _ => Vec::new(),
@@ -216,14 +226,14 @@ fn notify_patients(engine: &Engine, job: &Job, plan: &Plan, outputs: &[crate::ex
     );
     for chunk in patients.chunks(500) {
         let writes = chunk.iter().map(|p| crate::watch::notice(p, &text, "routine")).collect::<FhirResult<Vec<_>>>()?;
-        crate::write::commit_all(engine, writes)?;
+        h.commit_all(writes)?;
     }
     Ok(())
 }
 
-fn work(engine: &Engine, mut job: Job, plan: &Plan, cancel: &AtomicBool) {
+fn work(engine: &Engine, h: &Handle, mut job: Job, plan: &Plan, cancel: &AtomicBool) {
     let mut last_saved = std::time::Instant::now();
-    let result = run(engine, plan, &dir(engine, &job.id), cancel, |rt: ResourceType, n| {
+    let result = run(h, plan, &dir(engine, &job.id), cancel, |rt: ResourceType, n| {
         if last_saved.elapsed().as_millis() > 500 {
             last_saved = std::time::Instant::now();
             job.progress = format!("{rt}: {n} resources");
@@ -290,7 +300,8 @@ pub fn cancel(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> 
     if let Some(flag) = RUNNING.lock().unwrap_or_else(PoisonError::into_inner).get(&job.id) {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let mut tx = engine.store.begin()?;
+    let h = jobs(engine);
+    let mut tx = h.begin()?;
     tx.delete_record(KIND, &job.id)?;
     tx.commit()?;
     let _ = std::fs::remove_dir_all(dir(engine, &job.id));

@@ -4,19 +4,20 @@
 //! stored. Entries are processed in the order the specification prescribes (DELETE, POST,
 //! PUT/PATCH, then GET), `urn:uuid:` full URLs are given ids before any resource is
 //! written so that references between entries can be rewritten, and conditional
-//! references (`Patient?identifier=...`) are resolved inside the transaction.
-//! A batch runs every entry on its own.
+//! references (`Patient?identifier=...`) are resolved inside the transaction — within the
+//! caller's reach, as are `ifNoneExist` criteria, and every entry's write is checked by
+//! the guard on what it stores (after the rewriting). A batch runs every entry on its own.
 
 use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use fhir_model::{Issue, IssueType, OperationOutcome, Reference};
+use guard::WriteTx;
 use serde_json::{Value, json};
-use store::Tx;
 
 use crate::meta::{etag, instant};
-use crate::write::{PatchDoc, Prepared, WriteOp, Written, apply, commit_one, parse_criteria, prepare};
-use crate::{Body, Engine, FhirError, FhirResult, Method, Request, Response, resource_type};
+use crate::write::{PatchDoc, Prepared, WriteOp, Written, parse_criteria, prepare};
+use crate::{Body, Engine, FhirError, FhirResult, Handle, Method, Request, Response, resource_type};
 
 /// One parsed bundle entry.
 struct Entry {
@@ -37,7 +38,7 @@ fn entry_error(index: usize, status: u16, msg: impl Into<String>) -> FhirError {
     FhirError::new(status, Issue::error(IssueType::Invalid, msg).at(format!("Bundle.entry[{index}]")))
 }
 
-pub fn bundle(engine: &Engine, req: &Request) -> FhirResult<Response> {
+pub fn bundle(engine: &Engine, h: &Handle, req: &Request) -> FhirResult<Response> {
     let Body::Json(b) = &req.body else {
         return Err(FhirError::bad_request("POST to the base takes a transaction or batch Bundle"));
     };
@@ -75,9 +76,9 @@ pub fn bundle(engine: &Engine, req: &Request) -> FhirResult<Response> {
         "transaction" => {
             let parsed =
                 entries.iter().enumerate().map(|(i, e)| parse_entry(engine, i, e)).collect::<FhirResult<Vec<_>>>()?;
-            transaction(engine, req, parsed)
+            transaction(engine, h, req, parsed)
         }
-        "batch" => Ok(batch(engine, req, &entries)),
+        "batch" => Ok(batch(engine, h, req, &entries)),
         other => Err(FhirError::new(
             400,
             Issue::error(
@@ -190,8 +191,7 @@ fn write_op(e: &Entry) -> FhirResult<WriteOp> {
 }
 
 fn get_request(e: &Entry, req: &Request) -> Request {
-    let mut r = Request::new(e.method, e.path.clone(), e.query.clone());
-    r.principal = req.principal.clone();
+    let mut r = Request::new(req.principal.clone(), e.method, e.path.clone(), e.query.clone());
     r.address = req.address.clone();
     r.if_none_match = e.if_none_match.clone();
     r.if_modified_since = e.if_modified_since.clone();
@@ -209,7 +209,7 @@ fn rank(m: Method) -> u8 {
     }
 }
 
-fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResult<Response> {
+fn transaction(engine: &Engine, h: &Handle, req: &Request, entries: Vec<Entry>) -> FhirResult<Response> {
     // The same resource may not be the target of two entries.
     let mut targets = HashSet::new();
     for e in &entries {
@@ -238,8 +238,16 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
         })
         .collect::<FhirResult<_>>()?;
 
-    let gate = search::registry::write_gate();
-    let mut tx = engine.store.begin()?;
+    // the types first, before any database work
+    for (e, op) in entries.iter().zip(ops.iter()) {
+        if let Some(op) = op
+            && let Some(rt) = super::write::op_type(op.op())
+        {
+            h.authorize(super::write::interaction_of(op.op()), rt)
+                .map_err(|err| at_entry(err, e.index, e.path.split('/').next().unwrap_or_default()))?;
+        }
+    }
+    let mut tx = h.begin()?;
     let mut results: Vec<Option<Written>> = vec![None; entries.len()];
 
     // 1. Identities: every POST gets its id (or its conditional match) before anything is
@@ -278,7 +286,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
                 };
                 match existing {
                     Some(found) => {
-                        let s = tx.read(&rt, &found)?;
+                        let s = tx.read(rt_typed, &found)?;
                         results[e.index] = Some(Written {
                             status: 200,
                             resource_type: rt_typed,
@@ -315,7 +323,7 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
             | WriteOp::ConditionalUpdate { resource, .. } => resource,
             _ => continue,
         };
-        if rewrite_references(resource, &ids, tx.as_mut()).map_err(|err| at_entry(err, e.index, ""))? {
+        if rewrite_references(resource, &ids, &mut tx).map_err(|err| at_entry(err, e.index, ""))? {
             prepared.body_changed();
         }
     }
@@ -326,18 +334,14 @@ fn transaction(engine: &Engine, req: &Request, entries: Vec<Entry>) -> FhirResul
             continue;
         };
         let Some(op) = slot.take() else { continue };
-        crate::access::check_write(engine, &req.principal, op.op())
-            .map_err(|err| at_entry(err, e.index, e.path.split('/').next().unwrap_or_default()))?;
         if results.get(i).is_some_and(Option::is_some) {
             continue; // a conditional create that matched an existing resource
         }
         let rt = e.path.split('/').next().unwrap_or_default().to_string();
-        let w = apply(tx.as_mut(), op).map_err(|err| at_entry(err, e.index, &rt))?;
+        let w = tx.apply(op).map_err(|err| at_entry(err, e.index, &rt))?;
         results[i] = Some(w);
     }
-    crate::audit::in_tx(engine, tx.as_mut(), &results.iter().flatten().collect::<Vec<_>>())?;
     tx.commit()?;
-    drop(gate);
     crate::search_parameters::after_commit(engine, &results.iter().flatten().collect::<Vec<_>>());
 
     // 4. Reads, after the writes, and the response in entry order.
@@ -370,7 +374,7 @@ fn at_entry(mut err: FhirError, index: usize, rt: &str) -> FhirError {
 /// Replace `urn:uuid:` (and other full URL) references by the ids assigned in this
 /// transaction, and conditional references by the one resource they match. Returns
 /// whether anything changed.
-fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>, tx: &mut dyn Tx) -> FhirResult<bool> {
+fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>, tx: &mut WriteTx<'_>) -> FhirResult<bool> {
     let mut changed = false;
     match v {
         Value::Object(map) => {
@@ -397,7 +401,7 @@ fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>, tx: &mut dyn
     Ok(changed)
 }
 
-fn resolve_reference(r: &str, ids: &HashMap<String, String>, tx: &mut dyn Tx) -> FhirResult<Option<String>> {
+fn resolve_reference(r: &str, ids: &HashMap<String, String>, tx: &mut WriteTx<'_>) -> FhirResult<Option<String>> {
     if let Some(id) = ids.get(r) {
         return Ok(Some(id.clone()));
     }
@@ -486,7 +490,7 @@ fn read_entry(r: Response) -> Value {
     entry
 }
 
-fn batch(engine: &Engine, req: &Request, entries: &[Value]) -> Response {
+fn batch(engine: &Engine, h: &Handle, req: &Request, entries: &[Value]) -> Response {
     let out: Vec<Value> = entries
         .iter()
         .enumerate()
@@ -499,9 +503,15 @@ fn batch(engine: &Engine, req: &Request, entries: &[Value]) -> Response {
                 return read_entry(engine.handle(&get_request(&e, req)));
             }
             let result = write_op(&e)
-                .and_then(|op| crate::access::check_write(engine, &req.principal, &op).map(|()| op))
+                .and_then(|op| {
+                    if let Some(rt) = super::write::op_type(&op) {
+                        h.authorize(super::write::interaction_of(&op), rt)?;
+                    }
+                    Ok(op)
+                })
                 .and_then(prepare)
-                .and_then(|prepared| commit_one(engine, prepared));
+                .and_then(|prepared| h.commit_one(prepared))
+                .inspect(|w| crate::search_parameters::after_commit(engine, &[w]));
             match result {
                 Ok(w) => write_entry(&w, req),
                 Err(err) => {

@@ -75,7 +75,7 @@ pub fn capability_statement(engine: &Engine) -> Response {
         "publisher": "Medkarta",
         "kind": "instance",
         "software": {"name": "Medkarta", "version": env!("CARGO_PKG_VERSION")},
-        "implementation": {"description": format!("Medkarta FHIR R4 server ({} storage)", engine.store.backend()), "url": engine.config.base_url},
+        "implementation": {"description": format!("Medkarta FHIR R4 server ({} storage)", engine.guard().backend()), "url": engine.config.base_url},
         "fhirVersion": fhir_spec::FHIR_VERSION,
         "format": ["json", "application/fhir+json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],

@@ -12,9 +12,8 @@ use search::page::{PageRequest, Position};
 use search::{Total, parse_query};
 use serde_json::{Value, json};
 
-use crate::access::{check_visible, require, restrict};
 use crate::meta::parse_instant;
-use crate::{Engine, FhirError, FhirResult, Request, Response};
+use crate::{Engine, FhirError, FhirResult, Handle, Request, Response};
 
 fn bad(param: &str, msg: String) -> FhirError {
     FhirError::from(Issue::error(IssueType::Invalid, msg).at(param.to_string()))
@@ -32,14 +31,12 @@ fn compartment_types() -> Vec<ResourceType> {
     types
 }
 
-pub fn everything(engine: &Engine, req: &Request, id: &str) -> FhirResult<Response> {
+pub fn everything(engine: &Engine, h: &Handle, req: &Request, id: &str) -> FhirResult<Response> {
     let patient_rt = crate::resource_type("Patient")?;
-    let access = require(&req.principal, Interaction::Read, patient_rt)?;
-    let patient = match engine.store.read("Patient", id)? {
-        Some(s) if !s.deleted() => s,
+    match h.read(patient_rt, id)? {
+        Some(s) if !s.deleted() => {}
         _ => return Err(FhirError::not_found(format!("Patient/{id} does not exist"))),
-    };
-    check_visible(engine, &access, patient_rt, id, patient.body.as_deref().unwrap_or_default())?;
+    }
 
     let mut since = None;
     let mut only: Option<Vec<ResourceType>> = None;
@@ -84,7 +81,7 @@ pub fn everything(engine: &Engine, req: &Request, id: &str) -> FhirResult<Respon
             (t.as_str(), fhir_spec::spec().patient_compartment_params(t.as_str()).iter().map(String::as_str).collect())
         })
         .collect();
-    let present = engine.store.referring_types("Patient", id, &params)?;
+    let present = h.referring_types(id, &params)?;
     let in_record = |t: ResourceType| t == patient_rt || present.iter().any(|p| p == t.as_str());
     let mut entries: Vec<Value> = Vec::new();
     let mut next = None;
@@ -94,7 +91,7 @@ pub fn everything(engine: &Engine, req: &Request, id: &str) -> FhirResult<Respon
             next = Some((ti, after));
             break;
         }
-        let Ok(type_access) = require(&req.principal, Interaction::Search, t) else {
+        if h.authorize(Interaction::Search, t).is_err() {
             (ti, after) = (ti + 1, 0);
             continue;
         };
@@ -111,12 +108,11 @@ pub fn everything(engine: &Engine, req: &Request, id: &str) -> FhirResult<Respon
         if ti > 0 {
             q.in_compartment(patient_rt, id)?;
         }
-        restrict(engine, &mut q, &type_access)?;
         q.total = Total::None;
         if after > 0 {
             q.page = Some(PageRequest { forward: true, from: Position { key: after, values: Vec::new() } });
         }
-        let page = engine.store.search(&q, count - entries.len())?;
+        let page = h.search(q, count - entries.len())?;
         for s in page.resources {
             if let Some(b) = s.body {
                 let res: Value = serde_json::from_slice(&b).map_err(|_| FhirError::internal())?;

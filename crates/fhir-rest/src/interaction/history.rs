@@ -2,17 +2,19 @@
 //! and paging links.
 
 use fhir_model::ResourceType;
+use guard::{HistoryQuery, HistoryScope, StoreMethod};
 use serde_json::{Value, json};
-use store::{HistoryQuery, HistoryScope, Method as StoreMethod};
 
-use auth::policy::Access;
-use auth::scope::Interaction;
-
-use crate::access::{check_visible, require, require_all};
 use crate::meta::{etag, http_date, instant, now_micros, parse_instant};
-use crate::{Engine, FhirError, FhirResult, Request, Response};
+use crate::{Engine, FhirError, FhirResult, Handle, Request, Response};
 
-pub fn history(engine: &Engine, req: &Request, rt: Option<ResourceType>, id: Option<&str>) -> FhirResult<Response> {
+pub fn history(
+    engine: &Engine,
+    h: &Handle,
+    req: &Request,
+    rt: Option<ResourceType>,
+    id: Option<&str>,
+) -> FhirResult<Response> {
     let mut since = None;
     let mut count = engine.config.default_count;
     let mut offset = 0usize;
@@ -45,41 +47,13 @@ pub fn history(engine: &Engine, req: &Request, rt: Option<ResourceType>, id: Opt
         }
     }
     let count = count.min(engine.config.max_count);
-    let mut restricted = None;
-    match (rt, id) {
-        (Some(t), Some(i)) => {
-            let access = require(&req.principal, Interaction::Read, t)?;
-            if access != Access::All {
-                restricted = Some(access.clone());
-                match engine.store.read(t.as_str(), i)? {
-                    Some(cur) if cur.body.is_some() => {
-                        check_visible(engine, &access, t, i, cur.body.as_deref().unwrap_or_default())?
-                    }
-                    _ => return Err(FhirError::not_found(format!("{t}/{i} does not exist"))),
-                }
-            }
-        }
-        (Some(t), None) => require_all(&req.principal, Interaction::Read, &[t])?,
-        _ => {
-            let all: Vec<ResourceType> =
-                fhir_spec::spec().resource_types().iter().filter_map(|t| ResourceType::parse(t)).collect();
-            require_all(&req.principal, Interaction::Read, &all)?
-        }
-    }
     let scope = match (rt, id) {
         (Some(t), Some(i)) => HistoryScope::Instance(t.to_string(), i.to_string()),
         (Some(t), None) => HistoryScope::Type(t.to_string()),
         _ => HistoryScope::System,
     };
-    let (mut versions, total) = engine.store.history(&HistoryQuery { scope: scope.clone(), since, count, offset })?;
-    if let Some(access) = &restricted {
-        // an earlier version may have belonged to someone else's record: left out
-        versions.retain(|v| {
-            v.body.as_deref().is_none_or(|b| {
-                serde_json::from_slice::<Value>(b).is_ok_and(|res| crate::access::visible(engine, access, &res))
-            })
-        });
-    }
+    // the handle checks the caller's reach (and leaves out versions that were not theirs)
+    let (versions, total) = h.history(&HistoryQuery { scope: scope.clone(), since, count, offset })?;
     if let (HistoryScope::Instance(t, i), 0) = (&scope, total) {
         return Err(FhirError::not_found(format!("{t}/{i} does not exist")));
     }

@@ -1,5 +1,6 @@
 //! `_include` and `_revinclude` (with `:iterate`): the resources that search matches
-//! refer to, or that refer to them, found through the same search index.
+//! refer to, or that refer to them, found through the same search index — through the
+//! caller's handle, so a resource out of their reach is neither included nor followed.
 
 use std::collections::HashSet;
 
@@ -7,7 +8,7 @@ use fhir_spec::SearchParamType;
 use search::{Include, IndexValue, Query, parse_query};
 use serde_json::Value;
 
-use crate::{Engine, FhirResult};
+use crate::{FhirResult, Handle};
 
 /// Most resources one page may include.
 const MAX_INCLUDED: usize = 1000;
@@ -18,7 +19,7 @@ fn key(v: &Value) -> (String, String) {
 }
 
 /// The resources to add to a page of `matches`, in discovery order.
-pub fn included(engine: &Engine, q: &Query, matches: &[Value]) -> FhirResult<Vec<Value>> {
+pub fn included(h: &Handle, q: &Query, matches: &[Value]) -> FhirResult<Vec<Value>> {
     if q.includes.is_empty() {
         return Ok(Vec::new());
     }
@@ -29,8 +30,7 @@ pub fn included(engine: &Engine, q: &Query, matches: &[Value]) -> FhirResult<Vec
     while !frontier.is_empty() && out.len() < MAX_INCLUDED {
         let mut found = Vec::new();
         for inc in q.includes.iter().filter(|i| first || i.iterate) {
-            let candidates =
-                if inc.reverse { reverse(engine, inc, &frontier)? } else { forward(engine, inc, &frontier)? };
+            let candidates = if inc.reverse { reverse(h, inc, &frontier)? } else { forward(h, inc, &frontier)? };
             for c in candidates {
                 if seen.insert(key(&c)) && out.len() + found.len() < MAX_INCLUDED {
                     found.push(c);
@@ -56,7 +56,7 @@ fn params(inc: &Include) -> Vec<&'static str> {
     }
 }
 
-fn forward(engine: &Engine, inc: &Include, from: &[Value]) -> FhirResult<Vec<Value>> {
+fn forward(h: &Handle, inc: &Include, from: &[Value]) -> FhirResult<Vec<Value>> {
     let wanted = params(inc);
     let mut out = Vec::new();
     for res in from.iter().filter(|r| r.get("resourceType").and_then(Value::as_str) == Some(inc.source.as_str())) {
@@ -65,7 +65,7 @@ fn forward(engine: &Engine, inc: &Include, from: &[Value]) -> FhirResult<Vec<Val
             if !wanted.contains(&entry.param) || inc.target.is_some_and(|target| target.as_str() != t) {
                 continue;
             }
-            if let Some(s) = engine.store.read(t, id)?
+            if let Some(s) = h.fetch(t, id)?
                 && let Some(body) = s.body
                 && let Ok(v) = serde_json::from_slice::<Value>(&body)
             {
@@ -76,7 +76,7 @@ fn forward(engine: &Engine, inc: &Include, from: &[Value]) -> FhirResult<Vec<Val
     Ok(out)
 }
 
-fn reverse(engine: &Engine, inc: &Include, to: &[Value]) -> FhirResult<Vec<Value>> {
+fn reverse(h: &Handle, inc: &Include, to: &[Value]) -> FhirResult<Vec<Value>> {
     let targets: Vec<String> = to
         .iter()
         .map(key)
@@ -90,7 +90,7 @@ fn reverse(engine: &Engine, inc: &Include, to: &[Value]) -> FhirResult<Vec<Value
     for param in params(inc) {
         for chunk in targets.chunks(100) {
             let q = parse_query(inc.source, &format!("{param}={}", chunk.join(",")))?;
-            let page = engine.store.search(&q, MAX_INCLUDED)?;
+            let Some(page) = h.search_if_allowed(q, MAX_INCLUDED)? else { continue };
             out.extend(page.resources.into_iter().filter_map(|s| serde_json::from_slice(s.body.as_deref()?).ok()));
         }
     }

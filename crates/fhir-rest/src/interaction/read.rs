@@ -1,14 +1,30 @@
 //! `read` and `vread`, with `If-None-Match` and `If-Modified-Since` (304).
 
 use fhir_model::{ResourceType, is_valid_id};
-use store::StoredResource;
+use guard::StoredResource;
+use serde_json::Value;
 
-use auth::policy::Access;
-use auth::scope::Interaction;
-
-use crate::access::{check_visible, limit_read, require};
 use crate::meta::{etag, http_date, parse_etag, parse_http_date};
-use crate::{Engine, FhirError, FhirResult, Request, Response, ResponseBody};
+use crate::{Engine, FhirError, FhirResult, Handle, Request, Response, ResponseBody};
+
+/// Under limited rights, what a read returns: the summary of the resource; documents
+/// (Binary) are not handed out at all.
+pub fn limit_read(h: &Handle, rt: ResourceType, body: Vec<u8>) -> FhirResult<ResponseBody> {
+    if !h.limited() {
+        return Ok(ResponseBody::Raw(body));
+    }
+    if rt.as_str() == "Binary" {
+        return Err(FhirError::new(
+            403,
+            fhir_model::Issue::error(
+                fhir_model::IssueType::Forbidden,
+                "Limited rights: documents cannot be downloaded",
+            ),
+        ));
+    }
+    let v: Value = serde_json::from_slice(&body).map_err(|_| FhirError::internal())?;
+    Ok(ResponseBody::Json(crate::shape::subset(v, search::Summary::True, None)))
+}
 
 /// The response for a stored (non-deleted) version: body as stored, validators set.
 pub fn stored_response(engine: &Engine, s: StoredResource, status: u16) -> Response {
@@ -30,17 +46,11 @@ fn check_id(rt: ResourceType, id: &str) -> FhirResult<()> {
     }
 }
 
-pub fn read(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
+pub fn read(engine: &Engine, h: &Handle, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
     check_id(rt, id)?;
-    let access = require(&req.principal, Interaction::Read, rt)?;
-    let Some(s) = engine.store.read(rt.as_str(), id)? else {
+    let Some(s) = h.read(rt, id)? else {
         return Err(FhirError::not_found(format!("{rt}/{id} does not exist")));
     };
-    if let Some(b) = &s.body {
-        check_visible(engine, &access, rt, id, b)?;
-    } else if access != Access::All {
-        return Err(FhirError::not_found(format!("{rt}/{id} does not exist")));
-    }
     if s.deleted() {
         let mut r: Response = FhirError::gone(format!("{rt}/{id} was deleted (version {})", s.version)).into();
         r.etag = Some(etag(s.version));
@@ -59,25 +69,28 @@ pub fn read(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirR
     }
     let mut r = stored_response(engine, s, 200);
     if let ResponseBody::Raw(b) = std::mem::replace(&mut r.body, ResponseBody::None) {
-        r.body = limit_read(&req.principal, rt, b)?;
+        r.body = limit_read(h, rt, b)?;
     }
     Ok(r)
 }
 
-pub fn vread(engine: &Engine, req: &Request, rt: ResourceType, id: &str, version: &str) -> FhirResult<Response> {
+pub fn vread(
+    engine: &Engine,
+    h: &Handle,
+    _req: &Request,
+    rt: ResourceType,
+    id: &str,
+    version: &str,
+) -> FhirResult<Response> {
     check_id(rt, id)?;
-    let access = require(&req.principal, Interaction::Read, rt)?;
     let v: u64 = version.parse().map_err(|_| FhirError::bad_request(format!("'{version}' is not a version number")))?;
-    match engine.store.read_version(rt.as_str(), id, v)? {
+    match h.read_version(rt, id, v)? {
         None => Err(FhirError::not_found(format!("{rt}/{id} has no version {v}"))),
-        Some(s) if s.deleted() && access == Access::All => {
-            Err(FhirError::gone(format!("Version {v} of {rt}/{id} is its deletion")))
-        }
+        Some(s) if s.deleted() => Err(FhirError::gone(format!("Version {v} of {rt}/{id} is its deletion"))),
         Some(s) => {
-            check_visible(engine, &access, rt, id, s.body.as_deref().unwrap_or_default())?;
             let mut r = stored_response(engine, s, 200);
             if let ResponseBody::Raw(b) = std::mem::replace(&mut r.body, ResponseBody::None) {
-                r.body = limit_read(&req.principal, rt, b)?;
+                r.body = limit_read(h, rt, b)?;
             }
             Ok(r)
         }

@@ -7,29 +7,26 @@ use search::page::{PageRequest, Position};
 use search::query::{parse_query, parse_system_query};
 use serde_json::{Value, json};
 
-use auth::scope::Interaction;
-
-use crate::access::{require, require_all, restrict, visible};
 use crate::search_parameters::pending_issue;
-use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
+use crate::{Body, Engine, FhirError, FhirResult, Handle, Request, Response};
 
-pub fn search(engine: &Engine, req: &Request, rt: ResourceType, query: &str) -> FhirResult<Response> {
-    let mut q = parse_query(rt, query)?;
-    restrict(engine, &mut q, &require(&req.principal, Interaction::Search, rt)?)?;
-    run(engine, req, q, rt.as_str(), query)
+pub fn search(engine: &Engine, h: &Handle, req: &Request, rt: ResourceType, query: &str) -> FhirResult<Response> {
+    let q = parse_query(rt, query)?;
+    run(engine, h, req, q, rt.as_str(), query)
 }
 
 /// `GET [base]?...`: system-level search, over the types in `_type` or every type that
 /// has the parameters used.
-pub fn system(engine: &Engine, req: &Request) -> FhirResult<Response> {
+pub fn system(engine: &Engine, h: &Handle, req: &Request) -> FhirResult<Response> {
     let q = parse_system_query(&req.query)?;
-    require_all(&req.principal, Interaction::Search, &q.types)?;
-    run(engine, req, q, "", &req.query)
+    h.require_all(auth::scope::Interaction::Search, &q.types)?;
+    run(engine, h, req, q, "", &req.query)
 }
 
 /// `GET Patient/123/Observation?...`: a search within a patient's compartment.
 pub fn compartment(
     engine: &Engine,
+    h: &Handle,
     req: &Request,
     owner: ResourceType,
     id: &str,
@@ -37,14 +34,21 @@ pub fn compartment(
 ) -> FhirResult<Response> {
     let mut q = parse_query(rt, &req.query)?;
     q.in_compartment(owner, id)?;
-    restrict(engine, &mut q, &require(&req.principal, Interaction::Search, rt)?)?;
-    run(engine, req, q, &format!("{owner}/{id}/{rt}"), &req.query)
+    run(engine, h, req, q, &format!("{owner}/{id}/{rt}"), &req.query)
 }
 
-/// Run a parsed search; `path` and `query` make the paging links.
-fn run(engine: &Engine, req: &Request, mut q: search::Query, path: &str, query: &str) -> FhirResult<Response> {
+/// Run a parsed search through the caller's handle (which restricts it to their
+/// reach); `path` and `query` make the paging links.
+fn run(
+    engine: &Engine,
+    h: &Handle,
+    req: &Request,
+    mut q: search::Query,
+    path: &str,
+    query: &str,
+) -> FhirResult<Response> {
     // limited rights: summaries only
-    if crate::access::limited(&req.principal) && matches!(q.summary, search::Summary::False | search::Summary::Data) {
+    if h.limited() && matches!(q.summary, search::Summary::False | search::Summary::Data) {
         q.summary = search::Summary::True;
         q.elements = None;
         if q.types.iter().any(|t| t.as_str() == "Binary") {
@@ -78,7 +82,7 @@ fn run(engine: &Engine, req: &Request, mut q: search::Query, path: &str, query: 
         search::Summary::Count => 0,
         _ => q.count.unwrap_or(engine.config.default_count).min(engine.config.max_count),
     };
-    let page = engine.store.search(&q, count)?;
+    let page = h.search(q.clone(), count)?;
     // self/next/previous: the query without paging parameters, then the page: `_page`
     // names the position of a boundary row, so pages do not shift as data changes
     let base: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -125,15 +129,8 @@ fn run(engine: &Engine, req: &Request, mut q: search::Query, path: &str, query: 
         })
         .collect();
     let whole: Vec<Value> = matches.iter().map(|(_, v)| v.clone()).collect();
-    // included resources: only those the caller may read
-    let mut included = super::include::included(engine, &q, &whole)?;
-    included.retain(|res| {
-        res.get("resourceType")
-            .and_then(Value::as_str)
-            .and_then(ResourceType::parse)
-            .and_then(|t| require(&req.principal, Interaction::Read, t).ok())
-            .is_some_and(|access| visible(engine, &access, res))
-    });
+    // included resources: only those the caller may read (the handle leaves others out)
+    let included = super::include::included(h, &q, &whole)?;
     let entry = |url: String, res: Value, mode: &str| {
         json!({
             "fullUrl": engine.url(&url),
@@ -157,7 +154,7 @@ fn run(engine: &Engine, req: &Request, mut q: search::Query, path: &str, query: 
 /// `POST [type]/_search`: parameters in an `application/x-www-form-urlencoded` body
 /// (decoded by the HTTP layer into the query string) and/or the URL.
 /// Without a type, a system-level search.
-pub fn search_post(engine: &Engine, req: &Request, rt: Option<ResourceType>) -> FhirResult<Response> {
+pub fn search_post(engine: &Engine, h: &Handle, req: &Request, rt: Option<ResourceType>) -> FhirResult<Response> {
     if let Body::Json(_) = req.body {
         return Err(FhirError::new(
             415,
@@ -165,7 +162,7 @@ pub fn search_post(engine: &Engine, req: &Request, rt: Option<ResourceType>) -> 
         ));
     }
     match rt {
-        Some(rt) => search(engine, req, rt, &req.query),
-        None => system(engine, req),
+        Some(rt) => search(engine, h, req, rt, &req.query),
+        None => system(engine, h, req),
     }
 }

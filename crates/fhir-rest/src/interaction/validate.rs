@@ -3,10 +3,16 @@
 use fhir_model::{Issue, IssueType, OperationOutcome, ResourceType};
 use serde_json::Value;
 
-use crate::{Body, Engine, FhirError, FhirResult, Request, Response};
+use crate::{Body, Engine, FhirError, FhirResult, Handle, Request, Response};
 
-pub fn validate(_engine: &Engine, req: &Request, rt: ResourceType, id: Option<&str>) -> FhirResult<Response> {
-    crate::access::require(&req.principal, auth::scope::Interaction::Read, rt)?;
+pub fn validate(
+    _engine: &Engine,
+    h: &Handle,
+    req: &Request,
+    rt: ResourceType,
+    id: Option<&str>,
+) -> FhirResult<Response> {
+    h.authorize(auth::scope::Interaction::Read, rt)?;
     let Body::Json(body) = &req.body else {
         return Err(FhirError::bad_request(
             "$validate needs the resource (or a Parameters with a 'resource' parameter) in the body",

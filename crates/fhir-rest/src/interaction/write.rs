@@ -1,12 +1,13 @@
 //! `create`, `update`, `patch`, `delete` and their conditional forms as single requests:
-//! each runs [`crate::write::apply`] in its own transaction.
+//! each runs [`crate::write::apply`] in its own transaction of the caller's handle, which
+//! checks what it would store.
 
 use fhir_model::{Issue, ResourceType};
 use serde_json::Value;
 
 use crate::meta::{etag, http_date};
-use crate::write::{PatchDoc, WriteOp, Written, commit_one, prepare};
-use crate::{Body, Engine, FhirError, FhirResult, Request, Response, ResponseBody, Return};
+use crate::write::{PatchDoc, WriteOp, Written, prepare};
+use crate::{Body, Engine, FhirError, FhirResult, Handle, Request, Response, ResponseBody, Return};
 
 fn body(req: &Request) -> FhirResult<Value> {
     match &req.body {
@@ -16,10 +17,38 @@ fn body(req: &Request) -> FhirResult<Value> {
 }
 
 /// Run one write in its own transaction.
-pub fn run(engine: &Engine, req: &Request, op: WriteOp) -> FhirResult<Response> {
-    crate::access::check_write(engine, &req.principal, &op)?;
-    let w = commit_one(engine, prepare(op)?)?;
+pub fn run(engine: &Engine, h: &Handle, req: &Request, op: WriteOp) -> FhirResult<Response> {
+    // the type first, before any work on the body
+    if let Some(rt) = op_type(&op) {
+        h.authorize(interaction_of(&op), rt)?;
+    }
+    let w = h.commit_one(prepare(op)?)?;
+    crate::search_parameters::after_commit(engine, &[&w]);
     Ok(written_response(engine, &w, req.prefer_return))
+}
+
+/// The type a write is about (a create's from its body).
+pub fn op_type(op: &WriteOp) -> Option<fhir_model::ResourceType> {
+    match op {
+        WriteOp::Create { resource, .. } => {
+            resource.get("resourceType").and_then(Value::as_str).and_then(fhir_model::ResourceType::parse)
+        }
+        WriteOp::Update { resource_type, .. }
+        | WriteOp::ConditionalUpdate { resource_type, .. }
+        | WriteOp::Patch { resource_type, .. }
+        | WriteOp::Delete { resource_type, .. }
+        | WriteOp::ConditionalDelete { resource_type, .. } => Some(*resource_type),
+    }
+}
+
+/// The interaction a write asks for (an update may turn out to create).
+pub fn interaction_of(op: &WriteOp) -> auth::scope::Interaction {
+    use auth::scope::Interaction;
+    match op {
+        WriteOp::Create { .. } => Interaction::Create,
+        WriteOp::Delete { .. } | WriteOp::ConditionalDelete { .. } => Interaction::Delete,
+        _ => Interaction::Update,
+    }
 }
 
 /// The HTTP response for a completed write, honouring `Prefer: return=`.
@@ -53,7 +82,7 @@ pub fn written_response(engine: &Engine, w: &Written, ret: Return) -> Response {
     r
 }
 
-pub fn create(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResult<Response> {
+pub fn create(engine: &Engine, h: &Handle, req: &Request, rt: ResourceType) -> FhirResult<Response> {
     let resource = body(req)?;
     let body_type = resource.get("resourceType").and_then(Value::as_str);
     if body_type != Some(rt.as_str()) {
@@ -67,16 +96,16 @@ pub fn create(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResult<Re
         ));
     }
     let op = WriteOp::Create { resource, if_none_exist: req.if_none_exist.clone(), id: None };
-    run(engine, req, op)
+    run(engine, h, req, op)
 }
 
-pub fn update(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
+pub fn update(engine: &Engine, h: &Handle, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
     let op =
         WriteOp::Update { resource_type: rt, id: id.to_string(), resource: body(req)?, if_match: req.if_match.clone() };
-    run(engine, req, op)
+    run(engine, h, req, op)
 }
 
-pub fn conditional_update(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResult<Response> {
+pub fn conditional_update(engine: &Engine, h: &Handle, req: &Request, rt: ResourceType) -> FhirResult<Response> {
     if req.query.is_empty() {
         return Err(FhirError::bad_request(format!("PUT {rt} needs an id in the URL or search criteria in the query")));
     }
@@ -86,10 +115,10 @@ pub fn conditional_update(engine: &Engine, req: &Request, rt: ResourceType) -> F
         resource: body(req)?,
         if_match: req.if_match.clone(),
     };
-    run(engine, req, op)
+    run(engine, h, req, op)
 }
 
-pub fn patch(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
+pub fn patch(engine: &Engine, h: &Handle, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
     let doc = body(req)?;
     let patch = if req.json_patch {
         PatchDoc::Json(doc)
@@ -105,21 +134,21 @@ pub fn patch(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> Fhir
         ));
     };
     let op = WriteOp::Patch { resource_type: rt, id: id.to_string(), patch, if_match: req.if_match.clone() };
-    run(engine, req, op)
+    run(engine, h, req, op)
 }
 
-pub fn delete(engine: &Engine, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
+pub fn delete(engine: &Engine, h: &Handle, req: &Request, rt: ResourceType, id: &str) -> FhirResult<Response> {
     if !fhir_model::is_valid_id(id) {
         return Err(FhirError::bad_request(format!("'{id}' is not a valid {rt} id")));
     }
-    run(engine, req, WriteOp::Delete { resource_type: rt, id: id.to_string(), if_match: req.if_match.clone() })
+    run(engine, h, req, WriteOp::Delete { resource_type: rt, id: id.to_string(), if_match: req.if_match.clone() })
 }
 
-pub fn conditional_delete(engine: &Engine, req: &Request, rt: ResourceType) -> FhirResult<Response> {
+pub fn conditional_delete(engine: &Engine, h: &Handle, req: &Request, rt: ResourceType) -> FhirResult<Response> {
     if req.query.is_empty() {
         return Err(FhirError::bad_request(format!(
             "DELETE {rt} needs an id in the URL or search criteria in the query"
         )));
     }
-    run(engine, req, WriteOp::ConditionalDelete { resource_type: rt, query: req.query.clone() })
+    run(engine, h, req, WriteOp::ConditionalDelete { resource_type: rt, query: req.query.clone() })
 }

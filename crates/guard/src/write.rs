@@ -1,13 +1,16 @@
 //! Every write — create, update, patch, delete and their conditional forms — as one
 //! function over a store transaction, so that single requests and transaction bundles
 //! share exactly the same checks: validation, preconditions, versioning, `meta`, and
-//! index rows written with the resource.
+//! index rows written with the resource. It runs over a caller's [`WriteTx`], which
+//! checks what each write would store against the policy and the domain rules.
 
 use fhir_model::{Issue, IssueType, ResourceType, is_valid_id};
 use search::IndexEntry;
 use search::query::parse_query;
 use serde_json::Value;
-use store::{Method as StoreMethod, NewVersion, Tx};
+use store::{Method as StoreMethod, NewVersion};
+
+use crate::WriteTx;
 
 use crate::error::{FhirError, FhirResult};
 use crate::meta::{instant, now_micros, parse_etag, stamp};
@@ -124,9 +127,8 @@ pub fn prepare(op: WriteOp) -> FhirResult<Prepared> {
     Ok(Prepared { op, index, epoch })
 }
 
-/// Perform a prepared write inside `tx` (the caller commits; it holds
-/// [`search::registry::write_gate`] until then).
-pub fn apply(tx: &mut dyn Tx, prepared: Prepared) -> FhirResult<Written> {
+/// Perform a prepared write inside `tx` (the caller commits).
+pub fn apply(tx: &mut WriteTx<'_>, prepared: Prepared) -> FhirResult<Written> {
     let index = prepared.index.filter(|_| prepared.epoch == search::registry::epoch());
     match prepared.op {
         WriteOp::Create { resource, if_none_exist, id } => create(tx, resource, if_none_exist.as_deref(), id, index),
@@ -158,7 +160,7 @@ pub fn apply(tx: &mut dyn Tx, prepared: Prepared) -> FhirResult<Written> {
             }
         }
         WriteOp::Patch { resource_type, id, patch, if_match } => {
-            let current = tx.read(resource_type.as_str(), &id)?;
+            let current = tx.read(resource_type, &id)?;
             let stored = match current {
                 None => {
                     return Err(FhirError::not_found(format!("{resource_type}/{id} does not exist")));
@@ -290,36 +292,17 @@ pub fn validate(resource: &Value) -> FhirResult<()> {
     if validation::has_errors(&issues) {
         return Err(FhirError::with_issues(422, issues));
     }
-    crate::search_parameters::check(resource)
+    check_search_parameter(resource)
 }
 
-/// Run one prepared write in its own transaction and commit it.
-pub fn commit_one(engine: &crate::Engine, prepared: Prepared) -> FhirResult<Written> {
-    commit_all(engine, vec![prepared])?.pop().ok_or_else(FhirError::internal)
-}
-
-/// Run prepared writes in one transaction (all or none) and commit it.
-pub fn commit_all(engine: &crate::Engine, prepared: Vec<Prepared>) -> FhirResult<Vec<Written>> {
-    commit_all_with(engine, prepared, |_| Ok(()))
-}
-
-/// [`commit_all`], with more work of the caller's in the same transaction (records,
-/// audit entries).
-pub fn commit_all_with(
-    engine: &crate::Engine,
-    prepared: Vec<Prepared>,
-    extra: impl FnOnce(&mut dyn store::Tx) -> store::Result<()>,
-) -> FhirResult<Vec<Written>> {
-    let gate = search::registry::write_gate();
-    let mut tx = engine.store.begin()?;
-    let written = prepared.into_iter().map(|p| apply(tx.as_mut(), p)).collect::<FhirResult<Vec<_>>>()?;
-    extra(tx.as_mut())?;
-    let refs: Vec<&Written> = written.iter().collect();
-    crate::audit::in_tx(engine, tx.as_mut(), &refs)?;
-    tx.commit()?;
-    drop(gate);
-    crate::search_parameters::after_commit(engine, &refs);
-    Ok(written)
+/// A SearchParameter about to be written must be one we can use (422 naming the element
+/// otherwise). Other resources pass.
+fn check_search_parameter(resource: &Value) -> FhirResult<()> {
+    if resource.get("resourceType").and_then(Value::as_str) != Some("SearchParameter") {
+        return Ok(());
+    }
+    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+    search::registry::definition(resource, id).map(drop).map_err(|issue| FhirError::new(422, issue))
 }
 
 fn check_if_match(if_match: Option<&str>, current: Option<u64>, rt: ResourceType, id: &str) -> FhirResult<()> {
@@ -341,14 +324,14 @@ fn check_if_match(if_match: Option<&str>, current: Option<u64>, rt: ResourceType
 }
 
 fn create(
-    tx: &mut dyn Tx,
+    tx: &mut WriteTx<'_>,
     resource: Value,
     if_none_exist: Option<&str>,
     id: Option<String>,
     index: Option<Vec<IndexEntry>>,
 ) -> FhirResult<Written> {
     let rt_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
-    let rt = crate::resource_type(&rt_name).map_err(|_| {
+    let rt = ResourceType::parse(&rt_name).ok_or_else(|| {
         FhirError::new(
             400,
             Issue::error(IssueType::Invalid, format!("'{rt_name}' is not a FHIR R4 resource type")).at("resourceType"),
@@ -360,7 +343,7 @@ fn create(
         match tx.search_ids(&q, 2)?.as_slice() {
             [] => {}
             [one] => {
-                let existing = tx.read(rt.as_str(), one)?;
+                let existing = tx.read(rt, one)?;
                 let (version, last_updated, resource) = match existing {
                     Some(s) => (s.version, s.last_updated, s.body.and_then(|b| serde_json::from_slice(&b).ok())),
                     None => (0, 0, None),
@@ -384,7 +367,7 @@ fn create(
 }
 
 fn put(
-    tx: &mut dyn Tx,
+    tx: &mut WriteTx<'_>,
     rt: ResourceType,
     id: &str,
     resource: Value,
@@ -394,7 +377,7 @@ fn put(
     if !is_valid_id(id) {
         return Err(FhirError::bad_request(format!("'{id}' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)")));
     }
-    let current = tx.current(rt.as_str(), id)?;
+    let current = tx.current(rt, id)?;
     check_if_match(if_match, current.map(|c| c.version), rt, id)?;
     let (number, method, status) = match current {
         None => (1, StoreMethod::Create, 201),
@@ -404,8 +387,8 @@ fn put(
     store_version(tx, Version { rt, id, number, method, status }, resource, index)
 }
 
-fn delete(tx: &mut dyn Tx, rt: ResourceType, id: &str, if_match: Option<&str>) -> FhirResult<Written> {
-    let current = tx.current(rt.as_str(), id)?;
+fn delete(tx: &mut WriteTx<'_>, rt: ResourceType, id: &str, if_match: Option<&str>) -> FhirResult<Written> {
+    let current = tx.current(rt, id)?;
     check_if_match(if_match, current.map(|c| c.version), rt, id)?;
     let nothing =
         Written { status: 204, resource_type: rt, id: id.to_string(), version: 0, last_updated: 0, resource: None };
@@ -414,7 +397,7 @@ fn delete(tx: &mut dyn Tx, rt: ResourceType, id: &str, if_match: Option<&str>) -
         Some(c) if c.deleted => Ok(Written { version: c.version, ..nothing }),
         Some(c) => {
             let last_updated = now_micros();
-            tx.write(&NewVersion {
+            let v = NewVersion {
                 resource_type: rt.as_str(),
                 id,
                 version: c.version + 1,
@@ -422,7 +405,8 @@ fn delete(tx: &mut dyn Tx, rt: ResourceType, id: &str, if_match: Option<&str>) -
                 method: StoreMethod::Delete,
                 body: None,
                 index: &[],
-            })?;
+            };
+            tx.write_version(&v, None)?;
             Ok(Written { version: c.version + 1, last_updated, ..nothing })
         }
     }
@@ -439,7 +423,7 @@ struct Version<'a> {
 }
 
 fn store_version(
-    tx: &mut dyn Tx,
+    tx: &mut WriteTx<'_>,
     v: Version<'_>,
     mut resource: Value,
     index: Option<Vec<IndexEntry>>,
@@ -451,7 +435,7 @@ fn store_version(
         None => search::extract(&resource),
     };
     let body = serde_json::to_vec(&resource).map_err(|_| FhirError::internal())?;
-    tx.write(&NewVersion {
+    let nv = NewVersion {
         resource_type: v.rt.as_str(),
         id: v.id,
         version: v.number,
@@ -459,7 +443,8 @@ fn store_version(
         method: v.method,
         body: Some(&body),
         index: &index,
-    })?;
+    };
+    tx.write_version(&nv, Some(&resource))?;
     Ok(Written {
         status: v.status,
         resource_type: v.rt,

@@ -1,6 +1,6 @@
 //! Consent (S3): what patients' FHIR Consent resources say about a clinician, loaded for
 //! each of their requests (so a revocation takes effect on the very next one) and handed
-//! to the policy decision point with the caller ([`auth::policy::Consents`]), which
+//! to the policy decision point with the caller context ([`crate::Consents`]), which
 //! applies it to reads, searches, includes, counts, history and exports alike.
 //!
 //! The model, on R4 Consent (`scope` patient-privacy):
@@ -8,7 +8,7 @@
 //!   Practitioner, PractitionerRole or Organization as `actor`, within its `period`:
 //!   `permit` opens the record beyond the organisation's care; `permit` with
 //!   `securityLabel`s opens those sensitive sections (labelled resources are hidden from
-//!   clinicians otherwise, see [`crate::Config::sensitive_labels`]); `deny` closes the
+//!   clinicians otherwise, see [`crate::Settings::sensitive_labels`]); `deny` closes the
 //!   record even to the organisation caring for the patient;
 //! - `proposed`: a clinician's request for access, which the patient answers by setting
 //!   the status to `active` (or `rejected`);
@@ -19,12 +19,11 @@
 
 use auth::account::Role;
 use auth::directory::Caller;
-use auth::policy::{Consents, Principal};
 use fhir_model::{Issue, IssueType, ResourceType};
 use serde_json::{Value, json};
 
 use crate::meta::{instant, now_micros};
-use crate::{Engine, FhirError, FhirResult, Request};
+use crate::{Consents, FhirError, FhirResult, Guard, Principal, Purpose};
 
 /// How long break-the-glass access lasts.
 pub const BREAK_GLASS_HOURS: i64 = 4;
@@ -69,7 +68,7 @@ fn in_period(period: Option<&Value>, now: i64) -> bool {
 
 /// The PractitionerRoles the caller acts in: active ones of their practitioner (at their
 /// organisation, if the account names one).
-fn roles(engine: &Engine, caller: &Caller) -> FhirResult<Vec<String>> {
+fn roles(guard: &Guard, caller: &Caller) -> FhirResult<Vec<String>> {
     let Some(pr) = caller.grant.as_ref().and_then(|g| g.practitioner.as_deref()) else { return Ok(Vec::new()) };
     let rt = ResourceType::parse("PractitionerRole").ok_or_else(FhirError::internal)?;
     let mut criteria = format!("practitioner={pr}&active:not=false&_count=100");
@@ -77,24 +76,24 @@ fn roles(engine: &Engine, caller: &Caller) -> FhirResult<Vec<String>> {
         criteria.push_str(&format!("&organization={org}"));
     }
     let q = search::parse_query(rt, &criteria).map_err(FhirError::from)?;
-    Ok(engine.store.search(&q, 100)?.resources.into_iter().map(|r| format!("PractitionerRole/{}", r.id)).collect())
+    Ok(guard.policy_search(&q, 100)?.resources.into_iter().map(|r| format!("PractitionerRole/{}", r.id)).collect())
 }
 
 /// The consent facts for `caller` now.
-pub fn load(engine: &Engine, caller: &Caller) -> FhirResult<Consents> {
-    let mut c = Consents { sensitive: engine.config.sensitive_labels.clone(), ..Consents::default() };
+pub fn load(guard: &Guard, caller: &Caller) -> FhirResult<Consents> {
+    let mut c = Consents { sensitive: guard.settings().sensitive_labels.clone(), ..Consents::default() };
     let mut actors = actors(caller);
     if actors.is_empty() {
         return Ok(c);
     }
     // a consent may name the practitioner in one of their roles
-    actors.extend(roles(engine, caller)?);
+    actors.extend(roles(guard, caller)?);
     let rt = ResourceType::parse("Consent").ok_or_else(FhirError::internal)?;
     let q = search::parse_query(rt, &format!("actor={}&status=active&_count=1000", actors.join(",")))
         .map_err(FhirError::from)?;
     let now = now_micros();
     let mut emergency = Vec::new();
-    for r in engine.store.search(&q, 1000)?.resources {
+    for r in guard.policy_search(&q, 1000)?.resources {
         let Some(v) = r.body.as_deref().and_then(|b| serde_json::from_slice::<Value>(b).ok()) else { continue };
         let Some(patient) =
             v.pointer("/patient/reference").and_then(Value::as_str).and_then(|p| p.strip_prefix("Patient/"))
@@ -163,29 +162,39 @@ fn clinician(caller: &Caller) -> bool {
     caller.grant.as_ref().is_some_and(|g| matches!(g.role, Role::Doctor | Role::Nurse))
 }
 
-/// Prepare a caller's request: a clinician's gets the consents that concern them (and,
-/// with `X-Break-Glass-Reason`, opens the patient's record first). `None`: nothing to
-/// change.
-pub fn admit(engine: &Engine, req: &Request) -> FhirResult<Option<Request>> {
-    let Principal::Token(caller) = &req.principal else { return Ok(None) };
+/// The consents that concern a caller now, and the purpose of use of the request: a
+/// clinician's request (with `break_glass`, a reason, or in a session whose purpose of
+/// use is break-the-glass) opens the record of the patient it is about first.
+pub fn admit(
+    guard: &Guard,
+    principal: &Principal,
+    address: Option<&str>,
+    break_glass: Option<&str>,
+    path: &str,
+    query: &str,
+) -> FhirResult<(Consents, Option<Purpose>)> {
+    let Principal::Token(caller) = principal else { return Ok((Consents::default(), None)) };
+    // break-the-glass: asked in the request's header, or the session's purpose of use
+    let reason = break_glass.map(str::to_string).or_else(|| caller.break_glass.clone());
+    let purpose = reason.clone().map(|r| (BTG.to_string(), Some(r)));
     if !clinician(caller) {
-        return match req.break_glass {
+        return match break_glass {
             Some(_) => Err(FhirError::new(
                 403,
                 Issue::error(IssueType::Forbidden, "Break-the-glass access is for clinicians (doctors, nurses)"),
             )),
-            None => Ok(None),
+            None => Ok((Consents::default(), purpose)),
         };
     }
-    let mut consents = load(engine, caller)?;
+    let mut consents = load(guard, caller)?;
     // asked in the header: the request must name its patient; a session whose purpose of
     // use is break-the-glass opens the record of each request that names one
-    let asked = match (&req.break_glass, &caller.break_glass) {
+    let asked = match (break_glass, &caller.break_glass) {
         (Some(reason), _) => {
             if reason.trim().len() < 5 {
                 return Err(FhirError::bad_request("X-Break-Glass-Reason must say why (at least a few words)"));
             }
-            let patient = patient_of_request(engine, &req.path, &req.query).ok_or_else(|| {
+            let patient = patient_of_request(guard, path, query).ok_or_else(|| {
                 FhirError::bad_request(
                     "Break-the-glass opens one patient's record: name the patient in the path (Patient/{id}/...) or \
                      with the patient or subject parameter",
@@ -193,32 +202,29 @@ pub fn admit(engine: &Engine, req: &Request) -> FhirResult<Option<Request>> {
             })?;
             Some((patient, reason.trim()))
         }
-        (None, Some(reason)) => patient_of_request(engine, &req.path, &req.query).map(|p| (p, reason.trim())),
+        (None, Some(reason)) => patient_of_request(guard, path, query).map(|p| (p, reason.trim())),
         (None, None) => None,
     };
     if let Some((patient, reason)) = asked
         && (!consents.granted.contains(&patient) || consents.denied.contains(&patient))
     {
-        break_glass(engine, caller, &patient, reason)?;
-        consents = load(engine, caller)?;
+        let h = guard.bind(principal.clone(), address.map(str::to_string), purpose.clone(), consents.clone());
+        break_glass_open(&h, caller, &patient, reason)?;
+        consents = load(guard, caller)?;
     }
-    let mut admitted = req.clone();
-    if let Principal::Token(c) = &mut admitted.principal {
-        c.consents = consents;
-    }
-    Ok(Some(admitted))
+    Ok((consents, purpose))
 }
 
 /// The patient a break-the-glass request is about: the `Patient/{id}` in its path, the
 /// patient of the resource it reads, or its `patient`/`subject` parameter.
-pub fn patient_of_request(engine: &Engine, path: &str, query: &str) -> Option<String> {
+pub fn patient_of_request(guard: &Guard, path: &str, query: &str) -> Option<String> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segs.as_slice() {
         ["Patient", id, ..] if !id.starts_with('$') && !id.starts_with('_') => return Some(id.to_string()),
         [t, id, ..] if !id.starts_with('$') && !id.starts_with('_') => {
-            let body = engine.store.read(t, id).ok()??.body?;
+            let body = guard.policy_read(t, id).ok()??.body?;
             let v: Value = serde_json::from_slice(&body).ok()?;
-            return crate::access::patients_of(&v)?.into_iter().next();
+            return crate::policy::patients_of(&v)?.into_iter().next();
         }
         _ => {}
     }
@@ -230,7 +236,7 @@ pub fn patient_of_request(engine: &Engine, path: &str, query: &str) -> Option<St
 /// Open `patient`'s record to `caller` for [`BREAK_GLASS_HOURS`]: an active permit Consent
 /// with purpose BTG and the reason, and a Communication that tells the patient, written
 /// together (and audited with the request's caller).
-pub fn break_glass(engine: &Engine, caller: &Caller, patient: &str, reason: &str) -> FhirResult<()> {
+fn break_glass_open(h: &crate::Handle, caller: &Caller, patient: &str, reason: &str) -> FhirResult<()> {
     let actor = actors(caller).into_iter().next().ok_or_else(|| {
         FhirError::new(
             403,
@@ -278,7 +284,11 @@ pub fn break_glass(engine: &Engine, caller: &Caller, patient: &str, reason: &str
             crate::write::prepare(crate::write::WriteOp::Create { resource, if_none_exist: None, id: None })
         })
         .collect::<FhirResult<Vec<_>>>()?;
-    crate::write::commit_all(engine, writes)?;
+    let mut tx = h.begin_privileged()?;
+    for w in writes {
+        tx.apply(w)?;
+    }
+    tx.commit()?;
     tracing::warn!(patient, actor, "break-the-glass access opened");
     Ok(())
 }

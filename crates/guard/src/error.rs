@@ -82,3 +82,10 @@ impl From<StoreError> for FhirError {
 }
 
 pub type FhirResult<T> = Result<T, FhirError>;
+
+impl std::fmt::Display for FhirError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why: Vec<&str> = self.outcome.issues.iter().map(|i| i.diagnostics.as_str()).collect();
+        write!(f, "{} {}", self.status, why.join("; "))
+    }
+}
