@@ -369,11 +369,38 @@ impl Handle {
 
     /// Add the caller's restriction to a query (403 if the caller may not search it).
     fn restrict(&self, q: &mut Query) -> FhirResult<()> {
+        self.check_hops(q)?;
         if q.types.len() > 1 {
             return self.require_all(Interaction::Search, &q.types.clone());
         }
         let access = self.authorize(Interaction::Search, q.resource_type)?;
         policy::restrict(self.settings().care, q, &access)
+    }
+
+    /// Chains and `_has` test resources of other types inside the query: the caller must
+    /// reach all of them (else `_has:Observation:...` would tell which patients have an
+    /// Observation the caller may not see). A forward chain to the Patient a resource
+    /// belongs to stays within the record already in reach.
+    fn check_hops(&self, q: &Query) -> FhirResult<()> {
+        for hop in q.clauses.iter().flat_map(|c| c.path.iter()) {
+            let (t, ok_partly) = match hop {
+                search::Hop::Forward { target, .. } => (*target, target.as_str() == "Patient"),
+                search::Hop::Reverse { source, .. } => (*source, false),
+            };
+            if self.authorize(Interaction::Search, t)? != Access::All && !ok_partly {
+                return Err(FhirError::new(
+                    403,
+                    fhir_model::Issue::error(
+                        fhir_model::IssueType::Forbidden,
+                        format!(
+                            "Chained and _has searches through {t} need access to every {t}: search {t} itself \
+                             (its results are limited to the records you may see)"
+                        ),
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// [`Handle::search`], or `None` when the caller may not search that type (for
