@@ -5,7 +5,7 @@
 //! data twice changes nothing. A resource that fails is reported alone; the rest of its
 //! chunk is written.
 
-use fhir_model::{Issue, IssueType, ResourceType};
+use fhir_model::ResourceType;
 use serde_json::Value;
 
 use crate::write::{Prepared, WriteOp, prepare};
@@ -48,13 +48,7 @@ fn comparable(v: &Value) -> Value {
 /// Type, id and prepared write of a resource, and the resource as it will be written
 /// (with its id).
 fn prepare_one(mut resource: Value) -> FhirResult<(ResourceType, String, Value, Prepared)> {
-    let rt_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
-    let rt = ResourceType::parse(&rt_name).ok_or_else(|| {
-        FhirError::new(
-            400,
-            Issue::error(IssueType::Invalid, format!("'{rt_name}' is not a FHIR R4 resource type")).at("resourceType"),
-        )
-    })?;
+    let rt = crate::write::body_type(&resource)?;
     let id = match resource.get("id").and_then(Value::as_str) {
         Some(id) => id.to_string(),
         None => {

@@ -184,6 +184,25 @@ fn caller(sid: &str, role: Option<AccountRole>, scopes: &str, context: Option<&s
 fn roles() -> Vec<Role> {
     use AccountRole::*;
     let all = "user/*.cruds";
+    let clinician = |name: &'static str, role, limited| Role {
+        name,
+        principal: caller(name, Some(role), all, None, limited),
+        reads: true,
+        writes: true,
+        reach: CLINICIAN,
+        full: false,
+        clinician: true,
+    };
+    // roles that have no business with clinical records
+    let none = |name: &'static str, role| Role {
+        name,
+        principal: caller(name, Some(role), all, None, false),
+        reads: false,
+        writes: false,
+        reach: &[],
+        full: false,
+        clinician: false,
+    };
     vec![
         Role {
             name: "patient",
@@ -194,69 +213,13 @@ fn roles() -> Vec<Role> {
             full: false,
             clinician: false,
         },
-        Role {
-            name: "doctor",
-            principal: caller("doctor", Some(Doctor), all, None, false),
-            reads: true,
-            writes: true,
-            reach: CLINICIAN,
-            full: false,
-            clinician: true,
-        },
-        Role {
-            name: "nurse",
-            principal: caller("nurse", Some(Nurse), all, None, false),
-            reads: true,
-            writes: true,
-            reach: CLINICIAN,
-            full: false,
-            clinician: true,
-        },
-        Role {
-            name: "limited",
-            principal: caller("limited", Some(Doctor), all, None, true),
-            reads: true,
-            writes: true,
-            reach: CLINICIAN,
-            full: false,
-            clinician: true,
-        },
-        Role {
-            name: "registrar",
-            principal: caller("registrar", Some(Registrar), all, None, false),
-            reads: false,
-            writes: false,
-            reach: &[],
-            full: false,
-            clinician: false,
-        },
-        Role {
-            name: "administrator",
-            principal: caller("admin", Some(Administrator), all, None, false),
-            reads: false,
-            writes: false,
-            reach: &[],
-            full: false,
-            clinician: false,
-        },
-        Role {
-            name: "analyst",
-            principal: caller("analyst", Some(Analyst), all, None, false),
-            reads: false,
-            writes: false,
-            reach: &[],
-            full: false,
-            clinician: false,
-        },
-        Role {
-            name: "security",
-            principal: caller("security", Some(SecurityOfficer), all, None, false),
-            reads: false,
-            writes: false,
-            reach: &[],
-            full: false,
-            clinician: false,
-        },
+        clinician("doctor", Doctor, false),
+        clinician("nurse", Nurse, false),
+        clinician("limited", Doctor, true),
+        none("registrar", Registrar),
+        none("administrator", Administrator),
+        none("analyst", Analyst),
+        none("security", SecurityOfficer),
         // a doctor's app with narrow SMART scopes and a patient in context
         Role {
             name: "smart-app",

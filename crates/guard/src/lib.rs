@@ -471,10 +471,33 @@ impl Handle {
         Ok(self.store().referring_types("Patient", id, params)?)
     }
 
-    /// The audit log's entries (`GET AuditEvent`): the caller's own view is decided by
-    /// the engine from the rows' patients; only callers with a token or system actors.
+    /// Whose audit entries the caller may see: `None` anyone's, `Some(p)` patient `p`'s
+    /// own (403 for everyone else).
+    pub fn audit_reach(&self) -> FhirResult<Option<String>> {
+        policy::audit_reach(&self.ctx.principal, &self.ctx.consents)
+    }
+
+    /// Entries of the audit log within [`Handle::audit_reach`]: a patient lists their own
+    /// record's entries only, and reads an entry only if it concerns them.
     pub fn audit_rows(&self, q: &AuditQuery) -> FhirResult<Vec<AuditRow>> {
-        Ok(self.store().audit(q)?)
+        let Some(own) = self.audit_reach()? else { return Ok(self.store().audit(q)?) };
+        let allowed = match q {
+            AuditQuery::Patient { patient, .. } => *patient == own,
+            AuditQuery::Seq(_) => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(FhirError::new(
+                403,
+                fhir_model::Issue::error(
+                    fhir_model::IssueType::Forbidden,
+                    "A patient sees the audit log of their own record only",
+                ),
+            ));
+        }
+        let mut rows = self.store().audit(q)?;
+        rows.retain(|r| r.patients.split(' ').any(|x| x == own));
+        Ok(rows)
     }
 
     /// Begin a write transaction of this caller.

@@ -450,6 +450,32 @@ pub(crate) fn restrict(relations: search::CareRelations, q: &mut Query, access: 
     }
 }
 
+/// Whose entries of the audit log a caller may see: `None` anyone's (a security officer
+/// whose scopes include AuditEvent, a system with `system/AuditEvent.rs`, a system
+/// actor), `Some(patient)` one patient's own.
+pub(crate) fn audit_reach(principal: &Principal, consents: &Consents) -> FhirResult<Option<String>> {
+    let Principal::Token(c) = principal else {
+        return match principal {
+            Principal::System(_) => Ok(None),
+            _ => Err(forbidden("an access token is required".into())),
+        };
+    };
+    let rt = ResourceType::parse("AuditEvent").ok_or_else(FhirError::internal)?;
+    let role = c.grant.as_ref().map(|g| g.role);
+    if role == Some(Role::SecurityOfficer) {
+        return if c.scopes.allows(Context::User, rt, Interaction::Read) {
+            Ok(None)
+        } else {
+            Err(forbidden("The token's scopes do not include reading AuditEvent".into()))
+        };
+    }
+    match (role, authorize(principal, consents, Interaction::Search, rt)) {
+        (None, Ok(Access::All)) => Ok(None),
+        (Some(Role::Patient), Ok(Access::Compartment(p))) => Ok(Some(p)),
+        _ => Err(forbidden("The audit log of a record is shown to its patient and to security officers".into())),
+    }
+}
+
 /// Full access to every type is needed (system-wide history and search).
 pub(crate) fn require_all(
     principal: &Principal,

@@ -323,6 +323,17 @@ fn check_if_match(if_match: Option<&str>, current: Option<u64>, rt: ResourceType
     }
 }
 
+/// The type a resource body names (400 if it is not an R4 resource type).
+pub fn body_type(resource: &Value) -> FhirResult<ResourceType> {
+    let name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    ResourceType::parse(name).ok_or_else(|| {
+        FhirError::new(
+            400,
+            Issue::error(IssueType::Invalid, format!("'{name}' is not a FHIR R4 resource type")).at("resourceType"),
+        )
+    })
+}
+
 fn create(
     tx: &mut WriteTx<'_>,
     resource: Value,
@@ -330,13 +341,7 @@ fn create(
     id: Option<String>,
     index: Option<Vec<IndexEntry>>,
 ) -> FhirResult<Written> {
-    let rt_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
-    let rt = ResourceType::parse(&rt_name).ok_or_else(|| {
-        FhirError::new(
-            400,
-            Issue::error(IssueType::Invalid, format!("'{rt_name}' is not a FHIR R4 resource type")).at("resourceType"),
-        )
-    })?;
+    let rt = body_type(&resource)?;
     if let Some(criteria) = if_none_exist {
         let q = parse_criteria(rt, criteria)?;
         tx.lock_key(&format!("{rt}?{criteria}"))?;

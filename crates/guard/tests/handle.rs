@@ -137,6 +137,19 @@ fn the_policy_on_every_handle_call() {
     assert!(sys.read(o, "new-b").unwrap().is_none());
     // a bookkeeping record of another kind than the server's own is not reachable
     assert_eq!(status(g.record("account", "admin")), 500);
+
+    // the audit log: a patient sees their own record's entries only, a doctor none
+    let newest = guard::AuditQuery::Newest { before: None, limit: 100 };
+    let own = guard::AuditQuery::Patient { patient: "pa".into(), before: None, limit: 100 };
+    let other = guard::AuditQuery::Patient { patient: "pb".into(), before: None, limit: 100 };
+    assert_eq!(status(patient.audit_rows(&newest)), 403);
+    assert_eq!(status(patient.audit_rows(&other)), 403);
+    assert_eq!(status(doctor.audit_rows(&own)), 403);
+    let rows = patient.audit_rows(&own).unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.patients.split(' ').any(|p| p == "pa")));
+    let all = sys.audit_rows(&newest).unwrap();
+    let foreign = all.iter().find(|r| !r.patients.split(' ').any(|p| p == "pa")).expect("an entry not about pa");
+    assert!(patient.audit_rows(&guard::AuditQuery::Seq(foreign.seq)).unwrap().is_empty());
 }
 
 fn guard_create_if_none_exist(h: &Handle, mut resource: Value, criteria: &str) -> FhirResult<guard::write::Written> {

@@ -11,10 +11,8 @@
 use std::collections::HashMap;
 
 use audit::{Action, Event, Kind, Outcome};
-use auth::account::Role;
-use auth::scope::{Context, Interaction};
-use fhir_model::{Issue, IssueType, ResourceType};
-use guard::{Access, AuditQuery, AuditRow, Expect, SystemActor};
+use fhir_model::{Issue, IssueType};
+use guard::{AuditQuery, AuditRow, Expect, SystemActor};
 use serde_json::{Value, json};
 
 use crate::meta::instant;
@@ -23,41 +21,13 @@ use crate::{Body, Engine, FhirError, FhirResult, Handle, Principal, Request, Res
 /// Record kind of security alerts (for the security officers: `medkarta audit alerts`).
 pub const ALERTS: &str = "security-alert";
 
-/// Whose entries the caller may see.
-enum Scope {
-    Patient(String),
-    Anyone,
-}
-
 fn forbidden(msg: &str) -> FhirError {
     FhirError::new(403, Issue::error(IssueType::Forbidden, msg))
 }
 
-fn audit_type() -> FhirResult<ResourceType> {
-    ResourceType::parse("AuditEvent").ok_or_else(FhirError::internal)
-}
-
-fn scope(h: &Handle) -> FhirResult<Scope> {
-    let Principal::Token(c) = h.principal() else { return Ok(Scope::Anyone) };
-    let rt = audit_type()?;
-    let role = c.grant.as_ref().map(|g| g.role);
-    if role == Some(Role::SecurityOfficer) {
-        return if c.scopes.allows(Context::User, rt, Interaction::Read) {
-            Ok(Scope::Anyone)
-        } else {
-            Err(forbidden("The token's scopes do not include reading AuditEvent"))
-        };
-    }
-    match (role, h.authorize(Interaction::Search, rt)) {
-        (None, Ok(Access::All)) => Ok(Scope::Anyone),
-        (Some(Role::Patient), Ok(Access::Compartment(p))) => Ok(Scope::Patient(p)),
-        _ => Err(forbidden("The audit log of a record is shown to its patient and to security officers")),
-    }
-}
-
 /// `GET AuditEvent?patient=...&_count=...`.
 pub fn search(engine: &Engine, h: &Handle, req: &Request) -> FhirResult<Response> {
-    let scope = scope(h)?;
+    let own = h.audit_reach()?;
     let (mut patient, mut count, mut before) = (None, engine.config.default_count, None);
     for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
         match &*k {
@@ -78,11 +48,11 @@ pub fn search(engine: &Engine, h: &Handle, req: &Request) -> FhirResult<Response
         }
     }
     let count = count.clamp(1, engine.config.max_count);
-    let patient = match (scope, patient) {
-        (Scope::Patient(own), None) => Some(own),
-        (Scope::Patient(own), Some(p)) if p == own => Some(own),
-        (Scope::Patient(_), Some(_)) => return Err(forbidden("A patient sees the audit log of their own record only")),
-        (Scope::Anyone, p) => p,
+    let patient = match (own, patient) {
+        (Some(own), None) => Some(own),
+        (Some(own), Some(p)) if p == own => Some(own),
+        (Some(_), Some(_)) => return Err(forbidden("A patient sees the audit log of their own record only")),
+        (None, p) => p,
     };
     let q = match &patient {
         Some(p) => AuditQuery::Patient { patient: p.clone(), before, limit: count },
@@ -116,14 +86,9 @@ pub fn search(engine: &Engine, h: &Handle, req: &Request) -> FhirResult<Response
 
 /// The entry `id`, if the caller may see it.
 fn visible_row(h: &Handle, id: &str) -> FhirResult<AuditRow> {
-    let scope = scope(h)?;
     let not_found = || FhirError::not_found(format!("AuditEvent/{id} does not exist"));
     let seq: i64 = id.parse().map_err(|_| not_found())?;
-    let row = h.audit_rows(&AuditQuery::Seq(seq))?.into_iter().next().ok_or_else(not_found)?;
-    match scope {
-        Scope::Patient(p) if !row.patients.split(' ').any(|x| x == p) => Err(not_found()),
-        _ => Ok(row),
-    }
+    h.audit_rows(&AuditQuery::Seq(seq))?.into_iter().next().ok_or_else(not_found)
 }
 
 /// `GET AuditEvent/{id}`.
@@ -139,9 +104,8 @@ pub fn flag(_engine: &Engine, h: &Handle, req: &Request, id: &str) -> FhirResult
     let Principal::Token(c) = &req.principal else {
         return Err(FhirError::bad_request("Entries are flagged by their patient"));
     };
-    let patient = match scope(h)? {
-        Scope::Patient(p) => p,
-        Scope::Anyone => return Err(forbidden("Entries are flagged by the patient they concern")),
+    let Some(patient) = h.audit_reach()? else {
+        return Err(forbidden("Entries are flagged by the patient they concern"));
     };
     let reason = match &req.body {
         Body::Json(p) => p
