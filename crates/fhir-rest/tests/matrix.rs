@@ -78,9 +78,15 @@ enum Act {
     TransactionUpdate,
     TransactionCreate,
     Validate,
+    SystemSearch,
+    TypeHistory,
+    IncludeIterate,
+    BatchUpdate,
+    TransactionDelete,
+    TransactionConditionalCreate,
 }
 
-const ACTS: [Act; 24] = [
+const ACTS: [Act; 30] = [
     Act::Read,
     Act::Vread,
     Act::History,
@@ -105,6 +111,12 @@ const ACTS: [Act; 24] = [
     Act::TransactionUpdate,
     Act::TransactionCreate,
     Act::Validate,
+    Act::SystemSearch,
+    Act::TypeHistory,
+    Act::IncludeIterate,
+    Act::BatchUpdate,
+    Act::TransactionDelete,
+    Act::TransactionConditionalCreate,
 ];
 
 impl Act {
@@ -121,6 +133,9 @@ impl Act {
                 | Act::ConditionalDelete
                 | Act::TransactionUpdate
                 | Act::TransactionCreate
+                | Act::BatchUpdate
+                | Act::TransactionDelete
+                | Act::TransactionConditionalCreate
         )
     }
 }
@@ -150,8 +165,9 @@ impl Role {
         match act {
             // $validate reads nothing of the record: read access to the type is enough
             Act::Validate => self.reads,
-            // `_has:Observation` tests Observations inside the query: all of them in reach
-            Act::Has => self.full,
+            // `_has:Observation` tests Observations inside the query, and searches and
+            // history across the system or a whole type need them all in reach
+            Act::Has | Act::SystemSearch | Act::TypeHistory => self.full,
             // the request that asks for break-the-glass (the others follow the reach)
             Act::Read if rel == Rel::Btg => self.clinician && self.reaches(rel),
             _ => kind && self.reaches(rel),
@@ -400,6 +416,23 @@ fn cell(w: &World, role: &Role, act: Act, rel: Rel) -> Result<(), String> {
             "entry": [{"fullUrl": "urn:uuid:6a9e2b30-0000-4000-8000-000000000001", "resource": observation(None, p, &format!("w-{m}")),
                        "request": {"method": "POST", "url": "Observation"}}]}))),
         Act::Validate => w.call(who, Method::Post, "Observation/$validate", "", Some(observation(None, p, "x"))),
+        Act::SystemSearch => w.call(who, Method::Get, "", &format!("_type=Observation&_id=obs-{p}"), None),
+        Act::TypeHistory => w.call(who, Method::Get, "Observation/_history", "_count=1", None),
+        Act::IncludeIterate => w.call(
+            who,
+            Method::Get,
+            "Patient",
+            &format!("_id={p}&_revinclude=Observation:subject&_include:iterate=Observation:subject"),
+            None,
+        ),
+        Act::BatchUpdate => w.call(who, Method::Post, "", "", Some(json!({"resourceType": "Bundle", "type": "batch",
+            "entry": [{"resource": updated, "request": {"method": "PUT", "url": path}}]}))),
+        Act::TransactionDelete => w.call(who, Method::Post, "", "", Some(json!({"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"request": {"method": "DELETE", "url": path}}]}))),
+        Act::TransactionConditionalCreate => w.call(who, Method::Post, "", "", Some(json!({"resourceType": "Bundle",
+            "type": "transaction", "entry": [{"fullUrl": "urn:uuid:6a9e2b30-0000-4000-8000-000000000002",
+            "resource": observation(None, p, "new"), "request": {"method": "POST", "url": "Observation",
+            "ifNoneExist": format!("_id={target}")}}]}))),
     };
     // the answer without its links (they repeat the caller's own query)
     let body = r
@@ -417,7 +450,7 @@ fn cell(w: &World, role: &Role, act: Act, rel: Rel) -> Result<(), String> {
     let fail = |why: &str| Err(format!("{} {act:?} {rel:?}: {why} (status {}, body {body})", role.name, r.status));
     // a batch answers 200 around the entry's own status
     let status = match act {
-        Act::BatchRead => json_status(&r, 0),
+        Act::BatchRead | Act::BatchUpdate => json_status(&r, 0),
         _ => r.status,
     };
     if allowed {
@@ -426,11 +459,17 @@ fn cell(w: &World, role: &Role, act: Act, rel: Rel) -> Result<(), String> {
         }
         let effect = match act {
             Act::Create | Act::TransactionCreate => after.1 == before.1 + 1,
-            Act::Update | Act::ConditionalUpdate | Act::JsonPatch | Act::FhirPathPatch | Act::TransactionUpdate => {
-                after.0 == before.0 + 1
-            }
-            Act::Delete | Act::ConditionalDelete => after.0 == 0,
-            Act::ConditionalCreate => after.1 == before.1, // matched the marked one
+            Act::Update
+            | Act::ConditionalUpdate
+            | Act::JsonPatch
+            | Act::FhirPathPatch
+            | Act::TransactionUpdate
+            | Act::BatchUpdate => after.0 == before.0 + 1,
+            Act::Delete | Act::ConditionalDelete | Act::TransactionDelete => after.0 == 0,
+            // matched the marked one: nothing created
+            Act::ConditionalCreate | Act::TransactionConditionalCreate => after.1 == before.1,
+            // the newest version of any Observation
+            Act::TypeHistory => total(&r) >= 1,
             Act::Validate => true,
             Act::Elements => body.contains(&format!("obs-{p}")),
             _ => body.contains(&m) || (act == Act::Count && total(&r) >= 1) || (act == Act::Has && total(&r) >= 1),
@@ -444,10 +483,10 @@ fn cell(w: &World, role: &Role, act: Act, rel: Rel) -> Result<(), String> {
     if body.contains(&m) || headers.contains(&target) {
         return fail("the record's data is in the answer");
     }
-    if status == 200 && total(&r) > 0 && !matches!(act, Act::RevInclude | Act::Include) {
+    if status == 200 && total(&r) > 0 && !matches!(act, Act::RevInclude | Act::Include | Act::IncludeIterate) {
         return fail("a refused search counts something");
     }
-    if act == Act::RevInclude && body.contains("\"Observation\"") {
+    if matches!(act, Act::RevInclude | Act::IncludeIterate) && body.contains("\"Observation\"") {
         return fail("an Observation was included");
     }
     if after != before {
@@ -461,6 +500,8 @@ fn cell(w: &World, role: &Role, act: Act, rel: Rel) -> Result<(), String> {
         | Act::Elements
         | Act::Include
         | Act::RevInclude
+        | Act::IncludeIterate
+        | Act::SystemSearch
         | Act::Chain
         | Act::Has
         | Act::Compartment
@@ -501,7 +542,7 @@ fn run(store: Arc<dyn store::Store>) {
         }
     }
     assert!(failures.is_empty(), "{} of {cells} cells failed:\n{}", failures.len(), failures.join("\n"));
-    assert_eq!(cells, 10 * 6 * 24);
+    assert_eq!(cells, 10 * 6 * ACTS.len());
 }
 
 #[test]
