@@ -109,35 +109,35 @@ impl<'h> WriteTx<'h> {
     /// Store a version (`body`: its JSON, `None` for a deletion) after the checks.
     pub(crate) fn write_version(&mut self, v: &NewVersion<'_>, body: Option<&Value>) -> FhirResult<()> {
         let rt = ResourceType::parse(v.resource_type).ok_or_else(FhirError::internal)?;
-        let rules = self.h.guard.inner.rules.clone();
+        let h = self.h;
+        let rules = &h.guard.inner.rules;
         let ruled = rules.covers(v.resource_type);
+        let interaction = match v.method {
+            Method::Create => Interaction::Create,
+            Method::Update => Interaction::Update,
+            Method::Delete => Interaction::Delete,
+        };
+        let access = if self.privileged { Access::All } else { h.authorize(interaction, rt)? };
         // the version it replaces: for the policy, the rules, and whose a deletion was
-        let before: Option<Value> = if v.version > 1 && (!self.privileged || ruled || body.is_none()) {
+        // (a caller who reaches every resource of the type needs it for none of these)
+        let before: Option<Value> = if v.version > 1 && (access != Access::All || ruled || body.is_none()) {
             self.tx.read(rt.as_str(), v.id)?.and_then(|s| s.body).and_then(|b| serde_json::from_slice(&b).ok())
         } else {
             None
         };
-        if !self.privileged {
-            let interaction = match v.method {
-                Method::Create => Interaction::Create,
-                Method::Update => Interaction::Update,
-                Method::Delete => Interaction::Delete,
-            };
-            let access = self.h.authorize(interaction, rt)?;
-            if access != Access::All {
-                if let Some(old) = &before
-                    && !self.visible(&access, old)?
-                {
-                    return Err(policy::refused(&access, rt.as_str(), v.id));
-                }
-                if let Some(new) = body {
-                    let care = self.h.settings().care;
-                    let principal = &self.h.ctx.principal;
-                    let tx = &mut self.tx;
-                    policy::write_allowed(care, principal, &access, new, before.is_none(), &mut |q| {
-                        Ok(!tx.search_ids(q, 1)?.is_empty())
-                    })?;
-                }
+        if access != Access::All {
+            if let Some(old) = &before
+                && !self.visible(&access, old)?
+            {
+                return Err(policy::refused(&access, rt.as_str(), v.id));
+            }
+            if let Some(new) = body {
+                let care = self.h.settings().care;
+                let principal = &self.h.ctx.principal;
+                let tx = &mut self.tx;
+                policy::write_allowed(care, principal, &access, new, before.is_none(), &mut |q| {
+                    Ok(!tx.search_ids(q, 1)?.is_empty())
+                })?;
             }
         }
         if ruled {
