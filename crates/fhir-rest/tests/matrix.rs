@@ -556,3 +556,28 @@ fn postgres() {
     let db = store_tests::PgDatabase::create();
     run(Arc::new(store_postgres::PostgresStore::open(&db.url).unwrap()));
 }
+
+/// No default caller: a request nobody signed (only the capability statement is public)
+/// reaches nothing, whatever it asks.
+#[test]
+fn an_anonymous_request_reaches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(Arc::new(store_sqlite::SqliteStore::open(dir.path()).unwrap()));
+    let anon = Principal::Anonymous;
+    for (method, path, query) in [
+        (Method::Get, "Observation/obs-p-own", ""),
+        (Method::Get, "Observation", "_summary=count"),
+        (Method::Get, "Organization/org-a", ""),
+        (Method::Get, "", "_type=Observation"),
+        (Method::Get, "Patient/p-own/$everything", ""),
+        (Method::Get, "Observation/_history", ""),
+    ] {
+        let r = w.call(&anon, method, path, query, None);
+        assert_eq!(r.status, 403, "{path}?{query}: {:?}", r.body_json());
+        assert!(!r.body_json().unwrap().to_string().contains("marker-"));
+    }
+    let r = w.call(&anon, Method::Post, "Observation", "", Some(observation(None, "p-own", "x")));
+    assert_eq!(r.status, 403);
+    assert_eq!(w.count("p-own"), 1);
+    assert_eq!(w.call(&anon, Method::Get, "metadata", "", None).status, 200);
+}
