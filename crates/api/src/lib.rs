@@ -276,6 +276,61 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
             ),
         );
     }
+    // authenticate from the headers, before anything of the body is read: public by
+    // specification is only the CapabilityStatement
+    let public = method == Method::Get && path == "metadata";
+    let bearer = header_str(&parts.headers, header::AUTHORIZATION)
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(|t| t.trim().to_string()));
+    let bearer = bearer.filter(|_| !public);
+    let has_body =
+        parts.headers.contains_key(header::CONTENT_LENGTH) || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let close = |mut r: HttpResponse| {
+        // the body is not read: the connection cannot carry another request
+        if has_body {
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
+    };
+    let address = parts.extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip().to_string());
+    let principal = match bearer {
+        None if public => fhir_rest::Principal::Anonymous,
+        None => {
+            tracing::warn!(path, "request without an access token refused");
+            return close(unauthorized("invalid_request", "An access token is required (Authorization: Bearer ...)"));
+        }
+        // a token verified a moment ago is known without a blocking call
+        Some(token) => match s.directory.verified(&token) {
+            Some(caller) => fhir_rest::Principal::Token(Box::new(caller)),
+            None => {
+                let (directory, engine, address) = (s.directory.clone(), s.engine.clone(), address.clone());
+                let what = format!("{method:?} /fhir/{path}");
+                let checked = tokio::task::spawn_blocking(move || {
+                    directory.verify(&token).inspect_err(|e| {
+                        let detail = format!("{what} refused: the access token is not valid: {e}");
+                        if let Err(a) = record_login(engine.guard().audit(), None, None, address, false, detail) {
+                            tracing::error!("a refused request could not be audited: {a}");
+                        }
+                    })
+                })
+                .await;
+                match checked {
+                    Ok(Ok(caller)) => fhir_rest::Principal::Token(Box::new(caller)),
+                    Ok(Err(e)) => {
+                        tracing::warn!("request with an invalid access token refused: {e}");
+                        return close(unauthorized("invalid_token", &format!("The access token is not valid: {e}")));
+                    }
+                    Err(e) => {
+                        tracing::error!("token check failed: {e}");
+                        return outcome(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            IssueType::Exception,
+                            "Internal server error",
+                        );
+                    }
+                }
+            }
+        },
+    };
     let bytes: Bytes = match read_body(body, s.http.max_body_bytes).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
@@ -293,65 +348,39 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         }
     };
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE).unwrap_or_default();
-    let (fhir_body, json_patch) = match decode_body(method, &path, &content_type, &bytes, &mut query) {
-        Ok(decoded) => decoded,
-        Err(refused) => return *refused,
-    };
     let (prefer_return, strict, prefer_async) = parse_prefer(&parts.headers);
-    // public by specification: the CapabilityStatement; everything else needs a token
-    let public = method == Method::Get && path == "metadata";
-    let bearer = header_str(&parts.headers, header::AUTHORIZATION)
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(|t| t.trim().to_string()));
-    let bearer = bearer.filter(|_| !public);
-    if !public && bearer.is_none() {
-        tracing::warn!(path, "request without an access token refused");
-        return unauthorized("invalid_request", "An access token is required (Authorization: Bearer ...)");
-    }
-    let mut request = Request {
-        method,
-        path,
-        query,
-        body: fhir_body,
-        if_match: header_str(&parts.headers, header::IF_MATCH),
-        if_none_match: header_str(&parts.headers, header::IF_NONE_MATCH),
-        if_modified_since: header_str(&parts.headers, header::IF_MODIFIED_SINCE),
-        if_none_exist: header_str(&parts.headers, "if-none-exist"),
-        prefer_return,
-        strict,
-        prefer_async,
-        json_patch,
-        // the verified token's caller below (only the public capability statement goes without)
-        principal: fhir_rest::Principal::Anonymous,
-        address: parts.extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip().to_string()),
-        break_glass: header_str(&parts.headers, "x-break-glass-reason").map(|r| r.chars().take(1000).collect()),
-    };
-    let (engine, directory) = (s.engine.clone(), s.directory.clone());
-    // the token is verified on the same blocking thread as the request (one hand-off)
-    let response = match tokio::task::spawn_blocking(move || match bearer {
-        Some(token) => match directory.verify(&token) {
-            Ok(caller) => {
-                request.principal = fhir_rest::Principal::Token(Box::new(caller));
-                Ok(engine.handle(&request))
-            }
-            Err(e) => {
-                let detail =
-                    format!("{:?} /fhir/{} refused: the access token is not valid: {e}", request.method, request.path);
-                if let Err(a) = record_login(engine.guard().audit(), None, None, request.address.clone(), false, detail)
-                {
-                    tracing::error!("a refused request could not be audited: {a}");
-                }
-                Err(e)
-            }
-        },
-        None => Ok(engine.handle(&request)),
+    let if_match = header_str(&parts.headers, header::IF_MATCH);
+    let if_none_match = header_str(&parts.headers, header::IF_NONE_MATCH);
+    let if_modified_since = header_str(&parts.headers, header::IF_MODIFIED_SINCE);
+    let if_none_exist = header_str(&parts.headers, "if-none-exist");
+    let break_glass = header_str(&parts.headers, "x-break-glass-reason").map(|r| r.chars().take(1000).collect());
+    let engine = s.engine.clone();
+    // the body is parsed on the blocking thread that runs the request, not on the async ones
+    let handled = tokio::task::spawn_blocking(move || {
+        let (fhir_body, json_patch) = decode_body(method, &path, &content_type, &bytes, &mut query)?;
+        let request = Request {
+            method,
+            path,
+            query,
+            body: fhir_body,
+            if_match,
+            if_none_match,
+            if_modified_since,
+            if_none_exist,
+            prefer_return,
+            strict,
+            prefer_async,
+            json_patch,
+            principal,
+            address,
+            break_glass,
+        };
+        Ok::<_, Box<HttpResponse>>(engine.handle(&request))
     })
-    .await
-    {
+    .await;
+    let response = match handled {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            tracing::warn!("request with an invalid access token refused: {e}");
-            return unauthorized("invalid_token", &format!("The access token is not valid: {e}"));
-        }
+        Ok(Err(refused)) => return *refused,
         Err(e) => {
             tracing::error!("request handler failed: {e}");
             return outcome(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "Internal server error");

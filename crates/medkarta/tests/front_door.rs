@@ -1,0 +1,72 @@
+//! The front door (issue 23), over HTTP: a request is authenticated from its headers
+//! before anything of its body is read or parsed — without a valid token the answer is a
+//! 401 whatever the body, and it comes before the body has even been sent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::Server;
+
+const FHIR: &str = "application/fhir+json";
+const DUPLICATE: &str = r#"{"resourceType":"Patient","a":1,"a":2}"#;
+
+/// Send the request line and headers only (announcing `length` bytes of body that never
+/// come) and return what the server answers.
+fn headers_only(s: &Server, path: &str, token: Option<&str>, length: usize) -> String {
+    let addr = s.base.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        conn,
+        "POST /fhir/{path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {FHIR}\r\nContent-Length: {length}\r\n{auth}\r\n"
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // the answer, up to the end of its headers (a server waiting for the body times out)
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn no_work_before_authentication(s: &Server) {
+    // the body is not parsed for an unknown caller: 401, not "appears more than once"
+    for token in [None, Some("not.a.token")] {
+        let r = s.req_as(token, "POST", "Patient", &[("Content-Type", FHIR)], Some(DUPLICATE));
+        assert_eq!(r.status, 401, "{token:?}: {}", r.text);
+        assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")));
+        assert!(!r.text.contains("more than once"), "{}", r.text);
+    }
+    // nor read: the 401 comes while the announced 15 MB have not been sent
+    for token in [None, Some("not.a.token")] {
+        let answer = headers_only(s, "Patient", token, 15_000_000);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{token:?}: {answer:?}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    }
+    // a caller with a valid token still gets the body checked
+    let r = s.req("POST", "Patient", &[("Content-Type", FHIR)], Some(DUPLICATE));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("more than once"), "{}", r.text);
+    // and the server is still there
+    assert_eq!(s.get("metadata").status, 200);
+}
+
+#[test]
+fn sqlite_no_work_before_authentication() {
+    no_work_before_authentication(&Server::sqlite());
+}
+
+#[test]
+fn postgres_no_work_before_authentication() {
+    no_work_before_authentication(&Server::postgres());
+}
