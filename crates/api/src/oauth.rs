@@ -208,21 +208,27 @@ pub async fn token(
     }
 }
 
-/// Authenticate the client of a revoke or introspect request.
-fn authenticated(dir: &Directory, headers: &HeaderMap, f: &[(String, String)]) -> bool {
-    client_credentials(headers, f)
-        .and_then(|(id, secret)| secret.and_then(|s| dir.authenticate_client(&id, &s)))
-        .is_some()
+/// The client of a revoke or introspect request (a secret, a signed assertion, or a
+/// public client naming itself), if it proves to be one of ours.
+fn authenticated(dir: &Directory, headers: &HeaderMap, f: &[(String, String)]) -> Option<String> {
+    let assertion = (field(f, "client_assertion_type") == Some(JWT_BEARER)).then(|| field(f, "client_assertion"));
+    let token_url = format!("{}/oauth/token", dir.issuer.trim_end_matches('/'));
+    let (id, secret) = client_credentials(headers, f).unwrap_or_default();
+    dir.endpoint_client(&id, secret.as_deref(), assertion.flatten(), &token_url).map(|c| c.client_id)
 }
 
-/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.
+/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known; a token
+/// issued to another client is refused and stays valid (§2.1).
 pub async fn revoke(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
     let result = blocking(move || {
-        if !authenticated(&dir, &headers, &f) {
+        let Some(client) = authenticated(&dir, &headers, &f) else {
             return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required"));
-        }
-        dir.revoke(field(&f, "token").unwrap_or_default()).map(|()| StatusCode::OK.into_response())
+        };
+        dir.revoke_for(&client, field(&f, "token").unwrap_or_default()).map(|own| match own {
+            true => StatusCode::OK.into_response(),
+            false => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the token was not issued to this client"),
+        })
     })
     .await;
     match result {
@@ -236,16 +242,17 @@ pub async fn revoke(State(dir): State<Arc<Directory>>, headers: HeaderMap, body:
 pub async fn introspect(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
     let result = blocking(move || {
-        if !authenticated(&dir, &headers, &f) {
+        let Some(client) = authenticated(&dir, &headers, &f) else {
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");
-        }
+        };
+        // a client learns about its own tokens only (RFC 7662 §2.2: others are inactive)
         let body = match dir.verify(field(&f, "token").unwrap_or_default()) {
-            Ok(c) => json!({
+            Ok(c) if c.client_id == client => json!({
                 "active": true, "scope": c.scopes.to_string(), "client_id": c.client_id,
                 "username": c.username, "patient": c.patient,
                 "role": c.grant.as_ref().map(auth::account::RoleGrant::label),
             }),
-            Err(_) => json!({"active": false}),
+            _ => json!({"active": false}),
         };
         no_store(StatusCode::OK, body)
     })

@@ -727,12 +727,53 @@ impl Directory {
     /// Revoke the session of an access or refresh token (RFC 7009: unknown tokens are
     /// not an error).
     pub fn revoke(&self, token: &str) -> Result<()> {
-        if let Ok(claims) = self.signer.verify::<AccessClaims>(token, &self.issuer, &self.audience) {
-            return self.revoke_session(&claims.sid);
-        }
-        match self.get::<RefreshRecord>("refresh", &sha256(token))? {
-            Some((_, link)) => self.revoke_session(&link.sid),
+        match self.session_of(token)? {
+            Some(sid) => self.revoke_session(&sid),
             None => Ok(()),
+        }
+    }
+
+    /// The session an access or refresh token of ours belongs to.
+    fn session_of(&self, token: &str) -> Result<Option<String>> {
+        if let Ok(claims) = self.signer.verify::<AccessClaims>(token, &self.issuer, &self.audience) {
+            return Ok(Some(claims.sid));
+        }
+        Ok(self.get::<RefreshRecord>("refresh", &sha256(token))?.map(|(_, link)| link.sid))
+    }
+
+    /// The client a token was issued to (`None`: not a token of ours).
+    pub fn client_of(&self, token: &str) -> Result<Option<String>> {
+        let Some(sid) = self.session_of(token)? else { return Ok(None) };
+        Ok(self.get::<Session>("session", &sid)?.map(|(_, s)| s.client_id))
+    }
+
+    /// Revoke a token for `client_id` (RFC 7009 §2.1): only a token issued to that client;
+    /// `Ok(false)` if it belongs to another (nothing is revoked). Unknown tokens are fine.
+    pub fn revoke_for(&self, client_id: &str, token: &str) -> Result<bool> {
+        match self.client_of(token)? {
+            Some(owner) if owner != client_id => Ok(false),
+            Some(_) => self.revoke(token).map(|()| true),
+            None => Ok(true),
+        }
+    }
+
+    /// The client of a revoke or introspect request: its secret, a signed assertion
+    /// (`token_url` its audience), or a public client (no secret, no keys) naming itself.
+    pub fn endpoint_client(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+        assertion: Option<&str>,
+        token_url: &str,
+    ) -> Option<Client> {
+        match (assertion, secret) {
+            (Some(a), _) => self.authenticate_assertion(a, token_url).ok(),
+            (None, Some(s)) => self.authenticate_client(client_id, s),
+            (None, None) => self
+                .client(client_id)
+                .ok()
+                .flatten()
+                .filter(|c| c.secret_hash.is_none() && c.jwks.is_none() && !c.disabled),
         }
     }
 

@@ -65,8 +65,9 @@ fn requests_without_a_valid_token_are_refused() {
     let write = s.req_as(Some(&t), "POST", "Observation", &[("Content-Type", "application/fhir+json")], Some(&obs));
     assert_eq!(write.status, 403, "read-only scopes");
 
-    // introspection and revocation
-    let auth = [("client_id", s.client_id.as_str()), ("client_secret", s.client_secret.as_str())];
+    // introspection and revocation, by the client the token was issued to
+    let auth =
+        [("client_id", lab["client_id"].as_str().unwrap()), ("client_secret", lab["client_secret"].as_str().unwrap())];
     let intro = |token: &str| {
         let mut f = auth.to_vec();
         f.push(("token", token));

@@ -1,6 +1,7 @@
 //! The front door (issue 23), over HTTP: a request is authenticated from its headers
 //! before anything of its body is read or parsed — without a valid token the answer is a
-//! 401 whatever the body, and it comes before the body has even been sent.
+//! 401 whatever the body, and it comes before the body has even been sent; a client
+//! revokes and introspects only the tokens issued to it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -59,6 +60,38 @@ fn no_work_before_authentication(s: &Server) {
     assert!(r.text.contains("more than once"), "{}", r.text);
     // and the server is still there
     assert_eq!(s.get("metadata").status, 200);
+}
+
+fn tokens_belong_to_their_client(s: &Server) {
+    let (ok, out, err) = s.admin(&["client", "add", "other app", "--scope", "system/Patient.rs"], None);
+    assert!(ok, "{err}");
+    let other: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let (b_id, b_secret) = (other["client_id"].as_str().unwrap(), other["client_secret"].as_str().unwrap());
+    let a_token = s.client_token("system/*.cruds").unwrap();
+    let as_b = |endpoint: &str| {
+        s.form(endpoint, &[("token", a_token.as_str()), ("client_id", b_id), ("client_secret", b_secret)], &[])
+    };
+    // B can neither revoke A's token nor learn anything of it
+    let r = as_b("oauth/revoke");
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = as_b("oauth/introspect");
+    assert_eq!(r.json()["active"], false, "{}", r.text);
+    assert_eq!(s.req_as(Some(&a_token), "GET", "Patient", &[], None).status, 200, "A's token still works");
+    // A introspects and revokes its own
+    let own =
+        [("token", a_token.as_str()), ("client_id", s.client_id.as_str()), ("client_secret", s.client_secret.as_str())];
+    let r = s.form("oauth/introspect", &own, &[]);
+    assert_eq!(r.json()["active"], true, "{}", r.text);
+    assert_eq!(s.form("oauth/revoke", &own, &[]).status, 200);
+    assert_eq!(s.req_as(Some(&a_token), "GET", "Patient", &[], None).status, 401);
+    // a wrong secret is no client at all
+    let r = s.form("oauth/revoke", &[("token", "x"), ("client_id", b_id), ("client_secret", "wrong")], &[]);
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn sqlite_tokens_belong_to_their_client() {
+    tokens_belong_to_their_client(&Server::sqlite());
 }
 
 #[test]
