@@ -131,12 +131,18 @@ pub async fn token(
                     },
                     None => allowed.clone(),
                 };
-                let granted = asked.intersect(&allowed);
+                let mut granted = asked.intersect(&allowed);
+                // no user and no patient here: a client acting on its own gets system/
+                // scopes only (user/ and patient/ ones are for the code flow)
+                granted.resources.retain(|r| r.context == auth::scope::Context::System);
+                granted.words.clear();
                 if granted.resources.is_empty() {
                     return Ok(oauth_error(
                         StatusCode::BAD_REQUEST,
                         "invalid_scope",
-                        format!("none of the requested scopes is allowed for this client (allowed: {allowed})"),
+                        format!(
+                            "none of the requested scopes is allowed for this client acting on its own (system/ scopes; allowed: {allowed})"
+                        ),
                     ));
                 }
                 let session = dir.new_session(None, &client.client_id, &granted, None, None)?;

@@ -84,6 +84,21 @@ fn tokens_belong_to_their_client(s: &Server) {
     assert_eq!(r.json()["active"], true, "{}", r.text);
     assert_eq!(s.form("oauth/revoke", &own, &[]).status, 200);
     assert_eq!(s.req_as(Some(&a_token), "GET", "Patient", &[], None).status, 401);
+    // client credentials grant system/ scopes only: user/ and patient/ ones need a user
+    let (ok, out, err) =
+        s.admin(&["client", "add", "mixed", "--scope", "system/Patient.rs user/*.cruds patient/*.rs"], None);
+    assert!(ok, "{err}");
+    let mixed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let (m_id, m_secret) = (mixed["client_id"].as_str().unwrap(), mixed["client_secret"].as_str().unwrap());
+    let grant = |scope: &str| {
+        let f =
+            [("grant_type", "client_credentials"), ("client_id", m_id), ("client_secret", m_secret), ("scope", scope)];
+        s.form("oauth/token", &f, &[])
+    };
+    let r = grant("system/Patient.rs user/*.cruds patient/*.rs");
+    assert_eq!(r.json()["scope"], "system/Patient.rs", "{}", r.text);
+    let r = grant("user/*.cruds");
+    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_scope")), "{}", r.text);
     // a wrong secret is no client at all
     let r = s.form("oauth/revoke", &[("token", "x"), ("client_id", b_id), ("client_secret", "wrong")], &[]);
     assert_eq!(r.status, 401);
