@@ -233,8 +233,9 @@ fn login_page(
 
 fn login_error(l: Lang, e: &LoginError) -> String {
     match e {
-        LoginError::BadCredentials => {
-            t(l, "Неверное имя пользователя или пароль.", "Wrong user name or password.").into()
+        // one answer for a wrong name, password or code: nothing is confirmed to a guesser
+        LoginError::BadCredentials | LoginError::BadCode => {
+            t(l, "Неверное имя пользователя, пароль или код.", "Wrong user name, password or code.").into()
         }
         LoginError::Locked(secs) => match l {
             Lang::Ru => format!("Слишком много неудачных попыток: вход заблокирован ещё на {} мин.", secs.div_ceil(60)),
@@ -243,7 +244,6 @@ fn login_error(l: Lang, e: &LoginError) -> String {
             }
         },
         LoginError::Disabled => t(l, "Учётная запись отключена.", "The account is disabled.").into(),
-        LoginError::BadCode => t(l, "Неверный или уже использованный код.", "Wrong or already used code.").into(),
         LoginError::Unavailable => {
             t(l, "Сервис временно недоступен, попробуйте ещё раз.", "The service is unavailable, try again.").into()
         }

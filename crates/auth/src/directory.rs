@@ -34,8 +34,11 @@ pub const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(
 const ORIGINS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Failed logins before the account is locked.
 pub const LOCK_AFTER: u32 = 5;
-/// How long a lock lasts (seconds); it doubles with each further failure.
+/// How long a lock lasts (seconds); it doubles with each further failure, up to
+/// [`LOCK_CAP_SECONDS`].
 pub const LOCK_SECONDS: u64 = 15 * 60;
+/// The longest a lock lasts (a burst of guesses cannot lock the owner out for days).
+pub const LOCK_CAP_SECONDS: u64 = 60 * 60;
 
 /// Failures of the directory.
 #[derive(Debug, thiserror::Error)]
@@ -298,7 +301,12 @@ impl Directory {
         id: &str,
         mut f: impl FnMut(&mut T) -> Result<R>,
     ) -> Result<R> {
-        for _ in 0..10 {
+        // each lost round means another writer's update went in (or is about to commit:
+        // a moment's wait lets it), so simultaneous writers of one record all get theirs in
+        for round in 0..64u32 {
+            if round > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(u64::from(round.min(20))));
+            }
             let (version, mut v) =
                 self.get::<T>(kind, id)?.ok_or_else(|| DirectoryError::NotFound(format!("{kind} '{id}'")))?;
             let out = f(&mut v)?;
@@ -388,41 +396,60 @@ impl Directory {
     }
 
     /// Check a password, counting failures: after [`LOCK_AFTER`] the account is locked for
-    /// [`LOCK_SECONDS`] (doubling), and the owner is told at the next login.
+    /// [`LOCK_SECONDS`] (doubling, at most [`LOCK_CAP_SECONDS`]), and the owner is told at
+    /// the next login. The attempt is counted before the (slow) hash, in one
+    /// compare-and-set with the lock check, so simultaneous guesses cannot all be checked:
+    /// at most [`LOCK_AFTER`] are. A right password takes the count back (for an account
+    /// with a second factor, only once the code is right too).
     pub fn check_password(&self, username: &str, pw: &str, now: u64) -> std::result::Result<Account, LoginError> {
         let unavailable = |_| LoginError::Unavailable;
-        let Some((_, account)) = self.get::<Account>("account", username).map_err(unavailable)? else {
+        if self.get::<Account>("account", username).map_err(unavailable)?.is_none() {
             // the same work as for a real account, so timing does not reveal which names exist
             let _ = password::verify(pw, &DUMMY_HASH);
             return Err(LoginError::BadCredentials);
-        };
-        if let Some(until) = account.locked_until.filter(|u| *u > now) {
-            return Err(LoginError::Locked(until - now));
         }
-        if password::verify(pw, &account.password_hash) {
-            if account.disabled {
-                return Err(LoginError::Disabled);
+        let reserved = self.update("account", username, |a: &mut Account| {
+            if let Some(until) = a.locked_until.filter(|u| *u > now) {
+                return Ok(Err(LoginError::Locked(until - now)));
             }
-            return Ok(account);
-        }
-        let result = self.update("account", username, |a: &mut Account| {
             a.failed_logins += 1;
             if a.failed_logins >= LOCK_AFTER {
-                let factor = 1u64 << (a.failed_logins - LOCK_AFTER).min(6);
-                a.locked_until = Some(now + LOCK_SECONDS * factor);
+                let factor = 1u64 << (a.failed_logins - LOCK_AFTER).min(16);
+                let secs = LOCK_SECONDS.saturating_mul(factor).min(LOCK_CAP_SECONDS);
+                a.locked_until = Some(now + secs);
                 a.notices.push(format!(
                     "{} failed login attempts; the account was locked for {} minutes at {now} (Unix time)",
                     a.failed_logins,
-                    LOCK_SECONDS * factor / 60
+                    secs / 60
                 ));
             }
-            Ok(a.locked_until.filter(|u| *u > now))
+            Ok(Ok(a.clone()))
         });
-        match result {
-            Ok(Some(until)) => Err(LoginError::Locked(until - now)),
-            Ok(None) => Err(LoginError::BadCredentials),
-            Err(_) => Err(LoginError::Unavailable),
+        let account = match reserved {
+            Ok(Ok(a)) => a,
+            Ok(Err(locked)) => return Err(locked),
+            Err(_) => return Err(LoginError::Unavailable),
+        };
+        if !password::verify(pw, &account.password_hash) {
+            return match account.locked_until.filter(|u| *u > now) {
+                Some(until) => Err(LoginError::Locked(until - now)),
+                None => Err(LoginError::BadCredentials),
+            };
         }
+        if account.disabled {
+            return Err(LoginError::Disabled);
+        }
+        if account.totp.as_ref().is_some_and(|t| t.confirmed) {
+            // counted until the second factor is right too
+            return Ok(account);
+        }
+        self.update("account", username, |a: &mut Account| {
+            a.failed_logins = 0;
+            a.locked_until = None;
+            Ok(())
+        })
+        .map_err(unavailable)?;
+        Ok(account)
     }
 
     /// Check the second factor (a TOTP code, or a recovery code, which is then used up)
@@ -435,6 +462,8 @@ impl Directory {
         now: u64,
     ) -> std::result::Result<Vec<String>, LoginError> {
         let result = self.update("account", username, |a: &mut Account| {
+            // the attempt was counted (and the lock checked) with its password
+            // (`check_password`): a wrong code leaves it counted, a right one clears it
             let totp_ok = match &mut a.totp {
                 Some(t) if t.confirmed => {
                     let secret = totp::from_base32(&t.secret).unwrap_or_default();
@@ -458,10 +487,6 @@ impl Directory {
                 a.locked_until = None;
                 Ok(Some(std::mem::take(&mut a.notices)))
             } else {
-                a.failed_logins += 1;
-                if a.failed_logins >= LOCK_AFTER {
-                    a.locked_until = Some(now + LOCK_SECONDS);
-                }
                 Ok(None)
             }
         });

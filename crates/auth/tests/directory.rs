@@ -138,3 +138,40 @@ fn authorization_codes_work_once() {
         "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     );
 }
+
+/// Simultaneous guesses: the attempt is counted with the lock check before the slow hash,
+/// so at most LOCK_AFTER of them are checked, and the lock never exceeds its cap.
+#[test]
+fn simultaneous_guesses_are_counted_before_they_are_checked() {
+    let (_tmp, d) = directory();
+    let (_, pw) = d.add_account("dr.petrov", None, doctor()).unwrap();
+    let d = Arc::new(d);
+    let t = now();
+    let barrier = Arc::new(std::sync::Barrier::new(20));
+    let results: Vec<LoginError> = (0..20)
+        .map(|_| {
+            let (d, barrier) = (d.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                d.check_password("dr.petrov", "a wrong guess here", t).unwrap_err()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let checked = results.iter().filter(|e| **e == LoginError::BadCredentials).count();
+    assert!(checked < LOCK_AFTER as usize, "{results:?}");
+    let a = d.account("dr.petrov").unwrap().unwrap();
+    assert_eq!(a.failed_logins, LOCK_AFTER, "only that many guesses were hashed: {results:?}");
+    // a lock grows with each later failure, up to the cap
+    let mut at = t;
+    for _ in 0..12 {
+        at = d.account("dr.petrov").unwrap().unwrap().locked_until.unwrap() + 1;
+        assert!(matches!(d.check_password("dr.petrov", "a wrong guess here", at), Err(LoginError::Locked(_))));
+    }
+    let until = d.account("dr.petrov").unwrap().unwrap().locked_until.unwrap();
+    assert_eq!(until - at, auth::directory::LOCK_CAP_SECONDS);
+    // the owner gets in once it ends
+    assert!(d.check_password("dr.petrov", pw.as_deref().unwrap(), until + 1).is_ok());
+}

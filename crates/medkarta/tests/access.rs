@@ -296,7 +296,7 @@ fn authorization_code_flow_with_pkce_and_totp() {
     let (status, page, _) = post(&[("csrf", &csrf), ("request", &request), ("step", "login")], false);
     assert_eq!(status, 400, "{page}");
     let (_, page, _) = login("wrong password here", "");
-    assert!(page.contains("Wrong user name or password"), "{page}");
+    assert!(page.contains("Wrong user name, password or code"), "{page}");
     // first sign-in: the authenticator app is set up with a QR code
     let (_, page, _) = login(password, "");
     assert!(page.contains("<svg") && page.contains("Set up your second factor"), "{page}");
@@ -374,9 +374,13 @@ fn authorization_code_flow_with_pkce_and_totp() {
             == 200
     );
 
-    // from now on the one-time code is required; a recovery code works once
-    let (_, page, _) = login(password, "");
-    assert!(page.contains("Wrong or already used code"), "{page}");
+    // from now on the one-time code is required; a recovery code works once. A wrong code
+    // gets the answer a wrong password gets: the password is not confirmed to a guesser
+    let (_, wrong_code, _) = login(password, "");
+    let (_, wrong_password, _) = login("wrong password here", "123456");
+    let message = |p: &str| p.split("Wrong").nth(1).map(|m| m.split('<').next().unwrap_or("").to_string());
+    assert_eq!(message(&wrong_code), message(&wrong_password), "{wrong_code}");
+    assert!(wrong_code.contains("Wrong user name, password or code"), "{wrong_code}");
     let (_, page, _) = login(password, &recovery);
     assert!(page.contains("Allow access"), "{page}");
     // brute force: locked after repeated failures, even for the right password
