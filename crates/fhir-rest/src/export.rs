@@ -173,7 +173,7 @@ pub fn run(
                             Issue::error(IssueType::Processing, "the export was cancelled"),
                         ));
                     }
-                    let page = h.search(q.clone(), PAGE)?;
+                    let page = h.search(&q, PAGE)?;
                     for s in &page.resources {
                         let Some(body) = &s.body else { continue };
                         if let Some(seen) = seen.as_mut()

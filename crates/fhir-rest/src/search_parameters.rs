@@ -117,7 +117,7 @@ pub fn start(engine: &Engine) -> FhirResult<()> {
     loop {
         let mut q = search::parse_query(rt, "status=active")?;
         q.offset = offset;
-        let page = h.search(q, 500)?;
+        let page = h.search(&q, 500)?;
         for s in &page.resources {
             let Some(res) = s.body.as_deref().and_then(|b| serde_json::from_slice::<Value>(b).ok()) else { continue };
             match registry::definition(&res, &s.id) {
@@ -178,7 +178,7 @@ fn count(h: &Handle, rt: &str) -> FhirResult<u64> {
     let q = ResourceType::parse(rt)
         .and_then(|t| search::parse_query(t, "").ok())
         .ok_or_else(|| failed(format!("'{rt}' is not a resource type")))?;
-    Ok(h.search(q, 0)?.total.unwrap_or(0))
+    Ok(h.search(&q, 0)?.total.unwrap_or(0))
 }
 
 /// Run (or resume) the reindex of one custom parameter to the end.

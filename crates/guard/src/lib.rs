@@ -302,20 +302,13 @@ impl Handle {
         })
     }
 
-    /// A stored version, if it is within `access` (the refusal otherwise). A deletion
-    /// is shown only to those who see every resource of the type.
+    /// A stored version, if it is within `access` (the refusal otherwise).
     fn checked(&self, access: &Access, s: StoredResource) -> FhirResult<StoredResource> {
-        if *access == Access::All {
-            return Ok(s);
-        }
-        let Some(body) = s.body.as_deref() else {
-            return Err(FhirError::not_found(format!("{}/{} does not exist", s.resource_type, s.id)));
-        };
-        let v: Value = serde_json::from_slice(body).map_err(|e| {
-            tracing::error!("stored {}/{} is not JSON: {e}", s.resource_type, s.id);
-            FhirError::internal()
+        let store = self.store();
+        policy::check_stored(self.settings().care, access, &s, &mut |q| {
+            Ok(store.search(q, 0)?.total.is_some_and(|n| n > 0))
         })?;
-        if self.visible(access, &v)? { Ok(s) } else { Err(policy::refused(access, &s.resource_type, &s.id)) }
+        Ok(s)
     }
 
     /// Read the current version (`None`: it never existed); a resource out of reach is
@@ -362,19 +355,36 @@ impl Handle {
     /// Search within the caller's reach: a query on one type gets the restriction of
     /// the caller's access added (in SQL, so counts, paging, chains and `_has` see only
     /// that); a query across types needs access to all of them.
-    pub fn search(&self, mut q: Query, count: usize) -> FhirResult<SearchPage> {
-        self.restrict(&mut q)?;
-        Ok(self.store().search(&q, count)?)
+    pub fn search(&self, q: &Query, count: usize) -> FhirResult<SearchPage> {
+        let restricted = self.restricted(q)?;
+        Ok(self.store().search(restricted.as_ref().unwrap_or(q), count)?)
     }
 
-    /// Add the caller's restriction to a query (403 if the caller may not search it).
-    fn restrict(&self, q: &mut Query) -> FhirResult<()> {
+    /// The query with the caller's restriction (403 if the caller may not search it);
+    /// `None` when it needs none (the caller reaches every resource it asks for).
+    fn restricted(&self, q: &Query) -> FhirResult<Option<Query>> {
         self.check_hops(q)?;
         if q.types.len() > 1 {
-            return self.require_all(Interaction::Search, &q.types.clone());
+            self.require_all(Interaction::Search, &q.types)?;
+            return Ok(None);
         }
         let access = self.authorize(Interaction::Search, q.resource_type)?;
-        policy::restrict(self.settings().care, q, &access)
+        if access == Access::All {
+            return Ok(None);
+        }
+        let mut q = q.clone();
+        policy::restrict(self.settings().care, &mut q, &access)?;
+        Ok(Some(q))
+    }
+
+    /// [`Handle::search`], or `None` when the caller may not search that type (for
+    /// `_revinclude`, which leaves such resources out).
+    pub fn search_if_allowed(&self, q: &Query, count: usize) -> FhirResult<Option<SearchPage>> {
+        match self.search(q, count) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if e.status == 403 => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Chains and `_has` test resources of other types inside the query: the caller must
@@ -403,16 +413,6 @@ impl Handle {
         Ok(())
     }
 
-    /// [`Handle::search`], or `None` when the caller may not search that type (for
-    /// `_revinclude`, which leaves such resources out).
-    pub fn search_if_allowed(&self, q: Query, count: usize) -> FhirResult<Option<SearchPage>> {
-        match self.search(q, count) {
-            Ok(p) => Ok(Some(p)),
-            Err(e) if e.status == 403 => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// History: of one resource (which must be within reach now; versions out of reach
     /// are left out), of a type or of the system (access to every resource needed).
     pub fn history(&self, query: &HistoryQuery) -> FhirResult<(Vec<StoredResource>, u64)> {
@@ -422,12 +422,7 @@ impl Handle {
                 let access = self.authorize(Interaction::Read, t)?;
                 match self.store().read(t.as_str(), id)? {
                     None => return Err(FhirError::not_found(format!("{t}/{id} does not exist"))),
-                    Some(cur) if access != Access::All && cur.body.is_none() => {
-                        return Err(FhirError::not_found(format!("{t}/{id} does not exist")));
-                    }
-                    Some(cur) => {
-                        self.checked(&access, cur)?;
-                    }
+                    Some(cur) => drop(self.checked(&access, cur)?),
                 }
                 (access != Access::All).then_some(access)
             }

@@ -346,6 +346,27 @@ fn security_labels(resource: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// A stored version within `access` (`Ok`), or the refusal: a deletion is shown only to
+/// those who see every resource of the type.
+pub(crate) fn check_stored(
+    relations: search::CareRelations,
+    access: &Access,
+    s: &store::StoredResource,
+    in_care: &mut dyn FnMut(&Query) -> FhirResult<bool>,
+) -> FhirResult<()> {
+    if *access == Access::All {
+        return Ok(());
+    }
+    let Some(body) = s.body.as_deref() else {
+        return Err(FhirError::not_found(format!("{}/{} does not exist", s.resource_type, s.id)));
+    };
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        tracing::error!("stored {}/{} is not JSON: {e}", s.resource_type, s.id);
+        FhirError::internal()
+    })?;
+    if visible(relations, access, &v, in_care)? { Ok(()) } else { Err(refused(access, &s.resource_type, &s.id)) }
+}
+
 /// What a caller gets for a resource outside their reach: to a clinician, that the
 /// patient's consent is needed and how to ask for it or open it in an emergency; to
 /// others, that it does not exist (its existence is not revealed).

@@ -78,16 +78,12 @@ impl<'h> WriteTx<'h> {
             return Ok(stored);
         }
         let access = self.h.authorize(Interaction::Read, rt)?;
-        match stored {
-            Some(s) if access != Access::All => {
-                let Some(body) = s.body.as_deref() else {
-                    return Err(FhirError::not_found(format!("{rt}/{id} does not exist")));
-                };
-                let v: Value = serde_json::from_slice(body).map_err(|_| FhirError::internal())?;
-                if self.visible(&access, &v)? { Ok(Some(s)) } else { Err(policy::refused(&access, rt.as_str(), id)) }
-            }
-            other => Ok(other),
+        if let Some(s) = &stored {
+            let care = self.h.settings().care;
+            let tx = &mut self.tx;
+            policy::check_stored(care, &access, s, &mut |q| Ok(!tx.search_ids(q, 1)?.is_empty()))?;
         }
+        Ok(stored)
     }
 
     /// The ids matching a query within the caller's reach (conditional criteria and
@@ -96,9 +92,8 @@ impl<'h> WriteTx<'h> {
         if self.privileged {
             return Ok(self.tx.search_ids(q, limit)?);
         }
-        let mut q = q.clone();
-        self.h.restrict(&mut q)?;
-        Ok(self.tx.search_ids(&q, limit)?)
+        let restricted = self.h.restricted(q)?;
+        Ok(self.tx.search_ids(restricted.as_ref().unwrap_or(q), limit)?)
     }
 
     /// Serialise with other transactions on `key` until the commit.

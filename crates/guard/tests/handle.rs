@@ -104,10 +104,10 @@ fn the_policy_on_every_handle_call() {
     assert_eq!(status(doctor.read_version(o, "obs-pb", 1)), 403);
     // searches are restricted in the query: totals count only what is in reach
     let q = search::parse_query(o, "").unwrap();
-    let page = doctor.search(q.clone(), 10).unwrap();
+    let page = doctor.search(&q, 10).unwrap();
     assert_eq!(page.resources.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["obs-pa"]);
     assert_eq!(page.total, Some(1));
-    assert_eq!(patient.search(q, 10).unwrap().total, Some(1));
+    assert_eq!(patient.search(&q, 10).unwrap().total, Some(1));
     // history: of a resource out of reach refused; of a type needs everything
     let h = |scope| guard::HistoryQuery { scope, since: None, count: 10, offset: 0 };
     assert_eq!(status(doctor.history(&h(guard::HistoryScope::Instance("Observation".into(), "obs-pb".into())))), 403);
@@ -284,7 +284,7 @@ fn rules_hold_for_every_write(store: Arc<dyn store::Store>) {
     let second = create(&registrar, appointment("s1"));
     assert_eq!(status(second), 409);
     let q = search::parse_query(rt("Appointment"), "").unwrap();
-    assert_eq!(sys.search(q, 10).unwrap().total, Some(1), "only {} was stored", first.id);
+    assert_eq!(sys.search(&q, 10).unwrap().total, Some(1), "only {} was stored", first.id);
 }
 
 #[test]

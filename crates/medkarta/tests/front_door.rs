@@ -77,6 +77,22 @@ fn tokens_belong_to_their_client(s: &Server) {
     let r = as_b("oauth/introspect");
     assert_eq!(r.json()["active"], false, "{}", r.text);
     assert_eq!(s.req_as(Some(&a_token), "GET", "Patient", &[], None).status, 200, "A's token still works");
+    // nor can a public client (it proves nothing but its id)
+    let (ok, out, err) = s.admin(
+        &["client", "add", "web app", "--public", "--redirect-uri", "https://app.example/cb", "--scope", "user/*.rs"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let public: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let p_id = public["client_id"].as_str().unwrap();
+    let r = s.form("oauth/revoke", &[("token", a_token.as_str()), ("client_id", p_id)], &[]);
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = s.form("oauth/introspect", &[("token", a_token.as_str()), ("client_id", p_id)], &[]);
+    assert_eq!(r.json()["active"], false, "{}", r.text);
+    // and a confidential client without its secret is no client at all
+    let r = s.form("oauth/revoke", &[("token", a_token.as_str()), ("client_id", b_id)], &[]);
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(s.req_as(Some(&a_token), "GET", "Patient", &[], None).status, 200);
     // A introspects and revokes its own
     let own =
         [("token", a_token.as_str()), ("client_id", s.client_id.as_str()), ("client_secret", s.client_secret.as_str())];

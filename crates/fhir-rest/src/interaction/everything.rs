@@ -112,7 +112,7 @@ pub fn everything(engine: &Engine, h: &Handle, req: &Request, id: &str) -> FhirR
         if after > 0 {
             q.page = Some(PageRequest { forward: true, from: Position { key: after, values: Vec::new() } });
         }
-        let page = h.search(q, count - entries.len())?;
+        let page = h.search(&q, count - entries.len())?;
         for s in page.resources {
             if let Some(b) = s.body {
                 let res: Value = serde_json::from_slice(&b).map_err(|_| FhirError::internal())?;

@@ -82,7 +82,7 @@ fn run(
         search::Summary::Count => 0,
         _ => q.count.unwrap_or(engine.config.default_count).min(engine.config.max_count),
     };
-    let page = h.search(q.clone(), count)?;
+    let page = h.search(&q, count)?;
     // self/next/previous: the query without paging parameters, then the page: `_page`
     // names the position of a boundary row, so pages do not shift as data changes
     let base: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
