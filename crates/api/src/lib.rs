@@ -11,6 +11,7 @@
 //! attempt is logged. The verified caller travels with the request into the engine,
 //! where the access policy is enforced. The OAuth endpoints are in [`oauth`].
 
+pub mod limit;
 pub mod login;
 pub mod oauth;
 pub mod tls;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 use auth::directory::Directory;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
@@ -32,17 +32,24 @@ use serde_json::Value;
 enum BodyError {
     TooLarge,
     Broken,
+    /// The body stopped coming (nothing for the idle timeout, or not all of it within
+    /// ten times that).
+    TooSlow,
 }
 
-/// Read a request body of at most `limit` bytes. A larger body is drained (up to a
-/// bound) before the 413 goes out, so that the client, still sending, gets the answer
-/// instead of a broken pipe.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+/// Read a request body of at most `limit` bytes, each part within `idle` of the one
+/// before and the whole within ten times that. A larger body is drained (up to a bound)
+/// before the 413 goes out, so that the client, still sending, gets the answer instead
+/// of a broken pipe.
+async fn read_body(mut body: Body, limit: usize, idle: std::time::Duration) -> Result<Bytes, BodyError> {
     use http_body_util::BodyExt as _;
     const DRAIN_LIMIT: usize = 256 * 1024 * 1024;
+    let deadline = tokio::time::Instant::now() + idle * 10;
     let mut buf = Vec::new();
     let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let next = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + idle), body.frame());
+        let Some(frame) = next.await.map_err(|_| BodyError::TooSlow)? else { break };
         let frame = frame.map_err(|_| BodyError::Broken)?;
         let Ok(data) = frame.into_data() else {
             continue;
@@ -65,12 +72,37 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
 pub struct HttpConfig {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest wait for a request's headers (a connection that trickles them is closed).
+    pub header_timeout: std::time::Duration,
+    /// Longest wait for the next part of a request body (the whole: ten times this).
+    pub body_timeout: std::time::Duration,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<limit::Cidr>,
+    /// Sign-in and token requests a minute per client address (0: no limit).
+    pub rate_per_address: u32,
+    /// Sign-in attempts a minute per account (0: no limit).
+    pub rate_per_account: u32,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { max_body_bytes: 16 * 1024 * 1024 }
+        HttpConfig {
+            max_body_bytes: 16 * 1024 * 1024,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            rate_per_address: 60,
+            rate_per_account: 10,
+        }
     }
+}
+
+/// The rate limits of the front door (per process).
+pub struct Limits {
+    /// Sign-in forms, token, revocation and introspection requests, per address.
+    pub(crate) address: limit::Limiter,
+    /// Sign-in attempts per account.
+    pub(crate) account: limit::Limiter,
 }
 
 #[derive(Clone)]
@@ -82,8 +114,13 @@ struct AppState {
 
 /// All routes: `/fhir/...`, `/oauth/...`, `/.well-known/...`, `/healthz`, `/readyz`.
 pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Router {
-    let oauth_state = OAuthState { dir: directory.clone(), audit: engine.guard().audit().clone() };
-    let state = AppState { engine, directory, http: Arc::new(http) };
+    let limits = Arc::new(Limits {
+        address: limit::Limiter::new(http.rate_per_address),
+        account: limit::Limiter::new(http.rate_per_account),
+    });
+    let http = Arc::new(http);
+    let oauth_state = OAuthState { dir: directory.clone(), audit: engine.guard().audit().clone(), limits };
+    let state = AppState { engine, directory, http: http.clone() };
     let oauth = Router::new()
         .route("/oauth/authorize", get(login::authorize_get).post(login::authorize_post))
         .route("/oauth/token", post(oauth::token))
@@ -93,7 +130,9 @@ pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Ro
         .route("/fhir/.well-known/smart-configuration", get(oauth::smart_configuration))
         .route("/.well-known/smart-configuration", get(oauth::smart_configuration))
         .route("/.well-known/openid-configuration", get(oauth::openid_configuration))
-        .with_state(oauth_state);
+        .route("/oauth/password", get(login::password_get).post(login::password_post))
+        .with_state(oauth_state)
+        .layer(axum::middleware::from_fn_with_state(http.clone(), small_body));
     let cors_dir = state.directory.clone();
     Router::new()
         .merge(oauth)
@@ -107,7 +146,55 @@ pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Ro
         })
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(cors_dir, cors))
+        .layer(axum::middleware::from_fn_with_state(http, client_ip))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Largest body of an OAuth request or sign-in form.
+const OAUTH_BODY_LIMIT: usize = 64 * 1024;
+
+/// The bodies of OAuth requests and sign-in forms: small, and read within the body
+/// timeout (a trickling client is cut off with 408).
+async fn small_body(
+    State(http): State<Arc<HttpConfig>>,
+    req: HttpRequest,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let refuse = |status: StatusCode, message: &str| {
+        let mut r =
+            (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.to_string()).into_response();
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
+    match read_body(body, OAUTH_BODY_LIMIT, http.body_timeout).await {
+        Ok(bytes) => next.run(HttpRequest::from_parts(parts, Body::from(bytes))).await,
+        Err(BodyError::TooLarge) => refuse(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large"),
+        Err(BodyError::TooSlow) => refuse(StatusCode::REQUEST_TIMEOUT, "The request body came too slowly"),
+        Err(BodyError::Broken) => refuse(StatusCode::BAD_REQUEST, "The request body could not be read"),
+    }
+}
+
+/// The address a request comes from, as the rest of the server sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// Work out the client's address once per request (see [`limit::client_address`]).
+async fn client_ip(
+    State(http): State<Arc<HttpConfig>>,
+    mut req: HttpRequest,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    if let Some(peer) = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip()) {
+        let forwarded: Vec<&str> = if http.trusted_proxies.is_empty() {
+            Vec::new()
+        } else {
+            req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect()
+        };
+        let ip = limit::client_address(peer, &forwarded, &http.trusted_proxies);
+        req.extensions_mut().insert(ClientIp(ip));
+    }
+    next.run(req).await
 }
 
 /// CORS for the browser origins registered with clients, and only those: preflights are
@@ -291,7 +378,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         }
         r
     };
-    let address = parts.extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip().to_string());
+    let address = parts.extensions.get::<ClientIp>().map(|c| c.0.to_string());
     let principal = match bearer {
         None if public => fhir_rest::Principal::Anonymous,
         None => {
@@ -331,7 +418,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
             }
         },
     };
-    let bytes: Bytes = match read_body(body, s.http.max_body_bytes).await {
+    let bytes: Bytes = match read_body(body, s.http.max_body_bytes, s.http.body_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             // Connection: close, as the client may still be sending
@@ -345,6 +432,15 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         }
         Err(BodyError::Broken) => {
             return outcome(StatusCode::BAD_REQUEST, IssueType::Structure, "The request body could not be read");
+        }
+        Err(BodyError::TooSlow) => {
+            let mut r = outcome(
+                StatusCode::REQUEST_TIMEOUT,
+                IssueType::Transient,
+                "The request body came too slowly; send it again",
+            );
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
     };
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE).unwrap_or_default();
@@ -510,6 +606,13 @@ fn to_http(r: Response, head: bool, pretty: bool) -> HttpResponse {
 struct OAuthState {
     dir: Arc<Directory>,
     audit: Arc<audit::AuditLog>,
+    limits: Arc<Limits>,
+}
+
+impl FromRef<OAuthState> for Arc<Limits> {
+    fn from_ref(s: &OAuthState) -> Self {
+        s.limits.clone()
+    }
 }
 
 impl FromRef<OAuthState> for Arc<Directory> {
@@ -531,7 +634,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(parts.extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip().to_string())))
+        Ok(Peer(parts.extensions.get::<ClientIp>().map(|c| c.0.to_string())))
     }
 }
 
@@ -560,25 +663,16 @@ pub(crate) fn record_login(
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
-impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-impl Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for ClientAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
 /// Serve `router` on `listener` until `shutdown` completes: HTTPS with `tls` (and HSTS),
 /// else plain HTTP (behind a TLS-terminating proxy, or on loopback for development).
+/// A connection whose request headers do not all arrive within `header_timeout` is
+/// closed (hyper's HTTP/1 header timer; axum's own `serve` runs without one).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     tls: Option<Arc<rustls::ServerConfig>>,
+    header_timeout: std::time::Duration,
 ) -> std::io::Result<()> {
     let https = tls.is_some();
     let router = router.layer(axum::middleware::map_response(move |mut r: HttpResponse| async move {
@@ -593,16 +687,48 @@ pub async fn serve(
         r
     }));
     match tls {
-        Some(config) => {
-            let listener = tls::TlsListener::new(listener, config)?;
-            axum::serve(listener, router.into_make_service_with_connect_info::<ClientAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, router.into_make_service_with_connect_info::<ClientAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+        Some(config) => accept_loop(tls::TlsListener::new(listener, config)?, router, shutdown, header_timeout).await,
+        None => accept_loop(listener, router, shutdown, header_timeout).await,
     }
+}
+
+/// How long a shutdown waits for the requests in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn accept_loop<L>(
+    mut listener: L,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    header_timeout: std::time::Duration,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+    loop {
+        let (io, peer) = tokio::select! {
+            c = listener.accept() => c,
+            () = &mut shutdown => break,
+        };
+        let app = router.clone();
+        let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(ClientAddr(peer)));
+            let mut app = app.clone();
+            async move { tower_service::Service::call(&mut app, req).await }
+        });
+        let conn = graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(io), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still running {} s after the shutdown signal were cut off", SHUTDOWN_GRACE.as_secs());
+    }
+    Ok(())
 }

@@ -2,21 +2,25 @@
 //! person sees — sign in with password and one-time code, first-time set-up of the
 //! authenticator app (QR code) with recovery codes, and the consent screen listing what
 //! the application asks for — in Russian or English, and the redirect back to the app
-//! with a one-use code. Forms carry a CSRF token that must match a `SameSite=Strict`
-//! cookie; the login in progress is a server-side ticket, never trusted client state.
+//! with a one-use code (and the issuer, RFC 9207). Forms carry a CSRF token signed by the
+//! server that must match a `SameSite=Strict` cookie, and once a sign-in has begun, the
+//! token its ticket was issued with; the login in progress is a server-side ticket (with
+//! the authenticator secret offered for enrolment), never trusted client state. A person
+//! changes their own password at `/oauth/password` (with the second factor). Sign-in
+//! attempts are rate-limited per address and per account ([`crate::limit`]).
 
 use std::sync::Arc;
 
 use audit::AuditLog;
 use auth::account::{Account, Client, Role, RoleGrant};
-use auth::directory::{CodeGrant, Directory, LoginError, Ticket, now};
+use auth::directory::{CodeGrant, Directory, LoginError, PasswordChangeError, Ticket, now};
 use auth::scope::{Context, Scopes};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::Peer;
+use crate::{Limits, Peer};
 
 /// How long a sign-in may take, from the password to the consent (seconds).
 const TICKET_TTL: u64 = 600;
@@ -103,6 +107,11 @@ enum Refusal {
     Redirect(String),
 }
 
+/// The issuer as discovery names it, sent with every authorization response (RFC 9207).
+fn issuer(dir: &Directory) -> &str {
+    dir.issuer.trim_end_matches('/')
+}
+
 fn redirect(uri: &str, params: &[(&str, &str)]) -> String {
     let q: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
     format!("{uri}{}{q}", if uri.contains('?') { '&' } else { '?' })
@@ -127,6 +136,7 @@ fn check_request(dir: &Directory, query: &str) -> Result<AuthRequest, Refusal> {
         if let Some(s) = &state {
             p.push(("state", s));
         }
+        p.push(("iss", issuer(dir)));
         Refusal::Redirect(redirect(&redirect_uri, &p))
     };
     if get("response_type").as_deref() != Some("code") {
@@ -209,7 +219,7 @@ fn login_page(
          <label for=\"u\">{}</label><input type=\"text\" id=\"u\" name=\"username\" autocomplete=\"username\" required autofocus>\
          <label for=\"p\">{}</label><input type=\"password\" id=\"p\" name=\"password\" autocomplete=\"current-password\" required>\
          <label for=\"o\">{}</label><input type=\"text\" id=\"o\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\">\
-         <p class=\"note\">{}</p><button type=\"submit\">{}</button></form>",
+         <p class=\"note\">{}</p><button type=\"submit\">{}</button></form><p><a href=\"password\">{}</a></p>",
         t(l, "Вход для приложения", "Signing in for the application"),
         esc(&client.name),
         error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default(),
@@ -227,6 +237,7 @@ fn login_page(
             "At your first sign-in no code is needed: you will set up the app next."
         ),
         t(l, "Войти", "Sign in"),
+        t(l, "Сменить пароль", "Change your password"),
     );
     page(l, t(l, "Вход в Медкарту", "Sign in to Medkarta"), &body, cookie)
 }
@@ -247,11 +258,59 @@ fn login_error(l: Lang, e: &LoginError) -> String {
         LoginError::Unavailable => {
             t(l, "Сервис временно недоступен, попробуйте ещё раз.", "The service is unavailable, try again.").into()
         }
+        LoginError::Busy => t(
+            l,
+            "Сейчас входит слишком много людей: попробуйте через минуту.",
+            "Too many people are signing in right now: try again in a minute.",
+        )
+        .into(),
     }
 }
 
-fn enrol_page(l: Lang, csrf: &str, request: &str, ticket: &str, uri: &str, error: Option<&str>) -> Response {
-    let secret = uri.split("secret=").nth(1).and_then(|s| s.split('&').next()).unwrap_or_default();
+/// The answer to a sign-in refused by a rate limit (429, with `Retry-After`).
+fn too_many(l: Lang, retry_after: u64) -> Response {
+    let msg = match l {
+        Lang::Ru => format!("Слишком много попыток входа: подождите {retry_after} с и попробуйте снова."),
+        Lang::En => format!("Too many sign-in attempts: wait {retry_after} s and try again."),
+    };
+    let mut r = error_page(l, &msg);
+    *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Let a sign-in or token request from `address` through the address limit; a first
+/// refusal in a while raises a security alert. `Err(seconds to wait)` if refused.
+pub(crate) async fn admit_address(limits: &Limits, dir: &Arc<Directory>, address: Option<&str>) -> Result<(), u64> {
+    let Some(address) = address else { return Ok(()) };
+    match limits.address.take(address) {
+        Ok(()) => Ok(()),
+        Err(limited) => {
+            tracing::warn!(address, "sign-in or token requests over the rate limit refused");
+            if limited.alert {
+                let (dir, address) = (dir.clone(), address.to_string());
+                let reason = "sign-in or token requests from this address over the rate limit (--rate-limit-address)";
+                let stored =
+                    tokio::task::spawn_blocking(move || dir.alert("sign-in-flood", None, Some(&address), reason));
+                if let Ok(Err(e)) = stored.await {
+                    tracing::error!("a rate-limit alert could not be stored: {e}");
+                }
+            }
+            Err(limited.retry_after)
+        }
+    }
+}
+
+fn enrol_page(
+    l: Lang,
+    csrf: &str,
+    request: &str,
+    ticket: &str,
+    (secret, uri): (&str, &str),
+    error: Option<&str>,
+) -> Response {
     let qr = auth::totp::qr_svg(uri).unwrap_or_default();
     let body = format!(
         "<p>{}</p>{qr}<p class=\"note\">{} <code>{}</code></p>{}<form method=\"post\" action=\"authorize\">{}\
@@ -378,6 +437,19 @@ fn consent_page(l: Lang, c: &ConsentPage<'_>) -> Response {
     page(l, t(l, "Разрешение доступа", "Allow access"), &body, None)
 }
 
+/// A new CSRF token and the cookie that carries it.
+fn csrf_cookie(dir: &Directory) -> Result<(String, String), auth::directory::DirectoryError> {
+    let csrf = dir.csrf_token()?;
+    let secure = if dir.issuer.starts_with("https://") { "; Secure" } else { "" };
+    let cookie = format!("mk_csrf={csrf}; Path=/oauth; HttpOnly; SameSite=Strict{secure}");
+    Ok((csrf, cookie))
+}
+
+/// The form's CSRF token, if it matches the cookie and the server issued it.
+fn csrf_checked(dir: &Directory, headers: &HeaderMap, form: &str) -> bool {
+    !form.is_empty() && cookie_value(headers, "mk_csrf").as_deref() == Some(form) && dir.csrf_valid(form)
+}
+
 /// `GET /oauth/authorize`: check the request, then the sign-in page.
 pub async fn authorize_get(State(dir): State<Arc<Directory>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let l = lang(&headers, None);
@@ -387,46 +459,64 @@ pub async fn authorize_get(State(dir): State<Arc<Directory>>, headers: HeaderMap
             Ok(r) => r,
             Err(r) => return refuse(l, r),
         };
-        let csrf = auth::random::token(24).unwrap_or_default();
-        let secure = if dir.issuer.starts_with("https://") { "; Secure" } else { "" };
-        let cookie = format!("mk_csrf={csrf}; Path=/oauth; HttpOnly; SameSite=Strict{secure}");
+        let Ok((csrf, cookie)) = csrf_cookie(&dir) else { return error_page(l, "internal error") };
         login_page(l, &csrf, &query, &req.client, None, Some(cookie))
     })
     .await;
     result.unwrap_or_else(|_| error_page(l, "internal error"))
 }
 
+/// A field of a posted form (empty if absent).
+fn field(f: &[(String, String)], name: &str) -> String {
+    f.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default()
+}
+
+/// A form posted to the sign-in pages, let through the address limit and the CSRF check:
+/// its fields, language and CSRF token; else the page that refuses it.
+async fn posted(
+    dir: &Arc<Directory>,
+    limits: &Limits,
+    address: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Vec<(String, String)>, Lang, String), Response> {
+    let f: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let l = lang(headers, Some(&field(&f, "lang")));
+    admit_address(limits, dir, address).await.map_err(|wait| too_many(l, wait))?;
+    let csrf = field(&f, "csrf");
+    if !csrf_checked(dir, headers, &csrf) {
+        return Err(error_page(l, t(l, "Форма устарела: начните заново.", "The form has expired: start again.")));
+    }
+    Ok((f, l, csrf))
+}
+
 /// `POST /oauth/authorize`: the forms of the flow.
 pub async fn authorize_post(
     State(dir): State<Arc<Directory>>,
     State(audit): State<Arc<AuditLog>>,
+    State(limits): State<Arc<Limits>>,
     Peer(address): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-    let l = lang(&headers, Some(&get("lang")));
-    let csrf = get("csrf");
-    if csrf.is_empty() || cookie_value(&headers, "mk_csrf").as_deref() != Some(csrf.as_str()) {
-        return error_page(
-            l,
-            t(l, "Форма устарела: начните вход заново.", "The form has expired: start signing in again."),
-        );
-    }
-    let step_name = get("step");
+    let (f, l, csrf) = match posted(&dir, &limits, address.as_deref(), &headers, &body).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    let step_name = field(&f, "step");
     let result = tokio::task::spawn_blocking(move || {
-        let login = Login { audit: &audit, address };
+        let login = Login { audit: &audit, address, limits: &limits };
         step(&dir, &login, l, &step_name, &csrf, &f)
     })
     .await;
     result.unwrap_or_else(|_| error_page(l, "internal error"))
 }
 
-/// Where sign-ins are recorded, and from which address this one comes.
+/// Where sign-ins are recorded, from which address this one comes, and its limits.
 struct Login<'a> {
     audit: &'a AuditLog,
     address: Option<String>,
+    limits: &'a Limits,
 }
 
 impl Login<'_> {
@@ -443,7 +533,7 @@ impl Login<'_> {
 }
 
 fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: &[(String, String)]) -> Response {
-    let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |k: &str| field(f, k);
     let request = get("request");
     let req = match check_request(dir, &request) {
         Ok(r) => r,
@@ -455,7 +545,12 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
     match step {
         "login" => {
             let username = get("username").trim().to_lowercase();
-            let account = match dir.check_password(&username, &get("password"), at) {
+            if let Err(limited) = login.limits.account.take(&username) {
+                tracing::warn!(username, "sign-in attempts over the account's rate limit refused");
+                return too_many(l, limited.retry_after);
+            }
+            let signed = match dir.sign_in(&username, &get("password"), get("otp").trim(), login.address.as_deref(), at)
+            {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(username, "failed sign-in: {e}");
@@ -463,35 +558,31 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
                     return login_page(l, csrf, &request, &req.client, Some(&login_error(l, &e)), None);
                 }
             };
-            let enrolled = account.totp.as_ref().is_some_and(|t| t.confirmed);
-            let notices = if enrolled {
-                match dir.check_second_factor(&username, get("otp").trim(), at) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::warn!(username, "failed sign-in (second factor): {e}");
-                        login.record(&username, &req.client.client_id, false, format!("second factor failed: {e}"));
-                        return login_page(l, csrf, &request, &req.client, Some(&login_error(l, &e)), None);
-                    }
-                }
-            } else {
-                Vec::new()
-            };
-            let what = if enrolled { "signed in with password and second factor" } else { "password accepted" };
+            let what = if signed.enrolled { "signed in with password and second factor" } else { "password accepted" };
             if !login.record(&username, &req.client.client_id, true, what.into()) {
                 return expired();
             }
+            // a first sign-in sets up the authenticator app before anything else: a new
+            // secret for this sign-in only, kept in its ticket until a code confirms it
+            let offered = if signed.enrolled {
+                None
+            } else {
+                match dir.new_totp(&username) {
+                    Ok(o) => Some(o),
+                    Err(_) => return expired(),
+                }
+            };
             let ticket = Ticket {
                 username: username.clone(),
-                authenticated: enrolled,
+                authenticated: signed.enrolled,
                 request: request.clone(),
                 expires: at + TICKET_TTL,
+                csrf: csrf.to_string(),
+                totp_secret: offered.as_ref().map(|(secret, _)| secret.clone()),
             };
             let Ok(id) = dir.new_ticket(&ticket) else { return expired() };
-            if !enrolled {
-                return match dir.begin_totp(&username) {
-                    Ok(uri) => enrol_page(l, csrf, &request, &id, &uri, None),
-                    Err(_) => expired(),
-                };
+            if let Some((secret, uri)) = offered {
+                return enrol_page(l, csrf, &request, &id, (&secret, &uri), None);
             }
             consent_page(
                 l,
@@ -499,26 +590,30 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
                     csrf,
                     request: &request,
                     ticket: &id,
-                    account: &account,
+                    account: &signed.account,
                     req: &req,
-                    notices: &notices,
+                    notices: &signed.notices,
                     recovery: &[],
                 },
             )
         }
         "enrol" => {
             let id = get("ticket");
-            let Some((version, mut ticket)) = dir.ticket(&id).ok().flatten().filter(|(_, t)| t.request == request)
+            let Some((version, mut ticket)) =
+                dir.ticket(&id).ok().flatten().filter(|(_, t)| t.request == request && t.csrf == csrf)
             else {
                 return expired();
             };
-            match dir.confirm_totp(&ticket.username, get("otp").trim(), at) {
+            let Some(secret) = ticket.totp_secret.clone() else { return expired() };
+            match dir.confirm_totp(&ticket.username, &secret, get("otp").trim(), at) {
                 Ok(codes) => {
                     ticket.authenticated = true;
+                    ticket.totp_secret = None;
                     let Ok(Some(account)) = dir.account(&ticket.username) else { return expired() };
                     if dir.advance_ticket(&id, version, &ticket).is_err() {
                         return expired();
                     }
+                    login.record(&ticket.username, &req.client.client_id, true, "second factor set up".into());
                     let p = ConsentPage {
                         csrf,
                         request: &request,
@@ -531,23 +626,30 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
                     consent_page(l, &p)
                 }
                 Err(e) => {
-                    let uri = dir.begin_totp(&ticket.username).unwrap_or_default();
-                    enrol_page(l, csrf, &request, &id, &uri, Some(&e.to_string()))
+                    let uri = auth::totp::from_base32(&secret)
+                        .map(|s| auth::totp::uri(&s, "Medkarta", &ticket.username))
+                        .unwrap_or_default();
+                    enrol_page(l, csrf, &request, &id, (&secret, &uri), Some(&e.to_string()))
                 }
             }
         }
         "consent" => {
             let id = get("ticket");
-            let Some((_, ticket)) =
-                dir.ticket(&id).ok().flatten().filter(|(_, t)| t.request == request && t.authenticated)
+            let Some((_, ticket)) = dir
+                .ticket(&id)
+                .ok()
+                .flatten()
+                .filter(|(_, t)| t.request == request && t.authenticated && t.csrf == csrf)
             else {
                 return expired();
             };
             let _ = dir.drop_ticket(&id);
             let with_state = |mut p: Vec<(&'static str, String)>| {
+                // the state, then the issuer (RFC 9207)
                 if let Some(s) = &req.state {
                     p.push(("state", s.clone()));
                 }
+                p.push(("iss", issuer(dir).to_string()));
                 let pairs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 redirect(&req.redirect_uri, &pairs)
             };
@@ -581,6 +683,7 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
                 nonce: req.nonce.clone(),
                 expires: at + auth::directory::CODE_TTL,
                 break_glass: req.break_glass.clone(),
+                sid: None,
             };
             match dir.new_code(&code) {
                 Ok(c) => {
@@ -595,5 +698,115 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
             }
         }
         _ => error_page(l, "unknown step"),
+    }
+}
+
+fn password_page(l: Lang, csrf: &str, error: Option<&str>, done: bool, cookie: Option<String>) -> Response {
+    let body = if done {
+        format!(
+            "<p role=\"status\">{}</p>",
+            t(
+                l,
+                "Пароль изменён. Все сеансы завершены: войдите в приложения снова с новым паролем.",
+                "The password is changed. Every session was ended: sign in to your applications again with the new one."
+            )
+        )
+    } else {
+        format!(
+            "{}<form method=\"post\" action=\"password\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <input type=\"hidden\" name=\"lang\" value=\"{}\">\
+             <label for=\"u\">{}</label><input type=\"text\" id=\"u\" name=\"username\" autocomplete=\"username\" required autofocus>\
+             <label for=\"p\">{}</label><input type=\"password\" id=\"p\" name=\"password\" autocomplete=\"current-password\" required>\
+             <label for=\"o\">{}</label><input type=\"text\" id=\"o\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required>\
+             <label for=\"n\">{}</label><input type=\"password\" id=\"n\" name=\"new_password\" autocomplete=\"new-password\" required>\
+             <label for=\"r\">{}</label><input type=\"password\" id=\"r\" name=\"repeat\" autocomplete=\"new-password\" required>\
+             <p class=\"note\">{}</p><button type=\"submit\">{}</button></form>",
+            error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default(),
+            esc(csrf),
+            if l == Lang::Ru { "ru" } else { "en" },
+            t(l, "Имя пользователя", "User name"),
+            t(l, "Текущий пароль", "Current password"),
+            t(
+                l,
+                "Одноразовый код из приложения-аутентификатора (или код восстановления)",
+                "One-time code from your authenticator app (or a recovery code)"
+            ),
+            t(l, "Новый пароль", "New password"),
+            t(l, "Новый пароль ещё раз", "New password again"),
+            t(
+                l,
+                "Не короче 10 знаков; подойдёт фраза из нескольких слов. После смены все сеансы завершатся.",
+                "At least 10 characters; a phrase of a few words is good. Every session ends after the change."
+            ),
+            t(l, "Сменить пароль", "Change password"),
+        )
+    };
+    page(l, t(l, "Смена пароля", "Change your password"), &body, cookie)
+}
+
+/// `GET /oauth/password`: the form to change one's own password.
+pub async fn password_get(State(dir): State<Arc<Directory>>, headers: HeaderMap) -> Response {
+    let l = lang(&headers, None);
+    let made = tokio::task::spawn_blocking(move || csrf_cookie(&dir)).await;
+    match made {
+        Ok(Ok((csrf, cookie))) => password_page(l, &csrf, None, false, Some(cookie)),
+        _ => error_page(l, "internal error"),
+    }
+}
+
+/// `POST /oauth/password`: change it (the current password and the second factor), end
+/// every session of the account, and record it.
+pub async fn password_post(
+    State(dir): State<Arc<Directory>>,
+    State(audit): State<Arc<AuditLog>>,
+    State(limits): State<Arc<Limits>>,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (f, l, csrf) = match posted(&dir, &limits, address.as_deref(), &headers, &body).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    let get = |k: &str| field(&f, k);
+    let username = get("username").trim().to_lowercase();
+    if let Err(limited) = limits.account.take(&username) {
+        return too_many(l, limited.retry_after);
+    }
+    let (new, repeat) = (get("new_password"), get("repeat"));
+    if new != repeat {
+        let msg = t(l, "Новые пароли не совпадают.", "The new passwords differ.");
+        return password_page(l, &csrf, Some(msg), false, None);
+    }
+    let (old, code) = (get("password"), get("otp").trim().to_string());
+    let result = tokio::task::spawn_blocking(move || {
+        let changed = dir.change_password(&username, &old, &code, &new, address.as_deref(), now());
+        let detail = match &changed {
+            Ok(()) => "password changed; every session ended".to_string(),
+            Err(e) => format!("password change refused: {e}"),
+        };
+        let login = Login { audit: &audit, address, limits: &limits };
+        if !login.record(&username, "", changed.is_ok(), detail) {
+            return Err(PasswordChangeError::SignIn(LoginError::Unavailable));
+        }
+        changed
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => password_page(l, "", None, true, None),
+        Ok(Err(e)) => {
+            let msg = match &e {
+                PasswordChangeError::SignIn(e) => login_error(l, e),
+                PasswordChangeError::Weak(why) => why.clone(),
+                PasswordChangeError::NoSecondFactor => t(
+                    l,
+                    "Сначала настройте второй фактор: войдите в любое приложение один раз.",
+                    "Set up your second factor first: sign in to any application once.",
+                )
+                .into(),
+            };
+            password_page(l, &csrf, Some(&msg), false, None)
+        }
+        Err(_) => error_page(l, "internal error"),
     }
 }

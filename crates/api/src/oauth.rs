@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::Peer;
+use crate::{Limits, Peer};
 
 /// An OAuth error response (RFC 6749 §5.2), never cached.
 fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
@@ -73,14 +73,31 @@ fn server_error(e: &DirectoryError) -> Response {
     oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
 }
 
+/// 429 with `Retry-After`: over the rate limit of the address.
+fn too_many(retry_after: u64) -> Response {
+    let mut r = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        format!("too many requests from this address: try again in {retry_after} s"),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
 /// `POST /oauth/token`.
 pub async fn token(
     State(dir): State<Arc<Directory>>,
     State(audit): State<Arc<AuditLog>>,
+    State(limits): State<Arc<Limits>>,
     Peer(address): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(wait) = crate::login::admit_address(&limits, &dir, address.as_deref()).await {
+        return too_many(wait);
+    }
     let f = form(&body);
     let (client_id, secret) = match client_credentials(&headers, &f) {
         Some(c) => c,
@@ -171,6 +188,10 @@ pub async fn token(
                     grant.patient.clone(),
                 )?;
                 session.break_glass = grant.break_glass.clone();
+                // the session the code names: a replay of the code revokes it
+                if let Some(sid) = &grant.sid {
+                    session.sid.clone_from(sid);
+                }
                 let tokens = dir.issue(session, refresh, grant.nonce.as_deref())?;
                 Ok(no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default()))
             }
@@ -225,7 +246,16 @@ fn authenticated(dir: &Directory, headers: &HeaderMap, f: &[(String, String)]) -
 
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known; a token
 /// issued to another client is refused and stays valid (§2.1).
-pub async fn revoke(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(
+    State(dir): State<Arc<Directory>>,
+    State(limits): State<Arc<Limits>>,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(wait) = crate::login::admit_address(&limits, &dir, address.as_deref()).await {
+        return too_many(wait);
+    }
     let f = form(&body);
     let result = blocking(move || {
         let Some(client) = authenticated(&dir, &headers, &f) else {
@@ -245,7 +275,16 @@ pub async fn revoke(State(dir): State<Arc<Directory>>, headers: HeaderMap, body:
 }
 
 /// `POST /oauth/introspect` (RFC 7662), for authenticated clients.
-pub async fn introspect(State(dir): State<Arc<Directory>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(
+    State(dir): State<Arc<Directory>>,
+    State(limits): State<Arc<Limits>>,
+    Peer(address): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(wait) = crate::login::admit_address(&limits, &dir, address.as_deref()).await {
+        return too_many(wait);
+    }
     let f = form(&body);
     let result = blocking(move || {
         let Some(client) = authenticated(&dir, &headers, &f) else {
@@ -286,6 +325,7 @@ fn discovery(dir: &Directory) -> serde_json::Map<String, Value> {
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
     });
     match doc {
         Value::Object(m) => m,

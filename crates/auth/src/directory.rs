@@ -72,7 +72,36 @@ pub enum LoginError {
     BadCode,
     #[error("the service is unavailable, try again")]
     Unavailable,
+    /// Every password-hashing thread is busy and the queue behind them full.
+    #[error("too many sign-ins at once, try again in a moment")]
+    Busy,
 }
+
+/// A sign-in that passed.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub account: Account,
+    /// The account has an authenticator app, and its code (or a recovery code) was right;
+    /// `false`: a first sign-in, which must set one up before any token is issued.
+    pub enrolled: bool,
+    /// What to tell the owner (failed attempts, locks) since the last sign-in.
+    pub notices: Vec<String>,
+}
+
+/// Why a password change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordChangeError {
+    #[error(transparent)]
+    SignIn(LoginError),
+    /// The new password fails the policy (in words).
+    #[error("{0}")]
+    Weak(String),
+    #[error("set up the second factor first (sign in to an application once)")]
+    NoSecondFactor,
+}
+
+/// Where security alerts are kept (`medkarta audit alerts`).
+pub const ALERTS: &str = "security-alert";
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
@@ -181,6 +210,10 @@ pub struct CodeGrant {
     /// Break-the-glass asked for, with the reason.
     #[serde(default)]
     pub break_glass: Option<String>,
+    /// The session issued for the code, once it was taken: a code presented again
+    /// revokes it (RFC 6749 §4.1.2).
+    #[serde(default)]
+    pub sid: Option<String>,
 }
 
 /// A login in progress in the authorization code flow.
@@ -192,6 +225,13 @@ pub struct Ticket {
     /// The authorization request (its query string), carried through the forms.
     pub request: String,
     pub expires: u64,
+    /// The CSRF token of the forms of this sign-in (a later form must carry the same).
+    #[serde(default)]
+    pub csrf: String,
+    /// The authenticator secret offered for enrolment (base32), until a first code
+    /// confirms it; a new sign-in offers a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_secret: Option<String>,
 }
 
 /// The identity service.
@@ -202,6 +242,11 @@ pub struct Directory {
     origins: std::sync::RwLock<(std::time::Instant, Vec<String>)>,
     /// Tokens verified lately: (caller, expiry, when the session was last read).
     verified: std::sync::Mutex<std::collections::HashMap<String, (Caller, u64, std::time::Instant)>>,
+    /// Failed sign-ins under user names that do not exist: (count, locked until).
+    phantoms: std::sync::Mutex<std::collections::HashMap<String, (u32, Option<u64>)>>,
+    /// Signs the CSRF tokens of the sign-in forms (derived from the newest signing key,
+    /// so every process of a deployment agrees).
+    csrf_key: aws_lc_rs::hmac::Key,
     /// Token issuer (the server's base URL).
     pub issuer: String,
     /// Token audience (the FHIR base URL).
@@ -249,7 +294,16 @@ impl Directory {
             // another process may have created one at the same time: use what is stored
             keys = Self::load_keys(&*store)?;
         }
+        let csrf_key = {
+            let seed = keys.first().map(|k| k.pkcs8.clone()).unwrap_or_default();
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            ctx.update(b"medkarta sign-in csrf\0");
+            ctx.update(&seed);
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, ctx.finish().as_ref())
+        };
         Ok(Directory {
+            phantoms: std::sync::Mutex::default(),
+            csrf_key,
             signer: Signer::new(keys)?,
             store,
             issuer: issuer.to_string(),
@@ -386,151 +440,219 @@ impl Directory {
         Ok(())
     }
 
-    /// Remove the second factor (the owner enrols again at the next login).
+    /// Remove the second factor and end the account's sessions: the owner enrols a new
+    /// one at the next sign-in (a lost phone, a code someone else saw).
     pub fn reset_second_factor(&self, username: &str) -> Result<()> {
         self.update("account", username, |a: &mut Account| {
             a.totp = None;
             a.recovery.clear();
             Ok(())
-        })
+        })?;
+        self.revoke_sessions(|s| s.username.as_deref() == Some(username))
     }
 
-    /// Check a password, counting failures: after [`LOCK_AFTER`] the account is locked for
-    /// [`LOCK_SECONDS`] (doubling, at most [`LOCK_CAP_SECONDS`]), and the owner is told at
-    /// the next login. The attempt is counted before the (slow) hash, in one
-    /// compare-and-set with the lock check, so simultaneous guesses cannot all be checked:
-    /// at most [`LOCK_AFTER`] are. A right password takes the count back (for an account
-    /// with a second factor, only once the code is right too).
-    pub fn check_password(&self, username: &str, pw: &str, now: u64) -> std::result::Result<Account, LoginError> {
-        let unavailable = |_| LoginError::Unavailable;
-        if self.get::<Account>("account", username).map_err(unavailable)?.is_none() {
-            // the same work as for a real account, so timing does not reveal which names exist
-            let _ = password::verify(pw, &DUMMY_HASH);
-            return Err(LoginError::BadCredentials);
-        }
-        let reserved = self.update("account", username, |a: &mut Account| {
-            if let Some(until) = a.locked_until.filter(|u| *u > now) {
-                return Ok(Err(LoginError::Locked(until - now)));
-            }
-            a.failed_logins += 1;
-            if a.failed_logins >= LOCK_AFTER {
-                let factor = 1u64 << (a.failed_logins - LOCK_AFTER).min(16);
-                let secs = LOCK_SECONDS.saturating_mul(factor).min(LOCK_CAP_SECONDS);
-                a.locked_until = Some(now + secs);
-                a.notices.push(format!(
-                    "{} failed login attempts; the account was locked for {} minutes at {now} (Unix time)",
-                    a.failed_logins,
-                    secs / 60
-                ));
-            }
-            Ok(Ok(a.clone()))
-        });
-        let account = match reserved {
-            Ok(Ok(a)) => a,
-            Ok(Err(locked)) => return Err(locked),
-            Err(_) => return Err(LoginError::Unavailable),
-        };
-        if !password::verify(pw, &account.password_hash) {
-            return match account.locked_until.filter(|u| *u > now) {
-                Some(until) => Err(LoginError::Locked(until - now)),
-                None => Err(LoginError::BadCredentials),
-            };
-        }
-        if account.disabled {
-            return Err(LoginError::Disabled);
-        }
-        if account.totp.as_ref().is_some_and(|t| t.confirmed) {
-            // counted until the second factor is right too
-            return Ok(account);
-        }
+    /// Lift a lock (an operator, once the owner is known to be who is asking).
+    pub fn unlock(&self, username: &str) -> Result<()> {
         self.update("account", username, |a: &mut Account| {
             a.failed_logins = 0;
             a.locked_until = None;
             Ok(())
         })
-        .map_err(unavailable)?;
-        Ok(account)
     }
 
-    /// Check the second factor (a TOTP code, or a recovery code, which is then used up)
-    /// after the password; on success the failure count is reset and the pending notices
-    /// are returned for display.
-    pub fn check_second_factor(
+    /// Sign in with a password and, for an account with an authenticator app, a one-time
+    /// or recovery code. Failures are counted: after [`LOCK_AFTER`] in a row the account is
+    /// locked for [`LOCK_SECONDS`] (doubling, at most [`LOCK_CAP_SECONDS`]), the owner is
+    /// told at the next sign-in and the security officer alerted. The attempt is counted
+    /// before the (slow) hash, in one compare-and-set with the lock check, so simultaneous
+    /// guesses cannot all be checked. A locked account answers at once, without a hash;
+    /// a recovery code lifts the lock (it is used up). Unknown user names are counted
+    /// and locked the same way (in memory), and hashed against a dummy: the answers and
+    /// their timing do not say which names exist. A wrong name, password or code all give
+    /// one answer.
+    pub fn sign_in(
         &self,
         username: &str,
+        pw: &str,
         code: &str,
+        address: Option<&str>,
         now: u64,
-    ) -> std::result::Result<Vec<String>, LoginError> {
-        let result = self.update("account", username, |a: &mut Account| {
-            // the attempt was counted (and the lock checked) with its password
-            // (`check_password`): a wrong code leaves it counted, a right one clears it
-            let totp_ok = match &mut a.totp {
-                Some(t) if t.confirmed => {
-                    let secret = totp::from_base32(&t.secret).unwrap_or_default();
-                    match totp::verify(&secret, code, now, t.last_step) {
-                        Some(step) => {
-                            t.last_step = Some(step);
-                            true
-                        }
-                        None => false,
+    ) -> std::result::Result<SignedIn, LoginError> {
+        let unavailable = |_| LoginError::Unavailable;
+        let exists = self.get::<Account>("account", username).map_err(unavailable)?.is_some();
+        if !exists {
+            return Err(self.phantom(username, pw, now));
+        }
+        // a place among the hashing threads first: when they are all busy nothing is counted
+        let permit = password::permit().map_err(|_| LoginError::Busy)?;
+        let recovery = (!code.is_empty()).then(|| totp::recovery_hash(code));
+        let reserved = self.update("account", username, |a: &mut Account| {
+            let mut recovered = false;
+            if let Some(until) = a.locked_until.filter(|u| *u > now) {
+                match &recovery {
+                    Some(r) if a.recovery.contains(r) => {
+                        a.recovery.retain(|x| x != r);
+                        a.locked_until = None;
+                        a.failed_logins = LOCK_AFTER - 1;
+                        a.notices.push(format!("a lock was lifted with a recovery code at {now} (Unix time)"));
+                        recovered = true;
                     }
+                    _ => return Ok(Err(LoginError::Locked(until - now))),
                 }
-                _ => false,
-            };
-            let recovery = totp::recovery_hash(code);
-            let recovery_ok = !totp_ok && a.recovery.contains(&recovery);
-            if recovery_ok {
-                a.recovery.retain(|r| *r != recovery);
             }
-            if totp_ok || recovery_ok {
-                a.failed_logins = 0;
-                a.locked_until = None;
-                Ok(Some(std::mem::take(&mut a.notices)))
-            } else {
-                Ok(None)
+            let lock = count_failure(&mut a.failed_logins, &mut a.locked_until, now);
+            if let Some(secs) = lock {
+                a.notices.push(format!(
+                    "{} failed sign-in attempts; the account was locked for {} minutes at {now} (Unix time)",
+                    a.failed_logins,
+                    secs / 60
+                ));
             }
+            Ok(Ok((a.clone(), lock, recovered)))
         });
-        match result {
-            Ok(Some(notices)) => Ok(notices),
-            Ok(None) => Err(LoginError::BadCode),
+        let (account, lock, recovered) = match reserved {
+            Ok(Ok(r)) => r,
+            Ok(Err(locked)) => return Err(locked),
+            Err(_) => return Err(LoginError::Unavailable),
+        };
+        let failed = |e: LoginError| {
+            if let Some(secs) = lock {
+                let reason = format!(
+                    "{} failed sign-in attempts in a row: locked for {} minutes",
+                    account.failed_logins,
+                    secs / 60
+                );
+                if let Err(err) = self.alert("sign-in-lockout", Some(username), address, &reason) {
+                    tracing::error!("a lockout alert could not be stored: {err}");
+                }
+            }
+            match account.locked_until.filter(|u| *u > now) {
+                Some(until) => LoginError::Locked(until - now),
+                None => e,
+            }
+        };
+        if !permit.verify(pw, &account.password_hash) {
+            return Err(failed(LoginError::BadCredentials));
+        }
+        drop(permit);
+        if account.disabled {
+            return Err(LoginError::Disabled);
+        }
+        let enrolled = account.totp.as_ref().is_some_and(|t| t.confirmed);
+        let passed = self.update("account", username, |a: &mut Account| {
+            let ok = !enrolled || recovered || second_factor(a, code, now);
+            if !ok {
+                return Ok(None); // the attempt stays counted
+            }
+            a.failed_logins = 0;
+            a.locked_until = None;
+            // the notices wait for a sign-in with the second factor
+            Ok(Some((a.clone(), if enrolled { std::mem::take(&mut a.notices) } else { Vec::new() })))
+        });
+        match passed {
+            Ok(Some((account, notices))) => Ok(SignedIn { account, enrolled, notices }),
+            Ok(None) => Err(failed(LoginError::BadCode)),
             Err(_) => Err(LoginError::Unavailable),
         }
     }
 
-    /// Start TOTP enrolment: a new secret (not yet active) and its `otpauth://` URI. An
-    /// enrolment already started keeps its secret (the phone may have scanned it).
-    pub fn begin_totp(&self, username: &str) -> Result<String> {
-        if let Some(t) = self.account(username)?.and_then(|a| a.totp).filter(|t| !t.confirmed)
-            && let Some(secret) = totp::from_base32(&t.secret)
-        {
-            return Ok(totp::uri(&secret, "Medkarta", username));
+    /// A sign-in under a user name that does not exist: the same work and the same
+    /// answers as for a real account (counted and locked in memory, per process).
+    fn phantom(&self, username: &str, pw: &str, now: u64) -> LoginError {
+        // made (with a place in the pool of its own) before this attempt takes one
+        let dummy: &str = &DUMMY_HASH;
+        let Ok(permit) = password::permit() else { return LoginError::Busy };
+        let until = {
+            let mut m = self.phantoms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if m.len() >= 10_000 && !m.contains_key(username) {
+                m.clear(); // bounded: a flood of names only forgets the counts
+            }
+            let (failed, until) = m.entry(username.to_string()).or_default();
+            if let Some(u) = until.filter(|u| *u > now) {
+                return LoginError::Locked(u - now);
+            }
+            count_failure(failed, until, now);
+            *until
+        };
+        let _ = permit.verify(pw, dummy);
+        match until.filter(|u| *u > now) {
+            Some(u) => LoginError::Locked(u - now),
+            None => LoginError::BadCredentials,
         }
-        let secret = totp::new_secret()?;
-        let uri = totp::uri(&secret, "Medkarta", username);
-        self.update("account", username, |a: &mut Account| {
-            a.totp = Some(TotpState { secret: totp::base32(&secret), confirmed: false, last_step: None });
-            Ok(())
-        })?;
-        Ok(uri)
     }
 
-    /// Finish enrolment with a first code; returns the recovery codes to show once.
-    pub fn confirm_totp(&self, username: &str, code: &str, now: u64) -> Result<Vec<String>> {
-        let codes = totp::recovery_codes()?;
+    /// Change one's own password: the current one and the second factor (an account
+    /// without one must set it up first, by signing in). All the account's sessions end.
+    pub fn change_password(
+        &self,
+        username: &str,
+        old: &str,
+        code: &str,
+        new: &str,
+        address: Option<&str>,
+        now: u64,
+    ) -> std::result::Result<(), PasswordChangeError> {
+        password::check_strength(new, username).map_err(PasswordChangeError::Weak)?;
+        let signed = self.sign_in(username, old, code, address, now).map_err(PasswordChangeError::SignIn)?;
+        if !signed.enrolled {
+            return Err(PasswordChangeError::NoSecondFactor);
+        }
+        let hash = password::hash(new).map_err(|_| PasswordChangeError::SignIn(LoginError::Busy))?;
+        let unavailable = |_| PasswordChangeError::SignIn(LoginError::Unavailable);
         self.update("account", username, |a: &mut Account| {
-            let Some(t) = a.totp.as_mut().filter(|t| !t.confirmed) else {
-                return Err(DirectoryError::Invalid("no enrolment in progress".into()));
-            };
-            let secret = totp::from_base32(&t.secret).unwrap_or_default();
+            a.password_hash = hash.clone();
+            a.notices.extend(signed.notices.iter().cloned());
+            a.notices.push(format!("the password was changed at {now} (Unix time); every session was ended"));
+            Ok(())
+        })
+        .map_err(unavailable)?;
+        self.revoke_sessions(|s| s.username.as_deref() == Some(username)).map_err(unavailable)
+    }
+
+    /// A new authenticator secret for an enrolment (kept in the sign-in's ticket, never
+    /// in the account until a first code proves the app has it): the secret (base32) and
+    /// its `otpauth://` URI.
+    pub fn new_totp(&self, username: &str) -> Result<(String, String)> {
+        let secret = totp::new_secret()?;
+        Ok((totp::base32(&secret), totp::uri(&secret, "Medkarta", username)))
+    }
+
+    /// Finish an enrolment: the secret of this sign-in and a first code from the app;
+    /// returns the recovery codes to show once. An account that already has a second
+    /// factor keeps it (an old enrolment page cannot replace it).
+    pub fn confirm_totp(&self, username: &str, secret_b32: &str, code: &str, now: u64) -> Result<Vec<String>> {
+        let codes = totp::recovery_codes()?;
+        let secret = totp::from_base32(secret_b32).ok_or_else(|| DirectoryError::Invalid("no enrolment".into()))?;
+        self.update("account", username, |a: &mut Account| {
+            if a.totp.as_ref().is_some_and(|t| t.confirmed) {
+                return Err(DirectoryError::Invalid("the second factor is already set up: sign in with it".into()));
+            }
             let step = totp::verify(&secret, code, now, None).ok_or_else(|| {
                 DirectoryError::Invalid("the code does not match: check the time on the phone".into())
             })?;
-            t.confirmed = true;
-            t.last_step = Some(step);
+            a.totp = Some(TotpState { secret: secret_b32.to_string(), confirmed: true, last_step: Some(step) });
             a.recovery = codes.iter().map(|c| totp::recovery_hash(c)).collect();
             Ok(())
         })?;
         Ok(codes)
+    }
+
+    /// Raise a security alert (`medkarta audit alerts`): `kind` (e.g. `sign-in-lockout`),
+    /// who and from where, and why.
+    pub fn alert(&self, kind: &str, by: Option<&str>, address: Option<&str>, reason: &str) -> Result<()> {
+        let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        let alert = serde_json::json!({"kind": kind, "at": i64::try_from(micros).unwrap_or(i64::MAX),
+            "status": "open", "by": by, "address": address, "reason": reason});
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.store.begin()?;
+        tx.put_record(ALERTS, &id, &alert.to_string(), Expect::Absent)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The security alerts, oldest first.
+    pub fn alerts(&self) -> Result<Vec<serde_json::Value>> {
+        self.store.records(ALERTS)?.iter().map(|(_, r)| parse(&r.data)).collect()
     }
 
     // ---- clients -----------------------------------------------------------------------
@@ -604,7 +726,7 @@ impl Directory {
     /// A confidential client proving itself with its secret.
     pub fn authenticate_client(&self, client_id: &str, secret: &str) -> Option<Client> {
         let client = self.client(client_id).ok().flatten()?;
-        let ok = client.secret_hash.as_deref().is_some_and(|h| password::verify(secret, h));
+        let ok = client.secret_hash.as_deref().is_some_and(|h| password::verify(secret, h).unwrap_or(false));
         (ok && !client.disabled).then_some(client)
     }
 
@@ -920,20 +1042,98 @@ impl Directory {
         Ok(code)
     }
 
-    /// Take an authorization code (it works once).
+    /// Take an authorization code: it works once, and names the session to issue (its
+    /// `sid`). Presented again, the session issued from it is revoked (RFC 6749 §4.1.2:
+    /// someone else had the code) and `None` is returned.
     pub fn take_code(&self, code: &str) -> Result<Option<CodeGrant>> {
-        let id = sha256(code);
-        let Some((_, grant)) = self.get::<CodeGrant>("code", &id)? else { return Ok(None) };
-        let mut tx = self.store.begin()?;
-        let taken = tx.delete_record("code", &id)?;
-        tx.commit()?;
-        Ok((taken && grant.expires >= now()).then_some(grant))
+        let sid = random::token(16)?;
+        let taken = self.update("code", &sha256(code), |g: &mut CodeGrant| match &g.sid {
+            Some(first) => Ok(Err(first.clone())),
+            None => {
+                g.sid = Some(sid.clone());
+                Ok(Ok(g.clone()))
+            }
+        });
+        match taken {
+            Err(DirectoryError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+            Ok(Err(first)) => {
+                self.revoke_session(&first)?;
+                Ok(None)
+            }
+            Ok(Ok(g)) => Ok((g.expires >= now()).then_some(g)),
+        }
+    }
+
+    /// Delete what has expired: authorization codes a day after their expiry (a replay
+    /// within the day still revokes what was issued), sign-in tickets, the `jti`s of
+    /// client assertions. Returns how many records went.
+    pub fn sweep(&self, now: u64) -> Result<usize> {
+        let mut gone = Vec::new();
+        for (kind, grace) in [("code", 24 * 3600), ("ticket", 0), ("jti", 0)] {
+            for (id, r) in self.store.records(kind)? {
+                let v: serde_json::Value = serde_json::from_str(&r.data).unwrap_or_default();
+                if v["expires"].as_u64().or_else(|| v["exp"].as_u64()).is_some_and(|e| e + grace < now) {
+                    gone.push((kind, id));
+                }
+            }
+        }
+        for chunk in gone.chunks(500) {
+            let mut tx = self.store.begin()?;
+            for (kind, id) in chunk {
+                tx.delete_record(kind, id)?;
+            }
+            tx.commit()?;
+        }
+        Ok(gone.len())
+    }
+
+    /// A CSRF token for the sign-in forms: random, signed by the server (a cookie set by
+    /// someone else is refused).
+    pub fn csrf_token(&self) -> Result<String> {
+        let nonce = random::token(18)?;
+        let tag = aws_lc_rs::hmac::sign(&self.csrf_key, nonce.as_bytes());
+        Ok(format!("{nonce}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref())))
+    }
+
+    /// Was this CSRF token issued by [`Directory::csrf_token`]?
+    pub fn csrf_valid(&self, token: &str) -> bool {
+        let Some((nonce, tag)) = token.split_once('.') else { return false };
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else { return false };
+        aws_lc_rs::hmac::verify(&self.csrf_key, nonce.as_bytes(), &tag).is_ok()
     }
 }
 
 /// An Argon2id hash verified against when the user name is unknown.
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| password::hash("not a password of anyone").unwrap_or_default());
+
+/// Count a failed attempt; the lock (seconds) it starts, if any.
+fn count_failure(failed: &mut u32, locked_until: &mut Option<u64>, now: u64) -> Option<u64> {
+    *failed = failed.saturating_add(1);
+    if *failed < LOCK_AFTER {
+        return None;
+    }
+    let factor = 1u64 << (*failed - LOCK_AFTER).min(16);
+    let secs = LOCK_SECONDS.saturating_mul(factor).min(LOCK_CAP_SECONDS);
+    *locked_until = Some(now + secs);
+    Some(secs)
+}
+
+/// Check a second factor (a TOTP code, or a recovery code, which is used up).
+fn second_factor(a: &mut Account, code: &str, now: u64) -> bool {
+    if let Some(t) = a.totp.as_mut().filter(|t| t.confirmed) {
+        let secret = totp::from_base32(&t.secret).unwrap_or_default();
+        if let Some(step) = totp::verify(&secret, code, now, t.last_step) {
+            t.last_step = Some(step);
+            return true;
+        }
+    }
+    let recovery = totp::recovery_hash(code);
+    let found = !code.is_empty() && a.recovery.contains(&recovery);
+    a.recovery.retain(|r| *r != recovery);
+    found
+}
 
 /// Which session a refresh token belongs to.
 #[derive(Debug, Serialize, Deserialize)]

@@ -1,12 +1,12 @@
-//! The identity service over a real (SQLite) store: lockout, second factor, tokens,
-//! rotation, revocation.
+//! The identity service over a real (SQLite) store: lockout (and what lifts it), second
+//! factor and its enrolment, password changes, tokens, rotation, revocation, codes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::sync::Arc;
 
 use auth::account::{Role, RoleGrant};
-use auth::directory::{CodeGrant, Directory, LOCK_AFTER, LoginError, now};
+use auth::directory::{CodeGrant, Directory, LOCK_AFTER, LoginError, PasswordChangeError, Ticket, now};
 use auth::scope::Scopes;
 use auth::totp;
 
@@ -27,6 +27,15 @@ fn doctor() -> RoleGrant {
     }
 }
 
+/// Enrol an authenticator app for `user` (as the sign-in pages do); the secret and the
+/// recovery codes.
+fn enrol(d: &Directory, user: &str, t: u64) -> (Vec<u8>, Vec<String>) {
+    let (secret, uri) = d.new_totp(user).unwrap();
+    assert!(uri.contains(&secret));
+    let codes = d.confirm_totp(user, &secret, &totp::code(&totp::from_base32(&secret).unwrap(), t / 30), t).unwrap();
+    (totp::from_base32(&secret).unwrap(), codes)
+}
+
 #[test]
 fn accounts_lock_after_repeated_failures_and_tell_the_owner() {
     let (_tmp, d) = directory();
@@ -36,36 +45,151 @@ fn accounts_lock_after_repeated_failures_and_tell_the_owner() {
     assert!(d.add_account("Bad Name", Some("another long password"), doctor()).is_err());
     assert!(d.add_account("weak", Some("qwertyuiop"), doctor()).unwrap_err().to_string().contains("common"));
     let t = now();
-    assert!(d.check_password("dr.ivanova", &pw, t).is_ok());
-    assert_eq!(d.check_password("nobody", &pw, t).unwrap_err(), LoginError::BadCredentials);
+    let first = d.sign_in("dr.ivanova", &pw, "", None, t).unwrap();
+    assert!(!first.enrolled, "a first sign-in must set up the second factor");
+    assert_eq!(d.sign_in("nobody", &pw, "", None, t).unwrap_err(), LoginError::BadCredentials);
     for i in 1..LOCK_AFTER {
         assert_eq!(
-            d.check_password("dr.ivanova", "wrong password!", t).unwrap_err(),
+            d.sign_in("dr.ivanova", "wrong password!", "", None, t).unwrap_err(),
             LoginError::BadCredentials,
             "{i}"
         );
     }
-    assert!(matches!(d.check_password("dr.ivanova", "wrong password!", t), Err(LoginError::Locked(_))));
+    assert!(matches!(d.sign_in("dr.ivanova", "wrong password!", "", None, t), Err(LoginError::Locked(_))));
     // locked: even the right password is refused until the lock ends
-    assert!(matches!(d.check_password("dr.ivanova", &pw, t + 60), Err(LoginError::Locked(_))));
-    assert!(d.check_password("dr.ivanova", &pw, t + 16 * 60).is_ok());
-    // the owner learns of it at the next complete login
-    let uri = d.begin_totp("dr.ivanova").unwrap();
-    let secret = totp::from_base32(uri.split("secret=").nth(1).unwrap().split('&').next().unwrap()).unwrap();
-    let codes = d.confirm_totp("dr.ivanova", &totp::code(&secret, t / 30), t).unwrap();
+    assert!(matches!(d.sign_in("dr.ivanova", &pw, "", None, t + 60), Err(LoginError::Locked(_))));
+    // ... and the security officer was alerted
+    let alerts = d.alerts().unwrap();
+    assert!(alerts.iter().any(|a| a["kind"] == "sign-in-lockout" && a["by"] == "dr.ivanova"), "{alerts:?}");
+    assert!(d.sign_in("dr.ivanova", &pw, "", None, t + 16 * 60).is_ok());
+    // the owner learns of it at the next complete sign-in
+    let (secret, codes) = enrol(&d, "dr.ivanova", t);
     assert_eq!(codes.len(), 10);
-    let notices = d.check_second_factor("dr.ivanova", &totp::code(&secret, t / 30 + 1), t + 30).unwrap();
-    assert!(notices.iter().any(|n| n.contains("failed login attempts")), "{notices:?}");
-    // a code works once; a recovery code works once
-    assert_eq!(
-        d.check_second_factor("dr.ivanova", &totp::code(&secret, t / 30 + 1), t + 30).unwrap_err(),
-        LoginError::BadCode
-    );
-    assert!(d.check_second_factor("dr.ivanova", &codes[3], t + 60).is_ok());
-    assert_eq!(d.check_second_factor("dr.ivanova", &codes[3], t + 60).unwrap_err(), LoginError::BadCode);
-    // disabled accounts cannot log in
+    let signed = d.sign_in("dr.ivanova", &pw, &totp::code(&secret, t / 30 + 1), None, t + 30).unwrap();
+    assert!(signed.enrolled);
+    assert!(signed.notices.iter().any(|n| n.contains("failed sign-in attempts")), "{:?}", signed.notices);
+    // a code works once; a recovery code works once; no code is no sign-in
+    let again = d.sign_in("dr.ivanova", &pw, &totp::code(&secret, t / 30 + 1), None, t + 30);
+    assert_eq!(again.unwrap_err(), LoginError::BadCode);
+    assert_eq!(d.sign_in("dr.ivanova", &pw, "", None, t + 30).unwrap_err(), LoginError::BadCode);
+    assert!(d.sign_in("dr.ivanova", &pw, &codes[3], None, t + 60).is_ok());
+    assert_eq!(d.sign_in("dr.ivanova", &pw, &codes[3], None, t + 60).unwrap_err(), LoginError::BadCode);
+    // disabled accounts cannot sign in
     d.set_disabled("dr.ivanova", true).unwrap();
-    assert_eq!(d.check_password("dr.ivanova", &pw, t + 20 * 60).unwrap_err(), LoginError::Disabled);
+    assert_eq!(d.sign_in("dr.ivanova", &pw, &codes[4], None, t + 20 * 60).unwrap_err(), LoginError::Disabled);
+}
+
+/// A user name that does not exist answers as a real one does, lock included.
+#[test]
+fn unknown_names_answer_as_known_ones() {
+    let (_tmp, d) = directory();
+    d.add_account("dr.ivanova", Some("a long enough secret"), doctor()).unwrap();
+    let t = now();
+    for user in ["dr.ivanova", "dr.nobody"] {
+        let answers: Vec<LoginError> =
+            (0..LOCK_AFTER + 1).map(|_| d.sign_in(user, "a wrong guess here", "", None, t).unwrap_err()).collect();
+        let expected: Vec<LoginError> = (1..=LOCK_AFTER + 1)
+            .map(|i| match i {
+                i if i < LOCK_AFTER => LoginError::BadCredentials,
+                _ => LoginError::Locked(auth::directory::LOCK_SECONDS),
+            })
+            .collect();
+        assert_eq!(answers, expected, "{user}");
+    }
+}
+
+/// A locked owner gets in early with a recovery code (used up by it); an operator can
+/// lift a lock too.
+#[test]
+fn a_recovery_code_or_an_operator_lifts_a_lock() {
+    let (_tmp, d) = directory();
+    let pw = "a long enough secret";
+    d.add_account("dr.ivanova", Some(pw), doctor()).unwrap();
+    let t = now();
+    let (_, codes) = enrol(&d, "dr.ivanova", t);
+    for _ in 0..LOCK_AFTER {
+        let _ = d.sign_in("dr.ivanova", "a wrong guess here", "", None, t);
+    }
+    assert!(matches!(d.sign_in("dr.ivanova", pw, "", None, t), Err(LoginError::Locked(_))));
+    // a wrong recovery code does not lift it, nor does a right one with a wrong password
+    assert!(matches!(d.sign_in("dr.ivanova", pw, "AAAA-BBBB", None, t), Err(LoginError::Locked(_))));
+    assert!(d.sign_in("dr.ivanova", "a wrong guess here", &codes[0], None, t).is_err());
+    assert!(matches!(d.sign_in("dr.ivanova", pw, &codes[0], None, t), Err(LoginError::Locked(_))), "used up");
+    let signed = d.sign_in("dr.ivanova", pw, &codes[1], None, t).unwrap();
+    assert!(signed.enrolled && signed.notices.iter().any(|n| n.contains("recovery code")), "{:?}", signed.notices);
+    assert_eq!(d.account("dr.ivanova").unwrap().unwrap().recovery.len(), 8);
+    // the operator
+    for _ in 0..LOCK_AFTER {
+        let _ = d.sign_in("dr.ivanova", "a wrong guess here", "", None, t);
+    }
+    assert!(d.sign_in("dr.ivanova", pw, &codes[2], None, t).is_ok(), "a recovery code again");
+    for _ in 0..LOCK_AFTER {
+        let _ = d.sign_in("dr.ivanova", "a wrong guess here", "", None, t);
+    }
+    d.unlock("dr.ivanova").unwrap();
+    let a = d.account("dr.ivanova").unwrap().unwrap();
+    assert_eq!((a.failed_logins, a.locked_until), (0, None));
+}
+
+/// The authenticator secret lives in the sign-in until a first code confirms it: each
+/// enrolment gets its own, an unconfirmed one is never a second factor, a confirmed one
+/// cannot be replaced from an old enrolment page, and a reset forces a new enrolment.
+#[test]
+fn enrolment_secrets_are_not_fixed() {
+    let (_tmp, d) = directory();
+    let pw = "a long enough secret";
+    d.add_account("anna", Some(pw), doctor()).unwrap();
+    let t = now();
+    let (seen, _) = d.new_totp("anna").unwrap();
+    let (owners, _) = d.new_totp("anna").unwrap();
+    assert_ne!(seen, owners, "a new secret for each enrolment");
+    assert!(d.account("anna").unwrap().unwrap().totp.is_none(), "nothing stored before a code confirms it");
+    let code = |secret: &str, at: u64| totp::code(&totp::from_base32(secret).unwrap(), at / 30);
+    d.confirm_totp("anna", &owners, &code(&owners, t), t).unwrap();
+    // someone who saw the first set-up page has nothing
+    assert_eq!(d.sign_in("anna", pw, &code(&seen, t + 30), None, t + 30).unwrap_err(), LoginError::BadCode);
+    let replaced = d.confirm_totp("anna", &seen, &code(&seen, t + 60), t + 60);
+    assert!(replaced.unwrap_err().to_string().contains("already set up"));
+    assert!(d.sign_in("anna", pw, &code(&owners, t + 90), None, t + 90).unwrap().enrolled);
+    // a reset ends the sessions and asks for a new enrolment
+    let scopes = Scopes::parse("user/*.rs").unwrap();
+    let tokens = d.issue(d.new_session(Some("anna"), "app", &scopes, None, None).unwrap(), false, None).unwrap();
+    d.reset_second_factor("anna").unwrap();
+    assert!(d.verify(&tokens.access_token).is_err());
+    assert!(!d.sign_in("anna", pw, "", None, t + 120).unwrap().enrolled);
+}
+
+/// A user changes their own password with the current one and the second factor; every
+/// session ends.
+#[test]
+fn changing_the_password_needs_the_second_factor() {
+    let (_tmp, d) = directory();
+    let pw = "a long enough secret";
+    d.add_account("anna", Some(pw), doctor()).unwrap();
+    let t = now();
+    let new = "an even longer new secret";
+    assert_eq!(d.change_password("anna", pw, "", new, None, t), Err(PasswordChangeError::NoSecondFactor));
+    let (secret, _) = enrol(&d, "anna", t);
+    let scopes = Scopes::parse("user/*.rs").unwrap();
+    let tokens = d.issue(d.new_session(Some("anna"), "app", &scopes, None, None).unwrap(), false, None).unwrap();
+    let code = |at: u64| totp::code(&secret, at / 30);
+    assert!(matches!(
+        d.change_password("anna", pw, &code(t + 30), "qwertyuiop", None, t + 30),
+        Err(PasswordChangeError::Weak(_))
+    ));
+    assert_eq!(
+        d.change_password("anna", "not the password", &code(t + 30), new, None, t + 30),
+        Err(PasswordChangeError::SignIn(LoginError::BadCredentials))
+    );
+    assert_eq!(
+        d.change_password("anna", pw, "000000", new, None, t + 30),
+        Err(PasswordChangeError::SignIn(LoginError::BadCode))
+    );
+    assert!(d.verify(&tokens.access_token).is_ok());
+    d.change_password("anna", pw, &code(t + 60), new, None, t + 60).unwrap();
+    assert!(d.verify(&tokens.access_token).is_err(), "sessions end");
+    assert_eq!(d.sign_in("anna", pw, &code(t + 90), None, t + 90).unwrap_err(), LoginError::BadCredentials);
+    assert!(d.sign_in("anna", new, &code(t + 90), None, t + 90).is_ok());
 }
 
 #[test]
@@ -126,12 +250,41 @@ fn authorization_codes_work_once() {
         nonce: None,
         expires: now() + 60,
         break_glass: None,
+        sid: None,
     };
     let code = d.new_code(&grant).unwrap();
-    assert_eq!(d.take_code(&code).unwrap().unwrap().patient.as_deref(), Some("p1"));
+    let taken = d.take_code(&code).unwrap().unwrap();
+    assert_eq!(taken.patient.as_deref(), Some("p1"));
+    // the session issued for it ends when the code comes again (someone else had it)
+    let scopes = Scopes::parse("patient/*.rs").unwrap();
+    let mut session = d.new_session(Some("anna"), "app", &scopes, None, Some("p1".into())).unwrap();
+    session.sid = taken.sid.clone().unwrap();
+    let tokens = d.issue(session, false, None).unwrap();
+    assert!(d.verify(&tokens.access_token).is_ok());
     assert!(d.take_code(&code).unwrap().is_none(), "one use");
-    let expired = d.new_code(&CodeGrant { expires: now() - 1, ..grant }).unwrap();
+    assert!(d.verify(&tokens.access_token).is_err(), "the tokens issued from a reused code are revoked");
+    let expired = d.new_code(&CodeGrant { expires: now() - 1, ..grant.clone() }).unwrap();
     assert!(d.take_code(&expired).unwrap().is_none());
+    // expired codes go a day after their expiry; expired tickets at once
+    let old = d.new_code(&CodeGrant { expires: now() - 2 * 24 * 3600, ..grant }).unwrap();
+    let ticket = Ticket {
+        username: "anna".into(),
+        authenticated: false,
+        request: String::new(),
+        expires: now() - 1,
+        csrf: String::new(),
+        totp_secret: None,
+    };
+    d.new_ticket(&ticket).unwrap();
+    assert_eq!(d.sweep(now()).unwrap(), 2);
+    assert!(d.take_code(&old).unwrap().is_none());
+    assert!(d.take_code(&code).unwrap().is_none(), "a used code of today is kept");
+    // CSRF tokens are the server's own
+    let csrf = d.csrf_token().unwrap();
+    assert!(d.csrf_valid(&csrf));
+    assert!(!d.csrf_valid("made-up.token") && !d.csrf_valid(&csrf.replace('.', "")));
+    let (_tmp2, other) = directory();
+    assert!(!other.csrf_valid(&csrf), "another deployment's key");
     // RFC 7636 appendix B
     assert_eq!(
         auth::directory::pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
@@ -153,7 +306,7 @@ fn simultaneous_guesses_are_counted_before_they_are_checked() {
             let (d, barrier) = (d.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                d.check_password("dr.petrov", "a wrong guess here", t).unwrap_err()
+                d.sign_in("dr.petrov", "a wrong guess here", "", None, t).unwrap_err()
             })
         })
         .collect::<Vec<_>>()
@@ -168,10 +321,10 @@ fn simultaneous_guesses_are_counted_before_they_are_checked() {
     let mut at = t;
     for _ in 0..12 {
         at = d.account("dr.petrov").unwrap().unwrap().locked_until.unwrap() + 1;
-        assert!(matches!(d.check_password("dr.petrov", "a wrong guess here", at), Err(LoginError::Locked(_))));
+        assert!(matches!(d.sign_in("dr.petrov", "a wrong guess here", "", None, at), Err(LoginError::Locked(_))));
     }
     let until = d.account("dr.petrov").unwrap().unwrap().locked_until.unwrap();
     assert_eq!(until - at, auth::directory::LOCK_CAP_SECONDS);
     // the owner gets in once it ends
-    assert!(d.check_password("dr.petrov", pw.as_deref().unwrap(), until + 1).is_ok());
+    assert!(d.sign_in("dr.petrov", pw.as_deref().unwrap(), "", None, until + 1).is_ok());
 }

@@ -45,9 +45,12 @@ pub enum UserCommand {
     Disable { username: String },
     /// Allow logins again.
     Enable { username: String },
-    /// Remove the second factor: the owner enrols a new one at the next login.
+    /// Remove the second factor and end the account's sessions: the owner enrols a new
+    /// one at the next sign-in.
     #[command(name = "reset-2fa")]
     Reset2fa { username: String },
+    /// Lift a sign-in lock (after failed attempts) before it ends by itself.
+    Unlock { username: String },
 }
 
 #[derive(Args)]
@@ -223,7 +226,12 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::User(UserCommand::Reset2fa { username }) => {
             dir.reset_second_factor(&username).map_err(e)?;
             tracing::info!(username, "operator: second factor reset");
-            println!("{username} will enrol a new one-time code app at the next login");
+            println!("{username} will enrol a new one-time code app at the next sign-in; their sessions are ended");
+        }
+        AdminCommand::User(UserCommand::Unlock { username }) => {
+            dir.unlock(&username).map_err(e)?;
+            tracing::info!(username, "operator: sign-in lock lifted");
+            println!("{username} can sign in again");
         }
         AdminCommand::Client(ClientCommand::Add(a)) => {
             let jwks = match &a.jwks {

@@ -140,18 +140,25 @@ pub fn run(args: AuditArgs) -> Result<(), String> {
             alerts.reverse(); // ids are time-ordered (UUIDv7)
             for (id, r) in alerts {
                 let v: serde_json::Value = serde_json::from_str(&r.data).unwrap_or_default();
-                let s = |k: &str| v.get(k).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string));
+                let s = |k: &str| {
+                    v.get(k).filter(|x| !x.is_null()).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                };
                 let about = match (s("patient"), s("entry"), v.get("patients").and_then(|p| p.as_array())) {
                     (Some(p), Some(e), _) => format!("patient {p}, entry {e}"),
                     (_, _, Some(ps)) => format!("{} patients", ps.len()),
                     _ => String::new(),
                 };
+                let who = match (s("by"), s("address")) {
+                    (Some(by), Some(a)) => format!("by {by} from {a}"),
+                    (Some(by), None) => format!("by {by}"),
+                    (None, Some(a)) => format!("from {a}"),
+                    (None, None) => String::new(),
+                };
                 println!(
-                    "{id}  {}  {}  {}  {about}  by {}: {}",
+                    "{id}  {}  {}  {}  {about}  {who}: {}",
                     v.get("at").and_then(serde_json::Value::as_i64).map(audit::event::instant).unwrap_or_default(),
                     s("status").unwrap_or_default(),
                     s("kind").unwrap_or_default(),
-                    s("by").unwrap_or_default(),
                     s("reason").unwrap_or_else(|| "(no reason given)".into()),
                 );
             }

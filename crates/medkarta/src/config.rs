@@ -28,7 +28,9 @@ pub struct StoreArgs {
     pub no_encryption: bool,
     /// TOML file with any of: data, database, keys, no_encryption, listen, base_url,
     /// max_body_bytes, demo, audit_sync, tls_cert, tls_key, suspicious_patients,
-    /// suspicious_window, night_hours, care_relations
+    /// suspicious_window, night_hours, care_relations, trusted_proxies,
+    /// rate_limit_address, rate_limit_account, password_hash_threads, header_timeout,
+    /// body_timeout
     #[arg(long, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -81,6 +83,28 @@ pub struct ServeArgs {
     /// [default: registration,encounter,appointment,referral]
     #[arg(long, env = "MEDKARTA_CARE_RELATIONS", value_name = "LIST")]
     pub care_relations: Option<String>,
+    /// Reverse proxies (addresses or blocks, comma-separated, e.g. 10.0.0.0/8,::1) whose
+    /// X-Forwarded-For names the client; from anyone else the header is ignored [default: none]
+    #[arg(long, env = "MEDKARTA_TRUSTED_PROXIES", value_name = "LIST")]
+    pub trusted_proxies: Option<String>,
+    /// Sign-in, token, revocation and introspection requests a minute per client address
+    /// (0: no limit) [default: 60]
+    #[arg(long, env = "MEDKARTA_RATE_LIMIT_ADDRESS", value_name = "N")]
+    pub rate_limit_address: Option<u32>,
+    /// Sign-in attempts a minute per account (0: no limit) [default: 10]
+    #[arg(long, env = "MEDKARTA_RATE_LIMIT_ACCOUNT", value_name = "N")]
+    pub rate_limit_account: Option<u32>,
+    /// Password hashes computed at once (each 19 MiB of memory, a core for ~50 ms); more
+    /// sign-ins wait in a short queue or are asked to retry (0: half the cores) [default: 0]
+    #[arg(long, env = "MEDKARTA_PASSWORD_HASH_THREADS", value_name = "N")]
+    pub password_hash_threads: Option<usize>,
+    /// Seconds a client has to send a request's headers [default: 10]
+    #[arg(long, env = "MEDKARTA_HEADER_TIMEOUT", value_name = "SECONDS")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a request body may pause between two parts (the whole body: ten times
+    /// this) [default: 30]
+    #[arg(long, env = "MEDKARTA_BODY_TIMEOUT", value_name = "SECONDS")]
+    pub body_timeout: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -101,6 +125,12 @@ struct FileConfig {
     suspicious_window: Option<i64>,
     night_hours: Option<String>,
     care_relations: Option<String>,
+    trusted_proxies: Option<String>,
+    rate_limit_address: Option<u32>,
+    rate_limit_account: Option<u32>,
+    password_hash_threads: Option<usize>,
+    header_timeout: Option<u64>,
+    body_timeout: Option<u64>,
 }
 
 /// Effective settings.
@@ -115,7 +145,6 @@ pub struct Settings {
     pub listen: String,
     /// `None`: derived from the address actually bound.
     pub base_url: Option<String>,
-    pub max_body_bytes: usize,
     pub demo: bool,
     /// HTTPS: certificate chain and key (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -125,6 +154,11 @@ pub struct Settings {
     pub watch: fhir_rest::watch::Rules,
     /// The default access policy.
     pub care: search::CareRelations,
+    /// The front door: proxies, rate limits, timeouts (the HTTP layer's settings, the
+    /// body limit included).
+    pub http: api::HttpConfig,
+    /// Password hashes at once (0: half the cores).
+    pub password_hash_threads: usize,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -152,7 +186,6 @@ impl Settings {
             encrypt: !(args.store.no_encryption || file.no_encryption.unwrap_or(false)),
             listen,
             base_url,
-            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(16 * 1024 * 1024),
             demo: args.demo || file.demo.unwrap_or(false),
             audit_sync: args.audit_sync || file.audit_sync.unwrap_or(false),
             care: match args.care_relations.clone().or(file.care_relations) {
@@ -179,6 +212,32 @@ impl Settings {
                     night,
                 }
             },
+            http: {
+                let d = api::HttpConfig::default();
+                let secs = |v: Option<u64>, name: &str, default: std::time::Duration| match v {
+                    None => Ok(default),
+                    Some(0) => Err(format!("--{name} must be at least 1 second")),
+                    Some(n) => Ok(std::time::Duration::from_secs(n)),
+                };
+                api::HttpConfig {
+                    max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(d.max_body_bytes),
+                    header_timeout: secs(
+                        args.header_timeout.or(file.header_timeout),
+                        "header-timeout",
+                        d.header_timeout,
+                    )?,
+                    body_timeout: secs(args.body_timeout.or(file.body_timeout), "body-timeout", d.body_timeout)?,
+                    trusted_proxies: match args.trusted_proxies.clone().or(file.trusted_proxies) {
+                        Some(list) => {
+                            api::limit::Cidr::parse_list(&list).map_err(|e| format!("--trusted-proxies: {e}"))?
+                        }
+                        None => Vec::new(),
+                    },
+                    rate_per_address: args.rate_limit_address.or(file.rate_limit_address).unwrap_or(d.rate_per_address),
+                    rate_per_account: args.rate_limit_account.or(file.rate_limit_account).unwrap_or(d.rate_per_account),
+                }
+            },
+            password_hash_threads: args.password_hash_threads.or(file.password_hash_threads).unwrap_or(0),
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
@@ -201,6 +260,12 @@ impl Settings {
             suspicious_window: None,
             night_hours: None,
             care_relations: None,
+            trusted_proxies: None,
+            rate_limit_address: None,
+            rate_limit_account: None,
+            password_hash_threads: None,
+            header_timeout: None,
+            body_timeout: None,
         })
     }
 

@@ -157,6 +157,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Delete expired authorization codes, sign-in tickets and assertion ids, at start and
+/// every hour after.
+fn sweep_every_hour(directory: std::sync::Arc<auth::directory::Directory>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let d = directory.clone();
+            match tokio::task::spawn_blocking(move || d.sweep(auth::directory::now())).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!("{n} expired codes, tickets and assertion ids deleted"),
+                Ok(Err(e)) => tracing::warn!("expired codes and tickets could not be deleted: {e}"),
+                Err(e) => tracing::warn!("the sweep of expired codes failed: {e}"),
+            }
+        }
+    });
+}
+
 /// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight, exit.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -279,8 +297,10 @@ fn serve(s: Settings) -> Result<(), String> {
             );
         }
         let audit = engine.guard().audit().clone();
-        let app = api::router(engine, directory, api::HttpConfig { max_body_bytes: s.max_body_bytes });
-        api::serve(listener, app, shutdown_signal(), tls).await.map_err(|e| e.to_string())?;
+        auth::password::set_parallelism(s.password_hash_threads);
+        sweep_every_hour(directory.clone());
+        let app = api::router(engine, directory, s.http.clone());
+        api::serve(listener, app, shutdown_signal(), tls, s.http.header_timeout).await.map_err(|e| e.to_string())?;
         // leave nothing in the audit journal (it would be taken at the next start anyway)
         match tokio::task::spawn_blocking(move || audit.catch_up()).await {
             Ok(Ok(())) => Ok(()),

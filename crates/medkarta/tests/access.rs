@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Server;
+use common::{Server, field};
 use serde_json::{Value, json};
 
 #[test]
@@ -210,17 +210,10 @@ fn access_matrix(s: &mut Server) {
 
 on_both_backends!(access_matrix);
 
-/// The value of a hidden form field (HTML-unescaped).
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}")) + marker.len();
-    let v = &html[start..start + html[start..].find('"').unwrap()];
-    v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-}
-
 #[test]
 fn authorization_code_flow_with_pkce_and_totp() {
-    let s = Server::sqlite();
+    // more sign-ins of one account than a person makes in a minute
+    let s = Server::start(common::Backend::Sqlite(tempfile::tempdir().unwrap()), &["--rate-limit-account", "100"]);
     s.put("Patient/p-anna", &json!({"resourceType": "Patient", "id": "p-anna", "name": [{"family": "Смирнова"}]}));
     s.put("Observation/o-anna", &observation("o-anna", "p-anna"));
     s.put("Observation/o-other", &observation("o-other", "p-other"));
@@ -332,7 +325,11 @@ fn authorization_code_flow_with_pkce_and_totp() {
     );
     assert_eq!(status, 302);
     let location = location.unwrap();
-    assert!(location.starts_with("https://app.example/cb?code=") && location.ends_with("&state=xyz"), "{location}");
+    assert!(location.starts_with("https://app.example/cb?code=") && location.contains("&state=xyz"), "{location}");
+    assert!(
+        location.ends_with(&format!("&iss={}", form_urlencoded::byte_serialize(root.as_bytes()).collect::<String>())),
+        "{location}"
+    );
     let code = location.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
     let exchange = |code: &str, verifier: &str| {
         s.form(
@@ -352,7 +349,6 @@ fn authorization_code_flow_with_pkce_and_totp() {
     let tokens = tokens.json();
     assert_eq!(tokens["patient"], "p-anna");
     assert!(tokens["id_token"].is_string() && tokens["refresh_token"].is_string());
-    assert_eq!(exchange(&code, verifier).json()["error"], "invalid_grant", "a code works once");
     // the app sees Anna's record and nothing else
     let access = tokens["access_token"].as_str().unwrap();
     let r = s.req_as(Some(access), "GET", "Observation", &[], None);
@@ -369,10 +365,11 @@ fn authorization_code_flow_with_pkce_and_totp() {
         &[],
     );
     assert_eq!(refreshed.status, 200, "{}", refreshed.text);
-    assert!(
-        s.req_as(Some(refreshed.json()["access_token"].as_str().unwrap()), "GET", "Patient/p-anna", &[], None).status
-            == 200
-    );
+    let refreshed_access = refreshed.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(s.req_as(Some(&refreshed_access), "GET", "Patient/p-anna", &[], None).status, 200);
+    // a code works once: presented again, what it gave is revoked
+    assert_eq!(exchange(&code, verifier).json()["error"], "invalid_grant", "a code works once");
+    assert_eq!(s.req_as(Some(&refreshed_access), "GET", "Patient/p-anna", &[], None).status, 401);
 
     // from now on the one-time code is required; a recovery code works once. A wrong code
     // gets the answer a wrong password gets: the password is not confirmed to a guesser

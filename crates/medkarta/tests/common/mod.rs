@@ -355,3 +355,121 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The value of a hidden form field (HTML-unescaped).
+pub fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}")) + marker.len();
+    let v = &html[start..start + html[start..].find('"').unwrap()];
+    v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+/// The PKCE verifier the [`Browser`] flows use.
+pub const VERIFIER: &str = "a-verifier-of-enough-entropy-0123456789-abcdefghij";
+
+/// A person in a browser going through the sign-in pages of the code flow: the CSRF
+/// cookie and the hidden fields of the page it was given.
+pub struct Browser {
+    agent: ureq::Agent,
+    root: String,
+    pub cookie: String,
+    pub csrf: String,
+    pub request: String,
+}
+
+/// A page the sign-in flow answered with.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub text: String,
+    pub location: Option<String>,
+    pub retry_after: Option<String>,
+}
+
+impl Browser {
+    /// Open the authorization page of `client_id` (redirect `https://app.example/cb`).
+    pub fn open(s: &Server, client_id: &str, scope: &str, headers: &[(&str, &str)]) -> Browser {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("response_type", "code"),
+                ("client_id", client_id),
+                ("redirect_uri", "https://app.example/cb"),
+                ("scope", scope),
+                ("state", "xyz"),
+                ("code_challenge", &auth::directory::pkce_challenge(VERIFIER)),
+                ("code_challenge_method", "S256"),
+            ])
+            .finish();
+        Browser::open_page(s, &format!("oauth/authorize?{query}"), headers)
+    }
+
+    /// Open a page of the sign-in flow (`oauth/password`, an authorization URL).
+    pub fn open_page(s: &Server, path: &str, headers: &[(&str, &str)]) -> Browser {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+        let root = s.root();
+        let mut r = add(agent.get(&format!("{root}/{path}")), headers).call().unwrap();
+        assert_eq!(r.status(), 200);
+        let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+        let html = r.body_mut().read_to_string().unwrap();
+        let request = if html.contains("name=\"request\"") { field(&html, "request") } else { String::new() };
+        Browser { csrf: field(&html, "csrf"), request, agent, root, cookie }
+    }
+
+    /// POST a form to `path` (below the root) with the cookie.
+    pub fn post(&self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let rb = self
+            .agent
+            .post(&format!("{}/{path}", self.root))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Cookie", &self.cookie);
+        let mut r = add(rb, headers).send(body.as_str()).unwrap();
+        let header = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+        let (location, retry_after) = (header("location"), header("retry-after"));
+        Page {
+            status: r.status().as_u16(),
+            text: r.body_mut().read_to_string().unwrap_or_default(),
+            location,
+            retry_after,
+        }
+    }
+
+    /// A step of the flow, with this page's hidden fields.
+    pub fn step(&self, step: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+        let mut all =
+            vec![("csrf", self.csrf.as_str()), ("request", self.request.as_str()), ("step", step), ("lang", "en")];
+        all.extend_from_slice(fields);
+        self.post("oauth/authorize", &all, headers)
+    }
+
+    pub fn login(&self, username: &str, password: &str, otp: &str) -> Page {
+        self.step("login", &[("username", username), ("password", password), ("otp", otp)], &[])
+    }
+
+    /// Allow the application (the first role) on the consent page of `ticket`.
+    pub fn allow(&self, ticket: &str) -> Page {
+        self.step("consent", &[("ticket", ticket), ("decision", "allow"), ("role", "0")], &[])
+    }
+}
+
+impl Page {
+    /// The authenticator secret shown on an enrolment page.
+    pub fn secret(&self) -> Vec<u8> {
+        let s = self.text.split("<code>").nth(1).unwrap_or_else(|| panic!("no secret: {}", self.text));
+        auth::totp::from_base32(s.split("</code>").next().unwrap()).unwrap()
+    }
+
+    /// A parameter of the redirect back to the application.
+    pub fn param(&self, name: &str) -> Option<String> {
+        let location = self.location.as_deref()?;
+        let query = location.split_once('?')?.1;
+        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    }
+}
+
+/// The current TOTP code of `secret` (`offset` steps of 30 s on).
+pub fn totp_now(secret: &[u8], offset: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    auth::totp::code(secret, now / 30 + offset)
+}
