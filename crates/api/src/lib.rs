@@ -103,6 +103,9 @@ pub struct Limits {
     pub(crate) address: limit::Limiter,
     /// Sign-in attempts per account.
     pub(crate) account: limit::Limiter,
+    /// Requests that may hash a password or a client secret wait here, as tasks, for one
+    /// of the hashing places: they never hold the blocking threads the API runs on.
+    pub(crate) hashing: limit::Gate,
 }
 
 #[derive(Clone)]
@@ -114,9 +117,11 @@ struct AppState {
 
 /// All routes: `/fhir/...`, `/oauth/...`, `/.well-known/...`, `/healthz`, `/readyz`.
 pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Router {
+    let (threads, queue) = auth::password::parallelism();
     let limits = Arc::new(Limits {
         address: limit::Limiter::new(http.rate_per_address),
         account: limit::Limiter::new(http.rate_per_account),
+        hashing: limit::Gate::new(threads, queue),
     });
     let http = Arc::new(http);
     let oauth_state = OAuthState { dir: directory.clone(), audit: engine.guard().audit().clone(), limits };

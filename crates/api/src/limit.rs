@@ -2,7 +2,8 @@
 //! address, an account) in front of the sign-in and token endpoints, kept in memory by
 //! each process (the lockout count, which must be exact, is in the database); and the
 //! address a request comes from — the peer's, or behind proxies named in
-//! `--trusted-proxies` the nearest untrusted one in `X-Forwarded-For`.
+//! `--trusted-proxies` the nearest untrusted one in `X-Forwarded-For`; and the gate before
+//! password hashing, where requests wait as tasks rather than as blocking threads.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -74,6 +75,35 @@ impl Limiter {
         // whole seconds until one token is back (at least one)
         let wait = ((1.0 - b.tokens) / rate).ceil();
         Err(Limited { retry_after: if wait.is_finite() && wait >= 1.0 { wait as u64 } else { 1 }, alert })
+    }
+}
+
+/// At most `places` at once, at most `queue` waiting (as async tasks) behind them; the
+/// rest are turned away at once.
+pub struct Gate {
+    places: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    queue: usize,
+}
+
+impl Gate {
+    pub fn new(places: usize, queue: usize) -> Gate {
+        Gate { places: tokio::sync::Semaphore::new(places.max(1)), waiting: Default::default(), queue }
+    }
+
+    /// A place, once one is free; `None` when the queue is full.
+    pub async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        use std::sync::atomic::Ordering;
+        if let Ok(p) = self.places.try_acquire() {
+            return Some(p);
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let place = self.places.acquire().await.ok();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        place
     }
 }
 
@@ -160,6 +190,22 @@ mod tests {
         assert_eq!(l.take_at("a", t + Duration::from_secs(10)), Ok(()));
         assert!(l.take_at("a", t + Duration::from_secs(11)).is_err());
         assert_eq!(Limiter::new(0).take_at("a", t), Ok(()), "0: off");
+    }
+
+    #[tokio::test]
+    async fn the_gate_queues_a_few_and_turns_the_rest_away() {
+        let gate = std::sync::Arc::new(Gate::new(1, 1));
+        let first = gate.enter().await.unwrap();
+        let g = gate.clone();
+        let waiting = tokio::spawn(async move { g.enter().await.is_some() });
+        tokio::task::yield_now().await;
+        while gate.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(gate.enter().await.is_none(), "the queue is full");
+        drop(first);
+        assert!(waiting.await.unwrap(), "the one waiting gets the place");
+        assert!(gate.enter().await.is_some());
     }
 
     #[test]

@@ -281,6 +281,14 @@ fn too_many(l: Lang, retry_after: u64) -> Response {
     r
 }
 
+/// Every password-hashing place is taken and the queue full: 503, try again in a moment.
+fn busy(l: Lang) -> Response {
+    let mut r = error_page(l, &login_error(l, &LoginError::Busy));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 /// Let a sign-in or token request from `address` through the address limit; a first
 /// refusal in a while raises a security alert. `Err(seconds to wait)` if refused.
 pub(crate) async fn admit_address(limits: &Limits, dir: &Arc<Directory>, address: Option<&str>) -> Result<(), u64> {
@@ -504,6 +512,15 @@ pub async fn authorize_post(
         Err(refused) => return refused,
     };
     let step_name = field(&f, "step");
+    // a sign-in hashes a password: it waits here for a place, not on a blocking thread
+    let gate = limits.clone();
+    let _place = match step_name.as_str() {
+        "login" => match gate.hashing.enter().await {
+            Some(place) => Some(place),
+            None => return busy(l),
+        },
+        _ => None,
+    };
     let result = tokio::task::spawn_blocking(move || {
         let login = Login { audit: &audit, address, limits: &limits };
         step(&dir, &login, l, &step_name, &csrf, &f)
@@ -779,6 +796,8 @@ pub async fn password_post(
         return password_page(l, &csrf, Some(msg), false, None);
     }
     let (old, code) = (get("password"), get("otp").trim().to_string());
+    let gate = limits.clone();
+    let Some(_place) = gate.hashing.enter().await else { return busy(l) };
     let result = tokio::task::spawn_blocking(move || {
         let changed = dir.change_password(&username, &old, &code, &new, address.as_deref(), now());
         let detail = match &changed {

@@ -86,6 +86,25 @@ fn too_many(retry_after: u64) -> Response {
     r
 }
 
+/// A place to hash a client secret in (when the request carries one): the request waits
+/// for it as a task; 503 when the queue is full.
+async fn hash_place<'a>(
+    limits: &'a Limits,
+    secret: bool,
+) -> Result<Option<tokio::sync::SemaphorePermit<'a>>, Response> {
+    if !secret {
+        return Ok(None);
+    }
+    match limits.hashing.enter().await {
+        Some(place) => Ok(Some(place)),
+        None => {
+            let mut r = oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "busy: try again");
+            r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            Err(r)
+        }
+    }
+}
+
 /// `POST /oauth/token`.
 pub async fn token(
     State(dir): State<Arc<Directory>>,
@@ -103,6 +122,10 @@ pub async fn token(
         Some(c) => c,
         None if field(&f, "client_assertion").is_some() => (String::new(), None),
         None => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required"),
+    };
+    let _place = match hash_place(&limits, secret.is_some()).await {
+        Ok(place) => place,
+        Err(busy) => return busy,
     };
     let grant_type = field(&f, "grant_type").unwrap_or_default().to_string();
     let requested = field(&f, "scope").map(str::to_string);
@@ -257,6 +280,11 @@ pub async fn revoke(
         return too_many(wait);
     }
     let f = form(&body);
+    let secret = client_credentials(&headers, &f).is_some_and(|(_, s)| s.is_some());
+    let _place = match hash_place(&limits, secret).await {
+        Ok(place) => place,
+        Err(busy) => return busy,
+    };
     let result = blocking(move || {
         let Some(client) = authenticated(&dir, &headers, &f) else {
             return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required"));
@@ -286,6 +314,11 @@ pub async fn introspect(
         return too_many(wait);
     }
     let f = form(&body);
+    let secret = client_credentials(&headers, &f).is_some_and(|(_, s)| s.is_some());
+    let _place = match hash_place(&limits, secret).await {
+        Ok(place) => place,
+        Err(busy) => return busy,
+    };
     let result = blocking(move || {
         let Some(client) = authenticated(&dir, &headers, &f) else {
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");

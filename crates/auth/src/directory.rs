@@ -37,7 +37,8 @@ pub const LOCK_AFTER: u32 = 5;
 /// How long a lock lasts (seconds); it doubles with each further failure, up to
 /// [`LOCK_CAP_SECONDS`].
 pub const LOCK_SECONDS: u64 = 15 * 60;
-/// The longest a lock lasts (a burst of guesses cannot lock the owner out for days).
+/// The longest a lock lasts by default (a burst of guesses cannot lock the owner out for
+/// days); a deployment sets its own with [`Directory::set_lock_cap`].
 pub const LOCK_CAP_SECONDS: u64 = 60 * 60;
 
 /// Failures of the directory.
@@ -247,6 +248,8 @@ pub struct Directory {
     /// Signs the CSRF tokens of the sign-in forms (derived from the newest signing key,
     /// so every process of a deployment agrees).
     csrf_key: aws_lc_rs::hmac::Key,
+    /// The longest a lock lasts (seconds).
+    lock_cap: u64,
     /// Token issuer (the server's base URL).
     pub issuer: String,
     /// Token audience (the FHIR base URL).
@@ -302,6 +305,7 @@ impl Directory {
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, ctx.finish().as_ref())
         };
         Ok(Directory {
+            lock_cap: LOCK_CAP_SECONDS,
             phantoms: std::sync::Mutex::default(),
             csrf_key,
             signer: Signer::new(keys)?,
@@ -325,6 +329,12 @@ impl Directory {
         }
         keys.sort_by_key(|k| std::cmp::Reverse(k.0));
         Ok(keys.into_iter().map(|(_, k)| k).collect())
+    }
+
+    /// The longest a sign-in lock may last (seconds, at least the first lock's
+    /// [`LOCK_SECONDS`]).
+    pub fn set_lock_cap(&mut self, seconds: u64) {
+        self.lock_cap = seconds.max(LOCK_SECONDS);
     }
 
     /// The public keys (`/.well-known/jwks.json`).
@@ -462,7 +472,7 @@ impl Directory {
 
     /// Sign in with a password and, for an account with an authenticator app, a one-time
     /// or recovery code. Failures are counted: after [`LOCK_AFTER`] in a row the account is
-    /// locked for [`LOCK_SECONDS`] (doubling, at most [`LOCK_CAP_SECONDS`]), the owner is
+    /// locked for [`LOCK_SECONDS`] (doubling, up to the deployment's cap), the owner is
     /// told at the next sign-in and the security officer alerted. The attempt is counted
     /// before the (slow) hash, in one compare-and-set with the lock check, so simultaneous
     /// guesses cannot all be checked. A locked account answers at once, without a hash;
@@ -500,7 +510,7 @@ impl Directory {
                     _ => return Ok(Err(LoginError::Locked(until - now))),
                 }
             }
-            let lock = count_failure(&mut a.failed_logins, &mut a.locked_until, now);
+            let lock = count_failure(&mut a.failed_logins, &mut a.locked_until, now, self.lock_cap);
             if let Some(secs) = lock {
                 a.notices.push(format!(
                     "{} failed sign-in attempts; the account was locked for {} minutes at {now} (Unix time)",
@@ -571,7 +581,7 @@ impl Directory {
             if let Some(u) = until.filter(|u| *u > now) {
                 return LoginError::Locked(u - now);
             }
-            count_failure(failed, until, now);
+            count_failure(failed, until, now, self.lock_cap);
             *until
         };
         let _ = permit.verify(pw, dummy);
@@ -1108,14 +1118,14 @@ impl Directory {
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| password::hash("not a password of anyone").unwrap_or_default());
 
-/// Count a failed attempt; the lock (seconds) it starts, if any.
-fn count_failure(failed: &mut u32, locked_until: &mut Option<u64>, now: u64) -> Option<u64> {
+/// Count a failed attempt; the lock (seconds, at most `cap`) it starts, if any.
+fn count_failure(failed: &mut u32, locked_until: &mut Option<u64>, now: u64, cap: u64) -> Option<u64> {
     *failed = failed.saturating_add(1);
     if *failed < LOCK_AFTER {
         return None;
     }
     let factor = 1u64 << (*failed - LOCK_AFTER).min(16);
-    let secs = LOCK_SECONDS.saturating_mul(factor).min(LOCK_CAP_SECONDS);
+    let secs = LOCK_SECONDS.saturating_mul(factor).min(cap);
     *locked_until = Some(now + secs);
     Some(secs)
 }

@@ -87,6 +87,13 @@ pub fn set_parallelism(threads: usize) {
     POOL.freed.notify_all();
 }
 
+/// How many hashes run at once, and how many attempts may wait behind them (for a
+/// caller that queues attempts before they reach [`permit`], e.g. without holding a
+/// thread while waiting).
+pub fn parallelism() -> (usize, usize) {
+    *POOL.limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A place in the hashing pool, held while one hash runs (and released when dropped).
 pub struct Permit(&'static Pool);
 

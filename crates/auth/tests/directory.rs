@@ -328,3 +328,21 @@ fn simultaneous_guesses_are_counted_before_they_are_checked() {
     // the owner gets in once it ends
     assert!(d.sign_in("dr.petrov", pw.as_deref().unwrap(), "", None, until + 1).is_ok());
 }
+
+/// A deployment sets the longest lock; locks grow to it and no further.
+#[test]
+fn the_lock_grows_to_the_deployments_cap() {
+    let (_tmp, mut d) = directory();
+    d.set_lock_cap(30 * 60);
+    d.add_account("dr.petrov", Some("a long enough secret"), doctor()).unwrap();
+    let mut at = now();
+    for _ in 0..LOCK_AFTER {
+        let _ = d.sign_in("dr.petrov", "a wrong guess here", "", None, at);
+    }
+    for _ in 0..4 {
+        at = d.account("dr.petrov").unwrap().unwrap().locked_until.unwrap() + 1;
+        let _ = d.sign_in("dr.petrov", "a wrong guess here", "", None, at);
+    }
+    let until = d.account("dr.petrov").unwrap().unwrap().locked_until.unwrap();
+    assert_eq!(until - at, 30 * 60);
+}

@@ -29,8 +29,8 @@ pub struct StoreArgs {
     /// TOML file with any of: data, database, keys, no_encryption, listen, base_url,
     /// max_body_bytes, demo, audit_sync, tls_cert, tls_key, suspicious_patients,
     /// suspicious_window, night_hours, care_relations, trusted_proxies,
-    /// rate_limit_address, rate_limit_account, password_hash_threads, header_timeout,
-    /// body_timeout
+    /// rate_limit_address, rate_limit_account, password_hash_threads, lockout_max_minutes,
+    /// header_timeout, body_timeout
     #[arg(long, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// sign-ins wait in a short queue or are asked to retry (0: half the cores) [default: 0]
     #[arg(long, env = "MEDKARTA_PASSWORD_HASH_THREADS", value_name = "N")]
     pub password_hash_threads: Option<usize>,
+    /// The longest a sign-in lock lasts, in minutes (locks start at 15 and double with
+    /// each further failure up to this) [default: 60]
+    #[arg(long, env = "MEDKARTA_LOCKOUT_MAX_MINUTES", value_name = "MINUTES")]
+    pub lockout_max_minutes: Option<u64>,
     /// Seconds a client has to send a request's headers [default: 10]
     #[arg(long, env = "MEDKARTA_HEADER_TIMEOUT", value_name = "SECONDS")]
     pub header_timeout: Option<u64>,
@@ -129,6 +133,7 @@ struct FileConfig {
     rate_limit_address: Option<u32>,
     rate_limit_account: Option<u32>,
     password_hash_threads: Option<usize>,
+    lockout_max_minutes: Option<u64>,
     header_timeout: Option<u64>,
     body_timeout: Option<u64>,
 }
@@ -159,6 +164,8 @@ pub struct Settings {
     pub http: api::HttpConfig,
     /// Password hashes at once (0: half the cores).
     pub password_hash_threads: usize,
+    /// The longest a sign-in lock lasts (seconds).
+    pub lockout_max: u64,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -238,6 +245,11 @@ impl Settings {
                 }
             },
             password_hash_threads: args.password_hash_threads.or(file.password_hash_threads).unwrap_or(0),
+            lockout_max: match args.lockout_max_minutes.or(file.lockout_max_minutes) {
+                None => auth::directory::LOCK_CAP_SECONDS,
+                Some(m) if m >= 15 => m * 60,
+                Some(m) => return Err(format!("--lockout-max-minutes {m}: at least 15 (the first lock)")),
+            },
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
@@ -264,6 +276,7 @@ impl Settings {
             rate_limit_address: None,
             rate_limit_account: None,
             password_hash_threads: None,
+            lockout_max_minutes: None,
             header_timeout: None,
             body_timeout: None,
         })

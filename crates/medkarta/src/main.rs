@@ -273,7 +273,9 @@ fn serve(s: Settings) -> Result<(), String> {
         let settings = s.clone();
         let (engine, directory, demo_accounts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let (engine, store) = engine(&settings, base_url, !settings.audit_sync)?;
-            let directory = Arc::new(admin::directory(store, &engine.config.base_url)?);
+            let mut directory = admin::directory(store, &engine.config.base_url)?;
+            directory.set_lock_cap(settings.lockout_max);
+            let directory = Arc::new(directory);
             let demo_accounts = if settings.demo { demo::accounts(&directory)? } else { Vec::new() };
             fhir_rest::interaction::bulk_export::recover(&engine).map_err(|e| e.to_string())?;
             engine.guard().audit().start(std::time::Duration::from_secs(60));

@@ -368,13 +368,32 @@ fn rate_limits_per_address_and_account_with_an_alert() {
     assert!(alerts.contains("203.0.113.5"), "{alerts}");
 }
 
-/// A client that sends its headers or its body too slowly is cut off.
+/// A client that sends its headers or its body too slowly is cut off; sign-ins beyond
+/// the password-hashing places and their queue are turned away at once (503).
 #[test]
-fn slow_clients_are_cut_off() {
+fn slow_clients_are_cut_off_and_floods_turned_away() {
     let s = Server::start(
         common::Backend::Sqlite(tempfile::tempdir().unwrap()),
-        &["--header-timeout", "2", "--body-timeout", "1"],
+        &["--header-timeout", "2", "--body-timeout", "1", "--password-hash-threads", "1"],
     );
+    let app = patient_and_app(&s, "anna");
+    let b = Browser::open(&s, &app, SCOPE, &[]);
+    let start = std::sync::Barrier::new(40);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let all: Vec<_> = (0..40)
+            .map(|i| {
+                let (b, start) = (&b, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    b.login(&format!("guess.{i}"), "a wrong guess here", "").status
+                })
+            })
+            .collect();
+        all.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let busy = statuses.iter().filter(|s| **s == 503).count();
+    assert!(busy >= 40 - 17, "one hashing, sixteen waiting, the rest turned away: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 503 || *s == 200), "{statuses:?}");
     let addr = s.base.trim_start_matches("http://").split('/').next().unwrap().to_string();
     // headers one line every half second: closed after about two seconds
     let mut conn = std::net::TcpStream::connect(&addr).unwrap();
