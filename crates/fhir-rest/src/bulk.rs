@@ -24,7 +24,7 @@ pub enum Loaded {
 }
 
 /// An id for a resource that has none: the same content always gets the same id.
-fn content_id(resource: &Value) -> String {
+pub fn content_id(resource: &Value) -> String {
     use aws_lc_rs::digest;
     let d = digest::digest(&digest::SHA256, resource.to_string().as_bytes());
     d.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect()

@@ -6,7 +6,12 @@
 //! (resources, rate, share of the input read, ETA) goes to stderr; each rejected resource
 //! is printed to stdout with its file and line or entry number and the OperationOutcome;
 //! a summary ends the run. Running the same import again changes nothing (resources are
-//! written at their ids, and an unchanged resource is not written again).
+//! written at their ids, and an unchanged resource is not written again): a transaction
+//! or batch bundle of plain creates and updates (Synthea's `POST` entries with `urn:uuid`
+//! fullUrls, `medkarta generate`'s `PUT`s) is loaded resource by resource at stable ids
+//! (the UUID of the fullUrl) in one transaction, its references rewritten as the
+//! transaction would; a bundle with conditional entries, deletes or reads goes through
+//! the FHIR transaction as one request (its `ifNoneExist` makes a re-run harmless).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -158,7 +163,17 @@ fn read_file(path: &Path, chunk: usize, counters: &Arc<Counters>, tx: &mpsc::Syn
     };
     let is_bundle = v.get("resourceType").and_then(Value::as_str) == Some("Bundle");
     match v.get("type").and_then(Value::as_str) {
-        Some("transaction" | "batch") if is_bundle => send(Work::Bundle(whole, v)),
+        Some("transaction" | "batch") if is_bundle => match as_resources(&v) {
+            // one bundle, one transaction
+            Some(resources) => send(Work::Resources(
+                resources
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (Origin { file: file_name.clone(), at: format!("entry {i}") }, r))
+                    .collect(),
+            )),
+            None => send(Work::Bundle(whole, v)),
+        },
         _ if is_bundle => {
             let entries = v.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
             let items: Vec<(Origin, Value)> = entries
@@ -176,6 +191,75 @@ fn read_file(path: &Path, chunk: usize, counters: &Arc<Counters>, tx: &mpsc::Syn
         }
         _ => send(Work::Resources(vec![(whole, v)])),
     }
+}
+
+/// The resources of a transaction or batch bundle that a loader may write one by one at
+/// stable ids: every entry a plain create (`POST Type`, no `ifNoneExist`) or an update at
+/// an id (`PUT Type/id`), nothing conditional. A resource's id is the `PUT`'s, else the
+/// UUID of an `urn:uuid:` fullUrl, else its own `id`, else one derived from its content;
+/// references to the entries' fullUrls become `Type/id`, as the transaction would make
+/// them. `None`: the bundle needs the transaction's semantics.
+fn as_resources(bundle: &Value) -> Option<Vec<Value>> {
+    let entries = bundle.get("entry").and_then(Value::as_array)?;
+    let mut resources = Vec::with_capacity(entries.len());
+    let mut links = std::collections::HashMap::new();
+    for e in entries {
+        let request = e.get("request")?;
+        let conditional = ["ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince"];
+        if conditional.iter().any(|k| request.get(*k).is_some()) {
+            return None;
+        }
+        let mut resource = e.get("resource")?.clone();
+        let rt = resource.get("resourceType").and_then(Value::as_str)?.to_string();
+        let url = request.get("url").and_then(Value::as_str)?.trim_start_matches('/');
+        let full_url = e.get("fullUrl").and_then(Value::as_str);
+        let own = resource.get("id").and_then(Value::as_str).map(str::to_string);
+        let id = match request.get("method").and_then(Value::as_str)? {
+            "POST" if url == rt => full_url
+                .and_then(|f| f.strip_prefix("urn:uuid:"))
+                .filter(|u| fhir_model::is_valid_id(u))
+                .map(str::to_string)
+                .or(own)
+                .unwrap_or_else(|| fhir_rest::bulk::content_id(&resource)),
+            "PUT" => {
+                let (t, id) = url.split_once('/')?;
+                if t != rt || id.contains(['?', '/']) || own.as_deref().is_some_and(|o| o != id) {
+                    return None;
+                }
+                id.to_string()
+            }
+            _ => return None,
+        };
+        if let Some(o) = resource.as_object_mut() {
+            o.insert("id".into(), Value::String(id.clone()));
+        }
+        if let Some(f) = full_url {
+            links.insert(f.to_string(), format!("{rt}/{id}"));
+        }
+        resources.push(resource);
+    }
+    fn relink(v: &mut Value, links: &std::collections::HashMap<String, String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o.iter_mut() {
+                    match x {
+                        Value::String(r) if k == "reference" => {
+                            if let Some(to) = links.get(r.as_str()) {
+                                *r = to.clone();
+                            }
+                        }
+                        _ => relink(x, links),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| relink(x, links)),
+            _ => {}
+        }
+    }
+    for r in &mut resources {
+        relink(r, &links);
+    }
+    Some(resources)
 }
 
 /// Write one work item, counting and reporting.

@@ -71,11 +71,64 @@ fn import_files(s: &mut Server) {
     assert_eq!(total(s, "Observation?code=8867-4&subject=imp-7"), 1);
     assert_eq!(total(s, "Organization?_id=imp-org"), 1);
     assert_eq!(total(s, "Practitioner?family=транзакционный"), 1);
-    // again: the same resources are found unchanged (a transaction bundle re-runs its POST)
+    // again: the same resources are found unchanged (the transaction bundle's POST is
+    // loaded at the UUID of its fullUrl)
     let (_, _, stderr) = import(s, &[d]);
-    assert!(stderr.contains("1 written, 61 unchanged, 2 rejected"), "{stderr}");
+    assert!(stderr.contains("0 written, 62 unchanged, 2 rejected"), "{stderr}");
+    assert_eq!(total(s, "Practitioner?family=транзакционный"), 1, "not created twice");
+    assert_eq!(s.get("Practitioner/0c3a7d1e-4b8f-4d1a-9a53-0b9a1f0e2c11").status, 200);
     assert_eq!(total(s, "Observation?code=8867-4"), 30, "ids derived from content: no duplicates");
     assert_eq!(s.get("Patient/imp-3").json()["meta"]["versionId"], "1");
 }
 
-on_both_backends!(import_files);
+/// Real Synthea bundles (transactions of `POST`s with `urn:uuid` fullUrls): loaded at
+/// stable ids with their references resolved, and a second run writes nothing; a bundle
+/// with conditional entries keeps the transaction's semantics.
+fn synthea_twice(s: &mut Server) {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-r4-sample");
+    let mut files: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let dir = tempfile::tempdir().unwrap();
+    for f in &files[..2] {
+        std::fs::copy(f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let entries: u64 = files[..2]
+        .iter()
+        .map(|f| {
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(f).unwrap()).unwrap()["entry"]
+                .as_array()
+                .unwrap()
+                .len() as u64
+        })
+        .sum();
+    let (ok, out, err) = import(s, &[dir.path()]);
+    assert!(ok, "{err}\n{out}");
+    assert!(err.contains(&format!("{entries} written, 0 unchanged, 0 rejected")), "{err}");
+    assert_eq!(total(s, "Patient"), 2);
+    // the references between the entries point at the stored resources
+    let first: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert_eq!(first["entry"][0]["resource"]["resourceType"], "Patient");
+    let patient = first["entry"][0]["fullUrl"].as_str().unwrap().trim_start_matches("urn:uuid:");
+    assert_eq!(s.get(&format!("Patient/{patient}")).status, 200, "{patient}");
+    let encounters = total(s, &format!("Encounter?subject=Patient/{patient}"));
+    assert!(encounters > 0);
+    let (ok, _, err) = import(s, &[dir.path()]);
+    assert!(ok, "{err}");
+    assert!(err.contains(&format!("0 written, {entries} unchanged, 0 rejected")), "{err}");
+    assert_eq!(total(s, "Patient"), 2, "no patient twice");
+    assert_eq!(s.get(&format!("Patient/{patient}")).json()["meta"]["versionId"], "1", "no new version");
+    // conditional creates go through the transaction, and ifNoneExist keeps them single
+    let conditional = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:7d0f1c9a-1b2c-4d3e-8f90-a1b2c3d4e5f6",
+         "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:test", "value": "c-1"}]},
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:test|c-1"}}]});
+    let one = tempfile::tempdir().unwrap();
+    std::fs::write(one.path().join("conditional.json"), conditional.to_string()).unwrap();
+    for _ in 0..2 {
+        let (ok, _, err) = import(s, &[one.path()]);
+        assert!(ok, "{err}");
+    }
+    assert_eq!(total(s, "Patient?identifier=urn:test|c-1"), 1);
+}
+
+on_both_backends!(import_files, synthea_twice);
