@@ -306,10 +306,10 @@ fn format_params(query: &str) -> FormatParams {
 }
 
 /// Can we answer in JSON given `_format` or `Accept`?
-fn acceptable(format: Option<&str>, accept: Option<&str>) -> bool {
+fn acceptable(format: Option<&str>, accept: Option<&str>, ndjson: bool) -> bool {
     let ok = |t: &str| {
         let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        matches!(
+        let json = matches!(
             t.as_str(),
             "" | "*/*"
                 | "json"
@@ -318,7 +318,9 @@ fn acceptable(format: Option<&str>, accept: Option<&str>) -> bool {
                 | "application/fhir+json"
                 | "application/json+fhir"
                 | "text/json"
-        )
+        );
+        // bulk export files (what Bulk Data clients ask for, and its default)
+        json || (ndjson && matches!(t.as_str(), "application/fhir+ndjson" | "application/ndjson" | "ndjson"))
     };
     match format {
         Some(f) => ok(f),
@@ -358,7 +360,7 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
     let mut query = parts.uri.query().unwrap_or("").to_string();
     let fp = format_params(&query);
     let accept = header_str(&parts.headers, header::ACCEPT);
-    if !acceptable(fp.format.as_deref(), accept.as_deref()) {
+    if !acceptable(fp.format.as_deref(), accept.as_deref(), path.starts_with("$export-file/")) {
         return outcome(
             StatusCode::NOT_ACCEPTABLE,
             IssueType::NotSupported,

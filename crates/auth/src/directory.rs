@@ -461,6 +461,26 @@ impl Directory {
         self.revoke_sessions(|s| s.username.as_deref() == Some(username))
     }
 
+    /// Set a new password (an operator, for a person who forgot theirs): with none given,
+    /// one is generated and returned. The lock is lifted and every session ends.
+    pub fn reset_password(&self, username: &str, password: Option<&str>) -> Result<Option<String>> {
+        let generated = match password {
+            Some(_) => None,
+            None => Some(password::generate()?),
+        };
+        let pw = password.or(generated.as_deref()).unwrap_or_default();
+        password::check_strength(pw, username).map_err(DirectoryError::Invalid)?;
+        let hash = password::hash(pw)?;
+        self.update("account", username, |a: &mut Account| {
+            a.password_hash = hash.clone();
+            a.failed_logins = 0;
+            a.locked_until = None;
+            Ok(())
+        })?;
+        self.revoke_sessions(|s| s.username.as_deref() == Some(username))?;
+        Ok(generated)
+    }
+
     /// Lift a lock (an operator, once the owner is known to be who is asking).
     pub fn unlock(&self, username: &str) -> Result<()> {
         self.update("account", username, |a: &mut Account| {

@@ -51,6 +51,15 @@ pub enum UserCommand {
     Reset2fa { username: String },
     /// Lift a sign-in lock (after failed attempts) before it ends by itself.
     Unlock { username: String },
+    /// Give a person who forgot their password a new one (generated and printed, or read
+    /// from standard input with --password-stdin); their sessions end.
+    #[command(name = "reset-password")]
+    ResetPassword {
+        username: String,
+        /// Read the password from the first line of standard input instead of generating one
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Args)]
@@ -137,10 +146,19 @@ pub fn directory(store: Arc<dyn store::Store>, base_url: &str) -> Result<Directo
     Directory::open(store, &issuer, &audience).map_err(|e| e.to_string())
 }
 
+/// Where the server said it is (its base URL, recorded at each start).
+pub const SERVER: (&str, &str) = ("server", "base-url");
+
 pub fn run(args: AdminArgs) -> Result<(), String> {
     let settings = Settings::load_store(&args.store)?;
+    // only accounts and clients may be added before the server's first start
+    if !matches!(args.command, AdminCommand::User(UserCommand::Add(_)) | AdminCommand::Client(ClientCommand::Add(_))) {
+        settings.require_database()?;
+    }
     let store = crate::open_store(&settings)?;
-    let default_base = settings.base_url.clone().unwrap_or_else(|| format!("http://{}/fhir", settings.listen));
+    let recorded = store.record(SERVER.0, SERVER.1).ok().flatten().map(|r| r.data);
+    let default_base =
+        settings.base_url.clone().or(recorded).unwrap_or_else(|| format!("http://{}/fhir", settings.listen));
     let base = match &args.command {
         AdminCommand::Token(t) => t.base_url.clone().unwrap_or(default_base),
         _ => default_base,
@@ -227,6 +245,22 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
             dir.reset_second_factor(&username).map_err(e)?;
             tracing::info!(username, "operator: second factor reset");
             println!("{username} will enrol a new one-time code app at the next sign-in; their sessions are ended");
+        }
+        AdminCommand::User(UserCommand::ResetPassword { username, password_stdin }) => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
+                Some(line.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                None
+            };
+            let generated = dir.reset_password(&username, password.as_deref()).map_err(e)?;
+            tracing::info!(username, "operator: password reset");
+            match generated {
+                Some(p) => println!("New password of {username} (give it to the owner; shown only now): {p}"),
+                None => println!("The password of {username} is set"),
+            }
+            println!("Their sessions are ended; the second factor stays as it was.");
         }
         AdminCommand::User(UserCommand::Unlock { username }) => {
             dir.unlock(&username).map_err(e)?;

@@ -85,9 +85,12 @@ pub fn operator_command(store: &StoreArgs, kind: &str, result: Result<(), String
         Ok(()) => (Outcome::Success, None),
         Err(e) => (Outcome::MinorFailure, Some(e.clone())),
     };
-    let recorded = Settings::load_store(store)
-        .and_then(|s| crate::open_store(&s))
-        .and_then(|s| operator(&s, &name, outcome, detail));
+    // a command that found no database leaves none behind (nothing to record in)
+    let settings = Settings::load_store(store)?;
+    if settings.require_database().is_err() {
+        return result;
+    }
+    let recorded = crate::open_store(&settings).and_then(|s| operator(&s, &name, outcome, detail));
     match (result, recorded) {
         (Ok(()), Err(e)) => Err(format!("the command ran but could not be recorded in the audit log: {e}")),
         (r, _) => r,
@@ -96,6 +99,7 @@ pub fn operator_command(store: &StoreArgs, kind: &str, result: Result<(), String
 
 pub fn run(args: AuditArgs) -> Result<(), String> {
     let settings = Settings::load_store(&args.store)?;
+    settings.require_database()?;
     let store = crate::open_store(&settings)?;
     match args.command {
         AuditCommand::Verify => {

@@ -6,32 +6,33 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Deserialize;
 
-/// Where the data lives (shared by every command that touches the database).
+/// Where the data lives (shared by every command that touches the database). Global: given
+/// before or after a nested subcommand (`admin --data X token`, `admin token --data X`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct StoreArgs {
     /// Directory of the embedded SQLite database [default: ./medkarta-data]
-    #[arg(long, env = "MEDKARTA_DATA", value_name = "DIR")]
+    #[arg(long, global = true, env = "MEDKARTA_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Use PostgreSQL instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432/medkarta
     /// (the database and schema are created if missing)
-    #[arg(long, env = "MEDKARTA_DATABASE", value_name = "URL")]
+    #[arg(long, global = true, env = "MEDKARTA_DATABASE", value_name = "URL")]
     pub database: Option<String>,
     /// Directory of the keys kept outside the database (the master keys that wrap the
     /// data keys, master.keys; the audit log's checkpoint signing key and its witness
     /// file) [default: <data>/keys]; on another disk or a mounted secret in production.
     /// MEDKARTA_MASTER_KEYS (id:base64,...) supplies the master keys instead of the file
-    #[arg(long, env = "MEDKARTA_KEYS", value_name = "DIR")]
+    #[arg(long, global = true, env = "MEDKARTA_KEYS", value_name = "DIR")]
     pub keys: Option<PathBuf>,
     /// Store new resource versions unencrypted (encrypted ones are still read); for
     /// deployments that encrypt the whole disk and measure the difference
-    #[arg(long, env = "MEDKARTA_NO_ENCRYPTION")]
+    #[arg(long, global = true, env = "MEDKARTA_NO_ENCRYPTION")]
     pub no_encryption: bool,
     /// TOML file with any of: data, database, keys, no_encryption, listen, base_url,
     /// max_body_bytes, demo, audit_sync, tls_cert, tls_key, suspicious_patients,
     /// suspicious_window, night_hours, care_relations, trusted_proxies,
     /// rate_limit_address, rate_limit_account, password_hash_threads, lockout_max_minutes,
     /// header_timeout, body_timeout
-    #[arg(long, env = "MEDKARTA_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 
@@ -280,6 +281,18 @@ impl Settings {
             header_timeout: None,
             body_timeout: None,
         })
+    }
+
+    /// For commands that read a database: refuse when there is none (rather than create
+    /// an empty one and a new master key), naming where it looked.
+    pub fn require_database(&self) -> Result<(), String> {
+        if self.database.is_none() && !self.data.join("medkarta.sqlite").exists() {
+            return Err(format!(
+                "no Medkarta database in {}: give the server's --data DIR (or --database URL), or start it once with `medkarta serve`",
+                self.data.display()
+            ));
+        }
+        Ok(())
     }
 
     pub fn store_description(&self) -> String {

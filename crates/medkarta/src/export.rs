@@ -39,6 +39,7 @@ pub struct ExportArgs {
 
 pub fn run(args: ExportArgs) -> Result<(), String> {
     let settings = Settings::load_store(&args.store)?;
+    settings.require_database()?;
     let (engine, _) = crate::engine(
         &settings,
         settings.base_url.clone().unwrap_or_else(|| "http://localhost:8080/fhir".into()),

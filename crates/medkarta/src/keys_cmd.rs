@@ -34,6 +34,7 @@ enum KeysCommand {
 
 pub fn run(args: KeysArgs) -> Result<(), String> {
     let settings = Settings::load_store(&args.store)?;
+    settings.require_database()?;
     let keyring = crate::keyring(&settings)?;
     // what these commands write (rewrapped keys, sealed bodies) is always encrypted
     let store = vault::SealedStore::new(

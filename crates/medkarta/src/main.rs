@@ -143,7 +143,7 @@ fn main() -> ExitCode {
             println!("Demo data: {n} resources written ({}).", s.store_description());
             let directory = admin::directory(store, &engine.config.base_url)?;
             for (user, password) in demo::accounts(&directory)? {
-                println!("Demo account {user}, password {password} (shown once)");
+                println!("Demo account {user}, password {password} (shown once; a new one: medkarta admin user reset-password {user})");
             }
             Ok(())
         }),
@@ -273,6 +273,11 @@ fn serve(s: Settings) -> Result<(), String> {
         let settings = s.clone();
         let (engine, directory, demo_accounts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let (engine, store) = engine(&settings, base_url, !settings.audit_sync)?;
+            // where tokens are for: `medkarta admin token` reads it
+            let mut tx = store.begin().map_err(|e| e.to_string())?;
+            tx.put_record(admin::SERVER.0, admin::SERVER.1, &engine.config.base_url, store::Expect::Any)
+                .map_err(|e| e.to_string())?;
+            tx.commit().map_err(|e| e.to_string())?;
             let mut directory = admin::directory(store, &engine.config.base_url)?;
             directory.set_lock_cap(settings.lockout_max);
             let directory = Arc::new(directory);
@@ -295,7 +300,8 @@ fn serve(s: Settings) -> Result<(), String> {
             // to the console, never to the logs; ignored if nobody reads our output
             let _ = writeln!(
                 std::io::stdout(),
-                "Demo account {user}, password {password} (shown once; a token: medkarta admin token --user {user})"
+                "Demo account {user}, password {password} (shown once; a token: medkarta admin token --user {user}; \
+                 a new password: medkarta admin user reset-password {user})"
             );
         }
         let audit = engine.guard().audit().clone();

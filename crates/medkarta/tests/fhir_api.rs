@@ -926,6 +926,13 @@ fn exported_ids(s: &Server, manifest: &Value, ty: &str) -> Vec<String> {
     assert_eq!(s.req_as(None, "GET", &url, &[], None).status, 401, "requiresAccessToken");
     let r = s.get(&url);
     assert_eq!((r.status, r.header("content-type")), (200, Some("application/fhir+ndjson")));
+    // as Bulk Data clients ask for it (the IG's default), and the other NDJSON name
+    for accept in ["application/fhir+ndjson", "application/ndjson"] {
+        let again = s.req("GET", &url, &[("Accept", accept)], None);
+        assert_eq!((again.status, again.header("content-type")), (200, Some("application/fhir+ndjson")), "{accept}");
+        assert_eq!(again.text, r.text);
+    }
+    assert_eq!(s.req("GET", "Patient", &[("Accept", "application/fhir+ndjson")], None).status, 406, "files only");
     let mut ids: Vec<String> =
         r.text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len() as u64, out["count"].as_u64().unwrap());
