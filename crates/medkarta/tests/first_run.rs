@@ -79,6 +79,14 @@ fn tokens_and_store_options_as_an_operator_types_them() {
 }
 
 #[test]
+fn a_connection_error_names_what_failed() {
+    let (ok, _, err) =
+        medkarta(&["admin", "user", "list", "--database", "postgres://postgres@127.0.0.1:1/medkarta"], None);
+    assert!(!ok);
+    assert!(err.contains("cannot connect to PostgreSQL at 127.0.0.1:1") && err.contains("refused"), "{err}");
+}
+
+#[test]
 fn an_operator_resets_a_forgotten_password() {
     let s = Server::sqlite();
     let (ok, out, err) = s.admin(

@@ -356,8 +356,33 @@ pub fn parse_system_query(query: &str) -> Result<Query, Issue> {
     Ok(q)
 }
 
+/// The most parameters a search may have (each `name=value` pair counts).
+pub const MAX_PARAMETERS: usize = 100;
+/// The most values one parameter may list (`code=a,b,c`: three).
+pub const MAX_VALUES: usize = 100;
+
+/// Refuse searches larger than the bounds, with a 400 that says which one.
+fn bounded(pairs: &[(String, String)]) -> Result<(), Issue> {
+    if pairs.len() > MAX_PARAMETERS {
+        let msg = format!(
+            "This search has {} parameters; at most {MAX_PARAMETERS} are accepted (split it, or POST a transaction of searches)",
+            pairs.len()
+        );
+        return Err(Issue::error(IssueType::TooLong, msg));
+    }
+    for (name, raw) in pairs {
+        let values = raw.split(',').count();
+        if values > MAX_VALUES {
+            let msg = format!("'{name}' lists {values} values; at most {MAX_VALUES} are accepted per parameter");
+            return Err(Issue::error(IssueType::TooLong, msg).at(name.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// Parse already-decoded `(name, value)` pairs.
 fn parse_pairs(resource_type: ResourceType, pairs: &[(String, String)]) -> Result<Query, Issue> {
+    bounded(pairs)?;
     let mut q = Query {
         resource_type,
         types: vec![resource_type],

@@ -63,9 +63,7 @@ impl PostgresStore {
                 create_database(&config)?;
                 config.connect(NoTls).map_err(err)?
             }
-            Err(e) => {
-                return Err(StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")));
-            }
+            Err(e) => return Err(connect_error(&config, &e)),
         };
         migrate(&mut client)?;
         Ok(PostgresStore { pool: Pool::new(config.clone(), MAX_CONNECTIONS, client), config, stats: Arc::default() })
@@ -77,6 +75,27 @@ impl PostgresStore {
     }
 }
 
+/// "cannot connect to PostgreSQL at 127.0.0.1:1: Connection refused (os error 111)": where,
+/// and the cause under the driver's "error connecting to server".
+pub(crate) fn connect_error(config: &Config, e: &postgres::Error) -> StoreError {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let mut cause = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    StoreError::Unavailable(format!("cannot connect to PostgreSQL at {}:{port}: {cause}", hosts.join(",")))
+}
+
 fn create_database(config: &Config) -> Result<()> {
     let name = config.get_dbname().unwrap_or("postgres").to_string();
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
@@ -86,8 +105,7 @@ fn create_database(config: &Config) -> Result<()> {
     }
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let mut c =
-        admin.connect(NoTls).map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+    let mut c = admin.connect(NoTls).map_err(|e| connect_error(&admin, &e))?;
     match c.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
         Ok(()) => Ok(()),
         Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),

@@ -86,7 +86,7 @@ impl Pool {
                     Ok(c) => Ok(Pooled { pool: self, client: Some(Session::new(c)) }),
                     Err(e) => {
                         self.release(None);
-                        Err(StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))
+                        Err(crate::connect_error(&self.config, &e))
                     }
                 };
             }
