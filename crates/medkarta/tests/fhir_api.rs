@@ -1133,6 +1133,19 @@ fn capability_statement_and_health() {
     assert_eq!(rest["resource"].as_array().unwrap().len(), 146);
     let patient = rest["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Patient").unwrap();
     assert!(patient["searchParam"].as_array().unwrap().iter().any(|p| p["name"] == "identifier"));
+    // every operation the server has, where it is served
+    let names = |v: &Value| -> Vec<String> {
+        v["operation"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect()
+    };
+    let of = |t: &str| names(rest["resource"].as_array().unwrap().iter().find(|r| r["type"] == t).unwrap());
+    assert_eq!(of("Patient"), ["everything", "export", "validate"]);
+    assert_eq!(of("Group"), ["export", "validate"]);
+    assert_eq!(of("AuditEvent"), ["flag", "validate"]);
+    assert_eq!(of("Observation"), ["validate"]);
+    assert_eq!(names(rest), ["export", "reindex"]);
+    let export = &rest["operation"][0];
+    assert_eq!(export["definition"], "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export");
+    assert_eq!(cs["instantiates"][0], "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data");
     assert!(validation::validate_resource(&cs).iter().all(|i| !i.is_error()), "our CapabilityStatement is valid FHIR");
     let base = s.base.trim_end_matches("/fhir").to_string();
     let agent = ureq::agent();
