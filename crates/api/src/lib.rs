@@ -735,7 +735,10 @@ where
     }
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("requests still running {} s after the shutdown signal were cut off", SHUTDOWN_GRACE.as_secs());
+        tracing::warn!(
+            "requests still running {} s after the shutdown signal are left to the process's exit",
+            SHUTDOWN_GRACE.as_secs()
+        );
     }
     Ok(())
 }

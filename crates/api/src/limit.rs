@@ -79,30 +79,47 @@ impl Limiter {
 }
 
 /// At most `places` at once, at most `queue` waiting (as async tasks) behind them; the
-/// rest are turned away at once.
+/// rest are turned away at once. A place is owned: it goes with the work into its blocking
+/// thread and is given back when that work ends, even if the client has gone away.
 pub struct Gate {
-    places: tokio::sync::Semaphore,
-    waiting: std::sync::atomic::AtomicUsize,
+    places: std::sync::Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     queue: usize,
+}
+
+/// A place in a [`Gate`].
+pub type Place = tokio::sync::OwnedSemaphorePermit;
+
+/// Counts one waiter while it lives (a waiter dropped with its request still leaves).
+struct Waiting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Gate {
     pub fn new(places: usize, queue: usize) -> Gate {
-        Gate { places: tokio::sync::Semaphore::new(places.max(1)), waiting: Default::default(), queue }
+        Gate {
+            places: std::sync::Arc::new(tokio::sync::Semaphore::new(places.max(1))),
+            waiting: Default::default(),
+            queue,
+        }
     }
 
     /// A place, once one is free; `None` when the queue is full.
-    pub async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub async fn enter(&self) -> Option<Place> {
         use std::sync::atomic::Ordering;
-        if let Ok(p) = self.places.try_acquire() {
+        if let Ok(p) = self.places.clone().try_acquire_owned() {
             return Some(p);
         }
+        let waiting = Waiting(self.waiting.clone());
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        let place = self.places.acquire().await.ok();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let place = self.places.clone().acquire_owned().await.ok();
+        drop(waiting);
         place
     }
 }
@@ -143,11 +160,31 @@ impl Cidr {
             IpAddr::V6(v) => v.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        if ip.is_ipv4() != self.addr.is_ipv4() {
+        let own = match self.addr {
+            IpAddr::V6(v) if self.prefix >= 96 => {
+                v.to_ipv4_mapped().map_or((self.addr, self.prefix), |a| (IpAddr::V4(a), self.prefix - 96))
+            }
+            a => (a, self.prefix),
+        };
+        let (addr, prefix) = own;
+        if ip.is_ipv4() != addr.is_ipv4() {
             return false;
         }
-        let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix)) };
-        bits(ip) & mask == bits(self.addr) & mask
+        let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+        bits(ip) & mask == bits(addr) & mask
+    }
+}
+
+/// What a per-address limit counts: an IPv4 address, or the /64 of an IPv6 one (one
+/// subscriber's network: its host part is theirs to vary).
+pub fn address_key(address: &str) -> String {
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v)) if v.to_ipv4_mapped().is_none() => {
+            let net = u128::from(v) & (u128::MAX << 64);
+            format!("{}/64", std::net::Ipv6Addr::from(net))
+        }
+        Ok(IpAddr::V6(v)) => v.to_ipv4_mapped().map_or_else(|| address.to_string(), |a| a.to_string()),
+        _ => address.to_string(),
     }
 }
 
@@ -205,7 +242,27 @@ mod tests {
         assert!(gate.enter().await.is_none(), "the queue is full");
         drop(first);
         assert!(waiting.await.unwrap(), "the one waiting gets the place");
+        // a waiter whose request is dropped (the client went away) leaves the queue
+        let held = gate.enter().await.unwrap();
+        let g = gate.clone();
+        let abandoned = tokio::spawn(async move { g.enter().await.is_some() });
+        while gate.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        abandoned.abort();
+        let _ = abandoned.await;
+        assert_eq!(gate.waiting.load(std::sync::atomic::Ordering::SeqCst), 0);
+        drop(held);
         assert!(gate.enter().await.is_some());
+    }
+
+    #[test]
+    fn an_ipv6_network_counts_as_one_address() {
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), address_key("2001:db8:1:2:bbbb::9"));
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_ne!(address_key("2001:db8:1:3::1"), address_key("2001:db8:1:2::1"));
+        assert_eq!(address_key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(address_key("::ffff:203.0.113.7"), "203.0.113.7");
     }
 
     #[test]
@@ -227,5 +284,7 @@ mod tests {
         assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("proxy").is_err());
         assert!(Cidr::parse("::ffff:0:0/96").is_ok());
         assert!(Cidr::parse("10.0.0.0/8").unwrap().contains(ip("::ffff:10.9.9.9")));
+        assert!(Cidr::parse("::ffff:10.0.0.0/104").unwrap().contains(ip("10.9.9.9")));
+        assert!(!Cidr::parse("::ffff:10.0.0.0/104").unwrap().contains(ip("11.0.0.1")));
     }
 }

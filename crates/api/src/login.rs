@@ -289,11 +289,36 @@ fn busy(l: Lang) -> Response {
     r
 }
 
+/// Which endpoints a request counts toward (each has its own bucket per address, so a
+/// flood of one does not shut the other).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Endpoints {
+    /// The sign-in and password pages.
+    SignIn,
+    /// Token, revocation, introspection.
+    Token,
+}
+
+impl Endpoints {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoints::SignIn => "sign-in",
+            Endpoints::Token => "token",
+        }
+    }
+}
+
 /// Let a sign-in or token request from `address` through the address limit; a first
 /// refusal in a while raises a security alert. `Err(seconds to wait)` if refused.
-pub(crate) async fn admit_address(limits: &Limits, dir: &Arc<Directory>, address: Option<&str>) -> Result<(), u64> {
+pub(crate) async fn admit_address(
+    limits: &Limits,
+    dir: &Arc<Directory>,
+    address: Option<&str>,
+    endpoints: Endpoints,
+) -> Result<(), u64> {
     let Some(address) = address else { return Ok(()) };
-    match limits.address.take(address) {
+    let key = format!("{} {}", endpoints.name(), crate::limit::address_key(address));
+    match limits.address.take(&key) {
         Ok(()) => Ok(()),
         Err(limited) => {
             tracing::warn!(address, "sign-in or token requests over the rate limit refused");
@@ -490,7 +515,7 @@ async fn posted(
 ) -> Result<(Vec<(String, String)>, Lang, String), Response> {
     let f: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     let l = lang(headers, Some(&field(&f, "lang")));
-    admit_address(limits, dir, address).await.map_err(|wait| too_many(l, wait))?;
+    admit_address(limits, dir, address, Endpoints::SignIn).await.map_err(|wait| too_many(l, wait))?;
     let csrf = field(&f, "csrf");
     if !csrf_checked(dir, headers, &csrf) {
         return Err(error_page(l, t(l, "Форма устарела: начните заново.", "The form has expired: start again.")));
@@ -513,15 +538,16 @@ pub async fn authorize_post(
     };
     let step_name = field(&f, "step");
     // a sign-in hashes a password: it waits here for a place, not on a blocking thread
-    let gate = limits.clone();
-    let _place = match step_name.as_str() {
-        "login" => match gate.hashing.enter().await {
+    let place = match step_name.as_str() {
+        "login" => match limits.hashing.enter().await {
             Some(place) => Some(place),
             None => return busy(l),
         },
         _ => None,
     };
     let result = tokio::task::spawn_blocking(move || {
+        // the place goes with the work (a client that leaves does not free it early)
+        let _place = place;
         let login = Login { audit: &audit, address, limits: &limits };
         step(&dir, &login, l, &step_name, &csrf, &f)
     })
@@ -569,6 +595,7 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
             let signed = match dir.sign_in(&username, &get("password"), get("otp").trim(), login.address.as_deref(), at)
             {
                 Ok(a) => a,
+                Err(LoginError::Busy) => return busy(l),
                 Err(e) => {
                     tracing::warn!(username, "failed sign-in: {e}");
                     login.record(&username, &req.client.client_id, false, format!("sign-in failed: {e}"));
@@ -595,6 +622,7 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
                 request: request.clone(),
                 expires: at + TICKET_TTL,
                 csrf: csrf.to_string(),
+                created: auth::directory::now_micros(),
                 totp_secret: offered.as_ref().map(|(secret, _)| secret.clone()),
             };
             let Ok(id) = dir.new_ticket(&ticket) else { return expired() };
@@ -661,6 +689,10 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
                 return expired();
             };
             let _ = dir.drop_ticket(&id);
+            // a password change, reset or disabling since the sign-in began ends it
+            if !dir.still_valid(&ticket.username, ticket.created).unwrap_or(false) {
+                return expired();
+            }
             let with_state = |mut p: Vec<(&'static str, String)>| {
                 // the state, then the issuer (RFC 9207)
                 if let Some(s) = &req.state {
@@ -701,6 +733,7 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
                 expires: at + auth::directory::CODE_TTL,
                 break_glass: req.break_glass.clone(),
                 sid: None,
+                created: ticket.created,
             };
             match dir.new_code(&code) {
                 Ok(c) => {
@@ -796,9 +829,9 @@ pub async fn password_post(
         return password_page(l, &csrf, Some(msg), false, None);
     }
     let (old, code) = (get("password"), get("otp").trim().to_string());
-    let gate = limits.clone();
-    let Some(_place) = gate.hashing.enter().await else { return busy(l) };
+    let Some(place) = limits.hashing.enter().await else { return busy(l) };
     let result = tokio::task::spawn_blocking(move || {
+        let _place = place;
         let changed = dir.change_password(&username, &old, &code, &new, address.as_deref(), now());
         let detail = match &changed {
             Ok(()) => "password changed; every session ended".to_string(),

@@ -88,10 +88,7 @@ fn too_many(retry_after: u64) -> Response {
 
 /// A place to hash a client secret in (when the request carries one): the request waits
 /// for it as a task; 503 when the queue is full.
-async fn hash_place<'a>(
-    limits: &'a Limits,
-    secret: bool,
-) -> Result<Option<tokio::sync::SemaphorePermit<'a>>, Response> {
+async fn hash_place(limits: &Limits, secret: bool) -> Result<Option<crate::limit::Place>, Response> {
     if !secret {
         return Ok(None);
     }
@@ -114,7 +111,9 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(wait) = crate::login::admit_address(&limits, &dir, address.as_deref()).await {
+    if let Err(wait) =
+        crate::login::admit_address(&limits, &dir, address.as_deref(), crate::login::Endpoints::Token).await
+    {
         return too_many(wait);
     }
     let f = form(&body);
@@ -123,7 +122,7 @@ pub async fn token(
         None if field(&f, "client_assertion").is_some() => (String::new(), None),
         None => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required"),
     };
-    let _place = match hash_place(&limits, secret.is_some()).await {
+    let place = match hash_place(&limits, secret.is_some()).await {
         Ok(place) => place,
         Err(busy) => return busy,
     };
@@ -201,6 +200,9 @@ pub async fn token(
                 if proof.as_deref() != Some(grant.code_challenge.as_str()) {
                     return invalid("code_verifier does not match the code_challenge (PKCE)");
                 }
+                if !dir.still_valid(&grant.username, grant.created)? {
+                    return invalid("the account's sessions were ended after this sign-in began: sign in again");
+                }
                 let scopes = Scopes::parse(&grant.scope).map_err(DirectoryError::Invalid)?;
                 let refresh = scopes.has("offline_access") || scopes.has("online_access");
                 let mut session = dir.new_session(
@@ -238,6 +240,7 @@ pub async fn token(
         }
     };
     let result = blocking(move || -> Result<Response, DirectoryError> {
+        let _place = place; // held while the secret is checked, however the client behaves
         let response = issue()?;
         // every token request is recorded; a token is handed out only once that is durable
         let ok = response.status().is_success();
@@ -276,16 +279,19 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(wait) = crate::login::admit_address(&limits, &dir, address.as_deref()).await {
+    if let Err(wait) =
+        crate::login::admit_address(&limits, &dir, address.as_deref(), crate::login::Endpoints::Token).await
+    {
         return too_many(wait);
     }
     let f = form(&body);
     let secret = client_credentials(&headers, &f).is_some_and(|(_, s)| s.is_some());
-    let _place = match hash_place(&limits, secret).await {
+    let place = match hash_place(&limits, secret).await {
         Ok(place) => place,
         Err(busy) => return busy,
     };
     let result = blocking(move || {
+        let _place = place;
         let Some(client) = authenticated(&dir, &headers, &f) else {
             return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required"));
         };
@@ -310,16 +316,19 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(wait) = crate::login::admit_address(&limits, &dir, address.as_deref()).await {
+    if let Err(wait) =
+        crate::login::admit_address(&limits, &dir, address.as_deref(), crate::login::Endpoints::Token).await
+    {
         return too_many(wait);
     }
     let f = form(&body);
     let secret = client_credentials(&headers, &f).is_some_and(|(_, s)| s.is_some());
-    let _place = match hash_place(&limits, secret).await {
+    let place = match hash_place(&limits, secret).await {
         Ok(place) => place,
         Err(busy) => return busy,
     };
     let result = blocking(move || {
+        let _place = place;
         let Some(client) = authenticated(&dir, &headers, &f) else {
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");
         };

@@ -90,6 +90,12 @@ pub struct TotpState {
     pub last_step: Option<u64>,
 }
 
+/// Can this be a user name? 3 to 64 of a-z, 0-9, `.`, `_`, `-`, `@`.
+pub fn valid_username(username: &str) -> bool {
+    (3..=64).contains(&username.len())
+        && username.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-@".contains(c))
+}
+
 /// A person who can log in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -113,6 +119,10 @@ pub struct Account {
     /// Things to tell the owner at the next login (failed attempts, lockouts).
     #[serde(default)]
     pub notices: Vec<String>,
+    /// When its sessions were last ended (password changed or reset, second factor reset,
+    /// disabled; Unix microseconds): a sign-in begun before gives no tokens.
+    #[serde(default)]
+    pub sessions_ended: u64,
     pub created: u64,
 }
 

@@ -101,12 +101,21 @@ pub enum PasswordChangeError {
     NoSecondFactor,
 }
 
+/// How many unknown user names' failure counts a process keeps.
+const PHANTOMS: usize = 100_000;
+
 /// Where security alerts are kept (`medkarta audit alerts`).
 pub const ALERTS: &str = "security-alert";
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_micros() -> u64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn sha256(s: &str) -> String {
@@ -215,6 +224,9 @@ pub struct CodeGrant {
     /// revokes it (RFC 6749 §4.1.2).
     #[serde(default)]
     pub sid: Option<String>,
+    /// When the sign-in that gave the code began (Unix microseconds).
+    #[serde(default)]
+    pub created: u64,
 }
 
 /// A login in progress in the authorization code flow.
@@ -229,6 +241,9 @@ pub struct Ticket {
     /// The CSRF token of the forms of this sign-in (a later form must carry the same).
     #[serde(default)]
     pub csrf: String,
+    /// When the sign-in began (Unix microseconds; see [`Directory::still_valid`]).
+    #[serde(default)]
+    pub created: u64,
     /// The authenticator secret offered for enrolment (base32), until a first code
     /// confirms it; a new sign-in offers a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,6 +319,8 @@ impl Directory {
             ctx.update(&seed);
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, ctx.finish().as_ref())
         };
+        // the dummy hash is made now, not by the first sign-in under an unknown name
+        let _ = password::dummy_hash();
         Ok(Directory {
             lock_cap: LOCK_CAP_SECONDS,
             phantoms: std::sync::Mutex::default(),
@@ -391,9 +408,7 @@ impl Directory {
         password: Option<&str>,
         grant: RoleGrant,
     ) -> Result<(Account, Option<String>)> {
-        let valid = (3..=64).contains(&username.len())
-            && username.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-@".contains(c));
-        if !valid {
+        if !crate::account::valid_username(username) {
             return Err(DirectoryError::Invalid(format!(
                 "'{username}' cannot be a user name: 3 to 64 of a-z, 0-9, '.', '_', '-', '@'"
             )));
@@ -414,6 +429,7 @@ impl Directory {
             failed_logins: 0,
             locked_until: None,
             notices: Vec::new(),
+            sessions_ended: 0,
             created: now(),
         };
         self.put("account", username, &account, Expect::Absent)?;
@@ -445,9 +461,26 @@ impl Directory {
             Ok(())
         })?;
         if disabled {
-            self.revoke_sessions(|s| s.username.as_deref() == Some(username))?;
+            self.end_sessions(username)?;
         }
         Ok(())
+    }
+
+    /// End every session of an account, and every sign-in of it in progress (their
+    /// tickets and codes give no tokens now: [`Directory::still_valid`]).
+    fn end_sessions(&self, username: &str) -> Result<()> {
+        let at = now_micros();
+        self.update("account", username, |a: &mut Account| {
+            a.sessions_ended = at;
+            Ok(())
+        })?;
+        self.revoke_sessions(|s| s.username.as_deref() == Some(username))
+    }
+
+    /// May a sign-in of `username` begun at `created` (microseconds) still give tokens:
+    /// the account is there and enabled, and its sessions were not ended since.
+    pub fn still_valid(&self, username: &str, created: u64) -> Result<bool> {
+        Ok(self.account(username)?.is_some_and(|a| !a.disabled && created > a.sessions_ended))
     }
 
     /// Remove the second factor and end the account's sessions: the owner enrols a new
@@ -458,7 +491,7 @@ impl Directory {
             a.recovery.clear();
             Ok(())
         })?;
-        self.revoke_sessions(|s| s.username.as_deref() == Some(username))
+        self.end_sessions(username)
     }
 
     /// Set a new password (an operator, for a person who forgot theirs): with none given,
@@ -477,7 +510,7 @@ impl Directory {
             a.locked_until = None;
             Ok(())
         })?;
-        self.revoke_sessions(|s| s.username.as_deref() == Some(username))?;
+        self.end_sessions(username)?;
         Ok(generated)
     }
 
@@ -509,26 +542,33 @@ impl Directory {
         now: u64,
     ) -> std::result::Result<SignedIn, LoginError> {
         let unavailable = |_| LoginError::Unavailable;
-        let exists = self.get::<Account>("account", username).map_err(unavailable)?.is_some();
-        if !exists {
+        if !crate::account::valid_username(username) {
+            // no account can have this name: nothing to count, nothing to remember
+            return Err(LoginError::BadCredentials);
+        }
+        let Some((_, stored)) = self.get::<Account>("account", username).map_err(unavailable)? else {
             return Err(self.phantom(username, pw, now));
+        };
+        let recovery = (!code.is_empty()).then(|| totp::recovery_hash(code));
+        // a lock answers at once, without a write (the compare-and-set below checks again)
+        if let Some(until) = stored.locked_until.filter(|u| *u > now)
+            && recovery.as_ref().is_none_or(|r| !stored.recovery.contains(r))
+        {
+            return Err(LoginError::Locked(until - now));
         }
         // a place among the hashing threads first: when they are all busy nothing is counted
         let permit = password::permit().map_err(|_| LoginError::Busy)?;
-        let recovery = (!code.is_empty()).then(|| totp::recovery_hash(code));
         let reserved = self.update("account", username, |a: &mut Account| {
-            let mut recovered = false;
             if let Some(until) = a.locked_until.filter(|u| *u > now) {
-                match &recovery {
+                // a recovery code gets one check of the password through the lock (and is
+                // used up by it); the lock stays as it is until the password is right
+                return match &recovery {
                     Some(r) if a.recovery.contains(r) => {
                         a.recovery.retain(|x| x != r);
-                        a.locked_until = None;
-                        a.failed_logins = LOCK_AFTER - 1;
-                        a.notices.push(format!("a lock was lifted with a recovery code at {now} (Unix time)"));
-                        recovered = true;
+                        Ok(Ok((a.clone(), None, true)))
                     }
-                    _ => return Ok(Err(LoginError::Locked(until - now))),
-                }
+                    _ => Ok(Err(LoginError::Locked(until - now))),
+                };
             }
             let lock = count_failure(&mut a.failed_logins, &mut a.locked_until, now, self.lock_cap);
             if let Some(secs) = lock {
@@ -538,31 +578,35 @@ impl Directory {
                     secs / 60
                 ));
             }
-            Ok(Ok((a.clone(), lock, recovered)))
+            Ok(Ok((a.clone(), lock, false)))
         });
-        let (account, lock, recovered) = match reserved {
+        let (account, mut lock, recovered) = match reserved {
             Ok(Ok(r)) => r,
             Ok(Err(locked)) => return Err(locked),
             Err(_) => return Err(LoginError::Unavailable),
         };
-        let failed = |e: LoginError| {
+        let failed = |lock: Option<u64>, e: LoginError| {
             if let Some(secs) = lock {
-                let reason = format!(
-                    "{} failed sign-in attempts in a row: locked for {} minutes",
-                    account.failed_logins,
-                    secs / 60
-                );
+                let reason = format!("repeated failed sign-in attempts: locked for {} minutes", secs / 60);
                 if let Err(err) = self.alert("sign-in-lockout", Some(username), address, &reason) {
                     tracing::error!("a lockout alert could not be stored: {err}");
                 }
+                return LoginError::Locked(secs);
             }
             match account.locked_until.filter(|u| *u > now) {
-                Some(until) => LoginError::Locked(until - now),
-                None => e,
+                Some(until) if !recovered => LoginError::Locked(until - now),
+                _ => e,
             }
         };
         if !permit.verify(pw, &account.password_hash) {
-            return Err(failed(LoginError::BadCredentials));
+            if recovered {
+                // a wrong password through a lock counts like any other: the lock grows
+                let counted = self.update("account", username, |a: &mut Account| {
+                    Ok(count_failure(&mut a.failed_logins, &mut a.locked_until, now, self.lock_cap))
+                });
+                lock = counted.ok().flatten();
+            }
+            return Err(failed(lock, LoginError::BadCredentials));
         }
         drop(permit);
         if account.disabled {
@@ -574,6 +618,9 @@ impl Directory {
             if !ok {
                 return Ok(None); // the attempt stays counted
             }
+            if recovered {
+                a.notices.push(format!("a sign-in lock was lifted with a recovery code at {now} (Unix time)"));
+            }
             a.failed_logins = 0;
             a.locked_until = None;
             // the notices wait for a sign-in with the second factor
@@ -581,7 +628,7 @@ impl Directory {
         });
         match passed {
             Ok(Some((account, notices))) => Ok(SignedIn { account, enrolled, notices }),
-            Ok(None) => Err(failed(LoginError::BadCode)),
+            Ok(None) => Err(failed(lock, LoginError::BadCode)),
             Err(_) => Err(LoginError::Unavailable),
         }
     }
@@ -589,13 +636,20 @@ impl Directory {
     /// A sign-in under a user name that does not exist: the same work and the same
     /// answers as for a real account (counted and locked in memory, per process).
     fn phantom(&self, username: &str, pw: &str, now: u64) -> LoginError {
-        // made (with a place in the pool of its own) before this attempt takes one
-        let dummy: &str = &DUMMY_HASH;
+        let phantoms = || self.phantoms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // locked: at once, as a real account answers
+        if let Some(u) = phantoms().get(username).and_then(|(_, u)| *u).filter(|u| *u > now) {
+            return LoginError::Locked(u - now);
+        }
         let Ok(permit) = password::permit() else { return LoginError::Busy };
         let until = {
-            let mut m = self.phantoms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if m.len() >= 10_000 && !m.contains_key(username) {
-                m.clear(); // bounded: a flood of names only forgets the counts
+            let mut m = phantoms();
+            if m.len() >= PHANTOMS && !m.contains_key(username) {
+                // bounded: forget the names not locked now, and all only if that is not enough
+                m.retain(|_, (_, u)| u.is_some_and(|u| u > now));
+                if m.len() >= PHANTOMS {
+                    m.clear();
+                }
             }
             let (failed, until) = m.entry(username.to_string()).or_default();
             if let Some(u) = until.filter(|u| *u > now) {
@@ -604,7 +658,7 @@ impl Directory {
             count_failure(failed, until, now, self.lock_cap);
             *until
         };
-        let _ = permit.verify(pw, dummy);
+        let _ = permit.verify(pw, password::dummy_hash());
         match until.filter(|u| *u > now) {
             Some(u) => LoginError::Locked(u - now),
             None => LoginError::BadCredentials,
@@ -636,7 +690,7 @@ impl Directory {
             Ok(())
         })
         .map_err(unavailable)?;
-        self.revoke_sessions(|s| s.username.as_deref() == Some(username)).map_err(unavailable)
+        self.end_sessions(username).map_err(unavailable)
     }
 
     /// A new authenticator secret for an enrolment (kept in the sign-in's ticket, never
@@ -977,7 +1031,8 @@ impl Directory {
         }
     }
 
-    /// Revoke one session (by its id).
+    /// Revoke one session (by its id). One not stored yet (a code replayed while its
+    /// first exchange is still issuing) is stored revoked, so that it can never be issued.
     fn revoke_session(&self, sid: &str) -> Result<()> {
         self.forget_verified();
         match self.update("session", sid, |s: &mut Session| {
@@ -985,7 +1040,16 @@ impl Directory {
             s.refresh_hash = None;
             Ok(())
         }) {
-            Err(DirectoryError::NotFound(_)) => Ok(()),
+            Err(DirectoryError::NotFound(_)) => {
+                let mut tombstone = self.new_session(None, "", &Scopes::default(), None, None)?;
+                tombstone.sid = sid.to_string();
+                tombstone.revoked = true;
+                match self.put("session", sid, &tombstone, Expect::Absent) {
+                    // issued meanwhile: revoke that
+                    Err(DirectoryError::Invalid(_)) => self.revoke_session(sid),
+                    other => other,
+                }
+            }
             other => other,
         }
     }
@@ -1100,7 +1164,8 @@ impl Directory {
     /// client assertions. Returns how many records went.
     pub fn sweep(&self, now: u64) -> Result<usize> {
         let mut gone = Vec::new();
-        for (kind, grace) in [("code", 24 * 3600), ("ticket", 0), ("jti", 0)] {
+        // a jti outlives its assertion's expiry by more than the leeway its check allows
+        for (kind, grace) in [("code", 24 * 3600), ("ticket", 0), ("jti", 120)] {
             for (id, r) in self.store.records(kind)? {
                 let v: serde_json::Value = serde_json::from_str(&r.data).unwrap_or_default();
                 if v["expires"].as_u64().or_else(|| v["exp"].as_u64()).is_some_and(|e| e + grace < now) {
@@ -1133,10 +1198,6 @@ impl Directory {
         aws_lc_rs::hmac::verify(&self.csrf_key, nonce.as_bytes(), &tag).is_ok()
     }
 }
-
-/// An Argon2id hash verified against when the user name is unknown.
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| password::hash("not a password of anyone").unwrap_or_default());
 
 /// Count a failed attempt; the lock (seconds, at most `cap`) it starts, if any.
 fn count_failure(failed: &mut u32, locked_until: &mut Option<u64>, now: u64, cap: u64) -> Option<u64> {

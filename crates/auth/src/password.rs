@@ -131,6 +131,26 @@ impl Permit {
     }
 }
 
+/// An Argon2id hash of no one's password, with the same cost as real ones: verified
+/// against when a user name does not exist, so that the answer takes as long. Made once,
+/// outside the pool, with a fixed salt (nothing to fail on at sign-in time).
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: LazyLock<String> = LazyLock::new(|| {
+        argon2()
+            .and_then(|a| {
+                a.hash_password_with_salt(b"not a password of anyone", b"medkarta-dummy-salt")
+                    .map(|h| h.to_string())
+                    .map_err(|e| AuthError::Crypto(e.to_string()))
+            })
+            .unwrap_or_else(|_| String::from(FALLBACK_DUMMY))
+    });
+    &DUMMY
+}
+
+/// Used only if the dummy cannot be made (it can: fixed input and parameters).
+const FALLBACK_DUMMY: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$bWVka2FydGEtZHVtbXktc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
 /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) of a password.
 pub fn hash(password: &str) -> Result<String, AuthError> {
     let salt = random::bytes(16)?;
@@ -181,6 +201,14 @@ mod tests {
         let g = generate().unwrap();
         assert_eq!((g.len(), g.matches('-').count()), (19, 3), "{g}");
         assert!(check_strength(&g, "anna").is_ok());
+    }
+
+    #[test]
+    fn the_dummy_costs_what_a_real_hash_costs() {
+        let d = dummy_hash();
+        assert!(d.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{d}");
+        assert_ne!(d, FALLBACK_DUMMY);
+        assert_eq!(verify("not a password of anyone", d), Ok(true), "a real hash, not one that fails to parse");
     }
 
     #[test]

@@ -113,10 +113,20 @@ fn a_recovery_code_or_an_operator_lifts_a_lock() {
     assert!(matches!(d.sign_in("dr.ivanova", pw, "", None, t), Err(LoginError::Locked(_))));
     // a wrong recovery code does not lift it, nor does a right one with a wrong password
     assert!(matches!(d.sign_in("dr.ivanova", pw, "AAAA-BBBB", None, t), Err(LoginError::Locked(_))));
-    assert!(d.sign_in("dr.ivanova", "a wrong guess here", &codes[0], None, t).is_err());
+    let before = d.account("dr.ivanova").unwrap().unwrap();
+    assert!(matches!(d.sign_in("dr.ivanova", "a wrong guess here", &codes[0], None, t), Err(LoginError::Locked(_))));
+    let after = d.account("dr.ivanova").unwrap().unwrap();
+    assert_eq!(after.failed_logins, before.failed_logins + 1, "counted");
+    assert!(after.locked_until > before.locked_until, "the lock grew (it did not start over)");
     assert!(matches!(d.sign_in("dr.ivanova", pw, &codes[0], None, t), Err(LoginError::Locked(_))), "used up");
     let signed = d.sign_in("dr.ivanova", pw, &codes[1], None, t).unwrap();
-    assert!(signed.enrolled && signed.notices.iter().any(|n| n.contains("recovery code")), "{:?}", signed.notices);
+    assert!(
+        signed.enrolled && signed.notices.iter().any(|n| n.contains("lifted with a recovery code")),
+        "{:?}",
+        signed.notices
+    );
+    let a = d.account("dr.ivanova").unwrap().unwrap();
+    assert_eq!((a.failed_logins, a.locked_until), (0, None));
     assert_eq!(d.account("dr.ivanova").unwrap().unwrap().recovery.len(), 8);
     // the operator
     for _ in 0..LOCK_AFTER {
@@ -186,8 +196,12 @@ fn changing_the_password_needs_the_second_factor() {
         Err(PasswordChangeError::SignIn(LoginError::BadCode))
     );
     assert!(d.verify(&tokens.access_token).is_ok());
+    let begun = auth::directory::now_micros();
+    assert!(d.still_valid("anna", begun).unwrap());
     d.change_password("anna", pw, &code(t + 60), new, None, t + 60).unwrap();
     assert!(d.verify(&tokens.access_token).is_err(), "sessions end");
+    assert!(!d.still_valid("anna", begun).unwrap(), "and so do sign-ins begun before");
+    assert!(d.still_valid("anna", auth::directory::now_micros() + 1).unwrap());
     assert_eq!(d.sign_in("anna", pw, &code(t + 90), None, t + 90).unwrap_err(), LoginError::BadCredentials);
     assert!(d.sign_in("anna", new, &code(t + 90), None, t + 90).is_ok());
 }
@@ -251,6 +265,7 @@ fn authorization_codes_work_once() {
         expires: now() + 60,
         break_glass: None,
         sid: None,
+        created: 0,
     };
     let code = d.new_code(&grant).unwrap();
     let taken = d.take_code(&code).unwrap().unwrap();
@@ -263,6 +278,13 @@ fn authorization_codes_work_once() {
     assert!(d.verify(&tokens.access_token).is_ok());
     assert!(d.take_code(&code).unwrap().is_none(), "one use");
     assert!(d.verify(&tokens.access_token).is_err(), "the tokens issued from a reused code are revoked");
+    // replayed before its first exchange has issued anything: that session can never be issued
+    let code2 = d.new_code(&grant).unwrap();
+    let first = d.take_code(&code2).unwrap().unwrap();
+    assert!(d.take_code(&code2).unwrap().is_none());
+    let mut late = d.new_session(Some("anna"), "app", &scopes, None, Some("p1".into())).unwrap();
+    late.sid = first.sid.unwrap();
+    assert!(d.issue(late, false, None).is_err(), "the replay left the session revoked");
     let expired = d.new_code(&CodeGrant { expires: now() - 1, ..grant.clone() }).unwrap();
     assert!(d.take_code(&expired).unwrap().is_none());
     // expired codes go a day after their expiry; expired tickets at once
@@ -273,6 +295,7 @@ fn authorization_codes_work_once() {
         request: String::new(),
         expires: now() - 1,
         csrf: String::new(),
+        created: 0,
         totp_secret: None,
     };
     d.new_ticket(&ticket).unwrap();
@@ -296,6 +319,8 @@ fn authorization_codes_work_once() {
 /// so at most LOCK_AFTER of them are checked, and the lock never exceeds its cap.
 #[test]
 fn simultaneous_guesses_are_counted_before_they_are_checked() {
+    // enough hashing places that the guesses really run at once (not one by one)
+    auth::password::set_parallelism(8);
     let (_tmp, d) = directory();
     let (_, pw) = d.add_account("dr.petrov", None, doctor()).unwrap();
     let d = Arc::new(d);

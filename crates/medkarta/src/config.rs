@@ -224,8 +224,8 @@ impl Settings {
                 let d = api::HttpConfig::default();
                 let secs = |v: Option<u64>, name: &str, default: std::time::Duration| match v {
                     None => Ok(default),
-                    Some(0) => Err(format!("--{name} must be at least 1 second")),
-                    Some(n) => Ok(std::time::Duration::from_secs(n)),
+                    Some(n @ 1..=3600) => Ok(std::time::Duration::from_secs(n)),
+                    Some(n) => Err(format!("--{name} {n}: from 1 to 3600 seconds")),
                 };
                 api::HttpConfig {
                     max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(d.max_body_bytes),
