@@ -40,6 +40,39 @@ pub struct Plan {
     pub since: Option<String>,
     /// `_typeFilter`: per type, search queries (any may match).
     pub filters: Filters,
+    /// `_elements`: only these top-level elements (and the mandatory ones), `Type.element`
+    /// or `element` for every type; resources so cut are tagged `SUBSETTED`.
+    pub elements: Option<Vec<String>>,
+}
+
+/// Check an `_elements` list (Bulk Data: `Patient.name` or `name`, top level only).
+pub fn parse_elements(list: &str) -> FhirResult<Vec<String>> {
+    let mut out = Vec::new();
+    for e in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let ok = match e.split_once('.') {
+            Some((t, el)) => ResourceType::parse(t).is_some() && !el.is_empty() && !el.contains('.'),
+            None => true,
+        };
+        if !ok {
+            return Err(invalid(
+                "_elements",
+                format!("'{e}' is not Type.element or element (top-level elements only)"),
+            ));
+        }
+        out.push(e.to_string());
+    }
+    Ok(out)
+}
+
+/// The elements of an `_elements` list that apply to `rt` (none: the whole resource).
+fn elements_for(elements: &[String], rt: ResourceType) -> Vec<String> {
+    elements
+        .iter()
+        .filter_map(|e| match e.split_once('.') {
+            Some((t, el)) => (t == rt.as_str()).then(|| el.to_string()),
+            None => Some(e.clone()),
+        })
+        .collect()
 }
 
 /// One file written.
@@ -156,6 +189,7 @@ pub fn run(
     };
     for rt in &plan.types {
         let path = dir.join(format!("{rt}.ndjson"));
+        let elements = plan.elements.as_deref().map(|e| elements_for(e, *rt)).filter(|e| !e.is_empty());
         let mut file: Option<std::io::BufWriter<std::fs::File>> = None;
         let mut count = 0u64;
         // with several filters or several members, a resource may match twice
@@ -186,6 +220,17 @@ pub fn run(
                             None => file.insert(std::io::BufWriter::new(
                                 std::fs::File::create(&path).map_err(|e| io_error(&path, &e))?,
                             )),
+                        };
+                        let cut;
+                        let body: &[u8] = match &elements {
+                            Some(list) => {
+                                let v: serde_json::Value =
+                                    serde_json::from_slice(body).map_err(|_| FhirError::internal())?;
+                                let v = crate::shape::subset(v, search::Summary::False, Some(list));
+                                cut = serde_json::to_vec(&v).map_err(|_| FhirError::internal())?;
+                                &cut
+                            }
+                            None => body,
                         };
                         w.write_all(body).and_then(|()| w.write_all(b"\n")).map_err(|e| io_error(&path, &e))?;
                         count += 1;

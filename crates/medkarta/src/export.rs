@@ -60,7 +60,7 @@ pub fn run(args: ExportArgs) -> Result<(), String> {
     }
     let (types, filters) =
         parse_params(&scope, args.types.as_deref(), &args.type_filters).map_err(|e| e.outcome.to_json().to_string())?;
-    let plan = Plan { scope, types, since: args.since, filters };
+    let plan = Plan { scope, types, since: args.since, filters, elements: None };
     let started = Instant::now();
     let mut total = 0u64;
     let outputs = run_export(&h, &plan, &args.out, &AtomicBool::new(false), |rt, n| {

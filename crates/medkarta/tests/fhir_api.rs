@@ -955,7 +955,9 @@ fn bulk_export(s: &mut Server) {
         ("_outputFormat=text/csv", "_outputFormat"),
         ("_since=yesterday", "_since"),
         ("_typeFilter=Observation", "_typeFilter"),
-        ("_elements=id", "_elements"),
+        ("_elements=Patient.name.given", "_elements"),
+        ("includeAssociatedData=LatestProvenanceResources", "includeAssociatedData"),
+        ("patient=Patient/p-petrov", "patient"),
     ] {
         let r = s.req("GET", &format!("$export?{q}"), &[("Prefer", "respond-async")], None);
         assert_eq!((r.status, r.issue().0), (400, param.to_string()), "{q}: {}", r.text);
@@ -967,6 +969,46 @@ fn bulk_export(s: &mut Server) {
     assert_eq!(exported_ids(s, &m, "Patient"), strs(&["p-ivanov", "p-ivanova", "p-petrov", "p-semenova"]));
     assert_eq!(exported_ids(s, &m, "Organization"), strs(&["org-gp", "org-hosp"]));
     assert!(exported_ids(s, &m, "Observation").is_empty(), "only the types asked for");
+
+    // Bulk Data 2.0: the parameters in a POSTed Parameters resource, `patient`, `_elements`
+    let kick = |path: &str, params: Value| {
+        let body = json!({"resourceType": "Parameters", "parameter": params}).to_string();
+        let h = [("Prefer", "respond-async"), ("Content-Type", "application/fhir+json")];
+        let r = s.req("POST", path, &h, Some(&body));
+        assert_eq!(r.status, 202, "{path}: {}", r.text);
+        let status = s.path_of(r.header("content-location").unwrap());
+        for _ in 0..200 {
+            let r = s.get(&status);
+            if r.status == 200 {
+                return r.json();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{status} did not finish");
+    };
+    let m = kick("$export", json!([{"name": "_type", "valueString": "Organization"}]));
+    assert_eq!(exported_ids(s, &m, "Organization"), strs(&["org-gp", "org-hosp"]));
+    assert!(exported_ids(s, &m, "Patient").is_empty(), "the body's _type holds");
+    let m = kick(
+        "Patient/$export",
+        json!([{"name": "patient", "valueReference": {"reference": "Patient/p-petrov"}},
+               {"name": "_type", "valueString": "Patient,Observation"},
+               {"name": "_elements", "valueString": "Patient.gender,Observation.status"}]),
+    );
+    assert_eq!(exported_ids(s, &m, "Patient"), strs(&["p-petrov"]), "only the patient asked for");
+    let url = s.path_of(
+        m["output"].as_array().unwrap().iter().find(|o| o["type"] == "Patient").unwrap()["url"].as_str().unwrap(),
+    );
+    let petrov: Value = serde_json::from_str(s.get(&url).text.lines().next().unwrap()).unwrap();
+    assert!(petrov["gender"].is_string() && petrov["name"].is_null(), "{petrov}");
+    assert_eq!(petrov["meta"]["tag"][0]["code"], "SUBSETTED");
+    let bad = s.req(
+        "POST",
+        "$export",
+        &[("Prefer", "respond-async"), ("Content-Type", "application/fhir+json")],
+        Some(r#"{"resourceType":"Patient"}"#),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text);
 
     let m = export_manifest(s, "Patient/$export?_type=Observation&_typeFilter=Observation%3Fcode%3D2345-7");
     assert_eq!(exported_ids(s, &m, "Observation"), strs(&["glu-1", "glu-2", "glu-3", "glu-4"]));

@@ -271,9 +271,14 @@ fn enrolment_comes_first_and_its_secret_is_not_fixed() {
     assert!(change(PASSWORD, "000000", new, new).text.contains("Wrong user name, password or code"));
     assert!(change(PASSWORD, &recovery[1], "qwertyuiop", "qwertyuiop").text.contains("commonly used"));
     assert_eq!(s.req_as(Some(&access), "GET", "Patient/p-anna", &[], None).status, 404, "still signed in");
+    // a sign-in in progress when the password changes gives no code afterwards
+    let pending = Browser::open(&s, &app, SCOPE, &[]);
+    let pending_page = pending.login("anna", PASSWORD, &recovery[5]);
+    assert!(pending_page.text.contains("Allow access"), "{}", pending_page.text);
     let done = change(PASSWORD, &recovery[2], new, new);
     assert!(done.text.contains("The password is changed"), "{}", done.text);
     assert_eq!(s.req_as(Some(&access), "GET", "Patient/p-anna", &[], None).status, 401, "sessions ended");
+    assert!(expired(&pending.allow(&field(&pending_page.text, "ticket"))), "and sign-ins begun before");
     let b = Browser::open(&s, &app, SCOPE, &[]);
     assert!(b.login("anna", PASSWORD, &recovery[3]).text.contains("Wrong user name"));
     assert!(b.login("anna", new, &recovery[3]).text.contains("Allow access"));

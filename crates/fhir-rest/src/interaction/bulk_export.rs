@@ -1,7 +1,9 @@
 //! The asynchronous `$export` operation (FHIR Bulk Data Access 2.0): kick-off at
 //! `[base]/$export`, `Patient/$export` and `Group/[id]/$export` (with `Prefer:
-//! respond-async`; `_type`, `_since`, `_typeFilter`, `_outputFormat`) answers 202 with
-//! the status URL; the export runs on its own thread ([`crate::export::run`]) and keeps
+//! respond-async`; `_type`, `_since`, `_typeFilter`, `_outputFormat`, `_elements`, and
+//! `patient` at Patient and Group level; in the query or, for POST, a Parameters body)
+//! answers 202 with the status URL; the export runs on its own thread
+//! ([`crate::export::run`]) and keeps
 //! its state in an `export` record; `GET $export-status/[id]` answers 202 with
 //! `X-Progress` while it runs and the manifest when done; `DELETE` cancels it; the files
 //! are served (streamed) from `$export-file/[id]/[Type].ndjson`. Only the client that
@@ -98,6 +100,35 @@ pub fn recover(engine: &Engine) -> FhirResult<()> {
     Ok(())
 }
 
+/// The kick-off's parameters: the query's, and for a POST those of its `Parameters`
+/// body (Bulk Data 2.0: `valueString`, `valueInstant`, `valueCode`, `valueReference`...).
+fn kickoff_parameters(req: &Request) -> FhirResult<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+    let crate::Body::Json(body) = &req.body else { return Ok(out) };
+    if body.get("resourceType").and_then(serde_json::Value::as_str) != Some("Parameters") {
+        return Err(FhirError::bad_request("a POST $export takes its parameters as a Parameters resource"));
+    }
+    for p in body.get("parameter").and_then(serde_json::Value::as_array).into_iter().flatten() {
+        let name = p.get("name").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+        let value = p.as_object().and_then(|o| {
+            o.iter().find(|(k, _)| k.starts_with("value")).and_then(|(_, v)| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Object(r) => {
+                    r.get("reference").and_then(serde_json::Value::as_str).map(str::to_string)
+                }
+                other => Some(other.to_string()),
+            })
+        });
+        let value = value.ok_or_else(|| {
+            FhirError::from(
+                Issue::error(IssueType::Invalid, format!("parameter '{name}' has no value")).at(name.clone()),
+            )
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 /// Kick-off: `scope` is `System`, `Patients`, or a Group id's members.
 pub fn kickoff(
     engine: &Engine,
@@ -112,8 +143,37 @@ pub fn kickoff(
     let mut type_param = None;
     let mut since = None;
     let mut filters = Vec::new();
-    for (k, v) in form_urlencoded::parse(req.query.as_bytes()).into_owned() {
+    let mut elements = None;
+    let mut patients_asked: Vec<String> = Vec::new();
+    for (k, v) in kickoff_parameters(req)? {
         match k.as_str() {
+            "_elements" => elements = Some(crate::export::parse_elements(&v)?),
+            "patient" if group.is_some() || patients => {
+                let id = v.strip_prefix("Patient/").filter(|id| fhir_model::is_valid_id(id)).ok_or_else(|| {
+                    FhirError::from(
+                        Issue::error(IssueType::Invalid, format!("patient '{v}' is not a Patient/id reference"))
+                            .at("patient"),
+                    )
+                })?;
+                patients_asked.push(id.to_string());
+            }
+            "patient" => {
+                return Err(FhirError::from(
+                    Issue::error(IssueType::NotSupported, "patient is taken by Patient/$export and Group/[id]/$export")
+                        .at("patient"),
+                ));
+            }
+            "includeAssociatedData" => {
+                return Err(FhirError::from(
+                    Issue::error(
+                        IssueType::NotSupported,
+                        format!(
+                            "includeAssociatedData '{v}' is not supported: no Provenance or other associated data is exported"
+                        ),
+                    )
+                    .at("includeAssociatedData"),
+                ));
+            }
             "_outputFormat" => {
                 if !matches!(v.as_str(), "application/fhir+ndjson" | "application/ndjson" | "ndjson") {
                     return Err(FhirError::from(
@@ -144,7 +204,12 @@ pub fn kickoff(
         }
     }
     let scope = match (group, patients) {
+        // `patient`: only those (of the Group's members)
+        (Some(g), _) if !patients_asked.is_empty() => {
+            Scope::Members(group_members(h, g)?.into_iter().filter(|m| patients_asked.contains(m)).collect())
+        }
         (Some(g), _) => Scope::Members(group_members(h, g)?),
+        (None, true) if !patients_asked.is_empty() => Scope::Members(patients_asked),
         (None, true) => Scope::Patients,
         (None, false) => Scope::System,
     };
@@ -158,7 +223,7 @@ pub fn kickoff(
             Err(_) => {}
         }
     }
-    let plan = Plan { scope, types: planned, since, filters };
+    let plan = Plan { scope, types: planned, since, filters, elements };
     let id = uuid::Uuid::new_v4().simple().to_string();
     let job = Job {
         id: id.clone(),
