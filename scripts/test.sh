@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Medkarta. On a fresh machine it first installs or starts what the
 # tests talk to: PostgreSQL (tests create and drop their own databases), the Python FHIR
-# client used as a third-party peer, and the official R4 examples (npm package).
+# client used as a third-party peer, and the official R4 examples (npm package); after the
+# tests, the API is fuzzed against its OpenAPI document (scripts/fuzz.sh, schemathesis).
 # Usage: scripts/test.sh [extra arguments for cargo nextest / cargo test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,10 @@ if ! python3 -c 'import fhirclient' 2>/dev/null; then
   say "Installing the Python fhirclient"
   python3 -m pip install -q 'fhirclient==4.4.0'
 fi
+if ! command -v schemathesis >/dev/null; then
+  say "Installing schemathesis (the API fuzzer)"
+  python3 -m pip install -q 'schemathesis==4.32.5'
+fi
 
 # --- Checks and tests -------------------------------------------------------------------
 say "cargo fmt --check"
@@ -56,3 +61,5 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+say "Fuzzing the API (no 5xx on any generated request)"
+scripts/fuzz.sh 20

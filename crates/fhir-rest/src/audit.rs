@@ -94,7 +94,7 @@ fn of_request(req: &Request, agent: Agent, response: &Response) -> Option<Event>
     let segs: Vec<&str> = if path.is_empty() { Vec::new() } else { path.split('/').collect() };
     use Method::*;
     let (kind, action, search) = match (req.method, segs.as_slice()) {
-        (Get | Head, ["metadata"]) => return None,
+        (Get | Head, ["metadata" | "openapi.json"]) => return None,
         (Post, []) => {
             let t = match &req.body {
                 crate::Body::Json(b) if b.get("type").and_then(Value::as_str) == Some("transaction") => "transaction",

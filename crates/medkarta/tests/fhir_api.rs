@@ -1188,6 +1188,30 @@ fn capability_statement_and_health() {
     let export = &rest["operation"][0];
     assert_eq!(export["definition"], "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export");
     assert_eq!(cs["instantiates"][0], "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data");
+    // the OpenAPI document made from the same sources (public, as metadata is)
+    let api = s.req_as(None, "GET", "openapi.json", &[], None);
+    assert_eq!(api.status, 200, "{}", api.text);
+    let api = api.json();
+    assert_eq!(api["openapi"], "3.0.3");
+    assert_eq!(api["servers"][0]["url"], s.base.as_str());
+    let paths = api["paths"].as_object().unwrap();
+    for p in [
+        "/Patient",
+        "/Patient/{id}",
+        "/Patient/{id}/_history/{vid}",
+        "/Patient/{id}/$everything",
+        "/Group/{id}/$export",
+        "/",
+    ] {
+        assert!(paths.contains_key(p), "{p}");
+    }
+    let search = &paths["/Observation"]["get"]["parameters"];
+    assert!(search.as_array().unwrap().iter().any(|p| p["name"] == "code"), "search parameters listed");
+    let patient = &api["components"]["schemas"]["Patient"];
+    assert_eq!(patient["properties"]["resourceType"]["enum"][0], "Patient");
+    assert_eq!(patient["properties"]["gender"]["type"], "string");
+    assert_eq!(patient["properties"]["name"]["type"], "array");
+    assert!(patient["properties"]["deceasedBoolean"].is_object(), "choice elements by their names");
     assert!(validation::validate_resource(&cs).iter().all(|i| !i.is_error()), "our CapabilityStatement is valid FHIR");
     let base = s.base.trim_end_matches("/fhir").to_string();
     let agent = ureq::agent();

@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod everything;
 pub mod history;
 pub mod include;
+pub mod openapi;
 pub mod read;
 pub mod search;
 pub mod validate;
@@ -51,6 +52,7 @@ pub fn dispatch(engine: &Engine, h: &Handle, req: &Request) -> FhirResult<Respon
     match (req.method, segs.as_slice()) {
         (Post, []) => bundle::bundle(engine, h, req),
         (Get | Head, ["metadata"]) => Ok(capabilities::capability_statement(engine)),
+        (Get | Head, ["openapi.json"]) => Ok(openapi::document(engine)),
         (Get | Head, ["_history"]) => history::history(engine, h, req, None, None),
         (Get | Head, []) => search::system(engine, h, req),
         (Post, ["_search"]) => search::search_post(engine, h, req, None),
