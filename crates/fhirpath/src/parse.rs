@@ -190,16 +190,54 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>, Error> {
 struct Parser {
     toks: Vec<(usize, Tok)>,
     pos: usize,
+    /// How deep the parser's own calls are now (bounded: [`MAX_NESTING`]).
+    nesting: usize,
 }
 
-/// Parse a FHIRPath expression.
+/// The most tokens an expression may have (the base SearchParameters' longest has ~150).
+pub const MAX_TOKENS: usize = 4096;
+/// The deepest an expression may nest (parentheses, arguments, operands, path steps):
+/// parsing, evaluating and dropping it recurse that deep, on threads of 2 MiB stacks.
+pub const MAX_NESTING: usize = 128;
+
+/// Parse a FHIRPath expression. Expressions too long or nested too deeply are refused
+/// (they come from stored resources and requests: none may exhaust the stack).
 pub fn parse(s: &str) -> Result<Expr, Error> {
-    let mut p = Parser { toks: tokenize(s)?, pos: 0 };
+    let toks = tokenize(s)?;
+    if toks.len() > MAX_TOKENS {
+        return Err(Error::Syntax { pos: 0, msg: format!("the expression is too long (at most {MAX_TOKENS} tokens)") });
+    }
+    let mut p = Parser { toks, pos: 0, nesting: 0 };
     let e = p.expr(0)?;
     if let Some((at, t)) = p.toks.get(p.pos) {
         return Err(Error::Syntax { pos: *at, msg: format!("unexpected {t:?}") });
     }
+    if depth(&e) > MAX_NESTING {
+        return Err(Error::Syntax { pos: 0, msg: format!("the expression nests too deeply (at most {MAX_NESTING})") });
+    }
     Ok(e)
+}
+
+/// The depth of an expression tree, counted without recursion.
+fn depth(e: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(e, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match e {
+            Expr::Member(a, _) | Expr::Neg(a) | Expr::Type(_, a, _) => stack.push((a, d + 1)),
+            Expr::Index(a, b) | Expr::Binary(_, a, b) => {
+                stack.push((a, d + 1));
+                stack.push((b, d + 1));
+            }
+            Expr::Call(a, _, args) => {
+                stack.push((a, d + 1));
+                stack.extend(args.iter().map(|x| (x, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Binary operator precedence (higher binds tighter), as in the FHIRPath grammar.
@@ -245,7 +283,26 @@ impl Parser {
         }
     }
 
+    /// Count one level of the parser's recursion; refused past [`MAX_NESTING`].
+    fn deeper(&mut self) -> Result<(), Error> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return Err(Error::Syntax {
+                pos: self.at(),
+                msg: format!("the expression nests too deeply (at most {MAX_NESTING})"),
+            });
+        }
+        Ok(())
+    }
+
     fn expr(&mut self, min_prec: u8) -> Result<Expr, Error> {
+        self.deeper()?;
+        let e = self.binary(min_prec);
+        self.nesting -= 1;
+        e
+    }
+
+    fn binary(&mut self, min_prec: u8) -> Result<Expr, Error> {
         let mut lhs = self.postfix()?;
         while let Some((prec, op)) = self.peek().and_then(binary_prec) {
             if prec < min_prec {
@@ -283,6 +340,13 @@ impl Parser {
     }
 
     fn postfix(&mut self) -> Result<Expr, Error> {
+        self.deeper()?;
+        let e = self.steps();
+        self.nesting -= 1;
+        e
+    }
+
+    fn steps(&mut self) -> Result<Expr, Error> {
         let mut e = self.term()?;
         loop {
             match self.peek() {

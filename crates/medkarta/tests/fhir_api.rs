@@ -567,6 +567,21 @@ fn custom_search_parameters(s: &mut Server) {
     bad["expression"] = json!("Patient.extension.where(url = 'x'");
     let r = s.put("SearchParameter/mothers-maiden-name", &bad);
     assert_eq!((r.status, r.issue().0.as_str()), (422, "SearchParameter.expression"), "{}", r.text);
+    // nesting that would exhaust the stack is refused, not a crash of the server
+    for deep in
+        [format!("{}Patient.name{}", "(".repeat(100_000), ")".repeat(100_000)), "name.".repeat(50_000) + "given"]
+    {
+        bad = maiden_name_parameter("active");
+        bad["expression"] = json!(deep);
+        let r = s.put("SearchParameter/mothers-maiden-name", &bad);
+        assert_eq!(
+            (r.status, r.issue().0.as_str()),
+            (422, "SearchParameter.expression"),
+            "{}",
+            &r.text[..200.min(r.text.len())]
+        );
+    }
+    assert_eq!(s.get("metadata").status, 200, "still serving");
     bad = maiden_name_parameter("active");
     bad["code"] = json!("name");
     let r = s.put("SearchParameter/mothers-maiden-name", &bad);

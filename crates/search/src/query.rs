@@ -360,6 +360,8 @@ pub fn parse_system_query(query: &str) -> Result<Query, Issue> {
 pub const MAX_PARAMETERS: usize = 100;
 /// The most values one parameter may list (`code=a,b,c`: three).
 pub const MAX_VALUES: usize = 100;
+/// The most hops a chained or reverse-chained (`_has`) parameter may take.
+pub const MAX_HOPS: usize = 8;
 
 /// Refuse searches larger than the bounds, with a 400 that says which one.
 fn bounded(pairs: &[(String, String)]) -> Result<(), Issue> {
@@ -371,10 +373,17 @@ fn bounded(pairs: &[(String, String)]) -> Result<(), Issue> {
         return Err(Issue::error(IssueType::TooLong, msg));
     }
     for (name, raw) in pairs {
+        // names in messages as far as they are readable
+        let shown: String = name.chars().take(64).collect();
+        let hops = name.matches("_has:").count() + name.matches('.').count();
+        if hops > MAX_HOPS {
+            let msg = format!("'{shown}' chains {hops} hops; at most {MAX_HOPS} are accepted");
+            return Err(Issue::error(IssueType::TooLong, msg).at(shown));
+        }
         let values = raw.split(',').count();
         if values > MAX_VALUES {
-            let msg = format!("'{name}' lists {values} values; at most {MAX_VALUES} are accepted per parameter");
-            return Err(Issue::error(IssueType::TooLong, msg).at(name.clone()));
+            let msg = format!("'{shown}' lists {values} values; at most {MAX_VALUES} are accepted per parameter");
+            return Err(Issue::error(IssueType::TooLong, msg).at(shown));
         }
     }
     Ok(())
