@@ -286,13 +286,19 @@ impl Settings {
     /// For commands that read a database: refuse when there is none (rather than create
     /// an empty one and a new master key), naming where it looked.
     pub fn require_database(&self) -> Result<(), String> {
-        if self.database.is_none() && !self.data.join("medkarta.sqlite").exists() {
-            return Err(format!(
+        match &self.database {
+            None if !self.data.join("medkarta.sqlite").exists() => Err(format!(
                 "no Medkarta database in {}: give the server's --data DIR (or --database URL), or start it once with `medkarta serve`",
                 self.data.display()
-            ));
+            )),
+            Some(url) if !store_postgres::database_exists(url).map_err(|e| e.to_string())? => {
+                let name = url.rsplit('/').next().unwrap_or(url).split('?').next().unwrap_or_default();
+                Err(format!(
+                    "no database '{name}' on that PostgreSQL server: give the server's --database URL, or start it once with `medkarta serve`"
+                ))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     pub fn store_description(&self) -> String {

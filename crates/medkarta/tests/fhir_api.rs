@@ -1142,6 +1142,18 @@ fn large_searches_are_bounded(s: &Server) {
     let ids: Vec<String> = (0..100).map(|i| format!("big-{i}")).collect();
     let r = s.get(&format!("Patient?_id={}", ids.join(",")));
     assert_eq!((r.status, r.json()["total"].as_u64()), (200, Some(1)), "{}", r.text);
+    // the worst the bounds allow: 100 parameters of 100 values each, of the costly kinds
+    let values = |f: &dyn Fn(usize) -> String| (0..100).map(f).collect::<Vec<_>>().join(",");
+    let kinds = [
+        format!("code={}", values(&|i| format!("http://loinc.org|x{i}"))),
+        format!("date={}", values(&|i| format!("ge20{:02}-01-01", i % 100))),
+        format!("subject:Patient.name={}", values(&|i| format!("n{i}"))),
+        format!("value-quantity={}", values(&|i| format!("gt{i}"))),
+    ];
+    let worst: Vec<String> = (0..100).map(|i| kinds[i % kinds.len()].clone()).collect();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = s.req("POST", "Observation/_search", &form, Some(&worst.join("&")));
+    assert_eq!((r.status, r.json()["total"].as_u64()), (200, Some(0)), "{}", &r.text[..300.min(r.text.len())]);
     let many: Vec<String> =
         (0..100).map(|i| if i % 2 == 0 { "gender=female".into() } else { format!("_id=big-1,big-{i}") }).collect();
     let r = s.get(&format!("Patient?{}", many.join("&")));

@@ -79,6 +79,18 @@ fn tokens_and_store_options_as_an_operator_types_them() {
 }
 
 #[test]
+fn a_reading_command_creates_no_postgres_database() {
+    let pg = std::env::var("MEDKARTA_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("medkarta_missing_{}", std::process::id());
+    let url = format!("{pg}/{name}");
+    let (ok, _, err) = medkarta(&["admin", "user", "list", "--database", &url], None);
+    assert!(!ok && err.contains(&format!("no database '{name}'")), "{err}");
+    // it is still not there (a second look would say the same, not find an empty one)
+    let (_, _, again) = medkarta(&["audit", "verify", "--database", &url], None);
+    assert!(again.contains(&format!("no database '{name}'")), "{again}");
+}
+
+#[test]
 fn a_connection_error_names_what_failed() {
     let (ok, _, err) =
         medkarta(&["admin", "user", "list", "--database", "postgres://postgres@127.0.0.1:1/medkarta"], None);

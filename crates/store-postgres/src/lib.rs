@@ -52,6 +52,16 @@ fn err(e: postgres::Error) -> StoreError {
     }
 }
 
+/// Is there a database at `url` (without creating it, as [`PostgresStore::open`] would)?
+pub fn database_exists(url: &str) -> Result<bool> {
+    let config: Config = url.parse().map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+    match config.connect(NoTls) {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => Ok(false),
+        Err(e) => Err(connect_error(&config, &e)),
+    }
+}
+
 impl PostgresStore {
     /// Connect to `url` (`postgres://user@host:port/db`), creating the database if it is
     /// missing, and create or migrate the schema.
