@@ -11,7 +11,11 @@
 //! fullUrls, `medkarta generate`'s `PUT`s) is loaded resource by resource at stable ids
 //! (the UUID of the fullUrl) in one transaction, its references rewritten as the
 //! transaction would; a bundle with conditional entries, deletes or reads goes through
-//! the FHIR transaction as one request (its `ifNoneExist` makes a re-run harmless).
+//! the FHIR transaction as one request (its `ifNoneExist` makes a re-run harmless). A
+//! resource that comes again later in the run with other content (Synthea repeats its
+//! Organizations and Practitioners in each patient's bundle) keeps its first copy, in the
+//! order of the paths given: import `hospitalInformation*.json practitionerInformation*.json`
+//! first to keep their fuller copies.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -61,6 +65,8 @@ enum Work {
 struct Counters {
     written: AtomicU64,
     unchanged: AtomicU64,
+    /// Later copies of a resource with other content than its first in this run.
+    skipped: AtomicU64,
     rejected: AtomicU64,
     /// Compressed bytes read so far (for the share and the ETA).
     bytes: AtomicU64,
@@ -116,8 +122,73 @@ fn outcome_of(msg: &str) -> Value {
     fhir_model::OperationOutcome::from(fhir_model::Issue::error(fhir_model::IssueType::Structure, msg)).to_json()
 }
 
+/// The resources of this run so far, by `Type/id`, with a hash of their content: a later
+/// copy with other content (Synthea repeats its Organizations and Practitioners in every
+/// patient's bundle, each a little different) is skipped, so that the first copy in the
+/// order of the input wins, whatever the order the writers finish in, and a re-run writes
+/// nothing. Bounded: past [`SEEN_MAX`] resources, later ones are not compared.
+#[derive(Default)]
+struct Seen(std::collections::HashMap<String, u64>);
+
+/// How many resources of a run [`Seen`] remembers.
+const SEEN_MAX: usize = 2_000_000;
+
+impl Seen {
+    /// Keep `resource`, unless a copy with other content came earlier in this run.
+    fn keep(&mut self, resource: &Value) -> bool {
+        use std::hash::{Hash as _, Hasher as _};
+        let (Some(rt), Some(id)) =
+            (resource.get("resourceType").and_then(Value::as_str), resource.get("id").and_then(Value::as_str))
+        else {
+            return true; // an id derived from the content: copies are the same resource
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        resource.to_string().hash(&mut h);
+        let content = h.finish();
+        let key = format!("{rt}/{id}");
+        match self.0.get(&key) {
+            Some(first) => *first == content,
+            None => {
+                if self.0.len() < SEEN_MAX {
+                    self.0.insert(key, content);
+                }
+                true
+            }
+        }
+    }
+
+    /// `items` without the later copies that differ (each reported and counted).
+    fn filter(&mut self, items: Vec<(Origin, Value)>, counters: &Counters) -> Vec<(Origin, Value)> {
+        items
+            .into_iter()
+            .filter(|(origin, r)| {
+                let keep = self.keep(r);
+                if !keep {
+                    counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    let what = format!(
+                        "{}/{}",
+                        r["resourceType"].as_str().unwrap_or_default(),
+                        r["id"].as_str().unwrap_or_default()
+                    );
+                    println!(
+                        "{}: {}: {what} came earlier in this import with other content; this copy was skipped",
+                        origin.file, origin.at
+                    );
+                }
+                keep
+            })
+            .collect()
+    }
+}
+
 /// Read one file into work items.
-fn read_file(path: &Path, chunk: usize, counters: &Arc<Counters>, tx: &mpsc::SyncSender<Work>) -> Result<(), String> {
+fn read_file(
+    path: &Path,
+    chunk: usize,
+    counters: &Arc<Counters>,
+    seen: &mut Seen,
+    tx: &mpsc::SyncSender<Work>,
+) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let counting = Counting { inner: file, counters: counters.clone() };
     let name = path.display().to_string();
@@ -142,11 +213,11 @@ fn read_file(path: &Path, chunk: usize, counters: &Arc<Counters>, tx: &mpsc::Syn
                 }
             }
             if batch.len() >= chunk {
-                send(Work::Resources(std::mem::take(&mut batch)))?;
+                send(Work::Resources(seen.filter(std::mem::take(&mut batch), counters)))?;
             }
         }
         if !batch.is_empty() {
-            send(Work::Resources(batch))?;
+            send(Work::Resources(seen.filter(batch, counters)))?;
         }
         return Ok(());
     }
@@ -165,13 +236,14 @@ fn read_file(path: &Path, chunk: usize, counters: &Arc<Counters>, tx: &mpsc::Syn
     match v.get("type").and_then(Value::as_str) {
         Some("transaction" | "batch") if is_bundle => match as_resources(&v) {
             // one bundle, one transaction
-            Some(resources) => send(Work::Resources(
-                resources
+            Some(resources) => {
+                let items = resources
                     .into_iter()
                     .enumerate()
                     .map(|(i, r)| (Origin { file: file_name.clone(), at: format!("entry {i}") }, r))
-                    .collect(),
-            )),
+                    .collect();
+                send(Work::Resources(seen.filter(items, counters)))
+            }
             None => send(Work::Bundle(whole, v)),
         },
         _ if is_bundle => {
@@ -184,12 +256,12 @@ fn read_file(path: &Path, chunk: usize, counters: &Arc<Counters>, tx: &mpsc::Syn
                     Some((Origin { file: file_name.clone(), at: format!("entry {i}") }, r))
                 })
                 .collect();
-            for c in items.chunks(chunk) {
+            for c in seen.filter(items, counters).chunks(chunk) {
                 send(Work::Resources(c.to_vec()))?;
             }
             Ok(())
         }
-        _ => send(Work::Resources(vec![(whole, v)])),
+        _ => send(Work::Resources(seen.filter(vec![(whole, v)], counters))),
     }
 }
 
@@ -297,7 +369,7 @@ fn write(engine: &Engine, work: Work, counters: &Counters) {
 
 fn progress_line(c: &Counters, total_bytes: u64, started: Instant) -> String {
     let done =
-        c.written.load(Ordering::Relaxed) + c.unchanged.load(Ordering::Relaxed) + c.rejected.load(Ordering::Relaxed);
+        [&c.written, &c.unchanged, &c.rejected, &c.skipped].iter().map(|n| n.load(Ordering::Relaxed)).sum::<u64>();
     let secs = started.elapsed().as_secs_f64().max(0.001);
     let read = c.bytes.load(Ordering::Relaxed).min(total_bytes);
     let share = if total_bytes > 0 { read as f64 / total_bytes as f64 } else { 1.0 };
@@ -353,8 +425,9 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
             }
         });
         let mut failure = None;
+        let mut seen = Seen::default();
         for f in &inputs {
-            if let Err(e) = read_file(f, args.chunk.max(1), &counters, &tx) {
+            if let Err(e) = read_file(f, args.chunk.max(1), &counters, &mut seen, &tx) {
                 failure = Some(e);
                 break;
             }
@@ -367,16 +440,19 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
         failure.map_or(Ok(()), Err)
     })?;
     eprintln!("\r{}", progress_line(&counters, total_bytes, started));
-    let (w, u, r) = (
+    let (w, u, r, k) = (
         counters.written.load(Ordering::Relaxed),
         counters.unchanged.load(Ordering::Relaxed),
         counters.rejected.load(Ordering::Relaxed),
+        counters.skipped.load(Ordering::Relaxed),
     );
     let secs = started.elapsed().as_secs_f64();
+    let skipped =
+        if k > 0 { format!(", {k} later copies with other content skipped (listed above)") } else { String::new() };
     eprintln!(
-        "Imported {} files in {secs:.1} s: {w} written, {u} unchanged, {r} rejected ({:.0} resources/s) into {}.",
+        "Imported {} files in {secs:.1} s: {w} written, {u} unchanged, {r} rejected{skipped} ({:.0} resources/s) into {}.",
         inputs.len(),
-        (w + u + r) as f64 / secs.max(0.001),
+        (w + u + r + k) as f64 / secs.max(0.001),
         settings.store_description()
     );
     if r > 0 {
