@@ -371,8 +371,8 @@ async fn fhir(State(s): State<AppState>, req: HttpRequest) -> HttpResponse {
         );
     }
     // authenticate from the headers, before anything of the body is read: public by
-    // specification is only the CapabilityStatement (and the OpenAPI document made from it)
-    let public = method == Method::Get && (path == "metadata" || path == "openapi.json");
+    // specification is only the CapabilityStatement
+    let public = method == Method::Get && path == "metadata";
     let bearer = header_str(&parts.headers, header::AUTHORIZATION)
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(|t| t.trim().to_string()));
     let bearer = bearer.filter(|_| !public);

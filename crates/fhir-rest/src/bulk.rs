@@ -114,6 +114,17 @@ pub fn load(engine: &Engine, h: &Handle, resources: Vec<Value>) -> Vec<Loaded> {
     out.into_iter().map(|l| l.unwrap_or(Loaded::Unchanged)).collect()
 }
 
+/// Write the resources of one transaction bundle: all in one database transaction, or
+/// none (the first failure says why, as a FHIR transaction would).
+pub fn load_all_or_none(engine: &Engine, h: &Handle, resources: Vec<Value>) -> FhirResult<Vec<Loaded>> {
+    let mut ready = Vec::with_capacity(resources.len());
+    for (i, r) in resources.into_iter().enumerate() {
+        let (rt, id, body, p) = prepare_one(r)?;
+        ready.push((i, rt, id, body, p));
+    }
+    Ok(write_all(engine, h, ready)?.into_iter().map(|(_, l)| l).collect())
+}
+
 type Ready = (usize, ResourceType, String, Value, Prepared);
 
 fn write_all(engine: &Engine, h: &Handle, ready: Vec<Ready>) -> FhirResult<Vec<(usize, Loaded)>> {

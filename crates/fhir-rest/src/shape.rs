@@ -11,7 +11,10 @@ pub fn subset(resource: Value, summary: Summary, elements: Option<&[String]>) ->
     let Some(def) = fhir_spec::spec().type_def(&rt) else { return Value::Object(obj) };
     let mandatory = |k: &str| def.element(k).is_some_and(|e| e.min > 0);
     let keep: Box<dyn Fn(&str) -> bool> = match (elements, summary) {
-        (Some(list), _) => Box::new(move |k| list.iter().any(|e| e == k) || mandatory(k)),
+        // `value` keeps `valueQuantity` (a choice element by any of its names)
+        (Some(list), _) => Box::new(move |k| {
+            list.iter().any(|e| e == k || k.strip_prefix(e.as_str()).is_some_and(choice_suffix)) || mandatory(k)
+        }),
         (None, Summary::True) => {
             Box::new(|k| def.summary.iter().any(|s| k == s || k.strip_prefix(s.as_str()).is_some_and(choice_suffix)))
         }
@@ -58,7 +61,10 @@ mod tests {
         assert_eq!(e.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["resourceType", "id", "gender", "meta"]);
         assert_eq!(subset(p.clone(), Summary::False, None), p);
         let o = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueQuantity": {"value": 1}, "note": [{"text": "n"}]});
-        let s = subset(o, Summary::True, None);
+        let s = subset(o.clone(), Summary::True, None);
         assert!(s.get("valueQuantity").is_some() && s.get("note").is_none());
+        // `_elements=value` names the choice element: `valueQuantity` stays
+        let e = subset(o, Summary::False, Some(&["value".to_string()]));
+        assert!(e.get("valueQuantity").is_some() && e.get("note").is_none(), "{e}");
     }
 }

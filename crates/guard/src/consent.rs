@@ -89,11 +89,21 @@ pub fn load(guard: &Guard, caller: &Caller) -> FhirResult<Consents> {
     // a consent may name the practitioner in one of their roles
     actors.extend(roles(guard, caller)?);
     let rt = ResourceType::parse("Consent").ok_or_else(FhirError::internal)?;
-    let q = search::parse_query(rt, &format!("actor={}&status=active&_count=1000", actors.join(",")))
-        .map_err(FhirError::from)?;
+    // in groups within a search's bound on values (a practitioner may hold many roles)
+    let mut found = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for group in actors.chunks(search::MAX_VALUES) {
+        let q = search::parse_query(rt, &format!("actor={}&status=active&_count=1000", group.join(",")))
+            .map_err(FhirError::from)?;
+        for r in guard.policy_search(&q, 1000)?.resources {
+            if ids.insert(r.id.clone()) {
+                found.push(r);
+            }
+        }
+    }
     let now = now_micros();
     let mut emergency = Vec::new();
-    for r in guard.policy_search(&q, 1000)?.resources {
+    for r in found {
         let Some(v) = r.body.as_deref().and_then(|b| serde_json::from_slice::<Value>(b).ok()) else { continue };
         let Some(patient) =
             v.pointer("/patient/reference").and_then(Value::as_str).and_then(|p| p.strip_prefix("Patient/"))

@@ -85,9 +85,12 @@ pub fn operator_command(store: &StoreArgs, kind: &str, result: Result<(), String
         Ok(()) => (Outcome::Success, None),
         Err(e) => (Outcome::MinorFailure, Some(e.clone())),
     };
-    // a command that found no database leaves none behind (nothing to record in)
+    // a command that found no database leaves none behind (nothing to record in); any
+    // other failure to look (PostgreSQL down) is a failure to record
     let settings = Settings::load_store(store)?;
-    if settings.require_database().is_err() {
+    if let Err(e) = settings.require_database()
+        && e.starts_with("no ")
+    {
         return result;
     }
     let recorded = crate::open_store(&settings).and_then(|s| operator(&s, &name, outcome, detail));

@@ -57,6 +57,8 @@ struct Origin {
 /// Work for the writers.
 enum Work {
     Resources(Vec<(Origin, Value)>),
+    /// The resources of a transaction bundle: all written, or none.
+    AllOrNone(Origin, Vec<(Origin, Value)>),
     /// A transaction or batch bundle, processed as one request.
     Bundle(Origin, Value),
 }
@@ -234,15 +236,16 @@ fn read_file(
     };
     let is_bundle = v.get("resourceType").and_then(Value::as_str) == Some("Bundle");
     match v.get("type").and_then(Value::as_str) {
-        Some("transaction" | "batch") if is_bundle => match as_resources(&v) {
-            // one bundle, one transaction
+        Some(kind @ ("transaction" | "batch")) if is_bundle => match as_resources(&v) {
             Some(resources) => {
                 let items = resources
                     .into_iter()
                     .enumerate()
                     .map(|(i, r)| (Origin { file: file_name.clone(), at: format!("entry {i}") }, r))
                     .collect();
-                send(Work::Resources(seen.filter(items, counters)))
+                let items = seen.filter(items, counters);
+                // a transaction stays one: all its resources or none; a batch's stand alone
+                send(if kind == "transaction" { Work::AllOrNone(whole, items) } else { Work::Resources(items) })
             }
             None => send(Work::Bundle(whole, v)),
         },
@@ -268,9 +271,10 @@ fn read_file(
 /// The resources of a transaction or batch bundle that a loader may write one by one at
 /// stable ids: every entry a plain create (`POST Type`, no `ifNoneExist`) or an update at
 /// an id (`PUT Type/id`), nothing conditional. A resource's id is the `PUT`'s, else the
-/// UUID of an `urn:uuid:` fullUrl, else its own `id`, else one derived from its content;
-/// references to the entries' fullUrls become `Type/id`, as the transaction would make
-/// them. `None`: the bundle needs the transaction's semantics.
+/// UUID of an `urn:uuid:` fullUrl, else one derived from its content (never a POST's own
+/// `id`); references to the entries' fullUrls become `Type/id`, as the transaction would
+/// make them. `None`: the bundle needs the transaction's semantics (also when a reference
+/// is conditional or names an entry that is not there).
 fn as_resources(bundle: &Value) -> Option<Vec<Value>> {
     let entries = bundle.get("entry").and_then(Value::as_array)?;
     let mut resources = Vec::with_capacity(entries.len());
@@ -287,11 +291,11 @@ fn as_resources(bundle: &Value) -> Option<Vec<Value>> {
         let full_url = e.get("fullUrl").and_then(Value::as_str);
         let own = resource.get("id").and_then(Value::as_str).map(str::to_string);
         let id = match request.get("method").and_then(Value::as_str)? {
+            // a POST's own id means nothing (FHIR ignores it): never a local id it would overwrite
             "POST" if url == rt => full_url
                 .and_then(|f| f.strip_prefix("urn:uuid:"))
                 .filter(|u| fhir_model::is_valid_id(u))
                 .map(str::to_string)
-                .or(own)
                 .unwrap_or_else(|| fhir_rest::bulk::content_id(&resource)),
             "PUT" => {
                 let (t, id) = url.split_once('/')?;
@@ -310,28 +314,25 @@ fn as_resources(bundle: &Value) -> Option<Vec<Value>> {
         }
         resources.push(resource);
     }
-    fn relink(v: &mut Value, links: &std::collections::HashMap<String, String>) {
+    /// Rewrite the references to entries; `false` if one is left the transaction would
+    /// resolve otherwise (a conditional reference, or a `urn:` one to no entry).
+    fn relink(v: &mut Value, links: &std::collections::HashMap<String, String>) -> bool {
         match v {
-            Value::Object(o) => {
-                for (k, x) in o.iter_mut() {
-                    match x {
-                        Value::String(r) if k == "reference" => {
-                            if let Some(to) = links.get(r.as_str()) {
-                                *r = to.clone();
-                            }
-                        }
-                        _ => relink(x, links),
+            Value::Object(o) => o.iter_mut().all(|(k, x)| match x {
+                Value::String(r) if k == "reference" => match links.get(r.as_str()) {
+                    Some(to) => {
+                        *r = to.clone();
+                        true
                     }
-                }
-            }
-            Value::Array(a) => a.iter_mut().for_each(|x| relink(x, links)),
-            _ => {}
+                    None => !r.starts_with("urn:") && !r.contains('?'),
+                },
+                _ => relink(x, links),
+            }),
+            Value::Array(a) => a.iter_mut().all(|x| relink(x, links)),
+            _ => true,
         }
     }
-    for r in &mut resources {
-        relink(r, &links);
-    }
-    Some(resources)
+    resources.iter_mut().all(|r| relink(r, &links)).then_some(resources)
 }
 
 /// Write one work item, counting and reporting.
@@ -349,6 +350,25 @@ fn write(engine: &Engine, work: Work, counters: &Counters) {
                         counters.rejected.fetch_add(1, Ordering::Relaxed)
                     }
                 };
+            }
+        }
+        Work::AllOrNone(origin, items) => {
+            let n = items.len() as u64;
+            let resources: Vec<Value> = items.into_iter().map(|(_, r)| r).collect();
+            let h = engine.guard().system(SystemActor::IMPORT);
+            match fhir_rest::bulk::load_all_or_none(engine, &h, resources) {
+                Ok(results) => {
+                    for l in results {
+                        match l {
+                            Loaded::Written => counters.written.fetch_add(1, Ordering::Relaxed),
+                            _ => counters.unchanged.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                }
+                Err(e) => {
+                    counters.rejected.fetch_add(n, Ordering::Relaxed);
+                    reject(&origin, &e.outcome.to_json());
+                }
             }
         }
         Work::Bundle(origin, bundle) => {

@@ -117,12 +117,17 @@ fn synthea_twice(s: &mut Server) {
     assert!(err.contains(&format!("0 written, {entries} unchanged, 0 rejected")), "{err}");
     assert_eq!(total(s, "Patient"), 2, "no patient twice");
     assert_eq!(s.get(&format!("Patient/{patient}")).json()["meta"]["versionId"], "1", "no new version");
-    // all twenty, whose Organizations and Practitioners repeat with other content in
-    // several bundles: the first copy wins, so a second run writes nothing either
-    let (ok, out, err) = import(s, &[&data]);
+    // with the hospital and practitioner bundles, whose Organizations and Practitioners the
+    // patients' bundles repeat with other content: the first copy wins, so a second run
+    // writes nothing either
+    let set = tempfile::tempdir().unwrap();
+    for f in files.iter().filter(|f| !f.file_name().unwrap().to_str().unwrap().contains('_')).chain(&files[..4]) {
+        std::fs::copy(f, set.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let (ok, out, err) = import(s, &[set.path()]);
     assert!(ok, "{err}");
     assert!(out.contains("came earlier in this import with other content"), "{out}");
-    let (ok, _, err) = import(s, &[&data]);
+    let (ok, _, err) = import(s, &[set.path()]);
     assert!(ok, "{err}");
     assert!(err.contains(": 0 written,"), "a re-run of the whole set writes nothing: {err}");
     // conditional creates go through the transaction, and ifNoneExist keeps them single
@@ -137,6 +142,29 @@ fn synthea_twice(s: &mut Server) {
         assert!(ok, "{err}");
     }
     assert_eq!(total(s, "Patient?identifier=urn:test|c-1"), 1);
+    // a transaction is all or nothing: one invalid entry, nothing stored; a reference to
+    // an entry that is not there is refused as the transaction would refuse it
+    let broken = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:5a1e0c4e-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Patient", "name": [{"family": "Целостная"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:5a1e0c4e-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "Observation", "status": "woman", "code": {"text": "x"},
+                      "subject": {"reference": "urn:uuid:5a1e0c4e-0000-4000-8000-000000000001"}},
+         "request": {"method": "POST", "url": "Observation"}}]});
+    let dangling = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:5a1e0c4e-0000-4000-8000-000000000003",
+         "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "urn:uuid:5a1e0c4e-0000-4000-8000-00000000ffff"}},
+         "request": {"method": "POST", "url": "Observation"}}]});
+    for (name, bundle) in [("broken", broken), ("dangling", dangling)] {
+        let one = tempfile::tempdir().unwrap();
+        std::fs::write(one.path().join(format!("{name}.json")), bundle.to_string()).unwrap();
+        let (ok, out, err) = import(s, &[one.path()]);
+        assert!(!ok && out.contains(&format!("{name}.json")), "{name}: {err}\n{out}");
+    }
+    assert_eq!(total(s, "Patient?family=целостная"), 0, "nothing of the broken transaction");
+    assert_eq!(s.get("Observation/5a1e0c4e-0000-4000-8000-000000000003").status, 404);
 }
 
 on_both_backends!(import_files, synthea_twice);

@@ -14,6 +14,6 @@ pub mod text;
 
 pub use index::{IndexEntry, IndexValue, extract};
 pub use query::{
-    Care, CareRelations, Clause, Compartment, ComponentPredicate, Hop, Include, MAX_PARAMETERS, MAX_VALUES, Predicate,
-    Prefix, Query, SortKey, Summary, Total, parse_query, parse_system_query,
+    Care, CareRelations, Clause, Compartment, ComponentPredicate, Hop, Include, MAX_HOPS, MAX_PARAMETERS, MAX_VALUES,
+    Predicate, Prefix, Query, SortKey, Summary, Total, parse_query, parse_system_query,
 };

@@ -314,8 +314,11 @@ pub fn parse_system_query(query: &str) -> Result<Query, Issue> {
     for (k, v) in form_urlencoded::parse(query.as_bytes()).into_owned() {
         if k == "_type" {
             for t in v.split(',').filter(|t| !t.is_empty()) {
-                types
-                    .push(ResourceType::parse(t).ok_or_else(|| bad("_type", format!("'{t}' is not a resource type")))?);
+                let rt = ResourceType::parse(t).ok_or_else(|| bad("_type", format!("'{t}' is not a resource type")))?;
+                // each type once (a list repeating one is not a bigger search)
+                if !types.contains(&rt) {
+                    types.push(rt);
+                }
             }
         } else {
             rest.push((k, v));

@@ -110,3 +110,17 @@ fn deep_chains_are_refused_not_a_crash() {
         let _ = search::parse_query(patient(), &include);
     }
 }
+
+#[test]
+fn chains_at_their_bound_and_past_it() {
+    let hop = "general-practitioner:Practitioner.";
+    let at = format!("{}name=x", "organization.".repeat(search::MAX_HOPS));
+    let past = format!("{}name=x", "organization.".repeat(search::MAX_HOPS + 1));
+    let err = |q: &str| search::parse_query(patient(), q).err().map(|e| e.diagnostics);
+    assert!(err(&past).is_some_and(|d| d.contains("hops; at most 8")), "{:?}", err(&past));
+    assert!(err(&at).is_none_or(|d| !d.contains("hops")), "at the bound: not refused for its length");
+    assert!(err(&format!("{hop}name=x")).is_none());
+    // a system search repeating one type is one type
+    let q = search::parse_system_query(&format!("_type={}", vec!["Patient"; 50_000].join(","))).unwrap();
+    assert_eq!(q.types.len(), 1);
+}

@@ -102,8 +102,9 @@ pub fn recover(engine: &Engine) -> FhirResult<()> {
 
 /// The kick-off's parameters: the query's, and for a POST those of its `Parameters`
 /// body (Bulk Data 2.0: `valueString`, `valueInstant`, `valueCode`, `valueReference`...).
-fn kickoff_parameters(req: &Request) -> FhirResult<Vec<(String, String)>> {
-    let mut out: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+fn kickoff_parameters(req: &Request) -> FhirResult<Vec<(String, String, bool)>> {
+    let mut out: Vec<(String, String, bool)> =
+        form_urlencoded::parse(req.query.as_bytes()).into_owned().map(|(k, v)| (k, v, false)).collect();
     let crate::Body::Json(body) = &req.body else { return Ok(out) };
     if body.get("resourceType").and_then(serde_json::Value::as_str) != Some("Parameters") {
         return Err(FhirError::bad_request("a POST $export takes its parameters as a Parameters resource"));
@@ -124,10 +125,13 @@ fn kickoff_parameters(req: &Request) -> FhirResult<Vec<(String, String)>> {
                 Issue::error(IssueType::Invalid, format!("parameter '{name}' has no value")).at(name.clone()),
             )
         })?;
-        out.push((name, value));
+        out.push((name, value, true));
     }
     Ok(out)
 }
+
+/// The most patients one kick-off may name (`patient`).
+const MAX_PATIENTS: usize = 1000;
 
 /// Kick-off: `scope` is `System`, `Patients`, or a Group id's members.
 pub fn kickoff(
@@ -145,9 +149,10 @@ pub fn kickoff(
     let mut filters = Vec::new();
     let mut elements = None;
     let mut patients_asked: Vec<String> = Vec::new();
-    for (k, v) in kickoff_parameters(req)? {
+    for (k, v, from_body) in kickoff_parameters(req)? {
         match k.as_str() {
-            "_elements" => elements = Some(crate::export::parse_elements(&v)?),
+            // repeated (one value each, as a Parameters body sends them): all of them
+            "_elements" => elements.get_or_insert_with(Vec::new).extend(crate::export::parse_elements(&v)?),
             "patient" if group.is_some() || patients => {
                 let id = v.strip_prefix("Patient/").filter(|id| fhir_model::is_valid_id(id)).ok_or_else(|| {
                     FhirError::from(
@@ -155,7 +160,15 @@ pub fn kickoff(
                             .at("patient"),
                     )
                 })?;
-                patients_asked.push(id.to_string());
+                if !patients_asked.iter().any(|p| p == id) {
+                    patients_asked.push(id.to_string());
+                }
+                if patients_asked.len() > MAX_PATIENTS {
+                    return Err(FhirError::from(
+                        Issue::error(IssueType::TooLong, format!("at most {MAX_PATIENTS} patients per export"))
+                            .at("patient"),
+                    ));
+                }
             }
             "patient" => {
                 return Err(FhirError::from(
@@ -185,7 +198,7 @@ pub fn kickoff(
                     ));
                 }
             }
-            "_type" => type_param = Some(v),
+            "_type" => type_param = Some(type_param.map_or(v.clone(), |t: String| format!("{t},{v}"))),
             "_since" => {
                 parse_instant(&v).ok_or_else(|| {
                     FhirError::from(
@@ -194,6 +207,8 @@ pub fn kickoff(
                 })?;
                 since = Some(v);
             }
+            // in a query, filters are comma-separated; a Parameters body has one per value
+            "_typeFilter" if from_body => filters.push(v),
             "_typeFilter" => filters.extend(v.split(',').map(str::to_string)),
             other => {
                 return Err(FhirError::from(
@@ -209,7 +224,17 @@ pub fn kickoff(
             Scope::Members(group_members(h, g)?.into_iter().filter(|m| patients_asked.contains(m)).collect())
         }
         (Some(g), _) => Scope::Members(group_members(h, g)?),
-        (None, true) if !patients_asked.is_empty() => Scope::Members(patients_asked),
+        // the patients asked for that the caller may read (others are not exported, and
+        // not told of an export)
+        (None, true) if !patients_asked.is_empty() => {
+            let mut readable = Vec::new();
+            for p in patients_asked {
+                if h.fetch("Patient", &p)?.is_some() {
+                    readable.push(p);
+                }
+            }
+            Scope::Members(readable)
+        }
         (None, true) => Scope::Patients,
         (None, false) => Scope::System,
     };

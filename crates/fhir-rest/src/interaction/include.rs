@@ -88,7 +88,7 @@ fn reverse(h: &Handle, inc: &Include, to: &[Value]) -> FhirResult<Vec<Value>> {
     }
     let mut out = Vec::new();
     for param in params(inc) {
-        for chunk in targets.chunks(100) {
+        for chunk in targets.chunks(search::MAX_VALUES) {
             let q = parse_query(inc.source, &format!("{param}={}", chunk.join(",")))?;
             let Some(page) = h.search_if_allowed(&q, MAX_INCLUDED)? else { continue };
             out.extend(page.resources.into_iter().filter_map(|s| serde_json::from_slice(s.body.as_deref()?).ok()));

@@ -3,7 +3,8 @@
 //! index knows, the operations registered): per resource type its interactions with
 //! their search parameters, a schema per type from its top-level elements (JSON types,
 //! arrays, required elements; nested content left open), and the bearer security. For
-//! API tooling and for fuzzing the server (`scripts/fuzz.sh`); public, like `metadata`.
+//! API tooling and for fuzzing the server (`scripts/fuzz.sh`). It needs a token (it is
+//! large to make: not for anyone to ask for in a loop).
 
 use fhir_spec::{SearchParamType, spec};
 use serde_json::{Map, Value, json};
@@ -95,9 +96,12 @@ pub fn document(engine: &Engine) -> Response {
     let vid = json!({"name": "vid", "in": "path", "required": true, "schema": {"type": "string"}});
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    schemas.insert("Bundle".into(), resource_schema("Bundle"));
-    schemas.insert("OperationOutcome".into(), resource_schema("OperationOutcome"));
     let ops = engine.operations().list();
+    for (name, _, _) in ops.iter().filter(|(_, l, _)| *l == Level::System) {
+        let op = json!({"operationId": format!("{}-system", name.trim_start_matches('$')), "tags": ["system"],
+            "responses": answers("202", "OperationOutcome")});
+        paths.insert(format!("/{name}"), json!({"get": op}));
+    }
     for rt in spec().resource_types() {
         let rt: &str = rt;
         schemas.insert(rt.into(), resource_schema(rt));
