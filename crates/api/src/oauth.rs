@@ -270,6 +270,22 @@ fn authenticated(dir: &Directory, headers: &HeaderMap, f: &[(String, String)]) -
     dir.endpoint_client(&id, secret.as_deref(), assertion.flatten(), &token_url).map(|c| c.client_id)
 }
 
+/// A revocation or introspection request let through: the address limit, its form, and a
+/// hashing place when it carries a client secret.
+async fn admitted(
+    dir: &Arc<Directory>,
+    limits: &Limits,
+    address: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Vec<(String, String)>, Option<crate::limit::Place>), Response> {
+    crate::login::admit_address(limits, dir, address, crate::login::Endpoints::Token).await.map_err(too_many)?;
+    let f = form(body);
+    let secret = client_credentials(headers, &f).is_some_and(|(_, s)| s.is_some());
+    let place = hash_place(limits, secret).await?;
+    Ok((f, place))
+}
+
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known; a token
 /// issued to another client is refused and stays valid (§2.1).
 pub async fn revoke(
@@ -279,16 +295,9 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(wait) =
-        crate::login::admit_address(&limits, &dir, address.as_deref(), crate::login::Endpoints::Token).await
-    {
-        return too_many(wait);
-    }
-    let f = form(&body);
-    let secret = client_credentials(&headers, &f).is_some_and(|(_, s)| s.is_some());
-    let place = match hash_place(&limits, secret).await {
-        Ok(place) => place,
-        Err(busy) => return busy,
+    let (f, place) = match admitted(&dir, &limits, address.as_deref(), &headers, &body).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
     let result = blocking(move || {
         let _place = place;
@@ -316,16 +325,9 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(wait) =
-        crate::login::admit_address(&limits, &dir, address.as_deref(), crate::login::Endpoints::Token).await
-    {
-        return too_many(wait);
-    }
-    let f = form(&body);
-    let secret = client_credentials(&headers, &f).is_some_and(|(_, s)| s.is_some());
-    let place = match hash_place(&limits, secret).await {
-        Ok(place) => place,
-        Err(busy) => return busy,
+    let (f, place) = match admitted(&dir, &limits, address.as_deref(), &headers, &body).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
     let result = blocking(move || {
         let _place = place;
