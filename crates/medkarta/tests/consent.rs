@@ -73,28 +73,34 @@ fn reach(s: &Server, token: &str, p: &str) -> Reach {
         0
     };
     // bulk export of the patients the doctor may see: this patient's observations
-    let r = s.req_as(Some(token), "GET", "Patient/$export?_type=Observation", &[("Prefer", "respond-async")], None);
-    assert_eq!(r.status, 202, "{}", r.text);
-    let status = s.path_of(r.header("content-location").unwrap());
-    let mut manifest = Value::Null;
-    for _ in 0..200 {
-        let r = s.req_as(Some(token), "GET", &status, &[], None);
-        if r.status == 200 {
-            manifest = r.json();
-            break;
+    let exported = |kickoff: &str| -> usize {
+        let r = s.req_as(Some(token), "GET", kickoff, &[("Prefer", "respond-async")], None);
+        assert_eq!(r.status, 202, "{}", r.text);
+        let status = s.path_of(r.header("content-location").unwrap());
+        let mut manifest = Value::Null;
+        for _ in 0..200 {
+            let r = s.req_as(Some(token), "GET", &status, &[], None);
+            if r.status == 200 {
+                manifest = r.json();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let export = manifest["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["type"] == "Observation")
-        .map(|o| {
-            let r = s.req_as(Some(token), "GET", &s.path_of(o["url"].as_str().unwrap()), &[], None);
-            r.text.lines().filter(|l| l.contains(&format!("Patient/{p}\""))).count()
-        })
-        .sum();
+        manifest["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["type"] == "Observation")
+            .map(|o| {
+                let r = s.req_as(Some(token), "GET", &s.path_of(o["url"].as_str().unwrap()), &[], None);
+                r.text.lines().filter(|l| l.contains(&format!("Patient/{p}\""))).count()
+            })
+            .sum()
+    };
+    let export = exported("Patient/$export?_type=Observation");
+    // naming the patient (Bulk Data `patient`) reaches no further than not naming them
+    let named = exported(&format!("Patient/$export?_type=Observation&patient=Patient/{p}"));
+    assert_eq!(named, export, "patient=Patient/{p} exports what the caller may read, no more");
     Reach {
         read: get(&format!("Observation/obs-{p}")).status,
         search: total(&format!("Observation?subject=Patient/{p}")),
@@ -236,8 +242,16 @@ fn consent_matrix(s: &mut Server) {
     let told = as_(&pat_btg, "GET", "Communication?category=alert", None).json();
     assert_eq!(told["total"], 1, "{told}");
     assert!(told["entry"][0]["resource"]["payload"][0]["contentString"].as_str().unwrap().contains("unconscious"));
+    // and of the export that named them (`patient=`); the clinic's first access once
     let first = as_(&pat_btg, "GET", "Communication?category=notification", None).json();
-    assert_eq!(first["total"], 1, "{first}");
+    let texts: Vec<&str> = first["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["payload"][0]["contentString"].as_str())
+        .collect();
+    assert_eq!(texts.iter().filter(|t| t.contains("for the first time")).count(), 1, "{first}");
+    assert_eq!(texts.iter().filter(|t| t.contains("exported")).count(), 1, "{first}");
     let log = as_(&pat_btg, "GET", "AuditEvent", None).json();
     let btg: Vec<(String, String)> = log["entry"]
         .as_array()
