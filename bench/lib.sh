@@ -1,4 +1,5 @@
-# Shared by the bench scripts: builds the release binary (`bin`), names the PostgreSQL
+# Shared by the bench scripts: builds the release binary (`bin`; MEDKARTA_BIN=path names
+# another build instead, e.g. to compare two commits), names the PostgreSQL
 # server (`pg`), and starts the server on a fresh port with an OAuth client registered
 # for the benchmark.
 # start_server NAME STORE-ARGS...  sets: base (FHIR base URL), pid, client_id, client_secret
@@ -6,8 +7,11 @@
 # run_both                         the caller's run_backend on a fresh SQLite directory, then
 #                                  on a fresh PostgreSQL database (with its own --data)
 
-cargo build --release -q
-bin=${CARGO_TARGET_DIR:-target}/release/medkarta
+bin=${MEDKARTA_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release -q
+  bin=${CARGO_TARGET_DIR:-target}/release/medkarta
+fi
 pg=${MEDKARTA_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 
 start_server() {

@@ -110,16 +110,6 @@ impl AuditLog {
         Ok(n)
     }
 
-    /// Move what the journal holds into the database now (before a write records its
-    /// entry, so that the log keeps the order of requests); nothing to do without a
-    /// journal or when it is empty.
-    pub fn ingest_journal(&self) -> Result<(), AuditError> {
-        match &self.journal {
-            Some(j) if j.backlog() > 0 => j.ingest(self.store.as_ref()).map(|_| ()),
-            _ => Ok(()),
-        }
-    }
-
     /// Move every entry recorded so far into the database (e.g. before showing a
     /// patient their log).
     pub fn catch_up(&self) -> Result<(), AuditError> {

@@ -44,11 +44,6 @@ pub struct WriteTx<'h> {
 
 impl<'h> WriteTx<'h> {
     pub(crate) fn begin(h: &'h Handle, privileged: bool) -> FhirResult<Self> {
-        // the entries of the reads answered before this write go into the log first, so
-        // the log keeps the order of what happened
-        if let Err(e) = h.guard.inner.audit.ingest_journal() {
-            tracing::warn!("the audit journal could not be moved into the log: {e}");
-        }
         let gate = search::registry::write_gate();
         let tx = h.store().begin()?;
         Ok(WriteTx { h, tx, privileged, written: Vec::new(), events: Vec::new(), depth: 0, _gate: gate })

@@ -78,7 +78,7 @@ pub struct Written {
 /// A write checked before any database lock is taken: its body validated and its
 /// search index extracted, so that a transaction holds the database only for database
 /// work (the SQLite writer is one at a time).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Prepared {
     op: WriteOp,
     /// Index of the body without the final `_id`/`_lastUpdated` (completed at write
@@ -98,6 +98,11 @@ impl Prepared {
     /// The write, e.g. to assign an id inside a transaction bundle.
     pub fn op_mut(&mut self) -> &mut WriteOp {
         &mut self.op
+    }
+
+    /// A PUT to an id without `If-Match`: the same whether it creates or updates.
+    pub fn is_unconditional_put(&self) -> bool {
+        matches!(&self.op, WriteOp::Update { if_match: None, .. })
     }
 
     /// The body was changed after preparation: extract its index again at write time.

@@ -43,9 +43,10 @@ pub enum AuditQuery {
     /// Chained entries from position `after + 1` on, in chain order; a link whose entry
     /// is missing comes back with an empty entry and `seq` as recorded in the chain.
     Chain { after: i64, limit: usize },
-    /// One patient's entries, newest first, below sequence `before`.
+    /// One patient's entries below sequence `before`: the `limit` latest in sequence,
+    /// newest first by time.
     Patient { patient: String, before: Option<i64>, limit: usize },
-    /// All entries, newest first, below sequence `before`.
+    /// All entries below sequence `before`, as [`AuditQuery::Patient`].
     Newest { before: Option<i64>, limit: usize },
     /// One entry.
     Seq(i64),
@@ -251,7 +252,14 @@ pub fn query(c: &mut dyn SqlConn, q: &AuditQuery) -> Result<Vec<AuditRow>> {
             sql.bind(Arg::Int(*limit as i64));
         }
     }
-    Ok(c.query_values(&sql)?.into_iter().filter_map(row).collect())
+    let mut rows: Vec<AuditRow> = c.query_values(&sql)?.into_iter().filter_map(row).collect();
+    if matches!(q, AuditQuery::Patient { .. } | AuditQuery::Newest { .. }) {
+        // a page is in sequence order (the order entries reached the database: reads
+        // come through the journal up to 100 ms after the writes around them), shown
+        // newest first by when they happened
+        rows.sort_by_key(|r| std::cmp::Reverse((r.at, r.seq)));
+    }
+    Ok(rows)
 }
 
 fn row(r: Vec<Arg>) -> Option<AuditRow> {

@@ -216,6 +216,16 @@ pub const SCHEMA_VERSION: i64 = 6;
 pub const INDEX_TABLES: &[&str] =
     &["idx_token", "idx_string", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
 
+/// The tables whose statistics the search planner needs after bulk writes: the resources,
+/// the index tables and the full-text table (not the audit log's, which grow with every
+/// read and which no search plans on).
+pub fn planned_tables() -> String {
+    let mut t = vec!["resources"];
+    t.extend_from_slice(INDEX_TABLES);
+    t.push(TEXT_TABLE);
+    t.join(", ")
+}
+
 /// The full-text index: one document per resource holding all its terms as
 /// `param.term` tokens (see [`text_token`]), so that a resource costs one row however many
 /// words it has. SQLite: an FTS5 table whose `rowid` is the resource's `rkey` (the `ascii`

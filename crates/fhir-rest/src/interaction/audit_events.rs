@@ -65,10 +65,11 @@ pub fn search(engine: &Engine, h: &Handle, req: &Request) -> FhirResult<Response
     let rows = h.audit_rows(&q)?;
     let mut names = Names::new(engine);
     let mut links = vec![json!({"relation": "self", "url": engine.url(&format!("AuditEvent?{}", req.query))})];
+    // the page is sorted by time; the next one starts below its lowest sequence number
     if rows.len() == count
-        && let Some(last) = rows.last()
+        && let Some(lowest) = rows.iter().map(|r| r.seq).min()
     {
-        let mut next = format!("AuditEvent?_count={count}&_before={}", last.seq);
+        let mut next = format!("AuditEvent?_count={count}&_before={lowest}");
         if let Some(p) = &patient {
             next.push_str(&format!("&patient={p}"));
         }
