@@ -42,7 +42,7 @@ struct Readers {
 /// A SQLite database file with its connections.
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Writer,
+    writer: Arc<Writer>,
     readers: Mutex<Readers>,
     /// Signalled when a reader connection is returned.
     reader_free: std::sync::Condvar,
@@ -52,12 +52,23 @@ pub struct SqliteStore {
 /// WAL pages after which a checkpoint starts (SQLite's own default threshold).
 const CHECKPOINT_PAGES: std::ffi::c_int = 1000;
 
+/// WAL pages after which the checkpoint also starts the log again from its beginning and
+/// truncates the file (64 MiB at 4 KiB pages). A passive checkpoint never waits, so under
+/// reads and writes that never pause it never finds every frame copied and unused at
+/// once, and the log grew without bound (477 MB after 10 s of the CRUD mix beside
+/// reads). This one runs as the writer (no write starts meanwhile) and waits for the
+/// readers of old frames (milliseconds); the passive checkpoints before it have copied
+/// nearly everything.
+const RESTART_PAGES: std::ffi::c_int = if cfg!(test) { 2_000 } else { 16_384 };
+
 /// Copies the write-ahead log into the database file on a thread of its own: SQLite's
 /// automatic checkpoint would run inside the commit of whichever write crossed the
 /// threshold, holding the one writer (and that request) meanwhile.
 struct Checkpointer {
     path: PathBuf,
     running: AtomicBool,
+    /// The store's writer, for the restarting checkpoint (set once the store is made).
+    writer: std::sync::OnceLock<std::sync::Weak<Writer>>,
 }
 
 impl Checkpointer {
@@ -68,9 +79,13 @@ impl Checkpointer {
         }
         let me = self.clone();
         std::thread::spawn(move || {
-            // PASSIVE: copies what it can without waiting for readers or the writer
-            let done = open_conn(&me.path)
-                .and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(err));
+            let done = match me.writer.get().and_then(std::sync::Weak::upgrade) {
+                // as the writer, so that no write starts meanwhile
+                Some(writer) if pages >= RESTART_PAGES => writer.restart_log(),
+                // PASSIVE: copies what it can without waiting for readers or the writer
+                _ => open_conn(&me.path)
+                    .and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(err)),
+            };
             if let Err(e) = done {
                 tracing::warn!("WAL checkpoint failed: {e}");
             }
@@ -109,10 +124,15 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("medkarta.sqlite");
         let mut writer = open_conn(&path)?;
-        let checkpoints = Arc::new(Checkpointer { path: path.clone(), running: AtomicBool::new(false) });
+        let checkpoints = Arc::new(Checkpointer {
+            path: path.clone(),
+            running: AtomicBool::new(false),
+            writer: std::sync::OnceLock::new(),
+        });
+        let hook = checkpoints.clone();
         writer
             .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
-                checkpoints.wal_grew(pages);
+                hook.wal_grew(pages);
                 Ok(())
             }))
             .map_err(err)?;
@@ -136,9 +156,11 @@ impl SqliteStore {
                     .map_err(err)?;
             }
         }
+        let writer = Arc::new(Writer::new(writer));
+        drop(checkpoints.writer.set(Arc::downgrade(&writer)));
         Ok(SqliteStore {
             path,
-            writer: Writer::new(writer),
+            writer,
             readers: Mutex::default(),
             reader_free: std::sync::Condvar::new(),
             stats: Arc::default(),
@@ -411,5 +433,57 @@ impl Store for SqliteStore {
 
     fn record(&self, kind: &str, id: &str) -> Result<Option<Record>> {
         Ok(self.with_reader(|c| ops::records(c, kind, Some(id)))?.into_iter().next().map(|(_, r)| r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use store::{Method, NewVersion, Store};
+
+    use super::{RESTART_PAGES, SqliteStore};
+
+    /// Readers that never pause beside a writer that never pauses: the write-ahead log is
+    /// started again and truncated now and then, not left to grow with every write.
+    #[test]
+    fn the_write_ahead_log_stays_bounded_under_reads_that_never_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let body = format!(r#"{{"resourceType":"Basic","text":"{}"}}"#, "x".repeat(3000));
+        let stop = AtomicBool::new(false);
+        let mut largest = 0;
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        store.read("Basic", "b0").unwrap();
+                    }
+                });
+            }
+            for i in 0..6_000 {
+                let id = format!("b{i}");
+                let mut tx = store.begin().unwrap();
+                let v = NewVersion {
+                    resource_type: "Basic",
+                    id: &id,
+                    version: 1,
+                    last_updated: 1,
+                    method: Method::Create,
+                    body: Some(body.as_bytes()),
+                    index: &[],
+                };
+                tx.write(&v).unwrap();
+                tx.commit().unwrap();
+                let wal = std::fs::metadata(dir.path().join("medkarta.sqlite-wal")).map_or(0, |m| m.len());
+                largest = largest.max(wal);
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        // 6,000 writes of a page or more each: ~24 MiB of log if nothing restarted it
+        let bound = 3 * u64::try_from(RESTART_PAGES).unwrap() * 4096;
+        assert!(largest < bound, "the log reached {largest} bytes (bound {bound})");
     }
 }

@@ -114,6 +114,25 @@ impl Writer {
         self.wait_durable(group)
     }
 
+    /// Copy the whole write-ahead log into the database, start it again from the
+    /// beginning and truncate the file, holding the writer connection (queued writers
+    /// wait; the group open before is committed first). Waits for readers still using
+    /// old frames, up to the busy timeout.
+    pub fn restart_log(&self) -> Result<()> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut w = lock(&self.state);
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        self.commit_group(&mut w);
+        let (busy, _, _): (i64, i64, i64) = w
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(err)?;
+        if busy != 0 {
+            tracing::warn!("the write-ahead log could not be restarted: readers kept it busy");
+        }
+        Ok(())
+    }
+
     /// SQLite rolls the whole transaction back on some errors (I/O, full disk): then the
     /// group's earlier writes are lost and their writers must hear so.
     fn check_outer(&self, w: &mut WriterState) {
