@@ -13,13 +13,16 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rawlimit  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--medkarta", required=True, help="the medkarta release binary")
@@ -239,43 +242,8 @@ def ndjson_rows():
                     yield r["resourceType"], r["id"], line.strip()
 
 
-def raw_sqlite():
-    """The same resources inserted as they are into one SQLite table (primary key on
-    type and id), WAL and synchronous=FULL like Medkarta, 200 per transaction."""
-    rows = list(ndjson_rows())
-    d = tempfile.mkdtemp()
-    db = sqlite3.connect(os.path.join(d, "raw.sqlite"), isolation_level=None)
-    db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                     "CREATE TABLE raw (rtype TEXT, id TEXT, body BLOB, PRIMARY KEY (rtype, id));")
-    t = time.perf_counter()
-    for i in range(0, len(rows), 200):
-        db.execute("BEGIN")
-        db.executemany("INSERT INTO raw VALUES (?, ?, ?)", rows[i:i + 200])
-        db.execute("COMMIT")
-    return len(rows) / (time.perf_counter() - t)
-
-
-def raw_postgres(dbname):
-    """The same resources `COPY`ed into one PostgreSQL table (primary key on type and id)."""
-    rows = list(ndjson_rows())
-    path = tempfile.mktemp(suffix=".tsv")
-    with open(path, "w", encoding="utf-8") as f:
-        for rt, i, body in rows:
-            f.write(f"{rt}\t{i}\t{body.replace(chr(92), chr(92) * 2)}\n")
-    url = f"{args.pg}/{dbname}"
-    subprocess.run(["psql", "-q", url, "-c", "CREATE TABLE raw (rtype TEXT, id TEXT, body JSONB, PRIMARY KEY (rtype, id))"],
-                   check=True, capture_output=True)
-    t = time.perf_counter()
-    subprocess.run(["psql", "-q", url, "-c", f"\\copy raw FROM '{path}'"], check=True, capture_output=True)
-    return len(rows) / (time.perf_counter() - t)
-
-
 def pg_db(name):
-    subprocess.run(["psql", "-q", f"{args.pg}/postgres", "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
-                   capture_output=True)
-    subprocess.run(["psql", "-q", f"{args.pg}/postgres", "-c", f"CREATE DATABASE {name}"], check=True,
-                   capture_output=True)
-    return f"{args.pg}/{name}"
+    return rawlimit.pg_db(args.pg, name)
 
 
 # --- run --------------------------------------------------------------------------------
@@ -289,8 +257,9 @@ largest = max(refs, key=refs.get)  # the patient with the largest record, for $e
 say(f"data: {args.patients} patients, {resources} resources; largest record: Patient/{largest}")
 
 say("raw-insert limits")
-raw["SQLite"] = raw_sqlite()
-raw["PostgreSQL"] = raw_postgres(pg_db("medkarta_bench_raw").rsplit("/", 1)[1])
+rows = list(ndjson_rows())
+raw["SQLite"] = rawlimit.raw_sqlite(rows)
+raw["PostgreSQL"] = rawlimit.raw_postgres(args.pg, rows)
 
 say("medkarta import (CLI)")
 cli["SQLite"] = import_cli(["--data", tempfile.mkdtemp()])
@@ -306,9 +275,8 @@ for s in systems:
         results[s.name] = measure(s)
     finally:
         s.stop()
-for name in ("medkarta_bench_raw", "medkarta_bench_cli", "medkarta_bench_http"):
-    subprocess.run(["psql", "-q", f"{args.pg}/postgres", "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
-                   capture_output=True)
+for name in ("medkarta_bench_cli", "medkarta_bench_http"):
+    rawlimit.drop_db(args.pg, name)
 
 # --- the table --------------------------------------------------------------------------
 names = list(results)

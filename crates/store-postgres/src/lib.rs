@@ -324,7 +324,7 @@ impl Tx for PgTx<'_> {
     fn write(&mut self, version: &NewVersion<'_>) -> Result<()> {
         self.writes += 1;
         let mut pending = std::mem::take(&mut self.pending);
-        let written = ops::write(&mut self.conn()?, version, Some(&mut pending));
+        let written = ops::write(&mut self.conn()?, version, &mut pending);
         self.pending = pending;
         written
     }

@@ -6,9 +6,9 @@ use search::page::{Position, SortValue};
 use search::{Query, Total};
 
 use crate::sql::{
-    Arg, Dialect, INDEX_TABLES, Sql, TEXT_TABLE, choose_driver, count_add, count_of, index_inserts, index_inserts_many,
-    keyset, probes, row_inserts, search_order, search_where, sort_value, text_delete, text_insert, text_select,
-    text_token, text_tokens,
+    Arg, Dialect, INDEX_TABLES, Sql, TEXT_TABLE, choose_driver, count_add, count_of, index_inserts_many, keyset,
+    probes, row_inserts, search_order, search_where, sort_value, text_delete, text_insert, text_select, text_token,
+    text_tokens,
 };
 use crate::{
     CurrentVersion, Expect, HistoryQuery, HistoryScope, Method, NewVersion, Record, Result, SearchPage, StoreError,
@@ -445,7 +445,7 @@ fn version_rows_postgres(c: &mut dyn SqlConn, v: &NewVersion<'_>, rkey: Option<i
 }
 
 /// Index rows and count changes of versions written in a transaction but not yet sent
-/// to the database: on PostgreSQL they go together, as a few multi-row statements, when
+/// to the database: they go together, as a few multi-row statements, when
 /// the transaction first reads the index again ([`flush`]) or commits, instead of a
 /// round trip per table per resource.
 #[derive(Default)]
@@ -481,20 +481,15 @@ pub fn flush(c: &mut dyn SqlConn, pending: &mut Pending) -> Result<()> {
     Ok(())
 }
 
-/// Write one version: the history row, the resource row, and the index rows (sent at
-/// once, or kept in `pending` until [`flush`]).
-pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>, mut pending: Option<&mut Pending>) -> Result<()> {
+/// Write one version: the history row and the resource row; its index rows are kept in
+/// `pending` until [`flush`].
+pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>, pending: &mut Pending) -> Result<()> {
     let d = c.dialect();
     let current = current_row(c, v.resource_type, v.id)?;
     let was_live = current.as_ref().is_some_and(|(_, cur)| !cur.deleted);
     let delta = i64::from(v.body.is_some()) - i64::from(was_live);
     if delta != 0 {
-        match pending.as_deref_mut() {
-            Some(p) => p.count(v.resource_type, delta),
-            None => {
-                c.execute(&count_add(d, &[(v.resource_type, delta)]))?;
-            }
-        }
+        pending.count(v.resource_type, delta);
     }
     let rkey = match current {
         Some((rkey, cur)) => {
@@ -511,9 +506,7 @@ pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>, mut pending: Option<&mut P
     let rkey = if d == Dialect::Postgres { version_rows_postgres(c, v, rkey)? } else { version_rows(c, v, rkey)? };
 
     if v.version > 1 {
-        if let Some(p) = pending.as_deref_mut() {
-            p.rows.retain(|(k, _, _)| *k != rkey);
-        }
+        pending.rows.retain(|(k, _, _)| *k != rkey);
         // the previous version's index rows: one statement on PostgreSQL (data-modifying
         // CTEs), one per table on SQLite
         if d == Dialect::Postgres {
@@ -536,14 +529,7 @@ pub fn write(c: &mut dyn SqlConn, v: &NewVersion<'_>, mut pending: Option<&mut P
         }
     }
     if v.body.is_some() {
-        match pending {
-            Some(p) => p.rows.push((rkey, v.resource_type.to_string(), v.index.to_vec())),
-            None => {
-                for sql in index_inserts(d, rkey, v.resource_type, v.index) {
-                    c.execute(&sql)?;
-                }
-            }
-        }
+        pending.rows.push((rkey, v.resource_type.to_string(), v.index.to_vec()));
     }
     Ok(())
 }

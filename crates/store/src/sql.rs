@@ -307,15 +307,10 @@ pub fn index_row(entry: &IndexEntry) -> Option<(&'static str, &'static str, Vec<
     })
 }
 
-/// `INSERT` statements for a resource's index rows and full-text document. SQLite gets
-/// one cached single-row statement per row (cheap in-process); PostgreSQL one multi-row
-/// statement per table, so that a write costs a few round trips, not one per index value.
-pub fn index_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexEntry]) -> Vec<Sql> {
-    index_inserts_many(dialect, &[(rkey, rtype, entries)])
-}
-
-/// [`index_inserts`] for several resources `(rkey, type, entries)` at once: on
-/// PostgreSQL, multi-row statements across all of them.
+/// `INSERT` statements for the index rows and full-text documents of several resources
+/// `(rkey, type, entries)`: one multi-row statement per table (and per 500 rows), so that
+/// a transaction's writes cost a few statements — on PostgreSQL a few round trips, on
+/// SQLite a few statement savepoints and one FTS5 flush — not one per index value.
 pub fn index_inserts_many(dialect: Dialect, resources: &[(i64, &str, &[IndexEntry])]) -> Vec<Sql> {
     let mut out = rows_inserts(dialect, resources);
     let docs: Vec<(i64, Vec<String>)> = resources
@@ -323,7 +318,7 @@ pub fn index_inserts_many(dialect: Dialect, resources: &[(i64, &str, &[IndexEntr
         .map(|(rkey, _, entries)| (*rkey, text_tokens(entries)))
         .filter(|(_, tokens)| !tokens.is_empty())
         .collect();
-    let per_statement = if dialect == Dialect::Sqlite { 1 } else { ROWS_PER_STATEMENT };
+    let per_statement = ROWS_PER_STATEMENT;
     for chunk in docs.chunks(per_statement) {
         let mut sql = Sql::new(dialect);
         sql.push(&format!("INSERT INTO {TEXT_TABLE} ({}, terms) VALUES ", text_key(dialect)));
@@ -337,7 +332,7 @@ pub fn index_inserts_many(dialect: Dialect, resources: &[(i64, &str, &[IndexEntr
     out
 }
 
-/// Rows per multi-row `INSERT` on PostgreSQL.
+/// Rows per multi-row `INSERT` (at most 7 parameters a row: far below SQLite's 32,766).
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// The full-text tokens of index entries.
@@ -351,7 +346,8 @@ pub fn text_tokens(entries: &[IndexEntry]) -> Vec<String> {
         .collect()
 }
 
-/// The `INSERT` statements of [`index_inserts`] for index rows only (no full text).
+/// The `INSERT` statements of [`index_inserts_many`] for one resource's index rows only
+/// (no full text).
 pub fn row_inserts(dialect: Dialect, rkey: i64, rtype: &str, entries: &[IndexEntry]) -> Vec<Sql> {
     rows_inserts(dialect, &[(rkey, rtype, entries)])
 }
@@ -372,7 +368,7 @@ fn rows_inserts(dialect: Dialect, resources: &[(i64, &str, &[IndexEntry])]) -> V
             }
         }
     }
-    let per_statement = if dialect == Dialect::Sqlite { 1 } else { ROWS_PER_STATEMENT };
+    let per_statement = ROWS_PER_STATEMENT;
     for (table, cols, rows) in by_table {
         for chunk in rows.chunks(per_statement) {
             let mut sql = Sql::new(dialect);
