@@ -72,12 +72,20 @@ fn unchanged(tx: &mut WriteTx<'_>, rt: ResourceType, id: &str, new: &Value) -> F
     Ok(comparable(&stored) == comparable(new))
 }
 
-/// Write a chunk of resources: prepared (validated, indexed) one by one, then written in
-/// one transaction; if that transaction fails, each resource again in its own, so that
-/// only the failing ones are rejected. Results are in input order.
-pub fn load(engine: &Engine, h: &Handle, resources: Vec<Value>) -> Vec<Loaded> {
+/// A chunk of resources checked and indexed outside any transaction (see
+/// [`prepare_chunk`]), ready for [`write_chunk`]: preparation is the CPU-heavy half of a load and runs on as many
+/// threads as there are cores, ahead of the writers.
+pub struct Batch {
+    /// Per input position: the outcome, where preparation already decided it.
+    out: Vec<Option<Loaded>>,
+    ready: Vec<Ready>,
+}
+
+/// Prepare a chunk (validated and indexed one by one; a failing resource is rejected
+/// alone).
+pub fn prepare_chunk(resources: Vec<Value>) -> Batch {
     let mut out: Vec<Option<Loaded>> = Vec::with_capacity(resources.len());
-    let mut ready: Vec<(usize, ResourceType, String, Value, Prepared)> = Vec::new();
+    let mut ready = Vec::new();
     for (i, r) in resources.into_iter().enumerate() {
         match prepare_one(r) {
             Ok((rt, id, body, p)) => {
@@ -87,7 +95,14 @@ pub fn load(engine: &Engine, h: &Handle, resources: Vec<Value>) -> Vec<Loaded> {
             Err(e) => out.push(Some(Loaded::Rejected(e))),
         }
     }
-    let bodies: Vec<(usize, Value)> = ready.iter().map(|(i, _, _, b, _)| (*i, b.clone())).collect();
+    Batch { out, ready }
+}
+
+/// Write a prepared chunk in one transaction; if that transaction fails, each resource
+/// again in its own, so that only the failing ones are rejected. Results are in input
+/// order.
+pub fn write_chunk(engine: &Engine, h: &Handle, batch: Batch) -> Vec<Loaded> {
+    let Batch { mut out, ready } = batch;
     match write_all(engine, h, ready) {
         Ok(results) => {
             for (i, l) in results {
@@ -96,13 +111,14 @@ pub fn load(engine: &Engine, h: &Handle, resources: Vec<Value>) -> Vec<Loaded> {
                 }
             }
         }
-        Err(_) => {
+        Err((_, bodies)) => {
             // one by one: the failures are reported, the others written
             for (i, body) in bodies {
-                let l = match prepare_one(body)
-                    .and_then(|(rt, id, body, p)| write_all(engine, h, vec![(i, rt, id, body, p)]))
-                {
-                    Ok(mut r) => r.pop().map_or(Loaded::Unchanged, |(_, l)| l),
+                let l = match prepare_one(body) {
+                    Ok((rt, id, body, p)) => match write_all(engine, h, vec![(i, rt, id, body, p)]) {
+                        Ok(mut r) => r.pop().map_or(Loaded::Unchanged, |(_, l)| l),
+                        Err((e, _)) => Loaded::Rejected(e),
+                    },
                     Err(e) => Loaded::Rejected(e),
                 };
                 if let Some(slot) = out.get_mut(i) {
@@ -114,32 +130,69 @@ pub fn load(engine: &Engine, h: &Handle, resources: Vec<Value>) -> Vec<Loaded> {
     out.into_iter().map(|l| l.unwrap_or(Loaded::Unchanged)).collect()
 }
 
-/// Write the resources of one transaction bundle: all in one database transaction, or
-/// none (the first failure says why, as a FHIR transaction would).
+/// [`prepare_chunk`] and [`write_chunk`] on this thread.
+pub fn load(engine: &Engine, h: &Handle, resources: Vec<Value>) -> Vec<Loaded> {
+    write_chunk(engine, h, prepare_chunk(resources))
+}
+
+/// The resources of one transaction bundle, prepared for [`write_all_or_none`]: the first
+/// that fails preparation fails the bundle.
+pub fn prepare_all_or_none(resources: Vec<Value>) -> FhirResult<Vec<Ready>> {
+    resources
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| prepare_one(r).map(|(rt, id, body, p)| (i, rt, id, body, p)))
+        .collect()
+}
+
+/// Write the prepared resources of one transaction bundle: all in one database
+/// transaction, or none (the first failure says why, as a FHIR transaction would).
+pub fn write_all_or_none(engine: &Engine, h: &Handle, ready: Vec<Ready>) -> FhirResult<Vec<Loaded>> {
+    Ok(write_all(engine, h, ready).map_err(|(e, _)| e)?.into_iter().map(|(_, l)| l).collect())
+}
+
+/// [`prepare_all_or_none`] and [`write_all_or_none`] on this thread.
 pub fn load_all_or_none(engine: &Engine, h: &Handle, resources: Vec<Value>) -> FhirResult<Vec<Loaded>> {
-    let mut ready = Vec::with_capacity(resources.len());
-    for (i, r) in resources.into_iter().enumerate() {
-        let (rt, id, body, p) = prepare_one(r)?;
-        ready.push((i, rt, id, body, p));
-    }
-    Ok(write_all(engine, h, ready)?.into_iter().map(|(_, l)| l).collect())
+    write_all_or_none(engine, h, prepare_all_or_none(resources)?)
 }
 
-type Ready = (usize, ResourceType, String, Value, Prepared);
+/// A prepared resource: its input position, type, id, body as it will be written, and
+/// the prepared write.
+pub type Ready = (usize, ResourceType, String, Value, Prepared);
 
-fn write_all(engine: &Engine, h: &Handle, ready: Vec<Ready>) -> FhirResult<Vec<(usize, Loaded)>> {
-    let mut tx = h.begin()?;
-    let mut results = Vec::with_capacity(ready.len());
-    let mut written = Vec::new();
-    for (i, rt, id, body, p) in ready {
-        if unchanged(&mut tx, rt, &id, &body)? {
-            results.push((i, Loaded::Unchanged));
-            continue;
+/// Write in one transaction. On failure, the error and every input body (position, body)
+/// for a retry one by one, without having copied them beforehand.
+fn write_all(engine: &Engine, h: &Handle, ready: Vec<Ready>) -> Result<Vec<(usize, Loaded)>, WriteFailed> {
+    let mut bodies: Vec<(usize, Value)> = Vec::with_capacity(ready.len());
+    let mut rest = ready.into_iter();
+    let result = (|| {
+        let mut tx = h.begin()?;
+        let mut results = Vec::with_capacity(rest.len());
+        let mut written = Vec::new();
+        for (i, rt, id, body, p) in rest.by_ref() {
+            let same = unchanged(&mut tx, rt, &id, &body);
+            bodies.push((i, body));
+            if same? {
+                results.push((i, Loaded::Unchanged));
+                continue;
+            }
+            written.push(tx.apply(p)?);
+            results.push((i, Loaded::Written));
         }
-        written.push(tx.apply(p)?);
-        results.push((i, Loaded::Written));
+        tx.commit()?;
+        Ok((results, written))
+    })();
+    match result {
+        Ok((results, written)) => {
+            crate::search_parameters::after_commit(engine, &written.iter().collect::<Vec<_>>());
+            Ok(results)
+        }
+        Err(e) => {
+            bodies.extend(rest.map(|(i, _, _, body, _)| (i, body)));
+            Err((e, bodies))
+        }
     }
-    tx.commit()?;
-    crate::search_parameters::after_commit(engine, &written.iter().collect::<Vec<_>>());
-    Ok(results)
 }
+
+/// Why a transaction of [`write_all`] failed, and the bodies it was given back.
+type WriteFailed = (FhirError, Vec<(usize, Value)>);

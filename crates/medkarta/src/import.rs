@@ -2,7 +2,8 @@
 //! files (transaction and batch bundles with their own semantics, collections resource
 //! by resource) and single resources, from files or directories, gzip-compressed or not,
 //! into the database of `--data`/`--database`. Every resource gets the full validation
-//! and indexing of a normal write; chunks are written by one worker per core. Progress
+//! and indexing of a normal write; chunks are prepared on one thread per core, ahead of
+//! the writers (one for SQLite, one per core for PostgreSQL). Progress
 //! (resources, rate, share of the input read, ETA) goes to stderr; each rejected resource
 //! is printed to stdout with its file and line or entry number and the OperationOutcome;
 //! a summary ends the run. Running the same import again changes nothing (resources are
@@ -41,7 +42,8 @@ pub struct ImportArgs {
     /// Resources written per transaction
     #[arg(long, default_value_t = 200)]
     chunk: usize,
-    /// Parallel workers [default: the number of cores]
+    /// Threads preparing resources (validation, indexing) [default: the number of cores];
+    /// as many write on PostgreSQL, one on SQLite
     #[arg(long)]
     jobs: Option<usize>,
 }
@@ -335,13 +337,36 @@ fn as_resources(bundle: &Value) -> Option<Vec<Value>> {
     resources.iter_mut().all(|r| relink(r, &links)).then_some(resources)
 }
 
-/// Write one work item, counting and reporting.
-fn write(engine: &Engine, work: Work, counters: &Counters) {
+/// A work item after preparation (validation, index extraction): what the writers take.
+enum Prepared {
+    Chunk(Vec<Origin>, fhir_rest::bulk::Batch),
+    /// A transaction bundle's resources and their count, or why one failed preparation.
+    AllOrNone(Origin, u64, Result<Vec<fhir_rest::bulk::Ready>, fhir_rest::FhirError>),
+    Bundle(Origin, Value),
+}
+
+/// The CPU-heavy half of a work item, done outside any transaction.
+fn prepare(work: Work) -> Prepared {
     match work {
         Work::Resources(items) => {
             let (origins, resources): (Vec<Origin>, Vec<Value>) = items.into_iter().unzip();
+            Prepared::Chunk(origins, fhir_rest::bulk::prepare_chunk(resources))
+        }
+        Work::AllOrNone(origin, items) => {
+            let n = items.len() as u64;
+            let resources: Vec<Value> = items.into_iter().map(|(_, r)| r).collect();
+            Prepared::AllOrNone(origin, n, fhir_rest::bulk::prepare_all_or_none(resources))
+        }
+        Work::Bundle(origin, bundle) => Prepared::Bundle(origin, bundle),
+    }
+}
+
+/// Write one prepared work item, counting and reporting.
+fn write(engine: &Engine, work: Prepared, counters: &Counters) {
+    match work {
+        Prepared::Chunk(origins, batch) => {
             let h = engine.guard().system(SystemActor::IMPORT);
-            for (origin, result) in origins.iter().zip(fhir_rest::bulk::load(engine, &h, resources)) {
+            for (origin, result) in origins.iter().zip(fhir_rest::bulk::write_chunk(engine, &h, batch)) {
                 match result {
                     Loaded::Written => counters.written.fetch_add(1, Ordering::Relaxed),
                     Loaded::Unchanged => counters.unchanged.fetch_add(1, Ordering::Relaxed),
@@ -352,11 +377,9 @@ fn write(engine: &Engine, work: Work, counters: &Counters) {
                 };
             }
         }
-        Work::AllOrNone(origin, items) => {
-            let n = items.len() as u64;
-            let resources: Vec<Value> = items.into_iter().map(|(_, r)| r).collect();
+        Prepared::AllOrNone(origin, n, ready) => {
             let h = engine.guard().system(SystemActor::IMPORT);
-            match fhir_rest::bulk::load_all_or_none(engine, &h, resources) {
+            match ready.and_then(|ready| fhir_rest::bulk::write_all_or_none(engine, &h, ready)) {
                 Ok(results) => {
                     for l in results {
                         match l {
@@ -371,7 +394,7 @@ fn write(engine: &Engine, work: Work, counters: &Counters) {
                 }
             }
         }
-        Work::Bundle(origin, bundle) => {
+        Prepared::Bundle(origin, bundle) => {
             let n = bundle.get("entry").and_then(Value::as_array).map_or(0, Vec::len) as u64;
             let mut req = Request::new(Principal::System(SystemActor::IMPORT), Method::Post, "", "");
             req.body = Body::Json(bundle);
@@ -385,6 +408,11 @@ fn write(engine: &Engine, work: Work, counters: &Counters) {
             }
         }
     }
+}
+
+/// Take the next item from a channel shared by several threads (`None`: closed).
+fn next<T>(rx: &Mutex<mpsc::Receiver<T>>) -> Option<T> {
+    rx.lock().ok()?.recv().ok()
 }
 
 fn progress_line(c: &Counters, total_bytes: u64, started: Instant) -> String {
@@ -415,23 +443,37 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
+    // files are read on this thread, prepared on `jobs` threads and written on others
+    // (one for SQLite, which has one writer: more only contend for it; `jobs` for
+    // PostgreSQL): preparation goes on while the writers wait for the database, and each
+    // stage's queue is short, so memory stays bounded
+    let writer_threads = if settings.database.is_some() { jobs } else { 1 };
     let (tx, rx) = mpsc::sync_channel::<Work>(jobs * 2);
     let rx = Arc::new(Mutex::new(rx));
+    let (ready_tx, ready_rx) = mpsc::sync_channel::<Prepared>(jobs * 2);
+    let ready_rx = Arc::new(Mutex::new(ready_rx));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     std::thread::scope(|s| -> Result<(), String> {
         let mut writers = Vec::new();
         for _ in 0..jobs {
-            let (rx, engine, counters) = (rx.clone(), engine.clone(), counters.clone());
-            writers.push(s.spawn(move || {
-                loop {
-                    let next = rx.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
-                    match next {
-                        Ok(work) => write(&engine, work, &counters),
-                        Err(()) => break,
+            let (rx, ready_tx) = (rx.clone(), ready_tx.clone());
+            s.spawn(move || {
+                while let Some(work) = next(&rx) {
+                    if ready_tx.send(prepare(work)).is_err() {
+                        break;
                     }
+                }
+            });
+        }
+        for _ in 0..writer_threads {
+            let (ready_rx, engine, counters) = (ready_rx.clone(), engine.clone(), counters.clone());
+            writers.push(s.spawn(move || {
+                while let Some(work) = next(&ready_rx) {
+                    write(&engine, work, &counters);
                 }
             }));
         }
+        drop(ready_tx);
         let (c, d) = (counters.clone(), done.clone());
         s.spawn(move || {
             let mut tick = 0u32;
