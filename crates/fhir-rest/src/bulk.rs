@@ -3,7 +3,8 @@
 //! written at its id (a resource without one gets an id derived from its content), and
 //! a resource identical to the stored version is not written again, so loading the same
 //! data twice changes nothing. A resource that fails is reported alone; the rest of its
-//! chunk is written.
+//! chunk is written. Preparation (validation, indexing) and writing are separate steps, so
+//! that a caller can run them on different threads.
 
 use fhir_model::ResourceType;
 use serde_json::Value;
@@ -130,11 +131,6 @@ pub fn write_chunk(engine: &Engine, h: &Handle, batch: Batch) -> Vec<Loaded> {
     out.into_iter().map(|l| l.unwrap_or(Loaded::Unchanged)).collect()
 }
 
-/// [`prepare_chunk`] and [`write_chunk`] on this thread.
-pub fn load(engine: &Engine, h: &Handle, resources: Vec<Value>) -> Vec<Loaded> {
-    write_chunk(engine, h, prepare_chunk(resources))
-}
-
 /// The resources of one transaction bundle, prepared for [`write_all_or_none`]: the first
 /// that fails preparation fails the bundle.
 pub fn prepare_all_or_none(resources: Vec<Value>) -> FhirResult<Vec<Ready>> {
@@ -149,11 +145,6 @@ pub fn prepare_all_or_none(resources: Vec<Value>) -> FhirResult<Vec<Ready>> {
 /// transaction, or none (the first failure says why, as a FHIR transaction would).
 pub fn write_all_or_none(engine: &Engine, h: &Handle, ready: Vec<Ready>) -> FhirResult<Vec<Loaded>> {
     Ok(write_all(engine, h, ready).map_err(|(e, _)| e)?.into_iter().map(|(_, l)| l).collect())
-}
-
-/// [`prepare_all_or_none`] and [`write_all_or_none`] on this thread.
-pub fn load_all_or_none(engine: &Engine, h: &Handle, resources: Vec<Value>) -> FhirResult<Vec<Loaded>> {
-    write_all_or_none(engine, h, prepare_all_or_none(resources)?)
 }
 
 /// A prepared resource: its input position, type, id, body as it will be written, and
