@@ -11,8 +11,11 @@ cd "$(dirname "$0")/.."
 patients=${1:-300}; secs=${2:-10}; levels=${3:-1,8,32}
 cache="${MEDKARTA_CACHE:-$HOME/.cache/medkarta}"
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
-cargo build --release -q
-bin=${CARGO_TARGET_DIR:-target}/release/medkarta
+bin=${MEDKARTA_BIN:-}  # another build, e.g. to compare two commits (build each in its own target dir)
+if [ -z "$bin" ]; then
+  cargo build --release -q
+  bin=${CARGO_TARGET_DIR:-target}/release/medkarta
+fi
 
 hfs=""; hfs_data=""
 if [ "${MEDKARTA_BENCH_PEER:-helios}" != none ]; then

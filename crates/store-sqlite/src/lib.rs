@@ -228,23 +228,44 @@ fn to_sql(a: &Arg) -> SqlValue {
     }
 }
 
+/// Statements with more parameters than this are multi-row inserts, nearly each of its
+/// own length: prepared for their one use, not kept (a cache full of them held hundreds of
+/// megabytes).
+const CACHED_PARAMETERS: usize = 64;
+
+impl Conn<'_> {
+    fn with_statement<T>(
+        &mut self,
+        sql: &Sql,
+        f: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        if sql.args.len() > CACHED_PARAMETERS {
+            f(&mut self.0.prepare(&sql.text).map_err(err)?).map_err(err)
+        } else {
+            let mut cached = self.0.prepare_cached(&sql.text).map_err(err)?;
+            f(&mut cached).map_err(err)
+        }
+    }
+}
+
 impl SqlConn for Conn<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
 
     fn execute(&mut self, sql: &Sql) -> Result<u64> {
-        let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
-        Ok(stmt.execute(params_from_iter(sql.args.iter().map(to_sql))).map_err(err)? as u64)
+        let args = params_from_iter(sql.args.iter().map(to_sql));
+        self.with_statement(sql, |stmt| stmt.execute(args)).map(|n| n as u64)
     }
 
     fn query_ints(&mut self, sql: &Sql) -> Result<Vec<Vec<i64>>> {
-        let mut stmt = self.0.prepare_cached(&sql.text).map_err(err)?;
-        let n = stmt.column_count();
-        let rows = stmt
-            .query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| (0..n).map(|i| r.get::<_, i64>(i)).collect())
-            .map_err(err)?;
-        rows.collect::<rusqlite::Result<Vec<Vec<i64>>>>().map_err(err)
+        self.with_statement(sql, |stmt| {
+            let n = stmt.column_count();
+            let rows = stmt.query_map(params_from_iter(sql.args.iter().map(to_sql)), |r| {
+                (0..n).map(|i| r.get::<_, i64>(i)).collect()
+            })?;
+            rows.collect::<rusqlite::Result<Vec<Vec<i64>>>>()
+        })
     }
 
     fn query_texts(&mut self, sql: &Sql) -> Result<Vec<String>> {
