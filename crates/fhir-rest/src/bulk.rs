@@ -104,7 +104,7 @@ pub fn prepare_chunk(resources: Vec<Value>) -> Batch {
 /// order.
 pub fn write_chunk(engine: &Engine, h: &Handle, batch: Batch) -> Vec<Loaded> {
     let Batch { mut out, ready } = batch;
-    match write_all(engine, h, ready) {
+    match write_retrying(engine, h, ready) {
         Ok(results) => {
             for (i, l) in results {
                 if let Some(slot) = out.get_mut(i) {
@@ -116,7 +116,7 @@ pub fn write_chunk(engine: &Engine, h: &Handle, batch: Batch) -> Vec<Loaded> {
             // one by one: the failures are reported, the others written
             for (i, body) in bodies {
                 let l = match prepare_one(body) {
-                    Ok((rt, id, body, p)) => match write_all(engine, h, vec![(i, rt, id, body, p)]) {
+                    Ok((rt, id, body, p)) => match write_retrying(engine, h, vec![(i, rt, id, body, p)]) {
                         Ok(mut r) => r.pop().map_or(Loaded::Unchanged, |(_, l)| l),
                         Err((e, _)) => Loaded::Rejected(e),
                     },
@@ -144,7 +144,31 @@ pub fn prepare_all_or_none(resources: Vec<Value>) -> FhirResult<Vec<Ready>> {
 /// Write the prepared resources of one transaction bundle: all in one database
 /// transaction, or none (the first failure says why, as a FHIR transaction would).
 pub fn write_all_or_none(engine: &Engine, h: &Handle, ready: Vec<Ready>) -> FhirResult<Vec<Loaded>> {
-    Ok(write_all(engine, h, ready).map_err(|(e, _)| e)?.into_iter().map(|(_, l)| l).collect())
+    Ok(write_retrying(engine, h, ready).map_err(|(e, _)| e)?.into_iter().map(|(_, l)| l).collect())
+}
+
+/// Attempts of a transaction that conflicts with a concurrent one.
+const ATTEMPTS: usize = 3;
+
+/// [`write_all`], again when a concurrent transaction wrote one of the same resources at
+/// the same moment (Synthea's bundles each carry the same practitioners, written by
+/// parallel writers): once that one has committed, the same resource is unchanged here.
+fn write_retrying(engine: &Engine, h: &Handle, ready: Vec<Ready>) -> Result<Vec<(usize, Loaded)>, WriteFailed> {
+    let mut ready = ready;
+    let mut attempt = 1;
+    loop {
+        match write_all(engine, h, ready) {
+            Err((e, bodies)) if e.status == 409 && attempt < ATTEMPTS => {
+                attempt += 1;
+                let again: FhirResult<Vec<Ready>> = bodies
+                    .into_iter()
+                    .map(|(i, b)| prepare_one(b).map(|(rt, id, body, p)| (i, rt, id, body, p)))
+                    .collect();
+                ready = again.map_err(|e| (e, Vec::new()))?;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// A prepared resource: its input position, type, id, body as it will be written, and
