@@ -516,16 +516,7 @@ impl Handle {
 
     /// Run one prepared write in its own transaction.
     pub fn commit_one(&self, prepared: write::Prepared) -> FhirResult<write::Written> {
-        // a PUT without If-Match that lost a race to create the same new id: its intent
-        // ("this is the resource now") holds over what the winner created, so it runs
-        // once more, as an update
-        let again = prepared.is_unconditional_put().then(|| prepared.clone());
-        match (self.commit_all(vec![prepared]), again) {
-            (Err(e), Some(again)) if e.status == 409 => {
-                self.commit_all(vec![again])?.pop().ok_or_else(FhirError::internal)
-            }
-            (result, _) => result?.pop().ok_or_else(FhirError::internal),
-        }
+        self.commit_all(vec![prepared])?.pop().ok_or_else(FhirError::internal)
     }
 }
 

@@ -78,7 +78,7 @@ pub struct Written {
 /// A write checked before any database lock is taken: its body validated and its
 /// search index extracted, so that a transaction holds the database only for database
 /// work (the SQLite writer is one at a time).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Prepared {
     op: WriteOp,
     /// Index of the body without the final `_id`/`_lastUpdated` (completed at write
@@ -98,11 +98,6 @@ impl Prepared {
     /// The write, e.g. to assign an id inside a transaction bundle.
     pub fn op_mut(&mut self) -> &mut WriteOp {
         &mut self.op
-    }
-
-    /// A PUT to an id without `If-Match`: the same whether it creates or updates.
-    pub fn is_unconditional_put(&self) -> bool {
-        matches!(&self.op, WriteOp::Update { if_match: None, .. })
     }
 
     /// The body was changed after preparation: extract its index again at write time.
@@ -387,7 +382,14 @@ fn put(
     if !is_valid_id(id) {
         return Err(FhirError::bad_request(format!("'{id}' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)")));
     }
-    let current = tx.current(rt, id)?;
+    let mut current = tx.current(rt, id)?;
+    if current.is_none() {
+        // a create at a chosen id: concurrent creators of the same id wait for each other
+        // here (there is no row to lock yet), and the later one then updates what the
+        // earlier one created instead of failing on the unique key
+        tx.lock_key(&format!("{rt}/{id}"))?;
+        current = tx.current(rt, id)?;
+    }
     check_if_match(if_match, current.map(|c| c.version), rt, id)?;
     let (number, method, status) = match current {
         None => (1, StoreMethod::Create, 201),

@@ -229,8 +229,8 @@ fn to_sql(a: &Arg) -> SqlValue {
 }
 
 /// Statements with more parameters than this are multi-row inserts, nearly each of its
-/// own length: prepared for their one use, not kept (a cache full of them held hundreds of
-/// megabytes).
+/// own length: prepared for their one use, not kept (they would push the statements that
+/// are used again out of the cache).
 const CACHED_PARAMETERS: usize = 64;
 
 impl Conn<'_> {
