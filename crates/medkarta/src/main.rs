@@ -71,6 +71,10 @@ struct GenerateArgs {
     /// Patients per transaction bundle
     #[arg(long, default_value_t = 20)]
     per_bundle: usize,
+    /// Also bill each visit as Synthea does: a Claim and an ExplanationOfBenefit per
+    /// encounter and a pharmacy Claim per prescription, to the patient's ОМС policy
+    #[arg(long)]
+    claims: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -81,7 +85,7 @@ enum Format {
 
 /// `medkarta generate`, with a progress line on stderr.
 fn generate(args: &GenerateArgs) -> Result<(), String> {
-    let opts = synth::Options { patients: args.patients, seed: args.seed };
+    let opts = synth::Options { patients: args.patients, seed: args.seed, claims: args.claims };
     let started = std::time::Instant::now();
     let progress = |done: usize| {
         if done.is_multiple_of(50) || done == args.patients {

@@ -122,6 +122,7 @@ impl Writer {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut w = lock(&self.state);
         self.queued.fetch_sub(1, Ordering::SeqCst);
+        let started = std::time::Instant::now();
         self.commit_group(&mut w);
         let (busy, _, _): (i64, i64, i64) = w
             .conn
@@ -130,6 +131,7 @@ impl Writer {
         if busy != 0 {
             tracing::warn!("the write-ahead log could not be restarted: readers kept it busy");
         }
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "write-ahead log restarted");
         Ok(())
     }
 

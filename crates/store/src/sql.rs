@@ -981,6 +981,31 @@ fn like_escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
+/// On SQLite, the index range of the values starting with `prefix`, beside the `LIKE`
+/// that matches them: connections plan without looking at bound values (see
+/// `store_sqlite::open_conn`), so `LIKE ?` alone would not use the index. The strings
+/// starting with `prefix` are exactly those from `prefix` up to (not including) `prefix`
+/// with its last character's successor: UTF-8 keeps code point order bytewise.
+fn prefix_range(sql: &mut Sql, a: &str, prefix: &str) {
+    if sql.dialect != Dialect::Sqlite || prefix.is_empty() {
+        return;
+    }
+    sql.push(&format!(" AND {a}.value >= ")).text_arg(prefix);
+    let mut chars = prefix.chars();
+    let next = chars.next_back().and_then(|c| {
+        let mut n = c as u32 + 1;
+        if (0xD800..0xE000).contains(&n) {
+            n = 0xE000;
+        }
+        char::from_u32(n)
+    });
+    if let Some(next) = next {
+        let mut upper = chars.as_str().to_string();
+        upper.push(next);
+        sql.push(&format!(" AND {a}.value < ")).text_arg(&upper);
+    }
+}
+
 /// The condition on index row `x` that a value matches (negation is the caller's).
 fn condition(sql: &mut Sql, a: &str, p: &Predicate) {
     sql.push("1 = 1");
@@ -1007,6 +1032,9 @@ fn condition(sql: &mut Sql, a: &str, p: &Predicate) {
             } else {
                 let escaped = like_escape(value);
                 let pattern = if *contains { format!("%{escaped}%") } else { format!("{escaped}%") };
+                if !*contains {
+                    prefix_range(sql, a, value);
+                }
                 sql.push(&format!(" AND {a}.value LIKE ")).text_arg(&pattern).push(" ESCAPE '\\'");
             }
         }
@@ -1064,6 +1092,7 @@ fn condition(sql: &mut Sql, a: &str, p: &Predicate) {
         }
         Predicate::Uri { value, above, below } => {
             if *below {
+                prefix_range(sql, a, value);
                 sql.push(&format!(" AND {a}.value LIKE "))
                     .text_arg(&format!("{}%", like_escape(value)))
                     .push(" ESCAPE '\\'");

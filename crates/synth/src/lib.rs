@@ -11,6 +11,7 @@
 //! hospital. Volume follows the age distribution (≈63 resources per patient on average;
 //! children and the elderly have more).
 
+mod billing;
 mod fhir;
 mod ident;
 mod patient;
@@ -35,6 +36,9 @@ pub struct Options {
     pub patients: usize,
     /// Seed of all randomness: the same seed gives the same data.
     pub seed: u64,
+    /// Add each patient's Claims and ExplanationOfBenefits ([`claims`]): the shape of
+    /// Synthea's records, a third more resources.
+    pub claims: bool,
 }
 
 /// The Organizations (`org-0`..`org-11`), Practitioners (`prac-0`..`prac-39`) and
@@ -47,6 +51,24 @@ pub fn shared_resources(seed: u64) -> Vec<Value> {
 /// `pat-{index}-{kind}-{n}`; deterministic in `(seed, index)`.
 pub fn patient_record(seed: u64, index: usize) -> Vec<Value> {
     patient::record(seed, index)
+}
+
+/// The Claims and ExplanationOfBenefits of a record made by [`patient_record`]: per
+/// Encounter a Claim and an ExplanationOfBenefit itemising the visit, its procedures,
+/// laboratory panels and vaccinations, billed to the patient's ОМС policy; per
+/// prescription a pharmacy Claim.
+pub fn claims(record: &[Value]) -> Vec<Value> {
+    billing::claims(record)
+}
+
+/// The `index`-th patient's record as `opts` asks for it.
+fn record(opts: &Options, index: usize) -> Vec<Value> {
+    let mut r = patient_record(opts.seed, index);
+    if opts.claims {
+        let billed = claims(&r);
+        r.extend(billed);
+    }
+    r
 }
 
 fn rtype(r: &Value) -> &str {
@@ -75,7 +97,7 @@ pub fn write_ndjson(opts: &Options, dir: &Path, mut progress: impl FnMut(usize))
         write(&r, &mut files)?;
     }
     for i in 0..opts.patients {
-        for r in patient_record(opts.seed, i) {
+        for r in record(opts, i) {
             write(&r, &mut files)?;
         }
         progress(i + 1);
@@ -121,7 +143,7 @@ pub fn write_bundles(
     let mut start = 0;
     while start < opts.patients {
         let end = (start + per_bundle).min(opts.patients);
-        emit((start..end).flat_map(|i| patient_record(opts.seed, i)).collect())?;
+        emit((start..end).flat_map(|i| record(opts, i)).collect())?;
         progress(end);
         start = end;
     }

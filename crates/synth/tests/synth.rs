@@ -3,10 +3,17 @@
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use synth::{Options, patient_record, shared_resources, snils, snils_check, write_bundles, write_ndjson};
+use synth::{Options, claims, patient_record, shared_resources, snils, snils_check, write_bundles, write_ndjson};
 
+/// The shared resources and `n` patients with their claims.
 fn population(seed: u64, n: usize) -> Vec<Value> {
-    shared_resources(seed).into_iter().chain((0..n).flat_map(|i| patient_record(seed, i))).collect()
+    let billed = (0..n).flat_map(|i| {
+        let mut r = patient_record(seed, i);
+        let c = claims(&r);
+        r.extend(c);
+        r
+    });
+    shared_resources(seed).into_iter().chain(billed).collect()
 }
 
 fn references<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
@@ -180,7 +187,7 @@ fn volume_statistics() {
 #[test]
 fn writes_ndjson_and_bundles() {
     let dir = std::env::temp_dir().join(format!("synth-test-{}", std::process::id()));
-    let opts = Options { patients: 7, seed: 3 };
+    let opts = Options { patients: 7, seed: 3, claims: true };
     let mut seen = Vec::new();
     let expected = population(3, 7).len();
     assert_eq!(write_ndjson(&opts, &dir.join("ndjson"), |n| seen.push(n)).unwrap(), expected);
@@ -194,5 +201,46 @@ fn writes_ndjson_and_bundles() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("bundles/bundle-00001.json")).unwrap()).unwrap();
     assert_eq!(first["entry"][0]["request"]["url"], "Organization/org-0");
     assert!(dir.join("bundles/bundle-00004.json").exists() && !dir.join("bundles/bundle-00005.json").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn claims_bill_every_visit_as_synthea_does() {
+    let (mut visits, mut sensitive) = (0, 0);
+    for i in 0..100 {
+        let record = patient_record(1, i);
+        let billed = claims(&record);
+        assert_eq!(claims(&record), billed, "deterministic");
+        let of = |t: &str| billed.iter().filter(|r| r["resourceType"] == t).collect::<Vec<_>>();
+        let encounters: Vec<&Value> = record.iter().filter(|r| r["resourceType"] == "Encounter").collect();
+        let prescriptions = record.iter().filter(|r| r["resourceType"] == "MedicationRequest").count();
+        assert_eq!(of("ExplanationOfBenefit").len(), encounters.len());
+        assert_eq!(of("Claim").len(), encounters.len() + prescriptions);
+        for eob in of("ExplanationOfBenefit") {
+            let items: f64 = eob["item"].as_array().unwrap().iter().map(|i| i["net"]["value"].as_f64().unwrap()).sum();
+            assert_eq!(eob["payment"]["amount"]["value"].as_f64().unwrap(), items, "{}", eob["id"]);
+            assert_eq!(eob["total"][0]["amount"]["value"].as_f64().unwrap(), items);
+            let claim = eob["claim"]["reference"].as_str().unwrap().trim_start_matches("Claim/");
+            assert!(of("Claim").iter().any(|c| c["id"] == claim && c["total"]["value"] == items));
+        }
+        for enc in encounters {
+            visits += 1;
+            let eob = of("ExplanationOfBenefit").into_iter().find(|e| {
+                e["item"][0]["encounter"][0]["reference"] == format!("Encounter/{}", enc["id"].as_str().unwrap())
+            });
+            let eob = eob.unwrap_or_else(|| panic!("no explanation of {}", enc["id"]));
+            // a sensitive visit's bill is labelled as the visit is
+            assert_eq!(eob["meta"]["security"], enc["meta"]["security"]);
+            sensitive += usize::from(enc["meta"]["security"].is_array());
+        }
+    }
+    assert!(visits > 500 && sensitive > 0, "{visits} visits, {sensitive} sensitive");
+    let dir = std::env::temp_dir().join(format!("synth-claims-{}", std::process::id()));
+    let opts = Options { patients: 3, seed: 1, claims: true };
+    let written = write_ndjson(&opts, &dir, |_| {}).unwrap();
+    let lines = |t: &str| std::fs::read_to_string(dir.join(format!("{t}.ndjson"))).map_or(0, |s| s.lines().count());
+    assert!(lines("Claim") > 0 && lines("ExplanationOfBenefit") > 0);
+    let plain = write_ndjson(&Options { claims: false, ..opts }, &dir.join("plain"), |_| {}).unwrap();
+    assert_eq!(written, plain + lines("Claim") + lines("ExplanationOfBenefit"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
