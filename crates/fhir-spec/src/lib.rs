@@ -64,6 +64,13 @@ impl ElementDef {
     }
 }
 
+/// Is `suffix` of a choice element's JSON name (`Quantity` of `valueQuantity`) the type
+/// `ty` (`Quantity`, or `dateTime` for `DateTime`)? Type names are ASCII.
+pub fn is_type_suffix(suffix: &str, ty: &str) -> bool {
+    let (s, t) = (suffix.as_bytes(), ty.as_bytes());
+    s.len() == t.len() && !s.is_empty() && s[0] == t[0].to_ascii_uppercase() && s[1..] == t[1..]
+}
+
 /// A resource or data type.
 #[derive(Debug)]
 pub struct TypeDef {
@@ -76,7 +83,7 @@ pub struct TypeDef {
     /// Resources: the top-level elements of the summary view (`_summary=true`).
     pub summary: Vec<String>,
     elements: HashMap<String, ElementDef>,
-    /// Parent path ("" for the type itself) -> child property names (without `[x]`).
+    /// Parent path ("" for the type itself) -> the children's paths (keys of `elements`).
     children: HashMap<String, Vec<String>>,
 }
 
@@ -88,11 +95,7 @@ impl TypeDef {
 
     /// The child elements of a relative path ("" for top level).
     pub fn children(&self, parent: &str) -> impl Iterator<Item = &ElementDef> {
-        let parent = parent.to_string();
-        self.children.get(&parent).into_iter().flatten().filter_map(move |name| {
-            let key = if parent.is_empty() { name.clone() } else { format!("{parent}.{name}") };
-            self.elements.get(&key)
-        })
+        self.children.get(parent).into_iter().flatten().filter_map(|path| self.elements.get(path))
     }
 
     /// Is this a backbone element path (one with its own children)?
@@ -272,11 +275,11 @@ fn load() -> Spec {
                 continue;
             };
             let (parent, _) = el.path.rsplit_once('.').unwrap_or(("", &el.path));
-            children.entry(parent.to_string()).or_default().push(el.name.clone());
             let key = match el.path.strip_suffix("[x]") {
                 Some(p) => p.to_string(),
                 None => el.path.clone(),
             };
+            children.entry(parent.to_string()).or_default().push(key.clone());
             elements.insert(key, el);
         }
         if kind == TypeKind::Resource && !t.a {

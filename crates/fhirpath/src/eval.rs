@@ -1504,17 +1504,41 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Result<Vec<Item<'a>>, Error> {
         (None | Some(Value::Null), None) => {}
         (Some(v), e) => out.push(Item::Node(v, ItemType(child_type(&t, v), e))),
     };
-    let ext_of = |key: &str| obj.get(&format!("_{key}"));
+    // the `_name` sibling holding a primitive's id and extensions, looked up without
+    // allocating (a member step is the inner loop of every search index extraction)
+    let ext_of = |key: &str| {
+        let mut buf = [0u8; 128];
+        let n = key.len() + 1;
+        if n > buf.len() {
+            return obj.get(&format!("_{key}"));
+        }
+        buf[0] = b'_';
+        buf[1..n].copy_from_slice(key.as_bytes());
+        std::str::from_utf8(&buf[..n]).ok().and_then(|k| obj.get(k))
+    };
     let Some((td, prefix)) = owner else {
         push(obj.get(name), ext_of(name), TypeRef::Unknown);
         return Ok(out);
     };
-    let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
-    match td.element(&path) {
+    let mut buf = [0u8; 256];
+    let joined;
+    let path: &str = if prefix.is_empty() {
+        name
+    } else if prefix.len() + name.len() < buf.len() {
+        let n = prefix.len();
+        buf[..n].copy_from_slice(prefix.as_bytes());
+        buf[n] = b'.';
+        buf[n + 1..n + 1 + name.len()].copy_from_slice(name.as_bytes());
+        std::str::from_utf8(&buf[..n + 1 + name.len()]).unwrap_or(name)
+    } else {
+        joined = format!("{prefix}.{name}");
+        &joined
+    };
+    match td.element(path) {
         Some(el) if el.choice => {
             for (k, v) in obj {
                 if let Some(suffix) = k.strip_prefix(name)
-                    && let Some(t) = el.types.iter().find(|t| upper_first(t) == suffix)
+                    && let Some(t) = el.types.iter().find(|t| fhir_spec::is_type_suffix(suffix, t))
                 {
                     push(Some(v), ext_of(k), TypeRef::Named(t.clone()));
                 }
@@ -1522,7 +1546,7 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Result<Vec<Item<'a>>, Error> {
             for (k, e) in obj {
                 if let Some(suffix) = k.strip_prefix('_').and_then(|k| k.strip_prefix(name))
                     && !obj.contains_key(&k[1..])
-                    && let Some(t) = el.types.iter().find(|t| upper_first(t) == suffix)
+                    && let Some(t) = el.types.iter().find(|t| fhir_spec::is_type_suffix(suffix, t))
                 {
                     push(None, Some(e), TypeRef::Named(t.clone()));
                 }
@@ -1531,8 +1555,8 @@ fn member<'a>(item: &Item<'a>, name: &str) -> Result<Vec<Item<'a>>, Error> {
         Some(el) => {
             let t = if let Some(cref) = &el.content_reference {
                 TypeRef::Backbone(td, cref.clone())
-            } else if td.has_children(&path) && td.kind != TypeKind::Primitive {
-                TypeRef::Backbone(td, path.clone())
+            } else if td.has_children(path) && td.kind != TypeKind::Primitive {
+                TypeRef::Backbone(td, path.to_string())
             } else {
                 el.types.first().map(|t| TypeRef::Named(t.clone())).unwrap_or(TypeRef::Unknown)
             };
@@ -1560,14 +1584,6 @@ fn child_type(t: &TypeRef, v: &Value) -> TypeRef {
             None => TypeRef::Unknown,
         },
         other => other.clone(),
-    }
-}
-
-fn upper_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
     }
 }
 

@@ -236,9 +236,10 @@ fn to_sql(a: &Arg) -> SqlValue {
     }
 }
 
-/// Statements with more parameters than this are multi-row inserts, nearly each of its
-/// own length: prepared for their one use, not kept (they would push the statements that
-/// are used again out of the cache).
+/// Statements with more parameters than this (searches with long value lists, say) are
+/// prepared for their one use, not kept: they would push the statements that are used
+/// again out of the cache. The multi-row inserts of index rows come in a few fixed sizes
+/// and are kept (`Sql::reusable`).
 const CACHED_PARAMETERS: usize = 64;
 
 impl Conn<'_> {
@@ -247,7 +248,7 @@ impl Conn<'_> {
         sql: &Sql,
         f: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        if sql.args.len() > CACHED_PARAMETERS {
+        if sql.args.len() > CACHED_PARAMETERS && !sql.reusable {
             f(&mut self.0.prepare(&sql.text).map_err(err)?).map_err(err)
         } else {
             let mut cached = self.0.prepare_cached(&sql.text).map_err(err)?;

@@ -29,11 +29,14 @@ pub struct Sql {
     pub text: String,
     pub args: Vec<Arg>,
     dialect: Dialect,
+    /// A statement of many parameters whose text recurs (the fixed-size multi-row
+    /// inserts): worth keeping prepared, unlike other long ones.
+    pub reusable: bool,
 }
 
 impl Sql {
     pub fn new(dialect: Dialect) -> Self {
-        Sql { text: String::new(), args: Vec::new(), dialect }
+        Sql { text: String::new(), args: Vec::new(), dialect, reusable: false }
     }
 
     /// Append text.
@@ -318,12 +321,13 @@ pub fn index_inserts_many(dialect: Dialect, resources: &[(i64, &str, &[IndexEntr
         .map(|(rkey, _, entries)| (*rkey, text_tokens(entries)))
         .filter(|(_, tokens)| !tokens.is_empty())
         .collect();
-    let per_statement = ROWS_PER_STATEMENT;
-    for chunk in docs.chunks(per_statement) {
+    let mut docs = docs.into_iter();
+    for size in statement_sizes(docs.len()) {
         let mut sql = Sql::new(dialect);
+        sql.reusable = true;
         sql.push(&format!("INSERT INTO {TEXT_TABLE} ({}, terms) VALUES ", text_key(dialect)));
-        for (i, (rkey, tokens)) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" }).bind(Arg::Int(*rkey)).push(", ");
+        for (i, (rkey, tokens)) in docs.by_ref().take(size).enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" }).bind(Arg::Int(rkey)).push(", ");
             bind_document(&mut sql, &tokens.join(" "));
             sql.push(")");
         }
@@ -332,8 +336,22 @@ pub fn index_inserts_many(dialect: Dialect, resources: &[(i64, &str, &[IndexEntr
     out
 }
 
-/// Rows per multi-row `INSERT` (at most 7 parameters a row: far below SQLite's 32,766).
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per multi-row `INSERT`, largest first (at most 7 parameters a row: far below
+/// SQLite's 32,766). A batch of rows goes as statements of these sizes only, so each
+/// statement is prepared once and kept, not parsed again for every batch of another size.
+const STATEMENT_ROWS: [usize; 5] = [500, 100, 20, 5, 1];
+
+/// The statement sizes (from [`STATEMENT_ROWS`]) that `n` rows go in, largest first.
+fn statement_sizes(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for size in STATEMENT_ROWS {
+        while n >= size {
+            out.push(size);
+            n -= size;
+        }
+    }
+    out
+}
 
 /// The full-text tokens of index entries.
 pub fn text_tokens(entries: &[IndexEntry]) -> Vec<String> {
@@ -368,17 +386,19 @@ fn rows_inserts(dialect: Dialect, resources: &[(i64, &str, &[IndexEntry])]) -> V
             }
         }
     }
-    let per_statement = ROWS_PER_STATEMENT;
     for (table, cols, rows) in by_table {
-        for chunk in rows.chunks(per_statement) {
+        let sizes = statement_sizes(rows.len());
+        let mut rows = rows.into_iter();
+        for size in sizes {
             let mut sql = Sql::new(dialect);
+            sql.reusable = true;
             sql.push("INSERT INTO ").push(table).push(" (rkey, rtype, param, grp, ").push(cols).push(") VALUES ");
-            for (i, (rkey, rtype, param, group, args)) in chunk.iter().enumerate() {
+            for (i, (rkey, rtype, param, group, args)) in rows.by_ref().take(size).enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(Arg::Int(*rkey)).push(", ").text_arg(rtype).push(", ").text_arg(param).push(", ");
+                sql.bind(Arg::Int(rkey)).push(", ").text_arg(rtype).push(", ").text_arg(param).push(", ");
                 sql.bind(group.map_or(Arg::Null, |g| Arg::Int(i64::from(g))));
                 for a in args {
-                    sql.push(", ").bind(a.clone());
+                    sql.push(", ").bind(a);
                 }
                 sql.push(")");
             }

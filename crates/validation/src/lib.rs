@@ -98,7 +98,7 @@ impl<'a> Validator<'a> {
                 continue;
             };
             if is_resource && name == "id" {
-                type_code = "id".to_string(); // Resource.id: the snapshot says System.String
+                type_code = "id"; // Resource.id: the snapshot says System.String
             }
             if el.choice {
                 if let Some((_, other)) = seen_choice.iter().find(|(n, k)| *n == el.name && *k != name) {
@@ -110,7 +110,7 @@ impl<'a> Validator<'a> {
                 }
                 seen_choice.push((el.name.as_str(), name));
             }
-            let primitive = is_primitive(&type_code);
+            let primitive = is_primitive(type_code);
             if companion && !primitive {
                 self.error(
                     IssueType::Structure,
@@ -143,14 +143,14 @@ impl<'a> Validator<'a> {
                             }
                             continue;
                         }
-                        self.value(item, el, &type_code, ctx, &item_path, companion);
+                        self.value(item, el, type_code, ctx, &item_path, companion);
                     }
                 }
                 _ if el.is_array() => {
                     self.error(IssueType::Structure, &elem_path, format!("'{key}' repeats and must be a JSON array"));
                 }
                 Value::Null => self.error(IssueType::Structure, &elem_path, "null is not a valid value here".into()),
-                _ => self.value(value, el, &type_code, ctx, &elem_path, companion),
+                _ => self.value(value, el, type_code, ctx, &elem_path, companion),
             }
         }
         self.cardinality(obj, ctx, path);
@@ -459,29 +459,19 @@ fn is_primitive(type_code: &str) -> bool {
 }
 
 /// Resolve a JSON property name to its element and concrete type (choice types by suffix).
-fn find_element<'a>(ctx: Ctx<'a>, name: &str) -> Option<(&'a ElementDef, String)> {
-    let full = |n: &str| {
-        if ctx.prefix.is_empty() { n.to_string() } else { format!("{}.{n}", ctx.prefix) }
-    };
-    if let Some(el) = ctx.ty.element(&full(name))
+fn find_element<'a>(ctx: Ctx<'a>, name: &str) -> Option<(&'a ElementDef, &'a str)> {
+    let el =
+        if ctx.prefix.is_empty() { ctx.ty.element(name) } else { ctx.ty.element(&format!("{}.{name}", ctx.prefix)) };
+    if let Some(el) = el
         && !el.choice
     {
-        let t = el.types.first().cloned().unwrap_or_else(|| "BackboneElement".into());
-        return Some((el, t));
+        return Some((el, el.types.first().map_or("BackboneElement", String::as_str)));
     }
     ctx.ty.children(ctx.prefix).filter(|el| el.choice).find_map(|el| {
         let suffix = name.strip_prefix(el.name.as_str())?;
-        let t = el.types.iter().find(|t| upper_first(t) == suffix)?;
-        Some((el, t.clone()))
+        let t = el.types.iter().find(|t| fhir_spec::is_type_suffix(suffix, t))?;
+        Some((el, t.as_str()))
     })
-}
-
-fn upper_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 /// Number of values present for an element (counting `_x` companions and choice variants).
@@ -495,7 +485,8 @@ fn count_values(obj: &Map<String, Value>, el: &ElementDef) -> usize {
         obj.keys()
             .filter(|k| {
                 let k = k.trim_start_matches('_');
-                k.strip_prefix(el.name.as_str()).is_some_and(|s| el.types.iter().any(|t| upper_first(t) == s))
+                k.strip_prefix(el.name.as_str())
+                    .is_some_and(|s| el.types.iter().any(|t| fhir_spec::is_type_suffix(s, t)))
             })
             .count()
             .min(1)
