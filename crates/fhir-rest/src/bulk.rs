@@ -212,13 +212,13 @@ fn write_all(engine: &Engine, h: &Handle, ready: Vec<Ready>) -> Result<Vec<(usiz
 
 /// Free `garbage` on a thread of its own. A chunk's resource trees take a tenth of the
 /// time of writing it to free, and the thread writing is the bound of a load (on SQLite,
-/// there is one): it hands them over and goes on. At most a few chunks wait (the sender
+/// there is one): it hands them over and goes on. At most one chunk waits (the sender
 /// blocks beyond that), so memory stays bounded.
 fn drop_later<T: Send + 'static>(garbage: T) {
     type Garbage = Box<dyn Send>;
     static BIN: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<Garbage>>> = std::sync::OnceLock::new();
     let bin = BIN.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Garbage>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Garbage>(1);
         let started = std::thread::Builder::new().name("bulk-free".into()).spawn(move || rx.into_iter().for_each(drop));
         started.ok().map(|_| tx)
     });

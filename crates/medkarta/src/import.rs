@@ -40,7 +40,7 @@ pub struct ImportArgs {
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Resources written per transaction
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     chunk: usize,
     /// Threads preparing resources (validation, indexing) [default: the number of cores];
     /// as many write on PostgreSQL, one on SQLite
@@ -446,11 +446,11 @@ pub fn run(args: ImportArgs) -> Result<(), String> {
     // files are read on this thread, prepared on `jobs` threads and written on others
     // (one for SQLite, which has one writer: more only contend for it; `jobs` for
     // PostgreSQL): preparation goes on while the writers wait for the database, and each
-    // stage's queue is short, so memory stays bounded
+    // stage's queue holds one chunk, so memory stays bounded (~6 chunks in flight)
     let writer_threads = if settings.database.is_some() { jobs } else { 1 };
-    let (tx, rx) = mpsc::sync_channel::<Work>(jobs * 2);
+    let (tx, rx) = mpsc::sync_channel::<Work>(1);
     let rx = Arc::new(Mutex::new(rx));
-    let (ready_tx, ready_rx) = mpsc::sync_channel::<Prepared>(jobs * 2);
+    let (ready_tx, ready_rx) = mpsc::sync_channel::<Prepared>(1);
     let ready_rx = Arc::new(Mutex::new(ready_rx));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     std::thread::scope(|s| -> Result<(), String> {
