@@ -32,6 +32,8 @@ const ROTATE_BYTES: u64 = 16 << 20;
 const MAX_BACKLOG: u64 = 256 << 20;
 /// Read per ingestion round (whole lines only).
 const READ_BYTES: usize = 4 << 20;
+/// Entries moved into the database per transaction.
+const SAVE_ENTRIES: usize = 500;
 /// The longest entry line accepted (far below [`READ_BYTES`]).
 const MAX_LINE: usize = 1 << 20;
 /// Record kind of the ingestion position.
@@ -187,25 +189,31 @@ impl Journal {
                     _ => break,
                 }
             }
-            let entries: Vec<NewAudit> = lines
-                .iter()
-                .filter_map(|l| match parse(l) {
-                    Some(e) => Some(e),
-                    None => {
-                        tracing::error!("audit journal {}: an unreadable line skipped", path.display());
-                        None
-                    }
-                })
-                .collect();
-            offset += consumed;
-            if let Err(e) = self.save(store, &entries, generation, offset) {
-                // the commit may have happened after all: read the position again next time
-                *position = None;
-                return Err(e);
+            // a few hundred entries per transaction: on SQLite each holds the one writer, and
+            // a backlog of reads' entries moved in one go kept requests' writes waiting
+            // hundreds of milliseconds
+            for group in lines.chunks(SAVE_ENTRIES) {
+                let entries: Vec<NewAudit> = group
+                    .iter()
+                    .filter_map(|(l, _)| match parse(l) {
+                        Some(e) => Some(e),
+                        None => {
+                            tracing::error!("audit journal {}: an unreadable line skipped", path.display());
+                            None
+                        }
+                    })
+                    .collect();
+                let bytes: u64 = group.iter().map(|(_, n)| n).sum();
+                offset += bytes;
+                if let Err(e) = self.save(store, &entries, generation, offset) {
+                    // the commit may have happened after all: read the position again next time
+                    *position = None;
+                    return Err(e);
+                }
+                *position = Some((generation, offset));
+                self.backlog.fetch_sub(bytes.min(self.backlog.load(Ordering::Relaxed)), Ordering::Relaxed);
+                moved += entries.len();
             }
-            *position = Some((generation, offset));
-            self.backlog.fetch_sub(consumed.min(self.backlog.load(Ordering::Relaxed)), Ordering::Relaxed);
-            moved += entries.len();
         }
         Ok(moved)
     }
@@ -282,7 +290,7 @@ fn sync_dir(dir: &Path) -> Result<(), AuditError> {
 }
 
 /// Whole lines from `offset` (at most about [`READ_BYTES`]), and the bytes they take.
-fn read_lines(path: &Path, offset: u64) -> Result<(Vec<String>, u64), AuditError> {
+fn read_lines(path: &Path, offset: u64) -> Result<(Vec<(String, u64)>, u64), AuditError> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
@@ -293,8 +301,10 @@ fn read_lines(path: &Path, offset: u64) -> Result<(Vec<String>, u64), AuditError
     file.take(READ_BYTES as u64).read_to_end(&mut buf).map_err(|e| io("read", path, e))?;
     // a line being written (or torn by a crash) has no newline yet
     let Some(end) = buf.iter().rposition(|b| *b == b'\n') else { return Ok((Vec::new(), 0)) };
-    let text = String::from_utf8_lossy(&buf[..end]);
-    Ok((text.split('\n').map(str::to_string).collect(), end as u64 + 1))
+    // each line with its length in the file, newline included
+    let lines =
+        buf[..end].split(|b| *b == b'\n').map(|l| (String::from_utf8_lossy(l).into_owned(), l.len() as u64 + 1));
+    Ok((lines.collect(), end as u64 + 1))
 }
 
 #[cfg(test)]
@@ -347,5 +357,27 @@ mod tests {
         assert_eq!(generations(&jdir).unwrap().len(), 1);
         let counts = store.audit_counts(0).unwrap();
         assert_eq!(counts.entries, 16);
+    }
+
+    /// A backlog of more than one transaction's entries ([`SAVE_ENTRIES`]): every entry
+    /// lands once, the stored position ends at the end of the file, and read back from the
+    /// database it moves nothing twice.
+    #[test]
+    fn a_backlog_of_several_transactions_lands_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
+        let jdir = dir.path().join("journal");
+        let j = Journal::open(&jdir).unwrap();
+        let n = 2 * SAVE_ENTRIES as i64 + 7;
+        for i in 0..n {
+            j.append(&entry(i)).unwrap();
+        }
+        assert_eq!(j.ingest(&store).unwrap(), n as usize);
+        let (generation, offset) = j.stored_position(&store).unwrap();
+        assert_eq!((generation, offset), (1, lock(&j.current).len), "the position is the end of the file");
+        // the journal forgets its position: read back from the database, nothing twice
+        *lock(&j.ingest) = None;
+        assert_eq!(j.ingest(&store).unwrap(), 0);
+        assert_eq!(store.audit_counts(0).unwrap().entries, n);
     }
 }

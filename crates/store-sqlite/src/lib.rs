@@ -68,12 +68,6 @@ const RESTART_PAGES: std::ffi::c_int = if cfg!(test) { 2_000 } else { 16_384 };
 struct Checkpointer {
     path: PathBuf,
     running: AtomicBool,
-    /// The log's length in pages when the last checkpoint started: the next starts once
-    /// as many pages again were written (or the log started again from its beginning).
-    /// Under writes that never pause, beside readers, the log is not started again by
-    /// itself, and a checkpoint after every commit past the threshold (each with its
-    /// connection and its sync of the database file) took a sixth of the CRUD mix's time.
-    started_at: std::sync::atomic::AtomicI32,
     /// The store's writer, for the restarting checkpoint (set once the store is made).
     writer: std::sync::OnceLock<std::sync::Weak<Writer>>,
 }
@@ -81,12 +75,12 @@ struct Checkpointer {
 impl Checkpointer {
     /// After a commit left `pages` pages in the log.
     fn wal_grew(self: &Arc<Self>, pages: std::ffi::c_int) {
-        let last = self.started_at.load(Ordering::Acquire);
-        let due = pages >= CHECKPOINT_PAGES && (pages < last || pages - last >= CHECKPOINT_PAGES);
-        if !due || self.running.swap(true, Ordering::AcqRel) {
+        // after every commit past the threshold (a checkpoint only once 1,000 further
+        // pages were logged made each one a burst of I/O: the CRUD mix's p95 at one
+        // connection went from 2.6 to 9 ms)
+        if pages < CHECKPOINT_PAGES || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.started_at.store(if pages >= RESTART_PAGES { 0 } else { pages }, Ordering::Release);
         let me = self.clone();
         std::thread::spawn(move || {
             let done = match me.writer.get().and_then(std::sync::Weak::upgrade) {
@@ -157,7 +151,6 @@ impl SqliteStore {
         let checkpoints = Arc::new(Checkpointer {
             path: path.clone(),
             running: AtomicBool::new(false),
-            started_at: std::sync::atomic::AtomicI32::new(0),
             writer: std::sync::OnceLock::new(),
         });
         let hook = checkpoints.clone();
