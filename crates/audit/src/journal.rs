@@ -315,12 +315,18 @@ mod tests {
         NewAudit { at: i, patients: vec![format!("p{i}")], entry: format!("{{\"i\":{i}}}") }
     }
 
-    #[test]
-    fn entries_land_once_across_restarts_and_rotation() {
+    /// A store and a journal in a fresh directory (kept alive by the returned guard).
+    fn fixture() -> (tempfile::TempDir, store_sqlite::SqliteStore, std::path::PathBuf, Journal) {
         let dir = tempfile::tempdir().unwrap();
         let store = store_sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
         let jdir = dir.path().join("journal");
         let j = Journal::open(&jdir).unwrap();
+        (dir, store, jdir, j)
+    }
+
+    #[test]
+    fn entries_land_once_across_restarts_and_rotation() {
+        let (_dir, store, jdir, j) = fixture();
         for i in 0..10 {
             j.append(&entry(i)).unwrap();
         }
@@ -364,10 +370,7 @@ mod tests {
     /// database it moves nothing twice.
     #[test]
     fn a_backlog_of_several_transactions_lands_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
-        let jdir = dir.path().join("journal");
-        let j = Journal::open(&jdir).unwrap();
+        let (_dir, store, _, j) = fixture();
         let n = 2 * SAVE_ENTRIES as i64 + 7;
         for i in 0..n {
             j.append(&entry(i)).unwrap();
