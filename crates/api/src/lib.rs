@@ -117,8 +117,10 @@ struct AppState {
     local_store: bool,
 }
 
-/// All routes: `/fhir/...`, `/oauth/...`, `/.well-known/...`, `/healthz`, `/readyz`.
-pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Router {
+/// All routes: `/fhir/...`, `/oauth/...`, `/.well-known/...`, `/healthz`, `/readyz`,
+/// and the adapters' own (`extra`: the portal), which get the same client address and
+/// tracing layers.
+pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig, extra: Router) -> Router {
     let (threads, queue) = auth::password::parallelism();
     let limits = Arc::new(Limits {
         address: limit::Limiter::new(http.rate_per_address),
@@ -153,6 +155,7 @@ pub fn router(engine: Engine, directory: Arc<Directory>, http: HttpConfig) -> Ro
             outcome(StatusCode::NOT_FOUND, IssueType::NotFound, "No such endpoint; the FHIR API is under /fhir")
         })
         .with_state(state)
+        .merge(extra)
         .layer(axum::middleware::from_fn_with_state(cors_dir, cors))
         .layer(axum::middleware::from_fn_with_state(http, client_ip))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -668,7 +671,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 }
 
 /// Record a sign-in or token request (`user` when a person signed in) in the audit log.
-pub(crate) fn record_login(
+pub fn record_login(
     log: &audit::AuditLog,
     user: Option<&str>,
     client: Option<&str>,

@@ -31,10 +31,13 @@ enum Lang {
     En,
 }
 
+/// The language of a sign-in page: the form's, else the one chosen in the portal
+/// (`mk_lang` cookie), else the browser's.
 fn lang(headers: &HeaderMap, form_lang: Option<&str>) -> Lang {
-    let pick = form_lang.map(str::to_string).or_else(|| {
-        headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_lowercase())
-    });
+    let pick =
+        form_lang.filter(|l| !l.is_empty()).map(str::to_string).or_else(|| cookie_value(headers, "mk_lang")).or_else(
+            || headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_lowercase()),
+        );
     match pick {
         Some(l) if l.starts_with("en") => Lang::En,
         _ => Lang::Ru,

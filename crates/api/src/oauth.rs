@@ -189,36 +189,13 @@ pub async fn token(
                 Ok(no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default()))
             }
             "authorization_code" => {
-                let invalid = |m: &str| Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", m.to_string()));
-                let Some(grant) = code.as_deref().map(|c| dir.take_code(c)).transpose()?.flatten() else {
-                    return invalid("the code is invalid, expired or already used");
+                let Some(code) = code.as_deref() else {
+                    return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code is missing".to_string()));
                 };
-                if grant.client_id != client.client_id || redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
-                    return invalid("the code was issued to another client or redirect_uri");
+                match dir.exchange_code(code, &client.client_id, redirect_uri.as_deref(), verifier.as_deref())? {
+                    Ok((tokens, _)) => Ok(no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default())),
+                    Err(refused) => Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", refused.0.to_string())),
                 }
-                let proof = verifier.as_deref().map(auth::directory::pkce_challenge);
-                if proof.as_deref() != Some(grant.code_challenge.as_str()) {
-                    return invalid("code_verifier does not match the code_challenge (PKCE)");
-                }
-                if !dir.still_valid(&grant.username, grant.created)? {
-                    return invalid("the account's sessions were ended after this sign-in began: sign in again");
-                }
-                let scopes = Scopes::parse(&grant.scope).map_err(DirectoryError::Invalid)?;
-                let refresh = scopes.has("offline_access") || scopes.has("online_access");
-                let mut session = dir.new_session(
-                    Some(&grant.username),
-                    &client.client_id,
-                    &scopes,
-                    grant.grant.clone(),
-                    grant.patient.clone(),
-                )?;
-                session.break_glass = grant.break_glass.clone();
-                // the session the code names: a replay of the code revokes it
-                if let Some(sid) = &grant.sid {
-                    session.sid.clone_from(sid);
-                }
-                let tokens = dir.issue(session, refresh, grant.nonce.as_deref())?;
-                Ok(no_store(StatusCode::OK, serde_json::to_value(tokens).unwrap_or_default()))
             }
             "refresh_token" => {
                 let Some(rt) = refresh_token else {

@@ -5,7 +5,8 @@
 //! Records: `account/<username>`, `client/<client_id>`, `key/<kid>`, `session/<sid>`
 //! (one per login or client grant), `refresh/<sha256 of a refresh token>` (its session,
 //! and whether it is the current one), `code/<sha256 of the code>` (authorization codes,
-//! one use, 60 s).
+//! one use, 60 s), `web-session/<sha256 of the cookie>` and `web-login/<sha256 of the
+//! state>` (the patient portal's sessions and its sign-ins in progress).
 
 use std::sync::Arc;
 
@@ -249,6 +250,36 @@ pub struct Ticket {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp_secret: Option<String>,
 }
+
+/// A browser session of a first-party web application (the patient portal): the
+/// browser holds only an opaque cookie; this record names the OAuth session that is the
+/// caller behind it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebSession {
+    /// The OAuth session ([`Session::sid`]) the sign-in gave.
+    pub sid: String,
+    pub username: String,
+    /// The CSRF token every form of this session carries.
+    pub csrf: String,
+    /// Unix seconds: created, last seen, and the latest it may live.
+    pub created: u64,
+    pub seen: u64,
+    pub expires: u64,
+}
+
+/// A sign-in of a first-party web application in progress: the PKCE verifier of the
+/// authorization request its `state` names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebLogin {
+    pub verifier: String,
+    /// Where to go once signed in (a path of the application).
+    pub back: String,
+    pub expires: u64,
+}
+
+/// Why an authorization code was not exchanged (the `invalid_grant` description).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRefused(pub &'static str);
 
 /// The identity service.
 pub struct Directory {
@@ -1165,7 +1196,7 @@ impl Directory {
     pub fn sweep(&self, now: u64) -> Result<usize> {
         let mut gone = Vec::new();
         // a jti outlives its assertion's expiry by more than the leeway its check allows
-        for (kind, grace) in [("code", 24 * 3600), ("ticket", 0), ("jti", 120)] {
+        for (kind, grace) in [("code", 24 * 3600), ("ticket", 0), ("jti", 120), ("web-login", 0), ("web-session", 0)] {
             for (id, r) in self.store.records(kind)? {
                 let v: serde_json::Value = serde_json::from_str(&r.data).unwrap_or_default();
                 if v["expires"].as_u64().or_else(|| v["exp"].as_u64()).is_some_and(|e| e + grace < now) {
@@ -1181,6 +1212,139 @@ impl Directory {
             tx.commit()?;
         }
         Ok(gone.len())
+    }
+
+    /// Exchange an authorization code of `client_id` (RFC 6749 §4.1.3 with PKCE): the
+    /// code once, for the redirect URI and verifier it was issued with, while the account
+    /// is still valid. Returns the tokens and the session's id.
+    pub fn exchange_code(
+        &self,
+        code: &str,
+        client_id: &str,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+    ) -> Result<std::result::Result<(Tokens, String), CodeRefused>> {
+        let Some(grant) = self.take_code(code)? else {
+            return Ok(Err(CodeRefused("the code is invalid, expired or already used")));
+        };
+        if grant.client_id != client_id || redirect_uri != Some(grant.redirect_uri.as_str()) {
+            return Ok(Err(CodeRefused("the code was issued to another client or redirect_uri")));
+        }
+        if verifier.map(pkce_challenge).as_deref() != Some(grant.code_challenge.as_str()) {
+            return Ok(Err(CodeRefused("code_verifier does not match the code_challenge (PKCE)")));
+        }
+        if !self.still_valid(&grant.username, grant.created)? {
+            return Ok(Err(CodeRefused("the account's sessions were ended after this sign-in began: sign in again")));
+        }
+        let scopes = Scopes::parse(&grant.scope).map_err(DirectoryError::Invalid)?;
+        let refresh = scopes.has("offline_access") || scopes.has("online_access");
+        let mut session =
+            self.new_session(Some(&grant.username), client_id, &scopes, grant.grant.clone(), grant.patient.clone())?;
+        session.break_glass = grant.break_glass.clone();
+        // the session the code names: a replay of the code revokes it
+        if let Some(sid) = &grant.sid {
+            session.sid.clone_from(sid);
+        }
+        let sid = session.sid.clone();
+        Ok(Ok((self.issue(session, refresh, grant.nonce.as_deref())?, sid)))
+    }
+
+    /// The caller of a live session (not revoked, its account enabled and its sessions
+    /// not ended since it began), for a first-party application that keeps the session
+    /// on the server instead of a token.
+    pub fn session_caller(&self, sid: &str) -> Result<Option<Caller>> {
+        let Some((_, s)) = self.get::<Session>("session", sid)? else { return Ok(None) };
+        if s.revoked {
+            return Ok(None);
+        }
+        if let Some(u) = &s.username
+            && !self.still_valid(u, s.created.saturating_mul(1_000_000))?
+        {
+            return Ok(None);
+        }
+        let scopes = Scopes::parse(&s.scope).map_err(DirectoryError::Invalid)?;
+        Ok(Some(Caller {
+            sid: s.sid,
+            username: s.username,
+            client_id: s.client_id,
+            scopes,
+            grant: s.grant,
+            patient: s.patient,
+            break_glass: s.break_glass,
+        }))
+    }
+
+    /// End a session (sign-out): its tokens stop working everywhere.
+    pub fn end_session(&self, sid: &str) -> Result<()> {
+        self.revoke_session(sid)
+    }
+
+    /// Register (or bring up to date) a first-party public client with a fixed id: the
+    /// server's own web applications, which sign people in with the code flow and PKCE.
+    pub fn ensure_client(&self, client_id: &str, name: &str, scope: &str, redirect_uris: Vec<String>) -> Result<()> {
+        Scopes::parse(scope).map_err(DirectoryError::Invalid)?;
+        let created = self.client(client_id)?.map_or_else(now, |c| c.created);
+        let client = Client {
+            client_id: client_id.to_string(),
+            name: name.to_string(),
+            secret_hash: None,
+            jwks: None,
+            redirect_uris,
+            scope: scope.to_string(),
+            origins: Vec::new(),
+            disabled: false,
+            created,
+        };
+        self.put("client", client_id, &client, Expect::Any)
+    }
+
+    /// Start a web application's sign-in: returns the `state` that names it.
+    pub fn new_web_login(&self, login: &WebLogin) -> Result<String> {
+        let state = random::token(24)?;
+        self.put("web-login", &sha256(&state), login, Expect::Absent)?;
+        Ok(state)
+    }
+
+    /// Take the sign-in a `state` names (once; expired ones are gone).
+    pub fn take_web_login(&self, state: &str) -> Result<Option<WebLogin>> {
+        let id = sha256(state);
+        let mut tx = self.store.begin()?;
+        let Some(record) = tx.record("web-login", &id)? else { return Ok(None) };
+        // the delete decides who took it: one transaction removes the row
+        let taken = tx.delete_record("web-login", &id)?;
+        tx.commit()?;
+        let login: WebLogin = parse(&record.data)?;
+        Ok((taken && login.expires >= now()).then_some(login))
+    }
+
+    /// Store a new web session; returns the cookie value that names it.
+    pub fn new_web_session(&self, session: &WebSession) -> Result<String> {
+        let cookie = random::token(32)?;
+        self.put("web-session", &sha256(&cookie), session, Expect::Absent)?;
+        Ok(cookie)
+    }
+
+    /// The web session of a cookie, with its record version (expired ones are gone).
+    pub fn web_session(&self, cookie: &str) -> Result<Option<(i64, WebSession)>> {
+        Ok(self.get::<WebSession>("web-session", &sha256(cookie))?.filter(|(_, s)| s.expires >= now()))
+    }
+
+    /// Save a web session seen again or changed (compare-and-set: `false` if another
+    /// request changed it meanwhile).
+    pub fn save_web_session(&self, cookie: &str, version: i64, session: &WebSession) -> Result<bool> {
+        match self.put("web-session", &sha256(cookie), session, Expect::Version(version)) {
+            Ok(()) => Ok(true),
+            Err(DirectoryError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// End a web session (sign-out, idle timeout).
+    pub fn drop_web_session(&self, cookie: &str) -> Result<()> {
+        let mut tx = self.store.begin()?;
+        tx.delete_record("web-session", &sha256(cookie))?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// A CSRF token for the sign-in forms: random, signed by the server (a cookie set by

@@ -31,7 +31,7 @@ pub struct StoreArgs {
     /// max_body_bytes, demo, audit_sync, tls_cert, tls_key, suspicious_patients,
     /// suspicious_window, night_hours, care_relations, trusted_proxies,
     /// rate_limit_address, rate_limit_account, password_hash_threads, lockout_max_minutes,
-    /// header_timeout, body_timeout
+    /// header_timeout, body_timeout, portal_idle_minutes, portal_session_hours
     #[arg(long, global = true, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -110,6 +110,12 @@ pub struct ServeArgs {
     /// this) [default: 30]
     #[arg(long, env = "MEDKARTA_BODY_TIMEOUT", value_name = "SECONDS")]
     pub body_timeout: Option<u64>,
+    /// Minutes a portal session may go unused before it ends [default: 15]
+    #[arg(long, env = "MEDKARTA_PORTAL_IDLE_MINUTES", value_name = "MINUTES")]
+    pub portal_idle_minutes: Option<u64>,
+    /// Hours a portal session lasts at most, used or not [default: 12]
+    #[arg(long, env = "MEDKARTA_PORTAL_SESSION_HOURS", value_name = "HOURS")]
+    pub portal_session_hours: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -137,6 +143,8 @@ struct FileConfig {
     lockout_max_minutes: Option<u64>,
     header_timeout: Option<u64>,
     body_timeout: Option<u64>,
+    portal_idle_minutes: Option<u64>,
+    portal_session_hours: Option<u64>,
 }
 
 /// Effective settings.
@@ -167,6 +175,9 @@ pub struct Settings {
     pub password_hash_threads: usize,
     /// The longest a sign-in lock lasts (seconds).
     pub lockout_max: u64,
+    /// A portal session ends after this many seconds unused, and this many after sign-in.
+    pub portal_idle: u64,
+    pub portal_lifetime: u64,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -251,6 +262,16 @@ impl Settings {
                 Some(m) if m >= 15 => m * 60,
                 Some(m) => return Err(format!("--lockout-max-minutes {m}: at least 15 (the first lock)")),
             },
+            portal_idle: match args.portal_idle_minutes.or(file.portal_idle_minutes) {
+                None => 15 * 60,
+                Some(m @ 1..=1440) => m * 60,
+                Some(m) => return Err(format!("--portal-idle-minutes {m}: from 1 to 1440")),
+            },
+            portal_lifetime: match args.portal_session_hours.or(file.portal_session_hours) {
+                None => 12 * 3600,
+                Some(h @ 1..=720) => h * 3600,
+                Some(h) => return Err(format!("--portal-session-hours {h}: from 1 to 720")),
+            },
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
@@ -280,6 +301,8 @@ impl Settings {
             lockout_max_minutes: None,
             header_timeout: None,
             body_timeout: None,
+            portal_idle_minutes: None,
+            portal_session_hours: None,
         })
     }
 
@@ -299,6 +322,14 @@ impl Settings {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The portal's settings for a server at `origin`.
+    pub fn portal_config(&self, origin: &str) -> portal::PortalConfig {
+        let mut c = portal::PortalConfig::new(origin);
+        c.idle_seconds = self.portal_idle;
+        c.lifetime_seconds = self.portal_lifetime;
+        c
     }
 
     pub fn store_description(&self) -> String {

@@ -285,6 +285,7 @@ fn serve(s: Settings) -> Result<(), String> {
             let mut directory = admin::directory(store, &engine.config.base_url)?;
             directory.set_lock_cap(settings.lockout_max);
             let directory = Arc::new(directory);
+            portal::register(&directory, &settings.portal_config(origin_of(&engine.config.base_url)))?;
             let demo_accounts = if settings.demo { demo::accounts(&directory)? } else { Vec::new() };
             fhir_rest::interaction::bulk_export::recover(&engine).map_err(|e| e.to_string())?;
             engine.guard().audit().start(std::time::Duration::from_secs(60));
@@ -311,7 +312,9 @@ fn serve(s: Settings) -> Result<(), String> {
         let audit = engine.guard().audit().clone();
         auth::password::set_parallelism(s.password_hash_threads);
         sweep_every_hour(directory.clone());
-        let app = api::router(engine, directory, s.http.clone());
+        let portal_config = s.portal_config(origin_of(&engine.config.base_url));
+        let portal = portal::router(engine.clone(), directory.clone(), portal_config);
+        let app = api::router(engine, directory, s.http.clone(), portal);
         api::serve(listener, app, shutdown_signal(), tls, s.http.header_timeout).await.map_err(|e| e.to_string())?;
         // leave nothing in the audit journal (it would be taken at the next start anyway)
         match tokio::task::spawn_blocking(move || audit.catch_up()).await {
@@ -320,4 +323,9 @@ fn serve(s: Settings) -> Result<(), String> {
             Err(e) => Err(e.to_string()),
         }
     })
+}
+
+/// The server's origin (`http://127.0.0.1:8080`) from the FHIR base URL.
+fn origin_of(base_url: &str) -> &str {
+    base_url.trim_end_matches('/').trim_end_matches("/fhir")
 }

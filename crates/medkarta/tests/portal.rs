@@ -1,0 +1,399 @@
+//! The patient portal over HTTP, as a browser uses it: the sign-in through the server's
+//! own code flow (password, first-time authenticator set-up, a TOTP code computed here),
+//! the session cookie, every record page, escaping, CSRF, sign-out, the language switch,
+//! and that one person's pages never show another's record. On both backends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{Backend, Server};
+use serde_json::{Value, json};
+use store_tests::PgDatabase;
+
+/// A browser: cookies by name, no automatic redirects.
+struct Browser {
+    root: String,
+    agent: ureq::Agent,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(root: &str) -> Browser {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+        Browser { root: root.to_string(), agent, cookies: HashMap::new() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn take(&mut self, mut r: ureq::http::Response<ureq::Body>) -> Page {
+        let mut set_cookies = Vec::new();
+        for v in r.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap().to_string();
+            let (name, value) = v.split(';').next().unwrap().split_once('=').unwrap();
+            if v.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+            set_cookies.push(v);
+        }
+        let headers =
+            r.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        Page {
+            status: r.status().as_u16(),
+            location,
+            set_cookies,
+            headers,
+            body: r.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.root) }
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        let r = self.agent.get(&self.url(path)).header("Cookie", &self.cookie_header()).call().unwrap();
+        self.take(r)
+    }
+
+    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let r = self
+            .agent
+            .post(&self.url(path))
+            .header("Cookie", &self.cookie_header())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(body.as_str())
+            .unwrap();
+        self.take(r)
+    }
+
+    /// Follow redirects from a page to the first that is not one.
+    fn follow(&mut self, mut page: Page) -> Page {
+        for _ in 0..10 {
+            match page.location.clone() {
+                Some(to) if (300..400).contains(&page.status) => page = self.get(&to),
+                _ => return page,
+            }
+        }
+        panic!("too many redirects");
+    }
+
+    /// Sign in through the portal: the code flow, the authenticator set up on the first
+    /// sign-in (its secret read from the page, as a person types it into their app).
+    fn sign_in(&mut self, username: &str, password: &str, secrets: &mut HashMap<String, Vec<u8>>) -> Page {
+        let start = self.get("/portal/login");
+        assert_eq!(start.status, 303);
+        let to = start.location.clone().unwrap();
+        assert!(to.starts_with("/oauth/authorize?") && to.contains("code_challenge_method=S256"), "{to}");
+        assert!(self.cookies.contains_key("mk_login"));
+        let page = self.get(&to);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let (csrf, request) = (field(&page.body, "csrf"), field(&page.body, "request"));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let otp = secrets.get(username).map(|s| auth::totp::code(s, now / 30)).unwrap_or_default();
+        let page = self.post(
+            "/oauth/authorize",
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("step", "login"),
+                ("username", username),
+                ("password", password),
+                ("otp", &otp),
+            ],
+        );
+        let mut ticket = field(&page.body, "ticket");
+        if !secrets.contains_key(username) {
+            assert!(page.body.contains("<code>"), "{}: {}", page.status, page.body);
+            let secret = page.body.split("<code>").nth(1).unwrap().split("</code>").next().unwrap().to_string();
+            let secret = auth::totp::from_base32(&secret).unwrap();
+            let code = auth::totp::code(&secret, now / 30);
+            secrets.insert(username.to_string(), secret);
+            let page = self.post(
+                "/oauth/authorize",
+                &[("csrf", &csrf), ("request", &request), ("step", "enrol"), ("ticket", &ticket), ("otp", &code)],
+            );
+            assert!(page.body.contains("name=\"decision\""), "{}", page.body);
+            ticket = field(&page.body, "ticket");
+        }
+        let page = self.post(
+            "/oauth/authorize",
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("step", "consent"),
+                ("ticket", &ticket),
+                ("decision", "allow"),
+                ("role", "0"),
+            ],
+        );
+        assert_eq!(page.status, 302, "{}", page.body);
+        let back = page.location.clone().unwrap();
+        assert!(back.starts_with(&format!("{}/portal/callback?code=", self.root)), "{back}");
+        self.get(&back)
+    }
+}
+
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let raw = html.split(&marker).nth(1).map(|s| s.split('"').next().unwrap().to_string()).unwrap_or_default();
+    raw.replace("&amp;", "&").replace("&#39;", "'").replace("&quot;", "\"")
+}
+
+fn lab(id: &str, patient: &str, value: f64, when: &str) -> Value {
+    json!({
+        "resourceType": "Observation", "id": id, "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}], "text": "Глюкоза"},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": value, "unit": "ммоль/л", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+        "referenceRange": [{"low": {"value": 3.9, "unit": "ммоль/л"}, "high": {"value": 6.1, "unit": "ммоль/л"}}]
+    })
+}
+
+/// Store a resource (the test's data; it must be accepted).
+fn put(s: &Server, r: &Value) {
+    let path = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+    let resp = s.put(&path, r);
+    assert!(resp.status < 300, "{path}: {}", resp.text);
+}
+
+fn scenario(s: &Server) {
+    let clinic = json!({"resourceType": "Organization", "id": "org-a", "name": "Поликлиника №1"});
+    put(s, &clinic);
+    put(s, &json!({"resourceType": "Organization", "id": "org-b", "name": "Другая клиника"}));
+    put(
+        s,
+        &json!({
+            "resourceType": "Patient", "id": "p-anna", "gender": "female", "birthDate": "1980-04-12",
+            "name": [{"use": "official", "family": "Смирнова", "given": ["Анна", "Петровна"]}],
+            "identifier": [{"system": "http://medkarta.ru/identifier/snils", "value": "112-233-445 95"}],
+            "managingOrganization": {"reference": "Organization/org-a"}
+        }),
+    );
+    put(
+        s,
+        &json!({
+            "resourceType": "Patient", "id": "p-boris", "gender": "male",
+            "name": [{"family": "Борисов", "given": ["Борис"]}],
+            "managingOrganization": {"reference": "Organization/org-b"}
+        }),
+    );
+    put(s, &lab("o-1", "p-anna", 5.2, "2025-01-10T09:00:00+03:00"));
+    put(s, &lab("o-2", "p-anna", 7.4, "2026-03-02T09:00:00+03:00"));
+    put(s, &lab("o-boris", "p-boris", 4.4, "2026-03-02T09:00:00+03:00"));
+    put(
+        s,
+        &json!({
+            "resourceType": "Condition", "id": "c-1",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item"}]}],
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11", "display": "Type 2 diabetes"}],
+                     "text": "Сахарный диабет 2 типа </td></table><h1>взлом</h1> \"><img src=x>"},
+            "subject": {"reference": "Patient/p-anna"}, "onsetDateTime": "2020-05-01"
+        }),
+    );
+    put(
+        s,
+        &json!({
+            "resourceType": "Condition", "id": "c-boris",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item"}]}],
+            "code": {"text": "Тайный диагноз Бориса"}, "subject": {"reference": "Patient/p-boris"}
+        }),
+    );
+    let password = "длинный пароль для портала";
+    for (user, pid) in [("anna", "p-anna"), ("boris", "p-boris")] {
+        let (ok, _, err) = s.admin(
+            &[
+                "user",
+                "add",
+                "--username",
+                user,
+                "--role",
+                "patient",
+                "--patient",
+                &format!("Patient/{pid}"),
+                "--password-stdin",
+            ],
+            Some(&format!("{password}\n")),
+        );
+        assert!(ok, "{err}");
+    }
+    let (ok, _, err) = s.admin(
+        &[
+            "user",
+            "add",
+            "--username",
+            "doc",
+            "--role",
+            "doctor",
+            "--organization",
+            "Organization/org-a",
+            "--password-stdin",
+        ],
+        Some(&format!("{password}\n")),
+    );
+    assert!(ok, "{err}");
+
+    let root = s.root();
+    let mut secrets = HashMap::new();
+    let mut b = Browser::new(&root);
+    // the root goes to the portal, which offers to sign in, in Russian
+    let page = b.get("/");
+    assert_eq!((page.status, page.location.as_deref()), (303, Some("/portal/")));
+    let page = b.get("/portal/");
+    assert!(page.body.contains("<html lang=\"ru\"") && page.body.contains("Войти"), "{}", page.body);
+    let csp = &page.headers["content-security-policy"];
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    // pages of a record need a session
+    let page = b.get("/portal/r/p-anna/summary");
+    assert_eq!(page.status, 303);
+    assert!(!page.body.contains("Смирнова"));
+
+    // a session cookie planted before the sign-in is not the one after it (fixation)
+    b.cookies.insert("mk_session".into(), "planted-by-someone-else".into());
+    let done = b.sign_in("anna", password, &mut secrets);
+    assert_eq!(done.status, 303);
+    let set = done.set_cookies.iter().find(|c| c.starts_with("mk_session=")).unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/portal"), "{set}");
+    assert_ne!(b.cookies["mk_session"], "planted-by-someone-else");
+    assert!(!set.to_lowercase().contains("bearer") && !set.contains("eyJ"), "the browser never holds a token: {set}");
+    let summary = b.follow(done);
+    assert_eq!(summary.status, 200, "{}", summary.body);
+    let body = &summary.body;
+    assert!(
+        body.contains("Смирнова Анна Петровна") && body.contains("12.04.1980") && body.contains("112-233-445 95"),
+        "{body}"
+    );
+    assert!(body.contains("Поликлиника №1") && body.contains("Хронические заболевания"), "{body}");
+    assert!(body.contains("7.4 ммоль/л") && body.contains("выше нормы") && body.contains("3.9–6.1"), "{body}");
+    // what the record holds is text, never markup (the write path refuses scripts and
+    // event handlers; the pages' unit tests render those too)
+    assert!(!body.contains("<h1>взлом") && !body.contains("<img src=x"), "{body}");
+    assert!(
+        body.contains("&#60;/td&#62;&#60;/table&#62;&#60;h1&#62;взлом")
+            && body.contains("&#34;&#62;&#60;img src=x&#62;"),
+        "{body}"
+    );
+    assert!(!body.contains("Борис"), "another patient's record: {body}");
+
+    // every page of the record opens
+    for page in ["visits", "results", "vaccinations", "prescriptions", "documents", "search"] {
+        let p = b.get(&format!("/portal/r/p-anna/{page}"));
+        assert_eq!(p.status, 200, "{page}: {}", p.body);
+        assert!(p.body.contains("aria-current=\"page\"") && !p.body.contains("Борис"), "{page}: {}", p.body);
+    }
+    // results: the newest value with the earlier one beside it
+    let results = b.get("/portal/r/p-anna/results");
+    assert!(
+        results.body.contains("7.4 ммоль/л") && results.body.contains("5.2 ммоль/л (10.01.2025 09:00)"),
+        "{}",
+        results.body
+    );
+    // search over the record in word forms, filtered by kind and date
+    let found = b.get("/portal/r/p-anna/search?q=%D0%B4%D0%B8%D0%B0%D0%B1%D0%B5%D1%82%D0%BE%D0%BC&type=&from=&to=");
+    assert!(found.body.contains("Сахарный диабет"), "{}", found.body);
+    let none = b.get(
+        "/portal/r/p-anna/search?q=%D0%B3%D0%BB%D1%8E%D0%BA%D0%BE%D0%B7%D0%B0&type=Observation&from=2026-01-01&to=",
+    );
+    assert!(!none.body.contains("10.01.2025") && none.body.contains("02.03.2026"), "{}", none.body);
+
+    // another patient's record: no page, nothing of it shown
+    for page in ["summary", "results", "search?q=Тайный"] {
+        let p = b.get(&format!("/portal/r/p-boris/{page}"));
+        assert_eq!(p.status, 404, "{page}: {}", p.body);
+        assert!(!p.body.contains("Борис") && !p.body.contains("4.4"), "{}", p.body);
+    }
+
+    // the language switch is remembered
+    let p = b.get("/portal/lang/en?back=/portal/r/p-anna/summary");
+    assert_eq!(p.location.as_deref(), Some("/portal/r/p-anna/summary"));
+    let p = b.get("/portal/r/p-anna/summary");
+    assert!(
+        p.body.contains("<html lang=\"en\"")
+            && p.body.contains("Chronic conditions")
+            && p.body.contains("Type 2 diabetes")
+    );
+    // a place to come back to is a portal path only
+    let p = b.get("/portal/lang/ru?back=https://evil.example/");
+    assert_eq!(p.location.as_deref(), Some("/portal/"));
+
+    // sign-out needs the form's CSRF token
+    let csrf = field(&b.get("/portal/r/p-anna/summary").body, "csrf");
+    assert!(!csrf.is_empty());
+    let p = b.post("/portal/logout", &[("csrf", "forged")]);
+    assert_eq!(p.status, 403);
+    assert_eq!(b.get("/portal/r/p-anna/summary").status, 200, "a refused sign-out changes nothing");
+    let stolen = b.cookies["mk_session"].clone();
+    let p = b.post("/portal/logout", &[("csrf", &csrf)]);
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/portal/?ended=signout")));
+    let p = b.get("/portal/r/p-anna/summary");
+    assert_eq!(p.status, 303);
+    // the old cookie is dead on the server, not only forgotten by the browser
+    b.cookies.insert("mk_session".into(), stolen);
+    let p = b.get("/portal/r/p-anna/summary");
+    assert_eq!(p.status, 303);
+    assert!(!p.body.contains("Смирнова"));
+
+    // the second patient, in the same browser: their own record, never the first one's
+    let done = b.sign_in("boris", password, &mut secrets);
+    let p = b.follow(done);
+    assert!(p.body.contains("Борисов Борис") && p.body.contains("Тайный диагноз Бориса"), "{}", p.body);
+    assert!(!p.body.contains("Смирнова"));
+    assert_eq!(b.get("/portal/r/p-anna/summary").status, 404);
+
+    // a doctor finds patients; a patient in care opens, one outside care needs consent
+    let mut d = Browser::new(&root);
+    let done = d.sign_in("doc", password, &mut secrets);
+    let p = d.follow(done);
+    assert!(p.body.contains("name=\"identifier\""), "{}", p.body);
+    let p = d.get("/portal/patients?name=%D0%A1%D0%BC%D0%B8%D1%80%D0%BD%D0%BE%D0%B2%D0%B0&birthdate=&identifier=");
+    assert!(p.body.contains("href=\"/portal/r/p-anna/summary\""), "{}", p.body);
+    let p = d.get("/portal/r/p-anna/results");
+    assert!(p.status == 200 && p.body.contains("7.4"), "{}", p.body);
+    let p = d.get("/portal/r/p-boris/summary");
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(p.body.contains("согласие") && !p.body.contains("Тайный"), "{}", p.body);
+
+    // every page's reads were the caller's own, in the audit log the patient reads
+    let anna = s.user_token("anna-api", "patient", &["--patient", "Patient/p-anna"]);
+    let log = s.req_as(Some(&anna), "GET", "AuditEvent?_count=200", &[], None).json();
+    let portal_reads = log["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["agent"].to_string().contains("medkarta-portal"))
+        .count();
+    assert!(portal_reads >= 5, "{log}");
+}
+
+#[test]
+fn portal_on_sqlite() {
+    scenario(&Server::start(Backend::Sqlite(tempfile::tempdir().unwrap()), &["--rate-limit-account", "100"]));
+}
+
+#[test]
+fn portal_on_postgres() {
+    scenario(&Server::start(Backend::Postgres(PgDatabase::create()), &["--rate-limit-account", "100"]));
+}
