@@ -25,7 +25,7 @@ def ref(t, i): return {"reference": f"{t}/{i}"}
 def record():
     out = [{"resourceType": "Patient", "id": PID, "gender": "female", "birthDate": "1960-03-01",
             "name": [{"use": "official", "family": "Нагрузочная", "given": ["Анна", "Ивановна"]}]}]
-    for v in range(150):
+    for v in range(185):
         day = f"{2010 + v // 12}-{v % 12 + 1:02d}-15"
         enc = f"e-{v}"
         out.append({"resourceType": "Encounter", "id": enc, "status": "finished",

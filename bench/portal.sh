@@ -12,7 +12,7 @@ run_backend() {
   local password="bench password for the portal"
   "$bin" admin "$@" user add --username bench-patient --role patient --patient Patient/p-bench \
     --password-stdin <<<"$password" >/dev/null
-  start_server "$name" "$@" --rate-limit-account 0
+  MEDKARTA_RATE_LIMIT_ACCOUNT=0 start_server "$name" "$@"
   echo "== $name"
   python3 bench/portal.py "$base" "$(bench_token)" bench-patient "$password" "$n"
   stop_server

@@ -109,10 +109,12 @@ pub(crate) struct Section {
     pub columns: Vec<&'static str>,
     pub rows: Vec<Vec<Cell>>,
     pub count: Option<usize>,
+    /// A link to the earlier entries, when the section shows only the newest.
+    pub more: Option<String>,
 }
 
 fn section(title: &'static str, columns: &[&'static str], rows: Vec<Vec<Cell>>) -> Section {
-    Section { title, empty: "list.none", columns: columns.to_vec(), count: Some(rows.len()), rows }
+    Section { title, empty: "list.none", columns: columns.to_vec(), count: Some(rows.len()), rows, more: None }
 }
 
 pub(crate) struct Field {
@@ -265,7 +267,7 @@ pub(crate) async fn record(
         let built = match page {
             "summary" => summary(&ctx, &pid),
             "visits" => visits(&ctx, &pid),
-            "results" => results(&ctx, &pid),
+            "results" => results(&ctx, &pid, q.get("before").map(String::as_str)),
             "vaccinations" => vaccinations(&ctx, &pid),
             "prescriptions" => prescriptions(&ctx, &pid),
             "documents" => documents(&ctx, &pid),
@@ -500,9 +502,23 @@ fn visits(ctx: &Ctx, pid: &str) -> Built {
     Ok((t.s("visits.title").to_string(), Vec::new(), None, sections))
 }
 
-fn results(ctx: &Ctx, pid: &str) -> Built {
+/// The newest laboratory results a results page shows (the earlier ones a link away).
+const RESULTS_WINDOW: usize = 300;
+
+fn results(ctx: &Ctx, pid: &str, before: Option<&str>) -> Built {
     let (t, lang) = (ctx.tr, ctx.tr.lang);
-    let labs = ctx.search("Observation", &format!("patient={pid}&category=laboratory&_sort=-date"), 4 * MAX_ROWS)?;
+    // `before`: an instant the server gave in an earlier page's link
+    let before = before.filter(|b| b.len() <= 40 && b.chars().all(|c| c.is_ascii_alphanumeric() || ":+-.".contains(c)));
+    let until = before.map(|b| format!("&date=lt{}", encode(b))).unwrap_or_default();
+    let labs = ctx.search(
+        "Observation",
+        &format!("patient={pid}&category=laboratory&_sort=-date&_count={RESULTS_WINDOW}{until}"),
+        RESULTS_WINDOW,
+    )?;
+    let more = (labs.len() == RESULTS_WINDOW)
+        .then(|| labs.last().and_then(|o| o["effectiveDateTime"].as_str()))
+        .flatten()
+        .map(|at| format!("/portal/r/{pid}/results?before={}", encode(at)));
     // one row per test, the newest value first, the earlier ones beside it
     let mut order: Vec<String> = Vec::new();
     let mut by_test: HashMap<String, Vec<&Value>> = HashMap::new();
@@ -524,7 +540,7 @@ fn results(ctx: &Ctx, pid: &str) -> Built {
             row
         })
         .collect();
-    let reports = ctx.search("DiagnosticReport", &format!("patient={pid}&_sort=-date"), MAX_ROWS)?;
+    let reports = ctx.search("DiagnosticReport", &format!("patient={pid}&_sort=-date&_count=50{until}"), 50)?;
     let report_rows = reports
         .iter()
         .map(|r| {
@@ -554,8 +570,11 @@ fn results(ctx: &Ctx, pid: &str) -> Built {
             ]
         })
         .collect();
+    let mut laboratory =
+        section("results.laboratory", &["col.test", "col.value", "col.range", "col.date", "col.previous"], rows);
+    laboratory.more = more;
     let sections = vec![
-        section("results.laboratory", &["col.test", "col.value", "col.range", "col.date", "col.previous"], rows),
+        laboratory,
         section("results.reports", &["col.date", "col.report", "col.conclusion"], report_rows),
         section("results.imaging", &["col.date", "col.modality", "col.study", "col.images"], study_rows),
     ];

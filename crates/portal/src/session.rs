@@ -84,7 +84,12 @@ impl Ctx {
     pub fn search_all(&self, path: &str, query: &str, max: usize) -> Result<Vec<(String, Value)>, DataError> {
         let mut out = Vec::new();
         let mut matched = 0;
-        let mut query = query.to_string();
+        // one page of what is wanted where the server allows (its largest page is 1,000)
+        let mut query = if query.contains("_count=") {
+            query.to_string()
+        } else {
+            format!("{query}&_count={}", max.clamp(1, 1000))
+        };
         loop {
             let r = self.fhir(Method::Get, path, &query);
             outcome(&r)?;
