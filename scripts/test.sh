@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Medkarta. On a fresh machine it first installs or starts what the
 # tests talk to: PostgreSQL (tests create and drop their own databases), the Python FHIR
-# client used as a third-party peer, and the official R4 examples (npm package); after the
+# client used as a third-party peer, the official R4 examples (npm package), Chromium and
+# Playwright (the portal's browser test); after the
 # tests, the API is fuzzed against its OpenAPI document (scripts/fuzz.sh, schemathesis).
 # Usage: scripts/test.sh [extra arguments for cargo nextest / cargo test]
 set -euo pipefail
@@ -48,6 +49,17 @@ fi
 if ! command -v schemathesis >/dev/null; then
   say "Installing schemathesis (the API fuzzer)"
   python3 -m pip install -q 'schemathesis==4.32.5'
+fi
+
+# --- A real browser for the portal's test: Debian's Chromium, driven by Playwright --------
+if [ ! -x /usr/bin/chromium ]; then
+  say "Installing Chromium (the portal's browser test)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+if ! python3 -c 'import playwright' 2>/dev/null; then
+  say "Installing Playwright for Python (its driver only; the browser is Debian's)"
+  python3 -m pip install -q 'playwright==1.65.2'
 fi
 
 # --- Checks and tests -------------------------------------------------------------------

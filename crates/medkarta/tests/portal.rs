@@ -175,7 +175,10 @@ fn put(s: &Server, r: &Value) {
     assert!(resp.status < 300, "{path}: {}", resp.text);
 }
 
-fn scenario(s: &Server) {
+/// The test's record: two patients (one with a diagnosis whose text holds markup, a
+/// result out of range and an earlier one), their accounts and a doctor at the first
+/// one's clinic. Returns the accounts' password.
+fn seed(s: &Server) -> &'static str {
     let clinic = json!({"resourceType": "Organization", "id": "org-a", "name": "Поликлиника №1"});
     put(s, &clinic);
     put(s, &json!({"resourceType": "Organization", "id": "org-b", "name": "Другая клиника"}));
@@ -251,7 +254,11 @@ fn scenario(s: &Server) {
         Some(&format!("{password}\n")),
     );
     assert!(ok, "{err}");
+    password
+}
 
+fn scenario(s: &Server) {
+    let password = seed(s);
     let root = s.root();
     let mut secrets = HashMap::new();
     let mut b = Browser::new(&root);
@@ -386,6 +393,30 @@ fn scenario(s: &Server) {
         .filter(|e| e["resource"]["agent"].to_string().contains("medkarta-portal"))
         .count();
     assert!(portal_reads >= 5, "{log}");
+}
+
+/// The portal in Chromium, driven by Playwright (`tests/python/portal_browser.py`);
+/// screenshots go to `MEDKARTA_SCREENSHOTS` (docs/screenshots when refreshed by hand).
+#[test]
+fn portal_in_a_real_browser() {
+    let s = Server::start(Backend::Sqlite(tempfile::tempdir().unwrap()), &[]);
+    let password = seed(&s);
+    let shots = tempfile::tempdir().unwrap();
+    let dir = std::env::var("MEDKARTA_SCREENSHOTS").unwrap_or_else(|_| shots.path().display().to_string());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/portal_browser.py");
+    let out = std::process::Command::new("python3")
+        .args([script, &s.root(), "anna", password, "Смирнова Анна Петровна", &dir])
+        .output()
+        .expect("python3 must be installed");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("portal browser: OK"),
+        "the browser test failed (scripts/test.sh installs Chromium and Playwright)\n{stdout}\n{stderr}"
+    );
+    for shot in ["portal-summary.png", "portal-results.png", "portal-phone.png"] {
+        let size = std::fs::metadata(std::path::Path::new(&dir).join(shot)).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{shot}: {size} bytes");
+    }
 }
 
 #[test]

@@ -85,6 +85,7 @@ pub fn router(engine: Engine, dir: Arc<Directory>, cfg: PortalConfig) -> Router 
         .route("/portal/logout", post(signin::logout))
         .route("/portal/lang/{code}", get(signin::switch_language))
         .route("/portal/assets/{file}", get(asset))
+        .route("/favicon.ico", get(|| async { icon() }))
         .route("/portal/patients", get(pages::patients))
         .route("/portal/r/{pid}/{page}", get(pages::record))
         .route("/portal/{*rest}", get(pages::not_found))
@@ -139,14 +140,24 @@ pub(crate) fn language(headers: &HeaderMap) -> Lang {
 }
 
 const CSS: &str = include_str!("../assets/portal.css");
+const ICON: &str = include_str!("../assets/favicon.svg");
 
-/// The embedded static files (no other site is ever asked for anything).
-async fn asset(State(_): State<Portal>, axum::extract::Path(file): axum::extract::Path<String>) -> Response {
-    let (body, kind): (&'static [u8], &str) = match file.as_str() {
-        "portal.css" => (CSS.as_bytes(), "text/css; charset=utf-8"),
-        _ => return pages::not_found(HeaderMap::new()).await,
-    };
+fn cached(kind: &'static str, body: &'static [u8]) -> Response {
     let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, kind)], body).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     secured(r)
+}
+
+/// The site's icon (browsers ask for `/favicon.ico` on every page, the sign-in's too).
+fn icon() -> Response {
+    cached("image/svg+xml", ICON.as_bytes())
+}
+
+/// The embedded static files (no other site is ever asked for anything).
+async fn asset(State(_): State<Portal>, axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    match file.as_str() {
+        "portal.css" => cached("text/css; charset=utf-8", CSS.as_bytes()),
+        "favicon.svg" => icon(),
+        _ => pages::not_found(HeaderMap::new()).await,
+    }
 }

@@ -44,6 +44,8 @@ pub(crate) async fn login(
 ) -> Response {
     let lang = language(&headers);
     let back = safe_back(q.get("back"));
+    // the sign-in pages speak the portal's language (they follow the browser's otherwise)
+    let chosen = cookie(&headers, "mk_lang").is_some();
     blocking(lang, move || {
         let Ok(verifier) = auth::random::token(32) else { return failure(lang, StatusCode::INTERNAL_SERVER_ERROR) };
         let login = WebLogin { verifier: verifier.clone(), back, expires: now() + LOGIN_TTL };
@@ -66,10 +68,11 @@ pub(crate) async fn login(
             ])
             .finish();
         let secure = if p.cfg.secure() { "; Secure" } else { "" };
-        with_cookie(
+        let r = with_cookie(
             found(&format!("/oauth/authorize?{query}")),
             format!("{LOGIN_COOKIE}={state}; Path=/portal; HttpOnly; SameSite=Lax; Max-Age={LOGIN_TTL}{secure}"),
-        )
+        );
+        if chosen { r } else { with_cookie(r, language_cookie(lang)) }
     })
     .await
 }
@@ -187,5 +190,10 @@ pub(crate) async fn logout(
 pub(crate) async fn switch_language(Path(code): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
     let lang = Lang::parse(Some(&code));
     let back = safe_back(q.get("back"));
-    with_cookie(found(&back), format!("mk_lang={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.code()))
+    with_cookie(found(&back), language_cookie(lang))
+}
+
+/// The cookie that remembers the language (for the portal and the sign-in pages).
+fn language_cookie(lang: Lang) -> String {
+    format!("mk_lang={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.code())
 }

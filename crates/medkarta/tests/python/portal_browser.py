@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""The portal in a real browser: Playwright (the Python package, its driver only) drives
+Debian's Chromium (/usr/bin/chromium; no browser is downloaded). Signs in with a TOTP code
+computed here from the secret the enrolment page shows as text, opens every page of the
+record from its menu, searches, switches the language, takes phone-sized screenshots,
+and signs out. Fails on any console error (a Content-Security-Policy violation is one).
+
+  portal_browser.py ROOT USER PASSWORD PATIENT-NAME SCREENSHOT-DIR
+
+PORTAL_SEARCH / PORTAL_FOUND (a word form to search for, and a text it must find; by
+default the test's diabetes) and PORTAL_FLAGGED=0 (no out-of-range result to expect) let
+it run against the demo data, to refresh docs/screenshots."""
+import base64, hashlib, hmac, os, struct, sys, time
+
+from playwright.sync_api import sync_playwright
+
+root, user, password, name, shots = sys.argv[1:6]
+CHROMIUM = os.environ.get("MEDKARTA_CHROMIUM", "/usr/bin/chromium")
+SEARCH = os.environ.get("PORTAL_SEARCH", "диабетом")
+FOUND = os.environ.get("PORTAL_FOUND", "Сахарный диабет")
+FLAGGED = os.environ.get("PORTAL_FLAGGED", "1") != "0"
+
+
+def totp(secret, at=None):
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, struct.pack(">Q", int((at or time.time()) // 30)), hashlib.sha1).digest()
+    o = mac[-1] & 15
+    return "%06d" % ((struct.unpack(">I", mac[o:o + 4])[0] & 0x7FFFFFFF) % 1000000)
+
+
+def check(cond, what):
+    if not cond:
+        raise SystemExit("FAILED: " + what)
+
+
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    page.goto(root + "/")
+    check(page.url.endswith("/portal/"), "the root opens the portal: " + page.url)
+    check(page.locator("html").get_attribute("lang") == "ru", "Russian by default")
+    page.get_by_role("link", name="Войти").click()
+    # the server's own sign-in pages
+    page.get_by_label("Имя пользователя").fill(user)
+    page.get_by_label("Пароль").fill(password)
+    page.get_by_role("button", name="Войти").click()
+    check("<svg" in page.content(), "the enrolment page shows a QR code")
+    secret = page.locator("code").first.inner_text().strip()
+    page.get_by_label("Код из приложения").fill(totp(secret))
+    page.get_by_role("button", name="Подтвердить").click()
+    check(page.locator("code").count() >= 5, "recovery codes are shown")
+    page.locator("button[name=decision][value=allow]").click()
+    page.wait_for_url("**/portal/r/*/summary")
+    check(page.get_by_role("heading", level=1).inner_text() == name, "the summary names the patient")
+    check(page.get_by_text("Хронические заболевания").count() == 1, "the summary's sections")
+    page.screenshot(path=os.path.join(shots, "portal-summary.png"), full_page=True)
+
+    # every page from the menu, keyboard reachable (each link gets focus)
+    for label, heading in [("Посещения", "Посещения"), ("Анализы и исследования", "Анализы и исследования"),
+                           ("Прививки", "Прививки"), ("Рецепты", "Рецепты и назначения"),
+                           ("Документы", "Документы"), ("Поиск по карте", "Поиск по медицинской карте")]:
+        link = page.locator("nav.record").get_by_role("link", name=label, exact=True)
+        link.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_load_state()
+        check(page.get_by_role("heading", level=1).inner_text() == heading, f"{label} opens: {page.url}")
+        check(page.locator("nav.record [aria-current=page]").inner_text() == label, f"{label} is marked current")
+        if label == "Анализы и исследования":
+            page.screenshot(path=os.path.join(shots, "portal-results.png"), full_page=True)
+            check(not FLAGGED or page.locator("td.out").count() >= 1, "an out-of-range result is flagged")
+
+    # search in word forms, then a filter by kind
+    page.get_by_label("Слова").fill(SEARCH)
+    page.get_by_role("button", name="Найти").click()
+    check(page.get_by_text(FOUND).count() >= 1, "the search finds the diagnosis by another word form")
+    page.screenshot(path=os.path.join(shots, "portal-search.png"), full_page=True)
+    page.get_by_label("Вид записи").select_option("Immunization")
+    page.get_by_role("button", name="Найти").click()
+    check(page.get_by_text(FOUND).count() == 0, "the kind filter leaves out diagnoses")
+
+    # the language switch, remembered on the next page
+    page.get_by_role("link", name="English").click()
+    check(page.locator("html").get_attribute("lang") == "en", "English after the switch")
+    page.locator("nav.record").get_by_role("link", name="Summary").click()
+    check(page.get_by_text("Chronic conditions").count() == 1, "English is remembered")
+    page.get_by_role("link", name="Русский").click()
+
+    # a phone: the page fits the screen's width (tables scroll inside their box)
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    phone.context.add_cookies(page.context.cookies())
+    phone.goto(page.url)
+    check(phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "no sideways scrolling on a phone")
+    phone.screenshot(path=os.path.join(shots, "portal-phone.png"), full_page=True)
+    phone.goto(root + "/portal/r/" + page.url.split("/portal/r/")[1].split("/")[0] + "/results")
+    check(phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "results fit a phone")
+
+    # sign out
+    page.get_by_role("button", name="Выйти").click()
+    check(page.get_by_text("Вы вышли из кабинета.").count() == 1, "signed out")
+    page.goto(root + "/portal/r/x/summary")
+    check(page.url.endswith("/portal/"), "a record page after sign-out goes to the sign-in")
+    check(not errors, "console errors: %s" % errors)
+    browser.close()
+print("portal browser: OK")
