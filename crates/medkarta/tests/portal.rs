@@ -26,6 +26,7 @@ struct Page {
     set_cookies: Vec<String>,
     headers: HashMap<String, String>,
     body: String,
+    bytes: Vec<u8>,
 }
 
 impl Browser {
@@ -53,12 +54,14 @@ impl Browser {
         let headers =
             r.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
         let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        let bytes = r.body_mut().with_config().limit(50 << 20).read_to_vec().unwrap_or_default();
         Page {
             status: r.status().as_u16(),
             location,
             set_cookies,
             headers,
-            body: r.body_mut().read_to_string().unwrap_or_default(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
         }
     }
 
@@ -168,6 +171,37 @@ fn lab(id: &str, patient: &str, value: f64, when: &str) -> Value {
     })
 }
 
+/// The text of a PDF, as `pdftotext` (poppler-utils, installed by scripts/test.sh) reads it.
+fn pdftotext(pdf: &[u8]) -> String {
+    assert!(pdf.starts_with(b"%PDF-"), "not a PDF: {}", String::from_utf8_lossy(&pdf[..pdf.len().min(300)]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("pdftotext must be installed (poppler-utils; scripts/test.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A document of a patient: its text (or bytes of `kind`) inline.
+fn document(id: &str, patient: &str, kind: &str, data: &[u8], title: &str) -> Value {
+    use base64::Engine as _;
+    json!({
+        "resourceType": "DocumentReference", "id": id, "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}], "text": title},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "date": "2026-03-02T10:00:00+03:00",
+        "author": [{"reference": "Practitioner/pr-1", "display": "Петров Пётр Петрович"}],
+        "content": [{"attachment": {"contentType": kind, "data": base64::engine::general_purpose::STANDARD.encode(data)}}]
+    })
+}
+
+/// A PDF stored as a document (served back byte for byte).
+const STORED_PDF: &[u8] = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+
 /// Store a resource (the test's data; it must be accepted).
 fn put(s: &Server, r: &Value) {
     let path = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
@@ -221,8 +255,18 @@ fn seed(s: &Server) -> &'static str {
             "code": {"text": "Тайный диагноз Бориса"}, "subject": {"reference": "Patient/p-boris"}
         }),
     );
+    let protocol =
+        "Жалобы на головную боль по утрам.\nАД 150/95 мм рт. ст., ЧСС 78.\nДиагноз: гипертоническая болезнь.";
+    put(
+        s,
+        &document("doc-1", "p-anna", "text/plain; charset=utf-8", protocol.as_bytes(), "Протокол осмотра терапевта"),
+    );
+    let mut discharge = document("doc-2", "p-anna", "application/pdf", STORED_PDF, "Выписка из стационара");
+    discharge["date"] = json!("2025-11-20T12:00:00+03:00");
+    put(s, &discharge);
+    put(s, &document("doc-boris", "p-boris", "text/plain", "Тайный протокол Бориса".as_bytes(), "Протокол"));
     let password = "длинный пароль для портала";
-    for (user, pid) in [("anna", "p-anna"), ("boris", "p-boris")] {
+    for (user, pid) in [("anna", "p-anna"), ("boris", "p-boris"), ("anna-limited", "p-anna")] {
         let (ok, _, err) = s.admin(
             &[
                 "user",
@@ -234,7 +278,10 @@ fn seed(s: &Server) -> &'static str {
                 "--patient",
                 &format!("Patient/{pid}"),
                 "--password-stdin",
-            ],
+            ]
+            .into_iter()
+            .chain(user.ends_with("-limited").then_some("--limited"))
+            .collect::<Vec<_>>(),
             Some(&format!("{password}\n")),
         );
         assert!(ok, "{err}");
@@ -311,6 +358,43 @@ fn scenario(s: &Server) {
         assert_eq!(p.status, 200, "{page}: {}", p.body);
         assert!(p.body.contains("aria-current=\"page\"") && !p.body.contains("Борис"), "{page}: {}", p.body);
     }
+    // documents: each has a page with its text, and a PDF of it
+    let docs = b.get("/portal/r/p-anna/documents");
+    assert!(docs.body.contains("href=\"/portal/r/p-anna/documents/doc-1\""), "{}", docs.body);
+    let page = b.get("/portal/r/p-anna/documents/doc-1");
+    assert!(page.status == 200 && page.body.contains("Жалобы на головную боль по утрам."), "{}", page.body);
+    assert!(page.body.contains("Петров Пётр Петрович") && page.body.contains("/portal/r/p-anna/documents/doc-1.pdf"));
+    let pdf = b.get("/portal/r/p-anna/documents/doc-1.pdf");
+    assert_eq!((pdf.status, pdf.headers["content-type"].as_str()), (200, "application/pdf"));
+    assert!(pdf.headers["content-disposition"].starts_with("attachment"), "{:?}", pdf.headers);
+    let text = pdftotext(&pdf.bytes);
+    assert!(text.contains("Смирнова Анна Петровна") && text.contains("АД 150/95 мм рт. ст., ЧСС 78."), "{text}");
+    assert!(text.contains("Протокол осмотра терапевта"), "{text}");
+    // a stored PDF comes back as it was stored
+    assert_eq!(b.get("/portal/r/p-anna/documents/doc-2.pdf").bytes, STORED_PDF);
+    // the whole record as one PDF
+    let whole = b.get("/portal/r/p-anna/record.pdf");
+    assert_eq!(whole.status, 200);
+    let text = pdftotext(&whole.bytes);
+    for expected in ["Смирнова Анна Петровна", "112-233-445 95", "Сахарный диабет 2 типа", "7.4 ммоль/л", "Глюкоза"]
+    {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    assert!(!text.contains("Борис") && !text.contains("Тайный"), "{text}");
+    assert!(b.get("/portal/r/p-anna/summary").body.contains("/portal/r/p-anna/record.pdf"));
+    // another patient's document: not by this record's path, not by theirs
+    for path in [
+        "/portal/r/p-anna/documents/doc-boris",
+        "/portal/r/p-anna/documents/doc-boris.pdf",
+        "/portal/r/p-boris/documents/doc-boris.pdf",
+        "/portal/r/p-boris/record.pdf",
+        "/portal/r/p-anna/documents/..%2Fdoc-boris.pdf",
+    ] {
+        let p = b.get(path);
+        assert_eq!(p.status, 404, "{path}: {}", p.body);
+        assert!(!p.body.contains("Тайный") && !p.body.contains("Борис") && !p.bytes.starts_with(b"%PDF"), "{path}");
+    }
+
     // results: the newest value with the earlier one beside it
     let results = b.get("/portal/r/p-anna/results");
     assert!(
@@ -370,6 +454,17 @@ fn scenario(s: &Server) {
     assert!(!p.body.contains("Смирнова"));
     assert_eq!(b.get("/portal/r/p-anna/summary").status, 404);
 
+    // limited rights: the summary, no downloads
+    let mut l = Browser::new(&root);
+    let done = l.sign_in("anna-limited", password, &mut secrets);
+    let p = l.follow(done);
+    assert!(p.status == 200 && !p.body.contains("record.pdf"), "{}", p.body);
+    for path in ["/portal/r/p-anna/record.pdf", "/portal/r/p-anna/documents/doc-1.pdf"] {
+        let p = l.get(path);
+        assert_eq!(p.status, 403, "{path}: {}", p.body);
+        assert!(!p.bytes.starts_with(b"%PDF") && p.body.contains("ограниченными правами"), "{path}: {}", p.body);
+    }
+
     // a doctor finds patients; a patient in care opens, one outside care needs consent
     let mut d = Browser::new(&root);
     let done = d.sign_in("doc", password, &mut secrets);
@@ -382,6 +477,11 @@ fn scenario(s: &Server) {
     let p = d.get("/portal/r/p-boris/summary");
     assert_eq!(p.status, 403, "{}", p.body);
     assert!(p.body.contains("согласие") && !p.body.contains("Тайный"), "{}", p.body);
+    for path in ["/portal/r/p-boris/record.pdf", "/portal/r/p-boris/documents/doc-boris.pdf"] {
+        let p = d.get(path);
+        assert_eq!(p.status, 403, "{path}: {}", p.body);
+        assert!(!p.bytes.starts_with(b"%PDF") && !p.body.contains("Тайный"), "{path}");
+    }
 
     // every page's reads were the caller's own, in the audit log the patient reads
     let anna = s.user_token("anna-api", "patient", &["--patient", "Patient/p-anna"]);

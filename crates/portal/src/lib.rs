@@ -6,8 +6,10 @@
 //! token) and every page's data comes from FHIR requests made as that caller, so each is
 //! checked and audited by the guard exactly as over the API.
 
+mod export;
 mod i18n;
 mod pages;
+mod pdf;
 mod session;
 mod signin;
 mod view;
@@ -87,14 +89,16 @@ pub fn router(engine: Engine, dir: Arc<Directory>, cfg: PortalConfig) -> Router 
         .route("/portal/assets/{file}", get(asset))
         .route("/favicon.ico", get(|| async { icon() }))
         .route("/portal/patients", get(pages::patients))
+        .route("/portal/r/{pid}/record.pdf", get(export::record_pdf))
         .route("/portal/r/{pid}/{page}", get(pages::record))
+        .route("/portal/r/{pid}/documents/{doc}", get(export::document_page))
         .route("/portal/{*rest}", get(pages::not_found))
         .with_state(state)
 }
 
 /// The security headers of every portal response: a policy with no inline script and
 /// nothing from another site, not framable, no referrer, never cached.
-fn secured(mut r: Response) -> Response {
+pub(crate) fn secured(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -138,6 +138,17 @@ struct RecordPage {
     facts: Vec<(&'static str, String)>,
     filter: Option<Filter>,
     sections: Vec<Section>,
+    /// A PDF of what the page shows.
+    download: Option<(String, &'static str)>,
+    /// A document's text, paragraph by paragraph, and its other attachments.
+    body: Vec<String>,
+    others: Vec<String>,
+}
+
+impl RecordPage {
+    fn new(l: Layout, facts: Vec<(&'static str, String)>, filter: Option<Filter>, sections: Vec<Section>) -> Self {
+        RecordPage { l, facts, filter, sections, download: None, body: Vec::new(), others: Vec::new() }
+    }
 }
 
 #[derive(Template)]
@@ -222,7 +233,7 @@ pub(crate) async fn home(
 }
 
 /// A refused or failed data request as a page.
-fn refused(ctx: &Ctx, e: &DataError) -> Response {
+pub(crate) fn refused(ctx: &Ctx, e: &DataError) -> Response {
     let lang = ctx.tr.lang;
     match e {
         DataError::ConsentRequired if ctx.own_patient().is_none() => {
@@ -267,7 +278,7 @@ pub(crate) async fn record(
         let built = match page {
             "summary" => summary(&ctx, &pid),
             "visits" => visits(&ctx, &pid),
-            "results" => results(&ctx, &pid, q.get("before").map(String::as_str)),
+            "results" => results(&ctx, &pid, q.get("before").map(String::as_str), RESULTS_WINDOW),
             "vaccinations" => vaccinations(&ctx, &pid),
             "prescriptions" => prescriptions(&ctx, &pid),
             "documents" => documents(&ctx, &pid),
@@ -282,7 +293,11 @@ pub(crate) async fn record(
                 };
                 let back = format!("/portal/r/{pid}/{page}");
                 let l = Layout::signed_in(&ctx, &title, &back, Some((&pid, page)));
-                render(StatusCode::OK, &RecordPage { l, facts, filter, sections })
+                let mut view = RecordPage::new(l, facts, filter, sections);
+                if page == "summary" && !ctx.caller.grant.as_ref().is_some_and(|g| g.limited) {
+                    view.download = Some((format!("/portal/r/{pid}/record.pdf"), "pdf.whole_record"));
+                }
+                render(StatusCode::OK, &view)
             }
             Err(e) => refused(&ctx, &e),
         }
@@ -290,7 +305,7 @@ pub(crate) async fn record(
     .await
 }
 
-type Built = Result<(String, Vec<(&'static str, String)>, Option<Filter>, Vec<Section>), DataError>;
+pub(crate) type Built = Result<(String, Vec<(&'static str, String)>, Option<Filter>, Vec<Section>), DataError>;
 
 /// A page that is one table, titled like it.
 fn one_table(t: Tr, title: &'static str, columns: &[&'static str], rows: Vec<Vec<Cell>>) -> Built {
@@ -317,7 +332,7 @@ fn status_word(t: Tr, code: &str) -> String {
     t.opt(&format!("status.{code}")).map_or_else(|| code.to_string(), str::to_string)
 }
 
-fn summary(ctx: &Ctx, pid: &str) -> Built {
+pub(crate) fn summary(ctx: &Ctx, pid: &str) -> Built {
     let (t, lang) = (ctx.tr, ctx.tr.lang);
     let (patients, inc) = with_included(
         ctx,
@@ -459,7 +474,7 @@ fn prescription_row(m: &Value, inc: &HashMap<String, Value>, t: Tr) -> Vec<Cell>
     ]
 }
 
-fn visits(ctx: &Ctx, pid: &str) -> Built {
+pub(crate) fn visits(ctx: &Ctx, pid: &str) -> Built {
     let (t, lang) = (ctx.tr, ctx.tr.lang);
     let (encounters, inc) = with_included(
         ctx,
@@ -504,18 +519,18 @@ fn visits(ctx: &Ctx, pid: &str) -> Built {
 
 /// The newest laboratory results a results page shows (the earlier ones a link away).
 const RESULTS_WINDOW: usize = 300;
+/// The results a whole-record PDF holds (all, up to this).
+pub(crate) const WHOLE_RECORD: usize = 10_000;
 
-fn results(ctx: &Ctx, pid: &str, before: Option<&str>) -> Built {
+/// The results page: the newest `window` laboratory results (before `before`), one row
+/// per test; the reports; the imaging studies.
+pub(crate) fn results(ctx: &Ctx, pid: &str, before: Option<&str>, window: usize) -> Built {
     let (t, lang) = (ctx.tr, ctx.tr.lang);
     // `before`: an instant the server gave in an earlier page's link
     let before = before.filter(|b| b.len() <= 40 && b.chars().all(|c| c.is_ascii_alphanumeric() || ":+-.".contains(c)));
     let until = before.map(|b| format!("&date=lt{}", encode(b))).unwrap_or_default();
-    let labs = ctx.search(
-        "Observation",
-        &format!("patient={pid}&category=laboratory&_sort=-date&_count={RESULTS_WINDOW}{until}"),
-        RESULTS_WINDOW,
-    )?;
-    let more = (labs.len() == RESULTS_WINDOW)
+    let labs = ctx.search("Observation", &format!("patient={pid}&category=laboratory&_sort=-date{until}"), window)?;
+    let more = (labs.len() == window)
         .then(|| labs.last().and_then(|o| o["effectiveDateTime"].as_str()))
         .flatten()
         .map(|at| format!("/portal/r/{pid}/results?before={}", encode(at)));
@@ -581,7 +596,7 @@ fn results(ctx: &Ctx, pid: &str, before: Option<&str>) -> Built {
     Ok((t.s("results.title").to_string(), Vec::new(), None, sections))
 }
 
-fn vaccinations(ctx: &Ctx, pid: &str) -> Built {
+pub(crate) fn vaccinations(ctx: &Ctx, pid: &str) -> Built {
     let (t, lang) = (ctx.tr, ctx.tr.lang);
     let (list, inc) =
         with_included(ctx, "Immunization", &format!("patient={pid}&_sort=-date&_include=Immunization:performer"))?;
@@ -617,7 +632,7 @@ fn vaccinations(ctx: &Ctx, pid: &str) -> Built {
     )
 }
 
-fn prescriptions(ctx: &Ctx, pid: &str) -> Built {
+pub(crate) fn prescriptions(ctx: &Ctx, pid: &str) -> Built {
     let t = ctx.tr;
     let (list, inc) = with_included(
         ctx,
@@ -633,21 +648,42 @@ fn prescriptions(ctx: &Ctx, pid: &str) -> Built {
     )
 }
 
-fn documents(ctx: &Ctx, pid: &str) -> Built {
+pub(crate) fn documents(ctx: &Ctx, pid: &str) -> Built {
     let (t, lang) = (ctx.tr, ctx.tr.lang);
     let list = ctx.search("DocumentReference", &format!("patient={pid}&_sort=-date"), MAX_ROWS)?;
     let rows = list
         .iter()
         .map(|d| {
+            let mut kind = cell(view::concept(&d["type"], lang));
+            kind.href = d["id"].as_str().map(|id| format!("/portal/r/{pid}/documents/{id}"));
             vec![
                 cell(view::date(&d["date"], lang)),
-                cell(view::concept(&d["type"], lang)),
+                kind,
                 cell(d["description"].as_str().unwrap_or("")),
                 cell(status_word(t, d["status"].as_str().unwrap_or(""))),
             ]
         })
         .collect();
     one_table(t, "documents.title", &["col.date", "col.kind", "col.description", "col.status"], rows)
+}
+
+/// A document's own page: its details, its text, its other attachments, a PDF of it.
+pub(crate) fn document_view(
+    ctx: &Ctx,
+    pid: &str,
+    title: String,
+    facts: Vec<(&'static str, String)>,
+    body: Vec<String>,
+    others: Vec<String>,
+    download: Option<String>,
+) -> Response {
+    let back = format!("/portal/r/{pid}/documents");
+    let l = Layout::signed_in(ctx, &title, &back, Some((pid, "documents")));
+    let mut page = RecordPage::new(l, facts, None, Vec::new());
+    page.body = body;
+    page.others = others;
+    page.download = download.map(|href| (href, "pdf.document"));
+    render(StatusCode::OK, &page)
 }
 
 /// The types the record's search looks in, with the page each is shown on.
@@ -796,7 +832,7 @@ pub(crate) async fn patients(
             sections.push(section("patients.found", &["col.name", "col.birth", "col.sex", "col.snils"], rows));
         }
         let l = Layout::signed_in(&ctx, t.s("patients.title"), "/portal/patients", None);
-        render(StatusCode::OK, &RecordPage { l, facts: Vec::new(), filter: Some(filter), sections })
+        render(StatusCode::OK, &RecordPage::new(l, Vec::new(), Some(filter), sections))
     })
     .await
 }
@@ -812,12 +848,14 @@ mod tests {
         let mut c = cell(evil);
         c.sub = evil.to_string();
         c.href = Some(format!("/portal/r/{}/summary", "\"><script>"));
-        let page = RecordPage {
-            l: Layout::public(t, evil, "/portal/\"><script>"),
-            facts: vec![("patient.birth", evil.to_string())],
-            filter: None,
-            sections: vec![section("summary.conditions", &["col.condition"], vec![vec![c]])],
-        };
+        let mut page = RecordPage::new(
+            Layout::public(t, evil, "/portal/\"><script>"),
+            vec![("patient.birth", evil.to_string())],
+            None,
+            vec![section("summary.conditions", &["col.condition"], vec![vec![c]])],
+        );
+        page.body = vec![evil.to_string()];
+        page.others = vec![evil.to_string()];
         let html = page.render().unwrap();
         assert!(!html.contains("<script>") && !html.contains("<img"), "{html}");
         assert!(

@@ -3,14 +3,17 @@
 Debian's Chromium (/usr/bin/chromium; no browser is downloaded). Signs in with a TOTP code
 computed here from the secret the enrolment page shows as text, opens every page of the
 record from its menu, searches, switches the language, takes phone-sized screenshots,
-and signs out. Fails on any console error (a Content-Security-Policy violation is one).
+downloads the whole record and a document as PDF and reads them with pdftotext, and signs
+out. Fails on any console error (a Content-Security-Policy violation is one).
 
   portal_browser.py ROOT USER PASSWORD PATIENT-NAME SCREENSHOT-DIR
 
 PORTAL_SEARCH / PORTAL_FOUND (a word form to search for, and a text it must find; by
 default the test's diabetes) and PORTAL_FLAGGED=0 (no out-of-range result to expect) let
-it run against the demo data, to refresh docs/screenshots."""
-import base64, hashlib, hmac, os, struct, sys, time
+it run against the demo data, to refresh docs/screenshots. PORTAL_RESULT is a text the
+record's PDF must hold besides the name; PORTAL_DOCUMENT a text of the first document
+("" when the record has none)."""
+import base64, hashlib, hmac, os, struct, subprocess, sys, tempfile, time
 
 from playwright.sync_api import sync_playwright
 
@@ -19,6 +22,8 @@ CHROMIUM = os.environ.get("MEDKARTA_CHROMIUM", "/usr/bin/chromium")
 SEARCH = os.environ.get("PORTAL_SEARCH", "диабетом")
 FOUND = os.environ.get("PORTAL_FOUND", "Сахарный диабет")
 FLAGGED = os.environ.get("PORTAL_FLAGGED", "1") != "0"
+RESULT = os.environ.get("PORTAL_RESULT", "7.4 ммоль/л")
+DOCUMENT = os.environ.get("PORTAL_DOCUMENT", "Жалобы на головную боль")
 
 
 def totp(secret, at=None):
@@ -26,6 +31,18 @@ def totp(secret, at=None):
     mac = hmac.new(key, struct.pack(">Q", int((at or time.time()) // 30)), hashlib.sha1).digest()
     o = mac[-1] & 15
     return "%06d" % ((struct.unpack(">I", mac[o:o + 4])[0] & 0x7FFFFFFF) % 1000000)
+
+
+def download_text(page, click):
+    """Click what downloads a PDF, and the PDF's text (pdftotext)."""
+    with page.expect_download() as d:
+        click()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "download.pdf")
+        d.value.save_as(path)
+        with open(path, "rb") as f:
+            check(f.read(5) == b"%PDF-", "the download is a PDF")
+        return subprocess.run(["pdftotext", path, "-"], check=True, capture_output=True, text=True).stdout
 
 
 def check(cond, what):
@@ -58,6 +75,8 @@ with sync_playwright() as p:
     check(page.get_by_role("heading", level=1).inner_text() == name, "the summary names the patient")
     check(page.get_by_text("Хронические заболевания").count() == 1, "the summary's sections")
     page.screenshot(path=os.path.join(shots, "portal-summary.png"), full_page=True)
+    text = download_text(page, lambda: page.get_by_role("link", name="Скачать всю медицинскую карту (PDF)").click())
+    check(name in text and RESULT in text, "the record's PDF holds the name and a result: " + text[:500])
 
     # every page from the menu, keyboard reachable (each link gets focus)
     for label, heading in [("Посещения", "Посещения"), ("Анализы и исследования", "Анализы и исследования"),
@@ -72,6 +91,15 @@ with sync_playwright() as p:
         if label == "Анализы и исследования":
             page.screenshot(path=os.path.join(shots, "portal-results.png"), full_page=True)
             check(not FLAGGED or page.locator("td.out").count() >= 1, "an out-of-range result is flagged")
+
+    # a document's page (the menu left us on the search page: back to the documents)
+    if DOCUMENT:
+        page.locator("nav.record").get_by_role("link", name="Документы", exact=True).click()
+        page.locator("main table a").first.click()
+        check(page.get_by_text(DOCUMENT).count() >= 1, "the document's page shows its text")
+        text = download_text(page, lambda: page.get_by_role("link", name="Скачать документ (PDF)").click())
+        check(DOCUMENT in text and name in text, "the document's PDF holds its text: " + text[:500])
+        page.locator("nav.record").get_by_role("link", name="Поиск по карте", exact=True).click()
 
     # search in word forms, then a filter by kind
     page.get_by_label("Слова").fill(SEARCH)
