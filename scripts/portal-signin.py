@@ -31,9 +31,9 @@ def session(root, user, password, secret=None):
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         try:
             r = opener.open(url, body)
-            return r.status, r.headers, r.read().decode()
+            return r.status, r.headers, r.read().decode(errors="surrogateescape")
         except urllib.error.HTTPError as e:
-            return e.code, e.headers, e.read().decode()
+            return e.code, e.headers, e.read().decode(errors="surrogateescape")
     status, h, _ = call("/portal/login")
     _, _, page = call(h["Location"])
     csrf, request = field(page, "csrf"), field(page, "request")

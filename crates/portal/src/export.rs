@@ -187,7 +187,12 @@ struct Content {
 
 fn content(ctx: &Ctx, pid: &str, id: &str) -> Result<Content, DataError> {
     let (t, lang) = (ctx.tr, ctx.tr.lang);
-    let d = ctx.read(&format!("DocumentReference/{id}"))?;
+    let (found, included) = pages::with_included(
+        ctx,
+        "DocumentReference",
+        &format!("_id={id}&_include=DocumentReference:author&_include=DocumentReference:custodian"),
+    )?;
+    let d = found.into_iter().next().ok_or(DataError::NotFound)?;
     // a document of this record only (another record's document is not found here)
     if d["subject"]["reference"].as_str() != Some(&format!("Patient/{pid}")) {
         return Err(DataError::NotFound);
@@ -195,19 +200,18 @@ fn content(ctx: &Ctx, pid: &str, id: &str) -> Result<Content, DataError> {
     let title = Some(view::concept(&d["type"], lang))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| t.s("documents.untitled").to_string());
-    let none = std::collections::HashMap::new();
     let mut facts = vec![("col.date", view::date(&d["date"], lang))];
     let authors: Vec<String> = d["author"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|a| view::reference(a, &none))
+        .map(|a| view::reference(a, &included))
         .filter(|s| !s.is_empty())
         .collect();
     if !authors.is_empty() {
         facts.push(("document.author", authors.join(", ")));
     }
-    let custodian = view::reference(&d["custodian"], &none);
+    let custodian = view::reference(&d["custodian"], &included);
     if !custodian.is_empty() {
         facts.push(("document.custodian", custodian));
     }

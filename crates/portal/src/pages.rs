@@ -313,7 +313,11 @@ fn one_table(t: Tr, title: &'static str, columns: &[&'static str], rows: Vec<Vec
 }
 
 /// Search results with the resources they include, by `Type/id`.
-fn with_included(ctx: &Ctx, path: &str, query: &str) -> Result<(Vec<Value>, HashMap<String, Value>), DataError> {
+pub(crate) fn with_included(
+    ctx: &Ctx,
+    path: &str,
+    query: &str,
+) -> Result<(Vec<Value>, HashMap<String, Value>), DataError> {
     let all = ctx.search_all(path, query, MAX_ROWS)?;
     let mut matched = Vec::new();
     let mut included = HashMap::new();
@@ -484,6 +488,15 @@ pub(crate) fn visits(ctx: &Ctx, pid: &str) -> Built {
         ),
     )?;
     let conditions = ctx.search("Condition", &format!("patient={pid}"), 5 * MAX_ROWS)?;
+    // each visit's protocol (a document of the visit), to open from its row
+    let mut protocols: HashMap<String, String> = HashMap::new();
+    for d in ctx.search("DocumentReference", &format!("patient={pid}&_elements=context"), 5 * MAX_ROWS)? {
+        for e in d["context"]["encounter"].as_array().into_iter().flatten() {
+            if let (Some(enc), Some(id)) = (e["reference"].as_str(), d["id"].as_str()) {
+                protocols.entry(enc.to_string()).or_insert_with(|| id.to_string());
+            }
+        }
+    }
     let procedures = ctx.search("Procedure", &format!("patient={pid}"), 5 * MAX_ROWS)?;
     let of = |list: &[Value], enc: &str, field: &str| -> Vec<String> {
         list.iter().filter(|r| r["encounter"]["reference"] == enc).map(|r| view::concept(&r[field], lang)).collect()
@@ -501,11 +514,18 @@ pub(crate) fn visits(ctx: &Ctx, pid: &str) -> Built {
             let kind = e["type"].get(0).map(|c| view::concept(c, lang)).filter(|s| !s.is_empty());
             let kind =
                 kind.unwrap_or_else(|| status_word(t, &format!("class-{}", e["class"]["code"].as_str().unwrap_or(""))));
-            let mut diagnoses = cell(of(&conditions, &me, "code").join("; "));
+            let mut kind = cell(kind);
+            kind.href = protocols.get(&me).map(|id| format!("/portal/r/{pid}/documents/{id}"));
+            let mut found = of(&conditions, &me, "code");
+            if found.is_empty() {
+                // a follow-up visit: the diagnosis it was for
+                found = e["reasonCode"].as_array().into_iter().flatten().map(|c| view::concept(c, lang)).collect();
+            }
+            let mut diagnoses = cell(found.join("; "));
             diagnoses.sub = of(&procedures, &me, "code").join("; ");
             vec![
                 cell(view::date(&e["period"]["start"], lang)),
-                cell(kind),
+                kind,
                 diagnoses,
                 cell(who.join(", ")),
                 cell(view::reference(&e["serviceProvider"], &inc)),

@@ -22,7 +22,7 @@ const PYRAMID: [f64; 19] =
 /// Children's body-mass index by age (years), median.
 const CHILD_BMI: [(f64, f64); 7] =
     [(0.0, 13.3), (0.5, 17.5), (1.0, 17.0), (5.0, 15.4), (10.0, 16.6), (15.0, 19.8), (18.0, 21.5)];
-const PREFIX: [&str; 8] = ["enc", "cond", "obs", "dr", "proc", "med", "imm", "alg"];
+const PREFIX: [&str; 9] = ["enc", "cond", "obs", "dr", "proc", "med", "imm", "alg", "doc"];
 const LOT: &str = "АБВГДЕКМНПРСТ";
 
 #[derive(Clone, Copy)]
@@ -72,7 +72,7 @@ struct Life {
     gp: usize,
     label: Option<&'static str>,
     out: Vec<Value>,
-    n: [usize; 8],
+    n: [usize; 9],
 }
 
 /// Step functions `(age_below, value)`.
@@ -112,7 +112,7 @@ pub fn record(seed: u64, index: usize) -> Vec<Value> {
         gp: 0,
         label: None,
         out: Vec::new(),
-        n: [0; 8],
+        n: [0; 9],
     };
     life.patient();
     life.plan_diseases();
@@ -497,7 +497,99 @@ impl Life {
                 }
             }
         }
+        self.protocol(&at, &kind_text, dx, v);
         self.label = None;
+    }
+
+    /// The visit's protocol (a discharge summary after a stay): a DocumentReference whose
+    /// text, in Russian, is made of what the visit recorded — the measurements, the
+    /// diagnosis, the examinations and the prescriptions.
+    fn protocol(&mut self, at: &At, kind_text: &str, dx: Dx, v: &Visit) {
+        use base64::Engine as _;
+        let enc = format!("Encounter/{}", at.enc);
+        let of_visit = |r: &&Value| r["encounter"]["reference"] == enc.as_str();
+        let mut measured = Vec::new();
+        let (mut diagnoses, mut exams, mut prescribed) = (Vec::new(), Vec::new(), Vec::new());
+        for r in self.out.iter().filter(of_visit) {
+            let text = r["code"]["text"].as_str().unwrap_or("");
+            match r["resourceType"].as_str().unwrap_or("") {
+                "Observation" if r["category"][0]["coding"][0]["code"] == "vital-signs" => {
+                    let q = |q: &Value| format!("{} {}", q["value"], q["unit"].as_str().unwrap_or(""));
+                    let value = match r["component"].as_array() {
+                        Some(c) if c.len() == 2 => format!(
+                            "{}/{} {}",
+                            c[0]["valueQuantity"]["value"],
+                            c[1]["valueQuantity"]["value"],
+                            c[0]["valueQuantity"]["unit"].as_str().unwrap_or("")
+                        ),
+                        _ => q(&r["valueQuantity"]),
+                    };
+                    measured.push(format!("{text}: {value}"));
+                }
+                "Condition" => {
+                    diagnoses.push(format!("{} {text}", r["code"]["coding"][0]["code"].as_str().unwrap_or("")))
+                }
+                "DiagnosticReport" | "Procedure" => exams.push(text.to_string()),
+                "MedicationRequest" => prescribed.push(format!(
+                    "{} — {}",
+                    r["medicationCodeableConcept"]["text"].as_str().unwrap_or(""),
+                    r["dosageInstruction"][0]["text"].as_str().unwrap_or("")
+                )),
+                _ => {}
+            }
+        }
+        if diagnoses.is_empty() {
+            diagnoses.push(format!("{} {}", dx.0, dx.1));
+        }
+        // a time as a Russian reader writes it: 27.06.2026 15:31
+        let when = |minute: i64| {
+            let s = datetime(minute);
+            format!("{}.{}.{} {}", &s[8..10], &s[5..7], &s[..4], &s[11..16])
+        };
+        let complaints = if dx.0.starts_with('Z') {
+            "жалоб нет"
+        } else {
+            "по поводу основного заболевания"
+        };
+        let mut text = format!("{kind_text}\nДата: {}\n\nЖалобы: {complaints}.\n", when(v.start));
+        if !measured.is_empty() {
+            text.push_str(&format!("Объективно: {}.\n", measured.join("; ")));
+        }
+        text.push_str(&format!("Диагноз: {}.\n", diagnoses.join("; ")));
+        if !exams.is_empty() {
+            text.push_str(&format!("Обследования: {}.\n", exams.join("; ")));
+        }
+        let plan = if prescribed.is_empty() {
+            "наблюдение участкового врача".to_string()
+        } else {
+            prescribed.join("; ")
+        };
+        text.push_str(&format!("Назначения и рекомендации: {plan}.\n"));
+        let (loinc, en, ru) = match v.class {
+            Class::Imp => ("18842-5", "Discharge summary", "Выписной эпикриз"),
+            Class::Emer => ("34111-5", "Emergency department note", "Протокол осмотра в приёмном отделении"),
+            Class::Amb => ("11488-4", "Consult note", "Протокол осмотра"),
+        };
+        let doc = json!({
+            "resourceType": "DocumentReference",
+            "id": self.id(8),
+            "status": "current",
+            "docStatus": "final",
+            "type": concept(LOINC, loinc, en, ru),
+            "subject": reference("Patient", &self.pid),
+            "date": datetime(v.end),
+            "author": [reference("Practitioner", &at.doctor)],
+            "custodian": reference("Organization", &org_id(self.region, at.org)),
+            "description": kind_text,
+            "content": [{"attachment": {
+                "contentType": "text/plain; charset=utf-8",
+                "language": "ru",
+                "data": base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+                "title": ru
+            }}],
+            "context": {"encounter": [reference("Encounter", &at.enc)], "period": {"start": datetime(v.start), "end": datetime(v.end)}}
+        });
+        self.push(doc);
     }
 
     /// A Condition diagnosed at this visit: a chronic one goes on the problem list (and into
