@@ -367,6 +367,22 @@ impl Tx for PgTx<'_> {
         store::audit::seal(&mut self.conn()?, limit)
     }
 
+    fn enqueue(&mut self, job: &store::jobs::NewJob<'_>, now: i64) -> Result<bool> {
+        store::jobs::enqueue(&mut self.conn()?, job, now)
+    }
+
+    fn claim_jobs(&mut self, queues: &[&str], now: i64, lease: i64, limit: usize) -> Result<Vec<store::jobs::Job>> {
+        store::jobs::claim(&mut self.conn()?, queues, now, lease, limit)
+    }
+
+    fn finish_job(&mut self, id: i64, outcome: &store::jobs::JobOutcome) -> Result<()> {
+        store::jobs::finish(&mut self.conn()?, id, outcome)
+    }
+
+    fn job_counts(&mut self) -> Result<Vec<store::jobs::QueueCount>> {
+        store::jobs::counts(&mut self.conn()?)
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.flushed()?;
         let mut pooled =

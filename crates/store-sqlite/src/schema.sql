@@ -49,3 +49,6 @@ CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL, p
 CREATE TABLE audit_chain (pos BIGINT PRIMARY KEY, seq BIGINT NOT NULL UNIQUE, hash TEXT NOT NULL);
 CREATE TABLE audit_pending (seq BIGINT PRIMARY KEY);
 CREATE TABLE audit_patient (patient TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (patient, seq));
+-- the durable job queue (store::jobs)
+CREATE TABLE job_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, key TEXT NOT NULL UNIQUE, payload TEXT NOT NULL, run_at BIGINT NOT NULL, attempts BIGINT NOT NULL, locked_until BIGINT NOT NULL, last_error TEXT, created BIGINT NOT NULL);
+CREATE INDEX job_queue_due ON job_queue (queue, run_at);

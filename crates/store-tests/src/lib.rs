@@ -397,6 +397,89 @@ pub fn records_compare_and_set(store: &dyn Store) {
     assert!(store.record("client", "anna").unwrap().is_some(), "kinds are separate");
 }
 
+/// The job queue: a job is enqueued with its transaction (or not at all), once per key;
+/// claimed by one worker at a time for its lease; put back with a later time when it
+/// failed; gone when done; claimed again once a dead worker's lease runs out.
+pub fn job_queue(store: &dyn Store) {
+    use store::jobs::{JobOutcome, NewJob};
+    let job = |key: &'static str, run_at| NewJob { queue: "deliver", key, payload: r#"{"to":"x"}"#, run_at };
+    let mut tx = store.begin().unwrap();
+    assert!(tx.enqueue(&job("rolled-back", 0), 0).unwrap());
+    drop(tx);
+    assert!(store.claim_jobs(&["deliver"], 10, 100, 10).unwrap().is_empty(), "a rolled-back job is not there");
+    let mut tx = store.begin().unwrap();
+    assert!(tx.enqueue(&job("a", 5), 0).unwrap());
+    assert!(!tx.enqueue(&job("a", 6), 0).unwrap(), "one job per key");
+    assert!(tx.enqueue(&job("later", 1_000), 0).unwrap());
+    assert!(tx.enqueue(&NewJob { queue: "other", key: "o", payload: "{}", run_at: 0 }, 0).unwrap());
+    tx.commit().unwrap();
+    assert!(store.claim_jobs(&["deliver"], 4, 100, 10).unwrap().is_empty(), "not due yet");
+    let claimed = store.claim_jobs(&["deliver"], 10, 100, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    let a = &claimed[0];
+    assert_eq!((a.key.as_str(), a.queue.as_str(), a.payload.as_str(), a.attempts), ("a", "deliver", r#"{"to":"x"}"#, 1));
+    assert!(store.claim_jobs(&["deliver"], 50, 100, 10).unwrap().is_empty(), "leased to its worker");
+    store.finish_job(a.id, &JobOutcome::Retry { at: 200, error: "refused: 451".into() }).unwrap();
+    assert!(store.claim_jobs(&["deliver"], 150, 100, 10).unwrap().is_empty(), "retried later");
+    let counts = store.job_counts().unwrap();
+    let deliver = counts.iter().find(|c| c.queue == "deliver").unwrap();
+    assert_eq!((deliver.waiting, deliver.failing, deliver.next_at), (2, 1, Some(200)));
+    let again = store.claim_jobs(&["deliver"], 250, 100, 10).unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 2));
+    assert_eq!(again[0].last_error.as_deref(), Some("refused: 451"));
+    // its worker died: the lease runs out and another worker takes it
+    let taken_over = store.claim_jobs(&["deliver"], 351, 100, 10).unwrap();
+    assert_eq!((taken_over.len(), taken_over[0].attempts), (1, 3));
+    store.finish_job(taken_over[0].id, &JobOutcome::Done).unwrap();
+    let rest = store.claim_jobs(&["deliver", "other"], 2_000, 100, 10).unwrap();
+    let keys: Vec<&str> = rest.iter().map(|j| j.key.as_str()).collect();
+    assert_eq!(keys, ["later", "o"]);
+    for j in &rest {
+        store.finish_job(j.id, &JobOutcome::Done).unwrap();
+    }
+    assert!(store.job_counts().unwrap().is_empty());
+    let mut tx = store.begin().unwrap();
+    assert!(tx.enqueue(&job("a", 0), 0).unwrap(), "a key is free again once its job is done");
+    tx.commit().unwrap();
+}
+
+/// Workers claiming at once never get the same job.
+pub fn job_queue_concurrent_claims(store: &(dyn Store + Sync)) {
+    use store::jobs::{JobOutcome, NewJob};
+    let keys: Vec<String> = (0..200).map(|i| format!("job-{i}")).collect();
+    let mut tx = store.begin().unwrap();
+    for k in &keys {
+        tx.enqueue(&NewJob { queue: "q", key: k, payload: "{}", run_at: 0 }, 0).unwrap();
+    }
+    tx.commit().unwrap();
+    let taken = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    let jobs = match store.claim_jobs(&["q"], 10, 1_000_000, 7) {
+                        Ok(j) => j,
+                        Err(StoreError::Conflict(_)) => continue,
+                        Err(e) => panic!("{e}"),
+                    };
+                    if jobs.is_empty() {
+                        break;
+                    }
+                    for j in jobs {
+                        store.finish_job(j.id, &JobOutcome::Done).unwrap();
+                        taken.lock().unwrap().push(j.key);
+                    }
+                }
+            });
+        }
+    });
+    let mut taken = taken.into_inner().unwrap();
+    taken.sort();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(taken, expected, "every job once, none twice");
+}
+
 pub fn concurrent_writers(store: &(dyn Store + Sync)) {
     write(store, &patient("c1", "A"), 1, Method::Create).unwrap();
     let wins = std::sync::atomic::AtomicUsize::new(0);

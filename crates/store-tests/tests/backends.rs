@@ -37,6 +37,8 @@ both!(
     search_composites_and_text,
     search_chains,
     records_compare_and_set,
+    job_queue,
+    job_queue_concurrent_claims,
     concurrent_writers,
     concurrent_commits_and_rollbacks,
     audit_log_chains_concurrent_appends
@@ -162,6 +164,7 @@ fn downgrade_to_v1() -> String {
         .collect();
     sql.push_str("DROP TABLE records; DROP TABLE idx_text; DROP TABLE counts;");
     sql.push_str("DROP TABLE audit; DROP TABLE audit_chain; DROP TABLE audit_pending; DROP TABLE audit_patient;");
+    sql.push_str("DROP TABLE job_queue;");
     sql.push_str(
         "INSERT INTO idx_token (rkey, rtype, param, system, code) VALUES (999, 'Patient', '_content', NULL, 'migrat');",
     );
@@ -180,6 +183,7 @@ fn sqlite_schema_1_is_migrated_on_open() {
     drop(c);
     let store = SqliteStore::open(dir.path()).unwrap();
     search_composites_and_text(&store);
+    job_queue(&store);
     let c = rusqlite::Connection::open(dir.path().join("medkarta.sqlite")).unwrap();
     assert_eq!(c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), store::sql::SCHEMA_VERSION);
     let doc: String = c.query_row("SELECT terms FROM idx_text WHERE rowid = 999", [], |r| r.get(0)).unwrap();
@@ -198,6 +202,7 @@ fn postgres_schema_1_is_migrated_on_open() {
         .unwrap();
     let store = PostgresStore::open(&db.url).unwrap();
     search_composites_and_text(&store);
+    job_queue(&store);
     let collation: Option<String> = c
         .query_one(
             "SELECT collation_name::text FROM information_schema.columns WHERE table_name = 'idx_string' AND column_name = 'value'",

@@ -14,6 +14,7 @@
 //! index entries; the store persists exactly what it is given, atomically.
 
 pub mod audit;
+pub mod jobs;
 pub mod ops;
 pub mod sql;
 pub mod stats;
@@ -217,6 +218,30 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
+    /// Claim up to `limit` due jobs of `queues` for `lease` microseconds, in a
+    /// transaction of their own (see [`jobs`]).
+    fn claim_jobs(&self, queues: &[&str], now: i64, lease: i64, limit: usize) -> Result<Vec<jobs::Job>> {
+        let mut tx = self.begin()?;
+        let claimed = tx.claim_jobs(queues, now, lease, limit)?;
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    /// End an attempt of a claimed job, in a transaction of its own.
+    fn finish_job(&self, id: i64, outcome: &jobs::JobOutcome) -> Result<()> {
+        let mut tx = self.begin()?;
+        tx.finish_job(id, outcome)?;
+        tx.commit()
+    }
+
+    /// The jobs waiting, per queue.
+    fn job_counts(&self) -> Result<Vec<jobs::QueueCount>> {
+        let mut tx = self.begin()?;
+        let counts = tx.job_counts()?;
+        tx.commit()?;
+        Ok(counts)
+    }
+
     /// Records of a kind, in id order (see [`Tx::put_record`]).
     fn records(&self, kind: &str) -> Result<Vec<(String, Record)>>;
 
@@ -272,6 +297,19 @@ pub trait Tx {
 
     /// Chain up to `limit` appended entries not chained yet; how many.
     fn audit_seal(&mut self, limit: usize) -> Result<usize>;
+
+    /// Enqueue a job, committed with the rest of the transaction; `false` when a job
+    /// with its key is already waiting (see [`jobs`]).
+    fn enqueue(&mut self, job: &jobs::NewJob<'_>, now: i64) -> Result<bool>;
+
+    /// Claim due jobs (see [`Store::claim_jobs`]).
+    fn claim_jobs(&mut self, queues: &[&str], now: i64, lease: i64, limit: usize) -> Result<Vec<jobs::Job>>;
+
+    /// End an attempt of a claimed job.
+    fn finish_job(&mut self, id: i64, outcome: &jobs::JobOutcome) -> Result<()>;
+
+    /// The jobs waiting, per queue.
+    fn job_counts(&mut self) -> Result<Vec<jobs::QueueCount>>;
 
     /// Make every write of the transaction durable, or none.
     fn commit(self: Box<Self>) -> Result<()>;

@@ -292,6 +292,22 @@ impl Tx for SealedTx<'_> {
         self.inner.audit_seal(limit)
     }
 
+    fn enqueue(&mut self, job: &store::jobs::NewJob<'_>, now: i64) -> Result<bool> {
+        self.inner.enqueue(job, now)
+    }
+
+    fn claim_jobs(&mut self, queues: &[&str], now: i64, lease: i64, limit: usize) -> Result<Vec<store::jobs::Job>> {
+        self.inner.claim_jobs(queues, now, lease, limit)
+    }
+
+    fn finish_job(&mut self, id: i64, outcome: &store::jobs::JobOutcome) -> Result<()> {
+        self.inner.finish_job(id, outcome)
+    }
+
+    fn job_counts(&mut self) -> Result<Vec<store::jobs::QueueCount>> {
+        self.inner.job_counts()
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         let SealedTx { inner, vault, learned } = *self;
         inner.commit()?;
