@@ -43,6 +43,7 @@ pub use store::{
     Expect, HistoryQuery, HistoryScope, Method as StoreMethod, Record, Result as StoreResult, SearchPage, StoreError,
     StoredResource,
     audit::{AuditQuery, AuditRow},
+    jobs::{Job, JobOutcome, NewJob, QueueCount},
 };
 pub use tx::{WriteTx, patients_into};
 
@@ -109,7 +110,7 @@ impl Default for Settings {
 /// Record kinds that the server's own bookkeeping keeps through the guard (jobs, what
 /// the watcher remembers, alerts). Accounts, sessions, keys and the audit log are not
 /// among them: `auth`, `audit` and `vault` keep those.
-pub const BOOKKEEPING: &[&str] = &["export", "reindex", "seen-address", "org-access", "security-alert"];
+pub const BOOKKEEPING: &[&str] = &["export", "reindex", "seen-address", "org-access", "security-alert", "delivery"];
 
 struct Inner {
     store: Arc<dyn Store>,
@@ -200,6 +201,22 @@ impl Guard {
     pub fn record(&self, kind: &str, id: &str) -> FhirResult<Option<Record>> {
         bookkeeping(kind)?;
         Ok(self.inner.store.record(kind, id)?)
+    }
+
+    /// Claim due background jobs of `queues` for `lease` microseconds (the job runner's;
+    /// jobs are enqueued by writes, [`WriteTx::enqueue`]).
+    pub fn claim_jobs(&self, queues: &[&str], now: i64, lease: i64, limit: usize) -> FhirResult<Vec<Job>> {
+        Ok(self.inner.store.claim_jobs(queues, now, lease, limit)?)
+    }
+
+    /// End an attempt of a claimed job.
+    pub fn finish_job(&self, id: i64, outcome: &JobOutcome) -> FhirResult<()> {
+        Ok(self.inner.store.finish_job(id, outcome)?)
+    }
+
+    /// The jobs waiting, per queue.
+    pub fn job_counts(&self) -> FhirResult<Vec<QueueCount>> {
+        Ok(self.inner.store.job_counts()?)
     }
 
     /// Revoke a session in the store (every server process refuses its tokens).

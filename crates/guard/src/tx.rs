@@ -170,6 +170,12 @@ impl<'h> WriteTx<'h> {
         Ok(self.tx.delete_record(kind, id)?)
     }
 
+    /// Enqueue a background job, committed with this transaction's writes (see
+    /// [`store::jobs`]); `false` when a job with its key is waiting already.
+    pub fn enqueue(&mut self, job: &crate::NewJob<'_>) -> FhirResult<bool> {
+        Ok(self.tx.enqueue(job, crate::meta::now_micros())?)
+    }
+
     /// Perform a prepared write (see [`crate::write::apply`]).
     pub fn apply(&mut self, prepared: crate::write::Prepared) -> FhirResult<crate::write::Written> {
         crate::write::apply(self, prepared)

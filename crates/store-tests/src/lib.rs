@@ -417,7 +417,10 @@ pub fn job_queue(store: &dyn Store) {
     let claimed = store.claim_jobs(&["deliver"], 10, 100, 10).unwrap();
     assert_eq!(claimed.len(), 1);
     let a = &claimed[0];
-    assert_eq!((a.key.as_str(), a.queue.as_str(), a.payload.as_str(), a.attempts), ("a", "deliver", r#"{"to":"x"}"#, 1));
+    assert_eq!(
+        (a.key.as_str(), a.queue.as_str(), a.payload.as_str(), a.attempts),
+        ("a", "deliver", r#"{"to":"x"}"#, 1)
+    );
     assert!(store.claim_jobs(&["deliver"], 50, 100, 10).unwrap().is_empty(), "leased to its worker");
     store.finish_job(a.id, &JobOutcome::Retry { at: 200, error: "refused: 451".into() }).unwrap();
     assert!(store.claim_jobs(&["deliver"], 150, 100, 10).unwrap().is_empty(), "retried later");
