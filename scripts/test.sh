@@ -2,7 +2,8 @@
 # Runs every test of Medkarta. On a fresh machine it first installs or starts what the
 # tests talk to: PostgreSQL (tests create and drop their own databases), the Python FHIR
 # client used as a third-party peer, the official R4 examples (npm package), Chromium and
-# Playwright (the portal's browser test), poppler-utils (pdftotext); after the
+# Playwright (the portal's browser test), poppler-utils (pdftotext), aiosmtpd (an SMTP
+# receiver); after the
 # tests, the API is fuzzed against its OpenAPI document (scripts/fuzz.sh, schemathesis).
 # Usage: scripts/test.sh [extra arguments for cargo nextest / cargo test]
 set -euo pipefail
@@ -56,6 +57,10 @@ if [ ! -x /usr/bin/chromium ]; then
   say "Installing Chromium (the portal's browser test)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  say "Installing aiosmtpd (the local SMTP receiver of the delivery tests)"
+  python3 -m pip install -q 'aiosmtpd==1.4.6'
 fi
 if ! command -v pdftotext >/dev/null; then
   say "Installing poppler-utils (pdftotext reads the portal's PDFs in the tests)"

@@ -127,6 +127,9 @@ fn reads(i: Interaction) -> bool {
     matches!(i, Interaction::Read | Interaction::Search)
 }
 
+/// The types a patient may write (within their own compartment).
+const PATIENT_WRITES: &[&str] = &["Consent", "Communication"];
+
 /// Decide `interaction` on resources of `rt` for `principal`.
 pub fn authorize(
     principal: &Principal,
@@ -175,8 +178,10 @@ pub fn authorize(
             if directory && reads(interaction) {
                 return Ok(Access::All);
             }
-            if !reads(interaction) && t != "Consent" {
-                return denied("patients change only their consents here");
+            // what a patient writes: their consents, and messages (the messages' rule
+            // limits these to their own, to staff, and to marking them read)
+            if !reads(interaction) && !PATIENT_WRITES.contains(&t) {
+                return denied("patients change only their consents and messages here");
             }
             match own {
                 Some(own) => Ok(Access::Compartment(own.to_string())),

@@ -31,7 +31,9 @@ pub struct StoreArgs {
     /// max_body_bytes, demo, audit_sync, tls_cert, tls_key, suspicious_patients,
     /// suspicious_window, night_hours, care_relations, trusted_proxies,
     /// rate_limit_address, rate_limit_account, password_hash_threads, lockout_max_minutes,
-    /// header_timeout, body_timeout, portal_idle_minutes, portal_session_hours
+    /// header_timeout, body_timeout, portal_idle_minutes, portal_session_hours,
+    /// smtp_url, smtp_from, sms_webhook_url, sms_webhook_auth, job_workers,
+    /// job_retry_seconds
     #[arg(long, global = true, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -116,6 +118,28 @@ pub struct ServeArgs {
     /// Hours a portal session lasts at most, used or not [default: 12]
     #[arg(long, env = "MEDKARTA_PORTAL_SESSION_HOURS", value_name = "HOURS")]
     pub portal_session_hours: Option<u64>,
+    /// Tell people of new messages by e-mail through this SMTP relay, smtp://HOST:PORT
+    /// [default: no e-mail]
+    #[arg(long, env = "MEDKARTA_SMTP_URL", value_name = "URL")]
+    pub smtp_url: Option<String>,
+    /// The sender of those e-mails [default: medkarta@<the server's host>]
+    #[arg(long, env = "MEDKARTA_SMTP_FROM", value_name = "ADDRESS")]
+    pub smtp_from: Option<String>,
+    /// Tell people of new messages by SMS through this HTTP gateway (POST {"to", "text"})
+    /// [default: no SMS]
+    #[arg(long, env = "MEDKARTA_SMS_WEBHOOK_URL", value_name = "URL")]
+    pub sms_webhook_url: Option<String>,
+    /// The Authorization header for the SMS gateway (a secret: prefer the environment
+    /// variable or the TOML file to the command line)
+    #[arg(long, env = "MEDKARTA_SMS_WEBHOOK_AUTH", value_name = "VALUE", hide_env_values = true)]
+    pub sms_webhook_auth: Option<String>,
+    /// Background job workers (deliveries...; one on SQLite) [default: 2]
+    #[arg(long, env = "MEDKARTA_JOB_WORKERS", value_name = "N")]
+    pub job_workers: Option<usize>,
+    /// Seconds before a failed job (a delivery a channel refused) is tried again; doubled
+    /// at each failure, up to an hour [default: 10]
+    #[arg(long, env = "MEDKARTA_JOB_RETRY_SECONDS", value_name = "SECONDS")]
+    pub job_retry_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -145,6 +169,22 @@ struct FileConfig {
     body_timeout: Option<u64>,
     portal_idle_minutes: Option<u64>,
     portal_session_hours: Option<u64>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+    sms_webhook_url: Option<String>,
+    sms_webhook_auth: Option<String>,
+    job_workers: Option<usize>,
+    job_retry_seconds: Option<u64>,
+}
+
+/// A secret setting: never shown by `Debug` (settings may be logged).
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(secret)")
+    }
 }
 
 /// Effective settings.
@@ -178,6 +218,13 @@ pub struct Settings {
     /// A portal session ends after this many seconds unused, and this many after sign-in.
     pub portal_idle: u64,
     pub portal_lifetime: u64,
+    /// E-mail of notices: the relay's URL and the sender (default: medkarta@<host>).
+    pub smtp: Option<(String, Option<String>)>,
+    /// SMS of notices: the gateway's URL and its Authorization header.
+    pub sms: Option<(String, Option<Secret>)>,
+    pub job_workers: usize,
+    /// Seconds before the first retry of a failed job.
+    pub job_retry: u64,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -193,6 +240,16 @@ fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
 }
 
 impl Settings {
+    /// How the background jobs run.
+    pub fn job_settings(&self) -> jobs::Settings {
+        jobs::Settings {
+            workers: self.job_workers,
+            poll: std::time::Duration::from_secs(1),
+            backoff: std::time::Duration::from_secs(self.job_retry),
+            ..jobs::Settings::default()
+        }
+    }
+
     pub fn load(args: &ServeArgs) -> Result<Settings, String> {
         let file = read_file(args.store.config.as_deref())?;
         let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
@@ -272,6 +329,25 @@ impl Settings {
                 Some(h @ 1..=720) => h * 3600,
                 Some(h) => return Err(format!("--portal-session-hours {h}: from 1 to 720")),
             },
+            smtp: match args.smtp_url.clone().or(file.smtp_url) {
+                Some(url) => Some((url, args.smtp_from.clone().or(file.smtp_from))),
+                None => None,
+            },
+            sms: args
+                .sms_webhook_url
+                .clone()
+                .or(file.sms_webhook_url)
+                .map(|url| (url, args.sms_webhook_auth.clone().or(file.sms_webhook_auth).map(Secret))),
+            job_workers: match args.job_workers.or(file.job_workers) {
+                None => 2,
+                Some(n @ 1..=64) => n,
+                Some(n) => return Err(format!("--job-workers {n}: from 1 to 64")),
+            },
+            job_retry: match args.job_retry_seconds.or(file.job_retry_seconds) {
+                None => 10,
+                Some(n @ 1..=3600) => n,
+                Some(n) => return Err(format!("--job-retry-seconds {n}: from 1 to 3600")),
+            },
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
@@ -303,6 +379,12 @@ impl Settings {
             body_timeout: None,
             portal_idle_minutes: None,
             portal_session_hours: None,
+            smtp_url: None,
+            smtp_from: None,
+            sms_webhook_url: None,
+            sms_webhook_auth: None,
+            job_workers: None,
+            job_retry_seconds: None,
         })
     }
 

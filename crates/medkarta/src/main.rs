@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the FHIR server (SQLite in ./medkarta-data by default).
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Load the demo data set (clinics, practitioners, patients, encounters, observations).
     Demo(StoreArgs),
     /// Load NDJSON files, bundles and resources (files or directories, .gz too), fully
@@ -249,7 +249,9 @@ pub(crate) fn engine(
     let config = fhir_rest::Config { base_url, export_dir, watch: s.watch.clone(), ..fhir_rest::Config::default() };
     let policy = guard::Settings { care: s.care, ..guard::Settings::default() };
     // domain services register their write rules and operations here
-    let guard = guard::Guard::new(store.clone(), log, policy, guard::rules::Rules::default());
+    let mut rules = guard::rules::Rules::default();
+    rules.register(Arc::new(notify::DeliveryRule));
+    let guard = guard::Guard::new(store.clone(), log, policy, rules);
     let engine = fhir_rest::Engine::new(guard, config, fhir_rest::operations::Operations::standard());
     Ok((engine, store))
 }
@@ -310,6 +312,7 @@ fn serve(s: Settings) -> Result<(), String> {
             );
         }
         let audit = engine.guard().audit().clone();
+        let runner = jobs::Runner::start(engine.guard().clone(), handlers(&s, &engine)?, s.job_settings());
         auth::password::set_parallelism(s.password_hash_threads);
         sweep_every_hour(directory.clone());
         let portal_config = s.portal_config(origin_of(&engine.config.base_url));
@@ -317,12 +320,34 @@ fn serve(s: Settings) -> Result<(), String> {
         let app = api::router(engine, directory, s.http.clone(), portal);
         api::serve(listener, app, shutdown_signal(), tls, s.http.header_timeout).await.map_err(|e| e.to_string())?;
         // leave nothing in the audit journal (it would be taken at the next start anyway)
-        match tokio::task::spawn_blocking(move || audit.catch_up()).await {
+        match tokio::task::spawn_blocking(move || {
+            runner.stop();
+            audit.catch_up()
+        })
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         }
     })
+}
+
+/// The background jobs' handlers: deliveries of messages by the configured channels.
+fn handlers(s: &Settings, engine: &fhir_rest::Engine) -> Result<Vec<Arc<dyn jobs::Handler>>, String> {
+    let origin = origin_of(&engine.config.base_url);
+    let mut channels: Vec<Arc<dyn notify::Channel>> = Vec::new();
+    if let Some((url, from)) = &s.smtp {
+        let host = origin.split("://").nth(1).unwrap_or("localhost").split(':').next().unwrap_or("localhost");
+        let from = from.clone().unwrap_or_else(|| format!("medkarta@{host}"));
+        channels.push(Arc::new(notify::Smtp::new(url, &from).map_err(|e| format!("--smtp-url: {e}"))?));
+    }
+    if let Some((url, auth)) = &s.sms {
+        let auth = auth.as_ref().map(|a| a.0.clone());
+        channels.push(Arc::new(notify::SmsWebhook::new(url, auth).map_err(|e| format!("--sms-webhook-url: {e}"))?));
+    }
+    let settings = notify::Settings { inbox_url: format!("{origin}/portal/inbox") };
+    Ok(vec![Arc::new(notify::Deliver::new(engine.guard().clone(), channels, settings))])
 }
 
 /// The server's origin (`http://127.0.0.1:8080`) from the FHIR base URL.

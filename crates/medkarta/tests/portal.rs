@@ -495,6 +495,219 @@ fn scenario(s: &Server) {
     assert!(portal_reads >= 5, "{log}");
 }
 
+/// A local SMTP receiver (Python `aiosmtpd`, messages kept in a maildir) and a stand-in SMS
+/// gateway that refuses its first request; killed when dropped.
+struct Receivers {
+    children: Vec<std::process::Child>,
+    smtp_port: u16,
+    sms_port: u16,
+    maildir: tempfile::TempDir,
+    sms_log: std::path::PathBuf,
+}
+
+impl Drop for Receivers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Receivers {
+    fn start() -> Receivers {
+        use std::io::BufRead;
+        let smtp_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let maildir = tempfile::tempdir().unwrap();
+        let smtp = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{smtp_port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .spawn()
+            .expect("python3 with aiosmtpd (scripts/test.sh installs it)");
+        let sms_log = maildir.path().join("sms.jsonl");
+        let mut sms = std::process::Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sms_gateway.py"))
+            .arg(&sms_log)
+            .arg("1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(sms.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let sms_port = line.trim().parse().unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Receivers { children: vec![smtp, sms], smtp_port, sms_port, maildir, sms_log }
+    }
+
+    fn mails(&self) -> Vec<String> {
+        let dir = self.maildir.path().join("mail").join("new");
+        std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
+            .unwrap_or_default()
+    }
+
+    fn sms(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.sms_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A message to a patient: in their inbox at once, and told by e-mail and SMS (retried
+/// when the gateway refuses, never twice, naming no health data); read in the portal;
+/// what a patient may and may not do with messages.
+fn messages(backend: Backend) {
+    let r = Receivers::start();
+    let smtp = format!("smtp://127.0.0.1:{}", r.smtp_port);
+    let sms = format!("http://127.0.0.1:{}/send", r.sms_port);
+    let s = Server::start(
+        backend,
+        &[
+            "--rate-limit-account",
+            "100",
+            "--smtp-url",
+            &smtp,
+            "--smtp-from",
+            "noreply@medkarta.test",
+            "--sms-webhook-url",
+            &sms,
+            "--sms-webhook-auth",
+            "Bearer s3cret-gateway-key",
+            "--job-retry-seconds",
+            "1",
+        ],
+    );
+    let password = seed(&s);
+    let mut anna = s.get("Patient/p-anna").json();
+    anna["telecom"] = json!([{"system": "email", "value": "anna@example.ru"},
+                              {"system": "phone", "value": "+7 (912) 345-67-89", "use": "mobile"}]);
+    put(&s, &anna);
+    put(&s, &json!({"resourceType": "Practitioner", "id": "pr-1", "name": [{"family": "Петров", "given": ["Пётр"]}]}));
+    let alert = json!({
+        "resourceType": "Communication", "status": "completed", "priority": "urgent",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category", "code": "alert"}]}],
+        "subject": {"reference": "Patient/p-anna"}, "recipient": [{"reference": "Patient/p-anna"}],
+        "sender": {"reference": "Organization/org-a"}, "sent": "2026-03-02T10:00:00+03:00",
+        "payload": [{"contentString": "Гемоглобин 95 г/л — ниже нормы. Запишитесь к врачу."}]
+    });
+    let created = s.post("Communication", &alert);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let message_id = created.json()["id"].as_str().unwrap().to_string();
+
+    // told by e-mail and by SMS (the gateway refused once: tried again)
+    wait_for("an e-mail", || r.mails().len() == 1);
+    wait_for("an accepted SMS", || r.sms().iter().any(|m| m["refused"] == false));
+    let mail = &r.mails()[0];
+    assert!(mail.contains("To: <anna@example.ru>") && mail.contains("From: =?UTF-8?B?"), "{mail}");
+    let body64: String = mail.split("\n\n").nth(1).unwrap_or("").split_whitespace().collect();
+    use base64::Engine as _;
+    let body = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(body64).unwrap()).unwrap();
+    assert!(body.contains("/portal/inbox") && body.contains("важное уведомление"), "{body}");
+    assert!(!mail.contains("Гемоглобин") && !body.contains("Гемоглобин"), "no health data by e-mail: {body}");
+    let texts = r.sms();
+    assert_eq!(texts.len(), 2, "one refused, one accepted: {texts:?}");
+    for t in &texts {
+        assert_eq!(t["authorization"], "Bearer s3cret-gateway-key");
+        let sent: Value = serde_json::from_str(t["body"].as_str().unwrap()).unwrap();
+        assert_eq!(sent["to"], "+79123456789");
+        assert!(sent["text"].as_str().unwrap().contains("/portal/inbox"), "{sent}");
+        assert!(!sent.to_string().contains("Гемоглобин"), "no health data by SMS: {sent}");
+    }
+    // delivered once per channel: nothing more comes
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!((r.mails().len(), r.sms().len()), (1, 2), "each channel told once");
+
+    // the inbox: unread in every page's header, read by a form with the CSRF token
+    let mut secrets = HashMap::new();
+    let mut b = Browser::new(&s.root());
+    let done = b.sign_in("anna", password, &mut secrets);
+    let summary = b.follow(done);
+    assert!(summary.body.contains("href=\"/portal/inbox\">Сообщения <span class=\"count\""), "{}", summary.body);
+    let inbox = b.get("/portal/inbox");
+    assert!(inbox.body.contains("Гемоглобин 95 г/л — ниже нормы.") && inbox.body.contains("новое"), "{}", inbox.body);
+    assert!(inbox.body.contains("Поликлиника №1") && inbox.body.contains("Важное уведомление"), "{}", inbox.body);
+    let read = format!("/portal/inbox/{message_id}/read");
+    assert_eq!(b.post(&read, &[("csrf", "forged")]).status, 403);
+    assert!(b.get("/portal/inbox").body.contains("новое"), "a forged form changes nothing");
+    let csrf = field(&inbox.body, "csrf");
+    let p = b.post(&read, &[("csrf", &csrf)]);
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/portal/inbox")));
+    let inbox = b.get("/portal/inbox");
+    assert!(!inbox.body.contains("новое") && !inbox.body.contains("class=\"count\""), "{}", inbox.body);
+    let stored = s.get(&format!("Communication/{message_id}")).json();
+    assert!(stored["received"].is_string(), "{stored}");
+
+    // what a patient may not do with messages
+    let token = s.user_token("anna-api", "patient", &["--patient", "Patient/p-anna"]);
+    let patch = |id: &str, ops: Value| {
+        s.req_as(
+            Some(&token),
+            "PATCH",
+            &format!("Communication/{id}"),
+            &[("Content-Type", "application/json-patch+json")],
+            Some(&ops.to_string()),
+        )
+    };
+    let changed =
+        patch(&message_id, json!([{"op": "replace", "path": "/payload/0/contentString", "value": "всё хорошо"}]));
+    assert_eq!(changed.status, 403, "{}", changed.text);
+    assert!(changed.text.contains("marked as read"), "{}", changed.text);
+    let to_doctor = json!({
+        "resourceType": "Communication", "status": "completed",
+        "subject": {"reference": "Patient/p-anna"}, "recipient": [{"reference": "Practitioner/pr-1"}],
+        "payload": [{"contentString": "Результаты анализа у вас"}]
+    });
+    let theirs = s.post("Communication", &to_doctor);
+    let theirs = theirs.json()["id"].as_str().unwrap().to_string();
+    let marked = patch(&theirs, json!([{"op": "add", "path": "/received", "value": "2026-03-03T10:00:00Z"}]));
+    assert_eq!(marked.status, 403, "only the recipient marks a message read: {}", marked.text);
+    let deleted = s.req_as(Some(&token), "DELETE", &format!("Communication/{message_id}"), &[], None);
+    assert_eq!(deleted.status, 403, "a patient deletes no message: {}", deleted.text);
+    let mut spam = to_doctor.clone();
+    spam["recipient"] = json!([{"reference": "Patient/p-boris"}]);
+    let sent = s.req_as(
+        Some(&token),
+        "POST",
+        "Communication",
+        &[("Content-Type", "application/fhir+json")],
+        Some(&spam.to_string()),
+    );
+    assert_eq!(sent.status, 403, "a patient cannot message another patient: {}", sent.text);
+    // another patient's portal cannot mark it read either
+    let mut boris = Browser::new(&s.root());
+    let done = boris.sign_in("boris", password, &mut secrets);
+    let page = boris.follow(done);
+    let csrf = field(&page.body, "csrf");
+    let p = boris.post(&read, &[("csrf", &csrf)]);
+    assert_eq!(p.status, 404, "{}", p.body);
+    assert!(!boris.get("/portal/inbox").body.contains("Гемоглобин"));
+}
+
+#[test]
+fn messages_on_sqlite() {
+    messages(Backend::Sqlite(tempfile::tempdir().unwrap()));
+}
+
+#[test]
+fn messages_on_postgres() {
+    messages(Backend::Postgres(PgDatabase::create()));
+}
+
 /// The portal in Chromium, driven by Playwright (`tests/python/portal_browser.py`);
 /// screenshots go to `MEDKARTA_SCREENSHOTS` (docs/screenshots when refreshed by hand).
 #[test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::i18n::Tr;
 use crate::pages::{self, Built, Section};
 use crate::pdf::{Block, Document};
-use crate::session::{Address, Ctx, DataError, blocking, load};
+use crate::session::{Address, Ctx, DataError, signed_in};
 use crate::{Portal, language, secured, view};
 
 /// Most bytes of one attachment shown as text.
@@ -90,11 +90,7 @@ pub(crate) async fn record_pdf(
     if !valid_id(&pid) {
         return pages::not_found(headers).await;
     }
-    blocking(lang, move || {
-        let ctx = match load(&p, &headers, address) {
-            Ok(c) => c,
-            Err(r) => return *r,
-        };
+    signed_in(p, headers, address, move |ctx| {
         if limited(&ctx) {
             return pages::message(
                 lang,
@@ -262,11 +258,7 @@ pub(crate) async fn document_page(
     if !valid_id(&pid) || !valid_id(&id) {
         return pages::not_found(headers).await;
     }
-    blocking(lang, move || {
-        let ctx = match load(&p, &headers, address) {
-            Ok(c) => c,
-            Err(r) => return *r,
-        };
+    signed_in(p, headers, address, move |ctx| {
         let back = format!("/portal/r/{pid}/documents");
         if as_pdf && limited(&ctx) {
             return pages::message(lang, StatusCode::FORBIDDEN, "error.limited", Some(&back));

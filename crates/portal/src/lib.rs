@@ -8,6 +8,7 @@
 
 mod export;
 mod i18n;
+mod inbox;
 mod pages;
 mod pdf;
 mod session;
@@ -89,6 +90,8 @@ pub fn router(engine: Engine, dir: Arc<Directory>, cfg: PortalConfig) -> Router 
         .route("/portal/assets/{file}", get(asset))
         .route("/favicon.ico", get(|| async { icon() }))
         .route("/portal/patients", get(pages::patients))
+        .route("/portal/inbox", get(inbox::inbox))
+        .route("/portal/inbox/{id}/read", post(inbox::read))
         .route("/portal/r/{pid}/record.pdf", get(export::record_pdf))
         .route("/portal/r/{pid}/{page}", get(pages::record))
         .route("/portal/r/{pid}/documents/{doc}", get(export::document_page))

@@ -13,7 +13,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use crate::i18n::{Lang, Tr};
-use crate::session::{Address, Ctx, DataError, blocking, load};
+use crate::session::{Address, Ctx, DataError, signed_in};
 use crate::view::{self, Flag};
 use crate::{Portal, found, html, language};
 
@@ -54,6 +54,9 @@ pub(crate) struct Layout {
     pub pid: Option<String>,
     pub nav: Vec<NavItem>,
     pub staff: bool,
+    /// The person receives messages (the inbox link), and how many are unread.
+    pub inbox: bool,
+    pub unread: u64,
 }
 
 impl Layout {
@@ -68,11 +71,16 @@ impl Layout {
             pid: None,
             nav: Vec::new(),
             staff: false,
+            inbox: false,
+            unread: 0,
         }
     }
 
-    fn signed_in(ctx: &Ctx, title: &str, back: &str, record: Option<(&str, &str)>) -> Layout {
+    pub(crate) fn signed_in(ctx: &Ctx, title: &str, back: &str, record: Option<(&str, &str)>) -> Layout {
         let mut l = Layout::public(ctx.tr, title, back);
+        if let Some(n) = crate::inbox::unread(ctx) {
+            (l.inbox, l.unread) = (true, n);
+        }
         l.user = Some(ctx.session.username.clone());
         l.csrf.clone_from(&ctx.session.csrf);
         l.staff = ctx.own_patient().is_none();
@@ -169,7 +177,7 @@ struct MessagePage {
     link_key: &'static str,
 }
 
-fn render(status: StatusCode, t: &impl Template) -> Response {
+pub(crate) fn render(status: StatusCode, t: &impl Template) -> Response {
     match t.render() {
         Ok(body) => html(status, body),
         Err(e) => {
@@ -211,14 +219,11 @@ pub(crate) async fn home(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let lang = language(&headers);
-    let signed_in = crate::cookie(&headers, crate::session::COOKIE).is_some_and(|c| !c.is_empty());
-    if signed_in && !q.contains_key("ended") {
-        return blocking(lang, move || match load(&p, &headers, address) {
-            Ok(ctx) => match ctx.own_patient() {
-                Some(pid) => found(&format!("/portal/r/{pid}/summary")),
-                None => found("/portal/patients"),
-            },
-            Err(r) => *r,
+    let has_session = crate::cookie(&headers, crate::session::COOKIE).is_some_and(|c| !c.is_empty());
+    if has_session && !q.contains_key("ended") {
+        return signed_in(p, headers, address, |ctx| match ctx.own_patient() {
+            Some(pid) => found(&format!("/portal/r/{pid}/summary")),
+            None => found("/portal/patients"),
         })
         .await;
     }
@@ -257,18 +262,13 @@ pub(crate) async fn record(
     Path((pid, page)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let lang = language(&headers);
     let Some(&(page, _)) = RECORD_PAGES.iter().find(|(name, _)| *name == page) else {
         return not_found(headers).await;
     };
     if !pid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') || pid.len() > 64 {
         return not_found(headers).await;
     }
-    blocking(lang, move || {
-        let ctx = match load(&p, &headers, address) {
-            Ok(c) => c,
-            Err(r) => return *r,
-        };
+    signed_in(p, headers, address, move |ctx| {
         // the record's owner first, read by id: a record out of reach shows nothing of
         // it, not an empty page; to a clinician outside care it is "consent required"
         let name = match ctx.read(&format!("Patient/{pid}")) {
@@ -799,12 +799,7 @@ pub(crate) async fn patients(
     Address(address): Address,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let lang = language(&headers);
-    blocking(lang, move || {
-        let ctx = match load(&p, &headers, address) {
-            Ok(c) => c,
-            Err(r) => return *r,
-        };
+    signed_in(p, headers, address, move |ctx| {
         if let Some(pid) = ctx.own_patient() {
             return found(&format!("/portal/r/{pid}/summary"));
         }

@@ -188,6 +188,22 @@ pub(crate) fn load(portal: &Portal, headers: &HeaderMap, address: Option<String>
     Ok(Ctx { portal: portal.clone(), caller, session, tr: Tr::new(lang), address })
 }
 
+/// Run a signed-in page's work on a blocking thread: with the session's context, or
+/// the response that sends the browser to sign in.
+pub(crate) async fn signed_in(
+    p: Portal,
+    headers: HeaderMap,
+    address: Option<String>,
+    f: impl FnOnce(Ctx) -> Response + Send + 'static,
+) -> Response {
+    let lang = language(&headers);
+    blocking(lang, move || match load(&p, &headers, address) {
+        Ok(ctx) => f(ctx),
+        Err(r) => *r,
+    })
+    .await
+}
+
 /// Run a page's work on a blocking thread (the store and the engine block).
 pub(crate) async fn blocking(lang: Lang, f: impl FnOnce() -> Response + Send + 'static) -> Response {
     match tokio::task::spawn_blocking(f).await {
