@@ -128,7 +128,7 @@ fn reads(i: Interaction) -> bool {
 }
 
 /// The types a patient may write (within their own compartment).
-const PATIENT_WRITES: &[&str] = &["Consent", "Communication"];
+const PATIENT_WRITES: &[&str] = &["Consent", "Communication", "Observation"];
 
 /// Decide `interaction` on resources of `rt` for `principal`.
 pub fn authorize(
@@ -178,10 +178,10 @@ pub fn authorize(
             if directory && reads(interaction) {
                 return Ok(Access::All);
             }
-            // what a patient writes: their consents, and messages (the messages' rule
-            // limits these to their own, to staff, and to marking them read)
+            // what a patient writes: their consents, messages and measurements (the rules
+            // of those types limit them: notify, tracking)
             if !reads(interaction) && !PATIENT_WRITES.contains(&t) {
-                return denied("patients change only their consents and messages here");
+                return denied("patients change only their consents, messages and own measurements here");
             }
             match own {
                 Some(own) => Ok(Access::Compartment(own.to_string())),

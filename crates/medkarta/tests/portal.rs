@@ -216,13 +216,15 @@ fn seed(s: &Server) -> &'static str {
     let clinic = json!({"resourceType": "Organization", "id": "org-a", "name": "Поликлиника №1"});
     put(s, &clinic);
     put(s, &json!({"resourceType": "Organization", "id": "org-b", "name": "Другая клиника"}));
+    put(s, &json!({"resourceType": "Practitioner", "id": "pr-1", "name": [{"family": "Петров", "given": ["Пётр"]}]}));
     put(
         s,
         &json!({
             "resourceType": "Patient", "id": "p-anna", "gender": "female", "birthDate": "1980-04-12",
             "name": [{"use": "official", "family": "Смирнова", "given": ["Анна", "Петровна"]}],
             "identifier": [{"system": "http://medkarta.ru/identifier/snils", "value": "112-233-445 95"}],
-            "managingOrganization": {"reference": "Organization/org-a"}
+            "managingOrganization": {"reference": "Organization/org-a"},
+            "generalPractitioner": [{"reference": "Practitioner/pr-1"}]
         }),
     );
     put(
@@ -286,6 +288,23 @@ fn seed(s: &Server) -> &'static str {
         );
         assert!(ok, "{err}");
     }
+    let (ok, _, err) = s.admin(
+        &[
+            "user",
+            "add",
+            "--username",
+            "gp-petrov",
+            "--role",
+            "doctor",
+            "--organization",
+            "Organization/org-a",
+            "--practitioner",
+            "Practitioner/pr-1",
+            "--password-stdin",
+        ],
+        Some(&format!("{password}\n")),
+    );
+    assert!(ok, "{err}");
     let (ok, _, err) = s.admin(
         &[
             "user",
@@ -597,7 +616,6 @@ fn messages(backend: Backend) {
     anna["telecom"] = json!([{"system": "email", "value": "anna@example.ru"},
                               {"system": "phone", "value": "+7 (912) 345-67-89", "use": "mobile"}]);
     put(&s, &anna);
-    put(&s, &json!({"resourceType": "Practitioner", "id": "pr-1", "name": [{"family": "Петров", "given": ["Пётр"]}]}));
     let alert = json!({
         "resourceType": "Communication", "status": "completed", "priority": "urgent",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category", "code": "alert"}]}],
@@ -708,6 +726,147 @@ fn messages_on_postgres() {
     messages(Backend::Postgres(PgDatabase::create()));
 }
 
+/// Health tracking: charts of one's values, one's own measurements checked and stored,
+/// an out-of-range value raising a Flag and messages to the patient and the GP, the GP
+/// acknowledging it; what a patient may not write.
+fn health(backend: Backend) {
+    let s = Server::start(backend, &["--rate-limit-account", "100"]);
+    let password = seed(&s);
+    // the GP set a personal limit for Anna's systolic pressure: 130
+    let goal = json!({
+        "resourceType": "Goal", "lifecycleStatus": "active",
+        "description": {"text": "Систолическое давление не выше 130"},
+        "subject": {"reference": "Patient/p-anna"},
+        "target": [{"measure": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                    "detailRange": {"low": {"value": 100, "unit": "мм рт. ст."}, "high": {"value": 130, "unit": "мм рт. ст."}}}]
+    });
+    assert_eq!(s.post("Goal", &goal).status, 201);
+    let mut secrets = HashMap::new();
+    let mut b = Browser::new(&s.root());
+    let done = b.sign_in("anna", password, &mut secrets);
+    b.follow(done);
+    let page = b.get("/portal/r/p-anna/health");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Измерений пока нет.") && page.body.contains("<option value=\"2345-7\""),
+        "{}",
+        page.body
+    );
+    // any laboratory value: the chart of the glucose results, with the range drawn
+    let glucose = b.get("/portal/r/p-anna/health?test=2345-7");
+    assert!(glucose.body.contains("data-points=\"2\"") && glucose.body.contains("Норма 3.9–6.1"), "{}", glucose.body);
+    let csrf = field(&page.body, "csrf");
+    let add = |b: &mut Browser, v1: &str, v2: &str, csrf: &str| {
+        b.post(
+            "/portal/r/p-anna/health",
+            &[("csrf", csrf), ("measure", "bp"), ("v1", v1), ("v2", v2), ("at", "2026-03-03T08:00")],
+        )
+    };
+    // checked before anything is stored
+    let count = || s.get("Observation?patient=p-anna&_summary=count").json()["total"].as_u64().unwrap();
+    let before = count();
+    let bad = add(&mut b, "80", "120", &csrf);
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("Верхнее давление должно быть больше нижнего"), "{}", bad.body);
+    assert_eq!(add(&mut b, "1200", "80", &csrf).status, 422);
+    assert_eq!(add(&mut b, "120", "80", "forged").status, 403);
+    assert_eq!(count(), before, "nothing stored");
+    // within limits: stored, marked patient-reported, no alert
+    let ok = add(&mut b, "125", "80", &csrf);
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let mine = s.get("Observation?patient=p-anna&code=85354-9").json();
+    let stored = &mine["entry"][0]["resource"];
+    assert_eq!(stored["performer"][0]["reference"], "Patient/p-anna");
+    assert!(stored["meta"]["tag"].to_string().contains("patient-reported"), "{stored}");
+    assert_eq!(s.get("Flag?patient=p-anna").json()["total"], 0);
+    // above the personal limit (130), though within the usual range: an alert
+    assert_eq!(add(&mut b, "135", "85", &csrf).status, 303);
+    let page = b.get("/portal/r/p-anna/health");
+    let pressure = page.body.split("id=\"bp\"").nth(1).unwrap().split("</section>").next().unwrap();
+    assert!(pressure.contains("data-points=\"2\""), "two values on the pressure chart: {pressure}");
+    assert_eq!(pressure.matches("<circle class=\"p s0\"").count(), 2, "two systolic dots");
+    assert_eq!(pressure.matches("<circle class=\"p s1\"").count(), 2, "two diastolic dots");
+    let glucose = page.body.split("id=\"glucose\"").nth(1).unwrap().split("</section>").next().unwrap();
+    assert!(glucose.contains("data-points=\"2\""), "the laboratory's glucose on the glucose chart: {glucose}");
+    assert!(page.body.contains("Личная норма 100–130") && page.body.contains("выше личной нормы"), "{}", page.body);
+    let inbox = b.get("/portal/inbox");
+    assert!(inbox.body.contains("Измеренное вами значение вне нормы"), "{}", inbox.body);
+    // the GP is told too, and sees the alert over the API
+    let gp = s.user_token(
+        "gp-api",
+        "doctor",
+        &["--organization", "Organization/org-a", "--practitioner", "Practitioner/pr-1"],
+    );
+    let told = s.req_as(Some(&gp), "GET", "Communication?recipient=Practitioner/pr-1", &[], None).json();
+    assert_eq!(told["total"], 1, "{told}");
+    assert!(told.to_string().contains("Пациент сообщил значение вне нормы"), "{told}");
+    let flags = s.req_as(Some(&gp), "GET", "Flag?patient=p-anna", &[], None).json();
+    assert_eq!(
+        (flags["total"].as_u64(), &flags["entry"][0]["resource"]["status"]),
+        (Some(1), &json!("active")),
+        "{flags}"
+    );
+    let flag_id = flags["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    // a patient cannot acknowledge it, nor enter values into another record
+    let ack = format!("/portal/r/p-anna/flags/{flag_id}/ack");
+    assert_eq!(b.post(&ack, &[("csrf", &csrf)]).status, 403);
+    let other = b.post("/portal/r/p-boris/health", &[("csrf", &csrf), ("measure", "pulse"), ("v1", "70")]);
+    assert_eq!(other.status, 403);
+    // what a patient may not write over the API
+    let token = s.user_token("anna-api", "patient", &["--patient", "Patient/p-anna"]);
+    let post = |body: &Value| {
+        s.req_as(
+            Some(&token),
+            "POST",
+            "Observation",
+            &[("Content-Type", "application/fhir+json")],
+            Some(&body.to_string()),
+        )
+        .status
+    };
+    let mut fake = lab("fake", "p-anna", 5.0, "2026-03-03T09:00:00+03:00");
+    fake.as_object_mut().unwrap().remove("id");
+    assert_eq!(post(&fake), 403, "a laboratory result is not the patient's to write");
+    let mut theirs = stored.clone();
+    theirs.as_object_mut().unwrap().remove("id");
+    theirs["subject"]["reference"] = json!("Patient/p-boris");
+    assert_eq!(post(&theirs), 403, "into another record");
+    let o2 = s.get("Observation/o-2").json();
+    let mut changed = o2.clone();
+    changed["valueQuantity"]["value"] = json!(5.0);
+    let put = s.req_as(
+        Some(&token),
+        "PUT",
+        "Observation/o-2",
+        &[("Content-Type", "application/fhir+json")],
+        Some(&changed.to_string()),
+    );
+    assert_eq!(put.status, 403, "a result is not changed by the patient: {}", put.text);
+    assert_eq!(s.req_as(Some(&token), "DELETE", "Observation/o-2", &[], None).status, 403);
+    // the GP acknowledges the alert in the portal
+    let mut g = Browser::new(&s.root());
+    let done = g.sign_in("gp-petrov", password, &mut secrets);
+    g.follow(done);
+    let page = g.get("/portal/r/p-anna/health");
+    assert!(page.body.contains(&ack), "{}", page.body);
+    let csrf = field(&page.body, "csrf");
+    let p = g.post(&ack, &[("csrf", &csrf)]);
+    assert_eq!(p.status, 303, "{}", p.body);
+    let flag = s.get(&format!("Flag/{flag_id}")).json();
+    assert_eq!(flag["status"], "inactive", "{flag}");
+    assert!(flag["period"]["end"].is_string());
+}
+
+#[test]
+fn health_on_sqlite() {
+    health(Backend::Sqlite(tempfile::tempdir().unwrap()));
+}
+
+#[test]
+fn health_on_postgres() {
+    health(Backend::Postgres(PgDatabase::create()));
+}
+
 /// The portal in Chromium, driven by Playwright (`tests/python/portal_browser.py`);
 /// screenshots go to `MEDKARTA_SCREENSHOTS` (docs/screenshots when refreshed by hand).
 #[test]
@@ -726,7 +885,15 @@ fn portal_in_a_real_browser() {
         out.status.success() && stdout.contains("portal browser: OK"),
         "the browser test failed (scripts/test.sh installs Chromium and Playwright)\n{stdout}\n{stderr}"
     );
-    for shot in ["portal-summary.png", "portal-results.png", "portal-phone.png"] {
+    // the alert the browser's blood pressure raised reached the GP too
+    let gp = s.user_token(
+        "gp-api",
+        "doctor",
+        &["--organization", "Organization/org-a", "--practitioner", "Practitioner/pr-1"],
+    );
+    let told = s.req_as(Some(&gp), "GET", "Communication?recipient=Practitioner/pr-1", &[], None).json();
+    assert!(told.to_string().contains("170"), "the GP's message names the value: {told}");
+    for shot in ["portal-summary.png", "portal-results.png", "portal-phone.png", "portal-health.png"] {
         let size = std::fs::metadata(std::path::Path::new(&dir).join(shot)).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "{shot}: {size} bytes");
     }

@@ -10,7 +10,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use fhir_rest::{Body, Method, Principal, Request};
+use fhir_rest::Method;
 use serde_json::{Value, json};
 
 use crate::pages::{Layout, failure, message, render};
@@ -112,8 +112,9 @@ pub(crate) async fn inbox(State(p): State<Portal>, headers: HeaderMap, Address(a
             })
             .collect();
         let t = ctx.tr;
-        let mut l = Layout::signed_in(&ctx, t.s("inbox.title"), "/portal/inbox", None);
-        l.pid = ctx.own_patient();
+        // a patient's inbox keeps their record's menu
+        let own = ctx.own_patient();
+        let l = Layout::signed_in(&ctx, t.s("inbox.title"), "/portal/inbox", own.as_deref().map(|p| (p, "")));
         let unread = rows.iter().filter(|r| r.unread).count();
         render(StatusCode::OK, &InboxPage { l, rows, unread })
     })
@@ -123,12 +124,13 @@ pub(crate) async fn inbox(State(p): State<Portal>, headers: HeaderMap, Address(a
 /// Mark one message read, as the person (the guard and the message rules decide).
 fn mark_read(ctx: &Ctx, id: &str) -> u16 {
     let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let mut req =
-        Request::new(Principal::Token(Box::new(ctx.caller.clone())), Method::Patch, format!("Communication/{id}"), "");
-    req.body = Body::Json(json!([{"op": "add", "path": "/received", "value": now}]));
-    req.json_patch = true;
-    req.address.clone_from(&ctx.address);
-    ctx.portal.engine.handle(&req).status
+    ctx.send(
+        Method::Patch,
+        &format!("Communication/{id}"),
+        json!([{"op": "add", "path": "/received", "value": now}]),
+        true,
+    )
+    .status
 }
 
 /// `POST /portal/inbox/{id}/read` (`all`: every unread message).

@@ -7,6 +7,7 @@
 //! checked and audited by the guard exactly as over the API.
 
 mod export;
+mod health;
 mod i18n;
 mod inbox;
 mod pages;
@@ -93,6 +94,8 @@ pub fn router(engine: Engine, dir: Arc<Directory>, cfg: PortalConfig) -> Router 
         .route("/portal/inbox", get(inbox::inbox))
         .route("/portal/inbox/{id}/read", post(inbox::read))
         .route("/portal/r/{pid}/record.pdf", get(export::record_pdf))
+        .route("/portal/r/{pid}/health", get(health::health).post(health::add))
+        .route("/portal/r/{pid}/flags/{id}/ack", post(health::acknowledge))
         .route("/portal/r/{pid}/{page}", get(pages::record))
         .route("/portal/r/{pid}/documents/{doc}", get(export::document_page))
         .route("/portal/{*rest}", get(pages::not_found))

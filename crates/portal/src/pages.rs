@@ -22,8 +22,9 @@ const SNILS: &str = "http://medkarta.ru/identifier/snils";
 const OMS: &str = "http://medkarta.ru/identifier/oms";
 
 /// The pages of a record, in the order of the menu.
-const RECORD_PAGES: [(&str, &str); 7] = [
+const RECORD_PAGES: [(&str, &str); 8] = [
     ("summary", "nav.summary"),
+    ("health", "nav.health"),
     ("visits", "nav.visits"),
     ("results", "nav.results"),
     ("vaccinations", "nav.vaccinations"),

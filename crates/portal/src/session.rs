@@ -67,6 +67,15 @@ impl Ctx {
         self.portal.engine.handle(&req)
     }
 
+    /// A write (a POST, a PATCH...) with a JSON body, as the signed-in caller.
+    pub fn send(&self, method: Method, path: &str, body: Value, json_patch: bool) -> fhir_rest::Response {
+        let mut req = Request::new(Principal::Token(Box::new(self.caller.clone())), method, path, "");
+        req.body = fhir_rest::Body::Json(body);
+        req.json_patch = json_patch;
+        req.address.clone_from(&self.address);
+        self.portal.engine.handle(&req)
+    }
+
     /// A resource by its path (`Patient/123`).
     pub fn read(&self, path: &str) -> Result<Value, DataError> {
         let r = self.fhir(Method::Get, path, "");
@@ -96,6 +105,10 @@ impl Ctx {
             let mut bundle = r.body_json().unwrap_or_default();
             for e in bundle["entry"].as_array_mut().into_iter().flatten() {
                 let mode = e["search"]["mode"].as_str().unwrap_or("match").to_string();
+                // an OperationOutcome about the search (a warning) is not a result
+                if mode == "outcome" {
+                    continue;
+                }
                 if mode == "match" {
                     if matched >= max {
                         continue;

@@ -12,7 +12,7 @@ PORTAL_SEARCH / PORTAL_FOUND (a word form to search for, and a text it must find
 default the test's diabetes) and PORTAL_FLAGGED=0 (no out-of-range result to expect) let
 it run against the demo data, to refresh docs/screenshots. PORTAL_RESULT is a text the
 record's PDF must hold besides the name; PORTAL_DOCUMENT a text of the first document
-("" when the record has none)."""
+("" when the record has none); PORTAL_TRACK=0 enters no measurement."""
 import base64, hashlib, hmac, os, struct, subprocess, sys, tempfile, time
 
 from playwright.sync_api import sync_playwright
@@ -24,6 +24,7 @@ FOUND = os.environ.get("PORTAL_FOUND", "Сахарный диабет")
 FLAGGED = os.environ.get("PORTAL_FLAGGED", "1") != "0"
 RESULT = os.environ.get("PORTAL_RESULT", "7.4 ммоль/л")
 DOCUMENT = os.environ.get("PORTAL_DOCUMENT", "Жалобы на головную боль")
+TRACK = os.environ.get("PORTAL_TRACK", "1") != "0"
 
 
 def totp(secret, at=None):
@@ -79,7 +80,7 @@ with sync_playwright() as p:
     check(name in text and RESULT in text, "the record's PDF holds the name and a result: " + text[:500])
 
     # every page from the menu, keyboard reachable (each link gets focus)
-    for label, heading in [("Посещения", "Посещения"), ("Анализы и исследования", "Анализы и исследования"),
+    for label, heading in [("Показатели здоровья", "Показатели здоровья"), ("Посещения", "Посещения"), ("Анализы и исследования", "Анализы и исследования"),
                            ("Прививки", "Прививки"), ("Рецепты", "Рецепты и назначения"),
                            ("Документы", "Документы"), ("Поиск по карте", "Поиск по медицинской карте")]:
         link = page.locator("nav.record").get_by_role("link", name=label, exact=True)
@@ -91,6 +92,26 @@ with sync_playwright() as p:
         if label == "Анализы и исследования":
             page.screenshot(path=os.path.join(shots, "portal-results.png"), full_page=True)
             check(not FLAGGED or page.locator("td.out").count() >= 1, "an out-of-range result is flagged")
+
+    # health tracking: an out-of-range blood pressure of one's own, on the chart and as
+    # an alert in the inbox
+    if TRACK:
+        page.locator("nav.record").get_by_role("link", name="Показатели здоровья", exact=True).click()
+        bp = page.locator("section#bp")
+        before = int(bp.locator("svg").get_attribute("data-points") or 0) if bp.locator("svg").count() else 0
+        bp.get_by_label("Верхнее (систолическое)").fill("170")
+        bp.get_by_label("Нижнее (диастолическое)").fill("105")
+        bp.get_by_role("button", name="Добавить измерение").click()
+        page.wait_for_load_state()
+        check(page.get_by_text("Измерение сохранено.").count() == 1, "the measurement is saved")
+        bp = page.locator("section#bp")
+        check(bp.locator("svg").get_attribute("data-points") == str(before + 1), "the chart has one more point")
+        check(bp.locator("circle.s0").count() == before + 1, "one systolic dot per value")
+        check(page.get_by_text("выше нормы").count() >= 1, "the alert is on the record")
+        page.screenshot(path=os.path.join(shots, "portal-health.png"), full_page=True)
+        page.locator("header.top a.inbox").click()
+        check(page.get_by_text("Измеренное вами значение вне нормы").count() >= 1, "the alert is in the inbox")
+        page.screenshot(path=os.path.join(shots, "portal-inbox.png"), full_page=True)
 
     # a document's page (the menu left us on the search page: back to the documents)
     if DOCUMENT:
