@@ -33,6 +33,9 @@ pub fn audited(
     }
     let Some(mut event) = of_request(req, agent, &response) else { return response };
     event.purpose = purpose;
+    if response.status == 403 && event.patients.is_empty() {
+        refused_about(engine, req, &mut event);
+    }
     match engine.guard().audit().record(event.to_new()) {
         Ok(()) => {
             engine.watch.observe(engine, &event);
@@ -49,6 +52,34 @@ pub fn audited(
             )
             .into()
         }
+    }
+}
+
+/// Whose record a refused request was about, so that the patient sees the attempt in
+/// their log: the patient its query names (`patient=`, `subject=`), or the patients of the
+/// resource it tried to read or change (looked up by the server; the caller learns
+/// nothing of it).
+fn refused_about(engine: &Engine, req: &Request, e: &mut Event) {
+    for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
+        if matches!(k.as_ref(), "patient" | "subject" | "subject:Patient" | "patient:Patient") {
+            for id in v.split(',') {
+                let id = id.trim_start_matches("Patient/");
+                if !id.is_empty() && !id.contains('/') {
+                    e.patient(id);
+                }
+            }
+        }
+    }
+    let path = req.path.trim_matches('/');
+    let segs: Vec<&str> = path.split('/').collect();
+    if e.patients.is_empty()
+        && let [rt, id, ..] = segs.as_slice()
+        && !id.starts_with(['$', '_'])
+        && let Ok(Some(stored)) = engine.guard().system(guard::SystemActor::WATCH).fetch(rt, id)
+        && let Some(body) = stored.body
+        && let Ok(resource) = serde_json::from_slice::<Value>(&body)
+    {
+        patients(&resource, e);
     }
 }
 

@@ -127,8 +127,9 @@ fn reads(i: Interaction) -> bool {
     matches!(i, Interaction::Read | Interaction::Search)
 }
 
-/// The types a patient may write (within their own compartment).
-const PATIENT_WRITES: &[&str] = &["Consent", "Communication", "Observation"];
+/// The types a patient may write (within their own compartment); a domain rule may open
+/// its types to them too (see [`patient_write`]).
+const PATIENT_WRITES: &[&str] = &["Consent"];
 
 /// Decide `interaction` on resources of `rt` for `principal`.
 pub fn authorize(
@@ -178,10 +179,9 @@ pub fn authorize(
             if directory && reads(interaction) {
                 return Ok(Access::All);
             }
-            // what a patient writes: their consents, messages and measurements (the rules
-            // of those types limit them: notify, tracking)
+            // what a patient writes: their consents (and what rules open, `patient_write`)
             if !reads(interaction) && !PATIENT_WRITES.contains(&t) {
-                return denied("patients change only their consents, messages and own measurements here");
+                return denied("patients change only their consents here");
             }
             match own {
                 Some(own) => Ok(Access::Compartment(own.to_string())),
@@ -232,6 +232,18 @@ pub fn authorize(
 
 fn forbidden(msg: String) -> FhirError {
     FhirError::new(403, Issue::error(IssueType::Forbidden, msg))
+}
+
+/// A patient's write of `rt` within their own compartment, for a type whose domain rule
+/// opens it to patients and checks each such write (`WriteRule::opens_to_patients`):
+/// `None` unless the caller is a patient whose token's scopes allow it.
+pub(crate) fn patient_write(principal: &Principal, interaction: Interaction, rt: ResourceType) -> Option<Access> {
+    let Principal::Token(caller) = principal else { return None };
+    let grant = caller.grant.as_ref().filter(|g| g.role == Role::Patient)?;
+    let scoped =
+        caller.scopes.allows(Context::User, rt, interaction) || caller.scopes.allows(Context::Patient, rt, interaction);
+    let own = grant.patient.as_deref()?.trim_start_matches("Patient/");
+    (scoped && !reads(interaction)).then(|| Access::Compartment(own.to_string()))
 }
 
 /// [`authorize`], as a FHIR error (403) when nothing is allowed.

@@ -66,6 +66,12 @@ pub trait WriteRule: Send + Sync {
     fn check(&self, _tx: &mut WriteTx<'_>, _change: &Change<'_>) -> FhirResult<()> {
         Ok(())
     }
+
+    /// Patients may write these types within their own record, each write checked by
+    /// [`WriteRule::check`] (the policy alone lets patients write only their consents).
+    fn opens_to_patients(&self) -> bool {
+        false
+    }
 }
 
 /// The rules of a deployment, by resource type (registered at wiring time).
@@ -80,6 +86,11 @@ impl Rules {
         for t in rule.types() {
             self.by_type.entry(t).or_default().push(rule.clone());
         }
+    }
+
+    /// Does a rule of this type open it to patients' writes?
+    pub(crate) fn opens_to_patients(&self, rt: &str) -> bool {
+        self.by_type.get(rt).is_some_and(|rules| rules.iter().any(|r| r.opens_to_patients()))
     }
 
     /// Are there rules for this type?

@@ -867,6 +867,131 @@ fn health_on_postgres() {
     health(Backend::Postgres(PgDatabase::create()));
 }
 
+/// Who looked at my record and who may see it: a clinician outside care asks for access,
+/// the patient allows it (the clinician's API reads succeed) and revokes it (403 again),
+/// grants from the directory search, sees refused attempts in the log and flags one;
+/// another patient changes nothing of it; break-the-glass from the portal.
+fn sharing(backend: Backend) {
+    let s = Server::start(backend, &["--rate-limit-account", "100"]);
+    let password = seed(&s);
+    let api = s.user_token("doc-api", "doctor", &["--organization", "Organization/org-a"]);
+    let read = || s.req_as(Some(&api), "GET", "Condition/c-boris", &[], None).status;
+    assert_eq!(read(), 403, "Boris is not in org-a's care");
+    let mut secrets = HashMap::new();
+    let mut d = Browser::new(&s.root());
+    let done = d.sign_in("doc", password, &mut secrets);
+    d.follow(done);
+    // outside care: the page offers to ask the patient, or to break the glass
+    let closed = d.get("/portal/r/p-boris/summary");
+    assert_eq!(closed.status, 403);
+    assert!(
+        closed.body.contains("/portal/r/p-boris/request-access")
+            && closed.body.contains("/portal/r/p-boris/break-glass")
+    );
+    assert!(!closed.body.contains("Тайный"), "{}", closed.body);
+    let csrf = field(&closed.body, "csrf");
+    assert_eq!(d.post("/portal/r/p-boris/request-access", &[("csrf", "forged")]).status, 403);
+    let asked = d.post("/portal/r/p-boris/request-access", &[("csrf", &csrf)]);
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert_eq!(read(), 403, "a request opens nothing");
+
+    // the patient answers in the portal
+    let mut b = Browser::new(&s.root());
+    let done = b.sign_in("boris", password, &mut secrets);
+    b.follow(done);
+    let page = b.get("/portal/r/p-boris/sharing");
+    assert!(page.body.contains("Поликлиника №1") && page.body.contains("Разрешить"), "{}", page.body);
+    let consent_path =
+        page.body.split("action=\"/portal/r/p-boris/sharing/").nth(1).unwrap().split('"').next().unwrap();
+    let consent_path = format!("/portal/r/p-boris/sharing/{consent_path}");
+    let csrf_b = field(&page.body, "csrf");
+    // another patient cannot answer it, through their own record's path either
+    let mut a = Browser::new(&s.root());
+    let done = a.sign_in("anna", password, &mut secrets);
+    a.follow(done);
+    let csrf_a = field(&a.get("/portal/r/p-anna/sharing").body, "csrf");
+    assert_eq!(a.post(&consent_path, &[("csrf", &csrf_a), ("decision", "allow")]).status, 404);
+    let sideways = consent_path.replace("p-boris", "p-anna");
+    assert_eq!(a.post(&sideways, &[("csrf", &csrf_a), ("decision", "allow")]).status, 422);
+    assert_eq!(read(), 403, "nothing changed");
+    assert_eq!(b.post(&consent_path, &[("csrf", "forged"), ("decision", "allow")]).status, 403);
+    let allowed = b.post(&consent_path, &[("csrf", &csrf_b), ("decision", "allow")]);
+    assert_eq!(allowed.status, 303, "{}", allowed.body);
+    assert_eq!(read(), 200, "allowed: the doctor's API read succeeds");
+    let page = b.get("/portal/r/p-boris/sharing");
+    assert!(page.body.contains("Отозвать"), "{}", page.body);
+    assert_eq!(b.post(&consent_path, &[("csrf", &csrf_b), ("decision", "revoke")]).status, 303);
+    assert_eq!(read(), 403, "revoked: refused again");
+    // a grant from the directory search, until a date, then revoked
+    let found =
+        b.get("/portal/r/p-boris/sharing?find=%D0%9F%D0%BE%D0%BB%D0%B8%D0%BA%D0%BB%D0%B8%D0%BD%D0%B8%D0%BA%D0%B0");
+    assert!(found.body.contains("value=\"Organization/org-a\""), "{}", found.body);
+    let granted = b.post(
+        "/portal/r/p-boris/sharing",
+        &[
+            ("csrf", &csrf_b),
+            ("actor", "Organization/org-a"),
+            ("kind", "permit"),
+            ("scope", "record"),
+            ("until", "2099-12-31"),
+        ],
+    );
+    assert_eq!(granted.status, 303, "{}", granted.body);
+    assert_eq!(read(), 200);
+    let bad =
+        b.post("/portal/r/p-boris/sharing", &[("csrf", &csrf_b), ("actor", "Patient/p-anna"), ("kind", "permit")]);
+    assert_eq!(bad.status, 422, "only clinicians and organisations are granted access");
+    let page = b.get("/portal/r/p-boris/sharing");
+    let grant_path = page.body.split("action=\"/portal/r/p-boris/sharing/").nth(1).unwrap().split('"').next().unwrap();
+    assert_eq!(
+        b.post(&format!("/portal/r/p-boris/sharing/{grant_path}"), &[("csrf", &csrf_b), ("decision", "revoke")]).status,
+        303
+    );
+    assert_eq!(read(), 403);
+    // anna's pages of someone else's control: none
+    assert_eq!(a.get("/portal/r/p-boris/access").status, 404);
+    assert_eq!(a.get("/portal/r/p-boris/sharing").status, 404);
+
+    // who looked: the clinic's reads and its refused attempts, flagged by the patient
+    let log = b.get("/portal/r/p-boris/access");
+    assert!(
+        log.body.contains("doc-api") && log.body.contains("отказано") && log.body.contains("доступ разрешён"),
+        "{}",
+        log.body
+    );
+    assert!(log.body.contains("Поликлиника №1"), "the organisation is named: {}", log.body);
+    let flag = log.body.split("action=\"/portal/r/p-boris/access/").nth(1).unwrap().split('"').next().unwrap();
+    let flagged = b.post(&format!("/portal/r/p-boris/access/{flag}"), &[("csrf", &csrf_b)]);
+    assert_eq!((flagged.status, flagged.location.as_deref()), (303, Some("/portal/r/p-boris/access?flagged=1")));
+    let (ok, out, err) = s.command("audit", &["alerts"]);
+    assert!(ok && out.contains("flagged"), "{out} {err}");
+
+    // break-the-glass from the portal: a reason, the record opens, the patient is told
+    assert_eq!(d.post("/portal/r/p-boris/break-glass", &[("csrf", &csrf), ("reason", "x")]).status, 422);
+    let opened = d.post("/portal/r/p-boris/break-glass", &[("csrf", &csrf), ("reason", "Пациент без сознания, ДТП")]);
+    assert_eq!(
+        (opened.status, opened.location.as_deref()),
+        (303, Some("/portal/r/p-boris/summary")),
+        "{}",
+        opened.body
+    );
+    assert!(d.get("/portal/r/p-boris/summary").body.contains("Тайный диагноз Бориса"));
+    let inbox = b.get("/portal/inbox");
+    assert!(inbox.body.contains("Экстренный доступ"), "{}", inbox.body);
+    let page = b.get("/portal/r/p-boris/sharing");
+    assert!(page.body.contains("Пациент без сознания, ДТП"), "{}", page.body);
+}
+
+#[test]
+fn sharing_on_sqlite() {
+    sharing(Backend::Sqlite(tempfile::tempdir().unwrap()));
+}
+
+#[test]
+fn sharing_on_postgres() {
+    sharing(Backend::Postgres(PgDatabase::create()));
+}
+
 /// The portal in Chromium, driven by Playwright (`tests/python/portal_browser.py`);
 /// screenshots go to `MEDKARTA_SCREENSHOTS` (docs/screenshots when refreshed by hand).
 #[test]
@@ -876,8 +1001,13 @@ fn portal_in_a_real_browser() {
     let shots = tempfile::tempdir().unwrap();
     let dir = std::env::var("MEDKARTA_SCREENSHOTS").unwrap_or_else(|_| shots.path().display().to_string());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/portal_browser.py");
+    let grantee = s.user_token("docb-api", "doctor", &["--organization", "Organization/org-b"]);
     let out = std::process::Command::new("python3")
         .args([script, &s.root(), "anna", password, "Смирнова Анна Петровна", &dir])
+        .env("PORTAL_GRANTEE_TOKEN", &grantee)
+        .env("PORTAL_GRANTEE_FIND", "Другая")
+        .env("PORTAL_GRANTEE_ORG", "Organization/org-b")
+        .env("PORTAL_GRANTEE_READ", "Condition/c-1")
         .output()
         .expect("python3 must be installed");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -97,6 +97,10 @@ impl WriteRule for DeliveryRule {
         &["Communication"]
     }
 
+    fn opens_to_patients(&self) -> bool {
+        true
+    }
+
     fn check(&self, tx: &mut WriteTx<'_>, change: &Change<'_>) -> FhirResult<()> {
         let me = patient_of(tx.handle().principal());
         let Some(after) = change.after else {

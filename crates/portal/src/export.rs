@@ -14,7 +14,7 @@ use crate::i18n::Tr;
 use crate::pages::{self, Built, Section};
 use crate::pdf::{Block, Document};
 use crate::session::{Address, Ctx, DataError, signed_in};
-use crate::{Portal, language, secured, view};
+use crate::{Portal, language, safe_id, secured, view};
 
 /// Most bytes of one attachment shown as text.
 const MAX_TEXT: usize = 1 << 20;
@@ -22,11 +22,6 @@ const MAX_TEXT: usize = 1 << 20;
 /// Limited rights: summaries only, no downloads (as over the API).
 fn limited(ctx: &Ctx) -> bool {
     ctx.caller.grant.as_ref().is_some_and(|g| g.limited)
-}
-
-/// A record's id as the routes accept it.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 fn pdf_response(bytes: Vec<u8>, filename: &str) -> Response {
@@ -87,7 +82,7 @@ pub(crate) async fn record_pdf(
     Path(pid): Path<String>,
 ) -> Response {
     let lang = language(&headers);
-    if !valid_id(&pid) {
+    if !safe_id(&pid) {
         return pages::not_found(headers).await;
     }
     signed_in(p, headers, address, move |ctx| {
@@ -142,7 +137,7 @@ fn attachment(ctx: &Ctx, a: &Value) -> Result<Option<(String, Vec<u8>)>, DataErr
     let Some(id) = a["url"].as_str().and_then(|u| u.rsplit_once("Binary/")).map(|(_, id)| id) else {
         return Ok(None);
     };
-    if !valid_id(id) {
+    if !safe_id(id) {
         return Ok(None);
     }
     let binary = ctx.read(&format!("Binary/{id}"))?;
@@ -255,7 +250,7 @@ pub(crate) async fn document_page(
         Some(id) => (id.to_string(), true),
         None => (doc, false),
     };
-    if !valid_id(&pid) || !valid_id(&id) {
+    if !safe_id(&pid) || !safe_id(&id) {
         return pages::not_found(headers).await;
     }
     signed_in(p, headers, address, move |ctx| {

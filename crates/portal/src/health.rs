@@ -19,8 +19,8 @@ use tracking::Range;
 
 use crate::i18n::Tr;
 use crate::pages::{Layout, message, refused, render};
-use crate::session::{Address, Ctx, DataError, signed_in};
-use crate::{Portal, found, language, view};
+use crate::session::{Address, Ctx, DataError, posted, signed_in};
+use crate::{Portal, found, language, safe_id, view};
 
 /// Most values a chart shows (the newest).
 const MAX_POINTS: usize = 500;
@@ -388,10 +388,6 @@ pub(crate) async fn health(
     .await
 }
 
-fn form(body: &[u8]) -> HashMap<String, String> {
-    form_urlencoded::parse(body).into_owned().collect()
-}
-
 /// `POST /portal/r/{pid}/health`: a patient's own measurement.
 pub(crate) async fn add(
     State(p): State<Portal>,
@@ -401,11 +397,8 @@ pub(crate) async fn add(
     body: axum::body::Bytes,
 ) -> Response {
     let lang = language(&headers);
-    signed_in(p, headers, address, move |ctx| {
-        let f = form(&body);
-        if !ctx.csrf_ok(f.get("csrf").map_or("", String::as_str)) {
-            return message(lang, StatusCode::FORBIDDEN, "error.csrf", Some(&format!("/portal/r/{pid}/health")));
-        }
+    let back = format!("/portal/r/{pid}/health");
+    posted(p, headers, address, body, back, move |ctx, f| {
         if ctx.own_patient().as_deref() != Some(pid.as_str()) {
             return message(
                 lang,
@@ -470,12 +463,9 @@ pub(crate) async fn acknowledge(
     body: axum::body::Bytes,
 ) -> Response {
     let lang = language(&headers);
-    signed_in(p, headers, address, move |ctx| {
-        let back = format!("/portal/r/{pid}/health");
-        if !ctx.csrf_ok(form(&body).get("csrf").map_or("", String::as_str)) {
-            return message(lang, StatusCode::FORBIDDEN, "error.csrf", Some(&back));
-        }
-        if ctx.own_patient().is_some() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+    let back = format!("/portal/r/{pid}/health");
+    posted(p, headers, address, body, back.clone(), move |ctx, _| {
+        if ctx.own_patient().is_some() || !safe_id(&id) {
             return message(lang, StatusCode::FORBIDDEN, "health.error.acknowledge", Some(&back));
         }
         // to the microsecond, as the alert's start is (the end may not come before it)

@@ -14,8 +14,8 @@ use fhir_rest::Method;
 use serde_json::{Value, json};
 
 use crate::pages::{Layout, failure, message, render};
-use crate::session::{Address, Ctx, signed_in};
-use crate::{Portal, found, language, view};
+use crate::session::{Address, Ctx, posted, signed_in};
+use crate::{Portal, found, language, safe_id, view};
 
 /// Most messages the inbox lists.
 const MAX_MESSAGES: usize = 200;
@@ -142,11 +142,7 @@ pub(crate) async fn read(
     body: axum::body::Bytes,
 ) -> Response {
     let lang = language(&headers);
-    signed_in(p, headers, address, move |ctx| {
-        let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-        if !ctx.csrf_ok(form.get("csrf").map_or("", String::as_str)) {
-            return message(lang, StatusCode::FORBIDDEN, "error.csrf", Some("/portal/inbox"));
-        }
+    posted(p, headers, address, body, "/portal/inbox".into(), move |ctx, _| {
         let ids: Vec<String> = if id == "all" {
             let Some(me) = me(&ctx) else { return found("/portal/inbox") };
             match ctx.search(
@@ -157,7 +153,7 @@ pub(crate) async fn read(
                 Ok(list) => list.iter().filter_map(|c| c["id"].as_str().map(str::to_string)).collect(),
                 Err(_) => return failure(lang, StatusCode::BAD_GATEWAY),
             }
-        } else if id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        } else if safe_id(&id) {
             vec![id]
         } else {
             return crate::pages::message(lang, StatusCode::NOT_FOUND, "error.not_found", Some("/portal/inbox"));

@@ -6,6 +6,7 @@
 //! token) and every page's data comes from FHIR requests made as that caller, so each is
 //! checked and audited by the guard exactly as over the API.
 
+mod access;
 mod export;
 mod health;
 mod i18n;
@@ -95,6 +96,12 @@ pub fn router(engine: Engine, dir: Arc<Directory>, cfg: PortalConfig) -> Router 
         .route("/portal/inbox/{id}/read", post(inbox::read))
         .route("/portal/r/{pid}/record.pdf", get(export::record_pdf))
         .route("/portal/r/{pid}/health", get(health::health).post(health::add))
+        .route("/portal/r/{pid}/access", get(access::access))
+        .route("/portal/r/{pid}/access/{id}/flag", post(access::flag))
+        .route("/portal/r/{pid}/sharing", get(access::sharing).post(access::change))
+        .route("/portal/r/{pid}/sharing/{id}", post(access::change))
+        .route("/portal/r/{pid}/request-access", post(access::request_access))
+        .route("/portal/r/{pid}/break-glass", post(access::break_glass))
         .route("/portal/r/{pid}/flags/{id}/ack", post(health::acknowledge))
         .route("/portal/r/{pid}/{page}", get(pages::record))
         .route("/portal/r/{pid}/documents/{doc}", get(export::document_page))
@@ -120,6 +127,11 @@ pub(crate) fn secured(mut r: Response) -> Response {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     r
+}
+
+/// An id as the portal's routes accept it (a FHIR id's characters, at most 64).
+pub(crate) fn safe_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// A redirect (303: the next request is a GET).

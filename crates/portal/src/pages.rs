@@ -33,6 +33,9 @@ const RECORD_PAGES: [(&str, &str); 8] = [
     ("search", "nav.search"),
 ];
 
+/// The pages of one's own record only: who looked, who may see.
+const OWN_PAGES: [(&str, &str); 2] = [("access", "nav.access"), ("sharing", "nav.sharing")];
+
 /// Most rows a list shows (the newest first).
 const MAX_ROWS: usize = 500;
 
@@ -88,6 +91,12 @@ impl Layout {
         if let Some((pid, page)) = record {
             l.pid = Some(pid.to_string());
             l.nav = RECORD_PAGES.iter().map(|(p, key)| NavItem { page: p, key, current: *p == page }).collect();
+            // the patient's own control of the record
+            if ctx.own_patient().as_deref() == Some(pid) {
+                for (p, key) in OWN_PAGES {
+                    l.nav.push(NavItem { page: p, key, current: p == page });
+                }
+            }
         }
         l
     }
@@ -158,6 +167,19 @@ impl RecordPage {
     fn new(l: Layout, facts: Vec<(&'static str, String)>, filter: Option<Filter>, sections: Vec<Section>) -> Self {
         RecordPage { l, facts, filter, sections, download: None, body: Vec::new(), others: Vec::new() }
     }
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage {
+    l: Layout,
+    pid: String,
+}
+
+/// A clinician outside care: the record is closed; ask the patient, or break the glass.
+pub(crate) fn consent_required(ctx: &Ctx, pid: &str) -> Response {
+    let l = Layout::signed_in(ctx, ctx.tr.s("sharing.closed"), "/portal/patients", None);
+    render(StatusCode::FORBIDDEN, &ConsentPage { l, pid: pid.to_string() })
 }
 
 #[derive(Template)]
@@ -266,7 +288,7 @@ pub(crate) async fn record(
     let Some(&(page, _)) = RECORD_PAGES.iter().find(|(name, _)| *name == page) else {
         return not_found(headers).await;
     };
-    if !pid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') || pid.len() > 64 {
+    if !crate::safe_id(&pid) {
         return not_found(headers).await;
     }
     signed_in(p, headers, address, move |ctx| {
@@ -274,6 +296,7 @@ pub(crate) async fn record(
         // it, not an empty page; to a clinician outside care it is "consent required"
         let name = match ctx.read(&format!("Patient/{pid}")) {
             Ok(patient) => view::name(&patient),
+            Err(DataError::ConsentRequired) if ctx.own_patient().is_none() => return consent_required(&ctx, &pid),
             Err(e) => return refused(&ctx, &e),
         };
         let built = match page {

@@ -217,6 +217,27 @@ pub(crate) async fn signed_in(
     .await
 }
 
+/// Handle a form post of a signed-in page: the session loaded, the form parsed, its CSRF
+/// token checked (a forged post is refused with a page leading `back`, and changes
+/// nothing), then `f` on a blocking thread.
+pub(crate) async fn posted(
+    p: Portal,
+    headers: HeaderMap,
+    address: Option<String>,
+    body: axum::body::Bytes,
+    back: String,
+    f: impl FnOnce(Ctx, std::collections::HashMap<String, String>) -> Response + Send + 'static,
+) -> Response {
+    signed_in(p, headers, address, move |ctx| {
+        let form: std::collections::HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+        if !ctx.csrf_ok(form.get("csrf").map_or("", String::as_str)) {
+            return crate::pages::message(ctx.tr.lang, StatusCode::FORBIDDEN, "error.csrf", Some(&back));
+        }
+        f(ctx, form)
+    })
+    .await
+}
+
 /// Run a page's work on a blocking thread (the store and the engine block).
 pub(crate) async fn blocking(lang: Lang, f: impl FnOnce() -> Response + Send + 'static) -> Response {
     match tokio::task::spawn_blocking(f).await {

@@ -286,6 +286,10 @@ impl WriteRule for TrackingRule {
         &["Observation"]
     }
 
+    fn opens_to_patients(&self) -> bool {
+        true
+    }
+
     fn check(&self, tx: &mut WriteTx<'_>, change: &Change<'_>) -> FhirResult<()> {
         let principal = tx.handle().principal().clone();
         if let Some(me) = patient_of(&principal) {

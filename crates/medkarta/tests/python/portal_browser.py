@@ -13,7 +13,7 @@ default the test's diabetes) and PORTAL_FLAGGED=0 (no out-of-range result to exp
 it run against the demo data, to refresh docs/screenshots. PORTAL_RESULT is a text the
 record's PDF must hold besides the name; PORTAL_DOCUMENT a text of the first document
 ("" when the record has none); PORTAL_TRACK=0 enters no measurement."""
-import base64, hashlib, hmac, os, struct, subprocess, sys, tempfile, time
+import base64, hashlib, hmac, os, struct, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 from playwright.sync_api import sync_playwright
 
@@ -25,6 +25,22 @@ FLAGGED = os.environ.get("PORTAL_FLAGGED", "1") != "0"
 RESULT = os.environ.get("PORTAL_RESULT", "7.4 ммоль/л")
 DOCUMENT = os.environ.get("PORTAL_DOCUMENT", "Жалобы на головную боль")
 TRACK = os.environ.get("PORTAL_TRACK", "1") != "0"
+# a clinician outside the patient's care (their API token, a word of their organisation's
+# name to find it, its reference, a record of the patient to read): granted access in the
+# portal, then revoked
+GRANTEE = os.environ.get("PORTAL_GRANTEE_TOKEN", "")
+GRANTEE_FIND = os.environ.get("PORTAL_GRANTEE_FIND", "")
+GRANTEE_ORG = os.environ.get("PORTAL_GRANTEE_ORG", "")
+GRANTEE_READ = os.environ.get("PORTAL_GRANTEE_READ", "")
+
+
+def api_status(path):
+    req = urllib.request.Request(root + "/fhir/" + path, headers={"Authorization": "Bearer " + GRANTEE})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def totp(secret, at=None):
@@ -112,6 +128,23 @@ with sync_playwright() as p:
         page.locator("header.top a.inbox").click()
         check(page.get_by_text("Измеренное вами значение вне нормы").count() >= 1, "the alert is in the inbox")
         page.screenshot(path=os.path.join(shots, "portal-inbox.png"), full_page=True)
+
+    # who may see my record: a clinic outside care is granted access (its API read
+    # succeeds), then revoked (403)
+    if GRANTEE:
+        check(api_status(GRANTEE_READ) == 403, "outside care: refused")
+        page.locator("nav.record").get_by_role("link", name="Кто видит карту", exact=True).click()
+        page.get_by_label("Врач или организация").fill(GRANTEE_FIND)
+        page.get_by_role("button", name="Найти").click()
+        grant = page.locator("form", has=page.locator("input[name=actor][value='%s']" % GRANTEE_ORG))
+        grant.get_by_role("button", name="Сохранить").click()
+        check(page.get_by_text("Сохранено.").count() == 1, "the grant is saved")
+        check(api_status(GRANTEE_READ) == 200, "granted: the clinician's API read succeeds")
+        page.get_by_role("button", name="Отозвать").first.click()
+        check(page.get_by_text("Отозвано.").count() == 1, "revoked")
+        check(api_status(GRANTEE_READ) == 403, "revoked: refused again")
+        page.locator("nav.record").get_by_role("link", name="Кто смотрел карту", exact=True).click()
+        check(page.get_by_text("отказано").count() >= 1, "the refused attempts are in the log")
 
     # a document's page (the menu left us on the search page: back to the documents)
     if DOCUMENT:
