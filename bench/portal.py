@@ -2,7 +2,8 @@
 """Portal page times for a patient with a large record: loads PATIENT's record of about
 2,000 resources (laboratory results over years, vitals, visits, diagnoses, prescriptions,
 vaccinations, reports) through the FHIR API, signs in to the portal as that patient and
-times the summary and results pages (p50/p95/max over N requests after a warm-up).
+times the summary, results, health (charts of 370 vitals and the glucose results) and
+inbox pages (p50/p95/max over N requests after a warm-up).
 
   bench/portal.py FHIR-BASE TOKEN USER PASSWORD [N]"""
 import json, statistics, sys, time, urllib.request, importlib.util, os
@@ -78,8 +79,8 @@ for i in range(0, len(resources), 500):
         {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources[i:i + 500]]})
 print(f"== loaded {len(resources)} resources of Patient/{PID}")
 call, _, _ = ps.session(root, user, password)
-for page in ["summary", "results"]:
-    path = f"/portal/r/{PID}/{page}"
+for page in ["summary", "results", "health", "inbox"]:
+    path = "/portal/inbox" if page == "inbox" else f"/portal/r/{PID}/{page}"
     for _ in range(10):
         assert call(path)[0] == 200
     times = []

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Portal page times (summary, results) for one patient with about 2,000 resources, on
+# Portal page times (summary, results, health, inbox) for one patient with about 2,000 resources, on
 # SQLite and PostgreSQL: bench/portal.py loads the record and times the pages.
 # Usage: bench/portal.sh [requests]
 set -euo pipefail

@@ -251,6 +251,7 @@ pub(crate) fn engine(
     // domain services register their write rules and operations here
     let mut rules = guard::rules::Rules::default();
     rules.register(Arc::new(notify::DeliveryRule));
+    rules.register(Arc::new(notify::AccessRequestRule));
     rules.register(Arc::new(tracking::TrackingRule));
     let guard = guard::Guard::new(store.clone(), log, policy, rules);
     let engine = fhir_rest::Engine::new(guard, config, fhir_rest::operations::Operations::standard());

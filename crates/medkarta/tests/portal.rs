@@ -901,6 +901,8 @@ fn sharing(backend: Backend) {
     b.follow(done);
     let page = b.get("/portal/r/p-boris/sharing");
     assert!(page.body.contains("Поликлиника №1") && page.body.contains("Разрешить"), "{}", page.body);
+    let told = b.get("/portal/inbox");
+    assert!(told.body.contains("Поликлиника №1 запрашивает доступ к вашей медицинской карте"), "{}", told.body);
     let consent_path =
         page.body.split("action=\"/portal/r/p-boris/sharing/").nth(1).unwrap().split('"').next().unwrap();
     let consent_path = format!("/portal/r/p-boris/sharing/{consent_path}");
@@ -1027,6 +1029,34 @@ fn portal_in_a_real_browser() {
         let size = std::fs::metadata(std::path::Path::new(&dir).join(shot)).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "{shot}: {size} bytes");
     }
+}
+
+/// A session unused for the idle time ends on the server: the next page sends the browser
+/// to the start page saying why, and the cookie it held opens nothing any more.
+#[test]
+fn an_idle_session_ends() {
+    let s = Server::start(Backend::Sqlite(tempfile::tempdir().unwrap()), &["--portal-idle-minutes", "1"]);
+    let password = seed(&s);
+    let mut b = Browser::new(&s.root());
+    let done = b.sign_in("anna", password, &mut HashMap::new());
+    assert_eq!(b.follow(done).status, 200);
+    let cookie = b.cookies["mk_session"].clone();
+    std::thread::sleep(std::time::Duration::from_secs(62));
+    let p = b.get("/portal/r/p-anna/summary");
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/portal/?ended=idle")));
+    assert!(
+        p.set_cookies.iter().any(|c| c.starts_with("mk_session=") && c.contains("Max-Age=0")),
+        "{:?}",
+        p.set_cookies
+    );
+    assert!(
+        b.get("/portal/?ended=idle").body.contains("вы долго не пользовались кабинетом"),
+        "the start page says why"
+    );
+    b.cookies.insert("mk_session".into(), cookie);
+    let p = b.get("/portal/r/p-anna/summary");
+    assert_eq!(p.status, 303, "the old cookie is dead");
+    assert!(!p.body.contains("Смирнова"));
 }
 
 #[test]

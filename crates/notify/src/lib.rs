@@ -140,6 +140,76 @@ impl WriteRule for DeliveryRule {
     }
 }
 
+/// A clinician's request for access to a record (a `proposed` Consent naming them) tells
+/// the patient at once: a Communication in the same transaction (delivered like every
+/// message), naming who asks and where to answer.
+pub struct AccessRequestRule;
+
+impl WriteRule for AccessRequestRule {
+    fn types(&self) -> &[&'static str] {
+        &["Consent"]
+    }
+
+    fn check(&self, tx: &mut WriteTx<'_>, change: &Change<'_>) -> FhirResult<()> {
+        let Some(c) = change.after.filter(|c| c["status"] == "proposed") else { return Ok(()) };
+        if change.before.is_some_and(|b| b["status"] == "proposed") {
+            return Ok(());
+        }
+        let Some(patient) = c["patient"]["reference"].as_str().filter(|p| p.starts_with("Patient/")) else {
+            return Ok(());
+        };
+        let mut who = Vec::new();
+        for a in c["provision"]["actor"].as_array().into_iter().flatten() {
+            let Some(r) = a["reference"]["reference"].as_str() else { continue };
+            let name = match r.split_once('/') {
+                Some((rt, id)) => fhir_model::ResourceType::parse(rt)
+                    .map(|rt| tx.read(rt, id))
+                    .transpose()?
+                    .flatten()
+                    .and_then(|s| s.body)
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .map(|v| display_name(&v)),
+                None => None,
+            };
+            who.push(name.filter(|n| !n.is_empty()).unwrap_or_else(|| r.to_string()));
+        }
+        let who = who.join(", ");
+        let note = json!({
+            "resourceType": "Communication",
+            "status": "completed",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category", "code": "notification"}]}],
+            "subject": {"reference": patient},
+            "about": [{"reference": format!("Consent/{}", change.id)}],
+            "recipient": [{"reference": patient}],
+            "sent": guard::meta::instant(guard::meta::now_micros()),
+            "payload": [
+                {"contentString": format!("{who} запрашивает доступ к вашей медицинской карте. Разрешите или отклоните запрос в разделе «Кто видит карту».")},
+                {"contentString": format!("{who} asks for access to your medical record. Allow or reject it under \"Who may see\".")}
+            ]
+        });
+        let write =
+            guard::write::prepare(guard::write::WriteOp::Create { resource: note, if_none_exist: None, id: None })?;
+        tx.apply(write)?;
+        Ok(())
+    }
+}
+
+/// A person's or an organisation's name (`name` text, or family and given names).
+fn display_name(r: &Value) -> String {
+    match &r["name"] {
+        Value::String(s) => s.clone(),
+        Value::Array(names) => {
+            let n = names.first().unwrap_or(&Value::Null);
+            n["text"].as_str().map(str::to_string).unwrap_or_else(|| {
+                let mut parts: Vec<&str> = n["family"].as_str().into_iter().collect();
+                parts.extend(n["given"].as_array().into_iter().flatten().filter_map(Value::as_str));
+                parts.join(" ")
+            })
+        }
+        _ => String::new(),
+    }
+}
+
 /// Where the notices send people: the portal's inbox.
 #[derive(Debug, Clone)]
 pub struct Settings {
