@@ -23,7 +23,10 @@ use crate::session::{Address, Ctx, DataError, posted, signed_in};
 use crate::{Portal, found, language, safe_id, view};
 
 /// Most values a chart shows (the newest).
-const MAX_POINTS: usize = 500;
+const MAX_POINTS: usize = 200;
+/// The laboratory results whose tests the chart's list offers (the newest: a test done
+/// long ago and never since is rarely the one to chart).
+const LIST_TESTS_OF: usize = 300;
 /// The chart's drawing area (SVG user units).
 const W: f32 = 640.0;
 const H: f32 = 220.0;
@@ -307,8 +310,11 @@ fn build(ctx: &Ctx, pid: &str, test: &str, own: bool) -> Result<Charts, DataErro
         charts.push(c);
     }
     // any laboratory value: the tests the record holds, one chart for the chosen one
-    let labs =
-        ctx.search("Observation", &format!("patient={pid}&category=laboratory&_sort=-date&_count=1000"), 1000)?;
+    let labs = ctx.search(
+        "Observation",
+        &format!("patient={pid}&category=laboratory&_sort=-date&_elements=code&_count={LIST_TESTS_OF}"),
+        LIST_TESTS_OF,
+    )?;
     let mut tests: Vec<(String, String)> = Vec::new();
     for o in &labs {
         let code = view::code(&o["code"]);
@@ -318,7 +324,15 @@ fn build(ctx: &Ctx, pid: &str, test: &str, own: bool) -> Result<Charts, DataErro
     }
     tests.sort_by(|a, b| a.1.cmp(&b.1));
     if let Some((code, name)) = tests.iter().find(|(c, _)| c == test) {
-        let of_test: Vec<&Value> = labs.iter().filter(|o| view::code(&o["code"]) == *code).collect();
+        let values = ctx.search(
+            "Observation",
+            &format!(
+                "patient={pid}&category=laboratory&code={}&_sort=-date&_count={MAX_POINTS}",
+                form_urlencoded::byte_serialize(code.as_bytes()).collect::<String>()
+            ),
+            MAX_POINTS,
+        )?;
+        let of_test: Vec<&Value> = values.iter().collect();
         let mut points: Vec<Point> = of_test.iter().filter_map(|o| observation_point(o, &[code], lang)).collect();
         points.sort_by_key(|p| p.at);
         let unit = of_test.first().and_then(|o| o["valueQuantity"]["unit"].as_str()).unwrap_or("").to_string();
