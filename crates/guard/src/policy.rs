@@ -268,6 +268,13 @@ pub fn patients_of(resource: &Value) -> Option<Vec<String>> {
     if rt == "Patient" {
         return Some(resource.get("id").and_then(Value::as_str).map(str::to_string).into_iter().collect());
     }
+    if rt == "Binary" {
+        // outside the compartment, a Binary is the record of the patient its
+        // securityContext names; without one (or naming anything else) it is no one's,
+        // and only those who reach every Binary see it
+        let context = resource.pointer("/securityContext/reference").and_then(Value::as_str).unwrap_or_default();
+        return Some(context.strip_prefix("Patient/").map(str::to_string).into_iter().collect());
+    }
     let params = fhir_spec::spec().patient_compartment_params(rt);
     if params.is_empty() || DIRECTORY_TYPES.contains(&rt) {
         return None;
@@ -459,6 +466,11 @@ pub(crate) fn write_allowed(
 pub(crate) fn restrict(relations: search::CareRelations, q: &mut Query, access: &Access) -> FhirResult<()> {
     let rt = q.resource_type;
     if let Access::Care { .. } = access {
+        if rt.as_str() == "Binary" {
+            return Err(forbidden(
+                "Binary resources are read by id: their securityContext says whose record they belong to".into(),
+            ));
+        }
         let params: Vec<&'static str> = fhir_spec::spec()
             .patient_compartment_params(rt.as_str())
             .iter()

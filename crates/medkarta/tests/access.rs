@@ -571,6 +571,60 @@ fn limited_rights_get_summaries_and_no_documents() {
     assert_eq!(s.get("Binary/doc-1").status, 200, "full rights download it");
 }
 
+/// A Binary is the record of the patient its securityContext names: readable by that
+/// patient and the clinicians caring for them, no one else; without one, by those who reach
+/// every Binary only; never searched by clinicians (the search cannot tell whose).
+#[test]
+fn binaries_follow_their_security_context() {
+    let s = Server::sqlite();
+    for (id, org) in [("p-bin", "org-1"), ("p-other", "org-2")] {
+        s.put(
+            &format!("Patient/{id}"),
+            &json!({"resourceType": "Patient", "id": id, "managingOrganization": {"reference": format!("Organization/{org}")}}),
+        );
+    }
+    let binary = |id: &str, context: Option<&str>| {
+        let mut b =
+            json!({"resourceType": "Binary", "id": id, "contentType": "text/plain", "data": "0J/RgNC40LLQtdGC"});
+        if let Some(c) = context {
+            b["securityContext"] = json!({"reference": c});
+        }
+        assert!(s.put(&format!("Binary/{id}"), &b).status < 300);
+    };
+    binary("b-mine", Some("Patient/p-bin"));
+    binary("b-other", Some("Patient/p-other"));
+    binary("b-nobody", None);
+    let doctor = s.user_token("doc.bin", "doctor", &["--organization", "Organization/org-1"]);
+    let patient = s.user_token("pat.bin", "patient", &["--patient", "Patient/p-bin"]);
+    let get = |t: &str, path: &str| s.req_as(Some(t), "GET", path, &[], None).status;
+    assert_eq!(get(&doctor, "Binary/b-mine"), 200, "in care");
+    assert_eq!(get(&patient, "Binary/b-mine"), 200, "the patient's own");
+    for t in [&doctor, &patient] {
+        assert_ne!(get(t, "Binary/b-other"), 200, "another patient's");
+        assert_ne!(get(t, "Binary/b-nobody"), 200, "no one's");
+        assert_eq!(get(t, "Binary?_id=b-other"), 403, "not searched");
+    }
+    assert_eq!(s.get("Binary/b-nobody").status, 200, "full rights");
+    // a clinician cannot store a Binary into a record out of care, nor one of no one's
+    let put = |id: &str, context: Option<&str>| {
+        let mut b = json!({"resourceType": "Binary", "id": id, "contentType": "text/plain", "data": "eA=="});
+        if let Some(c) = context {
+            b["securityContext"] = json!({"reference": c});
+        }
+        s.req_as(
+            Some(&doctor),
+            "PUT",
+            &format!("Binary/{id}"),
+            &[("Content-Type", "application/fhir+json")],
+            Some(&b.to_string()),
+        )
+        .status
+    };
+    assert!(put("b-new", Some("Patient/p-bin")) < 300, "into a record in care");
+    assert_eq!(put("b-sneak", Some("Patient/p-other")), 403);
+    assert_eq!(put("b-loose", None), 403);
+}
+
 /// CORS: browsers may call the API from the origins registered with clients, no others.
 #[test]
 fn cors_only_for_registered_origins() {
