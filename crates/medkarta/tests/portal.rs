@@ -502,6 +502,35 @@ fn scenario(s: &Server) {
         assert!(!p.bytes.starts_with(b"%PDF") && !p.body.contains("Тайный"), "{path}");
     }
 
+    // a registrar: the demographics and appointments, nothing clinical
+    let (ok, _, err) = s.admin(
+        &[
+            "user",
+            "add",
+            "--username",
+            "registrar",
+            "--role",
+            "registrar",
+            "--organization",
+            "Organization/org-a",
+            "--password-stdin",
+        ],
+        Some(&format!("{password}\n")),
+    );
+    assert!(ok, "{err}");
+    let mut r = Browser::new(&root);
+    let done = r.sign_in("registrar", password, &mut secrets);
+    r.follow(done);
+    let p = r.get("/portal/r/p-anna/summary");
+    assert!(
+        p.status == 200 && p.body.contains("Смирнова Анна Петровна") && p.body.contains("112-233-445 95"),
+        "{}",
+        p.body
+    );
+    assert!(!p.body.contains("Сахарный диабет") && !p.body.contains("7.4"), "nothing clinical: {}", p.body);
+    assert!(!p.body.contains("/portal/r/p-anna/results"), "no clinical pages in the menu");
+    assert_eq!(r.get("/portal/r/p-anna/results").status, 403);
+
     // every page's reads were the caller's own, in the audit log the patient reads
     let anna = s.user_token("anna-api", "patient", &["--patient", "Patient/p-anna"]);
     let log = s.req_as(Some(&anna), "GET", "AuditEvent?_count=200", &[], None).json();

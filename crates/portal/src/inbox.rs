@@ -54,6 +54,17 @@ struct InboxPage {
     unread: usize,
 }
 
+/// A message's text: of two texts, the reader's language (Russian first, English second,
+/// as the server writes them); else all of them.
+fn text(c: &Value, lang: crate::Lang) -> String {
+    let texts: Vec<&str> =
+        c["payload"].as_array().into_iter().flatten().filter_map(|p| p["contentString"].as_str()).collect();
+    match texts.as_slice() {
+        [ru, en] => (if lang == crate::Lang::En { en } else { ru }).to_string(),
+        all => all.join("\n"),
+    }
+}
+
 /// The kind of a message, as the catalogue names it.
 fn kind(c: &Value) -> &'static str {
     let codes = notify::categories(c);
@@ -100,13 +111,7 @@ pub(crate) async fn inbox(State(p): State<Portal>, headers: HeaderMap, Address(a
                 when: view::date(&c["sent"], lang),
                 kind: kind(c),
                 from: view::reference(&c["sender"], &included),
-                text: c["payload"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p["contentString"].as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                text: text(c, lang),
                 unread: c["received"].is_null(),
                 urgent: notify::urgent(c),
             })

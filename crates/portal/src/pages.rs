@@ -90,7 +90,8 @@ impl Layout {
         l.staff = ctx.own_patient().is_none();
         if let Some((pid, page)) = record {
             l.pid = Some(pid.to_string());
-            l.nav = RECORD_PAGES.iter().map(|(p, key)| NavItem { page: p, key, current: *p == page }).collect();
+            let pages = if ctx.registrar() { &RECORD_PAGES[..1] } else { &RECORD_PAGES[..] };
+            l.nav = pages.iter().map(|(p, key)| NavItem { page: p, key, current: *p == page }).collect();
             // the patient's own control of the record
             if ctx.own_patient().as_deref() == Some(pid) {
                 for (p, key) in OWN_PAGES {
@@ -292,6 +293,14 @@ pub(crate) async fn record(
         return not_found(headers).await;
     }
     signed_in(p, headers, address, move |ctx| {
+        if ctx.registrar() && page != "summary" {
+            return message(
+                ctx.tr.lang,
+                StatusCode::FORBIDDEN,
+                "error.registrar",
+                Some(&format!("/portal/r/{pid}/summary")),
+            );
+        }
         // the record's owner first, read by id: a record out of reach shows nothing of
         // it, not an empty page; to a clinician outside care it is "consent required"
         let name = match ctx.read(&format!("Patient/{pid}")) {
@@ -384,6 +393,26 @@ pub(crate) fn summary(ctx: &Ctx, pid: &str) -> Built {
     if patient["managingOrganization"].is_object() {
         facts.push(("patient.clinic", view::reference(&patient["managingOrganization"], &inc)));
     }
+    if ctx.registrar() {
+        // a registrar: the demographics and the appointments, nothing clinical
+        let phones: Vec<&str> =
+            patient["telecom"].as_array().into_iter().flatten().filter_map(|t| t["value"].as_str()).collect();
+        if !phones.is_empty() {
+            facts.push(("patient.contacts", phones.join(", ")));
+        }
+        if let Some(a) = patient["address"].get(0) {
+            let text = a["text"].as_str().map(str::to_string).unwrap_or_else(|| {
+                let mut parts: Vec<&str> =
+                    a["line"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                parts.extend(a["city"].as_str());
+                parts.join(", ")
+            });
+            facts.push(("patient.address", text));
+        }
+        let sections =
+            vec![section("summary.appointments", &["col.when", "col.what", "col.status"], appointments(ctx, pid)?)];
+        return Ok((view::name(&patient), facts, None, sections));
+    }
     let conditions =
         ctx.search("Condition", &format!("patient={pid}&category=problem-list-item&_sort=-onset-date"), MAX_ROWS)?;
     let (meds, med_inc) = with_included(
@@ -431,20 +460,7 @@ pub(crate) fn summary(ctx: &Ctx, pid: &str) -> Built {
     let med_rows = meds.iter().map(|m| prescription_row(m, &med_inc, t)).collect();
     let labs = ctx.search("Observation", &format!("patient={pid}&category=laboratory&_sort=-date&_count=10"), 10)?;
     let lab_rows = labs.iter().map(|o| result_row(o, &[], lang)).collect();
-    let today: String = jiff::Timestamp::now().to_string().chars().take(10).collect();
-    let visits = ctx.search("Appointment", &format!("patient={pid}&date=ge{today}&_sort=date"), 50)?;
-    let visit_rows = visits
-        .iter()
-        .map(|a| {
-            vec![
-                cell(view::date(&a["start"], lang)),
-                cell(
-                    a["description"].as_str().map_or_else(|| view::concept(&a["serviceType"][0], lang), str::to_string),
-                ),
-                cell(status_word(t, a["status"].as_str().unwrap_or(""))),
-            ]
-        })
-        .collect();
+    let visit_rows = appointments(ctx, pid)?;
     let sections = vec![
         section("summary.conditions", &["col.condition", "col.status", "col.since", "col.plan"], condition_rows),
         section("summary.allergies", &["col.allergen", "col.criticality", "col.reaction"], allergy_rows),
@@ -457,6 +473,25 @@ pub(crate) fn summary(ctx: &Ctx, pid: &str) -> Built {
         section("summary.appointments", &["col.when", "col.what", "col.status"], visit_rows),
     ];
     Ok((view::name(&patient), facts, None, sections))
+}
+
+/// The upcoming appointments of a record, soonest first.
+fn appointments(ctx: &Ctx, pid: &str) -> Result<Vec<Vec<Cell>>, DataError> {
+    let (t, lang) = (ctx.tr, ctx.tr.lang);
+    let today: String = jiff::Timestamp::now().to_string().chars().take(10).collect();
+    let visits = ctx.search("Appointment", &format!("patient={pid}&date=ge{today}&_sort=date"), 50)?;
+    Ok(visits
+        .iter()
+        .map(|a| {
+            vec![
+                cell(view::date(&a["start"], lang)),
+                cell(
+                    a["description"].as_str().map_or_else(|| view::concept(&a["serviceType"][0], lang), str::to_string),
+                ),
+                cell(status_word(t, a["status"].as_str().unwrap_or(""))),
+            ]
+        })
+        .collect())
 }
 
 /// A row of a laboratory result: the test, its value with the flag, the range, the date

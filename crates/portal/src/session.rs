@@ -135,6 +135,11 @@ impl Ctx {
         self.caller.grant.as_ref().filter(|g| g.role == auth::account::Role::Patient).and(self.caller.patient.clone())
     }
 
+    /// A registrar (demographics and appointments only)?
+    pub fn registrar(&self) -> bool {
+        self.caller.grant.as_ref().is_some_and(|g| g.role == auth::account::Role::Registrar)
+    }
+
     /// Is `token` this session's CSRF token?
     pub fn csrf_ok(&self, token: &str) -> bool {
         let (a, b) = (token.as_bytes(), self.session.csrf.as_bytes());
