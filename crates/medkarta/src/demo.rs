@@ -4,7 +4,7 @@
 //! accounts to try it with.
 
 use fhir_rest::{Body, Engine, Method, Principal, Request, SystemActor};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Patients in the demo set.
 pub const PATIENTS: usize = 20;
@@ -21,6 +21,7 @@ pub fn load(engine: &Engine) -> Result<usize, String> {
     for i in 0..PATIENTS {
         resources.extend(synth::patient_record(SEED, i));
     }
+    resources.extend(first_patient_extras());
     let n = resources.len();
     let mut req = Request::new(demo, Method::Post, "", "");
     req.body = Body::Json(synth::transaction(resources));
@@ -33,6 +34,41 @@ pub fn load(engine: &Engine) -> Result<usize, String> {
         ));
     }
     Ok(n)
+}
+
+/// What the first patient's pages show beyond the generated record: personal limits of
+/// blood pressure their GP set (a Goal: a value entered above them raises an alert) and a
+/// welcome message from their clinic in the inbox.
+fn first_patient_extras() -> Vec<Value> {
+    let (clinic, gp) = first_patient_care();
+    let loinc = |code: &str| json!({"coding": [{"system": "http://loinc.org", "code": code}]});
+    let range = |low: u32, high: u32| json!({"low": {"value": low, "unit": "мм рт. ст."}, "high": {"value": high, "unit": "мм рт. ст."}});
+    let mut goal = json!({
+        "resourceType": "Goal", "id": "pat-0-goal-bp", "lifecycleStatus": "active",
+        "description": {"text": "Артериальное давление не выше 135/85 мм рт. ст."},
+        "subject": {"reference": "Patient/pat-0"},
+        "target": [{"measure": loinc("8480-6"), "detailRange": range(100, 135)},
+                   {"measure": loinc("8462-4"), "detailRange": range(60, 85)}]
+    });
+    if let Some(gp) = &gp {
+        goal["expressedBy"] = json!({"reference": gp});
+    }
+    let mut welcome = json!({
+        "resourceType": "Communication", "id": "pat-0-welcome", "status": "completed",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category", "code": "notification"}]}],
+        "subject": {"reference": "Patient/pat-0"}, "recipient": [{"reference": "Patient/pat-0"}],
+        "sent": "2026-11-30T09:00:00+03:00",
+        "payload": [
+            {"contentString": "Добро пожаловать в личный кабинет. Здесь ваша медицинская карта, результаты анализов, \
+                               показатели здоровья и сообщения от поликлиники."},
+            {"contentString": "Welcome to your personal account: your medical record, results, health tracking and \
+                               messages from your clinic."}
+        ]
+    });
+    if let Some(clinic) = &clinic {
+        welcome["sender"] = json!({"reference": clinic});
+    }
+    vec![goal, welcome]
 }
 
 /// The first demo patient's clinic and doctor (`Organization/…`, `Practitioner/…`).

@@ -1265,6 +1265,10 @@ fn demo_data_loads_once() {
     let family = r["entry"][0]["resource"]["name"][0]["family"].as_str().unwrap();
     assert!(family.chars().all(|c| ('А'..='я').contains(&c) || c == 'ё'), "{family}");
     assert!(s.get("Observation?code=http://loinc.org|8867-4").json()["total"].as_u64().unwrap() >= 20);
+    // the demo patient's personal limits and a message in their inbox; visits' protocols
+    assert_eq!(s.get("Goal?patient=pat-0").json()["total"], 1);
+    assert_eq!(s.get("Communication?recipient=Patient/pat-0").json()["total"], 1);
+    assert!(s.get("DocumentReference?patient=pat-0").json()["total"].as_u64().unwrap() >= 5);
 }
 
 #[test]

@@ -123,7 +123,7 @@ with sync_playwright() as p:
         bp = page.locator("section#bp")
         check(bp.locator("svg").get_attribute("data-points") == str(before + 1), "the chart has one more point")
         check(bp.locator("circle.s0").count() == before + 1, "one systolic dot per value")
-        check(page.get_by_text("выше нормы").count() >= 1, "the alert is on the record")
+        check(page.get_by_text("Показатель вне нормы").count() >= 1, "the alert is on the record")
         page.screenshot(path=os.path.join(shots, "portal-health.png"), full_page=True)
         page.locator("header.top a.inbox").click()
         check(page.get_by_text("Измеренное вами значение вне нормы").count() >= 1, "the alert is in the inbox")
