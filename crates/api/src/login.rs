@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use askama::Template;
 use audit::AuditLog;
 use auth::account::{Account, Client, Role, RoleGrant};
 use auth::directory::{CodeGrant, Directory, LoginError, PasswordChangeError, Ticket, now};
@@ -48,19 +49,34 @@ fn t(l: Lang, ru: &'static str, en: &'static str) -> &'static str {
     if l == Lang::Ru { ru } else { en }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+/// Hidden fields every form of the flow carries.
+struct Hidden<'a> {
+    csrf: &'a str,
+    request: &'a str,
+    step: &'static str,
+    ticket: Option<&'a str>,
 }
 
-/// A whole page, never cached, not framable.
-fn page(l: Lang, title: &str, body: &str, cookie: Option<String>) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><style>{CSS}</style></head><body><main><h1>{}</h1>{body}</main></body></html>",
-        if l == Lang::Ru { "ru" } else { "en" },
-        esc(title),
-        esc(title)
-    );
+fn code(l: Lang) -> &'static str {
+    if l == Lang::Ru { "ru" } else { "en" }
+}
+
+#[derive(Template)]
+#[template(path = "signin_message.html")]
+struct MessagePage<'a> {
+    lang: &'static str,
+    title: &'static str,
+    css: &'static str,
+    class: &'static str,
+    text: &'a str,
+}
+
+/// A rendered sign-in page, never cached, not framable.
+fn page(t: &impl Template, cookie: Option<String>) -> Response {
+    let html = t.render().unwrap_or_else(|e| {
+        tracing::error!("a sign-in page could not be rendered: {e}");
+        "<!doctype html><title>Error</title><p>Internal error</p>".into()
+    });
     let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -85,8 +101,8 @@ button{margin-top:1rem;padding:.6rem 1.2rem;font-size:1rem;margin-right:.5rem}.e
 code{font-size:1.1rem}ul{padding-left:1.2rem}";
 
 fn error_page(l: Lang, msg: &str) -> Response {
-    let mut r =
-        page(l, t(l, "Вход невозможен", "Cannot sign in"), &format!("<p class=\"error\">{}</p>", esc(msg)), None);
+    let title = t(l, "Вход невозможен", "Cannot sign in");
+    let mut r = page(&MessagePage { lang: code(l), title, css: CSS, class: "error", text: msg }, None);
     *r.status_mut() = StatusCode::BAD_REQUEST;
     r
 }
@@ -197,16 +213,26 @@ fn found(uri: &str) -> Response {
     r
 }
 
-/// The hidden fields every form of the flow carries.
-fn hidden(csrf: &str, request: &str, ticket: Option<&str>, step: &str, l: Lang) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"request\" value=\"{}\">\
-         <input type=\"hidden\" name=\"step\" value=\"{step}\"><input type=\"hidden\" name=\"lang\" value=\"{}\">{}",
-        esc(csrf),
-        esc(request),
-        if l == Lang::Ru { "ru" } else { "en" },
-        ticket.map(|t| format!("<input type=\"hidden\" name=\"ticket\" value=\"{}\">", esc(t))).unwrap_or_default()
-    )
+struct LoginTexts {
+    for_app: &'static str,
+    username: &'static str,
+    password: &'static str,
+    otp: &'static str,
+    first_time: &'static str,
+    submit: &'static str,
+    change_password: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "signin_login.html")]
+struct LoginPage<'a> {
+    lang: &'static str,
+    title: &'static str,
+    css: &'static str,
+    h: Hidden<'a>,
+    client: &'a str,
+    error: Option<&'a str>,
+    x: LoginTexts,
 }
 
 fn login_page(
@@ -217,32 +243,26 @@ fn login_page(
     error: Option<&str>,
     cookie: Option<String>,
 ) -> Response {
-    let body = format!(
-        "<p>{} <b>{}</b>.</p>{}<form method=\"post\" action=\"authorize\">{}\
-         <label for=\"u\">{}</label><input type=\"text\" id=\"u\" name=\"username\" autocomplete=\"username\" required autofocus>\
-         <label for=\"p\">{}</label><input type=\"password\" id=\"p\" name=\"password\" autocomplete=\"current-password\" required>\
-         <label for=\"o\">{}</label><input type=\"text\" id=\"o\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\">\
-         <p class=\"note\">{}</p><button type=\"submit\">{}</button></form><p><a href=\"password\">{}</a></p>",
-        t(l, "Вход для приложения", "Signing in for the application"),
-        esc(&client.name),
-        error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default(),
-        hidden(csrf, request, None, "login", l),
-        t(l, "Имя пользователя", "User name"),
-        t(l, "Пароль", "Password"),
-        t(
+    let x = LoginTexts {
+        for_app: t(l, "Вход для приложения", "Signing in for the application"),
+        username: t(l, "Имя пользователя", "User name"),
+        password: t(l, "Пароль", "Password"),
+        otp: t(
             l,
             "Одноразовый код из приложения-аутентификатора (или код восстановления)",
-            "One-time code from your authenticator app (or a recovery code)"
+            "One-time code from your authenticator app (or a recovery code)",
         ),
-        t(
+        first_time: t(
             l,
             "При первом входе код не нужен: вы настроите приложение на следующем шаге.",
-            "At your first sign-in no code is needed: you will set up the app next."
+            "At your first sign-in no code is needed: you will set up the app next.",
         ),
-        t(l, "Войти", "Sign in"),
-        t(l, "Сменить пароль", "Change your password"),
-    );
-    page(l, t(l, "Вход в Медкарту", "Sign in to Medkarta"), &body, cookie)
+        submit: t(l, "Войти", "Sign in"),
+        change_password: t(l, "Сменить пароль", "Change your password"),
+    };
+    let h = Hidden { csrf, request, step: "login", ticket: None };
+    let title = t(l, "Вход в Медкарту", "Sign in to Medkarta");
+    page(&LoginPage { lang: code(l), title, css: CSS, h, client: &client.name, error, x }, cookie)
 }
 
 fn login_error(l: Lang, e: &LoginError) -> String {
@@ -339,6 +359,27 @@ pub(crate) async fn admit_address(
     }
 }
 
+struct EnrolTexts {
+    intro: &'static str,
+    by_hand: &'static str,
+    code: &'static str,
+    confirm: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "signin_enrol.html")]
+struct EnrolPage<'a> {
+    lang: &'static str,
+    title: &'static str,
+    css: &'static str,
+    h: Hidden<'a>,
+    /// The QR code: SVG made by `auth::totp::qr_svg` from the key (no input of anyone's).
+    qr: String,
+    secret: &'a str,
+    error: Option<&'a str>,
+    x: EnrolTexts,
+}
+
 fn enrol_page(
     l: Lang,
     csrf: &str,
@@ -347,24 +388,20 @@ fn enrol_page(
     (secret, uri): (&str, &str),
     error: Option<&str>,
 ) -> Response {
-    let qr = auth::totp::qr_svg(uri).unwrap_or_default();
-    let body = format!(
-        "<p>{}</p>{qr}<p class=\"note\">{} <code>{}</code></p>{}<form method=\"post\" action=\"authorize\">{}\
-         <label for=\"o\">{}</label><input type=\"text\" id=\"o\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus>\
-         <button type=\"submit\">{}</button></form>",
-        t(
+    let x = EnrolTexts {
+        intro: t(
             l,
             "Для входа нужен второй фактор. Отсканируйте код приложением-аутентификатором (например, Яндекс Ключ, Google Authenticator или FreeOTP) и введите показанный им код.",
-            "Signing in needs a second factor. Scan the code with an authenticator app (for example Google Authenticator or FreeOTP) and enter the code it shows."
+            "Signing in needs a second factor. Scan the code with an authenticator app (for example Google Authenticator or FreeOTP) and enter the code it shows.",
         ),
-        t(l, "Или введите ключ вручную:", "Or enter the key by hand:"),
-        esc(secret),
-        error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default(),
-        hidden(csrf, request, Some(ticket), "enrol", l),
-        t(l, "Код из приложения", "Code from the app"),
-        t(l, "Подтвердить", "Confirm"),
-    );
-    page(l, t(l, "Настройка второго фактора", "Set up your second factor"), &body, None)
+        by_hand: t(l, "Или введите ключ вручную:", "Or enter the key by hand:"),
+        code: t(l, "Код из приложения", "Code from the app"),
+        confirm: t(l, "Подтвердить", "Confirm"),
+    };
+    let h = Hidden { csrf, request, step: "enrol", ticket: Some(ticket) };
+    let title = t(l, "Настройка второго фактора", "Set up your second factor");
+    let qr = auth::totp::qr_svg(uri).unwrap_or_default();
+    page(&EnrolPage { lang: code(l), title, css: CSS, h, qr, secret, error, x }, None)
 }
 
 /// In words: what a scope lets the application do.
@@ -415,62 +452,66 @@ struct ConsentPage<'a> {
     recovery: &'a [String],
 }
 
+struct ConsentTexts {
+    recovery: &'static str,
+    the_app: &'static str,
+    asks: &'static str,
+    btg: &'static str,
+    btg_means: &'static str,
+    role: &'static str,
+    allow: &'static str,
+    deny: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "signin_consent.html")]
+struct ConsentView<'a> {
+    lang: &'static str,
+    title: &'static str,
+    css: &'static str,
+    h: Hidden<'a>,
+    notices: &'a [String],
+    recovery: &'a [String],
+    client: &'a str,
+    items: Vec<String>,
+    break_glass: Option<&'a str>,
+    roles: Vec<String>,
+    x: ConsentTexts,
+}
+
 fn consent_page(l: Lang, c: &ConsentPage<'_>) -> Response {
-    let roles: String = c
-        .account
-        .grants
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            format!(
-                "<label><input type=\"radio\" name=\"role\" value=\"{i}\"{}> {}</label>",
-                if i == 0 { " checked" } else { "" },
-                esc(&g.label())
-            )
-        })
-        .collect();
-    let mut items: String = describe(l, &c.req.scope).iter().map(|d| format!("<li>{}</li>", esc(d))).collect();
-    if let Some(reason) = &c.req.break_glass {
-        items.push_str(&format!(
-            "<li class=\"error\"><b>{}</b> {}: {}</li>",
-            t(l, "Экстренный доступ (break-the-glass):", "Emergency access (break-the-glass):"),
-            t(
-                l,
-                "каждая медкарта, которую вы откроете, будет открыта на 4 часа, пациент узнает об этом сразу, доступ записывается. Причина",
-                "each record you open is opened for 4 hours, the patient is told at once, and it is audited. Reason"
-            ),
-            esc(reason)
-        ));
-    }
-    let notices: String =
-        c.notices.iter().map(|n| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(n))).collect();
-    let recovery = if c.recovery.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<p><b>{}</b></p><ul>{}</ul>",
-            t(
-                l,
-                "Коды восстановления: сохраните их — каждый заменяет код из приложения один раз.",
-                "Recovery codes: keep them — each replaces an app code once."
-            ),
-            c.recovery.iter().map(|r| format!("<li><code>{}</code></li>", esc(r))).collect::<String>()
-        )
+    let x = ConsentTexts {
+        recovery: t(
+            l,
+            "Коды восстановления: сохраните их — каждый заменяет код из приложения один раз.",
+            "Recovery codes: keep them — each replaces an app code once.",
+        ),
+        the_app: t(l, "Приложение", "The application"),
+        asks: t(l, "просит разрешения:", "asks for permission to:"),
+        btg: t(l, "Экстренный доступ (break-the-glass):", "Emergency access (break-the-glass):"),
+        btg_means: t(
+            l,
+            "каждая медкарта, которую вы откроете, будет открыта на 4 часа, пациент узнает об этом сразу, доступ записывается. Причина",
+            "each record you open is opened for 4 hours, the patient is told at once, and it is audited. Reason",
+        ),
+        role: t(l, "Роль в этом сеансе", "Role for this session"),
+        allow: t(l, "Разрешить", "Allow"),
+        deny: t(l, "Отказать", "Deny"),
     };
-    let body = format!(
-        "{notices}{recovery}<p>{} <b>{}</b> {}</p><ul>{items}</ul><form method=\"post\" action=\"authorize\">{}\
-         <fieldset><legend>{}</legend>{roles}</fieldset>\
-         <button type=\"submit\" name=\"decision\" value=\"allow\">{}</button>\
-         <button type=\"submit\" name=\"decision\" value=\"deny\">{}</button></form>",
-        t(l, "Приложение", "The application"),
-        esc(&c.req.client.name),
-        t(l, "просит разрешения:", "asks for permission to:"),
-        hidden(c.csrf, c.request, Some(c.ticket), "consent", l),
-        t(l, "Роль в этом сеансе", "Role for this session"),
-        t(l, "Разрешить", "Allow"),
-        t(l, "Отказать", "Deny"),
-    );
-    page(l, t(l, "Разрешение доступа", "Allow access"), &body, None)
+    let view = ConsentView {
+        lang: code(l),
+        title: t(l, "Разрешение доступа", "Allow access"),
+        css: CSS,
+        h: Hidden { csrf: c.csrf, request: c.request, step: "consent", ticket: Some(c.ticket) },
+        notices: c.notices,
+        recovery: c.recovery,
+        client: &c.req.client.name,
+        items: describe(l, &c.req.scope),
+        break_glass: c.req.break_glass.as_deref(),
+        roles: c.account.grants.iter().map(|g| g.label()).collect(),
+        x,
+    };
+    page(&view, None)
 }
 
 /// A new CSRF token and the cookie that carries it.
@@ -754,47 +795,54 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
     }
 }
 
+struct PasswordTexts {
+    done: &'static str,
+    username: &'static str,
+    current: &'static str,
+    otp: &'static str,
+    new: &'static str,
+    repeat: &'static str,
+    rule: &'static str,
+    submit: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "signin_password.html")]
+struct PasswordPage<'a> {
+    lang: &'static str,
+    title: &'static str,
+    css: &'static str,
+    csrf: &'a str,
+    error: Option<&'a str>,
+    done: bool,
+    x: PasswordTexts,
+}
+
 fn password_page(l: Lang, csrf: &str, error: Option<&str>, done: bool, cookie: Option<String>) -> Response {
-    let body = if done {
-        format!(
-            "<p role=\"status\">{}</p>",
-            t(
-                l,
-                "Пароль изменён. Все сеансы завершены: войдите в приложения снова с новым паролем.",
-                "The password is changed. Every session was ended: sign in to your applications again with the new one."
-            )
-        )
-    } else {
-        format!(
-            "{}<form method=\"post\" action=\"password\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <input type=\"hidden\" name=\"lang\" value=\"{}\">\
-             <label for=\"u\">{}</label><input type=\"text\" id=\"u\" name=\"username\" autocomplete=\"username\" required autofocus>\
-             <label for=\"p\">{}</label><input type=\"password\" id=\"p\" name=\"password\" autocomplete=\"current-password\" required>\
-             <label for=\"o\">{}</label><input type=\"text\" id=\"o\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required>\
-             <label for=\"n\">{}</label><input type=\"password\" id=\"n\" name=\"new_password\" autocomplete=\"new-password\" required>\
-             <label for=\"r\">{}</label><input type=\"password\" id=\"r\" name=\"repeat\" autocomplete=\"new-password\" required>\
-             <p class=\"note\">{}</p><button type=\"submit\">{}</button></form>",
-            error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default(),
-            esc(csrf),
-            if l == Lang::Ru { "ru" } else { "en" },
-            t(l, "Имя пользователя", "User name"),
-            t(l, "Текущий пароль", "Current password"),
-            t(
-                l,
-                "Одноразовый код из приложения-аутентификатора (или код восстановления)",
-                "One-time code from your authenticator app (or a recovery code)"
-            ),
-            t(l, "Новый пароль", "New password"),
-            t(l, "Новый пароль ещё раз", "New password again"),
-            t(
-                l,
-                "Не короче 10 знаков; подойдёт фраза из нескольких слов. После смены все сеансы завершатся.",
-                "At least 10 characters; a phrase of a few words is good. Every session ends after the change."
-            ),
-            t(l, "Сменить пароль", "Change password"),
-        )
+    let x = PasswordTexts {
+        done: t(
+            l,
+            "Пароль изменён. Все сеансы завершены: войдите в приложения снова с новым паролем.",
+            "The password is changed. Every session was ended: sign in to your applications again with the new one.",
+        ),
+        username: t(l, "Имя пользователя", "User name"),
+        current: t(l, "Текущий пароль", "Current password"),
+        otp: t(
+            l,
+            "Одноразовый код из приложения-аутентификатора (или код восстановления)",
+            "One-time code from your authenticator app (or a recovery code)",
+        ),
+        new: t(l, "Новый пароль", "New password"),
+        repeat: t(l, "Новый пароль ещё раз", "New password again"),
+        rule: t(
+            l,
+            "Не короче 10 знаков; подойдёт фраза из нескольких слов. После смены все сеансы завершатся.",
+            "At least 10 characters; a phrase of a few words is good. Every session ends after the change.",
+        ),
+        submit: t(l, "Сменить пароль", "Change password"),
     };
-    page(l, t(l, "Смена пароля", "Change your password"), &body, cookie)
+    let title = t(l, "Смена пароля", "Change your password");
+    page(&PasswordPage { lang: code(l), title, css: CSS, csrf, error, done, x }, cookie)
 }
 
 /// `GET /oauth/password`: the form to change one's own password.

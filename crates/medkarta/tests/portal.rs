@@ -156,7 +156,7 @@ impl Browser {
 fn field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let raw = html.split(&marker).nth(1).map(|s| s.split('"').next().unwrap().to_string()).unwrap_or_default();
-    raw.replace("&amp;", "&").replace("&#39;", "'").replace("&quot;", "\"")
+    common::unescape(&raw)
 }
 
 fn lab(id: &str, patient: &str, value: f64, when: &str) -> Value {

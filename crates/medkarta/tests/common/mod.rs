@@ -361,7 +361,16 @@ pub fn field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}")) + marker.len();
     let v = &html[start..start + html[start..].find('"').unwrap()];
-    v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    unescape(v)
+}
+
+/// HTML text as it was before escaping (named and the numeric entities templates use).
+pub fn unescape(v: &str) -> String {
+    [("&quot;", "\""), ("&#34;", "\""), ("&#39;", "'"), ("&lt;", "<"), ("&#60;", "<"), ("&gt;", ">"), ("&#62;", ">")]
+        .iter()
+        .fold(v.to_string(), |s, (from, to)| s.replace(from, to))
+        .replace("&#38;", "&")
+        .replace("&amp;", "&")
 }
 
 /// The PKCE verifier the [`Browser`] flows use.
