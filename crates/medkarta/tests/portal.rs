@@ -496,10 +496,13 @@ fn scenario(s: &Server) {
     let p = d.get("/portal/r/p-boris/summary");
     assert_eq!(p.status, 403, "{}", p.body);
     assert!(p.body.contains("согласие") && !p.body.contains("Тайный"), "{}", p.body);
-    for path in ["/portal/r/p-boris/record.pdf", "/portal/r/p-boris/documents/doc-boris.pdf"] {
+    for path in
+        ["/portal/r/p-boris/record.pdf", "/portal/r/p-boris/documents/doc-boris.pdf", "/portal/r/p-boris/health"]
+    {
         let p = d.get(path);
         assert_eq!(p.status, 403, "{path}: {}", p.body);
         assert!(!p.bytes.starts_with(b"%PDF") && !p.body.contains("Тайный"), "{path}");
+        assert!(p.body.contains("/portal/r/p-boris/request-access"), "{path}: the way to ask for access");
     }
 
     // a registrar: the demographics and appointments, nothing clinical

@@ -94,8 +94,8 @@ pub(crate) async fn record_pdf(
                 Some(&format!("/portal/r/{pid}/summary")),
             );
         }
-        if let Err(e) = ctx.read(&format!("Patient/{pid}")) {
-            return pages::refused(&ctx, &e);
+        if let Err(r) = pages::owner(&ctx, &pid) {
+            return *r;
         }
         let t = ctx.tr;
         let built: [Built; 6] = [
@@ -258,9 +258,9 @@ pub(crate) async fn document_page(
         if as_pdf && limited(&ctx) {
             return pages::message(lang, StatusCode::FORBIDDEN, "error.limited", Some(&back));
         }
-        let patient = match ctx.read(&format!("Patient/{pid}")) {
+        let patient = match pages::owner(&ctx, &pid) {
             Ok(patient) => patient,
-            Err(e) => return pages::refused(&ctx, &e),
+            Err(r) => return *r,
         };
         let c = match content(&ctx, &pid, &id) {
             Ok(c) => c,

@@ -391,8 +391,8 @@ pub(crate) async fn health(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     signed_in(p, headers, address, move |ctx| {
-        if let Err(e) = ctx.read(&format!("Patient/{pid}")) {
-            return refused(&ctx, &e);
+        if let Err(r) = crate::pages::owner(&ctx, &pid) {
+            return *r;
         }
         let test: String = q.get("test").map(|s| s.chars().take(40).collect()).unwrap_or_default();
         let notice = q.contains_key("added").then_some("health.saved");

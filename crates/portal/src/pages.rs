@@ -177,6 +177,16 @@ struct ConsentPage {
     pid: String,
 }
 
+/// The record's owner, read first by every page of a record: a record out of reach shows
+/// nothing of it; to a clinician outside care, the page to ask for access or break the glass.
+pub(crate) fn owner(ctx: &Ctx, pid: &str) -> Result<Value, Box<Response>> {
+    match ctx.read(&format!("Patient/{pid}")) {
+        Ok(patient) => Ok(patient),
+        Err(DataError::ConsentRequired) if ctx.own_patient().is_none() => Err(Box::new(consent_required(ctx, pid))),
+        Err(e) => Err(Box::new(refused(ctx, &e))),
+    }
+}
+
 /// A clinician outside care: the record is closed; ask the patient, or break the glass.
 pub(crate) fn consent_required(ctx: &Ctx, pid: &str) -> Response {
     let l = Layout::signed_in(ctx, ctx.tr.s("sharing.closed"), "/portal/patients", None);
@@ -303,10 +313,9 @@ pub(crate) async fn record(
         }
         // the record's owner first, read by id: a record out of reach shows nothing of
         // it, not an empty page; to a clinician outside care it is "consent required"
-        let name = match ctx.read(&format!("Patient/{pid}")) {
+        let name = match owner(&ctx, &pid) {
             Ok(patient) => view::name(&patient),
-            Err(DataError::ConsentRequired) if ctx.own_patient().is_none() => return consent_required(&ctx, &pid),
-            Err(e) => return refused(&ctx, &e),
+            Err(r) => return *r,
         };
         let built = match page {
             "summary" => summary(&ctx, &pid),
