@@ -823,6 +823,8 @@ fn health(backend: Backend) {
     assert!(page.body.contains("Личная норма 100–130") && page.body.contains("выше личной нормы"), "{}", page.body);
     let inbox = b.get("/portal/inbox");
     assert!(inbox.body.contains("Измеренное вами значение вне нормы"), "{}", inbox.body);
+    let summary = b.get("/portal/r/p-anna/summary");
+    assert!(summary.body.contains("Предупреждения") && summary.body.contains("выше личной нормы"), "{}", summary.body);
     // the GP is told too, and sees the alert over the API
     let gp = s.user_token(
         "gp-api",

@@ -351,7 +351,7 @@ fn build(ctx: &Ctx, pid: &str, test: &str, own: bool) -> Result<Charts, DataErro
 }
 
 /// The record's active alerts: text, since, id.
-fn flags(ctx: &Ctx, pid: &str) -> Result<Vec<(String, String, String)>, DataError> {
+pub(crate) fn flags(ctx: &Ctx, pid: &str) -> Result<Vec<(String, String, String)>, DataError> {
     Ok(ctx
         .search("Flag", &format!("patient={pid}&_sort=-date"), 200)?
         .iter()

@@ -470,7 +470,21 @@ pub(crate) fn summary(ctx: &Ctx, pid: &str) -> Built {
     let labs = ctx.search("Observation", &format!("patient={pid}&category=laboratory&_sort=-date&_count=10"), 10)?;
     let lab_rows = labs.iter().map(|o| result_row(o, &[], lang)).collect();
     let visit_rows = appointments(ctx, pid)?;
-    let sections = vec![
+    // the active alerts first, when there are any (each opens the health page)
+    let alerts: Vec<Vec<Cell>> = crate::health::flags(ctx, pid)?
+        .into_iter()
+        .map(|(text, since, _)| {
+            let mut what = cell(text);
+            what.href = Some(format!("/portal/r/{pid}/health"));
+            what.class = "out";
+            vec![cell(since), what]
+        })
+        .collect();
+    let mut sections = Vec::new();
+    if !alerts.is_empty() {
+        sections.push(section("health.alerts", &["col.date", "col.what"], alerts));
+    }
+    sections.extend([
         section("summary.conditions", &["col.condition", "col.status", "col.since", "col.plan"], condition_rows),
         section("summary.allergies", &["col.allergen", "col.criticality", "col.reaction"], allergy_rows),
         section(
@@ -480,7 +494,7 @@ pub(crate) fn summary(ctx: &Ctx, pid: &str) -> Built {
         ),
         section("summary.results", &["col.test", "col.value", "col.range", "col.date"], lab_rows),
         section("summary.appointments", &["col.when", "col.what", "col.status"], visit_rows),
-    ];
+    ]);
     Ok((view::name(&patient), facts, None, sections))
 }
 
