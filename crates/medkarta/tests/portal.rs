@@ -738,6 +738,20 @@ fn messages(backend: Backend) {
         Some(&spam.to_string()),
     );
     assert_eq!(sent.status, 403, "a patient cannot message another patient: {}", sent.text);
+    // nor by a transaction entry, nor a conditional create: the rule holds for every write
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": spam, "request": {"method": "POST", "url": "Communication"}}]});
+    let r = s.req_as(Some(&token), "POST", "", &[("Content-Type", "application/fhir+json")], Some(&bundle.to_string()));
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = s.req_as(
+        Some(&token),
+        "POST",
+        "Communication",
+        &[("Content-Type", "application/fhir+json"), ("If-None-Exist", "recipient=Patient/p-boris")],
+        Some(&spam.to_string()),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(s.get("Communication?recipient=Patient/p-boris").json()["total"], 0, "nothing stored");
     // another patient's portal cannot mark it read either
     let mut boris = Browser::new(&s.root());
     let done = boris.sign_in("boris", password, &mut secrets);
@@ -865,6 +879,10 @@ fn health(backend: Backend) {
     theirs.as_object_mut().unwrap().remove("id");
     theirs["subject"]["reference"] = json!("Patient/p-boris");
     assert_eq!(post(&theirs), 403, "into another record");
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": fake, "request": {"method": "POST", "url": "Observation"}}]});
+    let r = s.req_as(Some(&token), "POST", "", &[("Content-Type", "application/fhir+json")], Some(&bundle.to_string()));
+    assert_eq!(r.status, 403, "a laboratory result by a transaction entry: {}", r.text);
     let o2 = s.get("Observation/o-2").json();
     let mut changed = o2.clone();
     changed["valueQuantity"]["value"] = json!(5.0);
@@ -977,6 +995,14 @@ fn sharing(backend: Backend) {
     let bad =
         b.post("/portal/r/p-boris/sharing", &[("csrf", &csrf_b), ("actor", "Patient/p-anna"), ("kind", "permit")]);
     assert_eq!(bad.status, 422, "only clinicians and organisations are granted access");
+    let consents = || s.get("Consent?patient=p-boris&_summary=count").json()["total"].as_u64().unwrap();
+    let before = consents();
+    let bad = b.post(
+        "/portal/r/p-boris/sharing",
+        &[("csrf", &csrf_b), ("actor", "Organization/org-a"), ("kind", "permit"), ("until", "31.12.2099")],
+    );
+    assert_eq!(bad.status, 422, "an end that is not a date");
+    assert_eq!(consents(), before, "nothing stored by a refused form");
     let page = b.get("/portal/r/p-boris/sharing");
     let grant_path = page.body.split("action=\"/portal/r/p-boris/sharing/").nth(1).unwrap().split('"').next().unwrap();
     assert_eq!(
