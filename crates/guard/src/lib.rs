@@ -15,6 +15,7 @@
 //! here too ([`write`]), so that the REST engine, the domain services and the protocol
 //! adapters all store resources the same way.
 
+mod binary;
 pub mod consent;
 pub mod error;
 pub mod fhirpath_patch;
@@ -34,6 +35,7 @@ use fhir_model::ResourceType;
 use search::Query;
 use serde_json::Value;
 use store::Store;
+use store::blob::BlobStore;
 
 pub use error::{FhirError, FhirResult};
 pub use policy::{Access, Consents};
@@ -117,6 +119,8 @@ struct Inner {
     audit: Arc<AuditLog>,
     settings: Settings,
     rules: rules::Rules,
+    /// Where the content of Binary resources goes (`None`: it stays in the resource).
+    blobs: Option<Arc<dyn BlobStore>>,
 }
 
 /// The guard of one store (cheap to clone).
@@ -128,7 +132,18 @@ pub struct Guard {
 impl Guard {
     /// The guard over `store`, recording into `audit` (a log of the same store).
     pub fn new(store: Arc<dyn Store>, audit: Arc<AuditLog>, settings: Settings, rules: rules::Rules) -> Self {
-        Guard { inner: Arc::new(Inner { store, audit, settings, rules }) }
+        Guard { inner: Arc::new(Inner { store, audit, settings, rules, blobs: None }) }
+    }
+
+    /// [`Guard::new`], with the content of Binary resources kept in `blobs`.
+    pub fn with_blobs(
+        store: Arc<dyn Store>,
+        audit: Arc<AuditLog>,
+        settings: Settings,
+        rules: rules::Rules,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Self {
+        Guard { inner: Arc::new(Inner { store, audit, settings, rules, blobs: Some(blobs) }) }
     }
 
     /// The guard over `store` with an audit log without checkpoint signer, the default
@@ -340,8 +355,13 @@ impl Handle {
         let access = self.authorize(Interaction::Read, rt)?;
         match self.store().read(rt.as_str(), id)? {
             None => Ok(None),
-            Some(s) => self.checked(&access, s).map(Some),
+            Some(s) => self.checked(&access, s).and_then(|s| self.with_content(s)).map(Some),
         }
+    }
+
+    /// A Binary with its content (see [`binary`]); other resources as they are.
+    fn with_content(&self, s: StoredResource) -> FhirResult<StoredResource> {
+        if s.resource_type == "Binary" { binary::inline(self, s) } else { Ok(s) }
     }
 
     /// Read one version; a version out of reach is refused.
@@ -349,7 +369,7 @@ impl Handle {
         let access = self.authorize(Interaction::Read, rt)?;
         match self.store().read_version(rt.as_str(), id, version)? {
             None => Ok(None),
-            Some(s) => self.checked(&access, s).map(Some),
+            Some(s) => self.checked(&access, s).and_then(|s| self.with_content(s)).map(Some),
         }
     }
 

@@ -270,10 +270,9 @@ pub fn patients_of(resource: &Value) -> Option<Vec<String>> {
     }
     if rt == "Binary" {
         // outside the compartment, a Binary is the record of the patient its
-        // securityContext names; without one (or naming anything else) it is no one's,
-        // and only those who reach every Binary see it
-        let context = resource.pointer("/securityContext/reference").and_then(Value::as_str).unwrap_or_default();
-        return Some(context.strip_prefix("Patient/").map(str::to_string).into_iter().collect());
+        // securityContext leads to (found at each write, see `crate::binary`); without one
+        // it is no one's, and only those who reach every Binary see it
+        return Some(store::blob::binary_owner(resource).map(str::to_string).into_iter().collect());
     }
     let params = fhir_spec::spec().patient_compartment_params(rt);
     if params.is_empty() || DIRECTORY_TYPES.contains(&rt) {

@@ -50,6 +50,8 @@ pub struct Change<'a> {
     pub before: Option<&'a Value>,
     /// The new version (`None`: a deletion).
     pub after: Option<&'a Value>,
+    /// A Binary's new content (kept outside its JSON, see the guard's blob store).
+    pub content: Option<&'a [u8]>,
 }
 
 /// A domain rule over the writes of some resource types.
@@ -106,6 +108,7 @@ impl Rules {
         id: &str,
         before: Option<&Value>,
         after: Option<&Value>,
+        content: Option<&[u8]>,
     ) -> FhirResult<()> {
         let Some(rules) = self.by_type.get(rt.as_str()) else { return Ok(()) };
         let owner = format!("{rt}/{id}");
@@ -127,7 +130,7 @@ impl Rules {
             }
             tx.depth += 1;
             let was = tx.set_privileged(true);
-            let checked = rule.check(tx, &Change { resource_type: rt, id, before, after });
+            let checked = rule.check(tx, &Change { resource_type: rt, id, before, after, content });
             tx.set_privileged(was);
             tx.depth -= 1;
             checked?;

@@ -81,6 +81,17 @@ impl<'h> WriteTx<'h> {
         Ok(stored)
     }
 
+    /// The current version as stored, without the caller's checks (for the guard's own
+    /// decisions about a write, never handed to the caller).
+    pub(crate) fn read_unchecked(&mut self, rt: ResourceType, id: &str) -> FhirResult<Option<StoredResource>> {
+        Ok(self.tx.read(rt.as_str(), id)?)
+    }
+
+    /// The form a blob of `owner`'s record is stored in (see [`store::Tx::seal_blob`]).
+    pub(crate) fn seal_blob(&mut self, owner: Option<&str>, id: &str, bytes: &[u8]) -> FhirResult<Vec<u8>> {
+        Ok(self.tx.seal_blob(owner, id, bytes)?)
+    }
+
     /// The ids matching a query within the caller's reach (conditional criteria and
     /// references).
     pub fn search_ids(&mut self, q: &Query, limit: usize) -> FhirResult<Vec<String>> {
@@ -96,8 +107,14 @@ impl<'h> WriteTx<'h> {
         Ok(self.tx.lock_key(key)?)
     }
 
-    /// Store a version (`body`: its JSON, `None` for a deletion) after the checks.
-    pub(crate) fn write_version(&mut self, v: &NewVersion<'_>, body: Option<&Value>) -> FhirResult<()> {
+    /// Store a version (`body`: its JSON, `None` for a deletion; `content`: a Binary's
+    /// bytes going to the blob store) after the checks.
+    pub(crate) fn write_version(
+        &mut self,
+        v: &NewVersion<'_>,
+        body: Option<&Value>,
+        content: Option<&[u8]>,
+    ) -> FhirResult<()> {
         let rt = ResourceType::parse(v.resource_type).ok_or_else(FhirError::internal)?;
         let h = self.h;
         let rules = &h.guard.inner.rules;
@@ -131,7 +148,7 @@ impl<'h> WriteTx<'h> {
             }
         }
         if ruled {
-            rules.enforce(self, rt, v.id, before.as_ref(), body)?;
+            rules.enforce(self, rt, v.id, before.as_ref(), body, content)?;
         }
         self.tx.write(v)?;
         let (kind, action) = match (v.method, body) {

@@ -418,7 +418,7 @@ fn delete(tx: &mut WriteTx<'_>, rt: ResourceType, id: &str, if_match: Option<&st
                 body: None,
                 index: &[],
             };
-            tx.write_version(&v, None)?;
+            tx.write_version(&v, None, None)?;
             Ok(Written { version: c.version + 1, last_updated, ..nothing })
         }
     }
@@ -440,6 +440,8 @@ fn store_version(
     mut resource: Value,
     index: Option<Vec<IndexEntry>>,
 ) -> FhirResult<Written> {
+    let content =
+        if v.rt.as_str() == "Binary" { crate::binary::prepare(tx, v.id, v.number, &mut resource)? } else { None };
     let last_updated = now_micros();
     stamp(&mut resource, v.number, last_updated);
     let index = match index {
@@ -456,7 +458,10 @@ fn store_version(
         body: Some(&body),
         index: &index,
     };
-    tx.write_version(&nv, Some(&resource))?;
+    tx.write_version(&nv, Some(&resource), content.as_ref().map(crate::binary::Content::bytes))?;
+    if let Some(c) = content {
+        crate::binary::put(tx, c)?;
+    }
     Ok(Written {
         status: v.status,
         resource_type: v.rt,

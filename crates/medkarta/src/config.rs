@@ -23,6 +23,14 @@ pub struct StoreArgs {
     /// MEDKARTA_MASTER_KEYS (id:base64,...) supplies the master keys instead of the file
     #[arg(long, global = true, env = "MEDKARTA_KEYS", value_name = "DIR")]
     pub keys: Option<PathBuf>,
+    /// Where the content of documents and images (Binary resources) is kept: `file` (a
+    /// directory, --blob-dir) or `database` (PostgreSQL's, shared by every server host)
+    /// [default: database with PostgreSQL, file with SQLite]
+    #[arg(long, global = true, env = "MEDKARTA_BLOB_STORE", value_name = "file|database")]
+    pub blob_store: Option<String>,
+    /// Directory of the file blob store [default: <data>/blobs]
+    #[arg(long, global = true, env = "MEDKARTA_BLOB_DIR", value_name = "DIR")]
+    pub blob_dir: Option<PathBuf>,
     /// Store new resource versions unencrypted (encrypted ones are still read); for
     /// deployments that encrypt the whole disk and measure the difference
     #[arg(long, global = true, env = "MEDKARTA_NO_ENCRYPTION")]
@@ -33,7 +41,7 @@ pub struct StoreArgs {
     /// rate_limit_address, rate_limit_account, password_hash_threads, lockout_max_minutes,
     /// header_timeout, body_timeout, portal_idle_minutes, portal_session_hours,
     /// smtp_url, smtp_from, sms_webhook_url, sms_webhook_auth, job_workers,
-    /// job_retry_seconds
+    /// job_retry_seconds, blob_store, blob_dir, upload_max_mb
     #[arg(long, global = true, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -140,6 +148,9 @@ pub struct ServeArgs {
     /// at each failure, up to an hour [default: 10]
     #[arg(long, env = "MEDKARTA_JOB_RETRY_SECONDS", value_name = "SECONDS")]
     pub job_retry_seconds: Option<u64>,
+    /// The largest file a patient may add to their record, in MB [default: 10]
+    #[arg(long, env = "MEDKARTA_UPLOAD_MAX_MB", value_name = "MB")]
+    pub upload_max_mb: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -175,6 +186,9 @@ struct FileConfig {
     sms_webhook_auth: Option<String>,
     job_workers: Option<usize>,
     job_retry_seconds: Option<u64>,
+    blob_store: Option<String>,
+    blob_dir: Option<PathBuf>,
+    upload_max_mb: Option<usize>,
 }
 
 /// A secret setting: never shown by `Debug` (settings may be logged).
@@ -225,6 +239,17 @@ pub struct Settings {
     pub job_workers: usize,
     /// Seconds before the first retry of a failed job.
     pub job_retry: u64,
+    /// Where Binary content is kept.
+    pub blobs: BlobSetting,
+    /// The largest file a patient may add (bytes).
+    pub upload_max: usize,
+}
+
+/// Where the content of Binary resources is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobSetting {
+    File(PathBuf),
+    Database,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -255,6 +280,19 @@ impl Settings {
         let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
         let base_url = args.base_url.clone().or(file.base_url);
         let data = args.store.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from("medkarta-data"));
+        let blobs = {
+            let database = args.store.database.is_some() || file.database.is_some();
+            let dir = args.store.blob_dir.clone().or(file.blob_dir);
+            match args.store.blob_store.clone().or(file.blob_store).as_deref() {
+                Some("database") if !database => {
+                    return Err("--blob-store database: only with PostgreSQL (--database URL)".into());
+                }
+                Some("database") => BlobSetting::Database,
+                None if database && dir.is_none() => BlobSetting::Database,
+                Some("file") | None => BlobSetting::File(dir.unwrap_or_else(|| data.join("blobs"))),
+                Some(other) => return Err(format!("--blob-store {other}: file or database")),
+            }
+        };
         Ok(Settings {
             keys: args.store.keys.clone().or(file.keys).unwrap_or_else(|| data.join("keys")),
             data,
@@ -348,6 +386,12 @@ impl Settings {
                 Some(n @ 1..=3600) => n,
                 Some(n) => return Err(format!("--job-retry-seconds {n}: from 1 to 3600")),
             },
+            blobs,
+            upload_max: match args.upload_max_mb.or(file.upload_max_mb) {
+                None => 10 << 20,
+                Some(n @ 1..=100) => n << 20,
+                Some(n) => return Err(format!("--upload-max-mb {n}: from 1 to 100")),
+            },
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
@@ -385,6 +429,7 @@ impl Settings {
             sms_webhook_auth: None,
             job_workers: None,
             job_retry_seconds: None,
+            upload_max_mb: None,
         })
     }
 
@@ -411,6 +456,7 @@ impl Settings {
         let mut c = portal::PortalConfig::new(origin);
         c.idle_seconds = self.portal_idle;
         c.lifetime_seconds = self.portal_lifetime;
+        c.upload_max = self.upload_max;
         c
     }
 

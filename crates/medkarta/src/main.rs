@@ -217,6 +217,19 @@ pub(crate) fn open_store(s: &Settings) -> Result<Arc<dyn Store>, String> {
     Ok(Arc::new(vault::SealedStore::new(open_database(s)?, vault)))
 }
 
+/// Where the content of Binary resources is kept.
+pub(crate) fn open_blobs(s: &Settings) -> Result<Arc<dyn store::blob::BlobStore>, String> {
+    match (&s.blobs, &s.database) {
+        (config::BlobSetting::Database, Some(url)) => {
+            store_postgres::blob::PgBlobs::open(url).map(|b| Arc::new(b) as _).map_err(|e| e.to_string())
+        }
+        (config::BlobSetting::File(dir), _) => {
+            store::blob::FileBlobs::open(dir).map(|b| Arc::new(b) as _).map_err(|e| e.to_string())
+        }
+        (config::BlobSetting::Database, None) => Err("the database blob store needs PostgreSQL".into()),
+    }
+}
+
 /// The configured database as it is (no encryption layer).
 pub(crate) fn open_database(s: &Settings) -> Result<Arc<dyn Store>, String> {
     match &s.database {
@@ -253,7 +266,8 @@ pub(crate) fn engine(
     rules.register(Arc::new(notify::DeliveryRule));
     rules.register(Arc::new(notify::AccessRequestRule));
     rules.register(Arc::new(tracking::TrackingRule));
-    let guard = guard::Guard::new(store.clone(), log, policy, rules);
+    rules.register(Arc::new(documents::DocumentRule { max_bytes: s.upload_max }));
+    let guard = guard::Guard::with_blobs(store.clone(), log, policy, rules, open_blobs(s)?);
     let engine = fhir_rest::Engine::new(guard, config, fhir_rest::operations::Operations::standard());
     Ok((engine, store))
 }

@@ -86,6 +86,34 @@ impl Browser {
         self.take(r)
     }
 
+    /// Post a document form as a browser does (`multipart/form-data`).
+    fn upload(&mut self, path: &str, fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> Page {
+        let boundary = "----medkartaTestBoundary7MA4YWxk";
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes(),
+            );
+        }
+        let (name, kind, bytes) = file;
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let r = self
+            .agent
+            .post(&self.url(path))
+            .header("Cookie", &self.cookie_header())
+            .header("Content-Type", &format!("multipart/form-data; boundary={boundary}"))
+            .send(&body[..])
+            .unwrap();
+        self.take(r)
+    }
+
     /// Follow redirects from a page to the first that is not one.
     fn follow(&mut self, mut page: Page) -> Page {
         for _ in 0..10 {
@@ -1127,4 +1155,158 @@ fn portal_on_sqlite() {
 #[test]
 fn portal_on_postgres() {
     scenario(&Server::start(Backend::Postgres(PgDatabase::create()), &["--rate-limit-account", "100"]));
+}
+
+/// The number of documents in a record.
+fn documents_of(s: &Server, pid: &str) -> u64 {
+    s.get(&format!("DocumentReference?patient={pid}&_summary=count")).json()["total"].as_u64().unwrap()
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(files_under(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+/// Documents a person adds from the documents page: the file becomes a DocumentReference
+/// and its Binary in the record, the Binary's content in the blob store sealed with the
+/// patient's key (not in the resource table, not readable on disk), the type known by the
+/// content; the clinician in care reads it over the API, other patients never. Refused and
+/// storing nothing: a post without the CSRF token, a page disguised as an image, an empty
+/// file, one over the limit, another person's record, a limited account.
+fn uploads(backend: Backend) {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let s = Server::start(backend, &["--rate-limit-account", "100", "--upload-max-mb", "1"]);
+    let password = seed(&s);
+    let mut secrets = HashMap::new();
+    let mut a = Browser::new(&s.root());
+    let done = a.sign_in("anna", password, &mut secrets);
+    a.follow(done);
+    let page = a.get("/portal/r/p-anna/documents");
+    assert!(page.body.contains("enctype=\"multipart/form-data\"") && page.body.contains("1 МБ"), "{}", page.body);
+    let csrf = field(&page.body, "csrf");
+    let before = documents_of(&s, "p-anna");
+
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice("метка-снимка-4417".as_bytes());
+    png.extend(std::iter::repeat_n(7u8, 5000));
+    let form = |title| [("csrf", csrf.as_str()), ("title", title), ("date", "2026-11-30")];
+    let added =
+        a.upload("/portal/r/p-anna/documents", &form("Снимок руки"), ("C:\\scans\\рука.png", "image/png", &png));
+    assert_eq!(added.status, 303, "{}", added.body);
+    let doc_path = added.location.clone().unwrap();
+    assert!(doc_path.starts_with("/portal/r/p-anna/documents/"), "{doc_path}");
+    let doc = a.get(&doc_path);
+    assert_eq!(doc.status, 200);
+    assert!(doc.body.contains("Снимок руки") && doc.body.contains("рука.png"), "{}", doc.body);
+    assert!(doc.body.contains(&format!("<img src=\"{doc_path}/files/1\"")), "{}", doc.body);
+    let file = a.get(&format!("{doc_path}/files/1"));
+    assert_eq!(file.status, 200);
+    assert_eq!(file.bytes, png, "the file as it was added");
+    assert_eq!(file.headers["content-type"], "image/png");
+    assert!(file.headers["content-security-policy"].contains("sandbox"));
+    assert!(a.get("/portal/r/p-anna/documents").body.contains("Снимок руки"));
+
+    // over the API: the clinician in care reads the document and its file
+    let api = s.user_token("gp-api", "doctor", &["--organization", "Organization/org-a"]);
+    let doc_id = doc_path.rsplit('/').next().unwrap();
+    let d = s.req_as(Some(&api), "GET", &format!("DocumentReference/{doc_id}"), &[], None).json();
+    assert_eq!(d["author"][0]["reference"], "Patient/p-anna");
+    assert_eq!(d["category"][0]["coding"][0]["code"], "upload");
+    let attachment = &d["content"][0]["attachment"];
+    assert_eq!(
+        (attachment["contentType"].as_str(), attachment["size"].as_u64()),
+        (Some("image/png"), Some(png.len() as u64))
+    );
+    assert_eq!(attachment["creation"], "2026-11-30");
+    let binary = attachment["url"].as_str().unwrap().to_string();
+    let bin = s.req_as(Some(&api), "GET", &binary, &[], None);
+    assert_eq!(bin.status, 200);
+    let bin = bin.json();
+    assert_eq!(bin["data"].as_str(), Some(b64(&png).as_str()));
+    assert_eq!(bin["securityContext"]["reference"], format!("DocumentReference/{doc_id}"));
+    // outside the resource table, sealed: the content is nowhere on disk or in the database as it was
+    if s.is_postgres() {
+        assert_eq!(s.sql_text("SELECT count(*)::text FROM medkarta_blob"), "1");
+        assert_eq!(
+            s.sql_text(
+                "SELECT count(*)::text FROM medkarta_blob WHERE position(convert_to('метка-снимка-4417', 'UTF8') in data) > 0"
+            ),
+            "0"
+        );
+    } else {
+        let data = std::path::PathBuf::from(&s.store_args()[1]);
+        let blobs = files_under(&data.join("blobs"));
+        assert_eq!(blobs.len(), 1, "{blobs:?}");
+        let marker = "метка-снимка-4417".as_bytes();
+        for f in files_under(&data) {
+            let bytes = std::fs::read(&f).unwrap_or_default();
+            assert!(!bytes.windows(marker.len()).any(|w| w == marker), "{} holds the file as it was", f.display());
+        }
+    }
+
+    // a PDF: its document's PDF is the file itself
+    let added =
+        a.upload("/portal/r/p-anna/documents", &form("Выписка"), ("vypiska.pdf", "application/pdf", STORED_PDF));
+    assert_eq!(added.status, 303, "{}", added.body);
+    let pdf = a.get(&format!("{}.pdf", added.location.unwrap()));
+    assert_eq!((pdf.status, pdf.bytes.as_slice()), (200, STORED_PDF));
+    assert_eq!(documents_of(&s, "p-anna"), before + 2);
+
+    // refused, and nothing stored
+    let html = b"<html><script>alert(1)</script></html>";
+    for (fields, file, status, says) in [
+        (vec![("csrf", "forged"), ("title", "x")], ("a.png", "image/png", &png[..]), 403, "Форма устарела"),
+        (form("Страница").to_vec(), ("a.png", "image/png", &html[..]), 415, "PDF, JPEG или PNG"),
+        (form("Пусто").to_vec(), ("a.png", "image/png", &b""[..]), 422, "Файл не выбран"),
+        (form("").to_vec(), ("a.png", "image/png", &png[..]), 422, "Укажите"),
+    ] {
+        let r = a.upload("/portal/r/p-anna/documents", &fields, file);
+        assert_eq!(r.status, status, "{}", r.body);
+        assert!(r.body.contains(says), "{}", r.body);
+    }
+    let mut big = b"%PDF-1.7\n".to_vec();
+    big.resize((1 << 20) + 1, b' ');
+    let r = a.upload("/portal/r/p-anna/documents", &form("Большой"), ("big.pdf", "application/pdf", &big));
+    assert_eq!(r.status, 413, "{}", r.body);
+    let r = a.upload("/portal/r/p-boris/documents", &form("Чужое"), ("a.png", "image/png", &png));
+    assert_ne!(r.status, 303, "{}", r.body);
+    assert_eq!(documents_of(&s, "p-anna"), before + 2);
+    assert_eq!(documents_of(&s, "p-boris"), 1);
+
+    // another patient never reads it, through the portal or the API
+    let mut b = Browser::new(&s.root());
+    let done = b.sign_in("boris", password, &mut secrets);
+    b.follow(done);
+    assert_ne!(b.get(&format!("{doc_path}/files/1")).status, 200);
+    assert_ne!(b.get(&doc_path).status, 200);
+    let boris = s.user_token("boris-api", "patient", &["--patient", "Patient/p-boris"]);
+    assert_ne!(s.req_as(Some(&boris), "GET", &binary, &[], None).status, 200);
+
+    // limited rights: no form, no upload, no file
+    let mut l = Browser::new(&s.root());
+    let done = l.sign_in("anna-limited", password, &mut secrets);
+    l.follow(done);
+    let page = l.get("/portal/r/p-anna/documents");
+    assert!(!page.body.contains("multipart/form-data"));
+    let csrf = field(&page.body, "csrf");
+    let r = l.upload("/portal/r/p-anna/documents", &[("csrf", &csrf), ("title", "x")], ("a.png", "image/png", &png));
+    assert_eq!(r.status, 403);
+    assert_eq!(l.get(&format!("{doc_path}/files/1")).status, 403);
+    assert_eq!(documents_of(&s, "p-anna"), before + 2);
+}
+
+#[test]
+fn uploads_on_sqlite() {
+    uploads(Backend::Sqlite(tempfile::tempdir().unwrap()));
+}
+
+#[test]
+fn uploads_on_postgres() {
+    uploads(Backend::Postgres(PgDatabase::create()));
 }

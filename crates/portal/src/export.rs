@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use documents::FileType;
 use serde_json::Value;
 
 use crate::i18n::Tr;
@@ -145,6 +146,18 @@ fn attachment(ctx: &Ctx, a: &Value) -> Result<Option<(String, Vec<u8>)>, DataErr
     Ok(Some((kind(&binary["contentType"]), data)))
 }
 
+/// The `n`th file (from 0) of document `doc` of record `pid`, read as the caller: its
+/// name and bytes.
+pub(crate) fn file(ctx: &Ctx, pid: &str, doc: &str, n: usize) -> Result<(String, Vec<u8>), DataError> {
+    let d = ctx.read(&format!("DocumentReference/{doc}"))?;
+    if d["subject"]["reference"].as_str() != Some(&format!("Patient/{pid}")) {
+        return Err(DataError::NotFound);
+    }
+    let a = &d["content"][n]["attachment"];
+    let (_, bytes) = attachment(ctx, a)?.ok_or(DataError::NotFound)?;
+    Ok((a["title"].as_str().unwrap_or("").to_string(), bytes))
+}
+
 /// HTML as plain text: the tags dropped, block ends as line breaks, the common
 /// entities decoded.
 fn html_text(html: &str) -> String {
@@ -173,6 +186,8 @@ struct Content {
     facts: Vec<(&'static str, String)>,
     text: Vec<String>,
     others: Vec<String>,
+    /// Files shown or opened as they are: (link, name, an image).
+    files: Vec<(String, String, bool)>,
     original_pdf: Option<Vec<u8>>,
 }
 
@@ -214,10 +229,19 @@ fn content(ctx: &Ctx, pid: &str, id: &str) -> Result<Content, DataError> {
         t.opt(&format!("status.{}", d["status"].as_str().unwrap_or(""))).unwrap_or("").to_string(),
     ));
     facts.retain(|(_, v)| !v.is_empty());
-    let mut c = Content { title, facts, text: Vec::new(), others: Vec::new(), original_pdf: None };
-    for item in d["content"].as_array().into_iter().flatten() {
+    let mut c = Content { title, facts, text: Vec::new(), others: Vec::new(), files: Vec::new(), original_pdf: None };
+    for (n, item) in d["content"].as_array().into_iter().flatten().enumerate() {
         let a = &item["attachment"];
         let label = a["title"].as_str().unwrap_or("").to_string();
+        let declared = a["contentType"].as_str().and_then(FileType::of_mime);
+        if let Some(kind) = declared {
+            let name = if label.is_empty() { format!("{}.{}", c.title, kind.extension()) } else { label.clone() };
+            let href = format!("/portal/r/{pid}/documents/{id}/files/{}", n + 1);
+            c.files.push((href, name, kind != FileType::Pdf));
+            if kind != FileType::Pdf {
+                continue; // an image is not read for its page: the browser asks for it
+            }
+        }
         match attachment(ctx, a)? {
             Some((kind, bytes)) if kind.starts_with("text/") => {
                 let mut s = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_TEXT)]).into_owned();
@@ -227,7 +251,6 @@ fn content(ctx: &Ctx, pid: &str, id: &str) -> Result<Content, DataError> {
                 c.text.push(s.replace("\r\n", "\n"));
             }
             Some((kind, bytes)) if kind == "application/pdf" && bytes.starts_with(b"%PDF-") => {
-                c.others.push(format!("{} (PDF)", if label.is_empty() { &c.title } else { &label }));
                 c.original_pdf.get_or_insert(bytes);
             }
             Some((kind, _)) => c.others.push(format!("{label} ({kind})").trim().to_string()),
@@ -269,7 +292,9 @@ pub(crate) async fn document_page(
         let t = ctx.tr;
         if !as_pdf {
             let download = (!limited(&ctx)).then(|| format!("/portal/r/{pid}/documents/{id}.pdf"));
-            return pages::document_view(&ctx, &pid, c.title, c.facts, c.text, c.others, download);
+            let parts =
+                pages::DocumentParts { title: c.title, facts: c.facts, body: c.text, others: c.others, files: c.files };
+            return pages::document_view(&ctx, &pid, parts, download);
         }
         if let Some(original) = c.original_pdf {
             return pdf_response(original, &format!("medkarta-{id}.pdf"));

@@ -15,6 +15,7 @@ mod pages;
 mod pdf;
 mod session;
 mod signin;
+mod upload;
 mod view;
 
 use std::sync::Arc;
@@ -43,15 +44,19 @@ pub struct PortalConfig {
     pub idle_seconds: u64,
     /// A session ends this long (seconds) after sign-in, used or not.
     pub lifetime_seconds: u64,
+    /// The largest file a person may add to a record (bytes).
+    pub upload_max: usize,
 }
 
 impl PortalConfig {
-    /// The defaults for a server at `origin`: 15 minutes idle, 12 hours at most.
+    /// The defaults for a server at `origin`: 15 minutes idle, 12 hours at most, files
+    /// up to 10 MB.
     pub fn new(origin: &str) -> PortalConfig {
         PortalConfig {
             origin: origin.trim_end_matches('/').to_string(),
             idle_seconds: 15 * 60,
             lifetime_seconds: 12 * 3600,
+            upload_max: 10 << 20,
         }
     }
 
@@ -103,8 +108,10 @@ pub fn router(engine: Engine, dir: Arc<Directory>, cfg: PortalConfig) -> Router 
         .route("/portal/r/{pid}/request-access", post(access::request_access))
         .route("/portal/r/{pid}/break-glass", post(access::break_glass))
         .route("/portal/r/{pid}/flags/{id}/ack", post(health::acknowledge))
+        .route("/portal/r/{pid}/documents", get(pages::documents_page).post(upload::add))
         .route("/portal/r/{pid}/{page}", get(pages::record))
         .route("/portal/r/{pid}/documents/{doc}", get(export::document_page))
+        .route("/portal/r/{pid}/documents/{doc}/files/{n}", get(upload::file))
         .route("/portal/{*rest}", get(pages::not_found))
         .with_state(state)
 }

@@ -162,11 +162,31 @@ struct RecordPage {
     /// A document's text, paragraph by paragraph, and its other attachments.
     body: Vec<String>,
     others: Vec<String>,
+    /// A document's files: (link, name, shown as an image).
+    files: Vec<(String, String, bool)>,
+    /// The form to add a document (the documents page).
+    upload: Option<UploadForm>,
+}
+
+/// The form to add a document to the record.
+struct UploadForm {
+    action: String,
+    max_mb: usize,
 }
 
 impl RecordPage {
     fn new(l: Layout, facts: Vec<(&'static str, String)>, filter: Option<Filter>, sections: Vec<Section>) -> Self {
-        RecordPage { l, facts, filter, sections, download: None, body: Vec::new(), others: Vec::new() }
+        RecordPage {
+            l,
+            facts,
+            filter,
+            sections,
+            download: None,
+            body: Vec::new(),
+            others: Vec::new(),
+            files: Vec::new(),
+            upload: None,
+        }
     }
 }
 
@@ -288,6 +308,17 @@ pub(crate) fn refused(ctx: &Ctx, e: &DataError) -> Response {
     }
 }
 
+/// `GET /portal/r/{pid}/documents` (a route of its own: documents are also posted there).
+pub(crate) async fn documents_page(
+    state: State<Portal>,
+    headers: HeaderMap,
+    address: Address,
+    Path(pid): Path<String>,
+    query: Query<HashMap<String, String>>,
+) -> Response {
+    record(state, headers, address, Path((pid, "documents".to_string())), query).await
+}
+
 /// `GET /portal/r/{pid}/{page}`: a page of a record.
 pub(crate) async fn record(
     State(p): State<Portal>,
@@ -338,6 +369,12 @@ pub(crate) async fn record(
                 let mut view = RecordPage::new(l, facts, filter, sections);
                 if page == "summary" && !ctx.caller.grant.as_ref().is_some_and(|g| g.limited) {
                     view.download = Some((format!("/portal/r/{pid}/record.pdf"), "pdf.whole_record"));
+                }
+                if page == "documents" && crate::upload::may_upload(&ctx) {
+                    view.upload = Some(UploadForm {
+                        action: format!("/portal/r/{pid}/documents"),
+                        max_mb: ctx.portal.cfg.upload_max >> 20,
+                    });
                 }
                 render(StatusCode::OK, &view)
             }
@@ -769,21 +806,26 @@ pub(crate) fn documents(ctx: &Ctx, pid: &str) -> Built {
     one_table(t, "documents.title", &["col.date", "col.kind", "col.description", "col.status"], rows)
 }
 
+/// What a document's page shows.
+pub(crate) struct DocumentParts {
+    pub title: String,
+    pub facts: Vec<(&'static str, String)>,
+    /// Its text, paragraph by paragraph.
+    pub body: Vec<String>,
+    /// Attachments neither shown nor opened here.
+    pub others: Vec<String>,
+    /// Files opened as they are: (link, name, an image).
+    pub files: Vec<(String, String, bool)>,
+}
+
 /// A document's own page: its details, its text, its other attachments, a PDF of it.
-pub(crate) fn document_view(
-    ctx: &Ctx,
-    pid: &str,
-    title: String,
-    facts: Vec<(&'static str, String)>,
-    body: Vec<String>,
-    others: Vec<String>,
-    download: Option<String>,
-) -> Response {
+pub(crate) fn document_view(ctx: &Ctx, pid: &str, d: DocumentParts, download: Option<String>) -> Response {
     let back = format!("/portal/r/{pid}/documents");
-    let l = Layout::signed_in(ctx, &title, &back, Some((pid, "documents")));
-    let mut page = RecordPage::new(l, facts, None, Vec::new());
-    page.body = body;
-    page.others = others;
+    let l = Layout::signed_in(ctx, &d.title, &back, Some((pid, "documents")));
+    let mut page = RecordPage::new(l, d.facts, None, Vec::new());
+    page.body = d.body;
+    page.others = d.others;
+    page.files = d.files;
     page.download = download.map(|href| (href, "pdf.document"));
     render(StatusCode::OK, &page)
 }

@@ -76,6 +76,16 @@ impl Ctx {
         self.portal.engine.handle(&req)
     }
 
+    /// The signed-in caller's handle on the guard, for a domain service's operation (its
+    /// writes checked and audited as the caller's).
+    pub fn handle(&self) -> Result<fhir_rest::Handle, DataError> {
+        let principal = Principal::Token(Box::new(self.caller.clone()));
+        self.portal.engine.guard().admit(principal, self.address.clone(), None, "", "").map_err(|e| {
+            tracing::error!("the portal's caller was not admitted: {}", e.status);
+            DataError::Failed(e.status)
+        })
+    }
+
     /// A resource by its path (`Patient/123`).
     pub fn read(&self, path: &str) -> Result<Value, DataError> {
         let r = self.fhir(Method::Get, path, "");

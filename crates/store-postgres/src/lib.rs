@@ -7,6 +7,7 @@
 //! a transaction-scoped advisory lock on their criteria. Unrelated writes never wait on
 //! each other.
 
+pub mod blob;
 mod pool;
 
 use std::error::Error as _;

@@ -616,3 +616,35 @@ pub fn audit_log_chains_concurrent_appends(store: &(dyn Store + Sync)) {
     let head = store.audit(&AuditQuery::Head).unwrap();
     assert_eq!(head[0].link.as_ref().map(|l| l.0), Some(expected as i64));
 }
+
+/// A blob store: what is put is read back byte for byte (every byte value, empty and
+/// large blobs), a put under the same id replaces it, an unknown id is `None`, ids that
+/// could name anything else are refused, and concurrent puts of distinct ids all land.
+pub fn blob_store(blobs: &(dyn store::blob::BlobStore + Sync)) {
+    let every_byte: Vec<u8> = (0..=255u8).cycle().take(3 * 1024 * 1024 + 7).collect();
+    blobs.put("0190f2a4-aaaa-7000-8000-000000000001", &every_byte).unwrap();
+    blobs.put("0190f2a4-aaaa-7000-8000-000000000002", b"").unwrap();
+    assert_eq!(blobs.get("0190f2a4-aaaa-7000-8000-000000000001").unwrap().as_deref(), Some(&every_byte[..]));
+    assert_eq!(blobs.get("0190f2a4-aaaa-7000-8000-000000000002").unwrap().as_deref(), Some(&b""[..]));
+    assert_eq!(blobs.get("0190f2a4-aaaa-7000-8000-000000000003").unwrap(), None);
+    blobs.put("0190f2a4-aaaa-7000-8000-000000000002", b"second").unwrap();
+    assert_eq!(blobs.get("0190f2a4-aaaa-7000-8000-000000000002").unwrap().as_deref(), Some(&b"second"[..]));
+    for bad in ["../escape", "a/b", ".x", ""] {
+        assert!(blobs.put(bad, b"x").is_err(), "{bad}");
+        assert!(blobs.get(bad).is_err(), "{bad}");
+    }
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            s.spawn(move || {
+                for i in 0..10 {
+                    blobs.put(&format!("t{t}-{i}"), format!("{t}/{i}").as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    for t in 0..8 {
+        for i in 0..10 {
+            assert_eq!(blobs.get(&format!("t{t}-{i}")).unwrap(), Some(format!("{t}/{i}").into_bytes()));
+        }
+    }
+}

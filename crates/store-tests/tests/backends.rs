@@ -45,6 +45,35 @@ both!(
 );
 
 #[test]
+fn file_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    blob_store(&store::blob::FileBlobs::open(&dir.path().join("blobs")).unwrap());
+    // nothing but the blobs is left behind (no temporary files)
+    let files = walk(dir.path());
+    assert_eq!(files.len(), 82, "{files:?}");
+    assert!(files.iter().all(|f| !f.file_name().unwrap().to_string_lossy().starts_with('.')));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[test]
+fn postgres_blobs() {
+    let db = PgDatabase::create();
+    let _store = PostgresStore::open(&db.url).unwrap();
+    blob_store(&store_postgres::blob::PgBlobs::open(&db.url).unwrap());
+    // a second opening (another server host) sees the same blobs
+    let other = store_postgres::blob::PgBlobs::open(&db.url).unwrap();
+    assert_eq!(store::blob::BlobStore::get(&other, "t3-4").unwrap(), Some(b"3/4".to_vec()));
+}
+
+#[test]
 fn sqlite_reopens_existing_data() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -14,6 +14,7 @@
 //! index entries; the store persists exactly what it is given, atomically.
 
 pub mod audit;
+pub mod blob;
 pub mod jobs;
 pub mod ops;
 pub mod sql;
@@ -218,6 +219,13 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
+    /// A blob as read from a [`blob::BlobStore`], opened (see [`Tx::seal_blob`]): as it
+    /// is, unless an encrypting layer sealed it.
+    fn open_blob(&self, id: &str, stored: Vec<u8>) -> Result<Vec<u8>> {
+        let _ = id;
+        Ok(stored)
+    }
+
     /// Claim up to `limit` due jobs of `queues` for `lease` microseconds, in a
     /// transaction of their own (see [`jobs`]).
     fn claim_jobs(&self, queues: &[&str], now: i64, lease: i64, limit: usize) -> Result<Vec<jobs::Job>> {
@@ -297,6 +305,14 @@ pub trait Tx {
 
     /// Chain up to `limit` appended entries not chained yet; how many.
     fn audit_seal(&mut self, limit: usize) -> Result<usize>;
+
+    /// The form in which blob `id` of `owner`'s record (a patient's id, or none) is put
+    /// into a [`blob::BlobStore`]: as it is, unless an encrypting layer seals it with the
+    /// owner's data key (created in this transaction if they have none yet).
+    fn seal_blob(&mut self, owner: Option<&str>, id: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+        let _ = (owner, id);
+        Ok(bytes.to_vec())
+    }
 
     /// Enqueue a job, committed with the rest of the transaction; `false` when a job
     /// with its key is already waiting (see [`jobs`]).

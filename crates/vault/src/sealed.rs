@@ -88,8 +88,26 @@ impl Vault {
         learned: &mut Vec<(String, Arc<LessSafeKey>)>,
     ) -> Result<()> {
         let Some(body) = &r.body else { return Ok(()) };
-        let Some(rest) = body.strip_prefix(MAGIC) else { return Ok(()) };
-        let corrupt = || StoreError::from(VaultError::Corrupt(format!("{}/{}", r.resource_type, r.id)));
+        let what = format!("{}/{}", r.resource_type, r.id);
+        let aad = format!("{what}/{}", r.version);
+        if let Some(plain) = self.open_sealed(body, aad.as_bytes(), &what, record, learned)? {
+            r.body = Some(plain);
+        }
+        Ok(())
+    }
+
+    /// The plaintext of `stored` if it was sealed (`None`: stored as it is), `aad` its
+    /// identity, `what` it is called in errors.
+    fn open_sealed(
+        &self,
+        stored: &[u8],
+        aad: &[u8],
+        what: &str,
+        record: &mut dyn FnMut(&str) -> Result<Option<Record>>,
+        learned: &mut Vec<(String, Arc<LessSafeKey>)>,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(rest) = stored.strip_prefix(MAGIC) else { return Ok(None) };
+        let corrupt = || StoreError::from(VaultError::Corrupt(what.to_string()));
         let (&n, rest) = rest.split_first().ok_or_else(corrupt)?;
         let (name, sealed) = rest.split_at_checked(usize::from(n)).ok_or_else(corrupt)?;
         let name = std::str::from_utf8(name).map_err(|_| corrupt())?;
@@ -97,19 +115,14 @@ impl Vault {
             Some(k) => k,
             None => {
                 let rec = record(name)?.ok_or_else(|| {
-                    StoreError::from(VaultError::Corrupt(format!(
-                        "the data key of {}/{} is missing",
-                        r.resource_type, r.id
-                    )))
+                    StoreError::from(VaultError::Corrupt(format!("the data key of {what} is missing")))
                 })?;
                 let k = self.unwrap_record(name, &rec)?;
                 learned.push((name.to_string(), k.clone()));
                 k
             }
         };
-        let aad = format!("{}/{}/{}", r.resource_type, r.id, r.version);
-        r.body = Some(open_with(&key, aad.as_bytes(), sealed)?);
-        Ok(())
+        Ok(Some(open_with(&key, aad, sealed)?))
     }
 
     /// Decrypt bodies read outside a transaction (keys found are committed: cached).
@@ -143,8 +156,12 @@ fn key_name<'a>(resource_type: &str, id: &str, index: impl IntoIterator<Item = &
 }
 
 /// [`key_name`] of a stored body (its compartment references extracted from the JSON).
+/// A Binary is the record of the patient the guard found for it.
 fn key_name_of_body(resource_type: &str, id: &str, body: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return SHARED.to_string() };
+    if resource_type == "Binary" {
+        return store::blob::binary_owner(&v).map_or_else(|| SHARED.to_string(), str::to_string);
+    }
     let entries: Vec<IndexEntry> = fhir_spec::spec()
         .patient_compartment_params(resource_type)
         .iter()
@@ -209,14 +226,24 @@ impl SealedTx<'_> {
 impl SealedTx<'_> {
     /// The stored form of a version's body under the data key `name`.
     fn seal(&mut self, name: &str, resource_type: &str, id: &str, version: u64, body: &[u8]) -> Result<Vec<u8>> {
+        self.seal_as(name, format!("{resource_type}/{id}/{version}").as_bytes(), body)
+    }
+
+    /// `MAGIC`, the key's name, and `body` sealed under it with `aad`.
+    fn seal_as(&mut self, name: &str, aad: &[u8], body: &[u8]) -> Result<Vec<u8>> {
         let key = self.key_for_write(name)?;
         let mut sealed = Vec::with_capacity(body.len() + name.len() + 40);
         sealed.extend_from_slice(MAGIC);
         sealed.push(u8::try_from(name.len()).map_err(|_| StoreError::Backend(format!("patient id too long: {name}")))?);
         sealed.extend_from_slice(name.as_bytes());
-        seal_with(&key, format!("{resource_type}/{id}/{version}").as_bytes(), body, &mut sealed)?;
+        seal_with(&key, aad, body, &mut sealed)?;
         Ok(sealed)
     }
+}
+
+/// The associated data of a sealed blob: a blob moved under another id does not open.
+fn blob_aad(id: &str) -> Vec<u8> {
+    format!("blob/{id}").into_bytes()
 }
 
 impl Tx for SealedTx<'_> {
@@ -242,7 +269,11 @@ impl Tx for SealedTx<'_> {
 
     fn write(&mut self, v: &NewVersion<'_>) -> Result<()> {
         let Some(body) = v.body.filter(|_| self.vault.encrypt) else { return self.inner.write(v) };
-        let name = key_name(v.resource_type, v.id, v.index);
+        let name = if v.resource_type == "Binary" {
+            key_name_of_body(v.resource_type, v.id, body)
+        } else {
+            key_name(v.resource_type, v.id, v.index)
+        };
         let sealed = self.seal(&name, v.resource_type, v.id, v.version, body)?;
         self.inner.write(&NewVersion { body: Some(&sealed), ..*v })
     }
@@ -290,6 +321,13 @@ impl Tx for SealedTx<'_> {
 
     fn audit_seal(&mut self, limit: usize) -> Result<usize> {
         self.inner.audit_seal(limit)
+    }
+
+    fn seal_blob(&mut self, owner: Option<&str>, id: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+        if !self.vault.encrypt {
+            return Ok(bytes.to_vec());
+        }
+        self.seal_as(owner.unwrap_or(SHARED), &blob_aad(id), bytes)
     }
 
     fn enqueue(&mut self, job: &store::jobs::NewJob<'_>, now: i64) -> Result<bool> {
@@ -382,6 +420,23 @@ impl Store for SealedStore {
 
     fn records(&self, kind: &str) -> Result<Vec<(String, Record)>> {
         self.inner.records(kind)
+    }
+
+    fn open_blob(&self, id: &str, stored: Vec<u8>) -> Result<Vec<u8>> {
+        let mut learned = Vec::new();
+        let inner = self.inner.as_ref();
+        let what = format!("blob {id}");
+        let opened = self.vault.open_sealed(
+            &stored,
+            &blob_aad(id),
+            &what,
+            &mut |name| inner.record(KIND, name),
+            &mut learned,
+        )?;
+        for (name, k) in learned {
+            self.vault.remember(name, k);
+        }
+        Ok(opened.unwrap_or(stored))
     }
 
     fn record(&self, kind: &str, id: &str) -> Result<Option<Record>> {
