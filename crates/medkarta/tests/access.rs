@@ -625,6 +625,115 @@ fn binaries_follow_their_security_context() {
     assert_eq!(put("b-loose", None), 403);
 }
 
+/// The content of a Binary lives in the blob store and follows the patient its
+/// securityContext leads to (here through a DocumentReference): readable by that patient
+/// and the clinicians caring for them only. A client cannot point a Binary at another's
+/// blob, a PATCH keeps the content, a new version's content does not replace an old
+/// version's, and a Binary claiming to be a PDF, JPEG or PNG must be one. Over the API a
+/// patient adds a real file to their own record, once, and changes no document.
+#[test]
+fn binary_content_lives_in_blobs() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let s = Server::sqlite();
+    for (id, org) in [("p-doc", "org-1"), ("p-else", "org-2")] {
+        s.put(
+            &format!("Patient/{id}"),
+            &json!({"resourceType": "Patient", "id": id, "managingOrganization": {"reference": format!("Organization/{org}")}}),
+        );
+    }
+    let reference = |id: &str, patient: &str| {
+        json!({"resourceType": "DocumentReference", "id": id, "status": "current", "subject": {"reference": format!("Patient/{patient}")},
+               "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/f-1"}}]})
+    };
+    assert!(s.put("DocumentReference/d-1", &reference("d-1", "p-doc")).status < 300);
+    let pdf = b"%PDF-1.4\n% the discharge summary\n%%EOF\n";
+    let binary = json!({"resourceType": "Binary", "id": "f-1", "contentType": "application/pdf",
+                        "securityContext": {"reference": "DocumentReference/d-1"}, "data": b64(pdf)});
+    assert_eq!(s.put("Binary/f-1", &binary).status, 201);
+    let stored = s.get("Binary/f-1").json();
+    assert_eq!(stored["data"].as_str(), Some(b64(pdf).as_str()));
+    let ext = |v: &Value, url: &str| {
+        v["meta"]["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["url"].as_str().unwrap().ends_with(url))
+            .cloned()
+    };
+    assert_eq!(ext(&stored, "record-of").unwrap()["valueReference"]["reference"], "Patient/p-doc");
+    let blob = ext(&stored, "/blob").unwrap()["valueString"].as_str().unwrap().to_string();
+
+    let doctor = s.user_token("doc.blob", "doctor", &["--organization", "Organization/org-1"]);
+    let stranger = s.user_token("doc.far", "doctor", &["--organization", "Organization/org-2"]);
+    let patient = s.user_token("pat.blob", "patient", &["--patient", "Patient/p-doc"]);
+    let other = s.user_token("pat.else", "patient", &["--patient", "Patient/p-else"]);
+    let get = |t: &str, path: &str| s.req_as(Some(t), "GET", path, &[], None);
+    assert_eq!(get(&doctor, "Binary/f-1").json()["data"].as_str(), Some(b64(pdf).as_str()), "in care");
+    assert_eq!(get(&patient, "Binary/f-1").status, 200, "the patient's own");
+    assert_eq!(get(&stranger, "Binary/f-1").status, 403, "out of care");
+    assert_eq!(get(&other, "Binary/f-1").status, 404, "another patient's");
+
+    // a Binary naming someone's blob (and a patient of its own choosing) gets neither
+    let forged = json!({"resourceType": "Binary", "id": "f-evil", "contentType": "application/pdf",
+        "securityContext": {"reference": "Patient/p-else"},
+        "meta": {"extension": [{"url": "https://medkarta.org/fhir/StructureDefinition/blob", "valueString": blob},
+                               {"url": "https://medkarta.org/fhir/StructureDefinition/record-of", "valueReference": {"reference": "Patient/p-doc"}}]}});
+    assert_eq!(s.put("Binary/f-evil", &forged).status, 201);
+    let evil = s.get("Binary/f-evil").json();
+    assert!(evil.get("data").is_none() && ext(&evil, "/blob").is_none(), "{evil}");
+    assert_eq!(ext(&evil, "record-of").unwrap()["valueReference"]["reference"], "Patient/p-else");
+    assert_eq!(get(&other, "Binary/f-evil").status, 200);
+
+    // a PATCH of other elements keeps the content; a new content leaves the old version's
+    let patch = r#"[{"op": "replace", "path": "/contentType", "value": "application/pdf; name=summary"}]"#;
+    let patched = s.req("PATCH", "Binary/f-1", &[("Content-Type", "application/json-patch+json")], Some(patch));
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(s.get("Binary/f-1").json()["data"].as_str(), Some(b64(pdf).as_str()));
+    let newer = b"%PDF-1.7\n% corrected\n%%EOF\n";
+    let mut updated = binary.clone();
+    updated["data"] = json!(b64(newer));
+    assert_eq!(s.put("Binary/f-1", &updated).status, 200);
+    assert_eq!(s.get("Binary/f-1").json()["data"].as_str(), Some(b64(newer).as_str()));
+    assert_eq!(s.get("Binary/f-1/_history/1").json()["data"].as_str(), Some(b64(pdf).as_str()));
+
+    // what a Binary says it is, it is
+    let mut fake = binary.clone();
+    fake["id"] = json!("f-fake");
+    fake["contentType"] = json!("image/png");
+    fake["data"] = json!(b64(b"<html><script>alert(1)</script></html>"));
+    assert_eq!(s.put("Binary/f-fake", &fake).status, 422);
+
+    // a patient over the API: a real file of their own, once; documents unchanged
+    let send = |t: &str, method: &str, path: &str, body: &Value| {
+        s.req_as(Some(t), method, path, &[("Content-Type", "application/fhir+json")], Some(&body.to_string())).status
+    };
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(b"scan");
+    let own = json!({"resourceType": "Binary", "contentType": "image/png",
+                     "securityContext": {"reference": "DocumentReference/d-1"}, "data": b64(&png)});
+    assert_eq!(send(&patient, "POST", "Binary", &own), 201);
+    let mut html = own.clone();
+    html["data"] = json!(b64(b"<svg onload=alert(1)>"));
+    assert_eq!(send(&patient, "POST", "Binary", &html), 422, "not a PNG");
+    html["contentType"] = json!("text/html");
+    assert_eq!(send(&patient, "POST", "Binary", &html), 403, "not a type a patient adds");
+    let mut theirs = own.clone();
+    theirs["securityContext"] = json!({"reference": "Patient/p-else"});
+    assert_eq!(send(&patient, "POST", "Binary", &theirs), 403, "into another's record");
+    assert_eq!(send(&patient, "PUT", "Binary/f-1", &updated), 403, "a file is not changed");
+    let mut note = reference("d-mine", "p-doc");
+    note["author"] = json!([{"reference": "Patient/p-doc"}]);
+    assert_eq!(send(&patient, "PUT", "DocumentReference/d-mine", &note), 403, "not marked as uploaded");
+    note["category"] =
+        json!([{"coding": [{"system": "https://medkarta.org/fhir/CodeSystem/document-source", "code": "upload"}]}]);
+    assert_eq!(send(&patient, "PUT", "DocumentReference/d-mine", &note), 201, "{note}");
+    note["id"] = json!("d-1");
+    assert_eq!(send(&patient, "PUT", "DocumentReference/d-1", &note), 403, "a clinic's document");
+    assert_eq!(s.req_as(Some(&patient), "DELETE", "DocumentReference/d-mine", &[], None).status, 403);
+    assert_eq!(s.get("Binary/f-1").json()["data"].as_str(), Some(b64(newer).as_str()));
+}
+
 /// CORS: browsers may call the API from the origins registered with clients, no others.
 #[test]
 fn cors_only_for_registered_origins() {
