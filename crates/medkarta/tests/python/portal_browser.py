@@ -12,8 +12,9 @@ PORTAL_SEARCH / PORTAL_FOUND (a word form to search for, and a text it must find
 default the test's diabetes) and PORTAL_FLAGGED=0 (no out-of-range result to expect) let
 it run against the demo data, to refresh docs/screenshots. PORTAL_RESULT is a text the
 record's PDF must hold besides the name; PORTAL_DOCUMENT a text of the first document
-("" when the record has none); PORTAL_TRACK=0 enters no measurement."""
-import base64, hashlib, hmac, os, struct, subprocess, sys, tempfile, time, urllib.error, urllib.request
+("" when the record has none); PORTAL_TRACK=0 enters no measurement; PORTAL_UPLOAD=0
+adds no document."""
+import base64, hashlib, hmac, os, struct, subprocess, sys, tempfile, time, urllib.error, urllib.request, zlib
 
 from playwright.sync_api import sync_playwright
 
@@ -25,6 +26,7 @@ FLAGGED = os.environ.get("PORTAL_FLAGGED", "1") != "0"
 RESULT = os.environ.get("PORTAL_RESULT", "7.4 ммоль/л")
 DOCUMENT = os.environ.get("PORTAL_DOCUMENT", "Жалобы на головную боль")
 TRACK = os.environ.get("PORTAL_TRACK", "1") != "0"
+UPLOAD = os.environ.get("PORTAL_UPLOAD", "1") != "0"
 # a clinician outside the patient's care (their API token, a word of their organisation's
 # name to find it, its reference, a record of the patient to read): granted access in the
 # portal, then revoked
@@ -60,6 +62,16 @@ def download_text(page, click):
         with open(path, "rb") as f:
             check(f.read(5) == b"%PDF-", "the download is a PDF")
         return subprocess.run(["pdftotext", path, "-"], check=True, capture_output=True, text=True).stdout
+
+
+def png(width, height):
+    """A real PNG image (an RGB gradient), as a scanner would save it."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\0" + b"".join(bytes((x * 255 // width, y * 255 // height, 160)) for x in range(width))
+                   for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 def check(cond, what):
@@ -153,6 +165,23 @@ with sync_playwright() as p:
         check(page.get_by_text(DOCUMENT).count() >= 1, "the document's page shows its text")
         text = download_text(page, lambda: page.get_by_role("link", name="Скачать документ (PDF)").click())
         check(DOCUMENT in text and name in text, "the document's PDF holds its text: " + text[:500])
+        page.locator("nav.record").get_by_role("link", name="Поиск по карте", exact=True).click()
+
+    # add a scan to the record: its page shows the image, which the browser decodes
+    if UPLOAD:
+        page.locator("nav.record").get_by_role("link", name="Документы", exact=True).click()
+        page.get_by_label("Что это за документ").fill("Снимок из другой клиники")
+        page.get_by_label("Файл").set_input_files(
+            files=[{"name": "снимок.png", "mimeType": "image/png", "buffer": png(64, 48)}])
+        page.get_by_role("button", name="Добавить в карту").click()
+        check(page.get_by_role("heading", name="Снимок из другой клиники").count() == 1, "the new document's page")
+        image = page.locator("figure.file img")
+        image.wait_for()
+        check(page.evaluate("(i) => i.complete && i.naturalWidth", image.element_handle()) == 64,
+              "the uploaded image is shown")
+        page.screenshot(path=os.path.join(shots, "portal-upload.png"), full_page=True)
+        page.locator("nav.record").get_by_role("link", name="Документы", exact=True).click()
+        check(page.get_by_text("Снимок из другой клиники").count() >= 1, "listed with the documents")
         page.locator("nav.record").get_by_role("link", name="Поиск по карте", exact=True).click()
 
     # search in word forms, then a filter by kind
