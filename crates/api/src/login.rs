@@ -9,7 +9,7 @@
 //! changes their own password at `/oauth/password` (with the second factor). Sign-in
 //! attempts are rate-limited per address and per account ([`crate::limit`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use askama::Template;
 use audit::AuditLog;
@@ -20,17 +20,16 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use i18n::Lang;
 
 use crate::{Limits, Peer};
 
 /// How long a sign-in may take, from the password to the consent (seconds).
 const TICKET_TTL: u64 = 600;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Lang {
-    Ru,
-    En,
-}
+static CATALOGUE: LazyLock<i18n::Catalogue> = LazyLock::new(|| {
+    i18n::Catalogue::new("sign-in", include_str!("../locales/ru.txt"), include_str!("../locales/en.txt"))
+});
 
 /// The language of a sign-in page: the form's, else the one chosen in the portal
 /// (`mk_lang` cookie), else the browser's.
@@ -39,14 +38,12 @@ fn lang(headers: &HeaderMap, form_lang: Option<&str>) -> Lang {
         form_lang.filter(|l| !l.is_empty()).map(str::to_string).or_else(|| cookie_value(headers, "mk_lang")).or_else(
             || headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_lowercase()),
         );
-    match pick {
-        Some(l) if l.starts_with("en") => Lang::En,
-        _ => Lang::Ru,
-    }
+    Lang::parse(pick.as_deref())
 }
 
-fn t(l: Lang, ru: &'static str, en: &'static str) -> &'static str {
-    if l == Lang::Ru { ru } else { en }
+/// A sign-in page's text (`locales/ru.txt`, `en.txt`).
+fn tr(l: Lang, key: &'static str) -> &'static str {
+    CATALOGUE.text(l, key)
 }
 
 /// Hidden fields every form of the flow carries.
@@ -55,10 +52,6 @@ struct Hidden<'a> {
     request: &'a str,
     step: &'static str,
     ticket: Option<&'a str>,
-}
-
-fn code(l: Lang) -> &'static str {
-    if l == Lang::Ru { "ru" } else { "en" }
 }
 
 #[derive(Template)]
@@ -101,8 +94,8 @@ button{margin-top:1rem;padding:.6rem 1.2rem;font-size:1rem;margin-right:.5rem}.e
 code{font-size:1.1rem}ul{padding-left:1.2rem}";
 
 fn error_page(l: Lang, msg: &str) -> Response {
-    let title = t(l, "Вход невозможен", "Cannot sign in");
-    let mut r = page(&MessagePage { lang: code(l), title, css: CSS, class: "error", text: msg }, None);
+    let title = tr(l, "error.title");
+    let mut r = page(&MessagePage { lang: l.code(), title, css: CSS, class: "error", text: msg }, None);
     *r.status_mut() = StatusCode::BAD_REQUEST;
     r
 }
@@ -244,58 +237,33 @@ fn login_page(
     cookie: Option<String>,
 ) -> Response {
     let x = LoginTexts {
-        for_app: t(l, "Вход для приложения", "Signing in for the application"),
-        username: t(l, "Имя пользователя", "User name"),
-        password: t(l, "Пароль", "Password"),
-        otp: t(
-            l,
-            "Одноразовый код из приложения-аутентификатора (или код восстановления)",
-            "One-time code from your authenticator app (or a recovery code)",
-        ),
-        first_time: t(
-            l,
-            "При первом входе код не нужен: вы настроите приложение на следующем шаге.",
-            "At your first sign-in no code is needed: you will set up the app next.",
-        ),
-        submit: t(l, "Войти", "Sign in"),
-        change_password: t(l, "Сменить пароль", "Change your password"),
+        for_app: tr(l, "login.for_app"),
+        username: tr(l, "field.username"),
+        password: tr(l, "field.password"),
+        otp: tr(l, "field.otp"),
+        first_time: tr(l, "login.first_time"),
+        submit: tr(l, "login.submit"),
+        change_password: tr(l, "login.change_password"),
     };
     let h = Hidden { csrf, request, step: "login", ticket: None };
-    let title = t(l, "Вход в Медкарту", "Sign in to Medkarta");
-    page(&LoginPage { lang: code(l), title, css: CSS, h, client: &client.name, error, x }, cookie)
+    let title = tr(l, "login.title");
+    page(&LoginPage { lang: l.code(), title, css: CSS, h, client: &client.name, error, x }, cookie)
 }
 
 fn login_error(l: Lang, e: &LoginError) -> String {
     match e {
         // one answer for a wrong name, password or code: nothing is confirmed to a guesser
-        LoginError::BadCredentials | LoginError::BadCode => {
-            t(l, "Неверное имя пользователя, пароль или код.", "Wrong user name, password or code.").into()
-        }
-        LoginError::Locked(secs) => match l {
-            Lang::Ru => format!("Слишком много неудачных попыток: вход заблокирован ещё на {} мин.", secs.div_ceil(60)),
-            Lang::En => {
-                format!("Too many failed attempts: signing in is blocked for {} more minutes.", secs.div_ceil(60))
-            }
-        },
-        LoginError::Disabled => t(l, "Учётная запись отключена.", "The account is disabled.").into(),
-        LoginError::Unavailable => {
-            t(l, "Сервис временно недоступен, попробуйте ещё раз.", "The service is unavailable, try again.").into()
-        }
-        LoginError::Busy => t(
-            l,
-            "Сейчас входит слишком много людей: попробуйте через минуту.",
-            "Too many people are signing in right now: try again in a minute.",
-        )
-        .into(),
+        LoginError::BadCredentials | LoginError::BadCode => tr(l, "error.wrong").into(),
+        LoginError::Locked(secs) => i18n::fill(tr(l, "error.locked"), &[("n", &secs.div_ceil(60).to_string())]),
+        LoginError::Disabled => tr(l, "error.disabled").into(),
+        LoginError::Unavailable => tr(l, "error.unavailable").into(),
+        LoginError::Busy => tr(l, "error.busy").into(),
     }
 }
 
 /// The answer to a sign-in refused by a rate limit (429, with `Retry-After`).
 fn too_many(l: Lang, retry_after: u64) -> Response {
-    let msg = match l {
-        Lang::Ru => format!("Слишком много попыток входа: подождите {retry_after} с и попробуйте снова."),
-        Lang::En => format!("Too many sign-in attempts: wait {retry_after} s and try again."),
-    };
+    let msg = i18n::fill(tr(l, "error.too_many"), &[("n", &retry_after.to_string())]);
     let mut r = error_page(l, &msg);
     *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
@@ -389,19 +357,15 @@ fn enrol_page(
     error: Option<&str>,
 ) -> Response {
     let x = EnrolTexts {
-        intro: t(
-            l,
-            "Для входа нужен второй фактор. Отсканируйте код приложением-аутентификатором (например, Яндекс Ключ, Google Authenticator или FreeOTP) и введите показанный им код.",
-            "Signing in needs a second factor. Scan the code with an authenticator app (for example Google Authenticator or FreeOTP) and enter the code it shows.",
-        ),
-        by_hand: t(l, "Или введите ключ вручную:", "Or enter the key by hand:"),
-        code: t(l, "Код из приложения", "Code from the app"),
-        confirm: t(l, "Подтвердить", "Confirm"),
+        intro: tr(l, "enrol.intro"),
+        by_hand: tr(l, "enrol.by_hand"),
+        code: tr(l, "enrol.code"),
+        confirm: tr(l, "enrol.confirm"),
     };
     let h = Hidden { csrf, request, step: "enrol", ticket: Some(ticket) };
-    let title = t(l, "Настройка второго фактора", "Set up your second factor");
+    let title = tr(l, "enrol.title");
     let qr = auth::totp::qr_svg(uri).unwrap_or_default();
-    page(&EnrolPage { lang: code(l), title, css: CSS, h, qr, secret, error, x }, None)
+    page(&EnrolPage { lang: l.code(), title, css: CSS, h, qr, secret, error, x }, None)
 }
 
 /// In words: what a scope lets the application do.
@@ -410,34 +374,34 @@ fn describe(l: Lang, scopes: &Scopes) -> Vec<String> {
         .resources
         .iter()
         .map(|r| {
-            let whose = match (r.context, l) {
-                (Context::Patient, Lang::Ru) => "данные пациента",
-                (Context::Patient, Lang::En) => "the patient's data",
-                (Context::User, Lang::Ru) => "данные, доступные вам",
-                (Context::User, Lang::En) => "data you can access",
-                (Context::System, Lang::Ru) => "все данные системы",
-                (Context::System, Lang::En) => "all data of the system",
-            };
+            let whose = tr(
+                l,
+                match r.context {
+                    Context::Patient => "scope.patient",
+                    Context::User => "scope.user",
+                    Context::System => "scope.system",
+                },
+            );
             let p = &r.perms;
             let verbs: Vec<&str> = [
-                (p.read || p.search, t(l, "читать", "read")),
-                (p.create, t(l, "создавать", "create")),
-                (p.update, t(l, "изменять", "change")),
-                (p.delete, t(l, "удалять", "delete")),
+                (p.read || p.search, tr(l, "scope.read")),
+                (p.create, tr(l, "scope.create")),
+                (p.update, tr(l, "scope.update")),
+                (p.delete, tr(l, "scope.delete")),
             ]
             .iter()
             .filter(|(on, _)| *on)
             .map(|(_, v)| *v)
             .collect();
-            let what = r.resource_type.map_or_else(|| t(l, "все типы", "all types").to_string(), |t| t.to_string());
+            let what = r.resource_type.map_or_else(|| tr(l, "scope.all_types").to_string(), |t| t.to_string());
             format!("{} {whose} ({what})", verbs.join(", "))
         })
         .collect();
     if scopes.has("offline_access") || scopes.has("online_access") {
-        out.push(t(l, "оставаться на связи без повторного входа", "stay connected without signing in again").into());
+        out.push(tr(l, "scope.offline").into());
     }
     if scopes.has("openid") || scopes.has("fhirUser") {
-        out.push(t(l, "знать, кто вы", "know who you are").into());
+        out.push(tr(l, "scope.identity").into());
     }
     out
 }
@@ -481,26 +445,18 @@ struct ConsentView<'a> {
 
 fn consent_page(l: Lang, c: &ConsentPage<'_>) -> Response {
     let x = ConsentTexts {
-        recovery: t(
-            l,
-            "Коды восстановления: сохраните их — каждый заменяет код из приложения один раз.",
-            "Recovery codes: keep them — each replaces an app code once.",
-        ),
-        the_app: t(l, "Приложение", "The application"),
-        asks: t(l, "просит разрешения:", "asks for permission to:"),
-        btg: t(l, "Экстренный доступ (break-the-glass):", "Emergency access (break-the-glass):"),
-        btg_means: t(
-            l,
-            "каждая медкарта, которую вы откроете, будет открыта на 4 часа, пациент узнает об этом сразу, доступ записывается. Причина",
-            "each record you open is opened for 4 hours, the patient is told at once, and it is audited. Reason",
-        ),
-        role: t(l, "Роль в этом сеансе", "Role for this session"),
-        allow: t(l, "Разрешить", "Allow"),
-        deny: t(l, "Отказать", "Deny"),
+        recovery: tr(l, "consent.recovery"),
+        the_app: tr(l, "consent.the_app"),
+        asks: tr(l, "consent.asks"),
+        btg: tr(l, "consent.btg"),
+        btg_means: tr(l, "consent.btg_terms"),
+        role: tr(l, "consent.role"),
+        allow: tr(l, "consent.allow"),
+        deny: tr(l, "consent.deny"),
     };
     let view = ConsentView {
-        lang: code(l),
-        title: t(l, "Разрешение доступа", "Allow access"),
+        lang: l.code(),
+        title: tr(l, "consent.title"),
         css: CSS,
         h: Hidden { csrf: c.csrf, request: c.request, step: "consent", ticket: Some(c.ticket) },
         notices: c.notices,
@@ -562,7 +518,7 @@ async fn posted(
     admit_address(limits, dir, address, Endpoints::SignIn).await.map_err(|wait| too_many(l, wait))?;
     let csrf = field(&f, "csrf");
     if !csrf_checked(dir, headers, &csrf) {
-        return Err(error_page(l, t(l, "Форма устарела: начните заново.", "The form has expired: start again.")));
+        return Err(error_page(l, tr(l, "error.expired")));
     }
     Ok((f, l, csrf))
 }
@@ -626,8 +582,7 @@ fn step(dir: &Directory, login: &Login<'_>, l: Lang, step: &str, csrf: &str, f: 
         Ok(r) => r,
         Err(r) => return refuse(l, r),
     };
-    let expired =
-        || error_page(l, t(l, "Время входа истекло: начните заново.", "Signing in took too long: start again."));
+    let expired = || error_page(l, tr(l, "error.too_long"));
     let at = now();
     match step {
         "login" => {
@@ -820,29 +775,17 @@ struct PasswordPage<'a> {
 
 fn password_page(l: Lang, csrf: &str, error: Option<&str>, done: bool, cookie: Option<String>) -> Response {
     let x = PasswordTexts {
-        done: t(
-            l,
-            "Пароль изменён. Все сеансы завершены: войдите в приложения снова с новым паролем.",
-            "The password is changed. Every session was ended: sign in to your applications again with the new one.",
-        ),
-        username: t(l, "Имя пользователя", "User name"),
-        current: t(l, "Текущий пароль", "Current password"),
-        otp: t(
-            l,
-            "Одноразовый код из приложения-аутентификатора (или код восстановления)",
-            "One-time code from your authenticator app (or a recovery code)",
-        ),
-        new: t(l, "Новый пароль", "New password"),
-        repeat: t(l, "Новый пароль ещё раз", "New password again"),
-        rule: t(
-            l,
-            "Не короче 10 знаков; подойдёт фраза из нескольких слов. После смены все сеансы завершатся.",
-            "At least 10 characters; a phrase of a few words is good. Every session ends after the change.",
-        ),
-        submit: t(l, "Сменить пароль", "Change password"),
+        done: tr(l, "password.done"),
+        username: tr(l, "field.username"),
+        current: tr(l, "password.current"),
+        otp: tr(l, "field.otp"),
+        new: tr(l, "password.new"),
+        repeat: tr(l, "password.repeat"),
+        rule: tr(l, "password.rule"),
+        submit: tr(l, "password.submit"),
     };
-    let title = t(l, "Смена пароля", "Change your password");
-    page(&PasswordPage { lang: code(l), title, css: CSS, csrf, error, done, x }, cookie)
+    let title = tr(l, "password.title");
+    page(&PasswordPage { lang: l.code(), title, css: CSS, csrf, error, done, x }, cookie)
 }
 
 /// `GET /oauth/password`: the form to change one's own password.
@@ -876,7 +819,7 @@ pub async fn password_post(
     }
     let (new, repeat) = (get("new_password"), get("repeat"));
     if new != repeat {
-        let msg = t(l, "Новые пароли не совпадают.", "The new passwords differ.");
+        let msg = tr(l, "password.differ");
         return password_page(l, &csrf, Some(msg), false, None);
     }
     let (old, code) = (get("password"), get("otp").trim().to_string());
@@ -901,15 +844,22 @@ pub async fn password_post(
             let msg = match &e {
                 PasswordChangeError::SignIn(e) => login_error(l, e),
                 PasswordChangeError::Weak(why) => why.clone(),
-                PasswordChangeError::NoSecondFactor => t(
-                    l,
-                    "Сначала настройте второй фактор: войдите в любое приложение один раз.",
-                    "Set up your second factor first: sign in to any application once.",
-                )
-                .into(),
+                PasswordChangeError::NoSecondFactor => tr(l, "password.enrol_first").into(),
             };
             password_page(l, &csrf, Some(&msg), false, None)
         }
         Err(_) => error_page(l, "internal error"),
+    }
+}
+
+#[cfg(test)]
+mod catalogue {
+    #[test]
+    fn every_text_of_the_sign_in_is_in_both_catalogues() {
+        let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/login.rs")).unwrap();
+        let (missing, used) =
+            i18n::missing_keys(include_str!("../locales/ru.txt"), include_str!("../locales/en.txt"), &[source]);
+        assert!(used > 40, "the scan found the keys the pages use ({used})");
+        assert!(missing.is_empty(), "keys missing from a catalogue: {missing:?}");
     }
 }

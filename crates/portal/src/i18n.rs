@@ -3,54 +3,14 @@
 //! ask for a key (`t.s("nav.summary")`); a key missing from a catalogue shows as itself
 //! (and a test keeps the catalogues complete).
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
-/// The languages of the portal; Russian first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Ru,
-    En,
-}
-
-impl Lang {
-    /// The language a cookie or form names (`ru`, `en`); Russian otherwise.
-    pub fn parse(code: Option<&str>) -> Lang {
-        match code.map(str::trim) {
-            Some(c) if c.starts_with("en") => Lang::En,
-            _ => Lang::Ru,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::Ru => "ru",
-            Lang::En => "en",
-        }
-    }
-
-    /// The other language (the switch offers it).
-    pub fn other(self) -> Lang {
-        match self {
-            Lang::Ru => Lang::En,
-            Lang::En => Lang::Ru,
-        }
-    }
-}
+pub use i18n::Lang;
 
 pub(crate) const RU: &str = include_str!("../locales/ru.txt");
 pub(crate) const EN: &str = include_str!("../locales/en.txt");
 
-pub(crate) fn parse(text: &str) -> HashMap<&str, &str> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect()
-}
-
-static CATALOGUES: LazyLock<[HashMap<&'static str, &'static str>; 2]> = LazyLock::new(|| [parse(RU), parse(EN)]);
+static CATALOGUE: LazyLock<i18n::Catalogue> = LazyLock::new(|| i18n::Catalogue::new("portal", RU, EN));
 
 /// The words of one language, for a template.
 #[derive(Debug, Clone, Copy)]
@@ -65,15 +25,12 @@ impl Tr {
 
     /// The text of `key` (the key itself, logged, if a catalogue lacks it).
     pub fn s<'a>(&self, key: &'a str) -> &'a str {
-        self.opt(key).unwrap_or_else(|| {
-            tracing::warn!(key, "a portal text is missing from the catalogue");
-            key
-        })
+        CATALOGUE.text(self.lang, key)
     }
 
     /// The text of `key`, if the catalogue has it (for keys made from codes).
     pub fn opt(&self, key: &str) -> Option<&'static str> {
-        CATALOGUES[usize::from(self.lang == Lang::En)].get(key).copied()
+        CATALOGUE.get(self.lang, key)
     }
 
     /// The language's code (`lang` attribute).
@@ -88,39 +45,14 @@ mod tests {
 
     #[test]
     fn catalogues_have_the_same_keys_and_every_key_the_templates_use() {
-        let (ru, en) = (parse(RU), parse(EN));
-        let mut missing: Vec<String> = ru.keys().filter(|k| !en.contains_key(*k)).map(|k| format!("en: {k}")).collect();
-        missing.extend(en.keys().filter(|k| !ru.contains_key(*k)).map(|k| format!("ru: {k}")));
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
-        let mut sources: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
-        for f in ["lib.rs", "pages.rs", "signin.rs", "view.rs"] {
-            sources.push(
-                std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/").to_string() + f)
-                    .unwrap_or_default(),
-            );
-        }
-        // every literal that looks like a key (`"nav.summary"`) is one
-        let mut used = 0;
-        for text in &sources {
-            for key in text.split('"').skip(1).step_by(2) {
-                let mut parts = key.split('.');
-                let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else { continue };
-                let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_');
-                if word(a)
-                    && word(b)
-                    && !["html", "css", "js", "txt", "rs", "svg", "png", "ico", "ttf", "pdf"].contains(&b)
-                {
-                    used += 1;
-                    if !ru.contains_key(key) {
-                        missing.push(format!("ru+en: {key}"));
-                    }
-                }
+        let mut sources = Vec::new();
+        for dir in ["templates", "src"] {
+            for e in std::fs::read_dir(format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"))).unwrap() {
+                sources.push(std::fs::read_to_string(e.unwrap().path()).unwrap());
             }
         }
-        assert!(used > 20, "the scan found the keys the templates use ({used})");
-        missing.sort();
-        missing.dedup();
+        let (missing, used) = i18n::missing_keys(RU, EN, &sources);
+        assert!(used > 100, "the scan found the keys the pages use ({used})");
         assert!(missing.is_empty(), "keys missing from a catalogue: {missing:?}");
     }
 
