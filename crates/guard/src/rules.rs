@@ -39,6 +39,14 @@ pub struct UniqueKey {
     pub value: String,
     /// What it is, for people: `SNILS 112-233-445 95`.
     pub label: String,
+    /// What a `409` says when another resource holds the key (`None`: that a record of
+    /// the person exists, and how to ask for access to it).
+    pub taken: Option<String>,
+}
+
+/// Which resource (`Type/id`) holds a unique key now, if any.
+pub fn key_holder(tx: &mut WriteTx<'_>, name: &str, value: &str) -> FhirResult<Option<String>> {
+    Ok(tx.raw_tx().record(UNIQUE, &format!("{name}|{value}"))?.map(|r| r.data))
 }
 
 /// A change about to be stored.
@@ -149,17 +157,15 @@ fn claim(tx: &mut WriteTx<'_>, k: &UniqueKey, owner: &str) -> FhirResult<()> {
     let taken = |holder: Option<String>| {
         let rt = owner.split('/').next().unwrap_or("resource");
         let held = holder.map(|h| format!(" ({h})")).unwrap_or_default();
-        FhirError::new(
-            409,
-            Issue::error(
-                IssueType::Duplicate,
-                format!(
-                    "A {rt} with {} already exists{held}: one record per person. If it is not open to you, ask the \
-                     patient for access (a Consent with status 'proposed' naming you) instead of creating another",
-                    k.label
-                ),
+        let text = match &k.taken {
+            Some(t) => t.clone(),
+            None => format!(
+                "A {rt} with {} already exists{held}: one record per person. If it is not open to you, ask the \
+                 patient for access (a Consent with status 'proposed' naming you) instead of creating another",
+                k.label
             ),
-        )
+        };
+        FhirError::new(409, Issue::error(IssueType::Duplicate, text))
     };
     let inserted = match tx.raw_tx().put_record(UNIQUE, &id, owner, store::Expect::Absent) {
         Ok(ok) => ok,

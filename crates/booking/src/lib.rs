@@ -1,0 +1,3 @@
+//! Appointments (a domain crate over the guard).
+
+pub mod pattern;
