@@ -1,3 +1,19 @@
-//! Appointments (a domain crate over the guard).
+//! Appointments (a domain crate over the guard): schedules with working patterns
+//! ([`pattern`]), their slots generated ahead by jobs ([`generate`]), the rules that make
+//! booking safe on every write path ([`rules`]: a slot is one appointment's, enforced by a
+//! unique key in the database), and the operations `$find` and `$book` ([`ops`]).
+//! Profile: `docs/profiles/scheduling.md`.
 
+pub mod generate;
+pub mod ops;
 pub mod pattern;
+pub mod rules;
+
+pub use generate::{ACTOR, Generate};
+pub use rules::{AppointmentRule, ScheduleRule, Settings, SlotRule};
+
+/// `meta.tag` system of booking: `generated` (a slot made from a working pattern),
+/// `online` (patients book it themselves).
+pub const BOOKING: &str = "https://medkarta.org/fhir/CodeSystem/booking";
+/// The job queue of slot generation.
+pub const QUEUE: &str = "booking";

@@ -81,8 +81,11 @@ fn instant(s: &str, tz: &TimeZone) -> Option<Timestamp> {
 impl Pattern {
     /// The pattern of a Schedule (`Ok(None)`: it has none), or what is wrong with it.
     pub fn of(schedule: &Value) -> Result<Option<Pattern>, String> {
-        let tz_name =
-            extensions(schedule, TIMEZONE).into_iter().find_map(|e| e["valueCode"].as_str()).unwrap_or(DEFAULT_TIMEZONE).to_string();
+        let tz_name = extensions(schedule, TIMEZONE)
+            .into_iter()
+            .find_map(|e| e["valueCode"].as_str())
+            .unwrap_or(DEFAULT_TIMEZONE)
+            .to_string();
         let tz = TimeZone::get(&tz_name).map_err(|_| format!("'{tz_name}' is not a time zone (e.g. Europe/Minsk)"))?;
         let mut periods = Vec::new();
         for p in extensions(schedule, PATTERN) {
@@ -125,7 +128,11 @@ impl Pattern {
             let start = p["start"].as_str().and_then(|s| instant(s, &tz));
             // a date as the end: the whole of that day
             let end = p["end"].as_str().and_then(|s| {
-                if s.len() == 10 { s.parse::<Date>().ok()?.tomorrow().ok().map(|d| d.to_string()) } else { Some(s.into()) }
+                if s.len() == 10 {
+                    s.parse::<Date>().ok()?.tomorrow().ok().map(|d| d.to_string())
+                } else {
+                    Some(s.into())
+                }
             });
             let end = end.and_then(|s| instant(&s, &tz));
             match (start, end) {
@@ -151,7 +158,8 @@ impl Pattern {
                     if next > p.end || next <= t {
                         break;
                     }
-                    let at = |time: Time| d.to_datetime(time).to_zoned_datetime(self.tz.clone()).ok().map(|z| z.timestamp());
+                    let at =
+                        |time: Time| d.to_datetime(time).to_zoned_datetime(self.tz.clone()).ok().map(|z| z.timestamp());
                     if let (Some(start), Some(end)) = (at(t), at(next))
                         && start < end
                         && !self.off.iter().any(|(s, e)| start < *e && *s < end)

@@ -82,8 +82,8 @@ impl Consents {
     }
 }
 
-/// Resources that describe the health system rather than a patient, readable by anyone
-/// signed in.
+/// Resources that describe the health system rather than a patient (its schedules and
+/// their slots too: where a patient may book), readable by anyone signed in.
 pub const DIRECTORY_TYPES: &[&str] = &[
     "Organization",
     "Practitioner",
@@ -93,6 +93,8 @@ pub const DIRECTORY_TYPES: &[&str] = &[
     "Endpoint",
     "Medication",
     "Substance",
+    "Schedule",
+    "Slot",
 ];
 
 /// Demographic and scheduling resources a registrar works with.

@@ -185,7 +185,12 @@ impl WriteRule for OnePerSnils {
             .flatten()
             .filter(|i| i["system"] == SNILS)
             .filter_map(|i| i["value"].as_str())
-            .map(|v| UniqueKey { name: "patient-snils", value: v.to_string(), label: format!("SNILS {v}"), taken: None })
+            .map(|v| UniqueKey {
+                name: "patient-snils",
+                value: v.to_string(),
+                label: format!("SNILS {v}"),
+                taken: None,
+            })
             .collect()
     }
 }

@@ -41,7 +41,8 @@ pub struct StoreArgs {
     /// rate_limit_address, rate_limit_account, password_hash_threads, lockout_max_minutes,
     /// header_timeout, body_timeout, portal_idle_minutes, portal_session_hours,
     /// smtp_url, smtp_from, sms_webhook_url, sms_webhook_auth, job_workers,
-    /// job_retry_seconds, blob_store, blob_dir, upload_max_mb
+    /// job_retry_seconds, blob_store, blob_dir, upload_max_mb, booking_horizon_days,
+    /// booking_cancel_hours, booking_one_per_specialty
     #[arg(long, global = true, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -151,6 +152,16 @@ pub struct ServeArgs {
     /// The largest file a patient may add to their record, in MB [default: 10]
     #[arg(long, env = "MEDKARTA_UPLOAD_MAX_MB", value_name = "MB")]
     pub upload_max_mb: Option<usize>,
+    /// Days ahead that slots are generated from working patterns [default: 28]
+    #[arg(long, env = "MEDKARTA_BOOKING_HORIZON_DAYS", value_name = "DAYS")]
+    pub booking_horizon_days: Option<i64>,
+    /// Hours before a visit until which patients cancel online [default: 2]
+    #[arg(long, env = "MEDKARTA_BOOKING_CANCEL_HOURS", value_name = "HOURS")]
+    pub booking_cancel_hours: Option<i64>,
+    /// A patient may hold one future appointment per specialty (true) or any number
+    /// [default: true]
+    #[arg(long, env = "MEDKARTA_BOOKING_ONE_PER_SPECIALTY", value_name = "true|false")]
+    pub booking_one_per_specialty: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -189,6 +200,9 @@ struct FileConfig {
     blob_store: Option<String>,
     blob_dir: Option<PathBuf>,
     upload_max_mb: Option<usize>,
+    booking_horizon_days: Option<i64>,
+    booking_cancel_hours: Option<i64>,
+    booking_one_per_specialty: Option<bool>,
 }
 
 /// A secret setting: never shown by `Debug` (settings may be logged).
@@ -243,6 +257,8 @@ pub struct Settings {
     pub blobs: BlobSetting,
     /// The largest file a patient may add (bytes).
     pub upload_max: usize,
+    /// The booking rules a ministry sets.
+    pub booking: booking::Settings,
 }
 
 /// Where the content of Binary resources is kept.
@@ -392,6 +408,19 @@ impl Settings {
                 Some(n @ 1..=100) => n << 20,
                 Some(n) => return Err(format!("--upload-max-mb {n}: from 1 to 100")),
             },
+            booking: booking::Settings {
+                horizon_days: match args.booking_horizon_days.or(file.booking_horizon_days) {
+                    None => 28,
+                    Some(n @ 1..=366) => n,
+                    Some(n) => return Err(format!("--booking-horizon-days {n}: from 1 to 366")),
+                },
+                cancel_hours: match args.booking_cancel_hours.or(file.booking_cancel_hours) {
+                    None => 2,
+                    Some(n @ 0..=720) => n,
+                    Some(n) => return Err(format!("--booking-cancel-hours {n}: from 0 to 720")),
+                },
+                one_per_specialty: args.booking_one_per_specialty.or(file.booking_one_per_specialty).unwrap_or(true),
+            },
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
@@ -430,6 +459,9 @@ impl Settings {
             job_workers: None,
             job_retry_seconds: None,
             upload_max_mb: None,
+            booking_horizon_days: None,
+            booking_cancel_hours: None,
+            booking_one_per_specialty: None,
         })
     }
 

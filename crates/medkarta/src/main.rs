@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit_cmd;
+mod booking_ops;
 mod config;
 mod demo;
 mod export;
@@ -267,8 +268,13 @@ pub(crate) fn engine(
     rules.register(Arc::new(notify::AccessRequestRule));
     rules.register(Arc::new(tracking::TrackingRule));
     rules.register(Arc::new(documents::DocumentRule { max_bytes: s.upload_max }));
+    rules.register(Arc::new(booking::AppointmentRule { settings: s.booking.clone() }));
+    rules.register(Arc::new(booking::SlotRule));
+    rules.register(Arc::new(booking::ScheduleRule));
     let guard = guard::Guard::with_blobs(store.clone(), log, policy, rules, open_blobs(s)?);
-    let engine = fhir_rest::Engine::new(guard, config, fhir_rest::operations::Operations::standard());
+    let mut operations = fhir_rest::operations::Operations::standard();
+    booking_ops::register(&mut operations);
+    let engine = fhir_rest::Engine::new(guard, config, operations);
     Ok((engine, store))
 }
 
@@ -309,6 +315,9 @@ fn serve(s: Settings) -> Result<(), String> {
             engine.guard().audit().start(std::time::Duration::from_secs(60));
             fhir_rest::search_parameters::start(&engine)
                 .map_err(|e| format!("cannot load the custom search parameters: {e}"))?;
+            // slots to the horizon: now (a run waiting already is enough), then daily
+            booking::generate::enqueue_now(engine.guard())
+                .map_err(|e| format!("cannot plan the slots: {}", e.status))?;
             if settings.demo {
                 let n = demo::load(&engine)?;
                 tracing::info!("demo data loaded ({n} resources written)");
@@ -349,7 +358,8 @@ fn serve(s: Settings) -> Result<(), String> {
     })
 }
 
-/// The background jobs' handlers: deliveries of messages by the configured channels.
+/// The background jobs' handlers: deliveries of messages by the configured channels, slot
+/// generation.
 fn handlers(s: &Settings, engine: &fhir_rest::Engine) -> Result<Vec<Arc<dyn jobs::Handler>>, String> {
     let origin = origin_of(&engine.config.base_url);
     let mut channels: Vec<Arc<dyn notify::Channel>> = Vec::new();
@@ -363,7 +373,8 @@ fn handlers(s: &Settings, engine: &fhir_rest::Engine) -> Result<Vec<Arc<dyn jobs
         channels.push(Arc::new(notify::SmsWebhook::new(url, auth).map_err(|e| format!("--sms-webhook-url: {e}"))?));
     }
     let settings = notify::Settings { inbox_url: format!("{origin}/portal/inbox") };
-    Ok(vec![Arc::new(notify::Deliver::new(engine.guard().clone(), channels, settings))])
+    let generate = booking::Generate { guard: engine.guard().clone(), settings: s.booking.clone() };
+    Ok(vec![Arc::new(notify::Deliver::new(engine.guard().clone(), channels, settings)), Arc::new(generate)])
 }
 
 /// The server's origin (`http://127.0.0.1:8080`) from the FHIR base URL.

@@ -343,6 +343,30 @@ impl Drop for Server {
     }
 }
 
+/// A second server process on the same database (stopped when dropped).
+pub struct Process {
+    child: Child,
+    /// Its own address (`http://127.0.0.1:PORT/fhir`).
+    pub base: String,
+}
+
+impl Server {
+    /// Another process serving this server's database, with the same base URL in its
+    /// tokens (so each accepts the other's), reached at its own address.
+    pub fn another_process(&self) -> Process {
+        let extra = [self.extra.clone(), vec!["--base-url".into(), self.base.clone()]].concat();
+        let (child, base) = spawn(&self.backend, &extra);
+        Process { child, base }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Generate a `#[test]` per backend for each scenario `fn(&Server)`.
 #[macro_export]
 macro_rules! on_both_backends {
