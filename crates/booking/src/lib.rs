@@ -1,15 +1,18 @@
 //! Appointments (a domain crate over the guard): schedules with working patterns
 //! ([`pattern`]), their slots generated ahead by jobs ([`generate`]), the rules that make
 //! booking safe on every write path ([`rules`]: a slot is one appointment's, enforced by a
-//! unique key in the database), and the operations `$find` and `$book` ([`ops`]).
+//! unique key in the database), reminders before a visit ([`remind`]), and the operations
+//! `$find` and `$book` ([`ops`]).
 //! Profile: `docs/profiles/scheduling.md`.
 
 pub mod generate;
 pub mod ops;
 pub mod pattern;
+pub mod remind;
 pub mod rules;
 
 pub use generate::{ACTOR, Generate};
+pub use remind::Remind;
 pub use rules::{AppointmentRule, ScheduleRule, Settings, SlotRule};
 
 /// `meta.tag` system of booking: `generated` (a slot made from a working pattern),

@@ -33,11 +33,13 @@ pub struct Settings {
     pub cancel_hours: i64,
     /// Slots are generated this many days ahead.
     pub horizon_days: i64,
+    /// Reminders this many minutes before a visit.
+    pub reminders: Vec<i64>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { one_per_specialty: true, cancel_hours: 2, horizon_days: 28 }
+        Settings { one_per_specialty: true, cancel_hours: 2, horizon_days: 28, reminders: vec![24 * 60, 60] }
     }
 }
 
@@ -280,6 +282,11 @@ impl WriteRule for AppointmentRule {
             self.take(tx, change.id, after, &new, me.as_deref())?;
         } else if holds(after) && change.before.is_none() && after_slots.is_empty() && me.is_some() {
             return Err(refuse(422, "A patient books a time: name the slot (Appointment.slot)"));
+        }
+        let newly_booked = after["status"] == "booked"
+            && change.before.is_none_or(|b| b["status"] != "booked" || b["start"] != after["start"]);
+        if newly_booked {
+            crate::remind::enqueue(tx, change.id, after, &self.settings.reminders)?;
         }
         free(tx, &freed)
     }

@@ -42,7 +42,7 @@ pub struct StoreArgs {
     /// header_timeout, body_timeout, portal_idle_minutes, portal_session_hours,
     /// smtp_url, smtp_from, sms_webhook_url, sms_webhook_auth, job_workers,
     /// job_retry_seconds, blob_store, blob_dir, upload_max_mb, booking_horizon_days,
-    /// booking_cancel_hours, booking_one_per_specialty
+    /// booking_cancel_hours, booking_one_per_specialty, booking_reminders
     #[arg(long, global = true, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -162,6 +162,10 @@ pub struct ServeArgs {
     /// [default: true]
     #[arg(long, env = "MEDKARTA_BOOKING_ONE_PER_SPECIALTY", value_name = "true|false")]
     pub booking_one_per_specialty: Option<bool>,
+    /// Minutes before a visit that the patient is reminded, comma-separated (none: no
+    /// reminders) [default: 1440,60]
+    #[arg(long, env = "MEDKARTA_BOOKING_REMINDERS", value_name = "MINUTES,...")]
+    pub booking_reminders: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -203,6 +207,7 @@ struct FileConfig {
     booking_horizon_days: Option<i64>,
     booking_cancel_hours: Option<i64>,
     booking_one_per_specialty: Option<bool>,
+    booking_reminders: Option<String>,
 }
 
 /// A secret setting: never shown by `Debug` (settings may be logged).
@@ -420,6 +425,18 @@ impl Settings {
                     Some(n) => return Err(format!("--booking-cancel-hours {n}: from 0 to 720")),
                 },
                 one_per_specialty: args.booking_one_per_specialty.or(file.booking_one_per_specialty).unwrap_or(true),
+                reminders: match args.booking_reminders.clone().or(file.booking_reminders) {
+                    None => vec![24 * 60, 60],
+                    Some(list) => list
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty() && *m != "none")
+                        .map(|m| match m.parse::<i64>() {
+                            Ok(n @ 0..=43_200) => Ok(n),
+                            _ => Err(format!("--booking-reminders {list}: minutes from 0 to 43200, comma-separated")),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                },
             },
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
@@ -462,6 +479,7 @@ impl Settings {
             booking_horizon_days: None,
             booking_cancel_hours: None,
             booking_one_per_specialty: None,
+            booking_reminders: None,
         })
     }
 

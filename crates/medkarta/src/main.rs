@@ -359,7 +359,7 @@ fn serve(s: Settings) -> Result<(), String> {
 }
 
 /// The background jobs' handlers: deliveries of messages by the configured channels, slot
-/// generation.
+/// generation, reminders.
 fn handlers(s: &Settings, engine: &fhir_rest::Engine) -> Result<Vec<Arc<dyn jobs::Handler>>, String> {
     let origin = origin_of(&engine.config.base_url);
     let mut channels: Vec<Arc<dyn notify::Channel>> = Vec::new();
@@ -374,7 +374,11 @@ fn handlers(s: &Settings, engine: &fhir_rest::Engine) -> Result<Vec<Arc<dyn jobs
     }
     let settings = notify::Settings { inbox_url: format!("{origin}/portal/inbox") };
     let generate = booking::Generate { guard: engine.guard().clone(), settings: s.booking.clone() };
-    Ok(vec![Arc::new(notify::Deliver::new(engine.guard().clone(), channels, settings)), Arc::new(generate)])
+    Ok(vec![
+        Arc::new(notify::Deliver::new(engine.guard().clone(), channels, settings)),
+        Arc::new(generate),
+        Arc::new(booking::Remind { guard: engine.guard().clone() }),
+    ])
 }
 
 /// The server's origin (`http://127.0.0.1:8080`) from the FHIR base URL.

@@ -368,3 +368,52 @@ fn one_slot_500_bookings_on_postgres_from_two_processes() {
     let other = s.another_process();
     contended(&s, &[s.base.clone(), other.base.clone()]);
 }
+
+/// A reminder before the visit: a Communication in the patient's inbox, written once even
+/// though the server is killed right after the booking (the job runs when it is back);
+/// none for an appointment cancelled before its time.
+#[test]
+fn reminders_once_across_a_restart() {
+    let mut s = Server::start(Backend::Sqlite(tempfile::tempdir().unwrap()), &["--booking-reminders", "10"]);
+    seed(&s);
+    let slot = |id: &str, seconds: i64| {
+        let start = Timestamp::now().checked_add(seconds.seconds()).unwrap().round(jiff::Unit::Second).unwrap();
+        put(
+            &s,
+            &json!({"resourceType": "Slot", "id": id, "schedule": {"reference": "Schedule/sch-1"}, "status": "free",
+                        "start": start.to_string(), "end": start.checked_add(15.minutes()).unwrap().to_string()}),
+        );
+    };
+    // due two seconds from now (ten minutes before the visit)
+    slot("r-1", 602);
+    slot("r-2", 603);
+    let r = send(&s, &s.token, "POST", "Appointment/$book", &book_params("Slot/r-1", "p-1"));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = send(&s, &s.token, "POST", "Appointment/$book", &book_params("Slot/r-2", "p-2"));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let cancelled = r.json()["id"].as_str().unwrap().to_string();
+    let cancel = json!([{"op": "replace", "path": "/status", "value": "cancelled"},
+                        {"op": "add", "path": "/cancelationReason", "value": {"text": "Пациент позвонил"}}])
+    .to_string();
+    let r = s.req(
+        "PATCH",
+        &format!("Appointment/{cancelled}"),
+        &[("Content-Type", "application/json-patch+json")],
+        Some(&cancel),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.crash_and_restart();
+    let reminders = |p: &str| total(&s, &format!("Communication?category=reminder&recipient=Patient/{p}"));
+    for _ in 0..200 {
+        if reminders("p-1") > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(reminders("p-1"), 1, "one reminder");
+    assert_eq!(reminders("p-2"), 0, "not for a cancelled appointment");
+    let note = s.get("Communication?category=reminder&recipient=Patient/p-1").json();
+    let text = note["entry"][0]["resource"]["payload"][0]["contentString"].as_str().unwrap().to_string();
+    assert!(text.starts_with("Напоминание: приём ") && text.contains("Корпус 1"), "{text}");
+}
