@@ -1310,3 +1310,114 @@ fn uploads_on_sqlite() {
 fn uploads_on_postgres() {
     uploads(Backend::Postgres(PgDatabase::create()));
 }
+
+/// Booking in the portal: a patient finds tomorrow's free times of a specialty (in the
+/// place's time), books one with a button, cannot take it twice, moves it to another time
+/// (the old one freed), cancels; a forged form changes nothing; another patient cannot book
+/// into the record; the doctor sees the day's list.
+fn booking(backend: Backend) {
+    let s = Server::start(backend, &["--rate-limit-account", "100"]);
+    let password = seed(&s);
+    let period: Vec<Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| json!({"url": "day", "valueCode": d}))
+        .chain([
+            json!({"url": "start", "valueTime": "08:00:00"}),
+            json!({"url": "end", "valueTime": "10:00:00"}),
+            json!({"url": "minutes", "valuePositiveInt": 30}),
+        ])
+        .collect();
+    put(
+        &s,
+        &json!({"resourceType": "Location", "id": "loc-a", "name": "Корпус 1", "managingOrganization": {"reference": "Organization/org-a"}}),
+    );
+    put(
+        &s,
+        &json!({"resourceType": "Schedule", "id": "sch-petrov", "active": true,
+        "extension": [{"url": "https://medkarta.org/fhir/StructureDefinition/schedule-timezone", "valueCode": "Europe/Minsk"},
+                      {"url": "https://medkarta.org/fhir/StructureDefinition/working-pattern", "extension": period}],
+        "specialty": [{"coding": [{"system": "http://snomed.info/sct", "code": "419772000", "display": "Терапевт"}]}],
+        "actor": [{"reference": "Practitioner/pr-1"}, {"reference": "Location/loc-a"}]}),
+    );
+    let total = |q: &str| s.get(&format!("{q}&_summary=count")).json()["total"].as_u64().unwrap();
+    for _ in 0..300 {
+        if total("Slot?schedule=Schedule/sch-petrov") >= 27 * 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut secrets = HashMap::new();
+    let mut a = Browser::new(&s.root());
+    let done = a.sign_in("anna", password, &mut secrets);
+    a.follow(done);
+    let page = a.get("/portal/r/p-anna/appointments");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Терапевт") && page.body.contains("Записей нет"), "{}", page.body);
+    let day = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date().tomorrow().unwrap();
+    let find = format!("/portal/r/p-anna/appointments?specialty=http%3A%2F%2Fsnomed.info%2Fsct%7C419772000&day={day}");
+    let page = a.get(&find);
+    assert!(page.body.contains(">08:00</button>") && page.body.contains(">09:30</button>"), "{}", page.body);
+    assert!(page.body.contains("Петров Пётр, Корпус 1"), "{}", page.body);
+    let csrf = field(&page.body, "csrf");
+    let first = field(page.body.split("<ul class=\"slots\">").nth(1).unwrap(), "slot");
+    let r = a.post("/portal/r/p-anna/appointments", &[("csrf", "forged"), ("slot", &first)]);
+    assert_eq!(r.status, 403);
+    assert_eq!(total("Appointment?patient=p-anna"), 0);
+    let r = a.post("/portal/r/p-anna/appointments", &[("csrf", &csrf), ("slot", &first)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = a.follow(r);
+    assert!(
+        page.body.contains("запись сохранена")
+            && page.body.contains(&format!(
+                "{}.{}.{} 08:00",
+                &day.to_string()[8..10],
+                &day.to_string()[5..7],
+                &day.to_string()[..4]
+            )),
+        "{}",
+        page.body
+    );
+    assert_eq!(s.get(&format!("Slot/{first}")).json()["status"], "busy");
+    let again = a.post("/portal/r/p-anna/appointments", &[("csrf", &csrf), ("slot", &first)]);
+    assert_eq!(again.status, 409);
+    assert!(again.body.contains("уже заняли"), "{}", again.body);
+    // move it: the new time taken, the old one freed, in one change
+    let id = page.body.split("/appointments?move=").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let moving = a.get(&format!("{find}&move={id}"));
+    assert!(moving.body.contains("Выберите новое время"));
+    let later = field(moving.body.split(">08:30</button>").next().unwrap().rsplit("<form").next().unwrap(), "slot");
+    let r = a.post("/portal/r/p-anna/appointments", &[("csrf", &csrf), ("slot", &later), ("move", &id)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(s.get(&format!("Slot/{first}")).json()["status"], "free");
+    assert_eq!(s.get(&format!("Slot/{later}")).json()["status"], "busy");
+    assert_eq!(total("Appointment?patient=p-anna&status=booked"), 1);
+    // the doctor's day list
+    let mut d = Browser::new(&s.root());
+    let done = d.sign_in("gp-petrov", password, &mut secrets);
+    d.follow(done);
+    let list = d.get(&format!("/portal/day?day={day}"));
+    assert!(list.body.contains("08:30") && list.body.contains("Смирнова"), "{}", list.body);
+    // another patient cannot book into Anna's record
+    let mut b = Browser::new(&s.root());
+    let done = b.sign_in("boris", password, &mut secrets);
+    let home = b.follow(done);
+    let bcsrf = field(&home.body, "csrf");
+    let r = b.post("/portal/r/p-anna/appointments", &[("csrf", &bcsrf), ("slot", &first)]);
+    assert_ne!(r.status, 303);
+    assert_eq!(total("Appointment?patient=p-anna&status=booked"), 1);
+    // cancel
+    let r = a.post(&format!("/portal/r/p-anna/appointments/{id}/cancel"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(s.get(&format!("Appointment/{id}")).json()["status"], "cancelled");
+    assert_eq!(s.get(&format!("Slot/{later}")).json()["status"], "free");
+}
+
+#[test]
+fn booking_on_sqlite() {
+    booking(Backend::Sqlite(tempfile::tempdir().unwrap()));
+}
+
+#[test]
+fn booking_on_postgres() {
+    booking(Backend::Postgres(PgDatabase::create()));
+}

@@ -7,6 +7,7 @@
 //! checked and audited by the guard exactly as over the API.
 
 mod access;
+mod appointments;
 mod export;
 mod health;
 mod i18n;
@@ -109,6 +110,9 @@ pub fn router(engine: Engine, dir: Arc<Directory>, cfg: PortalConfig) -> Router 
         .route("/portal/r/{pid}/break-glass", post(access::break_glass))
         .route("/portal/r/{pid}/flags/{id}/ack", post(health::acknowledge))
         .route("/portal/r/{pid}/documents", get(pages::documents_page).post(upload::add))
+        .route("/portal/r/{pid}/appointments", get(appointments::page).post(appointments::book))
+        .route("/portal/r/{pid}/appointments/{id}/cancel", post(appointments::cancel))
+        .route("/portal/day", get(appointments::day))
         .route("/portal/r/{pid}/{page}", get(pages::record))
         .route("/portal/r/{pid}/documents/{doc}", get(export::document_page))
         .route("/portal/r/{pid}/documents/{doc}/files/{n}", get(upload::file))

@@ -92,6 +92,8 @@ impl Layout {
             l.pid = Some(pid.to_string());
             let pages = if ctx.registrar() { &RECORD_PAGES[..1] } else { &RECORD_PAGES[..] };
             l.nav = pages.iter().map(|(p, key)| NavItem { page: p, key, current: *p == page }).collect();
+            // booking, after the summary (the registry's work too)
+            l.nav.insert(1, NavItem { page: "appointments", key: "nav.appointments", current: page == "appointments" });
             // the patient's own control of the record
             if ctx.own_patient().as_deref() == Some(pid) {
                 for (p, key) in OWN_PAGES {
