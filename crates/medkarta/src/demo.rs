@@ -37,8 +37,8 @@ pub fn load(engine: &Engine) -> Result<usize, String> {
 }
 
 /// What the first patient's pages show beyond the generated record: personal limits of
-/// blood pressure their GP set (a Goal: a value entered above them raises an alert) and a
-/// welcome message from their clinic in the inbox.
+/// blood pressure their GP set (a Goal: a value entered above them raises an alert), a
+/// welcome message from their clinic in the inbox, and their clinic's schedules to book.
 fn first_patient_extras() -> Vec<Value> {
     let (clinic, gp) = first_patient_care();
     let loinc = |code: &str| json!({"coding": [{"system": "http://loinc.org", "code": code}]});
@@ -68,7 +68,63 @@ fn first_patient_extras() -> Vec<Value> {
     if let Some(clinic) = &clinic {
         welcome["sender"] = json!({"reference": clinic});
     }
-    vec![goal, welcome]
+    let mut extras = vec![goal, welcome];
+    if let Some(clinic) = &clinic {
+        extras.extend(schedules(clinic));
+    }
+    extras
+}
+
+/// The weekdays of a working pattern.
+fn days(codes: &[&str]) -> Vec<Value> {
+    codes.iter().map(|d| json!({"url": "day", "valueCode": d})).collect()
+}
+
+/// A working period: `days`, local hours, visit length, online or by the registry.
+fn period(on: &[&str], start: &str, end: &str, minutes: u32, online: bool) -> Value {
+    let mut ext = days(on);
+    ext.extend([
+        json!({"url": "start", "valueTime": start}),
+        json!({"url": "end", "valueTime": end}),
+        json!({"url": "minutes", "valuePositiveInt": minutes}),
+        json!({"url": "online", "valueBoolean": online}),
+    ]);
+    json!({"url": booking::pattern::PATTERN, "extension": ext})
+}
+
+/// The first patient's clinic takes appointments: a Location for it, and a Schedule per
+/// doctor's role there (Mon–Sat mornings online, Tue and Thu afternoons by the registry),
+/// in the clinic's time zone; the server generates their slots.
+fn schedules(clinic: &str) -> Vec<Value> {
+    let shared = synth::shared_resources(SEED);
+    let Some(org) = shared.iter().find(|r| format!("Organization/{}", r["id"].as_str().unwrap_or("")) == clinic) else {
+        return Vec::new();
+    };
+    let tz = match org["address"][0]["city"].as_str() {
+        Some("Новосибирск") => "Asia/Novosibirsk",
+        _ => "Europe/Moscow",
+    };
+    let location = format!("loc-{}", org["id"].as_str().unwrap_or(""));
+    let mut out = vec![json!({
+        "resourceType": "Location", "id": location, "status": "active",
+        "name": org["name"], "address": org["address"][0], "managingOrganization": {"reference": clinic}
+    })];
+    for role in
+        shared.iter().filter(|r| r["resourceType"] == "PractitionerRole" && r["organization"]["reference"] == clinic)
+    {
+        let id = format!("sch-{}", role["id"].as_str().unwrap_or(""));
+        out.push(json!({
+            "resourceType": "Schedule", "id": id, "active": true,
+            "specialty": role["specialty"],
+            "actor": [role["practitioner"], {"reference": format!("Location/{location}")}],
+            "extension": [
+                {"url": booking::pattern::TIMEZONE, "valueCode": tz},
+                period(&["mon", "tue", "wed", "thu", "fri", "sat"], "08:00:00", "14:00:00", 15, true),
+                period(&["tue", "thu"], "14:00:00", "18:00:00", 20, false),
+            ]
+        }));
+    }
+    out
 }
 
 /// The first demo patient's clinic and doctor (`Organization/…`, `Practitioner/…`).

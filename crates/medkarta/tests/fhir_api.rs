@@ -1269,6 +1269,19 @@ fn demo_data_loads_once() {
     assert_eq!(s.get("Goal?patient=pat-0").json()["total"], 1);
     assert_eq!(s.get("Communication?recipient=Patient/pat-0").json()["total"], 1);
     assert!(s.get("DocumentReference?patient=pat-0").json()["total"].as_u64().unwrap() >= 5);
+    // the demo patient's clinic takes appointments: its schedules get their slots
+    let clinic = s.get("Patient/pat-0").json()["managingOrganization"]["reference"].as_str().unwrap().to_string();
+    let schedules = s.get(&format!("Schedule?actor:Location.organization={clinic}")).json();
+    assert!(schedules["total"].as_u64().unwrap() >= 2, "{schedules}");
+    let first = schedules["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let slots = || s.get(&format!("Slot?schedule=Schedule/{first}&_summary=count")).json()["total"].as_u64().unwrap();
+    for _ in 0..300 {
+        if slots() > 100 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(slots() > 100, "{} slots", slots());
 }
 
 #[test]

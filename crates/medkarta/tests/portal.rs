@@ -1088,6 +1088,7 @@ fn sharing_on_postgres() {
 fn portal_in_a_real_browser() {
     let s = Server::start(Backend::Sqlite(tempfile::tempdir().unwrap()), &[]);
     let password = seed(&s);
+    seed_schedule(&s);
     let shots = tempfile::tempdir().unwrap();
     let dir = std::env::var("MEDKARTA_SCREENSHOTS").unwrap_or_else(|_| shots.path().display().to_string());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/portal_browser.py");
@@ -1311,13 +1312,9 @@ fn uploads_on_postgres() {
     uploads(Backend::Postgres(PgDatabase::create()));
 }
 
-/// Booking in the portal: a patient finds tomorrow's free times of a specialty (in the
-/// place's time), books one with a button, cannot take it twice, moves it to another time
-/// (the old one freed), cancels; a forged form changes nothing; another patient cannot book
-/// into the record; the doctor sees the day's list.
-fn booking(backend: Backend) {
-    let s = Server::start(backend, &["--rate-limit-account", "100"]);
-    let password = seed(&s);
+/// Dr Petrov of org-a takes appointments every day 08:00–10:00 in Minsk (30 minutes, online);
+/// returns when the slots are there.
+fn seed_schedule(s: &Server) {
     let period: Vec<Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         .iter()
         .map(|d| json!({"url": "day", "valueCode": d}))
@@ -1346,6 +1343,17 @@ fn booking(backend: Backend) {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Booking in the portal: a patient finds tomorrow's free times of a specialty (in the
+/// place's time), books one with a button, cannot take it twice, moves it to another time
+/// (the old one freed), cancels; a forged form changes nothing; another patient cannot book
+/// into the record; the doctor sees the day's list.
+fn booking(backend: Backend) {
+    let s = Server::start(backend, &["--rate-limit-account", "100"]);
+    let password = seed(&s);
+    seed_schedule(&s);
+    let total = |q: &str| s.get(&format!("{q}&_summary=count")).json()["total"].as_u64().unwrap();
     let mut secrets = HashMap::new();
     let mut a = Browser::new(&s.root());
     let done = a.sign_in("anna", password, &mut secrets);

@@ -13,7 +13,7 @@ default the test's diabetes) and PORTAL_FLAGGED=0 (no out-of-range result to exp
 it run against the demo data, to refresh docs/screenshots. PORTAL_RESULT is a text the
 record's PDF must hold besides the name; PORTAL_DOCUMENT a text of the first document
 ("" when the record has none); PORTAL_TRACK=0 enters no measurement; PORTAL_UPLOAD=0
-adds no document."""
+adds no document; PORTAL_BOOK is the specialty to book a visit with ("" books none)."""
 import base64, hashlib, hmac, os, struct, subprocess, sys, tempfile, time, urllib.error, urllib.request, zlib
 
 from playwright.sync_api import sync_playwright
@@ -27,6 +27,7 @@ RESULT = os.environ.get("PORTAL_RESULT", "7.4 ммоль/л")
 DOCUMENT = os.environ.get("PORTAL_DOCUMENT", "Жалобы на головную боль")
 TRACK = os.environ.get("PORTAL_TRACK", "1") != "0"
 UPLOAD = os.environ.get("PORTAL_UPLOAD", "1") != "0"
+BOOK = os.environ.get("PORTAL_BOOK", "Терапевт")
 # a clinician outside the patient's care (their API token, a word of their organisation's
 # name to find it, its reference, a record of the patient to read): granted access in the
 # portal, then revoked
@@ -182,6 +183,26 @@ with sync_playwright() as p:
         page.screenshot(path=os.path.join(shots, "portal-upload.png"), full_page=True)
         page.locator("nav.record").get_by_role("link", name="Документы", exact=True).click()
         check(page.get_by_text("Снимок из другой клиники").count() >= 1, "listed with the documents")
+        page.locator("nav.record").get_by_role("link", name="Поиск по карте", exact=True).click()
+
+    # book a visit: a specialty, the first day with free times, the first time
+    if BOOK:
+        page.locator("nav.record").get_by_role("link", name="Запись к врачу", exact=True).click()
+        check(page.get_by_text("Мои записи").count() == 1, "the appointments page")
+        page.get_by_label("Специальность").select_option(label=BOOK)
+        times = page.locator("ul.slots button")
+        for _ in range(7):
+            page.get_by_role("button", name="Найти время").click()
+            if times.count() > 0:
+                break
+            day = page.get_by_label("День")
+            day.fill(time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(day.input_value(), "%Y-%m-%d")) + 86400 + 43200)))
+        check(times.count() > 0, "free times within a week")
+        first = times.first.inner_text()
+        times.first.click()
+        check(page.get_by_text("запись сохранена").count() == 1, "booked")
+        check(page.locator("table").get_by_text(first).count() >= 1, "the visit is listed at " + first)
+        page.screenshot(path=os.path.join(shots, "portal-booking.png"), full_page=True)
         page.locator("nav.record").get_by_role("link", name="Поиск по карте", exact=True).click()
 
     # search in word forms, then a filter by kind
