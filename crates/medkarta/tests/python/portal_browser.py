@@ -198,11 +198,11 @@ with sync_playwright() as p:
             day = page.get_by_label("День")
             day.fill(time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(day.input_value(), "%Y-%m-%d")) + 86400 + 43200)))
         check(times.count() > 0, "free times within a week")
+        page.screenshot(path=os.path.join(shots, "portal-booking.png"), full_page=True)
         first = times.first.inner_text()
         times.first.click()
         check(page.get_by_text("запись сохранена").count() == 1, "booked")
         check(page.locator("table").get_by_text(first).count() >= 1, "the visit is listed at " + first)
-        page.screenshot(path=os.path.join(shots, "portal-booking.png"), full_page=True)
         page.locator("nav.record").get_by_role("link", name="Поиск по карте", exact=True).click()
 
     # search in word forms, then a filter by kind
