@@ -1,7 +1,7 @@
 //! Slots generated from working patterns, ahead of time, as jobs of the durable queue:
 //! `{"schedule": id}` (enqueued when a Schedule is written) plans that schedule's slots from
 //! today to the horizon; `{"all": true}` does every active schedule and enqueues itself
-//! for the next day. Idempotent: a slot's id is its schedule and start, so a slot that
+//! for the next day; `{"expire": id}` ends a hold not confirmed in time. Idempotent: a slot's id is its schedule and start, so a slot that
 //! exists is left as it is (booked or not), and free future slots the pattern no longer
 //! plans are removed. Written as the system actor `system:booking`, in transactions of a
 //! few hundred slots, each under a lock on the schedule.
@@ -49,6 +49,15 @@ impl Handler for Generate {
         let h = self.guard.system(ACTOR);
         if let Some(id) = p["schedule"].as_str() {
             self.schedule(&h, id)?;
+        } else if let Some(id) = p["expire"].as_str() {
+            // a hold not confirmed in time: cancelled, its slot goes to the next in line
+            let mut tx = h.begin()?;
+            let held = tx.read(rt("Appointment")?, id)?.and_then(|s| s.body);
+            let held: Option<Value> = held.and_then(|b| serde_json::from_slice(&b).ok());
+            if held.is_some_and(|a| a["status"] == "pending") {
+                crate::waitlist::cancel(&mut tx, id, "Время не подтверждено")?;
+                tx.commit()?;
+            }
         } else if p["all"] == true {
             let q = parse_criteria(rt("Schedule")?, "active=true")?;
             for s in h.search(&q, 100_000)?.resources {

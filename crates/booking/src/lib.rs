@@ -10,6 +10,7 @@ pub mod ops;
 pub mod pattern;
 pub mod remind;
 pub mod rules;
+pub mod waitlist;
 
 pub use generate::{ACTOR, Generate};
 pub use remind::Remind;

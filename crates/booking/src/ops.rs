@@ -4,7 +4,8 @@
 //!   location, an organisation), soonest first, as proposed Appointments; a patient sees
 //!   the slots open online only;
 //! - `book`: an Appointment over the given slots for a patient, written as the caller —
-//!   the rules of [`crate::rules`] decide, exactly as for a plain POST.
+//!   the rules of [`crate::rules`] decide, exactly as for a plain POST; with status
+//!   `pending` it is `$hold`.
 
 use std::collections::HashMap;
 
@@ -166,14 +167,16 @@ impl BookRequest {
     }
 }
 
-/// `Appointment/$book`: the Appointment booked (201), or why not.
-pub fn book(h: &Handle, req: BookRequest) -> FhirResult<Written> {
+/// `Appointment/$book` (`status` booked) or `$hold` (`pending`: the slots held for a few
+/// minutes, then freed unless the appointment is made `booked`): the Appointment (201), or
+/// why not.
+pub fn book(h: &Handle, req: BookRequest, status: &str) -> FhirResult<Written> {
     let appointment = match req {
         BookRequest::Appointment(mut a) => {
             if a["resourceType"] != "Appointment" {
                 return Err(refuse(400, "appt-resource is an Appointment"));
             }
-            a["status"] = json!("booked");
+            a["status"] = json!(status);
             a
         }
         BookRequest::Slots { slots, patient } => {
@@ -222,7 +225,7 @@ pub fn book(h: &Handle, req: BookRequest) -> FhirResult<Written> {
                 actors.into_iter().map(|a| json!({"actor": a, "required": "required", "status": "accepted"})).collect();
             participant.push(json!({"actor": {"reference": patient}, "required": "required", "status": "accepted"}));
             let mut a = json!({
-                "resourceType": "Appointment", "status": "booked",
+                "resourceType": "Appointment", "status": status,
                 "slot": slots.iter().map(|s| json!({"reference": format!("Slot/{s}")})).collect::<Vec<_>>(),
                 "start": start, "end": end, "participant": participant,
                 "created": Timestamp::now().strftime("%Y-%m-%d").to_string(),

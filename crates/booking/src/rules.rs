@@ -22,6 +22,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::pattern::Pattern;
+use crate::waitlist;
 use crate::{BOOKING, QUEUE};
 
 /// Deployment settings of booking (the README's settings table).
@@ -35,11 +36,19 @@ pub struct Settings {
     pub horizon_days: i64,
     /// Reminders this many minutes before a visit.
     pub reminders: Vec<i64>,
+    /// A held slot (`$hold`, an offer from the waiting list) is kept this long.
+    pub hold_minutes: i64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { one_per_specialty: true, cancel_hours: 2, horizon_days: 28, reminders: vec![24 * 60, 60] }
+        Settings {
+            one_per_specialty: true,
+            cancel_hours: 2,
+            horizon_days: 28,
+            reminders: vec![24 * 60, 60],
+            hold_minutes: 5,
+        }
     }
 }
 
@@ -171,7 +180,16 @@ impl AppointmentRule {
                 format!("The appointment's start and end are those of its slots: {start} to {end}"),
             ));
         }
-        // the patient's other appointments: none overlaps; one future per specialty
+        // the patient's other appointments: none overlaps; one future per specialty (an
+        // offer from the waiting list may replace one of them)
+        let replaced =
+            match waitlist::extension_ref(after, waitlist::ENTRY).and_then(|r| r.strip_prefix("Appointment/")) {
+                Some(entry) => read(tx, "Appointment", entry)?.and_then(|e| {
+                    waitlist::extension_ref(&e, waitlist::REPLACES)
+                        .map(|r| r.trim_start_matches("Appointment/").to_string())
+                }),
+                None => None,
+            };
         let pid = patient.trim_start_matches("Patient/");
         let q = parse_criteria(
             rt("Appointment")?,
@@ -179,7 +197,7 @@ impl AppointmentRule {
         )?;
         let specialties: Vec<String> = codes(&after["specialty"]);
         for other in tx.search_ids(&q, 1000)? {
-            if other == id {
+            if other == id || replaced.as_deref() == Some(other.as_str()) {
                 continue;
             }
             let Some(o) = read(tx, "Appointment", &other)? else { continue };
@@ -200,8 +218,9 @@ impl AppointmentRule {
                 ));
             }
         }
+        let status = if after["status"] == "pending" { "busy-tentative" } else { "busy" };
         for (s, slot) in taken {
-            set_status(tx, &s, slot, "busy")?;
+            set_status(tx, &s, slot, status)?;
         }
         Ok(())
     }
@@ -258,7 +277,8 @@ impl WriteRule for AppointmentRule {
     }
 
     fn check(&self, tx: &mut WriteTx<'_>, change: &Change<'_>) -> FhirResult<()> {
-        let me = patient_caller(tx.handle().principal());
+        // a derived write (an offer from the waiting list) is the server's, not the caller's
+        let me = if tx.derived() { None } else { patient_caller(tx.handle().principal()) };
         let before_slots = change.before.filter(|b| holds(b)).map(slots_of).unwrap_or_default();
         let Some(after) = change.after else {
             if me.is_some() {
@@ -267,10 +287,25 @@ impl WriteRule for AppointmentRule {
             if let Some(b) = change.before.filter(|b| holds(b)) {
                 self.may_cancel(b, None, None)?;
             }
-            return free(tx, &before_slots);
+            return free(tx, &before_slots, self.settings.hold_minutes);
         };
-        if me.is_some() && !matches!(after["status"].as_str(), Some("booked" | "cancelled" | "proposed")) {
-            return Err(refuse(403, "A patient books (booked) or cancels (cancelled) an appointment"));
+        if me.is_some() && !matches!(after["status"].as_str(), Some("booked" | "cancelled" | "pending" | "waitlist")) {
+            return Err(refuse(
+                403,
+                "A patient holds (pending), books (booked), cancels (cancelled) an appointment, or waits for one (waitlist)",
+            ));
+        }
+        if after["status"] == "waitlist" && !slots_of(after).is_empty() {
+            return Err(refuse(422, "A waiting-list entry names no slot: a specialty and the times wanted"));
+        }
+        if let Some(r) = waitlist::extension_ref(after, waitlist::REPLACES) {
+            let theirs = match r.strip_prefix("Appointment/") {
+                Some(id) => read(tx, "Appointment", id)?.and_then(|a| patient_of(&a)),
+                None => None,
+            };
+            if theirs.is_none() || theirs != patient_of(after) {
+                return Err(refuse(422, format!("{r} is not an appointment of this patient to give up")));
+            }
         }
         let after_slots = if holds(after) { slots_of(after) } else { Vec::new() };
         let new: Vec<String> = after_slots.iter().filter(|s| !before_slots.contains(s)).cloned().collect();
@@ -288,18 +323,34 @@ impl WriteRule for AppointmentRule {
         if newly_booked {
             crate::remind::enqueue(tx, change.id, after, &self.settings.reminders)?;
         }
-        free(tx, &freed)
+        if after["status"] == "pending" && !new.is_empty() {
+            waitlist::expire_later(tx, change.id, self.settings.hold_minutes)?;
+        }
+        if change.before.is_some_and(|b| b["status"] == "pending") && after["status"] == "booked" {
+            // a hold confirmed: its slots become busy, a waiting-list offer closes its entry
+            for s in after_slots.iter().filter(|s| before_slots.contains(s)) {
+                if let Some(slot) = read(tx, "Slot", s)? {
+                    set_status(tx, s, slot, "busy")?;
+                }
+            }
+            waitlist::confirmed(tx, after)?;
+        }
+        free(tx, &freed, self.settings.hold_minutes)
     }
 }
 
-/// Free the future ones of `slots` (the appointment gave them up; its keys are released).
-fn free(tx: &mut WriteTx<'_>, slots: &[String]) -> FhirResult<()> {
+/// Free the future ones of `slots` (the appointment gave them up; its keys are released),
+/// and offer each to the waiting list.
+fn free(tx: &mut WriteTx<'_>, slots: &[String], hold_minutes: i64) -> FhirResult<()> {
     let now = Timestamp::now();
     for s in slots {
         if let Some(slot) = read(tx, "Slot", s)?
             && time(&slot["start"]).is_some_and(|t| t > now)
         {
             set_status(tx, s, slot, "free")?;
+            if let Some(freed) = read(tx, "Slot", s)? {
+                waitlist::offer(tx, s, &freed, hold_minutes)?;
+            }
         }
     }
     Ok(())
@@ -318,7 +369,7 @@ impl WriteRule for SlotRule {
         let holder = key_holder(tx, "slot", change.id)?;
         match (change.after, holder) {
             (None, Some(h)) => Err(refuse(409, format!("Slot/{} is booked ({h}): cancel that first", change.id))),
-            (Some(s), Some(h)) if s["status"] != "busy" => {
+            (Some(s), Some(h)) if !matches!(s["status"].as_str(), Some("busy" | "busy-tentative")) => {
                 Err(refuse(409, format!("Slot/{} is booked ({h}): cancel the appointment to free it", change.id)))
             }
             (Some(s), _) => match (time(&s["start"]), time(&s["end"])) {

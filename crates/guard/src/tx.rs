@@ -54,6 +54,11 @@ impl<'h> WriteTx<'h> {
         self.h
     }
 
+    /// Is the write being checked a rule's derived write (not the caller's own)?
+    pub fn derived(&self) -> bool {
+        self.depth > 1
+    }
+
     /// Current version number of a resource (`None`: it never existed).
     pub(crate) fn current(&mut self, rt: ResourceType, id: &str) -> FhirResult<Option<CurrentVersion>> {
         Ok(self.tx.current(rt.as_str(), id)?)

@@ -1,4 +1,4 @@
-//! The FHIR adapter of the booking operations (`Appointment/$find`, `Appointment/$book`):
+//! The FHIR adapter of the booking operations (`Appointment/$find`, `$book`, `$hold`):
 //! request parameters in, `booking::ops` calls, FHIR responses out. Registered at wiring
 //! time, so `fhir-rest` names no domain crate.
 
@@ -26,13 +26,15 @@ pub(crate) fn register(ops: &mut Operations) {
         }
         Ok(Response::json(200, booking::ops::find(h, &q)?))
     });
-    ops.register("$book", Level::Type, Some("Appointment"), &[Method::Post], |e, h, r, _| {
-        let Body::Json(params) = &r.body else {
-            return Err(FhirError::bad_request("$book takes a Parameters resource"));
-        };
-        let written = booking::ops::book(h, booking::ops::BookRequest::from_parameters(params)?)?;
-        let mut response = Response::json(201, written.resource.unwrap_or_default());
-        response.location = Some(e.url(&format!("Appointment/{}/_history/{}", written.id, written.version)));
-        Ok(response)
-    });
+    for (name, status) in [("$book", "booked"), ("$hold", "pending")] {
+        ops.register(name, Level::Type, Some("Appointment"), &[Method::Post], move |e, h, r, _| {
+            let Body::Json(params) = &r.body else {
+                return Err(FhirError::bad_request(format!("{name} takes a Parameters resource")));
+            };
+            let written = booking::ops::book(h, booking::ops::BookRequest::from_parameters(params)?, status)?;
+            let mut response = Response::json(201, written.resource.unwrap_or_default());
+            response.location = Some(e.url(&format!("Appointment/{}/_history/{}", written.id, written.version)));
+            Ok(response)
+        });
+    }
 }

@@ -42,7 +42,8 @@ pub struct StoreArgs {
     /// header_timeout, body_timeout, portal_idle_minutes, portal_session_hours,
     /// smtp_url, smtp_from, sms_webhook_url, sms_webhook_auth, job_workers,
     /// job_retry_seconds, blob_store, blob_dir, upload_max_mb, booking_horizon_days,
-    /// booking_cancel_hours, booking_one_per_specialty, booking_reminders
+    /// booking_cancel_hours, booking_one_per_specialty, booking_reminders,
+    /// booking_hold_minutes
     #[arg(long, global = true, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -166,6 +167,9 @@ pub struct ServeArgs {
     /// reminders) [default: 1440,60]
     #[arg(long, env = "MEDKARTA_BOOKING_REMINDERS", value_name = "MINUTES,...")]
     pub booking_reminders: Option<String>,
+    /// Minutes a held slot ($hold, an offer to the waiting list) is kept [default: 5]
+    #[arg(long, env = "MEDKARTA_BOOKING_HOLD_MINUTES", value_name = "MINUTES")]
+    pub booking_hold_minutes: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -208,6 +212,7 @@ struct FileConfig {
     booking_cancel_hours: Option<i64>,
     booking_one_per_specialty: Option<bool>,
     booking_reminders: Option<String>,
+    booking_hold_minutes: Option<i64>,
 }
 
 /// A secret setting: never shown by `Debug` (settings may be logged).
@@ -437,6 +442,11 @@ impl Settings {
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                 },
+                hold_minutes: match args.booking_hold_minutes.or(file.booking_hold_minutes) {
+                    None => 5,
+                    Some(n @ 1..=1440) => n,
+                    Some(n) => return Err(format!("--booking-hold-minutes {n}: from 1 to 1440")),
+                },
             },
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
@@ -480,6 +490,7 @@ impl Settings {
             booking_cancel_hours: None,
             booking_one_per_specialty: None,
             booking_reminders: None,
+            booking_hold_minutes: None,
         })
     }
 

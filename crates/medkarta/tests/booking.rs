@@ -417,3 +417,93 @@ fn reminders_once_across_a_restart() {
     let text = note["entry"][0]["resource"]["payload"][0]["contentString"].as_str().unwrap().to_string();
     assert!(text.starts_with("Напоминание: приём ") && text.contains("Корпус 1"), "{text}");
 }
+
+/// `$hold` keeps a slot for a patient (busy-tentative; others get 409) until they confirm;
+/// the waiting list: a freed slot is offered, in the cancelling transaction, to the first in
+/// line it suits (a hold and a message); confirming closes the entry and gives up the later
+/// appointment it replaces; a slot outside an entry's window is not offered to it; an offer
+/// not confirmed expires and the slot is free again.
+#[test]
+fn holds_and_the_waiting_list() {
+    let s = Server::start(Backend::Sqlite(tempfile::tempdir().unwrap()), &["--booking-hold-minutes", "1"]);
+    seed(&s);
+    wait_for_slots(&s, "sch-1", 27 * 18);
+    let p1 = s.user_token("pat-1", "patient", &["--patient", "Patient/p-1"]);
+    let p2 = s.user_token("pat-2", "patient", &["--patient", "Patient/p-2"]);
+    let p3 = s.user_token("pat-3", "patient", &["--patient", "Patient/p-3"]);
+    let found = find(&s, &p1, &format!("specialty={THERAPY}"));
+    let slot = |i: usize| found[i]["slot"][0]["reference"].as_str().unwrap().to_string();
+    let status = |path: &str| s.get(path).json()["status"].as_str().unwrap().to_string();
+    let patch = |t: &str, path: &str, ops: Value| {
+        s.req_as(Some(t), "PATCH", path, &[("Content-Type", "application/json-patch+json")], Some(&ops.to_string()))
+    };
+    let to = |value: &str| json!([{"op": "replace", "path": "/status", "value": value}]);
+
+    // a hold, then its confirmation
+    let r = send(&s, &p3, "POST", "Appointment/$hold", &book_params(&slot(1), "p-3"));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let held = format!("Appointment/{}", r.json()["id"].as_str().unwrap());
+    assert_eq!(r.json()["status"], "pending");
+    assert_eq!(status(&slot(1)), "busy-tentative");
+    assert_eq!(send(&s, &p2, "POST", "Appointment/$book", &book_params(&slot(1), "p-2")).status, 409);
+    assert_eq!(patch(&p3, &held, to("booked")).status, 200);
+    assert_eq!(status(&slot(1)), "busy");
+
+    // p-1 has the first time; p-2 a later one and waits for an earlier; p-3 waits too,
+    // for something before their own
+    assert_eq!(send(&s, &p1, "POST", "Appointment", &booking(&found[0], "p-1")).status, 201);
+    let r = send(&s, &p2, "POST", "Appointment", &booking(&found[10], "p-2"));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let later = format!("Appointment/{}", r.json()["id"].as_str().unwrap());
+    let entry = |patient: &str, created: &str, until: &Value, replaces: &str| {
+        json!({"resourceType": "Appointment", "status": "waitlist", "created": created,
+               "specialty": concept(THERAPY), "requestedPeriod": [{"end": until}],
+               "extension": [{"url": "https://medkarta.org/fhir/StructureDefinition/waitlist-replaces",
+                              "valueReference": {"reference": replaces}}],
+               "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"}]})
+    };
+    // an entry giving up someone else's appointment is refused
+    let r = send(&s, &p2, "POST", "Appointment", &entry("p-2", "2026-01-01T09:00:00Z", &found[10]["start"], &held));
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = send(&s, &p2, "POST", "Appointment", &entry("p-2", "2026-01-01T10:00:00Z", &found[10]["start"], &later));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let line_2 = format!("Appointment/{}", r.json()["id"].as_str().unwrap());
+    let r = send(&s, &p3, "POST", "Appointment", &entry("p-3", "2026-01-01T11:00:00Z", &found[1]["start"], &held));
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // p-1 cancels: the time is offered to p-2, first in line, in the same transaction
+    let first = s.get("Appointment?patient=p-1&status=booked").json()["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(patch(&p1, &format!("Appointment/{first}"), to("cancelled")).status, 200);
+    assert_eq!(status(&slot(0)), "busy-tentative");
+    let offers = s.get("Appointment?patient=p-2&status=pending").json();
+    assert_eq!(offers["total"], 1, "{offers}");
+    let offer = format!("Appointment/{}", offers["entry"][0]["resource"]["id"].as_str().unwrap());
+    let told = s.get("Communication?recipient=Patient/p-2").json().to_string();
+    assert!(told.contains("Освободилось время"), "{told}");
+    assert_eq!(send(&s, &p1, "POST", "Appointment/$book", &book_params(&slot(0), "p-1")).status, 409, "held");
+    // p-2 confirms: the entry leaves the line, the later appointment is given up; its time
+    // is after p-3's window, so it is not offered to them
+    assert_eq!(patch(&p2, &offer, to("booked")).status, 200);
+    assert_eq!(status(&slot(0)), "busy");
+    assert_eq!(status(&line_2), "cancelled");
+    assert_eq!(status(&later), "cancelled");
+    assert_eq!(status(&slot(10)), "free");
+    assert_eq!(s.get("Appointment?patient=p-3&status=pending").json()["total"], 0);
+
+    // p-2 cancels the early time: offered to p-3 (within their window); not confirmed, the
+    // hold expires and the time is free again
+    assert_eq!(patch(&p2, &offer, to("cancelled")).status, 200);
+    assert_eq!(status(&slot(0)), "busy-tentative");
+    assert_eq!(s.get("Appointment?patient=p-3&status=pending").json()["total"], 1);
+    for _ in 0..100 {
+        if status(&slot(0)) == "free" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    assert_eq!(status(&slot(0)), "free");
+    assert_eq!(s.get("Appointment?patient=p-3&status=pending").json()["total"], 0);
+}

@@ -1325,11 +1325,11 @@ fn seed_schedule(s: &Server) {
         ])
         .collect();
     put(
-        &s,
+        s,
         &json!({"resourceType": "Location", "id": "loc-a", "name": "Корпус 1", "managingOrganization": {"reference": "Organization/org-a"}}),
     );
     put(
-        &s,
+        s,
         &json!({"resourceType": "Schedule", "id": "sch-petrov", "active": true,
         "extension": [{"url": "https://medkarta.org/fhir/StructureDefinition/schedule-timezone", "valueCode": "Europe/Minsk"},
                       {"url": "https://medkarta.org/fhir/StructureDefinition/working-pattern", "extension": period}],
