@@ -7,12 +7,25 @@ Slots — and 10,000 patients, through transaction bundles; then times
 - bookings of distinct slots per second by `$book` at 1, 8 and 32 connections,
 - 200 attempts at one slot at once: exactly one wins; the latency of the answers.
 
-  bench/booking.py FHIR-BASE TOKEN [FIND-REQUESTS]"""
+  bench/booking.py FHIR-BASE CLIENT-ID CLIENT-SECRET [FIND-REQUESTS]"""
 import datetime, http.client, json, statistics, sys, threading, time, urllib.parse
 
-base, token = sys.argv[1:3]
-n_find = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+base, client_id, client_secret = sys.argv[1:4]
+n_find = int(sys.argv[4]) if len(sys.argv) > 4 else 200
 url = urllib.parse.urlparse(base)
+token, token_at = "", 0.0
+
+
+def fresh_token():
+    """A token of the benchmark's client (they last five minutes: renewed every four)."""
+    global token, token_at
+    if time.time() - token_at > 240:
+        c = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client_id,
+                                       "client_secret": client_secret})
+        c.request("POST", "/oauth/token", body=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        token, token_at = json.loads(c.getresponse().read())["access_token"], time.time()
+    return token
 PRACTITIONERS, DAYS, PER_DAY, PATIENTS = 1000, 20, 25, 10000
 SCT = "http://snomed.info/sct"
 SPECIALTIES = ["419192003", "394537008", "394579002", "394583002", "394591006",
@@ -25,7 +38,7 @@ def conn():
 
 
 def request(c, method, path, body=None):
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+    headers = {"Authorization": f"Bearer {fresh_token()}", "Accept": "application/fhir+json"}
     data = None
     if body is not None:
         data = json.dumps(body).encode()

@@ -12,7 +12,7 @@ run_backend() {
   local name=$1; shift
   MEDKARTA_RATE_LIMIT_ACCOUNT=0 start_server "$name" "$@"
   echo "== $name"
-  python3 bench/booking.py "$base" "$(bench_token)" "$n"
+  python3 bench/booking.py "$base" "$client_id" "$client_secret" "$n"
   stop_server
 }
 run_both
