@@ -57,6 +57,49 @@ fn token(v: &str) -> FhirResult<String> {
     Ok(v.replace('%', "%25").replace(' ', "%20").replace('+', "%2B"))
 }
 
+/// Slots per window read at most (a fuller window is read again, narrower).
+const WINDOW_ROWS: usize = 1000;
+
+/// The first `count` slots matching `query` that start in `[start, end)`, soonest first.
+/// Read window by window from `start` — half an hour first, twice as long each time the
+/// ones read so far are too few, half as long when one holds more than [`WINDOW_ROWS`] — so
+/// that the database only ever finds the slots of a short span by its start index and
+/// nothing is sorted but what is returned.
+fn soonest(
+    h: &Handle,
+    query: &str,
+    start: Timestamp,
+    end: Timestamp,
+    count: usize,
+) -> FhirResult<Vec<(String, Value)>> {
+    let mut out: Vec<(Timestamp, String, Value)> = Vec::new();
+    let (mut from, mut width) = (start, jiff::SignedDuration::from_mins(30));
+    while out.len() < count && from < end {
+        let to = from.checked_add(width).unwrap_or(end).min(end);
+        let q = parse_criteria(rt("Slot")?, &format!("{query}&start=ge{from}&start=lt{to}"))?;
+        let page = h.search(&q, WINDOW_ROWS)?;
+        if page.more && width > jiff::SignedDuration::from_mins(1) {
+            width /= 2;
+            continue;
+        }
+        let mut window: Vec<(Timestamp, String, Value)> = page
+            .resources
+            .into_iter()
+            .filter_map(|s| {
+                let slot: Value = serde_json::from_slice(s.body.as_deref()?).ok()?;
+                let at: Timestamp = slot["start"].as_str()?.parse().ok()?;
+                Some((at, s.id, slot))
+            })
+            .collect();
+        window.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        out.extend(window);
+        from = to;
+        width = (width * 2).min(jiff::SignedDuration::from_hours(24 * 7));
+    }
+    out.truncate(count);
+    Ok(out.into_iter().map(|(_, id, slot)| (id, slot)).collect())
+}
+
 /// `Appointment/$find`: a searchset Bundle of proposed Appointments over free slots.
 pub fn find(h: &Handle, q: &FindQuery) -> FhirResult<Value> {
     let (Some(start), Some(end)) = (q.start.as_deref(), q.end.as_deref()) else {
@@ -68,7 +111,7 @@ pub fn find(h: &Handle, q: &FindQuery) -> FhirResult<Value> {
     }
     let start = start.max(Timestamp::now());
     let count = q.count.unwrap_or(50).clamp(1, MAX_FOUND);
-    let mut query = format!("status=free&start=ge{start}&start=lt{end}&_sort=start");
+    let mut query = String::from("status=free&_total=none");
     if let Some(s) = &q.specialty {
         query.push_str(&format!("&specialty={}", token(s)?));
     }
@@ -93,11 +136,10 @@ pub fn find(h: &Handle, q: &FindQuery) -> FhirResult<Value> {
         (Some(p), None) => Some(reference("Patient", p)?),
         _ => None,
     };
-    let found = h.search(&parse_criteria(rt("Slot")?, &query)?, count)?;
+    let found = soonest(h, &query, start, end, count)?;
     let mut schedules: HashMap<String, Value> = HashMap::new();
     let mut entries = Vec::new();
-    for s in found.resources {
-        let Some(slot) = s.body.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else { continue };
+    for (id, slot) in found {
         let sref = slot["schedule"]["reference"].as_str().unwrap_or("").to_string();
         if !schedules.contains_key(&sref)
             && let Some((_, id)) = sref.split_once('/')
@@ -118,7 +160,7 @@ pub fn find(h: &Handle, q: &FindQuery) -> FhirResult<Value> {
         }
         let mut proposal = json!({
             "resourceType": "Appointment", "status": "proposed",
-            "slot": [{"reference": format!("Slot/{}", s.id)}],
+            "slot": [{"reference": format!("Slot/{id}")}],
             "start": slot["start"], "end": slot["end"], "participant": participants,
         });
         for field in ["serviceCategory", "serviceType", "specialty", "appointmentType"] {

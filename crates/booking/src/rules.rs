@@ -11,7 +11,10 @@
 //!   under a lock on the patient, so two bookings of one patient are taken one at a time;
 //! - a patient cancels up to a deadline before the visit; staff later, with a reason;
 //! - a Schedule's working pattern must make sense, and a change of it has its slots
-//!   generated again (a job).
+//!   generated again (a job); schedules and slots are changed by the registry of their
+//!   organisation (and administrators), not by clinicians or patients;
+//! - the referral-only specialties (a ministry's setting) are booked with an active
+//!   referral.
 
 use auth::account::Role;
 use fhir_model::{Issue, IssueType, ResourceType};
@@ -38,6 +41,9 @@ pub struct Settings {
     pub reminders: Vec<i64>,
     /// A held slot (`$hold`, an offer from the waiting list) is kept this long.
     pub hold_minutes: i64,
+    /// Specialties (`system|code`) booked only with an active referral (a ServiceRequest
+    /// whose `performerType` is the specialty).
+    pub referral_only: Vec<String>,
 }
 
 impl Default for Settings {
@@ -48,6 +54,7 @@ impl Default for Settings {
             horizon_days: 28,
             reminders: vec![24 * 60, 60],
             hold_minutes: 5,
+            referral_only: Vec::new(),
         }
     }
 }
@@ -191,6 +198,18 @@ impl AppointmentRule {
                 None => None,
             };
         let pid = patient.trim_start_matches("Patient/");
+        for token in codes(&after["specialty"]).iter().filter(|t| self.settings.referral_only.contains(t)) {
+            let q = parse_criteria(
+                rt("ServiceRequest")?,
+                &format!("patient={pid}&status=active&performer-type={}", token.replace('%', "%25")),
+            )?;
+            if tx.search_ids(&q, 1)?.is_empty() {
+                return Err(refuse(
+                    422,
+                    format!("This specialty ({token}) is booked with a referral: the patient has no active one"),
+                ));
+            }
+        }
         let q = parse_criteria(
             rt("Appointment")?,
             &format!("patient={pid}&status=pending,booked,arrived,checked-in&date=ge{}", now.strftime("%Y-%m-%d")),
@@ -356,6 +375,50 @@ fn free(tx: &mut WriteTx<'_>, slots: &[String], hold_minutes: i64) -> FhirResult
     Ok(())
 }
 
+/// The organisation whose schedule this is: its Location's `managingOrganization`, or its
+/// PractitionerRole's or HealthcareService's organisation.
+fn organization_of(tx: &mut WriteTx<'_>, schedule: &Value) -> FhirResult<Option<String>> {
+    for a in schedule["actor"].as_array().into_iter().flatten() {
+        let Some((kind, id)) = a["reference"].as_str().and_then(|r| r.split_once('/')) else { continue };
+        let field = match kind {
+            "Location" => "managingOrganization",
+            "PractitionerRole" => "organization",
+            "HealthcareService" => "providedBy",
+            _ => continue,
+        };
+        if let Some(r) = read(tx, kind, id)?
+            && let Some(org) = r[field]["reference"].as_str()
+        {
+            return Ok(Some(org.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// Who may change a schedule and its slots (the server's own writes and derived ones
+/// aside): the registry of the schedule's organisation, and administrators; not
+/// clinicians or patients.
+fn manages(tx: &mut WriteTx<'_>, schedule: &Value) -> FhirResult<()> {
+    if tx.derived() {
+        return Ok(());
+    }
+    let Principal::Token(c) = tx.handle().principal() else { return Ok(()) };
+    let Some(g) = c.grant.clone() else { return Ok(()) };
+    match g.role {
+        Role::Administrator => Ok(()),
+        Role::Registrar => {
+            let theirs = organization_of(tx, schedule)?;
+            let mine = g.organization.map(|o| format!("Organization/{}", o.trim_start_matches("Organization/")));
+            if theirs.is_some() && theirs == mine {
+                Ok(())
+            } else {
+                Err(refuse(403, "A registry manages the schedules of its own organisation"))
+            }
+        }
+        _ => Err(refuse(403, "Schedules and their slots are managed by the registry")),
+    }
+}
+
 /// The rule of Slots: they make sense, and a booked one stays busy until its appointment
 /// gives it up.
 pub struct SlotRule;
@@ -366,6 +429,14 @@ impl WriteRule for SlotRule {
     }
 
     fn check(&self, tx: &mut WriteTx<'_>, change: &Change<'_>) -> FhirResult<()> {
+        if !tx.derived() {
+            let slot = change.after.or(change.before).cloned().unwrap_or_default();
+            let schedule = match slot["schedule"]["reference"].as_str().and_then(|r| r.strip_prefix("Schedule/")) {
+                Some(id) => read(tx, "Schedule", id)?.unwrap_or_default(),
+                None => Value::Null,
+            };
+            manages(tx, &schedule)?;
+        }
         let holder = key_holder(tx, "slot", change.id)?;
         match (change.after, holder) {
             (None, Some(h)) => Err(refuse(409, format!("Slot/{} is booked ({h}): cancel that first", change.id))),
@@ -391,7 +462,11 @@ impl WriteRule for ScheduleRule {
     }
 
     fn check(&self, tx: &mut WriteTx<'_>, change: &Change<'_>) -> FhirResult<()> {
+        if let Some(before) = change.before {
+            manages(tx, before)?;
+        }
         let Some(after) = change.after else { return Ok(()) };
+        manages(tx, after)?;
         let pattern = Pattern::of(after).map_err(|e| refuse(422, format!("The working pattern: {e}")))?;
         if pattern.is_some() || change.before.is_some_and(|b| Pattern::of(b).is_ok_and(|p| p.is_some())) {
             let version = after["meta"]["versionId"].as_str().unwrap_or("0");

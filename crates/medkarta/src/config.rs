@@ -43,7 +43,7 @@ pub struct StoreArgs {
     /// smtp_url, smtp_from, sms_webhook_url, sms_webhook_auth, job_workers,
     /// job_retry_seconds, blob_store, blob_dir, upload_max_mb, booking_horizon_days,
     /// booking_cancel_hours, booking_one_per_specialty, booking_reminders,
-    /// booking_hold_minutes
+    /// booking_hold_minutes, booking_referral_only
     #[arg(long, global = true, env = "MEDKARTA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// Minutes a held slot ($hold, an offer to the waiting list) is kept [default: 5]
     #[arg(long, env = "MEDKARTA_BOOKING_HOLD_MINUTES", value_name = "MINUTES")]
     pub booking_hold_minutes: Option<i64>,
+    /// Specialties booked only with an active referral (ServiceRequest), as
+    /// system|code,... [default: none]
+    #[arg(long, env = "MEDKARTA_BOOKING_REFERRAL_ONLY", value_name = "SYSTEM|CODE,...")]
+    pub booking_referral_only: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -213,6 +217,7 @@ struct FileConfig {
     booking_one_per_specialty: Option<bool>,
     booking_reminders: Option<String>,
     booking_hold_minutes: Option<i64>,
+    booking_referral_only: Option<String>,
 }
 
 /// A secret setting: never shown by `Debug` (settings may be logged).
@@ -442,6 +447,14 @@ impl Settings {
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                 },
+                referral_only: args
+                    .booking_referral_only
+                    .clone()
+                    .or(file.booking_referral_only)
+                    .map(|list| {
+                        list.split(',').map(str::trim).filter(|t| t.contains('|')).map(str::to_string).collect()
+                    })
+                    .unwrap_or_default(),
                 hold_minutes: match args.booking_hold_minutes.or(file.booking_hold_minutes) {
                     None => 5,
                     Some(n @ 1..=1440) => n,
@@ -491,6 +504,7 @@ impl Settings {
             booking_one_per_specialty: None,
             booking_reminders: None,
             booking_hold_minutes: None,
+            booking_referral_only: None,
         })
     }
 

@@ -507,3 +507,40 @@ fn holds_and_the_waiting_list() {
     assert_eq!(status(&slot(0)), "free");
     assert_eq!(s.get("Appointment?patient=p-3&status=pending").json()["total"], 0);
 }
+
+/// A referral-only specialty is booked with an active referral; schedules and their slots
+/// are changed by the registry of their organisation (and the server), not by another
+/// organisation's registry, clinicians or patients.
+#[test]
+fn referrals_and_who_manages_schedules() {
+    let s = Server::start(Backend::Sqlite(tempfile::tempdir().unwrap()), &["--booking-referral-only", CARDIOLOGY]);
+    seed(&s);
+    put(&s, &json!({"resourceType": "Organization", "id": "org-z", "name": "Другая поликлиника"}));
+    wait_for_slots(&s, "sch-2", 27 * 16);
+    let p1 = s.user_token("pat-1", "patient", &["--patient", "Patient/p-1"]);
+    let cardio = find(&s, &p1, &format!("specialty={CARDIOLOGY}&practitioner=Practitioner/pr-2"));
+    let r = send(&s, &p1, "POST", "Appointment", &booking(&cardio[0], "p-1"));
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(diagnostics(&r).contains("referral"), "{}", r.text);
+    put(
+        &s,
+        &json!({"resourceType": "ServiceRequest", "id": "ref-1", "status": "active", "intent": "order",
+                    "subject": {"reference": "Patient/p-1"}, "code": {"text": "Консультация кардиолога"},
+                    "performerType": concept(CARDIOLOGY)[0]}),
+    );
+    assert_eq!(send(&s, &p1, "POST", "Appointment", &booking(&cardio[0], "p-1")).status, 201);
+
+    let own = s.user_token("reg-a", "registrar", &["--organization", "Organization/org-a"]);
+    let other = s.user_token("reg-z", "registrar", &["--organization", "Organization/org-z"]);
+    let doctor = s.user_token("doc-a", "doctor", &["--organization", "Organization/org-a"]);
+    let mut schedule = s.get("Schedule/sch-1").json();
+    schedule["comment"] = json!("Кабинет 12");
+    for (token, expected) in [(&other, 403), (&doctor, 403), (&p1, 403), (&own, 200)] {
+        assert_eq!(send(&s, token, "PUT", "Schedule/sch-1", &schedule).status, expected);
+    }
+    let mut slot = s.get(cardio[5]["slot"][0]["reference"].as_str().unwrap()).json();
+    slot["status"] = json!("busy-unavailable");
+    let path = format!("Slot/{}", slot["id"].as_str().unwrap());
+    assert_eq!(send(&s, &other, "PUT", &path, &slot).status, 403);
+    assert_eq!(send(&s, &own, "PUT", &path, &slot).status, 200, "the registry blocks a time");
+}
