@@ -56,14 +56,15 @@ fn token(v: &str) -> FhirResult<String> {
     Ok(v.replace('%', "%25").replace(' ', "%20").replace('+', "%2B"))
 }
 
-/// Slots per window read at most (a fuller window is read again, narrower).
+/// Rows read from one window at most.
 const WINDOW_ROWS: usize = 1000;
 
 /// The first `count` slots matching `query` that start in `[start, end)`, soonest first.
-/// Read window by window from `start` — a quarter of an hour first, twice as long each time the
-/// ones read so far are too few, half as long when one holds more than [`WINDOW_ROWS`] — so
-/// that the database only ever finds the slots of a short span by its start index and
-/// nothing is sorted but what is returned.
+/// Read window by window from `start` — a quarter of an hour first, twice as long each time
+/// the ones found so far are too few — each window sorted by the database and read only as
+/// far as needed, so the cost is that of a short span's slots, not of every match; rows
+/// that are not free (or not online, for a patient) are skipped, reading further into the
+/// window when they were many.
 fn soonest(
     h: &Handle,
     query: &str,
@@ -72,35 +73,35 @@ fn soonest(
     count: usize,
     online_only: bool,
 ) -> FhirResult<Vec<(String, Value)>> {
-    let mut out: Vec<(Timestamp, String, Value)> = Vec::new();
+    let mut out: Vec<(String, Value)> = Vec::new();
     let (mut from, mut width) = (start, jiff::SignedDuration::from_mins(15));
     while out.len() < count && from < end {
         let to = from.checked_add(width).unwrap_or(end).min(end);
-        let q = parse_criteria(rt("Slot")?, &format!("{query}&start=ge{from}&start=lt{to}"))?;
-        let page = h.search(&q, WINDOW_ROWS)?;
-        if page.more && width > jiff::SignedDuration::from_mins(1) {
-            width /= 2;
-            continue;
+        let need = count - out.len();
+        let mut read = (need * 2 + 10).min(WINDOW_ROWS);
+        loop {
+            let q =
+                parse_criteria(rt("Slot")?, &format!("{query}&start=ge{from}&start=lt{to}&_sort=start&_count={read}"))?;
+            let page = h.search(&q, read)?;
+            let usable: Vec<(String, Value)> = page
+                .resources
+                .into_iter()
+                .filter_map(|s| {
+                    let slot: Value = serde_json::from_slice(s.body.as_deref()?).ok()?;
+                    let ok = slot["status"] == "free" && (!online_only || crate::rules::online(&slot));
+                    ok.then_some((s.id, slot))
+                })
+                .collect();
+            if usable.len() >= need || !page.more || read >= WINDOW_ROWS {
+                out.extend(usable.into_iter().take(need));
+                break;
+            }
+            read = (read * 4).min(WINDOW_ROWS);
         }
-        let mut window: Vec<(Timestamp, String, Value)> = page
-            .resources
-            .into_iter()
-            .filter_map(|s| {
-                let slot: Value = serde_json::from_slice(s.body.as_deref()?).ok()?;
-                if slot["status"] != "free" || (online_only && !crate::rules::online(&slot)) {
-                    return None;
-                }
-                let at: Timestamp = slot["start"].as_str()?.parse().ok()?;
-                Some((at, s.id, slot))
-            })
-            .collect();
-        window.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        out.extend(window);
         from = to;
-        width = (width * 2).min(jiff::SignedDuration::from_hours(24 * 7));
+        width = (width * 2).min(jiff::SignedDuration::from_hours(24));
     }
-    out.truncate(count);
-    Ok(out.into_iter().map(|(_, id, slot)| (id, slot)).collect())
+    Ok(out)
 }
 
 /// `Appointment/$find`: a searchset Bundle of proposed Appointments over free slots.
