@@ -59,12 +59,14 @@ fn token(v: &str) -> FhirResult<String> {
 /// Rows read from one window at most.
 const WINDOW_ROWS: usize = 1000;
 
+/// Windows (hours) looked at, at most: a month.
+const MAX_WINDOWS: usize = 31 * 24;
+
 /// The first `count` slots matching `query` that start in `[start, end)`, soonest first.
-/// Read window by window from `start` — a quarter of an hour first, twice as long each time
-/// the ones found so far are too few — each window sorted by the database and read only as
-/// far as needed, so the cost is that of a short span's slots, not of every match; rows
-/// that are not free (or not online, for a patient) are skipped, reading further into the
-/// window when they were many.
+/// Read hour by hour from `start` (`start=eq<hour>`: one narrow date range, which the
+/// database starts from, rather than a specialty almost every slot of a city shares), each
+/// hour sorted by the database and read only as far as needed; rows that are not free (or
+/// not online, for a patient) are skipped, reading further into the hour when they were many.
 fn soonest(
     h: &Handle,
     query: &str,
@@ -74,21 +76,29 @@ fn soonest(
     online_only: bool,
 ) -> FhirResult<Vec<(String, Value)>> {
     let mut out: Vec<(String, Value)> = Vec::new();
-    let (mut from, mut width) = (start, jiff::SignedDuration::from_mins(15));
-    while out.len() < count && from < end {
-        let to = from.checked_add(width).unwrap_or(end).min(end);
+    let mut hour = start.to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    for _ in 0..MAX_WINDOWS {
+        if out.len() >= count || hour.timestamp() >= end {
+            break;
+        }
         let need = count - out.len();
         let mut read = (need * 2 + 10).min(WINDOW_ROWS);
         loop {
-            let q =
-                parse_criteria(rt("Slot")?, &format!("{query}&start=ge{from}&start=lt{to}&_sort=start&_count={read}"))?;
+            let q = parse_criteria(
+                rt("Slot")?,
+                &format!("{query}&start=eq{}&_sort=start&_count={read}", hour.strftime("%Y-%m-%dT%H")),
+            )?;
             let page = h.search(&q, read)?;
             let usable: Vec<(String, Value)> = page
                 .resources
                 .into_iter()
                 .filter_map(|s| {
                     let slot: Value = serde_json::from_slice(s.body.as_deref()?).ok()?;
-                    let ok = slot["status"] == "free" && (!online_only || crate::rules::online(&slot));
+                    let at: Timestamp = slot["start"].as_str()?.parse().ok()?;
+                    let ok = slot["status"] == "free"
+                        && (!online_only || crate::rules::online(&slot))
+                        && at >= start
+                        && at < end;
                     ok.then_some((s.id, slot))
                 })
                 .collect();
@@ -98,8 +108,8 @@ fn soonest(
             }
             read = (read * 4).min(WINDOW_ROWS);
         }
-        from = to;
-        width = (width * 2).min(jiff::SignedDuration::from_hours(24));
+        let Ok(next) = hour.checked_add(jiff::SignedDuration::from_hours(1)) else { break };
+        hour = next;
     }
     Ok(out)
 }

@@ -50,10 +50,12 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
                 TimeZone::UTC.to_timestamp(dt).ok()?
             };
             let ms = ts.as_millisecond();
-            // seconds precision covers the whole second, minutes the whole minute
+            // seconds precision covers the whole second, minutes the whole minute, an hour
+            // alone (`T05`, not FHIR's own precision, but unambiguous) the whole hour
             let time = t.trim_end_matches('Z');
             let time = time.split(['+', '-']).next().unwrap_or(time);
             let width = match time.split(':').count() {
+                1 if !time.contains('.') => 3_599_999,
                 2 => 59_999,
                 _ if time.contains('.') => 0,
                 _ => 999,
@@ -67,6 +69,13 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_hour_alone_is_the_whole_hour() {
+        let (low, high) = date_range("2026-12-14T05").unwrap();
+        assert_eq!(high - low, 3_599_999);
+        assert_eq!(date_range("2026-12-14T05:00").map(|(l, h)| h - l), Some(59_999));
+    }
 
     #[test]
     fn folding() {

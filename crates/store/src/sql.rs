@@ -464,6 +464,8 @@ fn selectivity(clause: &Clause) -> u32 {
             Predicate::Composite(_) | Predicate::Terms(_) => 45,
             Predicate::String { exact: true, .. } | Predicate::Uri { above: false, below: false, .. } => 40,
             Predicate::String { contains: false, .. } => 30,
+            // a day or less of time (the slots of an hour): narrower than any code's
+            Predicate::Date { prefix: Prefix::Eq, low, high } if high - low < DAY_MS => 55,
             Predicate::Date { prefix: Prefix::Eq, .. } | Predicate::Number { prefix: Prefix::Eq, .. } => 20,
             _ => 10,
         })
@@ -476,6 +478,9 @@ fn selectivity(clause: &Clause) -> u32 {
 
 /// Most index rows a probe counts: beyond this a clause is "large" and ranks by kind.
 pub const PROBE_LIMIT: i64 = 1000;
+
+/// A day in the units of date index values (milliseconds).
+const DAY_MS: i64 = 86_400_000;
 
 /// The clauses that could drive a search (positive ones), and a probe for each that has
 /// a cheap one: `SELECT count(*)` of at most [`PROBE_LIMIT`] index rows matching the
