@@ -179,12 +179,14 @@ pub(crate) fn confirmed(tx: &mut WriteTx<'_>, hold: &Value) -> FhirResult<()> {
     if crate::rules::patient_of(&entry) != patient {
         return Ok(()); // not this patient's entry: nothing of it is touched
     }
+    // out of the line first: the time given up next is offered to others, not back to them
+    cancel(tx, &entry_id, "Записан на освободившееся время")?;
     if let Some(old) = extension_ref(&entry, REPLACES).and_then(|r| r.strip_prefix("Appointment/")).map(str::to_string)
         && read(tx, "Appointment", &old)?.is_some_and(|a| crate::rules::patient_of(&a) == patient)
     {
         cancel(tx, &old, "Перенесено на более раннее время из листа ожидания")?;
     }
-    cancel(tx, &entry_id, "Записан на освободившееся время")
+    Ok(())
 }
 
 /// Cancel an appointment with a reason (a derived write).

@@ -1399,12 +1399,55 @@ fn booking(backend: Backend) {
     assert_eq!(s.get(&format!("Slot/{first}")).json()["status"], "free");
     assert_eq!(s.get(&format!("Slot/{later}")).json()["status"], "busy");
     assert_eq!(total("Appointment?patient=p-anna&status=booked"), 1);
+    // the waiting list: Anna asks for an earlier time; Boris's 08:00 is cancelled and
+    // offered to her; she confirms, giving up her 08:30
+    let booked = s.post(
+        "Appointment/$book",
+        &json!({"resourceType": "Parameters", "parameter": [
+        {"name": "slot", "valueReference": {"reference": format!("Slot/{first}")}},
+        {"name": "patient-reference", "valueReference": {"reference": "Patient/p-boris"}}]}),
+    );
+    assert_eq!(booked.status, 201, "{}", booked.text);
+    let boris_visit = booked.json()["id"].as_str().unwrap().to_string();
+    let moving = a.get(&format!("{find}&move={id}"));
+    let r = a.post(
+        "/portal/r/p-anna/appointments/wait",
+        &[("csrf", &csrf), ("specialty", "http://snomed.info/sct|419772000"), ("day", &day.to_string()), ("move", &id)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(a.follow(r).body.contains("Лист ожидания"), "{}", moving.body);
+    let cancel = json!([{"op": "replace", "path": "/status", "value": "cancelled"},
+                        {"op": "add", "path": "/cancelationReason", "value": {"text": "Пациент отменил"}}]);
+    let r = s.req(
+        "PATCH",
+        &format!("Appointment/{boris_visit}"),
+        &[("Content-Type", "application/json-patch+json")],
+        Some(&cancel.to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let page = a.get("/portal/r/p-anna/appointments");
+    assert!(page.body.contains("предложено: подтвердите"), "{}", page.body);
+    let offer = page
+        .body
+        .split("/appointments/")
+        .filter_map(|p| {
+            p.strip_suffix("/confirm\" class=\"inline\">").or_else(|| p.split_once("/confirm\"").map(|(x, _)| x))
+        })
+        .next()
+        .unwrap()
+        .to_string();
+    let r = a.post(&format!("/portal/r/p-anna/appointments/{offer}/confirm"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(s.get(&format!("Appointment/{id}")).json()["status"], "cancelled", "the later visit given up");
+    assert_eq!(s.get(&format!("Slot/{first}")).json()["status"], "busy");
+    assert_eq!(s.get(&format!("Slot/{later}")).json()["status"], "free");
+    let id = offer;
     // the doctor's day list
     let mut d = Browser::new(&s.root());
     let done = d.sign_in("gp-petrov", password, &mut secrets);
     d.follow(done);
     let list = d.get(&format!("/portal/day?day={day}"));
-    assert!(list.body.contains("08:30") && list.body.contains("Смирнова"), "{}", list.body);
+    assert!(list.body.contains("08:00") && list.body.contains("Смирнова"), "{}", list.body);
     // another patient cannot book into Anna's record
     let mut b = Browser::new(&s.root());
     let done = b.sign_in("boris", password, &mut secrets);
@@ -1417,7 +1460,7 @@ fn booking(backend: Backend) {
     let r = a.post(&format!("/portal/r/p-anna/appointments/{id}/cancel"), &[("csrf", &csrf)]);
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(s.get(&format!("Appointment/{id}")).json()["status"], "cancelled");
-    assert_eq!(s.get(&format!("Slot/{later}")).json()["status"], "free");
+    assert_eq!(s.get(&format!("Slot/{first}")).json()["status"], "free");
 }
 
 #[test]

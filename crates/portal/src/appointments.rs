@@ -32,6 +32,15 @@ pub(crate) struct Booked {
     pub status: &'static str,
     /// Still ahead and booked: may be cancelled or moved.
     pub open: bool,
+    /// A time offered from the waiting list (held): confirm or decline.
+    pub offer: bool,
+}
+
+/// A waiting-list entry of the record.
+pub(crate) struct Waiting {
+    pub id: String,
+    pub what: String,
+    pub until: String,
 }
 
 /// A free time to book.
@@ -52,6 +61,7 @@ struct AppointmentsPage {
     l: Layout,
     pid: String,
     booked: Vec<Booked>,
+    waiting: Vec<Waiting>,
     specialties: Vec<(String, String)>,
     specialty: String,
     day: String,
@@ -61,6 +71,8 @@ struct AppointmentsPage {
     moving: Option<String>,
     /// Just booked.
     done: bool,
+    /// Just joined the waiting list.
+    joined: bool,
 }
 
 fn zone_of(schedule: &Value) -> TimeZone {
@@ -98,6 +110,7 @@ fn actors(list: &Value, included: &HashMap<String, Value>) -> String {
 fn status_key(status: &str) -> &'static str {
     match status {
         "booked" => "appointments.status.booked",
+        "pending" => "appointments.status.offer",
         "cancelled" => "appointments.status.cancelled",
         "fulfilled" | "arrived" | "checked-in" => "appointments.status.done",
         _ => "appointments.status.other",
@@ -164,9 +177,23 @@ fn booked(ctx: &Ctx, pid: &str) -> Result<Vec<Booked>, DataError> {
             with: actors(&a["participant"], &included),
             status: status_key(status),
             open: status == "booked" && ahead,
+            offer: status == "pending" && ahead,
         });
     }
     Ok(out)
+}
+
+/// The record's places in the waiting list.
+fn waiting(ctx: &Ctx, pid: &str) -> Result<Vec<Waiting>, DataError> {
+    let list = ctx.search("Appointment", &format!("patient={pid}&status=waitlist"), 50)?;
+    Ok(list
+        .iter()
+        .map(|w| Waiting {
+            id: w["id"].as_str().unwrap_or("").to_string(),
+            what: w["specialty"].get(0).map(|c| view::concept(c, ctx.tr.lang)).unwrap_or_default(),
+            until: view::date(&w["requestedPeriod"][0]["end"], ctx.tr.lang),
+        })
+        .collect())
 }
 
 /// The free times of a specialty on a day (local to each schedule), by schedule.
@@ -232,6 +259,7 @@ pub(crate) async fn page(
         let moving = q.get("move").filter(|m| safe_id(m)).cloned();
         let result = (|| -> Result<AppointmentsPage, DataError> {
             let booked = booked(&ctx, &pid)?;
+            let waiting = waiting(&ctx, &pid)?;
             let specialties = specialties(&ctx)?;
             let searched = !specialty.is_empty();
             let columns = match (searched, day) {
@@ -244,6 +272,7 @@ pub(crate) async fn page(
                 l,
                 pid: pid.clone(),
                 booked,
+                waiting,
                 specialties,
                 specialty: specialty.clone(),
                 day: day.map(|d| d.to_string()).unwrap_or_default(),
@@ -251,12 +280,37 @@ pub(crate) async fn page(
                 searched,
                 moving: moving.clone(),
                 done: q.contains_key("done"),
+                joined: q.contains_key("waiting"),
             })
         })();
         match result {
             Ok(page) => render(StatusCode::OK, &page),
             Err(e) => crate::pages::refused(&ctx, &e),
         }
+    })
+    .await
+}
+
+/// A form posted on a record's appointments page: the record's id checked, the session
+/// and its CSRF token (see [`posted`]), the record's owner read as the caller (a record out
+/// of reach shows nothing), then `f` with the form and the page to come back to.
+async fn on_record(
+    p: Portal,
+    headers: HeaderMap,
+    address: Option<String>,
+    pid: String,
+    body: axum::body::Bytes,
+    f: impl FnOnce(Ctx, HashMap<String, String>, String) -> Response + Send + 'static,
+) -> Response {
+    if !safe_id(&pid) {
+        return crate::pages::not_found(headers).await;
+    }
+    let back = format!("/portal/r/{pid}/appointments");
+    posted(p, headers, address, body, back.clone(), move |ctx, form| {
+        if let Err(r) = crate::pages::owner(&ctx, &pid) {
+            return *r;
+        }
+        f(ctx, form, back)
     })
     .await
 }
@@ -280,14 +334,7 @@ pub(crate) async fn book(
     body: axum::body::Bytes,
 ) -> Response {
     let lang = language(&headers);
-    let back = format!("/portal/r/{pid}/appointments");
-    if !safe_id(&pid) {
-        return crate::pages::not_found(headers).await;
-    }
-    posted(p, headers, address, body, back.clone(), move |ctx, form| {
-        if let Err(r) = crate::pages::owner(&ctx, &pid) {
-            return *r;
-        }
+    on_record(p, headers, address, pid.clone(), body, move |ctx, form, back| {
         let Some(slot) = form.get("slot").filter(|s| safe_id(s)) else {
             return message(lang, StatusCode::BAD_REQUEST, "appointments.failed", Some(&back));
         };
@@ -329,14 +376,10 @@ pub(crate) async fn cancel(
     body: axum::body::Bytes,
 ) -> Response {
     let lang = language(&headers);
-    let back = format!("/portal/r/{pid}/appointments");
-    if !safe_id(&pid) || !safe_id(&id) {
+    if !safe_id(&id) {
         return crate::pages::not_found(headers).await;
     }
-    posted(p, headers, address, body, back.clone(), move |ctx, _| {
-        if let Err(r) = crate::pages::owner(&ctx, &pid) {
-            return *r;
-        }
+    on_record(p, headers, address, pid.clone(), body, move |ctx, _, back| {
         let mut patch = vec![json!({"op": "replace", "path": "/status", "value": "cancelled"})];
         if ctx.own_patient().is_none() {
             // staff say why (a late cancellation needs it)
@@ -421,6 +464,76 @@ pub(crate) async fn day(
         }
         let l = Layout::signed_in(&ctx, ctx.tr.s("day.title"), "/portal/day", None);
         render(StatusCode::OK, &DayPage { l, day: day.to_string(), rows })
+    })
+    .await
+}
+
+/// `POST /portal/r/{pid}/appointments/{id}/confirm`: take the time offered (a hold made
+/// `booked`, which gives up the appointment it replaces).
+pub(crate) async fn confirm(
+    State(p): State<Portal>,
+    headers: HeaderMap,
+    Address(address): Address,
+    Path((pid, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let lang = language(&headers);
+    if !safe_id(&id) {
+        return crate::pages::not_found(headers).await;
+    }
+    on_record(p, headers, address, pid.clone(), body, move |ctx, _, back| {
+        let patch = json!([{"op": "test", "path": "/status", "value": "pending"},
+                           {"op": "replace", "path": "/status", "value": "booked"}]);
+        match ctx.send(Method::Patch, &format!("Appointment/{id}"), patch, true).status {
+            200..=299 => found(&format!("{back}?done=1")),
+            s => message(
+                lang,
+                StatusCode::from_u16(s).unwrap_or(StatusCode::CONFLICT),
+                "appointments.offer_gone",
+                Some(&back),
+            ),
+        }
+    })
+    .await
+}
+
+/// `POST /portal/r/{pid}/appointments/wait`: join the waiting list for a specialty (until
+/// the day chosen; giving up the appointment being moved, if any).
+pub(crate) async fn wait(
+    State(p): State<Portal>,
+    headers: HeaderMap,
+    Address(address): Address,
+    Path(pid): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let lang = language(&headers);
+    on_record(p, headers, address, pid.clone(), body, move |ctx, form, back| {
+        let token = form.get("specialty").cloned().unwrap_or_default();
+        let day = form.get("day").and_then(|d| d.parse::<jiff::civil::Date>().ok());
+        let (Some((system, code)), Some(day)) = (token.split_once('|'), day) else {
+            return message(lang, StatusCode::BAD_REQUEST, "appointments.failed", Some(&back));
+        };
+        let until = day.tomorrow().map(|d| format!("{d}T00:00:00Z")).unwrap_or_default();
+        let mut entry = json!({
+            "resourceType": "Appointment", "status": "waitlist",
+            "created": Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "specialty": [{"coding": [{"system": system, "code": code}]}],
+            "requestedPeriod": [{"end": until}],
+            "participant": [{"actor": {"reference": format!("Patient/{pid}")}, "status": "accepted"}]
+        });
+        if let Some(m) = form.get("move").filter(|m| safe_id(m)) {
+            entry["extension"] = json!([{"url": "https://medkarta.org/fhir/StructureDefinition/waitlist-replaces",
+                                         "valueReference": {"reference": format!("Appointment/{m}")}}]);
+        }
+        match ctx.send(Method::Post, "Appointment", entry, false).status {
+            200..=299 => found(&format!("{back}?waiting=1")),
+            s => message(
+                lang,
+                StatusCode::from_u16(s).unwrap_or(StatusCode::CONFLICT),
+                "appointments.failed",
+                Some(&back),
+            ),
+        }
     })
     .await
 }
