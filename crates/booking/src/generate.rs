@@ -28,8 +28,7 @@ pub fn slot_id(schedule: &str, start: Timestamp) -> String {
     if schedule.len() <= 48 {
         return format!("{schedule}-{stamp}");
     }
-    // FNV-1a: short, stable
-    let h = schedule.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let h = crate::short_hash(schedule);
     format!("s{h:016x}-{stamp}")
 }
 

@@ -21,3 +21,8 @@ pub use rules::{AppointmentRule, ScheduleRule, Settings, SlotRule};
 pub const BOOKING: &str = "https://medkarta.org/fhir/CodeSystem/booking";
 /// The job queue of slot generation.
 pub const QUEUE: &str = "booking";
+
+/// A short stable hash of a text (FNV-1a), for ids made of longer names.
+pub(crate) fn short_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}

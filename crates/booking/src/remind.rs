@@ -102,10 +102,10 @@ fn zone(tx: &mut WriteTx<'_>, appointment: &Value) -> FhirResult<jiff::tz::TimeZ
     Ok(jiff::tz::TimeZone::get(&name).unwrap_or(jiff::tz::TimeZone::UTC))
 }
 
-/// The id of a reminder: the appointment, the lead and the start (FNV-1a, short).
+/// The id of a reminder: the appointment, the lead and the start (hashed, short).
 pub fn reminder_id(appointment: &str, lead: i64, start: &str) -> String {
     let text = format!("{appointment}|{lead}|{start}");
-    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let h = crate::short_hash(&text);
     format!("remind-{h:016x}")
 }
 

@@ -108,11 +108,11 @@ pub fn online(slot: &Value) -> bool {
     slot["meta"]["tag"].as_array().into_iter().flatten().any(|t| t["system"] == BOOKING && t["code"] == "online")
 }
 
-fn time(v: &Value) -> Option<Timestamp> {
+pub(crate) fn time(v: &Value) -> Option<Timestamp> {
     v.as_str()?.parse().ok()
 }
 
-fn read(tx: &mut WriteTx<'_>, kind: &str, id: &str) -> FhirResult<Option<Value>> {
+pub(crate) fn read(tx: &mut WriteTx<'_>, kind: &str, id: &str) -> FhirResult<Option<Value>> {
     Ok(tx.read(rt(kind)?, id)?.and_then(|s| s.body).and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
@@ -129,7 +129,7 @@ fn set_status(tx: &mut WriteTx<'_>, id: &str, mut slot: Value, status: &str) -> 
 }
 
 /// The codes of a CodeableConcept list (`system|code`).
-fn codes(v: &Value) -> Vec<String> {
+pub(crate) fn codes(v: &Value) -> Vec<String> {
     v.as_array()
         .into_iter()
         .flatten()

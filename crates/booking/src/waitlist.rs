@@ -15,7 +15,7 @@ use guard::{FhirResult, NewJob, WriteTx};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::rules::{online, rt};
+use crate::rules::{codes, online, read, rt, time};
 
 /// On a hold: the waiting-list entry it was offered from (`valueReference`).
 pub const ENTRY: &str = "https://medkarta.org/fhir/StructureDefinition/waitlist-entry";
@@ -30,23 +30,6 @@ const MAX_ENTRIES: usize = 500;
 /// The reference an extension of `v` holds.
 pub fn extension_ref<'a>(v: &'a Value, url: &str) -> Option<&'a str> {
     v["extension"].as_array()?.iter().find(|e| e["url"] == url)?["valueReference"]["reference"].as_str()
-}
-
-fn read(tx: &mut WriteTx<'_>, kind: &str, id: &str) -> FhirResult<Option<Value>> {
-    Ok(tx.read(rt(kind)?, id)?.and_then(|s| s.body).and_then(|b| serde_json::from_slice(&b).ok()))
-}
-
-fn time(v: &Value) -> Option<Timestamp> {
-    v.as_str()?.parse().ok()
-}
-
-fn codes(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["coding"].as_array().into_iter().flatten())
-        .filter_map(|c| Some(format!("{}|{}", c["system"].as_str().unwrap_or(""), c["code"].as_str()?)))
-        .collect()
 }
 
 /// Does a waiting-list entry want this slot (of a schedule with these actors)?

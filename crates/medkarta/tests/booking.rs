@@ -184,6 +184,32 @@ fn scenario(s: &Server) {
     assert!(diagnostics(&r).contains(&slot), "{}", r.text);
     assert_eq!(total(s, &format!("Appointment?slot={slot}")), 1);
 
+    // another patient learns nothing of it: not by id, not by the slot, not by a count
+    assert_eq!(s.req_as(Some(&p2), "GET", &format!("Appointment/{appointment}"), &[], None).status, 404);
+    let by_slot = s.req_as(Some(&p2), "GET", &format!("Appointment?slot={slot}&_summary=count"), &[], None);
+    assert_eq!(by_slot.json()["total"], 0, "{}", by_slot.text);
+    let r = s.req_as(Some(&p2), "GET", &format!("Slot?_id={}&_revinclude=Appointment:slot", &slot[5..]), &[], None);
+    assert!(!r.text.contains(&appointment), "{}", r.text);
+    // what $find and $book do not understand is a 400 that says so
+    for (query, says) in [
+        ("", "start and end"),
+        ("start=2026-12-10&end=2026-12-09", "after start"),
+        ("start=tomorrow&end=2026-12-09", "date"),
+        ("start=2026-12-10&end=2026-12-11&specialty=a,b", "code"),
+    ] {
+        let r = s.req_as(Some(&p1), "GET", &format!("Appointment/$find?{query}"), &[], None);
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+        assert!(diagnostics(&r).contains(says), "{query}: {}", r.text);
+    }
+    for body in [
+        json!({"resourceType": "Patient"}),
+        json!({"resourceType": "Parameters", "parameter": [
+        {"name": "slot", "valueReference": {"reference": &slot}}]}),
+    ] {
+        let r = send(s, &p2, "POST", "Appointment/$book", &body);
+        assert_eq!(r.status, 400, "{}", r.text);
+    }
+
     // the patient's own rules: one future therapy appointment; no overlap
     let r = send(s, &p1, "POST", "Appointment", &booking(&found[3], "p-1"));
     assert_eq!(r.status, 409, "{}", r.text);

@@ -1455,6 +1455,11 @@ fn booking(backend: Backend) {
     let bcsrf = field(&home.body, "csrf");
     let r = b.post("/portal/r/p-anna/appointments", &[("csrf", &bcsrf), ("slot", &first)]);
     assert_ne!(r.status, 303);
+    let theirs = b.get("/portal/r/p-anna/appointments");
+    assert_ne!(theirs.status, 200);
+    assert!(!theirs.body.contains("Петров") && !theirs.body.contains("08:00"), "{}", theirs.body);
+    assert_ne!(b.post(&format!("/portal/r/p-anna/appointments/{id}/cancel"), &[("csrf", &bcsrf)]).status, 303);
+    assert_eq!(b.get("/portal/day").status, 403, "the day list is for staff");
     assert_eq!(total("Appointment?patient=p-anna&status=booked"), 1);
     // cancel
     let r = a.post(&format!("/portal/r/p-anna/appointments/{id}/cancel"), &[("csrf", &csrf)]);
